@@ -1,0 +1,371 @@
+// moe-cli: the headless entry point (devices, info, generate, bench).
+#include "moe/chat_template.h"
+#include "moe/error.h"
+#include "moe/generate.h"
+#include "moe/model.h"
+#include "moe/tokenizer.h"
+#include "moe/vk.h"
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <string>
+
+using nlohmann::json;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double secondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Peak resident memory of this process (VmHWM), in bytes.
+uint64_t peakHostMemory() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+    return 0;
+}
+
+std::string apiVersionString(uint32_t v) {
+    return std::to_string(VK_API_VERSION_MAJOR(v)) + "." + std::to_string(VK_API_VERSION_MINOR(v)) + "." +
+           std::to_string(VK_API_VERSION_PATCH(v));
+}
+
+uint64_t folderBytes(const std::filesystem::path& dir) {
+    uint64_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+        if (e.is_regular_file()) n += e.file_size();
+    return n;
+}
+
+std::string gib(uint64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f GiB", double(bytes) / (1ull << 30));
+    return buf;
+}
+std::string mib(uint64_t bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / (1ull << 20));
+    return buf;
+}
+
+struct DeviceOptions {
+    std::string device;
+    void add(CLI::App* app) {
+        app->add_option("--device", device, "Vulkan device: index or part of its name (default: MOE_VK_DEVICE, else the best)");
+    }
+    moe::vk::ContextOptions context() const {
+        moe::vk::ContextOptions o;
+        o.device = device;
+        return o;
+    }
+};
+
+int runDevices(bool asJson) {
+    auto devices = moe::vk::listDevices();
+    json out = json::array();
+    for (const auto& d : devices) {
+        json heaps = json::array();
+        for (const auto& h : d.heaps) heaps.push_back({{"bytes", h.size}, {"device_local", h.deviceLocal}});
+        out.push_back({{"index", d.index}, {"name", d.name}, {"type", d.type}, {"driver", d.driver},
+                       {"api_version", apiVersionString(d.apiVersion)}, {"subgroup_size", d.subgroupSize},
+                       {"max_storage_buffer_range", d.maxStorageBufferRange},
+                       {"max_memory_allocation_size", d.maxMemoryAllocationSize},
+                       {"max_compute_shared_memory", d.maxComputeSharedMemorySize},
+                       {"max_workgroup_count", {d.maxWorkGroupCount[0], d.maxWorkGroupCount[1], d.maxWorkGroupCount[2]}},
+                       {"max_workgroup_invocations", d.maxWorkGroupInvocations},
+                       {"max_push_constants", d.maxPushConstantsSize},
+                       {"full_subgroups", d.fullSubgroups}, {"memory_heaps", heaps}});
+    }
+    if (asJson) {
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    for (const auto& d : out) {
+        std::cout << "[" << d["index"] << "] " << d["name"].get<std::string>() << " (" << d["type"].get<std::string>()
+                  << ", Vulkan " << d["api_version"].get<std::string>() << ", " << d["driver"].get<std::string>() << ")\n";
+        std::cout << "    subgroup size " << d["subgroup_size"] << ", max storage buffer range "
+                  << mib(d["max_storage_buffer_range"]) << ", max allocation " << mib(d["max_memory_allocation_size"])
+                  << ", shared memory " << d["max_compute_shared_memory"].get<uint64_t>() / 1024 << " KiB, push constants "
+                  << d["max_push_constants"] << " B\n";
+        for (const auto& h : d["memory_heaps"])
+            std::cout << "    heap " << gib(h["bytes"]) << (h["device_local"].get<bool>() ? " device-local" : " host") << "\n";
+    }
+    if (out.empty()) std::cout << "no Vulkan devices\n";
+    return 0;
+}
+
+json modelFacts(const moe::ModelConfig& c, const std::filesystem::path& dir, uint64_t params, const std::string& dtype) {
+    return {{"path", dir.string()}, {"architecture", c.architecture}, {"model_type", c.modelType},
+            {"parameters", params}, {"layers", c.numLayers}, {"hidden_size", c.hiddenSize},
+            {"intermediate_size", c.intermediateSize}, {"attention_heads", c.numHeads},
+            {"kv_heads", c.numKvHeads}, {"head_dim", c.headDim}, {"vocab_size", c.vocabSize},
+            {"max_position_embeddings", c.maxPositions}, {"rope_theta", c.ropeTheta},
+            {"rms_norm_eps", c.rmsNormEps}, {"sliding_window", c.slidingWindow},
+            {"tie_word_embeddings", c.tieWordEmbeddings}, {"attention_bias", c.attentionBias},
+            {"dtype", dtype}, {"size_on_disk", folderBytes(dir)}};
+}
+
+int runInfo(const std::filesystem::path& dir, bool asJson) {
+    auto config = moe::ModelConfig::load(dir);
+    auto store = moe::WeightStore::openFolder(dir);
+    uint64_t params = 0;
+    std::string dtype;
+    for (const auto& name : store->names()) {
+        const auto* t = store->find(name);
+        params += uint64_t(t->numel());
+        if (dtype.empty() && name.find("embed_tokens") != std::string::npos) dtype = moe::dtypeName(t->dtype);
+    }
+    json facts = modelFacts(config, dir, params, dtype);
+    try {
+        auto tok = moe::Tokenizer::load(dir);
+        facts["tokenizer"] = tok->kind();
+        facts["tokenizer_vocab"] = tok->vocabSize();
+    } catch (const moe::Error& e) {
+        facts["tokenizer"] = std::string("unavailable: ") + e.what();
+    }
+    facts["chat_template"] = !moe::ChatTemplate::fromModelDir(dir).isFallback();
+    if (asJson) {
+        std::cout << facts.dump(2) << "\n";
+        return 0;
+    }
+    std::cout << "model         " << dir.string() << "\n"
+              << "architecture  " << config.architecture << "\n"
+              << "parameters    " << params << "\n"
+              << "layers        " << config.numLayers << "\n"
+              << "hidden size   " << config.hiddenSize << " (intermediate " << config.intermediateSize << ")\n"
+              << "attention     " << config.numHeads << " heads, " << config.numKvHeads << " KV heads, head_dim "
+              << config.headDim << (config.slidingWindow ? ", sliding window " + std::to_string(config.slidingWindow) : "")
+              << "\n"
+              << "vocabulary    " << config.vocabSize << "\n"
+              << "context       " << config.maxPositions << " (rope theta " << config.ropeTheta << ")\n"
+              << "dtype         " << dtype << "\n"
+              << "size on disk  " << mib(folderBytes(dir)) << "\n"
+              << "tokenizer     " << facts["tokenizer"].get<std::string>() << "\n"
+              << "chat template " << (facts["chat_template"].get<bool>() ? "yes" : "no (plain fallback)") << "\n";
+    return 0;
+}
+
+struct GenerateArgs {
+    std::filesystem::path model;
+    std::string prompt;
+    std::string system;
+    int maxTokens = 128;
+    bool chat = false;
+    bool asJson = false;
+    uint32_t context = 0;
+    std::vector<std::string> stops;
+    moe::SamplingParams sampling;
+};
+
+int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
+    moe::vk::Context ctx(dev.context());
+    auto model = moe::Model::load(ctx, a.model);
+    auto tok = moe::Tokenizer::load(a.model);
+    std::vector<int32_t> prompt;
+    if (a.chat) {
+        auto tmpl = moe::ChatTemplate::fromModelDir(a.model);
+        std::vector<moe::ChatMessage> messages;
+        if (!a.system.empty()) messages.push_back({"system", a.system});
+        messages.push_back({"user", a.prompt});
+        std::string text = tmpl.render(messages, true, tok->special().bosText, tok->special().eosText);
+        prompt = tok->encode(text, /*addSpecial=*/tmpl.isFallback(), /*parseSpecial=*/true);
+    } else {
+        prompt = tok->encode(a.prompt, true, false);
+    }
+    if (prompt.empty()) throw moe::Error("the prompt encodes to no tokens");
+    moe::Session session(*model, a.context);
+    moe::GenerateOptions opts;
+    opts.maxTokens = a.maxTokens;
+    opts.stopStrings = a.stops;
+    opts.sampling = a.sampling;
+    auto result = moe::generate(session, *tok, prompt, opts, [&](const std::string& piece) {
+        if (!a.asJson) {
+            std::cout << piece << std::flush;
+        }
+        return true;
+    });
+    if (a.asJson) {
+        json out = {{"prompt_tokens", result.promptTokens}, {"prompt_ids", prompt}, {"token_ids", result.tokens},
+                    {"text", result.text}, {"stop_reason", result.stopReason},
+                    {"prompt_tokens_per_second", result.promptTokensPerSecond()},
+                    {"decode_tokens_per_second", result.decodeTokensPerSecond()}, {"device", ctx.info().name}};
+        std::cout << out.dump() << "\n";
+    } else {
+        std::cout << "\n";
+        std::fprintf(stderr, "\nprompt: %d tokens, %.1f tokens/s | generation: %zu tokens, %.1f tokens/s (%s) | %s\n",
+                     result.promptTokens, result.promptTokensPerSecond(), result.tokens.size(),
+                     result.decodeTokensPerSecond(), result.stopReason.c_str(), ctx.info().name.c_str());
+    }
+    return 0;
+}
+
+struct BenchArgs {
+    std::filesystem::path model;
+    int promptTokens = 256;
+    int genTokens = 128;
+    bool asJson = false;
+};
+
+// Device bandwidth ceiling: copy a 64 MiB buffer several times; read + write bytes per second.
+double probeBandwidth(moe::vk::Context& ctx) {
+    const uint64_t bytes = std::min<uint64_t>(64ull << 20, ctx.maxStorageRange());
+    moe::vk::Buffer src(ctx, bytes, moe::vk::MemoryUse::Device), dst(ctx, bytes, moe::vk::MemoryUse::Device);
+    src.fillZero();
+    moe::vk::Recorder rec(ctx);
+    const int reps = 8;
+    rec.begin();
+    for (int i = 0; i < reps; ++i) {
+        moe::ops::copy(ctx, rec, src, dst, bytes);
+        rec.barrier();
+    }
+    rec.end();
+    rec.submitAndWait(); // warm-up
+    auto t0 = Clock::now();
+    rec.submitAndWait();
+    return double(bytes) * 2 * reps / secondsSince(t0);
+}
+
+int runBench(const BenchArgs& a, const DeviceOptions& dev) {
+    auto t0 = Clock::now();
+    moe::vk::Context ctx(dev.context());
+    auto model = moe::Model::load(ctx, a.model);
+    const double loadSeconds = secondsSince(t0);
+    const auto& c = model->config();
+    const int total = a.promptTokens + a.genTokens;
+    moe::Session session(*model, uint32_t(std::max(total + 1, 16)), uint32_t(std::max(a.promptTokens, 1)));
+
+    std::mt19937 rng(1234);
+    std::uniform_int_distribution<int32_t> anyToken(3, c.vocabSize - 1);
+    std::vector<int32_t> prompt(size_t(a.promptTokens));
+    for (auto& t : prompt) t = anyToken(rng);
+
+    // Warm-up (pipelines, first-touch), then measured runs.
+    session.forward(std::span<const int32_t>(prompt.data(), std::min<size_t>(8, prompt.size())));
+    session.forward(std::span<const int32_t>(prompt.data(), 1));
+    session.reset();
+    auto tp = Clock::now();
+    auto logits = session.forward(prompt);
+    const double prefillSeconds = secondsSince(tp);
+    const uint32_t prefillDispatches = session.lastDispatches();
+    int32_t next = moe::argmax(logits);
+    auto td = Clock::now();
+    for (int i = 0; i < a.genTokens; ++i) {
+        logits = session.forward(std::span<const int32_t>(&next, 1));
+        next = moe::argmax(logits);
+    }
+    const double decodeSeconds = secondsSince(td);
+    const double prefillRate = a.promptTokens / prefillSeconds;
+    const double decodeRate = a.genTokens / decodeSeconds;
+    // Bytes a decode step reads: every weight but the embedding table (one row of it).
+    uint64_t weightBytes = model->deviceBytes();
+    if (!c.tieWordEmbeddings) weightBytes -= uint64_t(c.vocabSize) * c.hiddenSize * moe::dtypeSize(model->weightDType());
+    const double gbps = double(weightBytes) * decodeRate / 1e9;
+    const double probe = probeBandwidth(ctx) / 1e9;
+    const uint64_t peak = peakHostMemory();
+
+    json out = {{"model", a.model.string()},
+                {"device", ctx.info().name},
+                {"device_type", ctx.info().type},
+                {"parameters", model->parameterCount()},
+                {"weight_bytes", model->deviceBytes()},
+                {"load_seconds", loadSeconds},
+                {"prompt_tokens", a.promptTokens},
+                {"prefill_tokens_per_second", prefillRate},
+                {"generated_tokens", a.genTokens},
+                {"decode_tokens_per_second", decodeRate},
+                {"decode_dispatches_per_token", session.lastDispatches()},
+                {"decode_barriers_per_token", session.lastBarriers()},
+                {"prefill_dispatches", prefillDispatches},
+                {"decode_weight_bytes_per_token", weightBytes},
+                {"decode_effective_gb_per_s", gbps},
+                {"device_copy_gb_per_s", probe},
+                {"decode_fraction_of_copy_bandwidth", probe > 0 ? gbps / probe : 0},
+                {"peak_host_memory_bytes", peak},
+                {"peak_host_memory_over_weights", double(peak) / double(model->deviceBytes())}};
+    if (a.asJson) {
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    std::printf("model           %s (%s, %llu parameters, %s of weights)\n", a.model.c_str(), c.architecture.c_str(),
+                (unsigned long long)model->parameterCount(), mib(model->deviceBytes()).c_str());
+    std::printf("device          %s (%s)\n", ctx.info().name.c_str(), ctx.info().type.c_str());
+    std::printf("load            %.2f s\n", loadSeconds);
+    std::printf("prefill         %.1f tokens/s (%d-token prompt, %u dispatches)\n", prefillRate, a.promptTokens, prefillDispatches);
+    std::printf("decode          %.1f tokens/s (%d tokens, %u dispatches and %u barriers per token)\n", decodeRate,
+                a.genTokens, session.lastDispatches(), session.lastBarriers());
+    std::printf("decode reads    %.2f GB/s effective (%s per token); device copy probe %.2f GB/s (%.0f%%)\n", gbps,
+                mib(weightBytes).c_str(), probe, probe > 0 ? 100 * gbps / probe : 0);
+    std::printf("peak host mem   %s (%.2f x weight bytes)\n", mib(peak).c_str(), double(peak) / double(model->deviceBytes()));
+    return 0;
+}
+
+void addSampling(CLI::App* app, moe::SamplingParams& s) {
+    app->add_option("--temperature,--temp", s.temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
+    app->add_option("--top-k", s.topK, "Keep the k most likely tokens (0 = off)")->capture_default_str();
+    app->add_option("--top-p", s.topP, "Nucleus sampling mass (1 = off)")->capture_default_str();
+    app->add_option("--min-p", s.minP, "Drop tokens below min-p x the best probability (0 = off)")->capture_default_str();
+    app->add_option("--repeat-penalty", s.repetitionPenalty, "Repetition penalty (1 = off)")->capture_default_str();
+    app->add_option("--presence-penalty", s.presencePenalty, "Presence penalty")->capture_default_str();
+    app->add_option("--frequency-penalty", s.frequencyPenalty, "Frequency penalty")->capture_default_str();
+    app->add_option("--penalty-last-n", s.penaltyLastN, "Tokens the penalties look back over (-1 = all)")->capture_default_str();
+    app->add_option("--seed", s.seed, "Random seed (0 = random)")->capture_default_str();
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"moe-cli: build, inspect and run Mixture-of-Experts models on Vulkan"};
+    app.require_subcommand(1);
+
+    bool devicesJson = false;
+    auto* devices = app.add_subcommand("devices", "List Vulkan devices with their type, memory and limits");
+    devices->add_flag("--json", devicesJson, "Machine-readable output");
+
+    std::filesystem::path infoModel;
+    bool infoJson = false;
+    auto* info = app.add_subcommand("info", "Print a model's facts");
+    info->add_option("--model,-m", infoModel, "Model folder (config.json + safetensors + tokenizer)")->required();
+    info->add_flag("--json", infoJson, "Machine-readable output");
+
+    GenerateArgs gen;
+    DeviceOptions genDev;
+    auto* generate = app.add_subcommand("generate", "Generate text from a prompt, streamed as it is produced");
+    generate->add_option("--model,-m", gen.model, "Model folder")->required();
+    generate->add_option("--prompt,-p", gen.prompt, "Prompt text")->required();
+    generate->add_option("-n,--max-tokens", gen.maxTokens, "Most tokens to generate")->capture_default_str();
+    generate->add_flag("--chat", gen.chat, "Wrap the prompt in the model's chat template");
+    generate->add_option("--system", gen.system, "System message (with --chat)");
+    generate->add_option("--stop", gen.stops, "Stop string (repeatable)");
+    generate->add_option("--ctx", gen.context, "Context length (default: the model's, at most 4096)");
+    generate->add_flag("--json", gen.asJson, "Print one JSON object with the token ids and text");
+    addSampling(generate, gen.sampling);
+    genDev.add(generate);
+
+    BenchArgs bench;
+    DeviceOptions benchDev;
+    auto* benchCmd = app.add_subcommand("bench", "Measure load, prefill, decode, bandwidth and memory");
+    benchCmd->add_option("--model,-m", bench.model, "Model folder")->required();
+    benchCmd->add_option("--prompt-tokens", bench.promptTokens, "Prompt length")->capture_default_str();
+    benchCmd->add_option("--gen-tokens", bench.genTokens, "Tokens to decode")->capture_default_str();
+    benchCmd->add_flag("--json", bench.asJson, "Machine-readable output");
+    benchDev.add(benchCmd);
+
+    CLI11_PARSE(app, argc, argv);
+    try {
+        if (devices->parsed()) return runDevices(devicesJson);
+        if (info->parsed()) return runInfo(infoModel, infoJson);
+        if (generate->parsed()) return runGenerate(gen, genDev);
+        if (benchCmd->parsed()) return runBench(bench, benchDev);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "moe-cli: error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

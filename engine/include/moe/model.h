@@ -1,0 +1,150 @@
+#pragma once
+// A Llama-family decoder on the device and the forward pass over a KV cache.
+// A layer's MLP is an MlpBlock: dense by default, replaceable by a routed set
+// of experts without touching the rest of the pass. The MLP input of chosen
+// layers can be captured per token (gate training).
+#include "moe/model_config.h"
+#include "moe/ops.h"
+#include "moe/safetensors.h"
+#include "moe/vk.h"
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+namespace moe {
+
+class Session;
+
+// Scratch activations a block may use during one recorded step.
+struct MlpScratch {
+    const vk::Buffer* gate = nullptr; // [tokens, intermediate]
+    const vk::Buffer* up = nullptr;   // [tokens, intermediate]
+    const vk::Buffer* hidden = nullptr; // [tokens, intermediate]
+};
+
+// Records a layer's feed-forward block: residual[t] += MLP(input[t]).
+class MlpBlock {
+public:
+    virtual ~MlpBlock() = default;
+    virtual void record(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& input, const vk::Buffer& residual,
+                        const MlpScratch& scratch, uint32_t nTokens) const = 0;
+    virtual uint64_t deviceBytes() const = 0;
+    // Widest intermediate activation the block needs (sizes MlpScratch).
+    virtual uint32_t scratchWidth() const = 0;
+};
+
+class DenseMlp : public MlpBlock {
+public:
+    DenseMlp(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix down);
+    void record(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& input, const vk::Buffer& residual,
+                const MlpScratch& scratch, uint32_t nTokens) const override;
+    uint64_t deviceBytes() const override;
+    uint32_t scratchWidth() const override { return gate_.rows; }
+
+private:
+    DeviceMatrix gate_, up_, down_;
+};
+
+struct LayerWeights {
+    vk::Buffer attnNorm, mlpNorm; // float32
+    DeviceMatrix q, k, v, o;
+    vk::Buffer qBias, kBias, vBias; // float32, empty when the architecture has none
+    std::unique_ptr<MlpBlock> mlp;
+};
+
+struct LoadProgress {
+    std::function<void(size_t done, size_t total)> onTensor; // optional
+};
+
+class Model {
+public:
+    // Loads config.json and the safetensors of `dir` onto the device.
+    static std::unique_ptr<Model> load(vk::Context& ctx, const std::filesystem::path& dir, const LoadProgress& progress = {});
+
+    const ModelConfig& config() const { return config_; }
+    vk::Context& context() const { return ctx_; }
+    const WeightStore& weights() const { return *store_; }
+    uint64_t deviceBytes() const;
+    uint64_t parameterCount() const { return parameters_; }
+    DType weightDType() const { return embed_.dtype; }
+
+    // Replaces layer `layer`'s MLP (dense → routed experts).
+    void setMlp(int layer, std::unique_ptr<MlpBlock> block);
+    const MlpBlock& mlp(int layer) const { return *layers_.at(layer).mlp; }
+    // Changes whenever a block is replaced, so sessions re-record their steps.
+    uint64_t revision() const { return revision_; }
+
+private:
+    friend class Session;
+    explicit Model(vk::Context& ctx) : ctx_(ctx) {}
+    vk::Context& ctx_;
+    ModelConfig config_;
+    std::unique_ptr<WeightStore> store_;
+    DeviceMatrix embed_;
+    DeviceMatrix lmHeadOwn_; // empty when tied to the embedding
+    const DeviceMatrix* lmHead_ = nullptr;
+    vk::Buffer finalNorm_;
+    std::vector<LayerWeights> layers_;
+    uint64_t parameters_ = 0;
+    uint64_t revision_ = 0;
+};
+
+// One sequence's state: KV cache, activations and recorded command buffers.
+class Session {
+public:
+    // `maxContext` 0 = min(max_position_embeddings, 4096); `maxBatch` bounds
+    // how many tokens one prefill submit processes.
+    explicit Session(Model& model, uint32_t maxContext = 0, uint32_t maxBatch = 256);
+    ~Session();
+
+    uint32_t position() const { return pos_; }
+    uint32_t maxContext() const { return maxContext_; }
+    void reset() { pos_ = 0; }
+    // Drops cached positions past `pos` (for regenerate / rewinding a chat).
+    void truncate(uint32_t pos);
+
+    // Appends `tokens` at the current position and returns the logits of the
+    // last one. With `allLogits`, every token's logits are appended to it
+    // ([n, vocab] row-major). Throws moe::Error when the context is full or a
+    // token id is outside the vocabulary.
+    std::span<const float> forward(std::span<const int32_t> tokens, std::vector<float>* allLogits = nullptr);
+
+    // Layers whose MLP input (post_attention_layernorm output) is copied out
+    // for every token forwarded from now on; read with captured().
+    void setCaptureLayers(std::vector<int> layers);
+    // [tokens, hidden] of the last forward() for capture layer `i` (index into the list).
+    const std::vector<float>& captured(size_t i) const { return captured_.at(i); }
+
+    // Figures of the last forward(): dispatches and barriers recorded per submit.
+    uint32_t lastDispatches() const { return lastDispatches_; }
+    uint32_t lastBarriers() const { return lastBarriers_; }
+
+private:
+    void recordStep(vk::Recorder& rec, uint32_t nTokens, bool allRows);
+    void recordLayer(vk::Recorder& rec, size_t layer, uint32_t nTokens);
+    void writeStep(std::span<const int32_t> tokens);
+
+    Model& model_;
+    vk::Context& ctx_;
+    uint32_t maxContext_ = 0;
+    uint32_t maxBatch_ = 0;
+    uint32_t logitRows_ = 0; // rows of logits one submit can hold
+    uint32_t pos_ = 0;
+    ops::AttentionShape attn_;
+    vk::Buffer step_, x_, xn_, q_, k_, v_, attnOut_, gate_, up_, hidden_, logits_, ropeTable_;
+    std::vector<vk::Buffer> kCache_, vCache_;
+    std::vector<int> captureLayers_;
+    std::vector<vk::Buffer> captureBuffers_;
+    std::vector<std::vector<float>> captured_;
+    std::unique_ptr<vk::Recorder> decode_;   // recorded once, replayed for every one-token step
+    std::unique_ptr<vk::Recorder> prefill_;  // re-recorded per batch size
+    uint32_t prefillRecordedFor_ = 0;
+    uint64_t recordedRevision_ = 0;
+    bool prefillAllRows_ = false;
+    std::vector<float> lastLogits_;
+    uint32_t lastDispatches_ = 0, lastBarriers_ = 0;
+};
+
+} // namespace moe

@@ -1,0 +1,41 @@
+#pragma once
+// A Hugging Face model folder's config.json, reduced to what the engine needs.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace moe {
+
+enum class Arch { Llama, Mistral, Qwen2 };
+
+struct ModelConfig {
+    std::filesystem::path dir;
+    Arch arch = Arch::Llama;
+    std::string architecture;     // as in config.json, e.g. "LlamaForCausalLM"
+    std::string modelType;        // config.json model_type
+    int vocabSize = 0;
+    int hiddenSize = 0;
+    int intermediateSize = 0;
+    int numLayers = 0;
+    int numHeads = 0;
+    int numKvHeads = 0;
+    int headDim = 0;
+    int maxPositions = 0;
+    float rmsNormEps = 1e-6f;
+    float ropeTheta = 10000.0f;
+    std::vector<float> ropeInvFreq; // headDim/2 inverse frequencies, rope_scaling applied
+    float attentionScale = 0;       // 1/sqrt(headDim) unless the config says otherwise
+    int slidingWindow = 0;          // 0 = full attention
+    bool tieWordEmbeddings = false;
+    bool attentionBias = false;     // q/k/v biases (Qwen2)
+    std::string torchDtype;
+    std::vector<int> bosTokenIds;
+    std::vector<int> eosTokenIds;
+
+    // Throws moe::Error naming config.json and the field on any problem.
+    static ModelConfig load(const std::filesystem::path& dir);
+    std::string archName() const;
+};
+
+} // namespace moe

@@ -1,0 +1,96 @@
+#pragma once
+// The compute ops of the forward pass, each recorded into a vk::Recorder.
+// Activations are float32 buffers addressed by element offsets and strides;
+// weights stay in their stored dtype (F32/F16/BF16) on the device.
+#include "moe/safetensors.h"
+#include "moe/vk.h"
+
+#include <cstdint>
+#include <vector>
+
+namespace moe {
+
+// A weight matrix [rows, cols] on the device. Rows are padded to a multiple of
+// 8 elements (zero-filled) so shaders load 8 weights at a time, and the rows
+// are split into chunks that each fit maxStorageBufferRange.
+struct DeviceMatrix {
+    struct Chunk {
+        vk::Buffer buffer;
+        uint32_t firstRow = 0;
+        uint32_t rowCount = 0;
+    };
+    DType dtype = DType::F32;
+    uint32_t rows = 0;
+    uint32_t cols = 0;
+    uint32_t colsPadded = 0;
+    std::vector<Chunk> chunks;
+
+    uint64_t bytes() const;
+    // Uploads a 2-D F32/F16/BF16 tensor; releases its mapped pages afterwards.
+    static DeviceMatrix upload(vk::Context& ctx, const TensorView& t);
+    // Uploads host data in `dtype` layout (tests and synthetic weights).
+    static DeviceMatrix fromHost(vk::Context& ctx, DType dtype, uint32_t rows, uint32_t cols, const void* data);
+    // Chunk size in rows for a row of `bytesPerRow` (exposed for tests).
+    static uint32_t rowsPerChunk(const vk::Context& ctx, uint64_t bytesPerRow);
+};
+
+// Any F32/F16/BF16 vector tensor as a float32 device buffer (norm weights, biases).
+vk::Buffer uploadAsFloat32(vk::Context& ctx, const TensorView& t);
+vk::Buffer uploadFloats(vk::Context& ctx, const std::vector<float>& values);
+
+namespace ops {
+
+// Activation operand: a float32 buffer, element offset and row stride.
+struct Act {
+    const vk::Buffer* buffer = nullptr;
+    uint32_t offset = 0;
+    uint32_t stride = 0;
+};
+
+enum class MatmulKernel { Auto, Vector, Tiled };
+// Which kernel Auto picks: MOE_MATMUL=vector|tiled overrides the token-count rule.
+MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested = MatmulKernel::Auto);
+
+// out[t, r] (+)= W[r, :] · x[t, :] (+ bias[r]) for t < nTokens.
+void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Act& x, const Act& out,
+            uint32_t nTokens, const vk::Buffer* bias = nullptr, bool accumulate = false,
+            MatmulKernel kernel = MatmulKernel::Auto);
+// out[t, r] = silu(Wg[r] · x[t]) * (Wu[r] · x[t]) in one pass (few tokens).
+void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, const DeviceMatrix& up,
+                 const Act& x, const Act& out, uint32_t nTokens);
+// out[r, :] = rmsnorm(x[r, :]) * weight for `rows` rows of `dim`.
+void rmsnorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer& weight, const Act& out,
+             uint32_t rows, uint32_t dim, float eps);
+// out[t, :] = table[step.tokens[t], :] for t < nTokens.
+void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const vk::Buffer& step,
+           const vk::Buffer& out, uint32_t nTokens);
+
+struct AttentionShape {
+    uint32_t nHeads = 0, nKvHeads = 0, headDim = 0;
+    uint32_t window = 0; // sliding window in tokens, 0 = none
+    float scale = 0;
+};
+// RoPE on q (in place) and k, storing k and v into the caches at step.pos0 + t.
+// `table` holds cos [maxPos][headDim/2] then sin [maxPos][headDim/2].
+void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step,
+               const vk::Buffer& q, const vk::Buffer& k, const vk::Buffer& v, const vk::Buffer& kCache,
+               const vk::Buffer& vCache, const vk::Buffer& table, uint32_t tableMaxPos, uint32_t nTokens);
+// Causal attention of the step's queries over cache positions [.., step.pos0 + t].
+void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step,
+               const vk::Buffer& q, const vk::Buffer& kCache, const vk::Buffer& vCache, const vk::Buffer& out,
+               uint32_t nTokens);
+// h = silu(g) * u over n elements.
+void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk::Buffer& u, const vk::Buffer& h,
+             uint32_t n);
+// dst = src, `bytes` a multiple of 16 (bandwidth probe).
+void copy(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& src, const vk::Buffer& dst, uint64_t bytes);
+
+// Step buffer layout shared with the shaders (DECLARE_STEP in common.glsl).
+struct StepHeader {
+    uint32_t pos0 = 0;
+    uint32_t nTokens = 0;
+    uint32_t pad[2] = {0, 0};
+};
+
+} // namespace ops
+} // namespace moe

@@ -1,0 +1,200 @@
+#pragma once
+// The Vulkan compute device: instance and device selection, buffers,
+// pipelines (built once, cached on disk), and command recording. Everything
+// the forward pass and the op tests dispatch goes through this layer.
+#include <vulkan/vulkan.h>
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace moe::vk {
+
+struct MemoryHeapInfo {
+    uint64_t size = 0;
+    bool deviceLocal = false;
+};
+
+struct DeviceInfo {
+    uint32_t index = 0;
+    std::string name;
+    std::string type; // "discrete", "integrated", "virtual", "cpu", "other"
+    std::string driver;
+    uint32_t apiVersion = 0;
+    uint32_t subgroupSize = 0;
+    uint64_t maxStorageBufferRange = 0;
+    uint64_t maxMemoryAllocationSize = 0;
+    uint32_t maxComputeSharedMemorySize = 0;
+    uint32_t maxWorkGroupCount[3] = {0, 0, 0};
+    uint32_t maxWorkGroupInvocations = 0;
+    uint32_t maxPushConstantsSize = 0;
+    uint32_t minStorageBufferOffsetAlignment = 0;
+    bool fullSubgroups = false; // computeFullSubgroups (needed for several subgroups per workgroup)
+    std::vector<MemoryHeapInfo> heaps;
+};
+
+struct ContextOptions {
+    std::string device;       // index or name substring; empty = MOE_VK_DEVICE or the best device
+    bool validation = false;  // also enabled by MOE_VK_VALIDATION=1
+    bool forceStaging = false; // also MOE_VK_FORCE_STAGING=1: upload through staging even to host-visible memory
+};
+
+// Lists the physical devices (no logical device is created).
+std::vector<DeviceInfo> listDevices();
+
+class Context;
+
+enum class MemoryUse {
+    Device,   // weights and activations: device-local preferred
+    Upload,   // host writes every step (step parameters)
+    Readback, // host reads results (logits)
+};
+
+class Buffer {
+public:
+    Buffer() = default;
+    Buffer(Context& ctx, uint64_t size, MemoryUse use);
+    ~Buffer();
+    Buffer(Buffer&& o) noexcept;
+    Buffer& operator=(Buffer&& o) noexcept;
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+
+    VkBuffer handle() const { return buffer_; }
+    uint64_t size() const { return size_; }
+    void* mapped() const { return mapped_; } // null when not host-visible
+    bool valid() const { return buffer_ != VK_NULL_HANDLE; }
+
+    // Host → buffer (mapped memcpy, or staging copy when not host-visible / forced).
+    void upload(const void* data, uint64_t bytes, uint64_t offset = 0);
+    // Buffer → host (mapped read, or staging copy).
+    void download(void* data, uint64_t bytes, uint64_t offset = 0) const;
+    void fillZero();
+
+private:
+    void release();
+    Context* ctx_ = nullptr;
+    VkBuffer buffer_ = VK_NULL_HANDLE;
+    VkDeviceMemory memory_ = VK_NULL_HANDLE;
+    uint64_t size_ = 0;
+    void* mapped_ = nullptr;
+};
+
+// A range of a buffer bound to one shader binding.
+struct BufferView {
+    VkBuffer buffer = VK_NULL_HANDLE;
+    uint64_t offset = 0;
+    uint64_t range = VK_WHOLE_SIZE;
+    BufferView() = default;
+    BufferView(const Buffer& b) : buffer(b.handle()), offset(0), range(b.size()) {}
+    BufferView(const Buffer& b, uint64_t off, uint64_t len) : buffer(b.handle()), offset(off), range(len) {}
+};
+
+struct Pipeline {
+    VkPipeline pipeline = VK_NULL_HANDLE;
+    VkPipelineLayout layout = VK_NULL_HANDLE;
+    VkDescriptorSetLayout setLayout = VK_NULL_HANDLE;
+    uint32_t bindings = 0;
+    uint32_t pushSize = 0;
+    uint32_t localSizeX = 0; // when set by specialization constant 0
+};
+
+// Records dispatches into one command buffer; descriptor sets live as long
+// as the recorder, so a recorded command buffer can be submitted many times.
+class Recorder {
+public:
+    explicit Recorder(Context& ctx);
+    ~Recorder();
+    Recorder(const Recorder&) = delete;
+    Recorder& operator=(const Recorder&) = delete;
+
+    void begin(); // resets and starts recording (descriptor sets of the last recording are freed)
+    void dispatch(const Pipeline& pipe, std::initializer_list<BufferView> bindings, const void* push,
+                  uint32_t pushSize, uint32_t groupsX, uint32_t groupsY = 1, uint32_t groupsZ = 1);
+    // Splits a count of workgroups over x and z so that none exceeds the device limit.
+    void dispatchFlat(const Pipeline& pipe, std::initializer_list<BufferView> bindings, const void* push,
+                      uint32_t pushSize, uint64_t groups, uint32_t groupsY = 1);
+    void barrier(); // compute→compute (and transfer) memory barrier
+    void fill(const BufferView& view, uint32_t value);
+    void copy(VkBuffer src, uint64_t srcOffset, VkBuffer dst, uint64_t dstOffset, uint64_t bytes);
+    void end();
+    // Submits and waits; throws moe::Error on device loss or timeout.
+    void submitAndWait();
+    uint32_t dispatchCount() const { return dispatches_; }
+    uint32_t barrierCount() const { return barriers_; }
+
+private:
+    Context& ctx_;
+    VkCommandBuffer cmd_ = VK_NULL_HANDLE;
+    VkFence fence_ = VK_NULL_HANDLE;
+    std::vector<VkDescriptorPool> pools_;
+    uint32_t poolUsed_ = 0;
+    uint32_t dispatches_ = 0;
+    uint32_t barriers_ = 0;
+    bool recording_ = false;
+    VkDescriptorSet allocateSet(VkDescriptorSetLayout layout, uint32_t bindings);
+};
+
+class Context {
+public:
+    explicit Context(const ContextOptions& opts = {});
+    ~Context();
+    Context(const Context&) = delete;
+    Context& operator=(const Context&) = delete;
+
+    const DeviceInfo& info() const { return info_; }
+    VkDevice device() const { return device_; }
+    VkPhysicalDevice physicalDevice() const { return physical_; }
+    VkQueue queue() const { return queue_; }
+    VkCommandPool commandPool() const { return commandPool_; }
+    uint32_t subgroupSize() const { return info_.subgroupSize; }
+    uint64_t maxStorageRange() const { return info_.maxStorageBufferRange; }
+    bool forceStaging() const { return forceStaging_; }
+    bool validationEnabled() const { return validation_; }
+    // Messages the validation layer reported (warnings and errors).
+    uint64_t validationMessages() const { return validationMessages_.load(); }
+
+    // Pipeline for an embedded shader; `specs` are specialization constants
+    // 0..n-1. Built once per (name, specs) and cached.
+    const Pipeline& pipeline(const std::string& shader, uint32_t bindings, uint32_t pushSize,
+                             const std::vector<uint32_t>& specs = {});
+    // Subgroups per workgroup for one-subgroup-per-row shaders.
+    uint32_t subgroupsPerWorkgroup() const { return info_.fullSubgroups ? 4u : 1u; }
+
+    // A small buffer bound where a shader's optional input (a bias) is absent.
+    const Buffer& placeholderBuffer();
+
+    uint32_t findMemoryType(uint32_t typeBits, MemoryUse use, bool& hostVisible) const;
+    // One-shot buffer copy used by staging uploads/downloads.
+    void copyBuffer(VkBuffer src, uint64_t srcOffset, VkBuffer dst, uint64_t dstOffset, uint64_t bytes);
+    void check(VkResult r, const char* what) const;
+
+    std::atomic<uint64_t> validationMessages_{0};
+
+private:
+    void savePipelineCache();
+    DeviceInfo info_;
+    VkInstance instance_ = VK_NULL_HANDLE;
+    VkDebugUtilsMessengerEXT messenger_ = VK_NULL_HANDLE;
+    VkPhysicalDevice physical_ = VK_NULL_HANDLE;
+    VkDevice device_ = VK_NULL_HANDLE;
+    VkQueue queue_ = VK_NULL_HANDLE;
+    uint32_t queueFamily_ = 0;
+    VkCommandPool commandPool_ = VK_NULL_HANDLE;
+    VkPipelineCache pipelineCache_ = VK_NULL_HANDLE;
+    std::string pipelineCachePath_;
+    VkPhysicalDeviceMemoryProperties memProps_{};
+    bool validation_ = false;
+    bool forceStaging_ = false;
+    std::mutex pipelinesMutex_;
+    std::map<std::string, std::unique_ptr<Pipeline>> pipelines_;
+    std::mutex submitMutex_;
+    std::unique_ptr<Buffer> placeholder_;
+    friend class Recorder;
+};
+
+} // namespace moe::vk

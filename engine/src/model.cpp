@@ -1,0 +1,307 @@
+#include "moe/model.h"
+
+#include "moe/error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+namespace moe {
+
+// ---------------------------------------------------------------- DenseMlp
+
+DenseMlp::DenseMlp(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix down)
+    : gate_(std::move(gate)), up_(std::move(up)), down_(std::move(down)) {}
+
+uint64_t DenseMlp::deviceBytes() const { return gate_.bytes() + up_.bytes() + down_.bytes(); }
+
+void DenseMlp::record(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& input, const vk::Buffer& residual,
+                      const MlpScratch& scratch, uint32_t nTokens) const {
+    const uint32_t hidden = gate_.cols, inter = gate_.rows;
+    const ops::Act in{&input, 0, hidden};
+    const ops::Act h{scratch.hidden, 0, inter};
+    if (ops::chooseKernel(nTokens) == ops::MatmulKernel::Vector) {
+        ops::matmulGated(ctx, rec, gate_, up_, in, h, nTokens);
+    } else {
+        ops::matmul(ctx, rec, gate_, in, {scratch.gate, 0, inter}, nTokens);
+        ops::matmul(ctx, rec, up_, in, {scratch.up, 0, inter}, nTokens);
+        rec.barrier();
+        ops::siluMul(ctx, rec, *scratch.gate, *scratch.up, *scratch.hidden, nTokens * inter);
+    }
+    rec.barrier();
+    ops::matmul(ctx, rec, down_, h, {&residual, 0, hidden}, nTokens, nullptr, /*accumulate=*/true);
+    rec.barrier();
+}
+
+// ---------------------------------------------------------------- Model
+
+std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path& dir, const LoadProgress& progress) {
+    std::unique_ptr<Model> m(new Model(ctx));
+    m->config_ = ModelConfig::load(dir);
+    m->store_ = WeightStore::openFolder(dir);
+    const ModelConfig& c = m->config_;
+    const WeightStore& w = *m->store_;
+    const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize;
+    const int64_t qDim = int64_t(c.numHeads) * c.headDim, kvDim = int64_t(c.numKvHeads) * c.headDim;
+
+    const size_t perLayer = 9 + (c.attentionBias ? 3 : 0);
+    const size_t total = 3 + size_t(c.numLayers) * perLayer;
+    size_t done = 0;
+    auto tick = [&] {
+        if (progress.onTensor) progress.onTensor(++done, total);
+    };
+    auto matrix = [&](const std::string& name, std::vector<int64_t> shape) {
+        const TensorView& t = w.require(name, shape);
+        m->parameters_ += uint64_t(t.numel());
+        DeviceMatrix d = DeviceMatrix::upload(ctx, t);
+        tick();
+        return d;
+    };
+    auto vector = [&](const std::string& name, int64_t n) {
+        const TensorView& t = w.require(name, {n});
+        m->parameters_ += uint64_t(t.numel());
+        vk::Buffer b = uploadAsFloat32(ctx, t);
+        tick();
+        return b;
+    };
+
+    m->embed_ = matrix("model.embed_tokens.weight", {V, H});
+    if (const TensorView* head = w.find("lm_head.weight"); head && !c.tieWordEmbeddings) {
+        m->lmHeadOwn_ = matrix("lm_head.weight", {V, H});
+        m->lmHead_ = &m->lmHeadOwn_;
+    } else if (c.tieWordEmbeddings) {
+        m->lmHead_ = &m->embed_;
+        tick();
+    } else {
+        w.require("lm_head.weight", {V, H}); // throws, naming the folder and tensor
+    }
+    m->finalNorm_ = vector("model.norm.weight", H);
+
+    m->layers_.resize(size_t(c.numLayers));
+    for (int l = 0; l < c.numLayers; ++l) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        LayerWeights& L = m->layers_[size_t(l)];
+        L.attnNorm = vector(p + "input_layernorm.weight", H);
+        L.q = matrix(p + "self_attn.q_proj.weight", {qDim, H});
+        L.k = matrix(p + "self_attn.k_proj.weight", {kvDim, H});
+        L.v = matrix(p + "self_attn.v_proj.weight", {kvDim, H});
+        L.o = matrix(p + "self_attn.o_proj.weight", {H, qDim});
+        if (c.attentionBias) {
+            L.qBias = vector(p + "self_attn.q_proj.bias", qDim);
+            L.kBias = vector(p + "self_attn.k_proj.bias", kvDim);
+            L.vBias = vector(p + "self_attn.v_proj.bias", kvDim);
+        }
+        L.mlpNorm = vector(p + "post_attention_layernorm.weight", H);
+        auto gate = matrix(p + "mlp.gate_proj.weight", {I, H});
+        auto up = matrix(p + "mlp.up_proj.weight", {I, H});
+        auto down = matrix(p + "mlp.down_proj.weight", {H, I});
+        L.mlp = std::make_unique<DenseMlp>(std::move(gate), std::move(up), std::move(down));
+    }
+    return m;
+}
+
+uint64_t Model::deviceBytes() const {
+    uint64_t n = embed_.bytes() + lmHeadOwn_.bytes() + finalNorm_.size();
+    for (const auto& L : layers_)
+        n += L.attnNorm.size() + L.mlpNorm.size() + L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes() +
+             L.qBias.size() + L.kBias.size() + L.vBias.size() + L.mlp->deviceBytes();
+    return n;
+}
+
+void Model::setMlp(int layer, std::unique_ptr<MlpBlock> block) {
+    if (layer < 0 || layer >= int(layers_.size()))
+        throw Error("layer " + std::to_string(layer) + " does not exist (the model has " +
+                    std::to_string(layers_.size()) + ")");
+    layers_[size_t(layer)].mlp = std::move(block);
+    ++revision_;
+}
+
+// ---------------------------------------------------------------- Session
+
+namespace {
+constexpr uint32_t kFloat = sizeof(float);
+}
+
+Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(model), ctx_(model.context()) {
+    const ModelConfig& c = model.config();
+    maxContext_ = maxContext ? maxContext : std::min<uint32_t>(uint32_t(c.maxPositions > 0 ? c.maxPositions : 4096), 4096u);
+    maxBatch_ = std::max<uint32_t>(1, std::min(maxBatch, maxContext_));
+    attn_ = {uint32_t(c.numHeads), uint32_t(c.numKvHeads), uint32_t(c.headDim), uint32_t(c.slidingWindow),
+             c.attentionScale > 0 ? c.attentionScale : 1.0f / std::sqrt(float(c.headDim))};
+    const uint64_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
+    const uint64_t qDim = uint64_t(c.numHeads) * c.headDim, kvDim = uint64_t(c.numKvHeads) * c.headDim;
+    uint32_t inter = 0;
+    for (int l = 0; l < c.numLayers; ++l) inter = std::max(inter, model.mlp(l).scratchWidth());
+    logitRows_ = uint32_t(std::max<uint64_t>(1, std::min<uint64_t>(maxBatch_, ctx_.maxStorageRange() / (V * kFloat))));
+
+    auto dev = [&](uint64_t floats) { return vk::Buffer(ctx_, floats * kFloat, vk::MemoryUse::Device); };
+    step_ = vk::Buffer(ctx_, sizeof(ops::StepHeader) + maxBatch_ * sizeof(int32_t), vk::MemoryUse::Upload);
+    x_ = dev(maxBatch_ * H);
+    xn_ = dev(maxBatch_ * H);
+    q_ = dev(maxBatch_ * qDim);
+    k_ = dev(maxBatch_ * kvDim);
+    v_ = dev(maxBatch_ * kvDim);
+    attnOut_ = dev(maxBatch_ * qDim);
+    gate_ = dev(maxBatch_ * inter);
+    up_ = dev(maxBatch_ * inter);
+    hidden_ = dev(maxBatch_ * inter);
+    logits_ = vk::Buffer(ctx_, uint64_t(logitRows_) * V * kFloat, vk::MemoryUse::Readback);
+    for (int l = 0; l < c.numLayers; ++l) {
+        kCache_.push_back(dev(uint64_t(maxContext_) * kvDim));
+        vCache_.push_back(dev(uint64_t(maxContext_) * kvDim));
+    }
+    for (auto* b : {&x_, &xn_, &q_, &k_, &v_, &attnOut_, &gate_, &up_, &hidden_})
+        if (b->size() > ctx_.maxStorageRange())
+            throw Error("a batch of " + std::to_string(maxBatch_) + " tokens needs activations larger than the "
+                        "device's storage-buffer range; use a smaller batch");
+    if (kCache_.empty() || kCache_[0].size() > ctx_.maxStorageRange())
+        throw Error("a context of " + std::to_string(maxContext_) + " tokens needs a KV cache per layer larger than "
+                    "the device's storage-buffer range; use a shorter context");
+
+    // RoPE table as Transformers computes it: angle = float(pos) * inv_freq in
+    // float32, then cos/sin of that angle.
+    const uint32_t half = uint32_t(c.headDim) / 2;
+    if (c.ropeInvFreq.size() != half) throw Error("internal: RoPE frequencies do not match head_dim");
+    std::vector<float> table(size_t(maxContext_) * half * 2);
+    for (uint32_t p = 0; p < maxContext_; ++p)
+        for (uint32_t i = 0; i < half; ++i) {
+            const float angle = float(p) * c.ropeInvFreq[i];
+            table[size_t(p) * half + i] = float(std::cos(double(angle)));
+            table[size_t(maxContext_) * half + size_t(p) * half + i] = float(std::sin(double(angle)));
+        }
+    ropeTable_ = uploadFloats(ctx_, table);
+    recordedRevision_ = model.revision();
+}
+
+Session::~Session() = default;
+
+void Session::truncate(uint32_t pos) { pos_ = std::min(pos_, pos); }
+
+void Session::setCaptureLayers(std::vector<int> layers) {
+    for (int l : layers)
+        if (l < 0 || l >= model_.config().numLayers)
+            throw Error("capture layer " + std::to_string(l) + " does not exist (the model has " +
+                        std::to_string(model_.config().numLayers) + ")");
+    captureLayers_ = std::move(layers);
+    captureBuffers_.clear();
+    for (size_t i = 0; i < captureLayers_.size(); ++i)
+        captureBuffers_.emplace_back(ctx_, uint64_t(maxBatch_) * uint32_t(model_.config().hiddenSize) * kFloat,
+                                     vk::MemoryUse::Readback);
+    captured_.assign(captureLayers_.size(), {});
+    decode_.reset();
+    prefill_.reset();
+}
+
+void Session::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
+    const ModelConfig& c = model_.config();
+    const LayerWeights& L = model_.layers_[l];
+    const uint32_t H = uint32_t(c.hiddenSize);
+    const uint32_t qDim = attn_.nHeads * attn_.headDim, kvDim = attn_.nKvHeads * attn_.headDim;
+    auto bias = [](const vk::Buffer& b) { return b.valid() ? &b : nullptr; };
+
+    ops::rmsnorm(ctx_, rec, {&x_, 0, H}, L.attnNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
+    rec.barrier();
+    ops::matmul(ctx_, rec, L.q, {&xn_, 0, H}, {&q_, 0, qDim}, n, bias(L.qBias));
+    ops::matmul(ctx_, rec, L.k, {&xn_, 0, H}, {&k_, 0, kvDim}, n, bias(L.kBias));
+    ops::matmul(ctx_, rec, L.v, {&xn_, 0, H}, {&v_, 0, kvDim}, n, bias(L.vBias));
+    rec.barrier();
+    ops::ropeStore(ctx_, rec, attn_, step_, q_, k_, v_, kCache_[l], vCache_[l], ropeTable_, maxContext_, n);
+    rec.barrier();
+    ops::attention(ctx_, rec, attn_, step_, q_, kCache_[l], vCache_[l], attnOut_, n);
+    rec.barrier();
+    ops::matmul(ctx_, rec, L.o, {&attnOut_, 0, qDim}, {&x_, 0, H}, n, nullptr, /*accumulate=*/true);
+    rec.barrier();
+    ops::rmsnorm(ctx_, rec, {&x_, 0, H}, L.mlpNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
+    rec.barrier();
+    for (size_t i = 0; i < captureLayers_.size(); ++i)
+        if (captureLayers_[i] == int(l)) rec.copy(xn_.handle(), 0, captureBuffers_[i].handle(), 0, uint64_t(n) * H * kFloat);
+    L.mlp->record(ctx_, rec, xn_, x_, {&gate_, &up_, &hidden_}, n);
+}
+
+void Session::recordStep(vk::Recorder& rec, uint32_t n, bool allRows) {
+    const ModelConfig& c = model_.config();
+    const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
+    rec.begin();
+    ops::embed(ctx_, rec, model_.embed_, step_, x_, n);
+    rec.barrier();
+    for (size_t l = 0; l < model_.layers_.size(); ++l) recordLayer(rec, l, n);
+    const uint32_t rows = allRows ? n : 1;
+    const uint32_t firstRow = allRows ? 0 : n - 1;
+    ops::rmsnorm(ctx_, rec, {&x_, firstRow * H, H}, model_.finalNorm_, {&xn_, 0, H}, rows, H, c.rmsNormEps);
+    rec.barrier();
+    ops::matmul(ctx_, rec, *model_.lmHead_, {&xn_, 0, H}, {&logits_, 0, V}, rows);
+    rec.end();
+}
+
+void Session::writeStep(std::span<const int32_t> tokens) {
+    ops::StepHeader h;
+    h.pos0 = pos_;
+    h.nTokens = uint32_t(tokens.size());
+    step_.upload(&h, sizeof h);
+    step_.upload(tokens.data(), tokens.size_bytes(), sizeof h);
+}
+
+std::span<const float> Session::forward(std::span<const int32_t> tokens, std::vector<float>* allLogits) {
+    const ModelConfig& c = model_.config();
+    if (tokens.empty()) throw Error("forward() needs at least one token");
+    for (int32_t t : tokens)
+        if (t < 0 || t >= c.vocabSize)
+            throw Error("token id " + std::to_string(t) + " is outside the vocabulary (size " +
+                        std::to_string(c.vocabSize) + ")");
+    if (pos_ + tokens.size() > maxContext_)
+        throw Error("the context is full: " + std::to_string(pos_) + " + " + std::to_string(tokens.size()) +
+                    " tokens exceed the session's " + std::to_string(maxContext_));
+    if (recordedRevision_ != model_.revision()) {
+        decode_.reset();
+        prefill_.reset();
+        recordedRevision_ = model_.revision();
+    }
+    for (auto& v : captured_) v.clear();
+    const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
+    const bool wantAll = allLogits != nullptr;
+    const uint32_t batchLimit = wantAll ? std::min(maxBatch_, logitRows_) : maxBatch_;
+
+    uint32_t lastRows = 0;
+    for (size_t done = 0; done < tokens.size();) {
+        const uint32_t n = uint32_t(std::min<size_t>(batchLimit, tokens.size() - done));
+        writeStep(tokens.subspan(done, n));
+        vk::Recorder* rec;
+        if (n == 1 && !wantAll) {
+            if (!decode_) {
+                decode_ = std::make_unique<vk::Recorder>(ctx_);
+                recordStep(*decode_, 1, false);
+            }
+            rec = decode_.get();
+        } else {
+            if (!prefill_ || prefillRecordedFor_ != n || prefillAllRows_ != wantAll) {
+                if (!prefill_) prefill_ = std::make_unique<vk::Recorder>(ctx_);
+                recordStep(*prefill_, n, wantAll);
+                prefillRecordedFor_ = n;
+                prefillAllRows_ = wantAll;
+            }
+            rec = prefill_.get();
+        }
+        rec->submitAndWait();
+        lastDispatches_ = rec->dispatchCount();
+        lastBarriers_ = rec->barrierCount();
+        for (size_t i = 0; i < captureBuffers_.size(); ++i) {
+            auto& out = captured_[i];
+            const size_t old = out.size();
+            out.resize(old + size_t(n) * H);
+            captureBuffers_[i].download(out.data() + old, uint64_t(n) * H * kFloat);
+        }
+        lastRows = wantAll ? n : 1;
+        if (wantAll) {
+            const size_t old = allLogits->size();
+            allLogits->resize(old + size_t(n) * V);
+            logits_.download(allLogits->data() + old, uint64_t(n) * V * kFloat);
+        }
+        pos_ += n;
+        done += n;
+    }
+    lastLogits_.resize(V);
+    logits_.download(lastLogits_.data(), uint64_t(V) * kFloat, uint64_t(lastRows - 1) * V * kFloat);
+    return lastLogits_;
+}
+
+} // namespace moe

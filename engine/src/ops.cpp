@@ -1,0 +1,233 @@
+#include "moe/ops.h"
+
+#include "moe/error.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace moe {
+namespace {
+
+const char* dtypeSuffix(DType t) {
+    switch (t) {
+    case DType::F32: return "f32";
+    case DType::F16: return "f16";
+    case DType::BF16: return "bf16";
+    default: throw Error(std::string("weights of dtype ") + dtypeName(t) + " are not supported (F32, F16, BF16 are)");
+    }
+}
+
+uint32_t roundUp(uint32_t v, uint32_t m) { return (v + m - 1) / m * m; }
+
+// Push constants shared by matvec.comp and matmul.comp.
+struct MatmulPush {
+    uint32_t rows, K, Kp, nTokens;
+    uint32_t xOffset, xStride, outOffset, outStride;
+    uint32_t rowBase, flags;
+};
+constexpr uint32_t kFlagBias = 1, kFlagAccumulate = 2;
+
+uint32_t rowShaderGroupSize(vk::Context& ctx) { return ctx.subgroupSize() * ctx.subgroupsPerWorkgroup(); }
+
+} // namespace
+
+uint64_t DeviceMatrix::bytes() const {
+    uint64_t n = 0;
+    for (const auto& c : chunks) n += c.buffer.size();
+    return n;
+}
+
+uint32_t DeviceMatrix::rowsPerChunk(const vk::Context& ctx, uint64_t bytesPerRow) {
+    uint64_t limit = std::min<uint64_t>(ctx.maxStorageRange(), ctx.info().maxMemoryAllocationSize
+                                                                    ? ctx.info().maxMemoryAllocationSize
+                                                                    : ctx.maxStorageRange());
+    uint64_t rows = limit / bytesPerRow;
+    if (rows == 0) throw Error("a single weight row of " + std::to_string(bytesPerRow) +
+                               " bytes exceeds the device's storage-buffer range");
+    return static_cast<uint32_t>(std::min<uint64_t>(rows, 0xffffffffu));
+}
+
+DeviceMatrix DeviceMatrix::fromHost(vk::Context& ctx, DType dtype, uint32_t rows, uint32_t cols, const void* data) {
+    dtypeSuffix(dtype); // rejects unsupported dtypes
+    DeviceMatrix m;
+    m.dtype = dtype;
+    m.rows = rows;
+    m.cols = cols;
+    m.colsPadded = roundUp(std::max(cols, 1u), 8);
+    const uint64_t esize = dtypeSize(dtype);
+    const uint64_t srcRow = uint64_t(cols) * esize;
+    const uint64_t dstRow = uint64_t(m.colsPadded) * esize;
+    const uint32_t perChunk = rowsPerChunk(ctx, dstRow);
+    const auto* src = static_cast<const std::byte*>(data);
+    std::vector<std::byte> padded;
+    for (uint32_t first = 0; first < rows; first += perChunk) {
+        Chunk c;
+        c.firstRow = first;
+        c.rowCount = std::min(perChunk, rows - first);
+        c.buffer = vk::Buffer(ctx, uint64_t(c.rowCount) * dstRow, vk::MemoryUse::Device);
+        if (srcRow == dstRow) {
+            c.buffer.upload(src + uint64_t(first) * srcRow, uint64_t(c.rowCount) * srcRow);
+        } else {
+            // Repack into padded rows, a bounded slab at a time.
+            const uint32_t slabRows = std::max<uint32_t>(1, static_cast<uint32_t>((16ull << 20) / dstRow));
+            for (uint32_t r0 = 0; r0 < c.rowCount; r0 += slabRows) {
+                uint32_t n = std::min(slabRows, c.rowCount - r0);
+                padded.assign(uint64_t(n) * dstRow, std::byte{0});
+                for (uint32_t r = 0; r < n; ++r)
+                    std::memcpy(padded.data() + uint64_t(r) * dstRow, src + uint64_t(first + r0 + r) * srcRow, srcRow);
+                c.buffer.upload(padded.data(), padded.size(), uint64_t(r0) * dstRow);
+            }
+        }
+        m.chunks.push_back(std::move(c));
+    }
+    if (rows == 0) throw Error("internal: empty weight matrix");
+    return m;
+}
+
+DeviceMatrix DeviceMatrix::upload(vk::Context& ctx, const TensorView& t) {
+    if (t.shape.size() != 2)
+        throw Error((t.file ? t.file->path().string() + ": " : std::string()) + "tensor " + t.name +
+                    " should be 2-D but has shape " + t.shapeString());
+    DeviceMatrix m = fromHost(ctx, t.dtype, static_cast<uint32_t>(t.shape[0]), static_cast<uint32_t>(t.shape[1]), t.data);
+    if (t.file) t.file->releasePages(t.data, t.nbytes);
+    return m;
+}
+
+vk::Buffer uploadFloats(vk::Context& ctx, const std::vector<float>& values) {
+    vk::Buffer b(ctx, values.size() * sizeof(float), vk::MemoryUse::Device);
+    b.upload(values.data(), values.size() * sizeof(float));
+    return b;
+}
+
+vk::Buffer uploadAsFloat32(vk::Context& ctx, const TensorView& t) {
+    vk::Buffer b = uploadFloats(ctx, toFloat32(t));
+    if (t.file) t.file->releasePages(t.data, t.nbytes);
+    return b;
+}
+
+namespace ops {
+
+MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested) {
+    if (requested != MatmulKernel::Auto) return requested;
+    static const MatmulKernel forced = [] {
+        const char* e = std::getenv("MOE_MATMUL");
+        if (e && std::string(e) == "vector") return MatmulKernel::Vector;
+        if (e && std::string(e) == "tiled") return MatmulKernel::Tiled;
+        return MatmulKernel::Auto;
+    }();
+    if (forced != MatmulKernel::Auto) return forced;
+    // The matvec reads each weight once per token; tiling pays off beyond a few tokens.
+    return nTokens <= 4 ? MatmulKernel::Vector : MatmulKernel::Tiled;
+}
+
+void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Act& x, const Act& out,
+            uint32_t nTokens, const vk::Buffer* bias, bool accumulate, MatmulKernel kernel) {
+    if (nTokens == 0) return;
+    kernel = chooseKernel(nTokens, kernel);
+    const bool vector = kernel == MatmulKernel::Vector;
+    const std::string name = std::string(vector ? "matvec_" : "matmul_") + dtypeSuffix(w.dtype);
+    const uint32_t groupSize = rowShaderGroupSize(ctx);
+    const vk::Pipeline& pipe = vector ? ctx.pipeline(name, 4, sizeof(MatmulPush), {groupSize})
+                                      : ctx.pipeline(name, 4, sizeof(MatmulPush));
+    const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
+    for (const auto& c : w.chunks) {
+        MatmulPush p{c.rowCount, w.cols, w.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
+                     c.firstRow, (bias ? kFlagBias : 0u) | (accumulate ? kFlagAccumulate : 0u)};
+        if (vector) {
+            const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup();
+            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf}, &p, sizeof p,
+                             (c.rowCount + rowsPerGroup - 1) / rowsPerGroup, nTokens);
+        } else {
+            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf}, &p, sizeof p,
+                             (c.rowCount + 63) / 64, (nTokens + 31) / 32);
+        }
+    }
+}
+
+void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, const DeviceMatrix& up,
+                 const Act& x, const Act& out, uint32_t nTokens) {
+    if (gate.rows != up.rows || gate.cols != up.cols || gate.dtype != up.dtype || gate.chunks.size() != up.chunks.size())
+        throw Error("internal: gate and up projections differ in shape or dtype");
+    const uint32_t groupSize = rowShaderGroupSize(ctx);
+    const vk::Pipeline& pipe =
+        ctx.pipeline(std::string("matvec_gated_") + dtypeSuffix(gate.dtype), 5, sizeof(MatmulPush), {groupSize});
+    for (size_t i = 0; i < gate.chunks.size(); ++i) {
+        const auto& c = gate.chunks[i];
+        MatmulPush p{c.rowCount, gate.cols, gate.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
+                     c.firstRow, 0u};
+        const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup();
+        rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].buffer}, &p,
+                         sizeof p, (c.rowCount + rowsPerGroup - 1) / rowsPerGroup, nTokens);
+    }
+}
+
+void rmsnorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer& weight, const Act& out,
+             uint32_t rows, uint32_t dim, float eps) {
+    struct Push {
+        uint32_t rows, dim, xOffset, xStride, outOffset, outStride;
+        float eps;
+    } p{rows, dim, x.offset, x.stride, out.offset, out.stride, eps};
+    const auto& pipe = ctx.pipeline("rmsnorm", 3, sizeof p, {ctx.subgroupSize()});
+    rec.dispatchFlat(pipe, {*x.buffer, weight, *out.buffer}, &p, sizeof p, rows);
+}
+
+void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const vk::Buffer& step,
+           const vk::Buffer& out, uint32_t nTokens) {
+    if (table.chunks.size() != 1)
+        throw Error("an embedding table over the device's storage-buffer range is not supported yet");
+    struct Push {
+        uint32_t dim, Kp, nTokens, vocab;
+    } p{table.cols, table.colsPadded, nTokens, table.rows};
+    const auto& pipe = ctx.pipeline(std::string("embed_") + dtypeSuffix(table.dtype), 3, sizeof p);
+    rec.dispatchFlat(pipe, {table.chunks[0].buffer, step, out}, &p, sizeof p,
+                     (uint64_t(nTokens) * table.cols + 63) / 64);
+}
+
+void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step,
+               const vk::Buffer& q, const vk::Buffer& k, const vk::Buffer& v, const vk::Buffer& kCache,
+               const vk::Buffer& vCache, const vk::Buffer& table, uint32_t tableMaxPos, uint32_t nTokens) {
+    const uint32_t half = s.headDim / 2;
+    struct Push {
+        uint32_t nTokens, nHeads, nKvHeads, headDim, qStride, kvStride, cosOffset, sinOffset;
+    } p{nTokens, s.nHeads, s.nKvHeads, s.headDim, s.nHeads * s.headDim, s.nKvHeads * s.headDim, 0,
+        tableMaxPos * half};
+    const auto& pipe = ctx.pipeline("rope", 7, sizeof p);
+    rec.dispatchFlat(pipe, {step, q, k, v, kCache, vCache, table}, &p, sizeof p,
+                     (uint64_t(nTokens) * (s.nHeads + s.nKvHeads) * half + 63) / 64);
+}
+
+void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step,
+               const vk::Buffer& q, const vk::Buffer& kCache, const vk::Buffer& vCache, const vk::Buffer& out,
+               uint32_t nTokens) {
+    struct Push {
+        uint32_t nTokens, nHeads, nKvHeads, headDim, qStride, kvStride, outStride, window;
+        float scale;
+    } p{nTokens, s.nHeads, s.nKvHeads, s.headDim, s.nHeads * s.headDim, s.nKvHeads * s.headDim,
+        s.nHeads * s.headDim, s.window, s.scale};
+    const uint32_t S = ctx.subgroupSize();
+    const uint32_t dimsPerLane = (s.headDim + S - 1) / S;
+    const auto& pipe = ctx.pipeline("attention", 5, sizeof p, {S, std::max(dimsPerLane, 1u)});
+    rec.dispatch(pipe, {step, q, kCache, vCache, out}, &p, sizeof p, s.nHeads, nTokens, 1);
+}
+
+void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk::Buffer& u, const vk::Buffer& h,
+             uint32_t n) {
+    struct Push {
+        uint32_t n;
+    } p{n};
+    const auto& pipe = ctx.pipeline("silu_mul", 3, sizeof p);
+    rec.dispatchFlat(pipe, {g, u, h}, &p, sizeof p, (n + 63) / 64);
+}
+
+void copy(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& src, const vk::Buffer& dst, uint64_t bytes) {
+    struct Push {
+        uint32_t n;
+    } p{static_cast<uint32_t>(bytes / 16)};
+    const auto& pipe = ctx.pipeline("copy_vec4", 2, sizeof p);
+    rec.dispatchFlat(pipe, {src, dst}, &p, sizeof p, (p.n + 255) / 256);
+}
+
+} // namespace ops
+} // namespace moe

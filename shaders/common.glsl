@@ -1,0 +1,44 @@
+// Shared definitions: weight storage by dtype and flattened workgroup ids.
+// Weights are row-major [rows, Kp] with Kp = K rounded up to 8 and the padding
+// zero-filled, so 8 consecutive weights of a row are one aligned 16/32-byte load.
+
+// Declares the two aliasing views of a weight buffer: 8-element blocks and single elements.
+#if defined(W_F32)
+#define DECLARE_WEIGHTS(B, NAME) \
+    layout(binding = B) readonly buffer NAME##_blocks { vec4 NAME##4[]; }; \
+    layout(binding = B) readonly buffer NAME##_elems { float NAME##1[]; };
+#define LOAD8(NAME, e, a, b) { a = NAME##4[(e) >> 2]; b = NAME##4[((e) >> 2) + 1]; }
+#define LOAD1(NAME, e) (NAME##1[e])
+#elif defined(W_F16)
+#define DECLARE_WEIGHTS(B, NAME) \
+    layout(binding = B) readonly buffer NAME##_blocks { uvec4 NAME##4[]; }; \
+    layout(binding = B) readonly buffer NAME##_elems { uint NAME##1[]; };
+#define LOAD8(NAME, e, a, b) { uvec4 u_ = NAME##4[(e) >> 3]; \
+    a = vec4(unpackHalf2x16(u_.x), unpackHalf2x16(u_.y)); \
+    b = vec4(unpackHalf2x16(u_.z), unpackHalf2x16(u_.w)); }
+#define LOAD1(NAME, e) (unpackHalf2x16(NAME##1[(e) >> 1])[(e) & 1u])
+#elif defined(W_BF16)
+// bf16 is the high half of a float32: shift it into place.
+vec2 unpackBf16x2(uint u) { return vec2(uintBitsToFloat(u << 16), uintBitsToFloat(u & 0xffff0000u)); }
+#define DECLARE_WEIGHTS(B, NAME) \
+    layout(binding = B) readonly buffer NAME##_blocks { uvec4 NAME##4[]; }; \
+    layout(binding = B) readonly buffer NAME##_elems { uint NAME##1[]; };
+#define LOAD8(NAME, e, a, b) { uvec4 u_ = NAME##4[(e) >> 3]; \
+    a = vec4(unpackBf16x2(u_.x), unpackBf16x2(u_.y)); \
+    b = vec4(unpackBf16x2(u_.z), unpackBf16x2(u_.w)); }
+#define LOAD1(NAME, e) (unpackBf16x2(NAME##1[(e) >> 1])[(e) & 1u])
+#endif
+
+// Workgroup counts above 65535 are split over x and z by the host.
+uint flatGroupId() { return gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x; }
+// A macro, not a function: gl_WorkGroupSize is only known after the shader's
+// local_size layout, which comes after this include.
+#define FLAT_INVOCATION_ID (flatGroupId() * gl_WorkGroupSize.x + gl_LocalInvocationID.x)
+
+// Per-step values written by the host before each submit, so a recorded
+// command buffer can be replayed for every decode step.
+#define DECLARE_STEP(B) \
+    layout(binding = B) readonly buffer Step { uint pos0; uint n_tokens; uint step_pad0; uint step_pad1; uint tokens[]; } step;
+
+const uint FLAG_BIAS = 1u;
+const uint FLAG_ACCUMULATE = 2u;

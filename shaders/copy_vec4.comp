@@ -1,0 +1,12 @@
+#version 450
+// dst = src in 16-byte words: the device-bandwidth probe of `moe-cli bench`.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+layout(local_size_x = 256) in;
+layout(push_constant) uniform Push { uint n; } p;
+layout(binding = 0) readonly buffer Src { uvec4 src[]; };
+layout(binding = 1) writeonly buffer Dst { uvec4 dst[]; };
+void main() {
+    const uint i = FLAT_INVOCATION_ID;
+    if (i < p.n) dst[i] = src[i];
+}

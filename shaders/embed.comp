@@ -1,0 +1,18 @@
+#version 450
+// out[t, i] = E[tokens[t], i] as float32.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+layout(local_size_x = 64) in;
+layout(push_constant) uniform Push { uint dim; uint Kp; uint n_tokens; uint vocab; } p;
+DECLARE_WEIGHTS(0, w)
+DECLARE_STEP(1)
+layout(binding = 2) writeonly buffer Out { float outv[]; };
+
+void main() {
+    const uint idx = FLAT_INVOCATION_ID;
+    if (idx >= p.n_tokens * p.dim) return;
+    const uint t = idx / p.dim;
+    const uint i = idx % p.dim;
+    const uint tok = min(step.tokens[t], p.vocab - 1u); // the host validates ids; never read out of bounds
+    outv[idx] = LOAD1(w, tok * p.Kp + i);
+}

@@ -1,0 +1,428 @@
+// Each compute shader against a CPU reference over random shapes, odd sizes
+// included, and one weight matrix larger than maxStorageBufferRange.
+//
+// Tolerance: results are compared by normalised mean squared error,
+// NMSE = mse(gpu, ref) / mse(ref, 0). Both sides compute in float32 from the
+// same (already rounded) weights, so the only difference is summation order:
+// for K-term dot products the relative error is about sqrt(K)·2^-24 (< 1e-5
+// for K ≤ 10^4), i.e. NMSE < 1e-10. The limit 1e-9 leaves 10x headroom yet
+// catches any indexing or formula error (which gives NMSE ≈ 1e-2 or more).
+// Transcendentals (exp in softmax/SiLU) on GPUs are accurate to a few ulp, so
+// attention and SiLU use the same limit.
+#include "moe/ops.h"
+#include "moe/vk.h"
+
+#include <QtTest/QtTest>
+
+#include <cmath>
+#include <memory>
+#include <random>
+
+using namespace moe;
+
+namespace {
+
+double nmse(const std::vector<float>& got, const std::vector<float>& ref) {
+    double err = 0, norm = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        const double d = double(got[i]) - double(ref[i]);
+        err += d * d;
+        norm += double(ref[i]) * double(ref[i]);
+    }
+    return norm > 0 ? err / norm : err;
+}
+
+constexpr double kNmseLimit = 1e-9;
+
+std::vector<float> randomFloats(std::mt19937& rng, size_t n, float scale = 1.0f) {
+    std::normal_distribution<float> d(0.0f, scale);
+    std::vector<float> v(n);
+    for (auto& x : v) x = d(rng);
+    return v;
+}
+
+// Weights in `dtype` bytes plus their exact float values (for the reference).
+struct HostWeights {
+    std::vector<std::byte> bytes;
+    std::vector<float> values;
+};
+
+HostWeights makeWeights(std::mt19937& rng, DType dtype, size_t n) {
+    HostWeights w;
+    auto v = randomFloats(rng, n, 0.5f);
+    w.values.resize(n);
+    w.bytes.resize(n * dtypeSize(dtype));
+    for (size_t i = 0; i < n; ++i) {
+        if (dtype == DType::F32) {
+            w.values[i] = v[i];
+            std::memcpy(w.bytes.data() + i * 4, &v[i], 4);
+        } else {
+            uint16_t h = dtype == DType::F16 ? floatToF16(v[i]) : floatToBf16(v[i]);
+            w.values[i] = dtype == DType::F16 ? f16ToFloat(h) : bf16ToFloat(h);
+            std::memcpy(w.bytes.data() + i * 2, &h, 2);
+        }
+    }
+    return w;
+}
+
+vk::Buffer deviceFloats(vk::Context& ctx, const std::vector<float>& v) { return uploadFloats(ctx, v); }
+
+std::vector<float> readFloats(const vk::Buffer& b, size_t n) {
+    std::vector<float> v(n);
+    b.download(v.data(), n * sizeof(float));
+    return v;
+}
+
+vk::Buffer makeStep(vk::Context& ctx, uint32_t pos0, const std::vector<int32_t>& tokens) {
+    ops::StepHeader h;
+    h.pos0 = pos0;
+    h.nTokens = uint32_t(tokens.size());
+    vk::Buffer b(ctx, sizeof h + std::max<size_t>(tokens.size(), 1) * 4, vk::MemoryUse::Upload);
+    b.upload(&h, sizeof h);
+    if (!tokens.empty()) b.upload(tokens.data(), tokens.size() * 4, sizeof h);
+    return b;
+}
+
+} // namespace
+
+class TestOps : public QObject {
+    Q_OBJECT
+    std::unique_ptr<vk::Context> ctx;
+    std::mt19937 rng{42};
+
+    void run(const std::function<void(vk::Recorder&)>& record) {
+        vk::Recorder rec(*ctx);
+        rec.begin();
+        record(rec);
+        rec.end();
+        rec.submitAndWait();
+    }
+
+private slots:
+    void initTestCase() {
+        ctx = std::make_unique<vk::Context>();
+        qInfo("device: %s (%s), subgroup %u, max storage range %llu, validation %s", ctx->info().name.c_str(),
+              ctx->info().type.c_str(), ctx->subgroupSize(), (unsigned long long)ctx->maxStorageRange(),
+              ctx->validationEnabled() ? "on" : "off");
+    }
+
+    void cleanupTestCase() {
+        if (ctx->validationEnabled()) QCOMPARE(ctx->validationMessages(), uint64_t(0));
+        ctx.reset();
+    }
+
+    void matmul_data() {
+        QTest::addColumn<int>("dtype");
+        QTest::addColumn<int>("kernel");
+        QTest::addColumn<int>("rows");
+        QTest::addColumn<int>("cols");
+        QTest::addColumn<int>("tokens");
+        QTest::addColumn<bool>("bias");
+        QTest::addColumn<bool>("accumulate");
+        const int shapes[][3] = {{1, 1, 1}, {7, 13, 3}, {64, 256, 1}, {129, 257, 5}, {300, 1000, 37}, {65, 64, 33}, {33, 8, 2}};
+        const char* names[] = {"f32", "f16", "bf16"};
+        const DType dtypes[] = {DType::F32, DType::F16, DType::BF16};
+        for (int d = 0; d < 3; ++d)
+            for (int k = 1; k <= 2; ++k)
+                for (const auto& s : shapes) {
+                    const bool bias = (s[0] + k) % 2 == 0, acc = s[1] % 2 == 1;
+                    QTest::addRow("%s %s %dx%d t%d%s%s", names[d], k == 1 ? "vector" : "tiled", s[0], s[1], s[2],
+                                  bias ? " bias" : "", acc ? " acc" : "")
+                        << int(dtypes[d]) << k << s[0] << s[1] << s[2] << bias << acc;
+                }
+    }
+
+    void matmul() {
+        QFETCH(int, dtype);
+        QFETCH(int, kernel);
+        QFETCH(int, rows);
+        QFETCH(int, cols);
+        QFETCH(int, tokens);
+        QFETCH(bool, bias);
+        QFETCH(bool, accumulate);
+        const DType dt = DType(dtype);
+        auto w = makeWeights(rng, dt, size_t(rows) * cols);
+        // x and out use offsets and strides wider than the rows, as the forward pass does.
+        const uint32_t xOff = 3, xStride = uint32_t(cols) + 5, outOff = 2, outStride = uint32_t(rows) + 3;
+        auto x = randomFloats(rng, xOff + size_t(tokens) * xStride);
+        auto out0 = randomFloats(rng, outOff + size_t(tokens) * outStride);
+        auto b = randomFloats(rng, size_t(rows));
+
+        std::vector<float> ref = out0;
+        for (int t = 0; t < tokens; ++t)
+            for (int r = 0; r < rows; ++r) {
+                double s = 0;
+                for (int k = 0; k < cols; ++k) s += double(w.values[size_t(r) * cols + k]) * x[xOff + size_t(t) * xStride + k];
+                if (bias) s += b[size_t(r)];
+                float& o = ref[outOff + size_t(t) * outStride + r];
+                o = float(accumulate ? o + s : s);
+            }
+
+        auto W = DeviceMatrix::fromHost(*ctx, dt, uint32_t(rows), uint32_t(cols), w.bytes.data());
+        auto X = deviceFloats(*ctx, x);
+        auto O = deviceFloats(*ctx, out0);
+        auto B = deviceFloats(*ctx, b);
+        run([&](vk::Recorder& rec) {
+            ops::matmul(*ctx, rec, W, {&X, xOff, xStride}, {&O, outOff, outStride}, uint32_t(tokens), bias ? &B : nullptr,
+                        accumulate, ops::MatmulKernel(kernel));
+        });
+        auto got = readFloats(O, out0.size());
+        const double e = nmse(got, ref);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+        // Elements outside the written rows keep their values.
+        for (uint32_t i = 0; i < outOff; ++i) QCOMPARE(got[i], out0[i]);
+    }
+
+    void matmulGated_data() {
+        QTest::addColumn<int>("dtype");
+        QTest::addColumn<int>("rows");
+        QTest::addColumn<int>("cols");
+        QTest::addColumn<int>("tokens");
+        QTest::newRow("bf16 688x256 t1") << int(DType::BF16) << 688 << 256 << 1;
+        QTest::newRow("f16 37x19 t2") << int(DType::F16) << 37 << 19 << 2;
+        QTest::newRow("f32 5x3 t4") << int(DType::F32) << 5 << 3 << 4;
+    }
+
+    void matmulGated() {
+        QFETCH(int, dtype);
+        QFETCH(int, rows);
+        QFETCH(int, cols);
+        QFETCH(int, tokens);
+        const DType dt = DType(dtype);
+        auto wg = makeWeights(rng, dt, size_t(rows) * cols);
+        auto wu = makeWeights(rng, dt, size_t(rows) * cols);
+        auto x = randomFloats(rng, size_t(tokens) * cols);
+        std::vector<float> ref(size_t(tokens) * rows);
+        for (int t = 0; t < tokens; ++t)
+            for (int r = 0; r < rows; ++r) {
+                double g = 0, u = 0;
+                for (int k = 0; k < cols; ++k) {
+                    g += double(wg.values[size_t(r) * cols + k]) * x[size_t(t) * cols + k];
+                    u += double(wu.values[size_t(r) * cols + k]) * x[size_t(t) * cols + k];
+                }
+                ref[size_t(t) * rows + r] = float(g / (1 + std::exp(-g)) * u);
+            }
+        auto G = DeviceMatrix::fromHost(*ctx, dt, uint32_t(rows), uint32_t(cols), wg.bytes.data());
+        auto U = DeviceMatrix::fromHost(*ctx, dt, uint32_t(rows), uint32_t(cols), wu.bytes.data());
+        auto X = deviceFloats(*ctx, x);
+        vk::Buffer O(*ctx, ref.size() * 4, vk::MemoryUse::Device);
+        run([&](vk::Recorder& rec) {
+            ops::matmulGated(*ctx, rec, G, U, {&X, 0, uint32_t(cols)}, {&O, 0, uint32_t(rows)}, uint32_t(tokens));
+        });
+        const double e = nmse(readFloats(O, ref.size()), ref);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
+    void matmulLargerThanStorageRange() {
+        // A matrix just over maxStorageBufferRange is split into row chunks.
+        const uint32_t cols = 1024;
+        const uint64_t rowBytes = cols * 4;
+        const uint32_t rows = uint32_t(ctx->maxStorageRange() / rowBytes) + 77;
+        std::vector<float> w(size_t(rows) * cols);
+        std::mt19937 r2(7);
+        std::uniform_real_distribution<float> u(-1, 1);
+        for (auto& v : w) v = u(r2);
+        auto x = randomFloats(rng, cols);
+        auto W = DeviceMatrix::fromHost(*ctx, DType::F32, rows, cols, w.data());
+        QVERIFY(W.chunks.size() >= 2);
+        QVERIFY(W.bytes() > ctx->maxStorageRange());
+        auto X = deviceFloats(*ctx, x);
+        vk::Buffer O(*ctx, uint64_t(rows) * 4, vk::MemoryUse::Device);
+        run([&](vk::Recorder& rec) { ops::matmul(*ctx, rec, W, {&X, 0, cols}, {&O, 0, rows}, 1); });
+        std::vector<float> ref(rows);
+        for (uint32_t rr = 0; rr < rows; ++rr) {
+            double s = 0;
+            for (uint32_t k = 0; k < cols; ++k) s += double(w[size_t(rr) * cols + k]) * x[k];
+            ref[rr] = float(s);
+        }
+        auto got = readFloats(O, rows);
+        const double e = nmse(got, ref);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+        // The last rows live in the second chunk: check them one by one.
+        for (uint32_t rr = rows - 5; rr < rows; ++rr) QVERIFY(std::abs(got[rr] - ref[rr]) < 1e-3f * (1 + std::abs(ref[rr])));
+    }
+
+    void rmsnorm_data() {
+        QTest::addColumn<int>("rows");
+        QTest::addColumn<int>("dim");
+        QTest::newRow("1x1") << 1 << 1;
+        QTest::newRow("3x7") << 3 << 7;
+        QTest::newRow("5x256") << 5 << 256;
+        QTest::newRow("17x897") << 17 << 897;
+    }
+
+    void rmsnorm() {
+        QFETCH(int, rows);
+        QFETCH(int, dim);
+        const float eps = 1e-5f;
+        const uint32_t xOff = 1, xStride = uint32_t(dim) + 2;
+        auto x = randomFloats(rng, xOff + size_t(rows) * xStride, 3.0f);
+        auto w = randomFloats(rng, size_t(dim));
+        std::vector<float> ref(size_t(rows) * dim);
+        for (int r = 0; r < rows; ++r) {
+            double ss = 0;
+            for (int i = 0; i < dim; ++i) ss += double(x[xOff + r * xStride + i]) * x[xOff + r * xStride + i];
+            const double scale = 1.0 / std::sqrt(ss / dim + eps);
+            for (int i = 0; i < dim; ++i) ref[size_t(r) * dim + i] = float(x[xOff + r * xStride + i] * scale * w[i]);
+        }
+        auto X = deviceFloats(*ctx, x);
+        auto Wb = deviceFloats(*ctx, w);
+        vk::Buffer O(*ctx, ref.size() * 4, vk::MemoryUse::Device);
+        run([&](vk::Recorder& rec) {
+            ops::rmsnorm(*ctx, rec, {&X, xOff, xStride}, Wb, {&O, 0, uint32_t(dim)}, uint32_t(rows), uint32_t(dim), eps);
+        });
+        const double e = nmse(readFloats(O, ref.size()), ref);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
+    void embed_data() {
+        QTest::addColumn<int>("dtype");
+        QTest::addColumn<int>("vocab");
+        QTest::addColumn<int>("dim");
+        QTest::newRow("bf16 100x13") << int(DType::BF16) << 100 << 13;
+        QTest::newRow("f16 33x64") << int(DType::F16) << 33 << 64;
+        QTest::newRow("f32 5x7") << int(DType::F32) << 5 << 7;
+    }
+
+    void embed() {
+        QFETCH(int, dtype);
+        QFETCH(int, vocab);
+        QFETCH(int, dim);
+        auto w = makeWeights(rng, DType(dtype), size_t(vocab) * dim);
+        std::uniform_int_distribution<int32_t> pick(0, vocab - 1);
+        std::vector<int32_t> tokens(11);
+        for (auto& t : tokens) t = pick(rng);
+        tokens[0] = vocab - 1;
+        auto E = DeviceMatrix::fromHost(*ctx, DType(dtype), uint32_t(vocab), uint32_t(dim), w.bytes.data());
+        auto step = makeStep(*ctx, 0, tokens);
+        vk::Buffer O(*ctx, tokens.size() * dim * 4, vk::MemoryUse::Device);
+        run([&](vk::Recorder& rec) { ops::embed(*ctx, rec, E, step, O, uint32_t(tokens.size())); });
+        auto got = readFloats(O, tokens.size() * dim);
+        for (size_t t = 0; t < tokens.size(); ++t)
+            for (int i = 0; i < dim; ++i) QCOMPARE(got[t * dim + i], w.values[size_t(tokens[t]) * dim + i]);
+    }
+
+    void siluMul() {
+        const uint32_t n = 1001;
+        auto g = randomFloats(rng, n, 4.0f), u = randomFloats(rng, n);
+        g[0] = -90.0f; // exp overflow side
+        std::vector<float> ref(n);
+        for (uint32_t i = 0; i < n; ++i) ref[i] = float(g[i] / (1.0 + std::exp(-double(g[i]))) * u[i]);
+        auto G = deviceFloats(*ctx, g), U = deviceFloats(*ctx, u);
+        vk::Buffer H(*ctx, n * 4, vk::MemoryUse::Device);
+        run([&](vk::Recorder& rec) { ops::siluMul(*ctx, rec, G, U, H, n); });
+        auto got = readFloats(H, n);
+        QVERIFY(std::isfinite(got[0]));
+        const double e = nmse(got, ref);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
+    void copy() {
+        const uint64_t bytes = 4096 * 16 + 48;
+        std::vector<float> v = randomFloats(rng, bytes / 4);
+        auto S = deviceFloats(*ctx, v);
+        vk::Buffer D(*ctx, bytes, vk::MemoryUse::Device);
+        run([&](vk::Recorder& rec) { ops::copy(*ctx, rec, S, D, bytes); });
+        QCOMPARE(readFloats(D, v.size()), v);
+    }
+
+    // RoPE + KV-cache store + attention, in two steps (a prefill, then more
+    // tokens at a later position), against a direct CPU transcription.
+    void ropeAttention_data() {
+        QTest::addColumn<int>("heads");
+        QTest::addColumn<int>("kvHeads");
+        QTest::addColumn<int>("headDim");
+        QTest::addColumn<int>("first");
+        QTest::addColumn<int>("second");
+        QTest::addColumn<int>("window");
+        QTest::newRow("gqa 8/4 d32") << 8 << 4 << 32 << 13 << 1 << 0;
+        QTest::newRow("mha 3/3 d6") << 3 << 3 << 6 << 5 << 4 << 0;
+        QTest::newRow("gqa 14/2 d64 long") << 14 << 2 << 64 << 70 << 3 << 0;
+        QTest::newRow("mqa 4/1 d128 window") << 4 << 1 << 128 << 19 << 2 << 7;
+        QTest::newRow("d8 one token") << 2 << 1 << 8 << 1 << 1 << 0;
+    }
+
+    void ropeAttention() {
+        QFETCH(int, heads);
+        QFETCH(int, kvHeads);
+        QFETCH(int, headDim);
+        QFETCH(int, first);
+        QFETCH(int, second);
+        QFETCH(int, window);
+        const int total = first + second, maxPos = total + 3, half = headDim / 2;
+        const int qDim = heads * headDim, kvDim = kvHeads * headDim;
+        const float scale = 1.0f / std::sqrt(float(headDim));
+        std::vector<float> invFreq(half), table(size_t(maxPos) * half * 2);
+        for (int i = 0; i < half; ++i) invFreq[i] = float(1.0 / std::pow(10000.0, 2.0 * i / headDim));
+        for (int p = 0; p < maxPos; ++p)
+            for (int i = 0; i < half; ++i) {
+                table[size_t(p) * half + i] = float(std::cos(double(float(p) * invFreq[i])));
+                table[size_t(maxPos) * half + size_t(p) * half + i] = float(std::sin(double(float(p) * invFreq[i])));
+            }
+        auto q = randomFloats(rng, size_t(total) * qDim), k = randomFloats(rng, size_t(total) * kvDim),
+             v = randomFloats(rng, size_t(total) * kvDim);
+
+        // CPU reference.
+        auto rotate = [&](std::vector<float>& vec, size_t base, int pos) {
+            for (int i = 0; i < half; ++i) {
+                const double c = table[size_t(pos) * half + i], s = table[size_t(maxPos) * half + size_t(pos) * half + i];
+                const double a = vec[base + i], b = vec[base + i + half];
+                vec[base + i] = float(a * c - b * s);
+                vec[base + i + half] = float(b * c + a * s);
+            }
+        };
+        std::vector<float> qr = q, kr = k;
+        for (int t = 0; t < total; ++t) {
+            for (int h = 0; h < heads; ++h) rotate(qr, size_t(t) * qDim + h * headDim, t);
+            for (int h = 0; h < kvHeads; ++h) rotate(kr, size_t(t) * kvDim + h * headDim, t);
+        }
+        std::vector<float> ref(size_t(total) * qDim);
+        for (int t = 0; t < total; ++t)
+            for (int h = 0; h < heads; ++h) {
+                const int kvh = h / (heads / kvHeads);
+                const int lo = window > 0 ? std::max(0, t + 1 - window) : 0;
+                std::vector<double> s(size_t(t + 1), -1e300);
+                double mx = -1e300;
+                for (int j = lo; j <= t; ++j) {
+                    double d = 0;
+                    for (int e = 0; e < headDim; ++e)
+                        d += double(qr[size_t(t) * qDim + h * headDim + e]) * kr[size_t(j) * kvDim + kvh * headDim + e];
+                    s[size_t(j)] = d * scale;
+                    mx = std::max(mx, s[size_t(j)]);
+                }
+                double sum = 0;
+                for (int j = lo; j <= t; ++j) sum += s[size_t(j)] = std::exp(s[size_t(j)] - mx);
+                for (int e = 0; e < headDim; ++e) {
+                    double o = 0;
+                    for (int j = lo; j <= t; ++j) o += s[size_t(j)] * v[size_t(j) * kvDim + kvh * headDim + e];
+                    ref[size_t(t) * qDim + h * headDim + e] = float(o / sum);
+                }
+            }
+
+        vk::Buffer kCache(*ctx, size_t(maxPos) * kvDim * 4, vk::MemoryUse::Device),
+            vCache(*ctx, size_t(maxPos) * kvDim * 4, vk::MemoryUse::Device);
+        auto T = deviceFloats(*ctx, table);
+        ops::AttentionShape shape{uint32_t(heads), uint32_t(kvHeads), uint32_t(headDim), uint32_t(window), scale};
+        std::vector<float> got;
+        for (auto [start, count] : {std::pair{0, first}, std::pair{first, second}}) {
+            std::vector<float> qs(q.begin() + size_t(start) * qDim, q.begin() + size_t(start + count) * qDim);
+            std::vector<float> ks(k.begin() + size_t(start) * kvDim, k.begin() + size_t(start + count) * kvDim);
+            std::vector<float> vs(v.begin() + size_t(start) * kvDim, v.begin() + size_t(start + count) * kvDim);
+            auto Q = deviceFloats(*ctx, qs), K = deviceFloats(*ctx, ks), V = deviceFloats(*ctx, vs);
+            vk::Buffer O(*ctx, size_t(count) * qDim * 4, vk::MemoryUse::Device);
+            auto step = makeStep(*ctx, uint32_t(start), std::vector<int32_t>(size_t(count), 0));
+            run([&](vk::Recorder& rec) {
+                ops::ropeStore(*ctx, rec, shape, step, Q, K, V, kCache, vCache, T, uint32_t(maxPos), uint32_t(count));
+                rec.barrier();
+                ops::attention(*ctx, rec, shape, step, Q, kCache, vCache, O, uint32_t(count));
+            });
+            auto o = readFloats(O, size_t(count) * qDim);
+            got.insert(got.end(), o.begin(), o.end());
+        }
+        const double e = nmse(got, ref);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+    }
+};
+
+QTEST_GUILESS_MAIN(TestOps)
+#include "test_ops.moc"
