@@ -2,6 +2,9 @@
 // Where tests find the shared models and the npm tokenizer data.
 #include <cstdlib>
 #include <filesystem>
+#include <string>
+
+#include "moe/error.h"
 
 namespace moe::test {
 
@@ -11,5 +14,15 @@ inline std::filesystem::path envPath(const char* var, const char* fallback) {
 }
 inline std::filesystem::path modelsDir() { return envPath("MOE_MODELS_DIR", "../shared/models"); }
 inline std::filesystem::path testDataDir() { return envPath("MOE_TESTDATA_DIR", ".testdata"); }
+
+// Runs `f`; returns the moe::Error message it threw, or "(no error)".
+template <class F> std::string errorMessage(F&& f) {
+    try {
+        f();
+    } catch (const moe::Error& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
 
 } // namespace moe::test

@@ -1,0 +1,314 @@
+// Reads a Hugging Face config.json (+ generation_config.json) for the Llama
+// family: Llama, Mistral and Qwen2 share one decoder layout and differ only in
+// biases, sliding window and defaults.
+#include "moe/model_config.h"
+
+#include "moe/error.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <fstream>
+#include <numbers>
+#include <sstream>
+
+namespace moe {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+struct SupportedArch {
+    const char* architecture;
+    const char* modelType;
+    Arch arch;
+};
+constexpr SupportedArch kSupported[] = {
+    {"LlamaForCausalLM", "llama", Arch::Llama},
+    {"MistralForCausalLM", "mistral", Arch::Mistral},
+    {"Qwen2ForCausalLM", "qwen2", Arch::Qwen2},
+};
+
+std::string supportedList(bool modelTypes) {
+    std::string s;
+    for (const auto& a : kSupported) s += (s.empty() ? "" : ", ") + std::string(modelTypes ? a.modelType : a.architecture);
+    return s;
+}
+
+json readJson(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path.string() + ": cannot open");
+    std::stringstream text;
+    text << in.rdbuf();
+    try {
+        return json::parse(text.str());
+    } catch (const json::exception& e) {
+        throw Error(path.string() + ": not valid JSON: " + e.what());
+    }
+}
+
+// Typed access to one JSON object; every complaint names the file and field.
+// Fields that are absent or null count as "not given" (configs use both).
+class FieldReader {
+public:
+    FieldReader(fs::path file, const json& object, std::string prefix = {})
+        : file_(std::move(file)), object_(object), prefix_(std::move(prefix)) {}
+
+    [[noreturn]] void fail(const std::string& field, const std::string& what) const {
+        throw Error(file_.string() + ": field " + prefix_ + field + ": " + what);
+    }
+
+    const json* find(const std::string& field) const {
+        const auto it = object_.find(field);
+        return it == object_.end() || it->is_null() ? nullptr : &*it;
+    }
+    bool has(const std::string& field) const { return find(field) != nullptr; }
+
+    int positiveInt(const std::string& field) const {
+        const json* v = find(field);
+        if (!v) fail(field, "missing");
+        return positiveIntValue(field, *v);
+    }
+    int positiveInt(const std::string& field, int fallback) const {
+        const json* v = find(field);
+        return v ? positiveIntValue(field, *v) : fallback;
+    }
+
+    int nonNegativeInt(const std::string& field, int fallback) const {
+        const json* v = find(field);
+        if (!v) return fallback;
+        if (!v->is_number_integer() || v->get<int64_t>() < 0 || v->get<int64_t>() > INT_MAX)
+            fail(field, "must be a non-negative integer, got " + v->dump());
+        return v->get<int>();
+    }
+
+    double positiveNumber(const std::string& field) const {
+        const json* v = find(field);
+        if (!v) fail(field, "missing");
+        return positiveNumberValue(field, *v);
+    }
+    double positiveNumber(const std::string& field, double fallback) const {
+        const json* v = find(field);
+        return v ? positiveNumberValue(field, *v) : fallback;
+    }
+
+    bool boolean(const std::string& field, bool fallback) const {
+        const json* v = find(field);
+        if (!v) return fallback;
+        if (!v->is_boolean()) fail(field, "must be true or false, got " + v->dump());
+        return v->get<bool>();
+    }
+
+    std::string string(const std::string& field) const {
+        const json* v = find(field);
+        if (!v) return {};
+        if (!v->is_string()) fail(field, "must be a string, got " + v->dump());
+        return v->get<std::string>();
+    }
+
+    // A token id field: an integer, a list of integers, or null.
+    std::vector<int> tokenIds(const std::string& field) const {
+        std::vector<int> ids;
+        const json* v = find(field);
+        if (!v) return ids;
+        auto add = [&](const json& item) {
+            if (!item.is_number_integer() || item.get<int64_t>() < 0 || item.get<int64_t>() > INT_MAX)
+                fail(field, "must be a token id or a list of token ids, got " + v->dump());
+            ids.push_back(item.get<int>());
+        };
+        if (v->is_array())
+            for (const auto& item : *v) add(item);
+        else
+            add(*v);
+        return ids;
+    }
+
+private:
+    int positiveIntValue(const std::string& field, const json& v) const {
+        if (!v.is_number_integer() || v.get<int64_t>() <= 0 || v.get<int64_t>() > INT_MAX)
+            fail(field, "must be a positive integer, got " + v.dump());
+        return v.get<int>();
+    }
+    double positiveNumberValue(const std::string& field, const json& v) const {
+        if (!v.is_number() || !(v.get<double>() > 0) || !std::isfinite(v.get<double>()))
+            fail(field, "must be a positive number, got " + v.dump());
+        return v.get<double>();
+    }
+
+    fs::path file_;
+    const json& object_;
+    std::string prefix_;
+};
+
+Arch detectArch(const FieldReader& cfg, std::string& architecture, std::string& modelType) {
+    modelType = cfg.string("model_type");
+    if (const json* archs = cfg.find("architectures")) {
+        if (!archs->is_array() || archs->empty() || !(*archs)[0].is_string())
+            cfg.fail("architectures", "must be a non-empty list of names, got " + archs->dump());
+        architecture = (*archs)[0].get<std::string>();
+        for (const auto& a : kSupported)
+            if (architecture == a.architecture) return a.arch;
+        cfg.fail("architectures", "\"" + architecture + "\" is not supported (supported: " + supportedList(false) + ")");
+    }
+    if (modelType.empty())
+        cfg.fail("architectures", "missing, and no model_type either (supported: " + supportedList(false) + ")");
+    for (const auto& a : kSupported) {
+        if (modelType == a.modelType) {
+            architecture = a.architecture;
+            return a.arch;
+        }
+    }
+    cfg.fail("model_type", "\"" + modelType + "\" is not supported (supported: " + supportedList(true) + ")");
+}
+
+// inv_freq[i] = 1 / theta^(2i / headDim), then rope_scaling. Computed in
+// double and rounded once; Transformers computes in float32, which differs by
+// at most an ulp or so.
+std::vector<float> computeRopeInvFreq(const FieldReader& cfg, const fs::path& file, int headDim, double theta) {
+    const int half = headDim / 2;
+    std::vector<double> invFreq(half);
+    for (int i = 0; i < half; ++i) invFreq[i] = 1.0 / std::pow(theta, 2.0 * i / headDim);
+
+    if (const json* scaling = cfg.find("rope_scaling")) {
+        if (!scaling->is_object()) cfg.fail("rope_scaling", "must be an object or null, got " + scaling->dump());
+        const FieldReader rs(file, *scaling, "rope_scaling.");
+        // Newer configs say "rope_type", older ones "type".
+        const std::string typeField = rs.has("rope_type") ? "rope_type" : "type";
+        const std::string type = rs.string(typeField);
+        if (type.empty()) rs.fail("rope_type", "missing");
+        if (type == "default") {
+            // plain RoPE
+        } else if (type == "linear") {
+            const double factor = rs.positiveNumber("factor");
+            for (double& f : invFreq) f /= factor;
+        } else if (type == "llama3") {
+            // Llama 3.1: keep high frequencies (short wavelengths), divide low
+            // frequencies by `factor`, and blend linearly (in 1/wavelength)
+            // between the two bands.
+            const double factor = rs.positiveNumber("factor");
+            const double lowFreqFactor = rs.positiveNumber("low_freq_factor");
+            const double highFreqFactor = rs.positiveNumber("high_freq_factor");
+            const double originalContext = rs.positiveInt("original_max_position_embeddings");
+            if (!(highFreqFactor > lowFreqFactor))
+                rs.fail("high_freq_factor", "must be greater than low_freq_factor");
+            const double lowFreqWavelen = originalContext / lowFreqFactor;
+            const double highFreqWavelen = originalContext / highFreqFactor;
+            for (double& f : invFreq) {
+                const double wavelen = 2.0 * std::numbers::pi / f;
+                if (wavelen < highFreqWavelen) continue;
+                if (wavelen > lowFreqWavelen) {
+                    f /= factor;
+                    continue;
+                }
+                const double smooth = (originalContext / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+                f = (1.0 - smooth) * f / factor + smooth * f;
+            }
+        } else {
+            rs.fail(typeField, "\"" + type + "\" is not supported (supported: linear, llama3, or null)");
+        }
+    }
+    return std::vector<float>(invFreq.begin(), invFreq.end());
+}
+
+} // namespace
+
+ModelConfig ModelConfig::load(const fs::path& dir) {
+    std::error_code ec;
+    const fs::path file = dir / "config.json";
+    if (!fs::is_regular_file(file, ec)) {
+        if (!fs::is_directory(dir, ec)) throw Error(dir.string() + ": folder does not exist");
+        throw Error(dir.string() + ": no config.json in this folder");
+    }
+    const json root = readJson(file);
+    if (!root.is_object()) throw Error(file.string() + ": not a JSON object");
+    const FieldReader cfg(file, root);
+
+    ModelConfig c;
+    c.dir = dir;
+    c.arch = detectArch(cfg, c.architecture, c.modelType);
+
+    const std::string act = cfg.string("hidden_act");
+    if (!act.empty() && act != "silu") cfg.fail("hidden_act", "\"" + act + "\" is not supported (only silu)");
+
+    c.vocabSize = cfg.positiveInt("vocab_size");
+    c.hiddenSize = cfg.positiveInt("hidden_size");
+    c.intermediateSize = cfg.positiveInt("intermediate_size");
+    c.numLayers = cfg.positiveInt("num_hidden_layers");
+    c.numHeads = cfg.positiveInt("num_attention_heads");
+    c.numKvHeads = cfg.positiveInt("num_key_value_heads", c.numHeads);
+    if (c.numHeads % c.numKvHeads != 0)
+        cfg.fail("num_key_value_heads", std::to_string(c.numKvHeads) + " does not divide num_attention_heads " +
+                                            std::to_string(c.numHeads));
+    if (!cfg.has("head_dim") && c.hiddenSize % c.numHeads != 0)
+        cfg.fail("head_dim", "missing, and hidden_size " + std::to_string(c.hiddenSize) +
+                                 " is not divisible by num_attention_heads " + std::to_string(c.numHeads));
+    // head_dim may differ from hidden_size / heads (e.g. Mistral NeMo); RoPE
+    // rotates pairs, so it must be even.
+    c.headDim = cfg.positiveInt("head_dim", c.hiddenSize / c.numHeads);
+    if (c.headDim % 2 != 0) cfg.fail("head_dim", std::to_string(c.headDim) + " must be even for rotary embeddings");
+    c.maxPositions = cfg.positiveInt("max_position_embeddings");
+    c.rmsNormEps = static_cast<float>(cfg.positiveNumber("rms_norm_eps", 1e-6));
+    const double theta = cfg.positiveNumber("rope_theta", 10000.0);
+    c.ropeTheta = static_cast<float>(theta);
+    c.ropeInvFreq = computeRopeInvFreq(cfg, file, c.headDim, theta);
+    c.attentionScale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.headDim)));
+
+    switch (c.arch) {
+    case Arch::Llama:
+        c.attentionBias = cfg.boolean("attention_bias", false);
+        // Transformers' Llama also has mlp_bias; the engine has no MLP biases.
+        if (cfg.boolean("mlp_bias", false)) cfg.fail("mlp_bias", "true is not supported");
+        break;
+    case Arch::Mistral:
+        if (cfg.has("sliding_window")) c.slidingWindow = cfg.positiveInt("sliding_window");
+        break;
+    case Arch::Qwen2:
+        c.attentionBias = true; // Qwen2 always has q/k/v biases
+        if (cfg.boolean("use_sliding_window", false)) {
+            c.slidingWindow = cfg.positiveInt("sliding_window");
+            // Layers from max_window_layers on use the window, earlier ones
+            // full attention; only "all" or "none" fits one slidingWindow.
+            const int windowFrom = cfg.nonNegativeInt("max_window_layers", 0);
+            if (windowFrom >= c.numLayers)
+                c.slidingWindow = 0;
+            else if (windowFrom > 0)
+                cfg.fail("max_window_layers", "sliding window on only some layers (from layer " +
+                                                  std::to_string(windowFrom) + " of " + std::to_string(c.numLayers) +
+                                                  ") is not supported");
+        }
+        break;
+    }
+
+    c.tieWordEmbeddings = cfg.boolean("tie_word_embeddings", false);
+    c.torchDtype = cfg.has("torch_dtype") ? cfg.string("torch_dtype") : cfg.string("dtype");
+    c.bosTokenIds = cfg.tokenIds("bos_token_id");
+    c.eosTokenIds = cfg.tokenIds("eos_token_id");
+
+    // generation_config.json often lists extra end tokens (e.g. <|im_end|> and
+    // <|endoftext|>); generation stops on any of them.
+    const fs::path genFile = dir / "generation_config.json";
+    if (fs::is_regular_file(genFile, ec)) {
+        const json gen = readJson(genFile);
+        if (!gen.is_object()) throw Error(genFile.string() + ": not a JSON object");
+        const FieldReader genReader(genFile, gen);
+        for (int id : genReader.tokenIds("eos_token_id"))
+            if (std::find(c.eosTokenIds.begin(), c.eosTokenIds.end(), id) == c.eosTokenIds.end())
+                c.eosTokenIds.push_back(id);
+        if (c.bosTokenIds.empty()) c.bosTokenIds = genReader.tokenIds("bos_token_id");
+    }
+    return c;
+}
+
+std::string ModelConfig::archName() const {
+    switch (arch) {
+    case Arch::Llama: return "Llama";
+    case Arch::Mistral: return "Mistral";
+    case Arch::Qwen2: return "Qwen2";
+    }
+    return "?";
+}
+
+} // namespace moe

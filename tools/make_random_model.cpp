@@ -1,0 +1,485 @@
+// make-random-model: writes a Hugging Face style model folder (config.json,
+// generation_config.json, safetensors, optionally sharded) with random
+// weights, for tests and benchmarks of architectures/sizes we have no real
+// checkpoint for. The weights are deterministic for a given --seed and do not
+// depend on the shard count or the number of threads.
+#include "moe/error.h"
+#include "moe/model_config.h"
+#include "moe/safetensors.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <numbers>
+#include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: make-random-model --out DIR [options]
+
+  --preset qwen2-0.5b      Qwen2 shapes of Qwen2-0.5B (other flags override)
+  --arch llama|mistral|qwen2
+  --hidden N  --layers N  --heads N  --kv-heads N  --intermediate N  --vocab N
+  --head-dim N             default hidden / heads
+  --dtype bf16|f16|f32     default bf16
+  --seed S                 default 0
+  --tie-embeddings         no lm_head.weight; the embedding is reused
+  --sliding-window N       mistral / qwen2 only
+  --max-pos N              max_position_embeddings (default 2048)
+  --rope-theta X           default 10000 (qwen2: 1000000)
+  --shards N               split into N files with model.safetensors.index.json
+  --tokenizer-from DIR     copy tokenizer files (and bos/eos ids) from DIR
+)";
+
+struct Options {
+    fs::path out;
+    std::string preset;
+    std::string arch = "llama";
+    int hidden = 0, layers = 0, heads = 0, kvHeads = 0, intermediate = 0, vocab = 0, headDim = 0;
+    moe::DType dtype = moe::DType::BF16;
+    uint64_t seed = 0;
+    bool tieEmbeddings = false;
+    int slidingWindow = 0;
+    int maxPositions = 2048;
+    double ropeTheta = 0; // 0 = per-architecture default
+    int shards = 1;
+    fs::path tokenizerFrom;
+};
+
+[[noreturn]] void usageError(const std::string& what) {
+    throw std::invalid_argument(what);
+}
+
+int parsePositive(const std::string& flag, const std::string& text) {
+    try {
+        size_t used = 0;
+        const long v = std::stol(text, &used);
+        if (used == text.size() && v > 0 && v <= INT32_MAX) return static_cast<int>(v);
+    } catch (const std::exception&) {
+    }
+    usageError(flag + " needs a positive integer, got \"" + text + "\"");
+}
+
+void applyPreset(Options& o, const std::string& preset) {
+    if (preset != "qwen2-0.5b") usageError("unknown --preset \"" + preset + "\" (known: qwen2-0.5b)");
+    o.arch = "qwen2";
+    o.hidden = 896;
+    o.layers = 24;
+    o.heads = 14;
+    o.kvHeads = 2;
+    o.headDim = 64;
+    o.intermediate = 4864;
+    o.vocab = 151936;
+    o.tieEmbeddings = true;
+    o.dtype = moe::DType::BF16;
+    o.maxPositions = 32768;
+    o.ropeTheta = 1000000.0;
+}
+
+Options parseArgs(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    Options o;
+    // The preset goes first so that explicit flags override it wherever they are.
+    for (size_t i = 0; i + 1 < args.size(); ++i)
+        if (args[i] == "--preset") applyPreset(o, args[i + 1]);
+
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& flag = args[i];
+        if (flag == "--help" || flag == "-h") {
+            std::cout << kUsage;
+            std::exit(0);
+        }
+        if (flag == "--tie-embeddings") {
+            o.tieEmbeddings = true;
+            continue;
+        }
+        if (i + 1 >= args.size()) usageError(flag + " needs a value");
+        const std::string value = args[++i];
+        if (flag == "--out") o.out = value;
+        else if (flag == "--preset") o.preset = value; // already applied
+        else if (flag == "--arch") o.arch = value;
+        else if (flag == "--hidden") o.hidden = parsePositive(flag, value);
+        else if (flag == "--layers") o.layers = parsePositive(flag, value);
+        else if (flag == "--heads") o.heads = parsePositive(flag, value);
+        else if (flag == "--kv-heads") o.kvHeads = parsePositive(flag, value);
+        else if (flag == "--intermediate") o.intermediate = parsePositive(flag, value);
+        else if (flag == "--vocab") o.vocab = parsePositive(flag, value);
+        else if (flag == "--head-dim") o.headDim = parsePositive(flag, value);
+        else if (flag == "--sliding-window") o.slidingWindow = parsePositive(flag, value);
+        else if (flag == "--max-pos") o.maxPositions = parsePositive(flag, value);
+        else if (flag == "--shards") o.shards = parsePositive(flag, value);
+        else if (flag == "--tokenizer-from") o.tokenizerFrom = value;
+        else if (flag == "--seed") {
+            try {
+                size_t used = 0;
+                o.seed = std::stoull(value, &used);
+                if (used != value.size()) throw std::invalid_argument(value);
+            } catch (const std::exception&) {
+                usageError("--seed needs a non-negative integer, got \"" + value + "\"");
+            }
+        } else if (flag == "--rope-theta") {
+            try {
+                o.ropeTheta = std::stod(value);
+            } catch (const std::exception&) {
+            }
+            if (!(o.ropeTheta > 0)) usageError("--rope-theta needs a positive number, got \"" + value + "\"");
+        } else if (flag == "--dtype") {
+            if (value == "bf16") o.dtype = moe::DType::BF16;
+            else if (value == "f16") o.dtype = moe::DType::F16;
+            else if (value == "f32") o.dtype = moe::DType::F32;
+            else usageError("--dtype must be bf16, f16 or f32, got \"" + value + "\"");
+        } else {
+            usageError("unknown option " + flag);
+        }
+    }
+
+    if (o.out.empty()) usageError("--out DIR is required");
+    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2")
+        usageError("--arch must be llama, mistral or qwen2, got \"" + o.arch + "\"");
+    const std::pair<const char*, int> required[] = {{"--hidden", o.hidden},   {"--layers", o.layers},
+                                                    {"--heads", o.heads},     {"--intermediate", o.intermediate},
+                                                    {"--vocab", o.vocab}};
+    for (const auto& [flag, value] : required)
+        if (value <= 0) usageError(std::string(flag) + " is required (or use --preset)");
+    if (o.kvHeads == 0) o.kvHeads = o.heads;
+    if (o.heads % o.kvHeads != 0) usageError("--heads must be a multiple of --kv-heads");
+    if (o.headDim == 0) {
+        if (o.hidden % o.heads != 0) usageError("--hidden is not divisible by --heads; give --head-dim");
+        o.headDim = o.hidden / o.heads;
+    }
+    if (o.headDim % 2 != 0) usageError("the head dimension must be even");
+    if (o.slidingWindow > 0 && o.arch == "llama") usageError("--sliding-window needs --arch mistral or qwen2");
+    if (o.ropeTheta == 0) o.ropeTheta = o.arch == "qwen2" ? 1000000.0 : 10000.0;
+    return o;
+}
+
+// ---------------------------------------------------------------------------
+// Random numbers: splitmix64 (tiny, fast, good enough for weights) feeding
+// Box-Muller, which yields two normals per 64-bit draw.
+
+uint64_t splitmix64(uint64_t& state) {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+uint64_t mixSeed(uint64_t a, uint64_t b, uint64_t c) {
+    uint64_t s = a;
+    s ^= splitmix64(s) + b;
+    s ^= splitmix64(s) + c;
+    return splitmix64(s);
+}
+
+enum class Init { Matrix, Norm, Bias };
+
+struct PlannedTensor {
+    std::string name;
+    std::vector<int64_t> shape;
+    Init init;
+    size_t numel() const {
+        size_t n = 1;
+        for (int64_t d : shape) n *= static_cast<size_t>(d);
+        return n;
+    }
+};
+
+void storeValue(std::byte* out, size_t i, float v, moe::DType dtype) {
+    if (dtype == moe::DType::F32) {
+        std::memcpy(out + i * 4, &v, 4);
+        return;
+    }
+    const uint16_t h = dtype == moe::DType::BF16 ? moe::floatToBf16(v) : moe::floatToF16(v);
+    std::memcpy(out + i * 2, &h, 2);
+}
+
+// Fills one tensor's bytes. Work is cut into fixed chunks, each with its own
+// seed, so the result is the same whatever the thread count.
+std::vector<std::byte> generate(const PlannedTensor& t, size_t tensorIndex, moe::DType dtype, uint64_t seed) {
+    const size_t n = t.numel();
+    std::vector<std::byte> bytes(n * moe::dtypeSize(dtype));
+    constexpr size_t kChunk = size_t(1) << 18;
+    const size_t chunks = (n + kChunk - 1) / kChunk;
+    std::atomic<size_t> nextChunk{0};
+
+    auto worker = [&] {
+        for (size_t c; (c = nextChunk.fetch_add(1)) < chunks;) {
+            uint64_t state = mixSeed(seed, tensorIndex, c);
+            const size_t begin = c * kChunk, end = std::min(n, begin + kChunk);
+            for (size_t i = begin; i < end; i += 2) {
+                const uint64_t r = splitmix64(state);
+                // u1 in (0, 1] so the log is finite; u2 in [0, 1).
+                const float u1 = float((r >> 40) + 1) * 0x1p-24f;
+                const float u2 = float((r >> 8) & 0xffffff) * 0x1p-24f;
+                float a, b;
+                if (t.init == Init::Norm) { // 1 ± 0.1, uniform
+                    a = 1.0f + 0.2f * (u1 - 0.5f);
+                    b = 1.0f + 0.2f * (u2 - 0.5f);
+                } else {
+                    const float stddev = t.init == Init::Matrix ? 0.02f : 0.01f;
+                    const float radius = stddev * std::sqrt(-2.0f * std::log(u1));
+                    const float angle = 2.0f * std::numbers::pi_v<float> * u2;
+                    a = radius * std::cos(angle);
+                    b = radius * std::sin(angle);
+                }
+                storeValue(bytes.data(), i, a, dtype);
+                if (i + 1 < end) storeValue(bytes.data(), i + 1, b, dtype);
+            }
+        }
+    };
+    const size_t threadCount = std::min<size_t>({std::max(1u, std::thread::hardware_concurrency()), 16, chunks});
+    std::vector<std::thread> threads;
+    for (size_t i = 1; i < threadCount; ++i) threads.emplace_back(worker);
+    worker();
+    for (auto& th : threads) th.join();
+    return bytes;
+}
+
+std::vector<PlannedTensor> planTensors(const Options& o) {
+    const int64_t h = o.hidden, q = int64_t(o.heads) * o.headDim, kv = int64_t(o.kvHeads) * o.headDim;
+    const bool qkvBias = o.arch == "qwen2";
+    std::vector<PlannedTensor> plan;
+    plan.push_back({"model.embed_tokens.weight", {o.vocab, h}, Init::Matrix});
+    for (int l = 0; l < o.layers; ++l) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        plan.push_back({p + "input_layernorm.weight", {h}, Init::Norm});
+        plan.push_back({p + "self_attn.q_proj.weight", {q, h}, Init::Matrix});
+        if (qkvBias) plan.push_back({p + "self_attn.q_proj.bias", {q}, Init::Bias});
+        plan.push_back({p + "self_attn.k_proj.weight", {kv, h}, Init::Matrix});
+        if (qkvBias) plan.push_back({p + "self_attn.k_proj.bias", {kv}, Init::Bias});
+        plan.push_back({p + "self_attn.v_proj.weight", {kv, h}, Init::Matrix});
+        if (qkvBias) plan.push_back({p + "self_attn.v_proj.bias", {kv}, Init::Bias});
+        plan.push_back({p + "self_attn.o_proj.weight", {h, q}, Init::Matrix});
+        plan.push_back({p + "post_attention_layernorm.weight", {h}, Init::Norm});
+        plan.push_back({p + "mlp.gate_proj.weight", {o.intermediate, h}, Init::Matrix});
+        plan.push_back({p + "mlp.up_proj.weight", {o.intermediate, h}, Init::Matrix});
+        plan.push_back({p + "mlp.down_proj.weight", {h, o.intermediate}, Init::Matrix});
+    }
+    plan.push_back({"model.norm.weight", {h}, Init::Norm});
+    if (!o.tieEmbeddings) plan.push_back({"lm_head.weight", {o.vocab, h}, Init::Matrix});
+    return plan;
+}
+
+// Text files also go through temp + rename so a reader never sees half a file.
+void writeTextFile(const fs::path& path, const std::string& text) {
+    const fs::path tmp = fs::path(path) += ".tmp-" + std::to_string(::getpid());
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        out << text;
+        out.flush();
+        if (!out) throw moe::Error(tmp.string() + ": cannot write");
+    }
+    fs::rename(tmp, path);
+}
+
+std::string readFile(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw moe::Error(path.string() + ": cannot open");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
+    const char* architecture = o.arch == "llama" ? "LlamaForCausalLM"
+                             : o.arch == "mistral" ? "MistralForCausalLM"
+                                                   : "Qwen2ForCausalLM";
+    const char* torchDtype = o.dtype == moe::DType::BF16 ? "bfloat16"
+                           : o.dtype == moe::DType::F16  ? "float16"
+                                                         : "float32";
+    ojson c;
+    c["architectures"] = {architecture};
+    c["model_type"] = o.arch;
+    if (o.arch == "llama") {
+        c["attention_bias"] = false;
+        c["mlp_bias"] = false;
+    }
+    c["attention_dropout"] = 0.0;
+    c["bos_token_id"] = bos;
+    c["eos_token_id"] = eos;
+    c["hidden_act"] = "silu";
+    c["hidden_size"] = o.hidden;
+    c["head_dim"] = o.headDim;
+    c["initializer_range"] = 0.02;
+    c["intermediate_size"] = o.intermediate;
+    c["max_position_embeddings"] = o.maxPositions;
+    c["num_attention_heads"] = o.heads;
+    c["num_hidden_layers"] = o.layers;
+    c["num_key_value_heads"] = o.kvHeads;
+    c["rms_norm_eps"] = o.arch == "llama" ? 1e-5 : 1e-6;
+    c["rope_scaling"] = nullptr;
+    c["rope_theta"] = o.ropeTheta;
+    if (o.arch == "mistral") {
+        c["sliding_window"] = o.slidingWindow > 0 ? ojson(o.slidingWindow) : ojson(nullptr);
+    } else if (o.arch == "qwen2") {
+        c["use_sliding_window"] = o.slidingWindow > 0;
+        c["sliding_window"] = o.slidingWindow > 0 ? o.slidingWindow : o.maxPositions;
+        c["max_window_layers"] = o.slidingWindow > 0 ? 0 : o.layers;
+    }
+    c["tie_word_embeddings"] = o.tieEmbeddings;
+    c["torch_dtype"] = torchDtype;
+    c["use_cache"] = true;
+    c["vocab_size"] = o.vocab;
+    return c;
+}
+
+// Assigns consecutive tensors to at most `shards` files of roughly equal size.
+std::vector<int> assignShards(const std::vector<PlannedTensor>& plan, size_t elementSize, int shards, int& used) {
+    size_t total = 0;
+    for (const auto& t : plan) total += t.numel() * elementSize;
+    const size_t target = (total + shards - 1) / shards;
+    std::vector<int> shardOf(plan.size());
+    int current = 0;
+    size_t filled = 0;
+    for (size_t i = 0; i < plan.size(); ++i) {
+        const size_t bytes = plan[i].numel() * elementSize;
+        if (filled > 0 && filled + bytes > target && current + 1 < shards) {
+            ++current;
+            filled = 0;
+        }
+        shardOf[i] = current;
+        filled += bytes;
+    }
+    used = current + 1;
+    return shardOf;
+}
+
+std::string shardName(int index, int count) {
+    char name[64];
+    std::snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", index + 1, count);
+    return name;
+}
+
+// Leftovers of an earlier run with another layout would confuse loaders
+// (a stale index wins over model.safetensors), so they go.
+void removeStaleWeights(const fs::path& dir, const std::set<std::string>& keep) {
+    static const std::regex weightFile(R"(model(-\d{5}-of-\d{5})?\.safetensors|model\.safetensors\.index\.json)");
+    for (const auto& entry : fs::directory_iterator(dir)) {
+        const std::string name = entry.path().filename().string();
+        if (std::regex_match(name, weightFile) && !keep.count(name)) fs::remove(entry.path());
+    }
+}
+
+int run(const Options& o) {
+    const auto start = std::chrono::steady_clock::now();
+    fs::create_directories(o.out);
+
+    // Token ids: from the tokenizer's own model when one is copied, else
+    // Qwen2's for the Qwen vocabulary, else the Llama convention 1 / 2.
+    ojson bos = 1, eos = 2;
+    if (o.arch == "qwen2" && o.vocab > 151645) {
+        bos = 151643;
+        eos = 151645;
+    }
+    if (!o.tokenizerFrom.empty()) {
+        static const char* kTokenizerFiles[] = {"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                                                "special_tokens_map.json"};
+        int copied = 0;
+        for (const char* name : kTokenizerFiles) {
+            const fs::path src = o.tokenizerFrom / name;
+            if (!fs::is_regular_file(src)) continue;
+            // Copy the bytes, not the file: sources may be read-only, and a
+            // copied read-only mode would block the next run from overwriting.
+            writeTextFile(o.out / name, readFile(src));
+            ++copied;
+        }
+        if (copied == 0) throw moe::Error(o.tokenizerFrom.string() + ": no tokenizer files in this folder");
+        const fs::path srcConfig = o.tokenizerFrom / "config.json";
+        if (fs::is_regular_file(srcConfig)) {
+            const auto cfg = ojson::parse(readFile(srcConfig), nullptr, false);
+            if (cfg.is_object() && cfg.contains("bos_token_id")) bos = cfg["bos_token_id"];
+            if (cfg.is_object() && cfg.contains("eos_token_id")) eos = cfg["eos_token_id"];
+        }
+    }
+
+    const auto plan = planTensors(o);
+    const size_t elementSize = moe::dtypeSize(o.dtype);
+    int shardCount = 1;
+    const auto shardOf = assignShards(plan, elementSize, o.shards, shardCount);
+
+    std::set<std::string> keep;
+    for (int s = 0; s < shardCount; ++s) keep.insert(shardCount == 1 ? "model.safetensors" : shardName(s, shardCount));
+    if (shardCount > 1) keep.insert("model.safetensors.index.json");
+    removeStaleWeights(o.out, keep);
+
+    // Each shard's tensors are generated, written and freed before the next
+    // shard; unsharded, the whole model is held in memory once (the writer
+    // takes all tensors at once), e.g. ~1 GB for the qwen2-0.5b preset.
+    const std::map<std::string, std::string> metadata = {{"format", "pt"}};
+    ojson weightMap = ojson::object();
+    size_t totalBytes = 0, totalParams = 0;
+    for (int s = 0; s < shardCount; ++s) {
+        std::vector<std::vector<std::byte>> buffers;
+        std::vector<moe::TensorToWrite> tensors;
+        for (size_t i = 0; i < plan.size(); ++i) {
+            if (shardOf[i] != s) continue;
+            buffers.push_back(generate(plan[i], i, o.dtype, o.seed));
+            tensors.push_back({plan[i].name, o.dtype, plan[i].shape, buffers.back()});
+            totalBytes += buffers.back().size();
+            totalParams += plan[i].numel();
+        }
+        const std::string fileName = shardCount == 1 ? "model.safetensors" : shardName(s, shardCount);
+        moe::writeSafetensors(o.out / fileName, tensors, metadata);
+        for (const auto& t : tensors) weightMap[t.name] = fileName;
+    }
+    if (shardCount > 1) {
+        ojson index;
+        index["metadata"] = {{"total_size", totalBytes}};
+        index["weight_map"] = weightMap;
+        writeTextFile(o.out / "model.safetensors.index.json", index.dump(2) + "\n");
+    }
+
+    writeTextFile(o.out / "config.json", makeConfig(o, bos, eos).dump(2) + "\n");
+    ojson generation;
+    generation["bos_token_id"] = bos;
+    generation["eos_token_id"] = eos;
+    writeTextFile(o.out / "generation_config.json", generation.dump(2) + "\n");
+
+    // Read the folder back the way the engine will, so a bad tool run fails here.
+    const auto config = moe::ModelConfig::load(o.out);
+    const auto store = moe::WeightStore::openFolder(o.out);
+    for (const auto& t : plan) store->require(t.name, t.shape);
+
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("%s: %s, %zu tensors, %.1fM parameters, %.1f MB %s in %d file(s), %.1f s\n", o.out.c_str(),
+                config.architecture.c_str(), plan.size(), totalParams / 1e6, totalBytes / 1e6,
+                moe::dtypeName(o.dtype), shardCount, seconds);
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    Options options;
+    try {
+        options = parseArgs(argc, argv);
+    } catch (const std::invalid_argument& e) {
+        std::fprintf(stderr, "make-random-model: %s\n\n%s", e.what(), kUsage);
+        return 2;
+    }
+    try {
+        return run(options);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "make-random-model: %s\n", e.what());
+        return 1;
+    }
+}
