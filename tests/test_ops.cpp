@@ -302,6 +302,24 @@ private slots:
             for (int i = 0; i < dim; ++i) QCOMPARE(got[t * dim + i], w.values[size_t(tokens[t]) * dim + i]);
     }
 
+    void embedTableLargerThanStorageRange() {
+        // BF16 table just over the range: rows split over chunks; tokens from both.
+        const uint32_t dim = 1024;
+        const uint32_t vocab = uint32_t(ctx->maxStorageRange() / (dim * 2)) + 50;
+        std::vector<uint16_t> table(size_t(vocab) * dim);
+        for (size_t i = 0; i < table.size(); ++i) table[i] = floatToBf16(float(i % 977) - 400.0f);
+        auto E = DeviceMatrix::fromHost(*ctx, DType::BF16, vocab, dim, table.data());
+        QVERIFY(E.chunks.size() >= 2);
+        std::vector<int32_t> tokens{0, int32_t(vocab - 1), int32_t(E.chunks[1].firstRow), int32_t(E.chunks[1].firstRow) - 1, 12345};
+        auto step = makeStep(*ctx, 0, tokens);
+        vk::Buffer O(*ctx, tokens.size() * dim * 4, vk::MemoryUse::Device);
+        run([&](vk::Recorder& rec) { ops::embed(*ctx, rec, E, step, O, uint32_t(tokens.size())); });
+        auto got = readFloats(O, tokens.size() * dim);
+        for (size_t t = 0; t < tokens.size(); ++t)
+            for (uint32_t i = 0; i < dim; i += 97)
+                QCOMPARE(got[t * dim + i], bf16ToFloat(table[size_t(tokens[t]) * dim + i]));
+    }
+
     void siluMul() {
         const uint32_t n = 1001;
         auto g = randomFloats(rng, n, 4.0f), u = randomFloats(rng, n);

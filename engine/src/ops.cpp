@@ -175,14 +175,14 @@ void rmsnorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer
 
 void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const vk::Buffer& step,
            const vk::Buffer& out, uint32_t nTokens) {
-    if (table.chunks.size() != 1)
-        throw Error("an embedding table over the device's storage-buffer range is not supported yet");
     struct Push {
-        uint32_t dim, Kp, nTokens, vocab;
-    } p{table.cols, table.colsPadded, nTokens, table.rows};
-    const auto& pipe = ctx.pipeline(std::string("embed_") + dtypeSuffix(table.dtype), 3, sizeof p);
-    rec.dispatchFlat(pipe, {table.chunks[0].buffer, step, out}, &p, sizeof p,
-                     (uint64_t(nTokens) * table.cols + 63) / 64);
+        uint32_t dim, Kp, nTokens, vocab, firstRow, rowCount;
+    };
+    const auto& pipe = ctx.pipeline(std::string("embed_") + dtypeSuffix(table.dtype), 3, sizeof(Push));
+    for (const auto& c : table.chunks) {
+        Push p{table.cols, table.colsPadded, nTokens, table.rows, c.firstRow, c.rowCount};
+        rec.dispatchFlat(pipe, {c.buffer, step, out}, &p, sizeof p, (uint64_t(nTokens) * table.cols + 63) / 64);
+    }
 }
 
 void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step,
