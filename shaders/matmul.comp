@@ -1,14 +1,14 @@
 #version 450
 // out[t, r] (+)= W[r, :] · x[t, :] (+ bias[r]) for many tokens (prefill).
-// Tiled through shared memory: a workgroup computes 64 rows × 32 tokens,
-// stepping K by 32 (two barriers per step); each thread holds a 4×4 block.
+// Register-blocked, no shared memory and no barriers: each invocation
+// computes 4 rows × 8 tokens, loading 8 weights of each row at once and
+// reusing every loaded weight for 8 tokens and every x value for 4 rows.
+// (Barriers and shared-memory gathers are what CPU drivers such as lavapipe
+// run slowest; GPUs serve the repeated x reads from cache.)
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
-#define TILE_ROWS 64
-#define TILE_TOKENS 32
-#define TILE_K 32
-layout(local_size_x = 128) in;
+layout(local_size_x = 64) in;
 
 layout(push_constant) uniform Push {
     uint rows; uint K; uint Kp; uint n_tokens;
@@ -21,53 +21,52 @@ layout(binding = 1) readonly buffer X { float x[]; };
 layout(binding = 2) buffer Out { float outv[]; };
 layout(binding = 3) readonly buffer Bias { float bias[]; };
 
-shared float tileW[TILE_K][TILE_ROWS];
-shared float tileX[TILE_K][TILE_TOKENS];
+// acc_t holds token t's partial sums for the 4 rows.
+#define ACCUMULATE(T) { \
+    const uint xi = xb[T] + k; \
+    const vec4 x0 = vec4(x[xi], x[xi + 1u], x[xi + 2u], x[xi + 3u]); \
+    const vec4 x1 = vec4(x[xi + 4u], x[xi + 5u], x[xi + 6u], x[xi + 7u]); \
+    acc[T] += vec4(dot(w0a, x0) + dot(w0b, x1), dot(w1a, x0) + dot(w1b, x1), \
+                   dot(w2a, x0) + dot(w2b, x1), dot(w3a, x0) + dot(w3b, x1)); }
 
 void main() {
-    const uint row0 = flatGroupId() * TILE_ROWS;
-    const uint tok0 = gl_WorkGroupID.y * TILE_TOKENS;
-    const uint tid = gl_LocalInvocationIndex;
-    const uint tr = (tid % 16u) * 4u; // this thread's 4 rows within the tile
-    const uint tt = (tid / 16u) * 4u; // and 4 tokens
-    float acc[4][4];
-    for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] = 0.0;
+    const uint rowBlocks = (p.rows + 3u) / 4u;
+    const uint rb = FLAT_INVOCATION_ID;
+    if (rb >= rowBlocks) return;
+    const uint r0 = rb * 4u;
+    const uint t0 = gl_GlobalInvocationID.y * 8u;
+    // Rows past the end reuse the last row (results discarded); tokens likewise.
+    const uint wr0 = min(r0, p.rows - 1u) * p.Kp, wr1 = min(r0 + 1u, p.rows - 1u) * p.Kp;
+    const uint wr2 = min(r0 + 2u, p.rows - 1u) * p.Kp, wr3 = min(r0 + 3u, p.rows - 1u) * p.Kp;
+    uint xb[8];
+    for (uint t = 0; t < 8u; ++t) xb[t] = p.x_offset + min(t0 + t, p.n_tokens - 1u) * p.x_stride;
+    vec4 acc[8];
+    for (uint t = 0; t < 8u; ++t) acc[t] = vec4(0.0);
 
-    for (uint k0 = 0; k0 < p.K; k0 += TILE_K) {
-        // 64 rows × 32 k = 256 blocks of 8 weights; two per thread.
-        for (uint g = 0; g < 2u; ++g) {
-            const uint blk = tid + g * 128u;
-            const uint r = blk / 4u;
-            const uint kc = (blk % 4u) * 8u;
-            vec4 a = vec4(0.0), b = vec4(0.0);
-            if (row0 + r < p.rows && k0 + kc < p.Kp) LOAD8(w, (row0 + r) * p.Kp + k0 + kc, a, b)
-            for (uint q = 0; q < 4u; ++q) { tileW[kc + q][r] = a[q]; tileW[kc + 4u + q][r] = b[q]; }
-        }
-        for (uint g = 0; g < 8u; ++g) {
-            const uint idx = tid + g * 128u;
-            const uint tk = idx / TILE_K;
-            const uint kk = idx % TILE_K;
-            const uint t = tok0 + tk;
-            const uint k = k0 + kk;
-            tileX[kk][tk] = (t < p.n_tokens && k < p.K) ? x[p.x_offset + t * p.x_stride + k] : 0.0;
-        }
-        barrier();
-        for (uint kk = 0; kk < TILE_K; ++kk) {
-            const vec4 wv = vec4(tileW[kk][tr], tileW[kk][tr + 1u], tileW[kk][tr + 2u], tileW[kk][tr + 3u]);
-            const vec4 xv = vec4(tileX[kk][tt], tileX[kk][tt + 1u], tileX[kk][tt + 2u], tileX[kk][tt + 3u]);
-            for (int i = 0; i < 4; ++i) for (int j = 0; j < 4; ++j) acc[i][j] += wv[i] * xv[j];
-        }
-        barrier();
+    const uint kFull = (p.K / 8u) * 8u;
+    for (uint k = 0; k < kFull; k += 8u) {
+        vec4 w0a, w0b, w1a, w1b, w2a, w2b, w3a, w3b;
+        LOAD8(w, wr0 + k, w0a, w0b)
+        LOAD8(w, wr1 + k, w1a, w1b)
+        LOAD8(w, wr2 + k, w2a, w2b)
+        LOAD8(w, wr3 + k, w3a, w3b)
+        ACCUMULATE(0) ACCUMULATE(1) ACCUMULATE(2) ACCUMULATE(3)
+        ACCUMULATE(4) ACCUMULATE(5) ACCUMULATE(6) ACCUMULATE(7)
     }
-    for (uint i = 0; i < 4u; ++i) {
-        const uint r = row0 + tr + i;
-        if (r >= p.rows) continue;
-        const float bv = (p.flags & FLAG_BIAS) != 0u ? bias[p.row_base + r] : 0.0;
-        for (uint j = 0; j < 4u; ++j) {
-            const uint t = tok0 + tt + j;
-            if (t >= p.n_tokens) continue;
-            const uint o = p.out_offset + t * p.out_stride + p.row_base + r;
-            float v = acc[i][j] + bv;
+    for (uint k = kFull; k < p.K; ++k) {
+        const vec4 wk = vec4(LOAD1(w, wr0 + k), LOAD1(w, wr1 + k), LOAD1(w, wr2 + k), LOAD1(w, wr3 + k));
+        for (uint t = 0; t < 8u; ++t) acc[t] += wk * x[xb[t] + k];
+    }
+
+    vec4 b = vec4(0.0);
+    if ((p.flags & FLAG_BIAS) != 0u)
+        for (uint i = 0; i < 4u; ++i) b[i] = bias[p.row_base + min(r0 + i, p.rows - 1u)];
+    for (uint t = 0; t < 8u; ++t) {
+        if (t0 + t >= p.n_tokens) break;
+        for (uint i = 0; i < 4u; ++i) {
+            if (r0 + i >= p.rows) break;
+            const uint o = p.out_offset + (t0 + t) * p.out_stride + p.row_base + r0 + i;
+            float v = acc[t][i] + b[i];
             if ((p.flags & FLAG_ACCUMULATE) != 0u) v += outv[o];
             outv[o] = v;
         }

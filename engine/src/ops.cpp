@@ -140,8 +140,9 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
             rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf}, &p, sizeof p,
                              (c.rowCount + rowsPerGroup - 1) / rowsPerGroup, nTokens);
         } else {
+            // 64 invocations per workgroup, each 4 rows × 8 tokens.
             rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf}, &p, sizeof p,
-                             (c.rowCount + 63) / 64, (nTokens + 31) / 32);
+                             ((c.rowCount + 3) / 4 + 63) / 64, (nTokens + 7) / 8);
         }
     }
 }
