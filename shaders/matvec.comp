@@ -1,13 +1,15 @@
 #version 450
 // out[t, r] (+)= W[r, :] · x[t, :] (+ bias[r]) for few tokens (decode).
-// One subgroup per row and no barriers: lanes stride over 8-weight blocks and
-// finish with a subgroup sum. GATED: out = silu(Wg·x) * (Wu·x) (SwiGLU).
+// One subgroup per ROWS rows and no barriers: lanes stride over 8-weight
+// blocks, each x block is loaded once for all ROWS rows, and every row ends
+// with a subgroup sum. GATED: out = silu(Wg·x) * (Wu·x) (SwiGLU).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
 #include "common.glsl"
 
 layout(local_size_x_id = 0) in;
+layout(constant_id = 1) const uint ROWS = 1u;
 
 layout(push_constant) uniform Push {
     uint rows; uint K; uint Kp; uint n_tokens;
@@ -24,48 +26,63 @@ DECLARE_WEIGHTS(4, wu)
 #endif
 
 void main() {
-    const uint row = flatGroupId() * gl_NumSubgroups + gl_SubgroupID;
+    const uint row0 = (flatGroupId() * gl_NumSubgroups + gl_SubgroupID) * ROWS;
     const uint t = gl_WorkGroupID.y;
-    if (row >= p.rows) return; // uniform per subgroup
+    if (row0 >= p.rows) return; // uniform per subgroup
     const uint lane = gl_SubgroupInvocationID;
-    const uint wbase = row * p.Kp;
     const uint xbase = p.x_offset + t * p.x_stride;
     const uint blocks = p.K >> 3;
-    float acc = 0.0;
+    uint wbase[ROWS];
+    float acc[ROWS];
 #ifdef GATED
-    float accu = 0.0;
+    float accu[ROWS];
 #endif
+    for (uint r = 0; r < ROWS; ++r) {
+        wbase[r] = min(row0 + r, p.rows - 1u) * p.Kp; // rows past the end are computed, not stored
+        acc[r] = 0.0;
+#ifdef GATED
+        accu[r] = 0.0;
+#endif
+    }
     for (uint b = lane; b < blocks; b += gl_SubgroupSize) {
-        const uint e = wbase + b * 8u;
         const uint xi = xbase + b * 8u;
         const vec4 x0 = vec4(x[xi], x[xi + 1], x[xi + 2], x[xi + 3]);
         const vec4 x1 = vec4(x[xi + 4], x[xi + 5], x[xi + 6], x[xi + 7]);
-        vec4 a0, a1;
-        LOAD8(w, e, a0, a1)
-        acc += dot(a0, x0) + dot(a1, x1);
+        for (uint r = 0; r < ROWS; ++r) {
+            vec4 a0, a1;
+            LOAD8(w, wbase[r] + b * 8u, a0, a1)
+            acc[r] += dot(a0, x0) + dot(a1, x1);
 #ifdef GATED
-        LOAD8(wu, e, a0, a1)
-        accu += dot(a0, x0) + dot(a1, x1);
+            LOAD8(wu, wbase[r] + b * 8u, a0, a1)
+            accu[r] += dot(a0, x0) + dot(a1, x1);
 #endif
+        }
     }
     for (uint k = blocks * 8u + lane; k < p.K; k += gl_SubgroupSize) {
-        acc += LOAD1(w, wbase + k) * x[xbase + k];
+        const float xk = x[xbase + k];
+        for (uint r = 0; r < ROWS; ++r) {
+            acc[r] += LOAD1(w, wbase[r] + k) * xk;
 #ifdef GATED
-        accu += LOAD1(wu, wbase + k) * x[xbase + k];
+            accu[r] += LOAD1(wu, wbase[r] + k) * xk;
 #endif
+        }
     }
-    acc = subgroupAdd(acc);
+    for (uint r = 0; r < ROWS; ++r) {
+        const float sum = subgroupAdd(acc[r]);
 #ifdef GATED
-    accu = subgroupAdd(accu);
+        const float sumu = subgroupAdd(accu[r]);
 #endif
-    if (subgroupElect()) {
-        const uint o = p.out_offset + t * p.out_stride + p.row_base + row;
+        const uint row = row0 + r;
+        if (subgroupElect() && row < p.rows) {
+            const uint o = p.out_offset + t * p.out_stride + p.row_base + row;
 #ifdef GATED
-        outv[o] = acc / (1.0 + exp(-acc)) * accu;
+            outv[o] = sum / (1.0 + exp(-sum)) * sumu;
 #else
-        if ((p.flags & FLAG_BIAS) != 0u) acc += bias[p.row_base + row];
-        if ((p.flags & FLAG_ACCUMULATE) != 0u) acc += outv[o];
-        outv[o] = acc;
+            float v = sum;
+            if ((p.flags & FLAG_BIAS) != 0u) v += bias[p.row_base + row];
+            if ((p.flags & FLAG_ACCUMULATE) != 0u) v += outv[o];
+            outv[o] = v;
 #endif
+        }
     }
 }

@@ -31,6 +31,19 @@ constexpr uint32_t kFlagBias = 1, kFlagAccumulate = 2;
 
 uint32_t rowShaderGroupSize(vk::Context& ctx) { return ctx.subgroupSize() * ctx.subgroupsPerWorkgroup(); }
 
+// Rows per subgroup in the matvec: reusing each x block for several rows
+// halves the loads on CPU drivers (every per-lane load is a gather there).
+// MOE_MATVEC_ROWS overrides it for experiments.
+uint32_t matvecRows(const vk::Context& ctx) {
+    if (const char* e = std::getenv("MOE_MATVEC_ROWS"); e && std::atoi(e) > 0) return uint32_t(std::atoi(e));
+    return ctx.info().type == "cpu" ? 4u : 2u;
+}
+
+uint32_t matvecGroups(vk::Context& ctx, uint32_t rows) {
+    const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup() * matvecRows(ctx);
+    return (rows + rowsPerGroup - 1) / rowsPerGroup;
+}
+
 } // namespace
 
 uint64_t DeviceMatrix::bytes() const {
@@ -129,16 +142,15 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
     const bool vector = kernel == MatmulKernel::Vector;
     const std::string name = std::string(vector ? "matvec_" : "matmul_") + dtypeSuffix(w.dtype);
     const uint32_t groupSize = rowShaderGroupSize(ctx);
-    const vk::Pipeline& pipe = vector ? ctx.pipeline(name, 4, sizeof(MatmulPush), {groupSize})
+    const vk::Pipeline& pipe = vector ? ctx.pipeline(name, 4, sizeof(MatmulPush), {groupSize, matvecRows(ctx)})
                                       : ctx.pipeline(name, 4, sizeof(MatmulPush));
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
     for (const auto& c : w.chunks) {
         MatmulPush p{c.rowCount, w.cols, w.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
                      c.firstRow, (bias ? kFlagBias : 0u) | (accumulate ? kFlagAccumulate : 0u)};
         if (vector) {
-            const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup();
             rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf}, &p, sizeof p,
-                             (c.rowCount + rowsPerGroup - 1) / rowsPerGroup, nTokens);
+                             matvecGroups(ctx, c.rowCount), nTokens);
         } else {
             // 64 invocations per workgroup, each 4 rows × 8 tokens.
             rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf}, &p, sizeof p,
@@ -153,14 +165,13 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
         throw Error("internal: gate and up projections differ in shape or dtype");
     const uint32_t groupSize = rowShaderGroupSize(ctx);
     const vk::Pipeline& pipe =
-        ctx.pipeline(std::string("matvec_gated_") + dtypeSuffix(gate.dtype), 5, sizeof(MatmulPush), {groupSize});
+        ctx.pipeline(std::string("matvec_gated_") + dtypeSuffix(gate.dtype), 5, sizeof(MatmulPush), {groupSize, matvecRows(ctx)});
     for (size_t i = 0; i < gate.chunks.size(); ++i) {
         const auto& c = gate.chunks[i];
         MatmulPush p{c.rowCount, gate.cols, gate.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
                      c.firstRow, 0u};
-        const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup();
         rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].buffer}, &p,
-                         sizeof p, (c.rowCount + rowsPerGroup - 1) / rowsPerGroup, nTokens);
+                         sizeof p, matvecGroups(ctx, c.rowCount), nTokens);
     }
 }
 
