@@ -1,14 +1,15 @@
 #version 450
 // out[t, r] (+)= W[r, :] · x[t, :] (+ bias[r]) for many tokens (prefill).
 // Register-blocked, no shared memory and no barriers: each invocation
-// computes 4 rows × 8 tokens, loading 8 weights of each row at once and
-// reusing every loaded weight for 8 tokens and every x value for 4 rows.
+// computes 4 rows × TOKENS tokens, loading 8 weights of each row at once and
+// reusing every loaded weight for TOKENS tokens and every x value for 4 rows.
 // (Barriers and shared-memory gathers are what CPU drivers such as lavapipe
 // run slowest; GPUs serve the repeated x reads from cache.)
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
 layout(local_size_x = 64) in;
+#define TOKENS 16u
 
 layout(push_constant) uniform Push {
     uint rows; uint K; uint Kp; uint n_tokens;
@@ -34,14 +35,14 @@ void main() {
     const uint rb = FLAT_INVOCATION_ID;
     if (rb >= rowBlocks) return;
     const uint r0 = rb * 4u;
-    const uint t0 = gl_GlobalInvocationID.y * 8u;
+    const uint t0 = gl_GlobalInvocationID.y * TOKENS;
     // Rows past the end reuse the last row (results discarded); tokens likewise.
     const uint wr0 = min(r0, p.rows - 1u) * p.Kp, wr1 = min(r0 + 1u, p.rows - 1u) * p.Kp;
     const uint wr2 = min(r0 + 2u, p.rows - 1u) * p.Kp, wr3 = min(r0 + 3u, p.rows - 1u) * p.Kp;
-    uint xb[8];
-    for (uint t = 0; t < 8u; ++t) xb[t] = p.x_offset + min(t0 + t, p.n_tokens - 1u) * p.x_stride;
-    vec4 acc[8];
-    for (uint t = 0; t < 8u; ++t) acc[t] = vec4(0.0);
+    uint xb[TOKENS];
+    for (uint t = 0; t < TOKENS; ++t) xb[t] = p.x_offset + min(t0 + t, p.n_tokens - 1u) * p.x_stride;
+    vec4 acc[TOKENS];
+    for (uint t = 0; t < TOKENS; ++t) acc[t] = vec4(0.0);
 
     const uint kFull = (p.K / 8u) * 8u;
     for (uint k = 0; k < kFull; k += 8u) {
@@ -50,18 +51,17 @@ void main() {
         LOAD8(w, wr1 + k, w1a, w1b)
         LOAD8(w, wr2 + k, w2a, w2b)
         LOAD8(w, wr3 + k, w3a, w3b)
-        ACCUMULATE(0) ACCUMULATE(1) ACCUMULATE(2) ACCUMULATE(3)
-        ACCUMULATE(4) ACCUMULATE(5) ACCUMULATE(6) ACCUMULATE(7)
+        for (uint t = 0; t < TOKENS; ++t) ACCUMULATE(t)
     }
     for (uint k = kFull; k < p.K; ++k) {
         const vec4 wk = vec4(LOAD1(w, wr0 + k), LOAD1(w, wr1 + k), LOAD1(w, wr2 + k), LOAD1(w, wr3 + k));
-        for (uint t = 0; t < 8u; ++t) acc[t] += wk * x[xb[t] + k];
+        for (uint t = 0; t < TOKENS; ++t) acc[t] += wk * x[xb[t] + k];
     }
 
     vec4 b = vec4(0.0);
     if ((p.flags & FLAG_BIAS) != 0u)
         for (uint i = 0; i < 4u; ++i) b[i] = bias[p.row_base + min(r0 + i, p.rows - 1u)];
-    for (uint t = 0; t < 8u; ++t) {
+    for (uint t = 0; t < TOKENS; ++t) {
         if (t0 + t >= p.n_tokens) break;
         for (uint i = 0; i < 4u; ++i) {
             if (r0 + i >= p.rows) break;

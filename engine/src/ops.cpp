@@ -152,9 +152,9 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
             rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf}, &p, sizeof p,
                              matvecGroups(ctx, c.rowCount), nTokens);
         } else {
-            // 64 invocations per workgroup, each 4 rows × 8 tokens.
+            // 64 invocations per workgroup, each 4 rows × 16 tokens (matmul.comp).
             rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf}, &p, sizeof p,
-                             ((c.rowCount + 3) / 4 + 63) / 64, (nTokens + 7) / 8);
+                             ((c.rowCount + 3) / 4 + 63) / 64, (nTokens + 15) / 16);
         }
     }
 }
