@@ -1,0 +1,75 @@
+#pragma once
+// Internals of the Jinja interpreter: the Python semantics of template
+// values (printing, comparison, arithmetic, attribute access) and Jinja's
+// filters, tests and global functions, all in jinja_values.cpp. The
+// language itself (lexer, parser, renderer) is in jinja.cpp.
+#include "jinja.h"
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace moe::jinja::detail {
+
+// A failure while rendering. The statement that hit it fills in its line on
+// the way out, so deep helpers need not know where they are.
+class EvalError : public std::runtime_error {
+public:
+    explicit EvalError(const std::string& message) : std::runtime_error(message) {}
+    int line = 0;
+};
+
+[[noreturn]] void fail(const std::string& message);
+// Using an undefined value where Jinja's Undefined refuses: its reason.
+[[noreturn]] void failUndefined(const Value& value);
+void requireDefined(const Value& value);
+
+inline bool isAsciiAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+inline bool isAsciiDigit(char c) { return c >= '0' && c <= '9'; }
+void appendUtf8(std::string& out, char32_t codePoint);
+
+// Python's type name, str() and repr().
+std::string typeName(const Value& v);
+std::string str(const Value& v);
+std::string repr(const Value& v);
+std::string reprString(std::string_view s);
+
+bool isNumber(const Value& v);
+std::int64_t requireInteger(const Value& v, std::string_view what);  // bool counts, as in Python
+bool truthy(const Value& v);
+bool pyEquals(const Value& a, const Value& b);
+// Negative, zero or positive; throws where Python cannot order the values.
+int pyCompare(const Value& a, const Value& b, std::string_view op);
+
+Value add(const Value& a, const Value& b);
+Value subtract(const Value& a, const Value& b);
+Value multiply(const Value& a, const Value& b);
+Value trueDivide(const Value& a, const Value& b);
+Value floorDivide(const Value& a, const Value& b);
+Value modulo(const Value& a, const Value& b);
+Value power(const Value& a, const Value& b);
+Value negate(const Value& v);
+bool contains(const Value& container, const Value& item);  // Python's `item in container`
+
+// The items a `for` loop walks: list items, dict keys, string characters;
+// undefined walks as empty.
+ValueList iterate(const Value& v);
+
+// `object.name`, `object[key]` and `object[start:stop:step]`.
+Value getAttribute(const Value& object, const std::string& name);
+Value getItem(const Value& object, const Value& key);
+Value sliceOf(const Value& object, const Value& start, const Value& stop, const Value& step);
+
+using FilterFn = Value (*)(const Value& value, const CallArgs& args);
+using TestFn = bool (*)(const Value& value, const CallArgs& args);
+FilterFn findFilter(std::string_view name);  // nullptr when unknown
+TestFn findTest(std::string_view name);      // nullptr when unknown
+Value applyFilter(std::string_view name, const Value& value, const CallArgs& args);
+bool applyTest(std::string_view name, const Value& value, const CallArgs& args);
+
+// Jinja's range(), dict() and namespace().
+void addGlobalFunctions(std::unordered_map<std::string, Value>& globals);
+
+} // namespace moe::jinja::detail
