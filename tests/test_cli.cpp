@@ -1,0 +1,92 @@
+// moe-cli end to end: devices, info, generate --json (greedy tokens equal the
+// torch reference), and clear errors for bad input.
+#include "test_paths.h"
+
+#include <QProcess>
+#include <QTemporaryDir>
+#include <QtTest/QtTest>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+using nlohmann::json;
+
+namespace {
+
+struct Run {
+    int exitCode = -1;
+    std::string out, err;
+};
+
+Run runCli(const QStringList& args, const QProcessEnvironment& env = QProcessEnvironment::systemEnvironment()) {
+    QProcess p;
+    p.setProcessEnvironment(env);
+    p.start(MOE_CLI, args);
+    p.waitForFinished(300000);
+    return {p.exitCode(), p.readAllStandardOutput().toStdString(), p.readAllStandardError().toStdString()};
+}
+
+QString modelPath(const char* name) { return QString::fromStdString((moe::test::modelsDir() / name).string()); }
+
+} // namespace
+
+class TestCli : public QObject {
+    Q_OBJECT
+private slots:
+    void devicesListsAtLeastOne() {
+        auto r = runCli({"devices", "--json"});
+        QCOMPARE(r.exitCode, 0);
+        auto j = json::parse(r.out);
+        QVERIFY(j.is_array() && !j.empty());
+        QVERIFY(j[0]["subgroup_size"].get<int>() > 0);
+        QVERIFY(j[0]["max_storage_buffer_range"].get<uint64_t>() > 0);
+        QVERIFY(!j[0]["memory_heaps"].empty());
+    }
+
+    void infoReportsTheModel() {
+        auto r = runCli({"info", "--model", modelPath("base"), "--json"});
+        QCOMPARE(r.exitCode, 0);
+        auto j = json::parse(r.out);
+        QCOMPARE(j["layers"].get<int>(), 4);
+        QCOMPARE(j["hidden_size"].get<int>(), 256);
+        QCOMPARE(j["parameters"].get<uint64_t>(), uint64_t(4999424));
+        QCOMPARE(QString::fromStdString(j["dtype"].get<std::string>()), QString("BF16"));
+        QCOMPARE(j["chat_template"].get<bool>(), true);
+    }
+
+    void greedyGenerateMatchesReference() {
+        std::ifstream in(moe::test::modelsDir() / "reference" / "reference.json");
+        auto ref = json::parse(in)["models"]["base"][0];
+        auto r = runCli({"generate", "--model", modelPath("base"), "--prompt",
+                         QString::fromStdString(ref["text"].get<std::string>()), "--temperature", "0", "-n", "12", "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        auto j = json::parse(r.out);
+        QCOMPARE(j["prompt_ids"].get<std::vector<int>>(), ref["token_ids"].get<std::vector<int>>());
+        auto expected = ref["greedy_new_ids"].get<std::vector<int>>();
+        expected.resize(12);
+        QCOMPARE(j["token_ids"].get<std::vector<int>>(), expected);
+        QVERIFY(j["decode_tokens_per_second"].get<double>() > 0);
+    }
+
+    void streamsTextAndPrintsRates() {
+        auto r = runCli({"generate", "--model", modelPath("base"), "--prompt", "import os", "-n", "8", "--seed", "3"});
+        QCOMPARE(r.exitCode, 0);
+        QVERIFY(!r.out.empty());
+        QVERIFY2(r.err.find("tokens/s") != std::string::npos, r.err.c_str());
+    }
+
+    void badInputIsAClearError() {
+        QTemporaryDir empty;
+        auto r = runCli({"generate", "--model", empty.path(), "--prompt", "x"});
+        QCOMPARE(r.exitCode, 1);
+        QVERIFY2(r.err.find(empty.path().toStdString()) != std::string::npos, r.err.c_str());
+        auto env = QProcessEnvironment::systemEnvironment();
+        env.insert("MOE_VK_DEVICE", "no-such-gpu");
+        r = runCli({"generate", "--model", modelPath("base"), "--prompt", "x"}, env);
+        QCOMPARE(r.exitCode, 1);
+        QVERIFY2(r.err.find("no-such-gpu") != std::string::npos, r.err.c_str());
+    }
+};
+
+QTEST_GUILESS_MAIN(TestCli)
+#include "test_cli.moc"
