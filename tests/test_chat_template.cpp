@@ -44,25 +44,13 @@ private slots:
 
 namespace {
 
-// Runs `fn` and returns the moe::Error message; anything else comes back as
-// a text that fails the checks.
-std::string errorFrom(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const moe::Error& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        return std::string("<not a moe::Error: ") + e.what() + ">";
-    }
-    return "<no error thrown>";
-}
 
 #define COMPARE_TEXT(actual, expected) \
     QCOMPARE(QString::fromStdString(actual), QString::fromStdString(expected))
 
 #define EXPECT_ERROR_CONTAINING(expr, part)                                                              \
     do {                                                                                                 \
-        const std::string message_ = errorFrom([&] { (void)(expr); });                                   \
+        const std::string message_ = moe::test::errorMessage([&] { (void)(expr); });                                   \
         QVERIFY2(message_.find(part) != std::string::npos,                                               \
                  qPrintable(QString::fromStdString(std::string("expected \"") + (part) + "\" in: " + message_))); \
     } while (0)
@@ -422,10 +410,10 @@ void TestChatTemplate::mistralV01() {
     COMPARE_TEXT(render(kMistralV01, messages, true), "<s>[INST] Hi [/INST]Hello!</s>[INST] Bye [/INST]");
 
     const std::string alternate = "Conversation roles must alternate user/assistant/user/assistant/...";
-    COMPARE_TEXT(errorFrom([&] { render(kMistralV01, {{"user", "a"}, {"user", "b"}}); }), alternate);
+    COMPARE_TEXT(moe::test::errorMessage([&] { render(kMistralV01, {{"user", "a"}, {"user", "b"}}); }), alternate);
     // A leading system message breaks the alternation check first.
-    COMPARE_TEXT(errorFrom([&] { render(kMistralV01, {{"system", "s"}, {"user", "a"}}); }), alternate);
-    COMPARE_TEXT(errorFrom([&] { render(kMistralV01, {{"user", "a"}, {"tool", "b"}}); }),
+    COMPARE_TEXT(moe::test::errorMessage([&] { render(kMistralV01, {{"system", "s"}, {"user", "a"}}); }), alternate);
+    COMPARE_TEXT(moe::test::errorMessage([&] { render(kMistralV01, {{"user", "a"}, {"tool", "b"}}); }),
                  "Only user and assistant roles are supported!");
 }
 
@@ -437,7 +425,7 @@ void TestChatTemplate::mistralV03() {
     COMPARE_TEXT(render(kMistralV03, messages, true),
                  "<s>[INST] Hi[/INST] Hello!</s>[INST] Be concise.\n\nBye[/INST]");
     COMPARE_TEXT(render(kMistralV03, {{"user", "Hi"}}), "<s>[INST] Hi[/INST]");
-    COMPARE_TEXT(errorFrom([&] { render(kMistralV03, {{"user", "a"}, {"assistant", "b"}, {"assistant", "c"}}); }),
+    COMPARE_TEXT(moe::test::errorMessage([&] { render(kMistralV03, {{"user", "a"}, {"assistant", "b"}, {"assistant", "c"}}); }),
                  "After the optional system message, conversation roles must alternate "
                  "user/assistant/user/assistant/...");
 }
@@ -482,8 +470,8 @@ void TestChatTemplate::gemma() {
                  "<start_of_turn>model\nHi there!<end_of_turn>\n"
                  "<start_of_turn>user\nHow are you?<end_of_turn>\n"
                  "<start_of_turn>model\n");
-    COMPARE_TEXT(errorFrom([&] { render(kGemma, conversation(true)); }), "System role not supported");
-    COMPARE_TEXT(errorFrom([&] { render(kGemma, {{"assistant", "first"}}); }),
+    COMPARE_TEXT(moe::test::errorMessage([&] { render(kGemma, conversation(true)); }), "System role not supported");
+    COMPARE_TEXT(moe::test::errorMessage([&] { render(kGemma, {{"assistant", "first"}}); }),
                  "Conversation roles must alternate user/assistant/user/assistant/...");
 }
 
@@ -640,9 +628,9 @@ void TestChatTemplate::undefinedValues() {
 
 void TestChatTemplate::raiseExceptionMessage() {
     // The template's message comes through unchanged, with no prefix.
-    COMPARE_TEXT(errorFrom([] { renderText("text{{ raise_exception('Custom failure: ' ~ 42) }}"); }),
+    COMPARE_TEXT(moe::test::errorMessage([] { renderText("text{{ raise_exception('Custom failure: ' ~ 42) }}"); }),
                  "Custom failure: 42");
-    COMPARE_TEXT(errorFrom([] { render("{% if messages|length > 1 %}{{ raise_exception('too long') }}{% endif %}",
+    COMPARE_TEXT(moe::test::errorMessage([] { render("{% if messages|length > 1 %}{{ raise_exception('too long') }}{% endif %}",
                                        conversation(false)); }),
                  "too long");
 }

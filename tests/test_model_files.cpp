@@ -24,18 +24,6 @@ using json = nlohmann::json;
 
 namespace {
 
-// Runs `fn` and returns the moe::Error message; anything else (no exception,
-// another exception type) comes back as a text that fails the checks below.
-std::string errorFrom(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const moe::Error& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        return std::string("<not a moe::Error: ") + e.what() + ">";
-    }
-    return "<no error thrown>";
-}
 
 bool containsAll(const std::string& message, std::initializer_list<std::string> parts, std::string& missing) {
     for (const auto& p : parts) {
@@ -49,7 +37,7 @@ bool containsAll(const std::string& message, std::initializer_list<std::string> 
 
 #define EXPECT_ERROR(expr, ...)                                                                        \
     do {                                                                                               \
-        const std::string message_ = errorFrom([&] { (void)(expr); });                                 \
+        const std::string message_ = moe::test::errorMessage([&] { (void)(expr); });                                 \
         std::string missing_;                                                                          \
         QVERIFY2(containsAll(message_, {__VA_ARGS__}, missing_),                                       \
                  qPrintable(QString::fromStdString("expected \"" + missing_ + "\" in: " + message_))); \
@@ -447,7 +435,7 @@ private slots:
         const std::string name = "model.layers.0.mlp.up_proj.weight";
         auto open = [&](const std::string& file, const std::string& bytes) {
             writeBytes(dir / file, bytes);
-            return errorFrom([&] { SafetensorsFile f(dir / file); });
+            return moe::test::errorMessage([&] { SafetensorsFile f(dir / file); });
         };
         auto check = [&](const std::string& file, const std::string& bytes,
                          std::initializer_list<std::string> parts) {
@@ -506,7 +494,7 @@ private slots:
             const fs::path big = dir / "absurd-header.safetensors";
             writeBytes(big, littleEndian64(150ull << 20) + "{}");
             fs::resize_file(big, 200ull << 20);
-            const std::string message = errorFrom([&] { SafetensorsFile f(big); });
+            const std::string message = moe::test::errorMessage([&] { SafetensorsFile f(big); });
             QVERIFY2(message.find("absurd-header.safetensors") != std::string::npos &&
                          message.find("absurdly large") != std::string::npos,
                      message.c_str());

@@ -15,14 +15,17 @@ inline std::filesystem::path envPath(const char* var, const char* fallback) {
 inline std::filesystem::path modelsDir() { return envPath("MOE_MODELS_DIR", "../shared/models"); }
 inline std::filesystem::path testDataDir() { return envPath("MOE_TESTDATA_DIR", ".testdata"); }
 
-// Runs `f`; returns the moe::Error message it threw, or "(no error)".
+// Runs `f` and returns the moe::Error message it threw; anything else (no
+// exception, another exception type) comes back as a text that fails checks.
 template <class F> std::string errorMessage(F&& f) {
     try {
         f();
     } catch (const moe::Error& e) {
         return e.what();
+    } catch (const std::exception& e) {
+        return std::string("<not a moe::Error: ") + e.what() + ">";
     }
-    return "(no error)";
+    return "<no error thrown>";
 }
 
 } // namespace moe::test

@@ -54,16 +54,6 @@ void writeFile(const fs::path& file, const std::string& content) {
     out << content;
 }
 
-std::string errorFrom(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const moe::Error& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        return std::string("<not a moe::Error: ") + e.what() + ">";
-    }
-    return "<no error thrown>";
-}
 
 QString idsText(const std::vector<int32_t>& ids) {
     QStringList parts;
@@ -651,12 +641,12 @@ private slots:
         QTemporaryDir dir;
         QVERIFY(dir.isValid());
         const fs::path folder = dir.path().toStdString();
-        std::string message = errorFrom([&] { Tokenizer::load(folder); });
+        std::string message = moe::test::errorMessage([&] { Tokenizer::load(folder); });
         QVERIFY2(message.find(folder.string()) != std::string::npos && message.find("tokenizer") != std::string::npos,
                  message.c_str());
-        message = errorFrom([&] { Tokenizer::load(folder / "nowhere"); });
+        message = moe::test::errorMessage([&] { Tokenizer::load(folder / "nowhere"); });
         QVERIFY2(message.find((folder / "nowhere").string()) != std::string::npos, message.c_str());
-        message = errorFrom([&] { Tokenizer::loadSentencePiece(folder / "tokenizer.model"); });
+        message = moe::test::errorMessage([&] { Tokenizer::loadSentencePiece(folder / "tokenizer.model"); });
         QVERIFY2(message.find((folder / "tokenizer.model").string()) != std::string::npos, message.c_str());
     }
 
@@ -668,7 +658,7 @@ private slots:
         // Plain string literals below: Qt 6.4's moc stops finding the test class after a raw string.
         auto expectError = [&](const std::string& content, const std::string& mentions) {
             writeFile(file, content);
-            const std::string message = errorFrom([&] { Tokenizer::load(folder); });
+            const std::string message = moe::test::errorMessage([&] { Tokenizer::load(folder); });
             QVERIFY2(
                 message.find(file.string()) != std::string::npos && message.find(mentions) != std::string::npos,
                 qPrintable(QString("for %1: %2")
@@ -696,10 +686,10 @@ private slots:
         QCOMPARE(idsText(Tokenizer::load(folder)->encode("abba", false)), idsText({2, 1, 0}));
         const fs::path config = folder / "tokenizer_config.json";
         writeFile(config, "{ \"add_bos_token\": ");
-        std::string message = errorFrom([&] { Tokenizer::load(folder); });
+        std::string message = moe::test::errorMessage([&] { Tokenizer::load(folder); });
         QVERIFY2(message.find(config.string()) != std::string::npos, message.c_str());
         writeFile(config, "{\"bos_token\": \"<nope>\"}");
-        message = errorFrom([&] { Tokenizer::load(folder); });
+        message = moe::test::errorMessage([&] { Tokenizer::load(folder); });
         QVERIFY2(message.find(config.string()) != std::string::npos && message.find("bos_token") != std::string::npos,
                  message.c_str());
         fs::remove(config);
@@ -707,7 +697,7 @@ private slots:
         // A tokenizer.model that is not one.
         fs::remove(file);
         writeFile(folder / "tokenizer.model", "definitely not a protobuf");
-        message = errorFrom([&] { Tokenizer::load(folder); });
+        message = moe::test::errorMessage([&] { Tokenizer::load(folder); });
         QVERIFY2(message.find((folder / "tokenizer.model").string()) != std::string::npos, message.c_str());
     }
 };
