@@ -194,15 +194,6 @@ std::vector<float> referenceLogits(const std::filesystem::path& dir, const Spec&
     return logits;
 }
 
-double nmse(std::span<const float> a, std::span<const float> b) {
-    double e = 0, n = 0;
-    for (size_t i = 0; i < b.size(); ++i) {
-        e += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
-        n += double(b[i]) * b[i];
-    }
-    return e / n;
-}
-
 } // namespace
 
 class TestArchitectures : public QObject {
@@ -257,7 +248,7 @@ private slots:
             got.insert(got.end(), l.begin(), l.end());
         }
         QCOMPARE(got.size(), ref.size());
-        const double e = nmse(got, ref);
+        const double e = test::nmse(got, ref);
         qInfo("%s: NMSE %.3g", qPrintable(arch), e);
         QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
     }

@@ -12,6 +12,8 @@
 #include "moe/ops.h"
 #include "moe/vk.h"
 
+#include "test_paths.h"
+
 #include <QtTest/QtTest>
 
 #include <cmath>
@@ -22,15 +24,7 @@ using namespace moe;
 
 namespace {
 
-double nmse(const std::vector<float>& got, const std::vector<float>& ref) {
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-        const double d = double(got[i]) - double(ref[i]);
-        err += d * d;
-        norm += double(ref[i]) * double(ref[i]);
-    }
-    return norm > 0 ? err / norm : err;
-}
+using test::nmse;
 
 constexpr double kNmseLimit = 1e-9;
 

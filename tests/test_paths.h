@@ -2,6 +2,7 @@
 // Where tests find the shared models and the npm tokenizer data.
 #include <cstdlib>
 #include <filesystem>
+#include <span>
 #include <string>
 
 #include "moe/error.h"
@@ -26,6 +27,18 @@ template <class F> std::string errorMessage(F&& f) {
         return std::string("<not a moe::Error: ") + e.what() + ">";
     }
     return "<no error thrown>";
+}
+
+// Normalised mean squared error mse(got, ref) / mse(ref, 0): the comparison
+// every numerical test uses (as llama.cpp's op tests do).
+inline double nmse(std::span<const float> got, std::span<const float> ref) {
+    double err = 0, norm = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        const double d = double(got[i]) - double(ref[i]);
+        err += d * d;
+        norm += double(ref[i]) * double(ref[i]);
+    }
+    return norm > 0 ? err / norm : err;
 }
 
 } // namespace moe::test
