@@ -37,8 +37,18 @@ uint flatGroupId() { return gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroup
 
 // Per-step values written by the host before each submit, so a recorded
 // command buffer can be replayed for every decode step.
+// route_flags bit 0: the tokens are a reply (sequence routing keeps the
+// prompt's choice); route_pin: 0 = route normally, s + 1 = every token to slot s.
 #define DECLARE_STEP(B) \
-    layout(binding = B) readonly buffer Step { uint pos0; uint n_tokens; uint step_pad0; uint step_pad1; uint tokens[]; } step;
+    layout(binding = B) readonly buffer Step { uint pos0; uint n_tokens; uint route_flags; uint route_pin; uint tokens[]; } step;
 
 const uint FLAG_BIAS = 1u;
 const uint FLAG_ACCUMULATE = 2u;
+// Expert dispatch (moe_route.comp's route buffer): GATHER reads input row
+// list[slot], SCATTER writes output row list[slot] scaled by that token's
+// routing weight; either way only the expert's count of slots is computed.
+const uint FLAG_GATHER = 4u;
+const uint FLAG_SCATTER = 8u;
+// Route buffer layout (32-bit words): counts[32], then lists[slots][max_batch],
+// then weights[max_batch][slots] (floats), then chosen masks[max_batch].
+const uint ROUTE_LISTS = 32u;

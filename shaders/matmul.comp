@@ -15,12 +15,14 @@ layout(push_constant) uniform Push {
     uint rows; uint K; uint Kp; uint n_tokens;
     uint x_offset; uint x_stride; uint out_offset; uint out_stride;
     uint row_base; uint flags;
+    uint route_expert; uint route_list; uint route_weight; uint route_slots;
 } p;
 
 DECLARE_WEIGHTS(0, w)
 layout(binding = 1) readonly buffer X { float x[]; };
 layout(binding = 2) buffer Out { float outv[]; };
 layout(binding = 3) readonly buffer Bias { float bias[]; };
+layout(binding = 4) readonly buffer Route { uint route[]; };
 
 // acc_t holds token t's partial sums for the 4 rows.
 #define ACCUMULATE(T) { \
@@ -36,11 +38,18 @@ void main() {
     if (rb >= rowBlocks) return;
     const uint r0 = rb * 4u;
     const uint t0 = gl_GlobalInvocationID.y * TOKENS;
+    // Routed: only the expert's slots exist (its count is known on the device only).
+    const bool gather = (p.flags & FLAG_GATHER) != 0u, scatter = (p.flags & FLAG_SCATTER) != 0u;
+    const uint n = (gather || scatter) ? min(route[p.route_expert], p.n_tokens) : p.n_tokens;
+    if (t0 >= n) return;
     // Rows past the end reuse the last row (results discarded); tokens likewise.
     const uint wr0 = min(r0, p.rows - 1u) * p.Kp, wr1 = min(r0 + 1u, p.rows - 1u) * p.Kp;
     const uint wr2 = min(r0 + 2u, p.rows - 1u) * p.Kp, wr3 = min(r0 + 3u, p.rows - 1u) * p.Kp;
     uint xb[TOKENS];
-    for (uint t = 0; t < TOKENS; ++t) xb[t] = p.x_offset + min(t0 + t, p.n_tokens - 1u) * p.x_stride;
+    for (uint t = 0; t < TOKENS; ++t) {
+        const uint slot = min(t0 + t, n - 1u);
+        xb[t] = p.x_offset + (gather ? route[p.route_list + slot] : slot) * p.x_stride;
+    }
     vec4 acc[TOKENS];
     for (uint t = 0; t < TOKENS; ++t) acc[t] = vec4(0.0);
 
@@ -62,11 +71,17 @@ void main() {
     if ((p.flags & FLAG_BIAS) != 0u)
         for (uint i = 0; i < 4u; ++i) b[i] = bias[p.row_base + min(r0 + i, p.rows - 1u)];
     for (uint t = 0; t < TOKENS; ++t) {
-        if (t0 + t >= p.n_tokens) break;
+        if (t0 + t >= n) break;
+        uint orow = t0 + t;
+        float scale = 1.0;
+        if (scatter) {
+            orow = route[p.route_list + orow];
+            scale = uintBitsToFloat(route[p.route_weight + orow * p.route_slots]);
+        }
         for (uint i = 0; i < 4u; ++i) {
             if (r0 + i >= p.rows) break;
-            const uint o = p.out_offset + (t0 + t) * p.out_stride + p.row_base + r0 + i;
-            float v = acc[t][i] + b[i];
+            const uint o = p.out_offset + orow * p.out_stride + p.row_base + r0 + i;
+            float v = (acc[t][i] + b[i]) * scale;
             if ((p.flags & FLAG_ACCUMULATE) != 0u) v += outv[o];
             outv[o] = v;
         }

@@ -15,6 +15,7 @@ layout(push_constant) uniform Push {
     uint rows; uint K; uint Kp; uint n_tokens;
     uint x_offset; uint x_stride; uint out_offset; uint out_stride;
     uint row_base; uint flags;
+    uint route_expert; uint route_list; uint route_weight; uint route_slots;
 } p;
 
 DECLARE_WEIGHTS(0, w)
@@ -23,14 +24,19 @@ layout(binding = 2) buffer Out { float outv[]; };
 layout(binding = 3) readonly buffer Bias { float bias[]; };
 #ifdef GATED
 DECLARE_WEIGHTS(4, wu)
+layout(binding = 5) readonly buffer Route { uint route[]; };
+#else
+layout(binding = 4) readonly buffer Route { uint route[]; };
 #endif
 
 void main() {
     const uint row0 = (flatGroupId() * gl_NumSubgroups + gl_SubgroupID) * ROWS;
-    const uint t = gl_WorkGroupID.y;
+    const uint t = gl_WorkGroupID.y; // token, or the expert's slot when routed
     if (row0 >= p.rows) return; // uniform per subgroup
+    const bool gather = (p.flags & FLAG_GATHER) != 0u, scatter = (p.flags & FLAG_SCATTER) != 0u;
+    if ((gather || scatter) && t >= route[p.route_expert]) return; // uniform per workgroup
     const uint lane = gl_SubgroupInvocationID;
-    const uint xbase = p.x_offset + t * p.x_stride;
+    const uint xbase = p.x_offset + (gather ? route[p.route_list + t] : t) * p.x_stride;
     const uint blocks = p.K >> 3;
     uint wbase[ROWS];
     float acc[ROWS];
@@ -74,11 +80,12 @@ void main() {
 #endif
         const uint row = row0 + r;
         if (subgroupElect() && row < p.rows) {
-            const uint o = p.out_offset + t * p.out_stride + p.row_base + row;
+            const uint orow = scatter ? route[p.route_list + t] : t;
+            const uint o = p.out_offset + orow * p.out_stride + p.row_base + row;
 #ifdef GATED
             outv[o] = sum / (1.0 + exp(-sum)) * sumu;
 #else
-            float v = sum;
+            float v = scatter ? sum * uintBitsToFloat(route[p.route_weight + orow * p.route_slots]) : sum;
             if ((p.flags & FLAG_BIAS) != 0u) v += bias[p.row_base + row];
             if ((p.flags & FLAG_ACCUMULATE) != 0u) v += outv[o];
             outv[o] = v;

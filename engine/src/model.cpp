@@ -15,8 +15,11 @@ DenseMlp::DenseMlp(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix down)
 
 uint64_t DenseMlp::deviceBytes() const { return gate_.bytes() + up_.bytes() + down_.bytes(); }
 
-void DenseMlp::record(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& input, const vk::Buffer& residual,
-                      const MlpScratch& scratch, uint32_t nTokens) const {
+void DenseMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const {
+    const vk::Buffer& input = *step.input;
+    const vk::Buffer& residual = *step.residual;
+    const MlpScratch& scratch = step.scratch;
+    const uint32_t nTokens = step.nTokens;
     const uint32_t hidden = gate_.cols, inter = gate_.rows;
     const ops::Act in{&input, 0, hidden};
     const ops::Act h{scratch.hidden, 0, inter};
@@ -104,16 +107,26 @@ uint64_t Model::deviceBytes() const {
     uint64_t n = embed_.bytes() + lmHeadOwn_.bytes() + finalNorm_.size();
     for (const auto& L : layers_)
         n += L.attnNorm.size() + L.mlpNorm.size() + L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes() +
-             L.qBias.size() + L.kBias.size() + L.vBias.size() + L.mlp->deviceBytes();
+             L.qBias.size() + L.kBias.size() + L.vBias.size() + (L.mlp ? L.mlp->deviceBytes() : 0);
     return n;
 }
 
-void Model::setMlp(int layer, std::unique_ptr<MlpBlock> block) {
+std::unique_ptr<MlpBlock> Model::takeMlp(int layer) {
     if (layer < 0 || layer >= int(layers_.size()))
         throw Error("layer " + std::to_string(layer) + " does not exist (the model has " +
                     std::to_string(layers_.size()) + ")");
-    layers_[size_t(layer)].mlp = std::move(block);
     ++revision_;
+    return std::move(layers_[size_t(layer)].mlp);
+}
+
+std::unique_ptr<MlpBlock> Model::setMlp(int layer, std::unique_ptr<MlpBlock> block) {
+    if (layer < 0 || layer >= int(layers_.size()))
+        throw Error("layer " + std::to_string(layer) + " does not exist (the model has " +
+                    std::to_string(layers_.size()) + ")");
+    if (!block) throw Error("internal: setMlp needs a block");
+    std::swap(layers_[size_t(layer)].mlp, block);
+    ++revision_;
+    return block;
 }
 
 // ---------------------------------------------------------------- Session
@@ -131,7 +144,8 @@ Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(
     const uint64_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
     const uint64_t qDim = uint64_t(c.numHeads) * c.headDim, kvDim = uint64_t(c.numKvHeads) * c.headDim;
     uint32_t inter = 0;
-    for (int l = 0; l < c.numLayers; ++l) inter = std::max(inter, model.mlp(l).scratchWidth());
+    for (const auto& L : model.layers_)
+        if (L.mlp) inter = std::max(inter, L.mlp->scratchWidth());
     logitRows_ = uint32_t(std::max<uint64_t>(1, std::min<uint64_t>(maxBatch_, ctx_.maxStorageRange() / (V * kFloat))));
 
     auto dev = [&](uint64_t floats) { return vk::Buffer(ctx_, floats * kFloat, vk::MemoryUse::Device); };
@@ -170,7 +184,7 @@ Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(
             table[size_t(maxContext_) * half + size_t(p) * half + i] = float(std::sin(double(angle)));
         }
     ropeTable_ = uploadFloats(ctx_, table);
-    recordedRevision_ = model.revision();
+    recordedRevision_ = ~model.revision(); // states are created by the first forward()
 }
 
 Session::~Session() = default;
@@ -215,7 +229,7 @@ void Session::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
     rec.barrier();
     for (size_t i = 0; i < captureLayers_.size(); ++i)
         if (captureLayers_[i] == int(l)) rec.copy(xn_.handle(), 0, captureBuffers_[i].handle(), 0, uint64_t(n) * H * kFloat);
-    L.mlp->record(ctx_, rec, xn_, x_, {&gate_, &up_, &hidden_}, n);
+    L.mlp->record(ctx_, rec, {&xn_, &x_, {&gate_, &up_, &hidden_}, &step_, mlpStates_[l].get(), n});
 }
 
 void Session::recordStep(vk::Recorder& rec, uint32_t n, bool allRows) {
@@ -233,10 +247,33 @@ void Session::recordStep(vk::Recorder& rec, uint32_t n, bool allRows) {
     rec.end();
 }
 
+MlpState* Session::mlpState(int layer) const {
+    const_cast<Session*>(this)->syncWithModel();
+    return mlpStates_.at(size_t(layer)).get();
+}
+
+// Blocks replaced since the last step: drop recorded commands, make new states.
+void Session::syncWithModel() {
+    if (recordedRevision_ == model_.revision()) return;
+    decode_.reset();
+    prefill_.reset();
+    const ModelConfig& c = model_.config();
+    mlpStates_.clear();
+    for (int l = 0; l < c.numLayers; ++l) {
+        if (!model_.layers_[size_t(l)].mlp) throw Error("internal: layer " + std::to_string(l) + " has no MLP");
+        if (uint64_t(model_.mlp(l).scratchWidth()) * maxBatch_ * kFloat > gate_.size())
+            throw Error("layer " + std::to_string(l) + "'s MLP is wider than the session was created for");
+        mlpStates_.push_back(model_.mlp(l).createState(ctx_, maxContext_, maxBatch_));
+    }
+    recordedRevision_ = model_.revision();
+}
+
 void Session::writeStep(std::span<const int32_t> tokens) {
     ops::StepHeader h;
     h.pos0 = pos_;
     h.nTokens = uint32_t(tokens.size());
+    h.routeFlags = reply_ ? 1u : 0u;
+    h.routePin = pinSlot_ >= 0 ? uint32_t(pinSlot_) + 1u : 0u;
     step_.upload(&h, sizeof h);
     step_.upload(tokens.data(), tokens.size_bytes(), sizeof h);
 }
@@ -251,11 +288,7 @@ std::span<const float> Session::forward(std::span<const int32_t> tokens, std::ve
     if (pos_ + tokens.size() > maxContext_)
         throw Error("the context is full: " + std::to_string(pos_) + " + " + std::to_string(tokens.size()) +
                     " tokens exceed the session's " + std::to_string(maxContext_));
-    if (recordedRevision_ != model_.revision()) {
-        decode_.reset();
-        prefill_.reset();
-        recordedRevision_ = model_.revision();
-    }
+    syncWithModel();
     for (auto& v : captured_) v.clear();
     const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
     const bool wantAll = allLogits != nullptr;

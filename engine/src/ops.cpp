@@ -26,8 +26,21 @@ struct MatmulPush {
     uint32_t rows, K, Kp, nTokens;
     uint32_t xOffset, xStride, outOffset, outStride;
     uint32_t rowBase, flags;
+    uint32_t routeSlot = 0, routeList = 0, routeWeight = 0, routeSlots = 0;
 };
-constexpr uint32_t kFlagBias = 1, kFlagAccumulate = 2;
+constexpr uint32_t kFlagBias = 1, kFlagAccumulate = 2, kFlagGather = 4, kFlagScatter = 8;
+constexpr uint32_t kRouteLists = 32; // ROUTE_LISTS in common.glsl
+constexpr uint32_t kMaxSlots = 32;   // MAX_SLOTS in moe_route.comp
+
+// Fills the routing fields of the push constants for an expert slot.
+void setRoute(MatmulPush& p, const ops::ExpertSlot* e) {
+    if (!e) return;
+    p.flags |= (e->gather ? kFlagGather : 0u) | (e->scatter ? kFlagScatter : 0u);
+    p.routeSlot = e->slot;
+    p.routeList = kRouteLists + e->slot * e->maxBatch;
+    p.routeWeight = kRouteLists + e->slots * e->maxBatch + e->slot; // weights[t][slot]
+    p.routeSlots = e->slots;
+}
 
 uint32_t rowShaderGroupSize(vk::Context& ctx) { return ctx.subgroupSize() * ctx.subgroupsPerWorkgroup(); }
 
@@ -136,43 +149,71 @@ MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested) {
 }
 
 void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Act& x, const Act& out,
-            uint32_t nTokens, const vk::Buffer* bias, bool accumulate, MatmulKernel kernel) {
+            uint32_t nTokens, const vk::Buffer* bias, bool accumulate, MatmulKernel kernel, const ExpertSlot* expert) {
     if (nTokens == 0) return;
     kernel = chooseKernel(nTokens, kernel);
     const bool vector = kernel == MatmulKernel::Vector;
     const std::string name = std::string(vector ? "matvec_" : "matmul_") + dtypeSuffix(w.dtype);
     const uint32_t groupSize = rowShaderGroupSize(ctx);
-    const vk::Pipeline& pipe = vector ? ctx.pipeline(name, 4, sizeof(MatmulPush), {groupSize, matvecRows(ctx)})
-                                      : ctx.pipeline(name, 4, sizeof(MatmulPush));
+    const vk::Pipeline& pipe = vector ? ctx.pipeline(name, 5, sizeof(MatmulPush), {groupSize, matvecRows(ctx)})
+                                      : ctx.pipeline(name, 5, sizeof(MatmulPush));
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
+    const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (const auto& c : w.chunks) {
         MatmulPush p{c.rowCount, w.cols, w.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
                      c.firstRow, (bias ? kFlagBias : 0u) | (accumulate ? kFlagAccumulate : 0u)};
+        setRoute(p, expert);
         if (vector) {
-            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf}, &p, sizeof p,
+            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
                              matvecGroups(ctx, c.rowCount), nTokens);
         } else {
             // 64 invocations per workgroup, each 4 rows × 16 tokens (matmul.comp).
-            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf}, &p, sizeof p,
+            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
                              ((c.rowCount + 3) / 4 + 63) / 64, (nTokens + 15) / 16);
         }
     }
 }
 
 void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, const DeviceMatrix& up,
-                 const Act& x, const Act& out, uint32_t nTokens) {
+                 const Act& x, const Act& out, uint32_t nTokens, const ExpertSlot* expert) {
     if (gate.rows != up.rows || gate.cols != up.cols || gate.dtype != up.dtype || gate.chunks.size() != up.chunks.size())
         throw Error("internal: gate and up projections differ in shape or dtype");
     const uint32_t groupSize = rowShaderGroupSize(ctx);
     const vk::Pipeline& pipe =
-        ctx.pipeline(std::string("matvec_gated_") + dtypeSuffix(gate.dtype), 5, sizeof(MatmulPush), {groupSize, matvecRows(ctx)});
+        ctx.pipeline(std::string("matvec_gated_") + dtypeSuffix(gate.dtype), 6, sizeof(MatmulPush), {groupSize, matvecRows(ctx)});
+    const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (size_t i = 0; i < gate.chunks.size(); ++i) {
         const auto& c = gate.chunks[i];
         MatmulPush p{c.rowCount, gate.cols, gate.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
                      c.firstRow, 0u};
-        rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].buffer}, &p,
-                         sizeof p, matvecGroups(ctx, c.rowCount), nTokens);
+        setRoute(p, expert);
+        rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].buffer, routeBuf},
+                         &p, sizeof p, matvecGroups(ctx, c.rowCount), nTokens);
     }
+}
+
+uint64_t routeBufferBytes(const RouteParams& p) {
+    const uint64_t slots = p.experts + 1;
+    return (kRouteLists + slots * p.maxBatch + uint64_t(p.maxBatch) * slots + p.maxBatch) * 4;
+}
+
+uint64_t routeStateBytes(const RouteParams& p) {
+    return (uint64_t(p.maxContext) * p.experts + p.experts + uint64_t(p.maxBatch) * p.experts) * 4;
+}
+
+void routeTokens(vk::Context& ctx, vk::Recorder& rec, const RouteParams& rp, const vk::Buffer& step,
+                 const vk::Buffer& logits, const vk::Buffer& route, const vk::Buffer& state, const vk::Buffer& usage) {
+    if (rp.experts == 0 || rp.experts + 1 > kMaxSlots)
+        throw Error("an MoE layer holds 1 to " + std::to_string(kMaxSlots - 1) + " experts, not " +
+                    std::to_string(rp.experts));
+    struct Push {
+        uint32_t experts, topK, mode, maxBatch;
+        float decay;
+        uint32_t probsBase, frozenBase;
+    } p{rp.experts, rp.topK, rp.mode, rp.maxBatch, rp.decay,
+        rp.maxContext * rp.experts + rp.experts, rp.maxContext * rp.experts};
+    const auto& pipe = ctx.pipeline("moe_route", 5, sizeof p);
+    rec.dispatch(pipe, {step, logits, route, state, usage}, &p, sizeof p, 1);
 }
 
 void rmsnorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer& weight, const Act& out,

@@ -24,12 +24,31 @@ struct MlpScratch {
     const vk::Buffer* hidden = nullptr; // [tokens, intermediate]
 };
 
+// A block's state in one session (a routed block's running sums and expert
+// usage), created by the session so that sessions never share it.
+class MlpState {
+public:
+    virtual ~MlpState() = default;
+};
+
+// What a block records against in one step.
+struct MlpStep {
+    const vk::Buffer* input = nullptr;    // [tokens, hidden] MLP input (post-attention norm)
+    const vk::Buffer* residual = nullptr; // [tokens, hidden] residual stream, added to
+    MlpScratch scratch;
+    const vk::Buffer* step = nullptr;     // step header + token ids (ops::StepHeader)
+    MlpState* state = nullptr;            // from createState(), or null
+    uint32_t nTokens = 0;
+};
+
 // Records a layer's feed-forward block: residual[t] += MLP(input[t]).
 class MlpBlock {
 public:
     virtual ~MlpBlock() = default;
-    virtual void record(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& input, const vk::Buffer& residual,
-                        const MlpScratch& scratch, uint32_t nTokens) const = 0;
+    virtual void record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const = 0;
+    virtual std::unique_ptr<MlpState> createState(vk::Context&, uint32_t /*maxContext*/, uint32_t /*maxBatch*/) const {
+        return nullptr;
+    }
     virtual uint64_t deviceBytes() const = 0;
     // Widest intermediate activation the block needs (sizes MlpScratch).
     virtual uint32_t scratchWidth() const = 0;
@@ -38,10 +57,12 @@ public:
 class DenseMlp : public MlpBlock {
 public:
     DenseMlp(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix down);
-    void record(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& input, const vk::Buffer& residual,
-                const MlpScratch& scratch, uint32_t nTokens) const override;
+    void record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const override;
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override { return gate_.rows; }
+    const DeviceMatrix& gate() const { return gate_; }
+    const DeviceMatrix& up() const { return up_; }
+    const DeviceMatrix& down() const { return down_; }
 
 private:
     DeviceMatrix gate_, up_, down_;
@@ -70,11 +91,17 @@ public:
     uint64_t parameterCount() const { return parameters_; }
     DType weightDType() const { return embed_.dtype; }
 
-    // Replaces layer `layer`'s MLP (dense → routed experts).
-    void setMlp(int layer, std::unique_ptr<MlpBlock> block);
+    // Replaces layer `layer`'s MLP (dense → routed experts) and returns the old one.
+    std::unique_ptr<MlpBlock> setMlp(int layer, std::unique_ptr<MlpBlock> block);
+    // Removes layer `layer`'s MLP to build its replacement from it; the model
+    // cannot run until setMlp() puts a block back.
+    std::unique_ptr<MlpBlock> takeMlp(int layer);
     const MlpBlock& mlp(int layer) const { return *layers_.at(layer).mlp; }
+    MlpBlock& mlp(int layer) { return *layers_.at(layer).mlp; }
     // Changes whenever a block is replaced, so sessions re-record their steps.
     uint64_t revision() const { return revision_; }
+    // A block's recorded settings changed (routing mode): sessions re-record.
+    void invalidate() { ++revision_; }
 
 private:
     friend class Session;
@@ -117,6 +144,16 @@ public:
     // [tokens, hidden] of the last forward() for capture layer `i` (index into the list).
     const std::vector<float>& captured(size_t i) const { return captured_.at(i); }
 
+    // Routing controls for the MoE layers (ops::StepHeader): `reply` marks the
+    // tokens forwarded from now on as a reply (sequence routing keeps the
+    // prompt's choice); `pinSlot` >= 0 sends every token to that expert slot in
+    // every MoE layer (slot = the experts' count means the base MLP).
+    void setReply(bool reply) { reply_ = reply; }
+    void setPinnedSlot(int pinSlot) { pinSlot_ = pinSlot; }
+    int pinnedSlot() const { return pinSlot_; }
+    // The state a layer's block keeps in this session (null for dense layers).
+    MlpState* mlpState(int layer) const;
+
     // Figures of the last forward(): dispatches and barriers recorded per submit.
     uint32_t lastDispatches() const { return lastDispatches_; }
     uint32_t lastBarriers() const { return lastBarriers_; }
@@ -125,6 +162,7 @@ private:
     void recordStep(vk::Recorder& rec, uint32_t nTokens, bool allRows);
     void recordLayer(vk::Recorder& rec, size_t layer, uint32_t nTokens);
     void writeStep(std::span<const int32_t> tokens);
+    void syncWithModel();
 
     Model& model_;
     vk::Context& ctx_;
@@ -143,6 +181,9 @@ private:
     uint32_t prefillRecordedFor_ = 0;
     uint64_t recordedRevision_ = 0;
     bool prefillAllRows_ = false;
+    std::vector<std::unique_ptr<MlpState>> mlpStates_;
+    bool reply_ = false;
+    int pinSlot_ = -1;
     std::vector<float> lastLogits_;
     uint32_t lastDispatches_ = 0, lastBarriers_ = 0;
 };

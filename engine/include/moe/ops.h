@@ -47,17 +47,43 @@ struct Act {
     uint32_t stride = 0;
 };
 
+// Restricts a matmul to one expert slot's tokens, as listed by routeTokens():
+// `gather` reads input row list[slot] (else slot), `scatter` writes output row
+// list[slot] scaled by the token's routing weight (else row slot).
+struct ExpertSlot {
+    const vk::Buffer* route = nullptr;
+    uint32_t slot = 0;
+    uint32_t slots = 0;    // experts + 1 (the base slot)
+    uint32_t maxBatch = 0; // list capacity
+    bool gather = false;
+    bool scatter = false;
+};
+
 enum class MatmulKernel { Auto, Vector, Tiled };
 // Which kernel Auto picks: MOE_MATMUL=vector|tiled overrides the token-count rule.
 MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested = MatmulKernel::Auto);
 
 // out[t, r] (+)= W[r, :] · x[t, :] (+ bias[r]) for t < nTokens.
+// With `expert`, nTokens is the most tokens the slot can hold.
 void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Act& x, const Act& out,
             uint32_t nTokens, const vk::Buffer* bias = nullptr, bool accumulate = false,
-            MatmulKernel kernel = MatmulKernel::Auto);
+            MatmulKernel kernel = MatmulKernel::Auto, const ExpertSlot* expert = nullptr);
 // out[t, r] = silu(Wg[r] · x[t]) * (Wu[r] · x[t]) in one pass (few tokens).
 void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, const DeviceMatrix& up,
-                 const Act& x, const Act& out, uint32_t nTokens);
+                 const Act& x, const Act& out, uint32_t nTokens, const ExpertSlot* expert = nullptr);
+
+// Routing of one MoE layer's step (moe_route.comp): softmax of `logits`
+// [n, experts], scores in `mode` (0 token, 1 running, 2 sequence), top-k,
+// renormalised weights and per-slot token lists into `route`. `state` holds
+// the running sums per position, the frozen prompt choice and probabilities.
+struct RouteParams {
+    uint32_t experts = 0, topK = 1, mode = 0, maxBatch = 0, maxContext = 0;
+    float decay = 1.0f;
+};
+uint64_t routeBufferBytes(const RouteParams& p);
+uint64_t routeStateBytes(const RouteParams& p);
+void routeTokens(vk::Context& ctx, vk::Recorder& rec, const RouteParams& p, const vk::Buffer& step,
+                 const vk::Buffer& logits, const vk::Buffer& route, const vk::Buffer& state, const vk::Buffer& usage);
 // out[r, :] = rmsnorm(x[r, :]) * weight for `rows` rows of `dim`.
 void rmsnorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer& weight, const Act& out,
              uint32_t rows, uint32_t dim, float eps);
@@ -89,7 +115,8 @@ void copy(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& src, const vk::
 struct StepHeader {
     uint32_t pos0 = 0;
     uint32_t nTokens = 0;
-    uint32_t pad[2] = {0, 0};
+    uint32_t routeFlags = 0; // bit 0: the tokens are a reply (sequence routing keeps the prompt's choice)
+    uint32_t routePin = 0;   // 0 = route normally; slot + 1 = send every token to that slot
 };
 
 } // namespace ops

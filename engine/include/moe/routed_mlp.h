@@ -1,0 +1,71 @@
+#pragma once
+// A layer's MLP as a routed set of experts: a gate scores the experts per
+// token, routing picks the top-k (in token, running or sequence mode) and only
+// the chosen experts run, each on its own tokens (sparse dispatch on the
+// device; no host round trip). Experts are dense fine-tuned MLPs or the base
+// MLP plus low-rank LoRA deltas, kept low-rank.
+#include "moe/model.h"
+
+#include <optional>
+#include <vector>
+
+namespace moe {
+
+// y += B·(A·x) with B already scaled by alpha/r. A [r, in], B [out, r].
+struct LoraDelta {
+    DeviceMatrix a, b;
+};
+
+// One expert of a layer. Projections it does not own (rows == 0) are the
+// base MLP's; a default-constructed ExpertMlp is the base MLP itself.
+struct ExpertMlp {
+    DeviceMatrix gate, up, down;
+    std::optional<LoraDelta> loraGate, loraUp, loraDown;
+    uint64_t bytes() const;
+    bool hasLora() const { return loraGate || loraUp || loraDown; }
+};
+
+enum class RouteMode : uint32_t { Token = 0, Running = 1, Sequence = 2 };
+
+struct RoutingOptions {
+    uint32_t topK = 2;
+    RouteMode mode = RouteMode::Token;
+    float halflife = 0; // running/sequence: tokens for a weight to halve; 0 = plain mean
+    bool baseSlot = false; // record the base MLP as a pinnable slot (likelihood routing without include_base)
+};
+
+class RoutedMlp : public MlpBlock {
+public:
+    // `gateWeight` [experts, hidden] row-major; `gateBias` [experts] or empty.
+    RoutedMlp(vk::Context& ctx, std::unique_ptr<DenseMlp> base, std::vector<ExpertMlp> experts,
+              const std::vector<float>& gateWeight, const std::vector<float>& gateBias, RoutingOptions routing);
+
+    void record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const override;
+    std::unique_ptr<MlpState> createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const override;
+    uint64_t deviceBytes() const override;
+    uint32_t scratchWidth() const override { return base_->scratchWidth(); }
+
+    uint32_t expertCount() const { return uint32_t(experts_.size()); }
+    // Bytes the experts and the gate add to the dense layer.
+    uint64_t addedBytes() const;
+    const RoutingOptions& routing() const { return routing_; }
+    // Takes effect once the model's revision changes (Model::setMlp or invalidate).
+    void setRouting(const RoutingOptions& r) { routing_ = r; }
+    const DenseMlp& base() const { return *base_; }
+    std::unique_ptr<DenseMlp> releaseBase() { return std::move(base_); }
+
+    // Tokens each slot (experts, then the base slot) received in a session
+    // since the last reset.
+    static std::vector<uint32_t> usage(const MlpState& state);
+    static void resetUsage(MlpState& state);
+
+private:
+    std::unique_ptr<DenseMlp> base_;
+    std::vector<ExpertMlp> experts_;
+    DeviceMatrix gate_;
+    vk::Buffer gateBias_;
+    uint32_t loraRank_ = 0;
+    RoutingOptions routing_;
+};
+
+} // namespace moe

@@ -1,0 +1,161 @@
+#include "moe/routed_mlp.h"
+
+#include "moe/error.h"
+
+#include <cmath>
+#include <string>
+
+namespace moe {
+namespace {
+
+constexpr uint32_t kFloat = sizeof(float);
+
+struct RoutedState : MlpState {
+    ops::RouteParams params;
+    vk::Buffer logits, route, state, usage;
+    vk::Buffer loraGate, loraUp, loraDown; // A·x per slot, [maxBatch, rank]
+};
+
+} // namespace
+
+uint64_t ExpertMlp::bytes() const {
+    uint64_t n = gate.bytes() + up.bytes() + down.bytes();
+    for (const auto* d : {&loraGate, &loraUp, &loraDown})
+        if (*d) n += (*d)->a.bytes() + (*d)->b.bytes();
+    return n;
+}
+
+RoutedMlp::RoutedMlp(vk::Context& ctx, std::unique_ptr<DenseMlp> base, std::vector<ExpertMlp> experts,
+                     const std::vector<float>& gateWeight, const std::vector<float>& gateBias, RoutingOptions routing)
+    : base_(std::move(base)), experts_(std::move(experts)), routing_(routing) {
+    if (!base_) throw Error("internal: a routed MLP needs the layer's base MLP");
+    const uint32_t E = uint32_t(experts_.size());
+    const uint32_t H = base_->gate().cols, I = base_->gate().rows;
+    if (E == 0 || E > 31) throw Error("an MoE layer holds 1 to 31 experts, not " + std::to_string(E));
+    if (gateWeight.size() != size_t(E) * H)
+        throw Error("the gate has " + std::to_string(gateWeight.size()) + " weights; " + std::to_string(E) +
+                    " experts × hidden " + std::to_string(H) + " need " + std::to_string(size_t(E) * H));
+    if (!gateBias.empty() && gateBias.size() != E)
+        throw Error("the gate bias has " + std::to_string(gateBias.size()) + " values for " + std::to_string(E) +
+                    " experts");
+    auto check = [&](const DeviceMatrix& m, uint32_t rows, uint32_t cols, const char* what, uint32_t e) {
+        if (m.rows && (m.rows != rows || m.cols != cols))
+            throw Error("expert " + std::to_string(e) + "'s " + what + " is [" + std::to_string(m.rows) + ", " +
+                        std::to_string(m.cols) + "], the base's is [" + std::to_string(rows) + ", " +
+                        std::to_string(cols) + "]");
+    };
+    for (uint32_t e = 0; e < E; ++e) {
+        const ExpertMlp& x = experts_[e];
+        check(x.gate, I, H, "gate_proj", e);
+        check(x.up, I, H, "up_proj", e);
+        check(x.down, H, I, "down_proj", e);
+        for (const auto* d : {&x.loraGate, &x.loraUp, &x.loraDown})
+            if (*d) loraRank_ = std::max(loraRank_, (*d)->a.rows);
+    }
+    routing_.topK = std::clamp<uint32_t>(routing_.topK, 1, E);
+    gate_ = DeviceMatrix::fromHost(ctx, DType::F32, E, H, gateWeight.data());
+    if (!gateBias.empty()) gateBias_ = uploadFloats(ctx, gateBias);
+}
+
+uint64_t RoutedMlp::addedBytes() const {
+    uint64_t n = gate_.bytes() + gateBias_.size();
+    for (const auto& e : experts_) n += e.bytes();
+    return n;
+}
+
+uint64_t RoutedMlp::deviceBytes() const { return base_->deviceBytes() + addedBytes(); }
+
+std::unique_ptr<MlpState> RoutedMlp::createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const {
+    auto s = std::make_unique<RoutedState>();
+    s->params.experts = expertCount();
+    s->params.maxBatch = maxBatch;
+    s->params.maxContext = maxContext;
+    s->logits = vk::Buffer(ctx, uint64_t(maxBatch) * expertCount() * kFloat, vk::MemoryUse::Device);
+    s->route = vk::Buffer(ctx, ops::routeBufferBytes(s->params), vk::MemoryUse::Device);
+    s->state = vk::Buffer(ctx, ops::routeStateBytes(s->params), vk::MemoryUse::Device);
+    s->usage = vk::Buffer(ctx, (expertCount() + 1) * sizeof(uint32_t), vk::MemoryUse::Readback);
+    s->usage.fillZero();
+    if (loraRank_) {
+        for (auto* b : {&s->loraGate, &s->loraUp, &s->loraDown})
+            *b = vk::Buffer(ctx, uint64_t(maxBatch) * loraRank_ * kFloat, vk::MemoryUse::Device);
+    }
+    return s;
+}
+
+std::vector<uint32_t> RoutedMlp::usage(const MlpState& state) {
+    const auto& s = dynamic_cast<const RoutedState&>(state);
+    std::vector<uint32_t> counts(s.params.experts + 1);
+    s.usage.download(counts.data(), counts.size() * sizeof(uint32_t));
+    return counts;
+}
+
+void RoutedMlp::resetUsage(MlpState& state) { dynamic_cast<RoutedState&>(state).usage.fillZero(); }
+
+void RoutedMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const {
+    if (!step.state) throw Error("internal: a routed MLP records with its session state");
+    auto& st = dynamic_cast<RoutedState&>(*step.state);
+    const uint32_t n = step.nTokens, E = expertCount(), H = base_->gate().cols, I = base_->gate().rows;
+    const ops::Act in{step.input, 0, H};
+
+    // Gate logits, then routing on the device.
+    ops::matmul(ctx, rec, gate_, in, {&st.logits, 0, E}, n, gateBias_.valid() ? &gateBias_ : nullptr);
+    rec.barrier();
+    ops::RouteParams rp = st.params;
+    rp.topK = routing_.topK;
+    rp.mode = uint32_t(routing_.mode);
+    rp.decay = routing_.halflife > 0 ? float(std::exp2(-1.0 / routing_.halflife)) : 1.0f;
+    ops::routeTokens(ctx, rec, rp, *step.step, st.logits, st.route, st.state, st.usage);
+    rec.barrier();
+
+    // Each slot computes only its own tokens: gather the inputs, scatter the
+    // weighted outputs into the residual. Slots run one after the other
+    // because a token's experts all add into its residual row.
+    const ExpertMlp baseExpert;
+    const uint32_t slots = E + 1;
+    const uint32_t lastSlot = routing_.baseSlot ? E : E - 1;
+    const MlpScratch& sc = step.scratch;
+    for (uint32_t s = 0; s <= lastSlot; ++s) {
+        const ExpertMlp& x = s < E ? experts_[s] : baseExpert;
+        const DeviceMatrix& gate = x.gate.rows ? x.gate : base_->gate();
+        const DeviceMatrix& up = x.up.rows ? x.up : base_->up();
+        const DeviceMatrix& down = x.down.rows ? x.down : base_->down();
+        const ops::ExpertSlot gather{&st.route, s, slots, st.params.maxBatch, true, false};
+        const ops::ExpertSlot scatter{&st.route, s, slots, st.params.maxBatch, false, true};
+        const ops::Act h{sc.hidden, 0, I};
+        const bool gateUpLora = x.loraGate || x.loraUp;
+        if (!gateUpLora && ops::chooseKernel(n) == ops::MatmulKernel::Vector) {
+            ops::matmulGated(ctx, rec, gate, up, in, h, n, &gather);
+        } else {
+            ops::matmul(ctx, rec, gate, in, {sc.gate, 0, I}, n, nullptr, false, ops::MatmulKernel::Auto, &gather);
+            ops::matmul(ctx, rec, up, in, {sc.up, 0, I}, n, nullptr, false, ops::MatmulKernel::Auto, &gather);
+            const uint32_t r = loraRank_;
+            if (x.loraGate)
+                ops::matmul(ctx, rec, x.loraGate->a, in, {&st.loraGate, 0, r}, n, nullptr, false,
+                            ops::MatmulKernel::Auto, &gather);
+            if (x.loraUp)
+                ops::matmul(ctx, rec, x.loraUp->a, in, {&st.loraUp, 0, r}, n, nullptr, false,
+                            ops::MatmulKernel::Auto, &gather);
+            if (gateUpLora) {
+                rec.barrier();
+                if (x.loraGate)
+                    ops::matmul(ctx, rec, x.loraGate->b, {&st.loraGate, 0, r}, {sc.gate, 0, I}, n, nullptr, true);
+                if (x.loraUp)
+                    ops::matmul(ctx, rec, x.loraUp->b, {&st.loraUp, 0, r}, {sc.up, 0, I}, n, nullptr, true);
+            }
+            rec.barrier();
+            ops::siluMul(ctx, rec, *sc.gate, *sc.up, *sc.hidden, n * I);
+        }
+        rec.barrier();
+        ops::matmul(ctx, rec, down, h, {step.residual, 0, H}, n, nullptr, true, ops::MatmulKernel::Auto, &scatter);
+        if (x.loraDown) {
+            const uint32_t r = loraRank_;
+            ops::matmul(ctx, rec, x.loraDown->a, h, {&st.loraDown, 0, r}, n);
+            rec.barrier();
+            ops::matmul(ctx, rec, x.loraDown->b, {&st.loraDown, 0, r}, {step.residual, 0, H}, n, nullptr, true,
+                        ops::MatmulKernel::Auto, &scatter);
+        }
+        rec.barrier();
+    }
+}
+
+} // namespace moe

@@ -1,0 +1,106 @@
+#version 450
+// Routing for one MoE layer and one step: gate logits → softmax → scores in
+// the routing mode → top-k → renormalised weights, then each expert slot's
+// list of tokens (the route buffer the expert matmuls read, common.glsl).
+// One workgroup: the work is tiny and the lists must be built in token order.
+//
+// Modes: 0 token (each token's own probabilities), 1 running (running sum of
+// the probabilities of every token so far, optionally decayed), 2 sequence
+// (running during the prompt; a reply keeps the prompt's final choice).
+// The running sums live per position beside the KV cache, so decode is O(1)
+// and rewinding a session recomputes them.
+#extension GL_GOOGLE_include_directive : require
+#include "common.glsl"
+
+layout(local_size_x = 64) in;
+layout(push_constant) uniform Push {
+    uint n_experts;   // routed experts E; slot E is the base MLP (pinning only)
+    uint top_k;
+    uint mode;
+    uint max_batch;
+    float decay;      // running-sum decay per token (1 = plain mean)
+    uint probs_base;  // state offsets (floats)
+    uint frozen_base;
+} p;
+
+DECLARE_STEP(0)
+layout(binding = 1) readonly buffer Logits { float logits[]; }; // [n, E]
+layout(binding = 2) buffer Route { uint route[]; };
+layout(binding = 3) buffer State { float state[]; };   // running sums [max_ctx][E], frozen [E], probs [max_batch][E]
+layout(binding = 4) buffer Usage { uint usage[]; };    // tokens each slot received, accumulated
+
+const uint MAX_SLOTS = 32u;
+
+void main() {
+    const uint n = step.n_tokens;
+    const uint E = p.n_experts;
+    const uint slots = E + 1u;
+    const uint lid = gl_LocalInvocationID.x;
+    const bool reply = (step.route_flags & 1u) != 0u;
+    const uint weightsBase = ROUTE_LISTS + slots * p.max_batch;
+    const uint chosenBase = weightsBase + p.max_batch * slots;
+
+    // 1. Softmax of each token's gate logits.
+    for (uint t = lid; t < n; t += gl_WorkGroupSize.x) {
+        float m = logits[t * E];
+        for (uint e = 1u; e < E; ++e) m = max(m, logits[t * E + e]);
+        float sum = 0.0;
+        for (uint e = 0u; e < E; ++e) sum += exp(logits[t * E + e] - m);
+        for (uint e = 0u; e < E; ++e) state[p.probs_base + t * E + e] = exp(logits[t * E + e] - m) / sum;
+    }
+    memoryBarrierBuffer();
+    barrier();
+
+    // 2. Running sums, one invocation per expert walking the tokens in order.
+    if (p.mode != 0u && lid < E) {
+        float run = step.pos0 == 0u ? 0.0 : state[(step.pos0 - 1u) * E + lid];
+        for (uint t = 0u; t < n; ++t) {
+            run = p.decay * run + state[p.probs_base + t * E + lid];
+            state[(step.pos0 + t) * E + lid] = run;
+        }
+        if (p.mode == 2u && !reply) state[p.frozen_base + lid] = run;
+    }
+    memoryBarrierBuffer();
+    barrier();
+
+    // 3. Scores → top-k → renormalised weights and the chosen-slot mask.
+    for (uint t = lid; t < n; t += gl_WorkGroupSize.x) {
+        float score[MAX_SLOTS];
+        for (uint e = 0u; e < E; ++e) {
+            if (p.mode == 0u) score[e] = state[p.probs_base + t * E + e];
+            else if (p.mode == 2u && reply) score[e] = state[p.frozen_base + e];
+            else score[e] = state[(step.pos0 + t) * E + e];
+        }
+        uint mask = 0u;
+        if (step.route_pin != 0u) {
+            mask = 1u << min(step.route_pin - 1u, E);
+        } else {
+            for (uint j = 0u; j < min(p.top_k, E); ++j) {
+                uint best = MAX_SLOTS;
+                for (uint e = 0u; e < E; ++e)
+                    if ((mask & (1u << e)) == 0u && (best == MAX_SLOTS || score[e] > score[best])) best = e;
+                mask |= 1u << best;
+            }
+        }
+        float total = 0.0;
+        for (uint e = 0u; e < E; ++e)
+            if ((mask & (1u << e)) != 0u) total += score[e];
+        for (uint e = 0u; e < slots; ++e) {
+            float w = 0.0;
+            if ((mask & (1u << e)) != 0u) w = (step.route_pin != 0u || total <= 0.0) ? 1.0 / float(bitCount(mask)) : score[e] / total;
+            route[weightsBase + t * slots + e] = floatBitsToUint(w);
+        }
+        route[chosenBase + t] = mask;
+    }
+    memoryBarrierBuffer();
+    barrier();
+
+    // 4. Each slot's token list, in token order.
+    if (lid < slots) {
+        uint count = 0u;
+        for (uint t = 0u; t < n; ++t)
+            if ((route[chosenBase + t] & (1u << lid)) != 0u) route[ROUTE_LISTS + lid * p.max_batch + count++] = t;
+        route[lid] = count;
+        usage[lid] += count;
+    }
+}
