@@ -3,6 +3,7 @@
 #include "moe/error.h"
 #include "moe/generate.h"
 #include "moe/model.h"
+#include "moe/scoring.h"
 #include "moe/tokenizer.h"
 #include "moe/vk.h"
 
@@ -306,6 +307,45 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
     return 0;
 }
 
+struct PerplexityArgs {
+    std::filesystem::path model;
+    std::filesystem::path file;
+    uint32_t window = 256;
+    uint32_t promptTokens = 0;
+    bool asJson = false;
+};
+
+std::string readTextFile(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw moe::Error(file.string() + ": cannot open");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+int runPerplexity(const PerplexityArgs& a, const DeviceOptions& dev) {
+    auto t0 = Clock::now();
+    moe::vk::Context ctx(dev.context());
+    auto model = moe::Model::load(ctx, a.model);
+    auto tok = moe::Tokenizer::load(a.model);
+    const std::string text = readTextFile(a.file);
+    moe::Session session(*model, a.window + 1, a.window + 1);
+    moe::PerplexityOptions opt;
+    opt.window = a.window;
+    opt.promptTokens = a.promptTokens;
+    opt.progress = [&](size_t w, size_t n) {
+        if (!a.asJson) std::fprintf(stderr, "\rwindow %zu/%zu", w + 1, n);
+        return true;
+    };
+    const auto r = moe::perplexity(session, *tok, text, opt);
+    if (!a.asJson) std::fprintf(stderr, "\n");
+    json out = {{"perplexity", r.perplexity}, {"loss", r.loss}, {"tokens", r.tokens}, {"windows", r.windows},
+                {"file", a.file.string()}, {"seconds", secondsSince(t0)}};
+    if (!r.picks.empty()) out["picks"] = r.picks;
+    if (a.asJson) std::cout << out.dump() << "\n";
+    else std::printf("perplexity %.4f (loss %.4f nats/token over %zu tokens in %zu windows)\n", r.perplexity, r.loss,
+                     r.tokens, r.windows);
+    return 0;
+}
+
 void addSampling(CLI::App* app, moe::SamplingParams& s) {
     app->add_option("--temperature,--temp", s.temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
     app->add_option("--top-k", s.topK, "Keep the k most likely tokens (0 = off)")->capture_default_str();
@@ -357,12 +397,25 @@ int main(int argc, char** argv) {
     benchCmd->add_flag("--json", bench.asJson, "Machine-readable output");
     benchDev.add(benchCmd);
 
+    PerplexityArgs ppl;
+    DeviceOptions pplDev;
+    auto* pplCmd = app.add_subcommand("perplexity", "Perplexity of a model over a text file, in windows");
+    pplCmd->add_option("--model,-m", ppl.model, "Model folder")->required();
+    pplCmd->add_option("--file,-f", ppl.file, "UTF-8 text file")->required()->check(CLI::ExistingFile);
+    pplCmd->add_option("--window", ppl.window, "Tokens per window")->capture_default_str();
+    pplCmd->add_option("--prompt-tokens", ppl.promptTokens,
+                       "The first P tokens of each window are the prompt (they decide sequence and likelihood "
+                       "routing) and are not scored")->capture_default_str();
+    pplCmd->add_flag("--json", ppl.asJson, "Print one JSON object");
+    pplDev.add(pplCmd);
+
     CLI11_PARSE(app, argc, argv);
     try {
         if (devices->parsed()) return runDevices(devicesJson);
         if (info->parsed()) return runInfo(infoModel, infoJson);
         if (generate->parsed()) return runGenerate(gen, genDev);
         if (benchCmd->parsed()) return runBench(bench, benchDev);
+        if (pplCmd->parsed()) return runPerplexity(ppl, pplDev);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "moe-cli: error: %s\n", e.what());
         return 1;

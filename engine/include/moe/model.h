@@ -126,6 +126,7 @@ public:
     explicit Session(Model& model, uint32_t maxContext = 0, uint32_t maxBatch = 256);
     ~Session();
 
+    Model& model() const { return model_; }
     uint32_t position() const { return pos_; }
     uint32_t maxContext() const { return maxContext_; }
     void reset() { pos_ = 0; }

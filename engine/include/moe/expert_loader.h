@@ -1,0 +1,41 @@
+#pragma once
+// Reads one layer of an expert onto the device: a fine-tuned expert's MLP
+// projections (only that layer's tensors are touched in the memory-mapped
+// files), or a LoRA adapter's A and B matrices, kept low-rank (B scaled by
+// alpha/r once, at load) or, on request, merged into dense copies.
+#include "moe/routed_mlp.h"
+#include "moe/safetensors.h"
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace moe {
+
+struct ExpertSource {
+    std::filesystem::path dir;
+    bool lora = false;
+    int rank = 0;       // LoRA r
+    double alpha = 0;   // LoRA alpha
+    std::vector<std::string> targets; // LoRA target modules (gate_proj, up_proj, down_proj)
+};
+
+struct MlpNaming {
+    std::string prefix = "model.layers"; // decoder layers
+    std::string mlp = "mlp";             // MLP module inside a layer
+    std::string tensor(int layer, const std::string& proj) const {
+        return prefix + "." + std::to_string(layer) + "." + mlp + "." + proj + ".weight";
+    }
+};
+
+// The LoRA tensor of `proj` ("gate_proj"...) and `which` ("lora_A"/"lora_B")
+// in a PEFT adapter, or null (accepts PEFT's ".default" infix).
+const TensorView* findLoraTensor(const WeightStore& adapter, const MlpNaming& naming, int layer,
+                                 const std::string& proj, const std::string& which);
+
+// `base` is the base model's weights (LoRA merging reads them).
+ExpertMlp loadExpertLayer(vk::Context& ctx, const WeightStore& expert, const ExpertSource& source,
+                          const WeightStore& base, const MlpNaming& naming, int layer, int hidden, int intermediate,
+                          bool mergeLora);
+
+} // namespace moe
