@@ -35,7 +35,9 @@ GenerateResult generate(Session& session, const Tokenizer& tokenizer, const std:
         if (s.empty()) throw Error("a stop string must not be empty");
 
     auto t0 = Clock::now();
-    std::span<const float> logits = session.forward(prompt);
+    session.setReply(false);
+    std::span<const float> logits = options.prefill ? options.prefill(session, prompt) : session.forward(prompt);
+    session.setReply(true); // sequence routing keeps the prompt's choice for the reply
     result.promptSeconds = secondsSince(t0);
     auto decodeStart = Clock::now();
 
@@ -79,6 +81,7 @@ GenerateResult generate(Session& session, const Tokenizer& tokenizer, const std:
         emit(pending);
     }
     result.decodeSeconds = secondsSince(decodeStart);
+    session.setReply(false);
     return result;
 }
 

@@ -15,6 +15,9 @@ struct GenerateOptions {
     int maxTokens = 128;
     std::vector<std::string> stopStrings;
     SamplingParams sampling;
+    // Runs the prompt instead of session.forward (MoE likelihood routing picks
+    // an expert here); returns the last token's logits.
+    std::function<std::span<const float>(Session&, std::span<const int32_t>)> prefill;
 };
 
 struct GenerateResult {

@@ -1,0 +1,531 @@
+#include "moe/builder.h"
+
+#include "moe/dataset.h"
+#include "moe/error.h"
+#include "moe/expert_loader.h"
+#include "moe/scoring.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+namespace moe {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double secondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+RoutingOptions routingOptions(const Selector& s, RoutingMode mode) {
+    RoutingOptions o;
+    o.topK = uint32_t(std::max(1, s.topK));
+    o.halflife = float(s.routingHalflife);
+    switch (mode) {
+    case RoutingMode::Token: o.mode = RouteMode::Token; break;
+    case RoutingMode::Running: o.mode = RouteMode::Running; break;
+    case RoutingMode::Sequence: o.mode = RouteMode::Sequence; break;
+    case RoutingMode::Likelihood:
+        // A pinned candidate decides; unpinned tokens route as running.
+        o.mode = RouteMode::Running;
+        o.baseSlot = !s.includeBase;
+        break;
+    }
+    return o;
+}
+
+std::string joined(const std::vector<std::string>& v, const char* sep) {
+    std::string out;
+    for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+    return out;
+}
+
+// Mean over tokens of each layer's features, for the rows of one slot.
+std::vector<std::vector<float>> meanFeatures(const GateSamples& samples) {
+    std::vector<std::vector<float>> means(samples.features.size(), std::vector<float>(samples.hidden, 0.0f));
+    const size_t n = samples.tokenCount();
+    if (n == 0) return {};
+    for (size_t l = 0; l < samples.features.size(); ++l) {
+        std::vector<double> acc(samples.hidden, 0.0);
+        for (size_t t = 0; t < n; ++t)
+            for (uint32_t h = 0; h < samples.hidden; ++h) acc[h] += samples.features[l][t * samples.hidden + h];
+        for (uint32_t h = 0; h < samples.hidden; ++h) means[l][h] = float(acc[h] / double(n));
+    }
+    return means;
+}
+
+std::vector<DatasetRow> promptRows(const std::vector<std::string>& prompts) {
+    std::vector<DatasetRow> rows;
+    for (const auto& p : prompts) rows.push_back({p, 0, {}});
+    return rows;
+}
+
+// The slot's positive and negative prompts (expert order, base first with include_base).
+std::vector<ExpertPrompts> slotPrompts(const Selector& s) {
+    std::vector<ExpertPrompts> out;
+    if (s.includeBase) out.push_back(s.basePrompts);
+    for (size_t e = 0; e < s.experts.size(); ++e)
+        out.push_back(e < s.expertPrompts.size() ? s.expertPrompts[e] : ExpertPrompts{});
+    return out;
+}
+
+bool allSlotsHavePrompts(const Selector& s) {
+    for (const auto& p : slotPrompts(s))
+        if (p.positive.empty()) return false;
+    return true;
+}
+
+// mergekit's `hidden` gates on our router input: per layer and slot, the
+// normalised mean MLP input over the positive prompts minus the negatives'.
+std::vector<GateWeights> hiddenGates(Session& session, const Tokenizer& tok, const ChatTemplate& tmpl,
+                                     const Selector& s, const std::vector<int>& layers) {
+    std::vector<std::vector<std::vector<float>>> pos(layers.size()), neg(layers.size()); // [layer][slot][hidden]
+    for (const auto& prompts : slotPrompts(s)) {
+        auto p = meanFeatures(captureSamples(session, tok, tmpl, promptRows(prompts.positive), layers, s.useChatTemplate));
+        auto n = prompts.negative.empty()
+                     ? std::vector<std::vector<float>>{}
+                     : meanFeatures(captureSamples(session, tok, tmpl, promptRows(prompts.negative), layers, s.useChatTemplate));
+        for (size_t l = 0; l < layers.size(); ++l) {
+            pos[l].push_back(p.at(l));
+            neg[l].push_back(n.empty() ? std::vector<float>{} : n[l]);
+        }
+    }
+    std::vector<GateWeights> gates;
+    for (size_t l = 0; l < layers.size(); ++l) gates.push_back(gateFromMeans(pos[l], neg[l], s.gateBias));
+    return gates;
+}
+
+// mergekit's `cheap_embed`: the same rows at every layer, from token embeddings.
+std::vector<GateWeights> cheapEmbedGates(const Model& model, const Tokenizer& tok, const Selector& s, size_t nLayers) {
+    const TensorView& table = model.weights().require("model.embed_tokens.weight");
+    const uint32_t H = uint32_t(model.config().hiddenSize);
+    auto rowOf = [&](int32_t id, std::vector<double>& acc) {
+        const size_t esize = dtypeSize(table.dtype);
+        const std::byte* row = table.data + size_t(id) * H * esize;
+        for (uint32_t h = 0; h < H; ++h) {
+            float v;
+            if (table.dtype == DType::F32) std::memcpy(&v, row + h * 4, 4);
+            else {
+                uint16_t u;
+                std::memcpy(&u, row + h * 2, 2);
+                v = table.dtype == DType::BF16 ? bf16ToFloat(u) : f16ToFloat(u);
+            }
+            acc[h] += v;
+        }
+    };
+    auto meanEmbedding = [&](const std::vector<std::string>& prompts) {
+        std::vector<double> acc(H, 0.0);
+        size_t n = 0;
+        for (const auto& p : prompts)
+            for (int32_t id : tok.encode(p, false, false)) {
+                rowOf(id, acc);
+                ++n;
+            }
+        std::vector<float> mean(H);
+        for (uint32_t h = 0; h < H; ++h) mean[h] = n ? float(acc[h] / double(n)) : 0.0f;
+        return mean;
+    };
+    std::vector<std::vector<float>> pos, neg;
+    for (const auto& prompts : slotPrompts(s)) {
+        pos.push_back(meanEmbedding(prompts.positive));
+        neg.push_back(prompts.negative.empty() ? std::vector<float>{} : meanEmbedding(prompts.negative));
+    }
+    return std::vector<GateWeights>(nLayers, gateFromMeans(pos, neg, s.gateBias));
+}
+
+// Next-token loss of the validation prompts in one routing mode: each
+// prompt's first half is the prompt, its second half is scored.
+double routingValidationLoss(MoeModel& moe, Session& session, const std::vector<PromptTokens>& prompts) {
+    const uint32_t vocab = uint32_t(moe.model().config().vocabSize);
+    double total = 0;
+    size_t count = 0;
+    for (const auto& p : prompts) {
+        if (p.ids.size() < 4) continue;
+        const size_t split = std::max<size_t>(2, p.ids.size() / 2);
+        session.reset();
+        std::vector<float> rows;
+        forwardPrompt(moe, session, std::span<const int32_t>(p.ids.data(), split), &rows);
+        std::vector<float> logits(rows.end() - vocab, rows.end());
+        session.setReply(true);
+        if (p.ids.size() > split + 1)
+            session.forward(std::span<const int32_t>(p.ids.data() + split, p.ids.size() - split - 1), &logits);
+        session.setReply(false);
+        session.setPinnedSlot(-1);
+        const std::span<const int32_t> targets(p.ids.data() + split, p.ids.size() - split);
+        total += sumNextTokenLoss(logits, targets, vocab);
+        count += targets.size();
+    }
+    return count ? total / double(count) : 0;
+}
+
+std::vector<LayerAccuracy> accuracyOf(vk::Context& ctx, const GateSamples& samples, const std::vector<int>& layers,
+                                      const std::vector<GateWeights>& gates, uint32_t nExperts, RoutingMode mode,
+                                      double halflife) {
+    std::vector<LayerAccuracy> out;
+    const size_t n = samples.tokenCount();
+    if (n == 0) return out;
+    const double decay = halflife > 0 ? std::exp2(-1.0 / halflife) : 1.0;
+    for (size_t l = 0; l < layers.size(); ++l) {
+        std::vector<float> probs = gateProbabilities(ctx, gates[l], samples.features[l].data(), n);
+        if (mode != RoutingMode::Token) {
+            // Running sums within each prompt (argmax is scale-free).
+            std::vector<double> run(nExperts, 0.0);
+            for (size_t t = 0; t < n; ++t) {
+                if (t == 0 || samples.promptOf[t] != samples.promptOf[t - 1]) std::fill(run.begin(), run.end(), 0.0);
+                for (uint32_t e = 0; e < nExperts; ++e) {
+                    run[e] = decay * run[e] + probs[t * nExperts + e];
+                    probs[t * nExperts + e] = float(run[e]);
+                }
+            }
+        }
+        const RoutingAccuracy a = routingAccuracy(probs, nExperts, samples.labels, samples.promptOf);
+        out.push_back({layers[l], a.token, a.prompt, a.confusion});
+    }
+    return out;
+}
+
+} // namespace
+
+PromptTokens tokenizePrompt(const Tokenizer& tok, const ChatTemplate& tmpl, const std::string& prompt, bool useTemplate) {
+    PromptTokens p;
+    const auto& sp = tok.special();
+    if (!useTemplate || tmpl.isFallback()) {
+        p.ids = tok.encode(prompt, true, false);
+        p.contentBegin = (!p.ids.empty() && sp.bos && p.ids[0] == *sp.bos) ? 1 : 0;
+        p.contentEnd = p.ids.size();
+        return p;
+    }
+    const std::string text = tmpl.render({{"user", prompt}}, true, sp.bosText, sp.eosText);
+    p.ids = tok.encode(text, false, true);
+    const size_t at = text.find(prompt);
+    if (at == std::string::npos || prompt.empty()) {
+        p.contentEnd = p.ids.size();
+        return p;
+    }
+    // Token counts of the text around the prompt mark its span (a token
+    // merging across the boundary can shift it by one; harmless here).
+    const size_t before = tok.encode(text.substr(0, at), false, true).size();
+    const size_t after = tok.encode(text.substr(at + prompt.size()), false, true).size();
+    p.contentBegin = std::min(before, p.ids.size());
+    p.contentEnd = p.ids.size() > after ? p.ids.size() - after : p.ids.size();
+    if (p.contentEnd <= p.contentBegin) {
+        p.contentBegin = 0;
+        p.contentEnd = p.ids.size();
+    }
+    return p;
+}
+
+GateSamples captureSamples(Session& session, const Tokenizer& tok, const ChatTemplate& tmpl,
+                           const std::vector<DatasetRow>& rows, const std::vector<int>& layers, bool useTemplate,
+                           const CaptureProgress& progress) {
+    GateSamples s;
+    s.hidden = uint32_t(session.model().config().hiddenSize);
+    s.features.resize(layers.size());
+    session.setCaptureLayers(layers);
+    session.setPinnedSlot(-1);
+    session.setReply(false);
+    for (size_t i = 0; i < rows.size(); ++i) {
+        if (progress.onPrompt && !progress.onPrompt(i, rows.size())) break;
+        PromptTokens p = tokenizePrompt(tok, tmpl, rows[i].prompt, useTemplate);
+        if (p.ids.empty()) continue;
+        if (p.ids.size() > session.maxContext()) {
+            p.ids.resize(session.maxContext());
+            p.contentEnd = std::min(p.contentEnd, p.ids.size());
+        }
+        session.reset();
+        session.forward(p.ids);
+        for (size_t l = 0; l < layers.size(); ++l) {
+            const auto& c = session.captured(l);
+            s.features[l].insert(s.features[l].end(), c.begin() + long(p.contentBegin * s.hidden),
+                                 c.begin() + long(p.contentEnd * s.hidden));
+        }
+        for (size_t t = p.contentBegin; t < p.contentEnd; ++t) {
+            s.labels.push_back(rows[i].expert);
+            s.promptOf.push_back(uint32_t(i));
+        }
+    }
+    session.setCaptureLayers({});
+    session.reset();
+    return s;
+}
+
+void splitRows(const std::vector<DatasetRow>& rows, double fraction, uint64_t seed, std::vector<DatasetRow>& train,
+               std::vector<DatasetRow>& validation) {
+    std::map<int, std::vector<size_t>> byLabel;
+    for (size_t i = 0; i < rows.size(); ++i) byLabel[rows[i].expert].push_back(i);
+    std::vector<bool> isVal(rows.size(), false);
+    std::mt19937_64 rng(seed);
+    for (auto& [label, idx] : byLabel) {
+        std::shuffle(idx.begin(), idx.end(), rng);
+        size_t n = size_t(std::lround(fraction * double(idx.size())));
+        if (fraction > 0 && n == 0 && idx.size() >= 2) n = 1;
+        n = std::min(n, idx.size() > 1 ? idx.size() - 1 : 0);
+        for (size_t k = 0; k < n; ++k) isVal[idx[k]] = true;
+    }
+    train.clear();
+    validation.clear();
+    for (size_t i = 0; i < rows.size(); ++i) (isVal[i] ? validation : train).push_back(rows[i]);
+}
+
+std::filesystem::path gatesFolder(const Selector& s) {
+    if (!s.gateModelId.empty()) return s.gateModelId;
+    std::filesystem::path base = s.file.empty() ? std::filesystem::current_path() / "moe" : s.file;
+    return base.parent_path() / (base.stem().string() + ".gates");
+}
+
+std::filesystem::path gatesFile(const Selector& s) { return gatesFolder(s) / "gate.safetensors"; }
+
+// ---------------------------------------------------------------- MoeModel
+
+std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, const SelectionFacts& facts,
+                                         const std::vector<GateWeights>& gates) {
+    std::unique_ptr<MoeModel> m(new MoeModel());
+    m->selector_ = s;
+    m->facts_ = facts;
+    m->gates_ = gates;
+    m->model_ = Model::load(ctx, s.baseModel);
+    m->tokenizer_ = Tokenizer::load(s.baseModel);
+    m->chatTemplate_ = ChatTemplate::fromModelDir(s.baseModel);
+    if (gates.size() != facts.layers.size())
+        throw Error("internal: " + std::to_string(gates.size()) + " gates for " + std::to_string(facts.layers.size()) +
+                    " layers");
+    const ModelConfig& c = facts.base;
+    MlpNaming naming{s.prefix, s.mlp};
+    std::vector<std::unique_ptr<WeightStore>> stores;
+    for (const auto& e : facts.experts) stores.push_back(WeightStore::openFolder(e.dir));
+    m->routing_ = s.routing.value_or(RoutingMode::Token);
+    const RoutingOptions routing = routingOptions(s, m->routing_);
+    for (size_t li = 0; li < facts.layers.size(); ++li) {
+        const int layer = facts.layers[li];
+        std::vector<ExpertMlp> experts;
+        if (s.includeBase) experts.emplace_back();
+        for (size_t e = 0; e < facts.experts.size(); ++e) {
+            const ExpertFacts& f = facts.experts[e];
+            ExpertSource src{f.dir, f.type == ExpertType::LoraAdapter, f.loraRank, f.loraAlpha, f.loraTargets};
+            experts.push_back(loadExpertLayer(ctx, *stores[e], src, m->model_->weights(), naming, layer,
+                                              c.hiddenSize, c.intermediateSize, s.mergeLora));
+        }
+        std::unique_ptr<MlpBlock> old = m->model_->takeMlp(layer);
+        std::unique_ptr<DenseMlp> base(dynamic_cast<DenseMlp*>(old.get()));
+        if (!base) throw Error("layer " + std::to_string(layer) + " is already an MoE layer");
+        old.release();
+        m->model_->setMlp(layer, std::make_unique<RoutedMlp>(ctx, std::move(base), std::move(experts),
+                                                             gates[li].weight, gates[li].bias, routing));
+    }
+    return m;
+}
+
+std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s) {
+    SelectionFacts facts = validateSelection(s);
+    const auto file = gatesFile(s);
+    if (!std::filesystem::exists(file))
+        throw Error(file.string() + ": no gates here; build the MoE first (moe-cli build " +
+                    (s.file.empty() ? std::string("SELECTOR") : s.file.string()) + ")");
+    std::map<std::string, std::string> meta;
+    auto gates = loadGates(file, facts.layers, uint32_t(facts.nExperts), uint32_t(facts.base.hiddenSize), &meta);
+    Selector sel = s;
+    if (!sel.routing)
+        if (auto it = meta.find("routing"); it != meta.end()) {
+            RoutingMode m;
+            if (parseRoutingMode(it->second, m)) sel.routing = m;
+        }
+    return load(ctx, sel, facts, gates);
+}
+
+std::vector<std::string> MoeModel::slotNames() const {
+    std::vector<std::string> names;
+    if (selector_.includeBase) names.push_back("base");
+    for (const auto& e : facts_.experts) names.push_back(e.dir.filename().string());
+    names.push_back("base");
+    return names;
+}
+
+void MoeModel::setRouting(RoutingMode mode) {
+    routing_ = mode;
+    const RoutingOptions o = routingOptions(selector_, mode);
+    for (int l : facts_.layers) dynamic_cast<RoutedMlp&>(model_->mlp(l)).setRouting(o);
+    model_->invalidate();
+}
+
+std::vector<int> MoeModel::likelihoodSlots() const {
+    std::vector<int> slots;
+    for (int e = 0; e < facts_.nExperts; ++e) slots.push_back(e);
+    if (!selector_.includeBase) slots.push_back(facts_.nExperts); // the base slot
+    return slots;
+}
+
+uint64_t MoeModel::expertBytes() const {
+    uint64_t n = 0;
+    for (int l : facts_.layers) n += dynamic_cast<const RoutedMlp&>(model_->mlp(l)).addedBytes();
+    return n;
+}
+
+TurnRouting forwardPrompt(MoeModel& moe, Session& session, std::span<const int32_t> tokens,
+                          std::vector<float>* allLogits) {
+    TurnRouting r;
+    session.setReply(false);
+    if (moe.routing() == RoutingMode::Likelihood) {
+        const LikelihoodPick pick = forwardWithLikelihood(session, tokens, moe.likelihoodSlots(), allLogits);
+        r.slot = pick.slot;
+        r.slots = pick.slots;
+        r.loss = pick.loss;
+    } else {
+        session.setPinnedSlot(-1);
+        session.forward(tokens, allLogits);
+    }
+    return r;
+}
+
+// ---------------------------------------------------------------- build
+
+BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<void(const BuildProgress&)>& onProgress,
+                     const std::atomic<bool>* cancel) {
+    const auto t0 = Clock::now();
+    BuildResult result;
+    BuildReport& rep = result.report;
+    auto report = [&](const std::string& stage, size_t done, size_t total, const GateTrainProgress* tp = nullptr) {
+        if (onProgress) onProgress({stage, done, total, tp});
+    };
+    auto cancelled = [&] { return cancel && cancel->load(); };
+
+    report("validate", 0, 1);
+    SelectionFacts facts = validateSelection(s);
+    rep.warnings = facts.warnings;
+    const uint32_t E = uint32_t(facts.nExperts), H = uint32_t(facts.base.hiddenSize);
+
+    // The base model alone (dense) captures the router inputs.
+    auto model = Model::load(ctx, s.baseModel);
+    auto tok = Tokenizer::load(s.baseModel);
+    const ChatTemplate tmpl = ChatTemplate::fromModelDir(s.baseModel);
+    Session session(*model);
+
+    std::vector<DatasetRow> trainRows, valRows;
+    if (!facts.dataset.empty()) splitRows(facts.dataset, s.validationSplit, s.seed, trainRows, valRows);
+    if (s.gateMode != GateMode::Trained) valRows = facts.dataset; // nothing is fitted to the dataset
+    auto capture = [&](const std::vector<DatasetRow>& rows, const char* what) {
+        CaptureProgress cp;
+        cp.onPrompt = [&](size_t done, size_t total) {
+            report(std::string("capture ") + what, done, total);
+            return !cancelled();
+        };
+        const auto tc = Clock::now();
+        GateSamples g = captureSamples(session, *tok, tmpl, rows, facts.layers, s.useChatTemplate, cp);
+        rep.captureSeconds += secondsSince(tc);
+        rep.captureTokens += g.tokenCount();
+        return g;
+    };
+
+    std::vector<GateWeights> gates;
+    GateSamples val;
+    if (!s.training) {
+        report("gates", 0, 1);
+        gates = loadGates(gatesFile(s), facts.layers, E, H);
+    } else if (s.gateMode == GateMode::Trained) {
+        GateSamples train = capture(trainRows, "training prompts");
+        val = capture(valRows, "validation prompts");
+        if (cancelled()) {
+            rep.cancelled = true;
+            return result;
+        }
+        std::vector<GateWeights> init;
+        if (allSlotsHavePrompts(s)) init = hiddenGates(session, *tok, tmpl, s, facts.layers); // closed-form start
+        GateTrainOptions opt;
+        opt.lr = float(s.lr);
+        opt.epochs = s.epochs;
+        opt.batchSize = s.batchSize;
+        opt.seed = s.seed;
+        opt.bias = s.gateBias;
+        const auto tt = Clock::now();
+        GateTrainResult tr = trainGates(ctx, train, val.tokenCount() ? &val : nullptr, E, opt,
+                                        init.empty() ? nullptr : &init,
+                                        [&](const GateTrainProgress& p) { report("train", size_t(p.step), size_t(p.totalSteps), &p); },
+                                        cancel);
+        rep.trainSeconds = secondsSince(tt);
+        rep.trainSteps = int(tr.history.size());
+        rep.history = tr.history;
+        rep.cancelled = tr.cancelled;
+        gates = std::move(tr.gates);
+        if (!s.lossCsvPath.empty()) {
+            writeLossCsv(s.lossCsvPath, facts.layers, rep.history, s.anymoeLossHeader, !s.anymoeLossHeader);
+            rep.lossCsv = s.lossCsvPath;
+        }
+    } else {
+        report("gates", 0, 1);
+        if (s.gateMode == GateMode::Hidden) gates = hiddenGates(session, *tok, tmpl, s, facts.layers);
+        else if (s.gateMode == GateMode::CheapEmbed) gates = cheapEmbedGates(*model, *tok, s, facts.layers.size());
+        else
+            for (size_t l = 0; l < facts.layers.size(); ++l) gates.push_back(randomGate(E, H, s.seed + l, s.gateBias));
+        if (!valRows.empty()) val = capture(valRows, "validation prompts");
+    }
+    if (cancelled() && gates.empty()) {
+        rep.cancelled = true;
+        return result;
+    }
+    if (val.tokenCount()) rep.layers = accuracyOf(ctx, val, facts.layers, gates, E, RoutingMode::Token, 0);
+
+    // Install the routed layers into this model.
+    report("experts", 0, 1);
+    std::vector<PromptTokens> valPrompts;
+    for (const auto& r : valRows) valPrompts.push_back(tokenizePrompt(*tok, tmpl, r.prompt, s.useChatTemplate));
+    model.reset();
+    result.moe = MoeModel::load(ctx, s, facts, gates);
+    MoeModel& moe = *result.moe;
+    rep.expertBytes = moe.expertBytes();
+
+    // Routing mode: the selector's, else the lowest next-token loss on the validation prompts.
+    Session moeSession(moe.model());
+    if (s.routing) {
+        rep.routing = *s.routing;
+    } else if (valPrompts.empty()) {
+        rep.routing = RoutingMode::Running;
+    } else {
+        double best = 1e300;
+        const RoutingMode modes[] = {RoutingMode::Token, RoutingMode::Running, RoutingMode::Sequence, RoutingMode::Likelihood};
+        for (size_t i = 0; i < 4; ++i) {
+            if (cancelled()) break;
+            report("routing", i, 4);
+            moe.setRouting(modes[i]);
+            const double loss = routingValidationLoss(moe, moeSession, valPrompts);
+            rep.validationLoss[toString(modes[i])] = loss;
+            if (loss < best) {
+                best = loss;
+                rep.routing = modes[i];
+            }
+        }
+        rep.routingChosen = true;
+    }
+    moe.setRouting(rep.routing);
+
+    std::vector<std::string> names;
+    for (const auto& e : facts.experts) names.push_back(e.name);
+    std::vector<std::string> layerNames;
+    for (int l : facts.layers) layerNames.push_back(std::to_string(l));
+    std::map<std::string, std::string> meta = {{"expert_ids", joined(names, ",")},
+                                               {"include_base", s.includeBase ? "true" : "false"},
+                                               {"gate_mode", toString(s.gateMode)},
+                                               {"routing", toString(rep.routing)},
+                                               {"top_k", std::to_string(s.topK)},
+                                               {"dataset_hash", facts.dataset.empty() ? "" : datasetHash(facts.dataset)},
+                                               {"cancelled", rep.cancelled ? "true" : "false"}};
+    if (s.training) {
+        std::filesystem::create_directories(gatesFolder(s));
+        saveGates(gatesFile(s), facts.layers, gates, meta);
+    }
+    rep.gates = gatesFile(s);
+    rep.seconds = secondsSince(t0);
+    return result;
+}
+
+std::vector<LayerAccuracy> evaluateRouting(Session& baseSession, const Tokenizer& tok, const ChatTemplate& tmpl,
+                                           const std::vector<DatasetRow>& rows, const std::vector<int>& layers,
+                                           const std::vector<GateWeights>& gates, uint32_t nExperts, RoutingMode mode,
+                                           double halflife, bool useTemplate) {
+    for (const auto& r : rows)
+        if (r.expert < 0 || uint32_t(r.expert) >= nExperts)
+            throw Error("dataset label " + std::to_string(r.expert) + " is outside the MoE's " +
+                        std::to_string(nExperts) + " experts");
+    GateSamples samples = captureSamples(baseSession, tok, tmpl, rows, layers, useTemplate);
+    return accuracyOf(baseSession.model().context(), samples, layers, gates, nExperts, mode, halflife);
+}
+
+} // namespace moe
