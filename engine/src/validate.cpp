@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -455,11 +456,11 @@ SelectionFacts validateSelection(const Selector& s) {
         if (!facts.dataset.empty() && needsDataset)
             for (int e = 0; e < facts.nExperts; ++e)
                 if (rowsPerExpert[e] == 0) {
-                    const bool isBase = s.includeBase && e == 0;
-                    const std::string who = isBase ? std::string("the base")
-                                                   : s.expertIds.size() > size_t(e - s.includeBase)
-                                                         ? s.expertIds[e - s.includeBase]
-                                                         : std::string();
+                    // Label e is the base when include_base, else expert e (shifted by one with the base).
+                    const size_t expert = size_t(e) - (s.includeBase ? 1 : 0);
+                    const std::string who = s.includeBase && e == 0 ? std::string("the base")
+                                            : expert < s.expertIds.size() ? s.expertIds[expert]
+                                                                          : std::string("expert");
                     facts.warnings.push_back(s.datasetJson.string() + ": no rows labelled " + std::to_string(e) +
                                              " (" + who + "): its gate column learns only to stay off");
                 }
