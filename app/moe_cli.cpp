@@ -1,4 +1,5 @@
 // moe-cli: the headless entry point (devices, info, generate, bench).
+#include "moe/atomic_file.h"
 #include "moe/chat_template.h"
 #include "moe/error.h"
 #include "moe/generate.h"
@@ -315,18 +316,12 @@ struct PerplexityArgs {
     bool asJson = false;
 };
 
-std::string readTextFile(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw moe::Error(file.string() + ": cannot open");
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 int runPerplexity(const PerplexityArgs& a, const DeviceOptions& dev) {
     auto t0 = Clock::now();
     moe::vk::Context ctx(dev.context());
     auto model = moe::Model::load(ctx, a.model);
     auto tok = moe::Tokenizer::load(a.model);
-    const std::string text = readTextFile(a.file);
+    const std::string text = moe::readTextFile(a.file);
     moe::Session session(*model, a.window + 1, a.window + 1);
     moe::PerplexityOptions opt;
     opt.window = a.window;

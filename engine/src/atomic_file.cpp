@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <random>
 #include <string>
 
@@ -19,6 +21,17 @@ namespace {
 }
 
 } // namespace
+
+std::string readTextFile(const std::filesystem::path& file) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(file, ec)) throw Error(file.string() + ": is a folder, not a file");
+    std::ifstream in(file, std::ios::binary);
+    if (!in) fail(file, "cannot open");
+    std::ostringstream s;
+    s << in.rdbuf();
+    if (in.bad()) throw Error(file.string() + ": read failed");
+    return s.str();
+}
 
 void writeFileAtomic(const std::filesystem::path& path, std::string_view content) {
     // "<path>.tmp-XXXXXXXX" in the same folder, so the rename stays on one file system.
