@@ -1,6 +1,9 @@
-// moe-cli: the headless entry point (devices, info, generate, bench).
+// moe-cli: the headless entry point (devices, info, generate, chat, build,
+// route-eval, perplexity, bench).
 #include "moe/atomic_file.h"
+#include "moe/builder.h"
 #include "moe/chat_template.h"
+#include "moe/mergekit.h"
 #include "moe/error.h"
 #include "moe/generate.h"
 #include "moe/model.h"
@@ -154,7 +157,74 @@ int runInfo(const std::filesystem::path& dir, bool asJson) {
     return 0;
 }
 
+// A dense model or a built MoE (from a selector), with what running it needs.
+struct Runnable {
+    std::unique_ptr<moe::Model> dense;
+    std::unique_ptr<moe::Tokenizer> denseTokenizer;
+    std::unique_ptr<moe::MoeModel> moe;
+    moe::Model& model() { return moe ? moe->model() : *dense; }
+    const moe::Tokenizer& tokenizer() { return moe ? moe->tokenizer() : *denseTokenizer; }
+    std::filesystem::path dir;
+};
+
+moe::RoutingMode parseRouting(const std::string& name) {
+    moe::RoutingMode m;
+    if (!moe::parseRoutingMode(name, m))
+        throw moe::Error("--routing " + name + ": use token, running, sequence or likelihood");
+    return m;
+}
+
+Runnable openRunnable(moe::vk::Context& ctx, const std::filesystem::path& model, const std::filesystem::path& selector,
+                      const std::string& routing) {
+    Runnable r;
+    if (!selector.empty()) {
+        r.moe = moe::MoeModel::load(ctx, moe::loadSelectorAny(selector));
+        if (!routing.empty()) r.moe->setRouting(parseRouting(routing));
+        r.dir = r.moe->selector().baseModel;
+    } else {
+        if (model.empty()) throw moe::Error("give --model DIR or --selector FILE");
+        r.dense = moe::Model::load(ctx, model);
+        r.denseTokenizer = moe::Tokenizer::load(model);
+        r.dir = model;
+    }
+    return r;
+}
+
+// Tokens each expert slot received per MoE layer since the last reset.
+json expertUsage(Runnable& r, moe::Session& session) {
+    json out = json::array();
+    if (!r.moe) return out;
+    for (int l : r.moe->layers())
+        out.push_back({{"layer", l}, {"tokens", moe::RoutedMlp::usage(*session.mlpState(l))}});
+    return out;
+}
+
+void resetExpertUsage(Runnable& r, moe::Session& session) {
+    if (!r.moe) return;
+    for (int l : r.moe->layers()) moe::RoutedMlp::resetUsage(*session.mlpState(l));
+}
+
+// Generation options that route the prompt the MoE's way (likelihood picks an expert).
+void routePrompts(Runnable& r, moe::GenerateOptions& opts, moe::TurnRouting* pick) {
+    if (!r.moe) return;
+    opts.prefill = [&r, pick](moe::Session& s, std::span<const int32_t> tokens) {
+        moe::TurnRouting t = moe::forwardPrompt(*r.moe, s, tokens);
+        if (pick) *pick = t;
+        return s.lastLogits();
+    };
+}
+
+json likelihoodJson(Runnable& r, const moe::TurnRouting& t) {
+    if (!r.moe || t.slot < 0) return nullptr;
+    const auto names = r.moe->slotNames();
+    json losses = json::object();
+    for (size_t i = 0; i < t.slots.size(); ++i) losses[names.at(size_t(t.slots[i]))] = t.loss[i];
+    return {{"pick", names.at(size_t(t.slot))}, {"slot", t.slot}, {"prompt_loss", losses}};
+}
+
 struct GenerateArgs {
+    std::filesystem::path selector;
+    std::string routing;
     std::filesystem::path model;
     std::string prompt;
     std::string system;
@@ -168,11 +238,12 @@ struct GenerateArgs {
 
 int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
     moe::vk::Context ctx(dev.context());
-    auto model = moe::Model::load(ctx, a.model);
-    auto tok = moe::Tokenizer::load(a.model);
+    Runnable run = openRunnable(ctx, a.model, a.selector, a.routing);
+    moe::Model* model = &run.model();
+    const moe::Tokenizer* tok = &run.tokenizer();
     std::vector<int32_t> prompt;
     if (a.chat) {
-        auto tmpl = moe::ChatTemplate::fromModelDir(a.model);
+        auto tmpl = moe::ChatTemplate::fromModelDir(run.dir);
         std::vector<moe::ChatMessage> messages;
         if (!a.system.empty()) messages.push_back({"system", a.system});
         messages.push_back({"user", a.prompt});
@@ -187,6 +258,9 @@ int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
     opts.maxTokens = a.maxTokens;
     opts.stopStrings = a.stops;
     opts.sampling = a.sampling;
+    moe::TurnRouting pick;
+    routePrompts(run, opts, &pick);
+    resetExpertUsage(run, session);
     auto result = moe::generate(session, *tok, prompt, opts, [&](const std::string& piece) {
         if (!a.asJson) {
             std::cout << piece << std::flush;
@@ -198,9 +272,15 @@ int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
                     {"text", result.text}, {"stop_reason", result.stopReason},
                     {"prompt_tokens_per_second", result.promptTokensPerSecond()},
                     {"decode_tokens_per_second", result.decodeTokensPerSecond()}, {"device", ctx.info().name}};
+        if (run.moe) {
+            out["routing"] = moe::toString(run.moe->routing());
+            out["expert_usage"] = expertUsage(run, session);
+            if (pick.slot >= 0) out["likelihood"] = likelihoodJson(run, pick);
+        }
         std::cout << out.dump() << "\n";
     } else {
         std::cout << "\n";
+        if (pick.slot >= 0) std::fprintf(stderr, "likelihood routing: %s\n", likelihoodJson(run, pick).dump().c_str());
         std::fprintf(stderr, "\nprompt: %d tokens, %.1f tokens/s | generation: %zu tokens, %.1f tokens/s (%s) | %s\n",
                      result.promptTokens, result.promptTokensPerSecond(), result.tokens.size(),
                      result.decodeTokensPerSecond(), result.stopReason.c_str(), ctx.info().name.c_str());
@@ -309,35 +389,219 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
 }
 
 struct PerplexityArgs {
+    std::filesystem::path selector;
+    std::string routing;
     std::filesystem::path model;
     std::filesystem::path file;
     uint32_t window = 256;
     uint32_t promptTokens = 0;
+    size_t maxWindows = 0;
     bool asJson = false;
 };
 
 int runPerplexity(const PerplexityArgs& a, const DeviceOptions& dev) {
     auto t0 = Clock::now();
     moe::vk::Context ctx(dev.context());
-    auto model = moe::Model::load(ctx, a.model);
-    auto tok = moe::Tokenizer::load(a.model);
+    Runnable run = openRunnable(ctx, a.model, a.selector, a.routing);
     const std::string text = moe::readTextFile(a.file);
-    moe::Session session(*model, a.window + 1, a.window + 1);
+    moe::Session session(run.model(), a.window + 1, a.window + 1);
     moe::PerplexityOptions opt;
     opt.window = a.window;
+    opt.maxWindows = a.maxWindows;
     opt.promptTokens = a.promptTokens;
+    if (run.moe && run.moe->routing() == moe::RoutingMode::Likelihood) opt.likelihoodSlots = run.moe->likelihoodSlots();
     opt.progress = [&](size_t w, size_t n) {
         if (!a.asJson) std::fprintf(stderr, "\rwindow %zu/%zu", w + 1, n);
         return true;
     };
-    const auto r = moe::perplexity(session, *tok, text, opt);
+    const auto r = moe::perplexity(session, run.tokenizer(), text, opt);
     if (!a.asJson) std::fprintf(stderr, "\n");
     json out = {{"perplexity", r.perplexity}, {"loss", r.loss}, {"tokens", r.tokens}, {"windows", r.windows},
                 {"file", a.file.string()}, {"seconds", secondsSince(t0)}};
-    if (!r.picks.empty()) out["picks"] = r.picks;
+    if (run.moe) out["routing"] = moe::toString(run.moe->routing());
+    if (!r.picks.empty()) {
+        json picks = json::array();
+        const auto names = run.moe->slotNames();
+        for (int p : r.picks) picks.push_back(names.at(size_t(p)));
+        out["picks"] = picks;
+    }
     if (a.asJson) std::cout << out.dump() << "\n";
     else std::printf("perplexity %.4f (loss %.4f nats/token over %zu tokens in %zu windows)\n", r.perplexity, r.loss,
                      r.tokens, r.windows);
+    return 0;
+}
+
+struct BuildArgs {
+    std::filesystem::path selector;
+    bool asJson = false;
+};
+
+json layersJson(const std::vector<moe::LayerAccuracy>& layers, bool validation) {
+    json out = json::array();
+    for (const auto& l : layers) {
+        if (validation)
+            out.push_back({{"layer", l.layer}, {"val_accuracy_token", l.token}, {"val_accuracy_prompt", l.prompt},
+                           {"confusion", l.confusion}});
+        else
+            out.push_back({{"layer", l.layer}, {"accuracy_token", l.token}, {"accuracy_prompt", l.prompt},
+                           {"confusion", l.confusion}});
+    }
+    return out;
+}
+
+json buildReportJson(const moe::BuildReport& r) {
+    return {{"layers", layersJson(r.layers, true)},
+            {"routing", moe::toString(r.routing)},
+            {"routing_chosen", r.routingChosen},
+            {"validation_loss", r.validationLoss},
+            {"gates", r.gates.string()},
+            {"loss_csv", r.lossCsv.empty() ? json(nullptr) : json(r.lossCsv.string())},
+            {"seconds", r.seconds},
+            {"capture_tokens", r.captureTokens},
+            {"capture_tokens_per_second", r.captureSeconds > 0 ? double(r.captureTokens) / r.captureSeconds : 0.0},
+            {"train_steps", r.trainSteps},
+            {"train_steps_per_second", r.trainSeconds > 0 ? r.trainSteps / r.trainSeconds : 0.0},
+            {"expert_bytes", r.expertBytes},
+            {"cancelled", r.cancelled},
+            {"warnings", r.warnings}};
+}
+
+moe::BuildResult buildWithProgress(moe::vk::Context& ctx, const moe::Selector& s, bool quiet) {
+    std::string lastStage;
+    auto lastPrint = Clock::now() - std::chrono::seconds(1);
+    auto result = moe::buildMoe(ctx, s, [&](const moe::BuildProgress& p) {
+        if (quiet) return;
+        // At most five updates a second, and every stage change.
+        const bool last = p.done + 1 >= p.total;
+        if (p.stage == lastStage && !last && !(p.training && p.training->epochEnd) &&
+            secondsSince(lastPrint) < 0.2)
+            return;
+        lastPrint = Clock::now();
+        if (p.training) {
+            const auto& t = *p.training;
+            std::fprintf(stderr, "\rtrain  epoch %d/%d  step %d/%d  loss %.4f  %.0fs left   ", t.epoch, t.epochs, t.step,
+                         t.totalSteps, t.meanLoss, t.etaSeconds);
+        } else {
+            if (p.stage != lastStage && !lastStage.empty()) std::fprintf(stderr, "\n");
+            std::fprintf(stderr, "\r%-28s %zu/%zu   ", p.stage.c_str(), p.done, p.total);
+        }
+        lastStage = p.stage;
+    });
+    if (!quiet) std::fprintf(stderr, "\n");
+    return result;
+}
+
+int runBuild(const BuildArgs& a, const DeviceOptions& dev) {
+    moe::vk::Context ctx(dev.context());
+    const moe::Selector s = moe::loadSelectorAny(a.selector);
+    auto result = buildWithProgress(ctx, s, a.asJson);
+    const auto& r = result.report;
+    if (a.asJson) {
+        std::cout << buildReportJson(r).dump() << "\n";
+        return r.cancelled ? 2 : 0;
+    }
+    for (const auto& w : r.warnings) std::printf("warning: %s\n", w.c_str());
+    for (const auto& l : r.layers)
+        std::printf("layer %3d  validation accuracy  per token %.3f  per prompt %.3f\n", l.layer, l.token, l.prompt);
+    for (const auto& [mode, loss] : r.validationLoss) std::printf("routing %-10s validation loss %.4f\n", mode.c_str(), loss);
+    std::printf("routing: %s%s\n", moe::toString(r.routing),
+                r.routingChosen ? " (lowest next-token loss on the validation prompts)" : " (from the selector)");
+    std::printf("gates: %s\n", r.gates.c_str());
+    if (!r.lossCsv.empty()) std::printf("loss CSV: %s\n", r.lossCsv.c_str());
+    std::printf("experts add %s; built in %.1f s\n", mib(r.expertBytes).c_str(), r.seconds);
+    return 0;
+}
+
+struct RouteEvalArgs {
+    std::filesystem::path selector, dataset;
+    std::string routing;
+    bool asJson = false;
+};
+
+int runRouteEval(const RouteEvalArgs& a, const DeviceOptions& dev) {
+    moe::vk::Context ctx(dev.context());
+    const moe::Selector s = moe::loadSelectorAny(a.selector);
+    const moe::SelectionFacts facts = moe::validateSelection(s);
+    std::map<std::string, std::string> meta;
+    const auto gates = moe::loadGates(moe::gatesFile(s), facts.layers, uint32_t(facts.nExperts),
+                                      uint32_t(facts.base.hiddenSize), &meta);
+    moe::RoutingMode mode = s.routing.value_or(moe::RoutingMode::Token);
+    if (!s.routing && meta.count("routing")) moe::parseRoutingMode(meta["routing"], mode);
+    if (!a.routing.empty()) mode = parseRouting(a.routing);
+    const auto rows = moe::loadDataset(a.dataset);
+    auto model = moe::Model::load(ctx, s.baseModel);
+    auto tok = moe::Tokenizer::load(s.baseModel);
+    moe::Session session(*model);
+    const auto layers = moe::evaluateRouting(session, *tok, moe::ChatTemplate::fromModelDir(s.baseModel), rows,
+                                             facts.layers, gates, uint32_t(facts.nExperts), mode, s.routingHalflife,
+                                             s.useChatTemplate);
+    if (a.asJson) {
+        std::cout << json{{"routing", moe::toString(mode)}, {"dataset", a.dataset.string()}, {"rows", rows.size()},
+                          {"layers", layersJson(layers, false)}}.dump() << "\n";
+        return 0;
+    }
+    std::printf("routing %s, %zu prompts\n", moe::toString(mode), rows.size());
+    for (const auto& l : layers) {
+        std::printf("layer %3d  accuracy  per token %.3f  per prompt %.3f\n  confusion (rows: label, columns: predicted)\n",
+                    l.layer, l.token, l.prompt);
+        for (const auto& row : l.confusion) {
+            std::printf("   ");
+            for (int v : row) std::printf(" %4d", v);
+            std::printf("\n");
+        }
+    }
+    return 0;
+}
+
+struct ChatArgs {
+    std::filesystem::path model, selector;
+    std::string routing, system;
+    int maxTokens = 256;
+    uint32_t context = 0;
+    moe::SamplingParams sampling;
+};
+
+// Interactive chat in the terminal: each turn renders the whole conversation
+// and forwards only what the session has not seen (likelihood routing scores
+// the new turn).
+int runChat(const ChatArgs& a, const DeviceOptions& dev) {
+    moe::vk::Context ctx(dev.context());
+    Runnable run = openRunnable(ctx, a.model, a.selector, a.routing);
+    const auto tmpl = moe::ChatTemplate::fromModelDir(run.dir);
+    const moe::Tokenizer& tok = run.tokenizer();
+    moe::Session session(run.model(), a.context);
+    std::vector<moe::ChatMessage> messages;
+    if (!a.system.empty()) messages.push_back({"system", a.system});
+    std::vector<int32_t> cached; // tokens in the session's cache
+    std::fprintf(stderr, "chat with %s (empty line or Ctrl-D ends)\n", run.dir.c_str());
+    std::string line;
+    while (std::fprintf(stderr, "> "), std::getline(std::cin, line) && !line.empty()) {
+        messages.push_back({"user", line});
+        const std::string text = tmpl.render(messages, true, tok.special().bosText, tok.special().eosText);
+        std::vector<int32_t> ids = tok.encode(text, tmpl.isFallback(), true);
+        size_t common = 0;
+        while (common < cached.size() && common < ids.size() && cached[common] == ids[common]) ++common;
+        if (common == ids.size()) --common; // at least one new token to forward
+        session.truncate(uint32_t(common));
+        const std::vector<int32_t> turn(ids.begin() + long(common), ids.end());
+        moe::GenerateOptions opts;
+        opts.maxTokens = a.maxTokens;
+        opts.sampling = a.sampling;
+        moe::TurnRouting pick;
+        routePrompts(run, opts, &pick);
+        resetExpertUsage(run, session);
+        auto result = moe::generate(session, tok, turn, opts, [](const std::string& piece) {
+            std::cout << piece << std::flush;
+            return true;
+        });
+        std::cout << "\n";
+        if (pick.slot >= 0) std::fprintf(stderr, "[likelihood routing: %s]\n", likelihoodJson(run, pick).dump().c_str());
+        if (run.moe) std::fprintf(stderr, "[expert usage: %s]\n", expertUsage(run, session).dump().c_str());
+        cached.assign(ids.begin(), ids.end());
+        cached.insert(cached.end(), result.tokens.begin(), result.tokens.end());
+        cached.resize(std::min<size_t>(cached.size(), session.position()));
+        messages.push_back({"assistant", result.text});
+    }
     return 0;
 }
 
@@ -372,7 +636,10 @@ int main(int argc, char** argv) {
     GenerateArgs gen;
     DeviceOptions genDev;
     auto* generate = app.add_subcommand("generate", "Generate text from a prompt, streamed as it is produced");
-    generate->add_option("--model,-m", gen.model, "Model folder")->required();
+    auto* genModel = generate->add_option("--model,-m", gen.model, "Model folder");
+    auto* genSel = generate->add_option("--selector,-s", gen.selector, "A built MoE: its selector (TOML or mergekit YAML)");
+    genModel->excludes(genSel);
+    generate->add_option("--routing", gen.routing, "Override the MoE's routing: token, running, sequence, likelihood");
     generate->add_option("--prompt,-p", gen.prompt, "Prompt text")->required();
     generate->add_option("-n,--max-tokens", gen.maxTokens, "Most tokens to generate")->capture_default_str();
     generate->add_flag("--chat", gen.chat, "Wrap the prompt in the model's chat template");
@@ -392,10 +659,43 @@ int main(int argc, char** argv) {
     benchCmd->add_flag("--json", bench.asJson, "Machine-readable output");
     benchDev.add(benchCmd);
 
+    BuildArgs build;
+    DeviceOptions buildDev;
+    auto* buildCmd = app.add_subcommand("build", "Build an MoE from a selector: validate, capture, train or compute the gates");
+    buildCmd->add_option("selector", build.selector, "Selector (TOML, or a mergekit-moe YAML)")->required()->check(CLI::ExistingFile);
+    buildCmd->add_flag("--json", build.asJson, "End with one JSON object of figures and paths");
+    buildDev.add(buildCmd);
+
+    RouteEvalArgs reval;
+    DeviceOptions revalDev;
+    auto* revalCmd = app.add_subcommand("route-eval", "Routing accuracy of a built MoE's gates on a labelled dataset");
+    revalCmd->add_option("--selector,-s", reval.selector, "Selector of the built MoE")->required()->check(CLI::ExistingFile);
+    revalCmd->add_option("--dataset,-d", reval.dataset, "AnyMoE dataset JSON")->required()->check(CLI::ExistingFile);
+    revalCmd->add_option("--routing", reval.routing, "Routing mode (default: the MoE's)");
+    revalCmd->add_flag("--json", reval.asJson, "End with one JSON object");
+    revalDev.add(revalCmd);
+
+    ChatArgs chat;
+    DeviceOptions chatDev;
+    auto* chatCmd = app.add_subcommand("chat", "Chat in the terminal with a model or a built MoE, streamed");
+    auto* chatModel = chatCmd->add_option("--model,-m", chat.model, "Model folder");
+    auto* chatSel = chatCmd->add_option("--selector,-s", chat.selector, "A built MoE: its selector");
+    chatModel->excludes(chatSel);
+    chatCmd->add_option("--routing", chat.routing, "Override the MoE's routing");
+    chatCmd->add_option("--system", chat.system, "System message");
+    chatCmd->add_option("-n,--max-tokens", chat.maxTokens, "Most tokens per reply")->capture_default_str();
+    chatCmd->add_option("--ctx", chat.context, "Context length");
+    addSampling(chatCmd, chat.sampling);
+    chatDev.add(chatCmd);
+
     PerplexityArgs ppl;
     DeviceOptions pplDev;
     auto* pplCmd = app.add_subcommand("perplexity", "Perplexity of a model over a text file, in windows");
-    pplCmd->add_option("--model,-m", ppl.model, "Model folder")->required();
+    auto* pplModel = pplCmd->add_option("--model,-m", ppl.model, "Model folder");
+    auto* pplSel = pplCmd->add_option("--selector,-s", ppl.selector, "A built MoE: its selector");
+    pplModel->excludes(pplSel);
+    pplCmd->add_option("--routing", ppl.routing, "Override the MoE's routing: token, running, sequence, likelihood");
+    pplCmd->add_option("--max-windows", ppl.maxWindows, "Score only the first N windows (0 = all)")->capture_default_str();
     pplCmd->add_option("--file,-f", ppl.file, "UTF-8 text file")->required()->check(CLI::ExistingFile);
     pplCmd->add_option("--window", ppl.window, "Tokens per window")->capture_default_str();
     pplCmd->add_option("--prompt-tokens", ppl.promptTokens,
@@ -411,6 +711,9 @@ int main(int argc, char** argv) {
         if (generate->parsed()) return runGenerate(gen, genDev);
         if (benchCmd->parsed()) return runBench(bench, benchDev);
         if (pplCmd->parsed()) return runPerplexity(ppl, pplDev);
+        if (buildCmd->parsed()) return runBuild(build, buildDev);
+        if (revalCmd->parsed()) return runRouteEval(reval, revalDev);
+        if (chatCmd->parsed()) return runChat(chat, chatDev);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "moe-cli: error: %s\n", e.what());
         return 1;

@@ -65,7 +65,8 @@ PerplexityResult perplexity(Session& session, const Tokenizer& tokenizer, const 
     const std::vector<int32_t> ids = tokenizer.encode(text, /*addSpecial=*/false, /*parseSpecial=*/false);
     const std::vector<int>& bos = session.model().config().bosTokenIds;
     PerplexityResult r;
-    const size_t windows = (ids.size() + opt.window - 1) / opt.window;
+    size_t windows = (ids.size() + opt.window - 1) / opt.window;
+    if (opt.maxWindows) windows = std::min(windows, opt.maxWindows);
     double total = 0;
     for (size_t w = 0; w < windows; ++w) {
         if (opt.progress && !opt.progress(w, windows)) {

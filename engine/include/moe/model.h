@@ -138,6 +138,8 @@ public:
     // ([n, vocab] row-major). Throws moe::Error when the context is full or a
     // token id is outside the vocabulary.
     std::span<const float> forward(std::span<const int32_t> tokens, std::vector<float>* allLogits = nullptr);
+    // The last token's logits of the last forward().
+    std::span<const float> lastLogits() const { return lastLogits_; }
 
     // Layers whose MLP input (post_attention_layernorm output) is copied out
     // for every token forwarded from now on; read with captured().

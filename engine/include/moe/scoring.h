@@ -31,6 +31,7 @@ LikelihoodPick forwardWithLikelihood(Session& session, std::span<const int32_t> 
 struct PerplexityOptions {
     uint32_t window = 256;      // tokens per window (each window starts a fresh sequence, after BOS)
     uint32_t promptTokens = 0;  // the first P tokens of each window are the prompt, not scored
+    size_t maxWindows = 0;      // 0 = every window of the text
     std::vector<int> likelihoodSlots; // non-empty: likelihood routing over these slots, decided by the prompt
     std::function<bool(size_t window, size_t windows)> progress; // return false to cancel
 };
