@@ -1,4 +1,5 @@
 // moe-cli: the headless entry point (devices, info, generate, bench).
+#include "moe/chat_prompt.h"
 #include "moe/chat_template.h"
 #include "moe/error.h"
 #include "moe/generate.h"
@@ -174,8 +175,7 @@ int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
         std::vector<moe::ChatMessage> messages;
         if (!a.system.empty()) messages.push_back({"system", a.system});
         messages.push_back({"user", a.prompt});
-        std::string text = tmpl.render(messages, true, tok->special().bosText, tok->special().eosText);
-        prompt = tok->encode(text, /*addSpecial=*/tmpl.isFallback(), /*parseSpecial=*/true);
+        prompt = moe::encodeChat(tmpl, *tok, messages);
     } else {
         prompt = tok->encode(a.prompt, true, false);
     }
