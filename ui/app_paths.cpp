@@ -22,12 +22,13 @@ QString envDir(const char* name) {
 QString demoModelsDir() {
     QStringList candidates;
     candidates << envDir("MOE_MODELS_DIR");
+    // An installed binary: <prefix>/bin/moe-studio → <prefix>/share/moe-studio/models
+    // (absent next to a build-tree binary, which then finds the source checkout's).
+    if (QCoreApplication::instance())
+        candidates << QDir::cleanPath(QCoreApplication::applicationDirPath() + QStringLiteral("/../share/moe-studio/models"));
 #ifdef MOE_SOURCE_MODELS_DIR
     candidates << QDir::cleanPath(QStringLiteral(MOE_SOURCE_MODELS_DIR));
 #endif
-    // Installed layout: <prefix>/bin/moe-studio → <prefix>/share/moe-studio/models.
-    if (QCoreApplication::instance())
-        candidates << QDir::cleanPath(QCoreApplication::applicationDirPath() + QStringLiteral("/../share/moe-studio/models"));
     candidates << QStringLiteral("/usr/share/moe-studio/models");
     for (const QString& c : candidates)
         if (!c.isEmpty() && QFileInfo(c).isDir()) return QFileInfo(c).absoluteFilePath();

@@ -6,8 +6,9 @@
 
 namespace moe::ui {
 
-// The demo models: $MOE_MODELS_DIR, else the source checkout's ../shared/models
-// (compile definition), else <prefix>/share/moe-studio/models when installed.
+// The demo models: $MOE_MODELS_DIR, else <prefix>/share/moe-studio/models next
+// to an installed binary, else the source checkout's ../shared/models (compile
+// definition), else /usr/share/moe-studio/models.
 // Returns the first that exists, or an empty string.
 QString demoModelsDir();
 

@@ -5,6 +5,7 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QPushButton>
+#include <QSettings>
 #include <QStyle>
 #include <QVBoxLayout>
 
@@ -39,11 +40,12 @@ BuildPage::BuildPage(QWidget* parent) : QWidget(parent) {
 
     connect(newButton, &QPushButton::clicked, this, &BuildPage::newMoeRequested);
     connect(openButton, &QPushButton::clicked, this, [this] {
-        const QString path = QFileDialog::getOpenFileName(this, tr("Open a selector"),
-                                                          lastFolder_.isEmpty() ? QDir::homePath() : lastFolder_,
+        QSettings settings;
+        const QString last = settings.value(QStringLiteral("build/lastFolder"), QDir::homePath()).toString();
+        const QString path = QFileDialog::getOpenFileName(this, tr("Open a selector"), last,
                                                           tr("Selectors (*.toml *.json *.yaml *.yml);;All files (*)"));
         if (path.isEmpty()) return;
-        lastFolder_ = QFileInfo(path).absolutePath();
+        settings.setValue(QStringLiteral("build/lastFolder"), QFileInfo(path).absolutePath());
         emit openSelectorRequested(path);
     });
 }

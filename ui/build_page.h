@@ -14,9 +14,6 @@ public:
 signals:
     void newMoeRequested();
     void openSelectorRequested(const QString& path);
-
-private:
-    QString lastFolder_;
 };
 
 } // namespace moe::ui

@@ -56,21 +56,16 @@ MainWindow::MainWindow(QWidget* parent)
                              {tr("Chat"), QStyle::SP_MessageBoxQuestion, chatPage_}};
     for (const Entry& e : entries) {
         auto* item = new QListWidgetItem(style()->standardIcon(e.icon), e.name);
-        item->setTextAlignment(Qt::AlignHCenter | Qt::AlignBottom);
         sidebar_->addItem(item);
         stack_->addWidget(e.page);
     }
-    sidebar_->setViewMode(QListView::IconMode);
-    sidebar_->setFlow(QListView::TopToBottom);
-    sidebar_->setMovement(QListView::Static);
-    sidebar_->setIconSize(QSize(28, 28));
-    sidebar_->setFixedWidth(108);
-    sidebar_->setGridSize(QSize(100, 76));
-    sidebar_->setUniformItemSizes(true);
+    sidebar_->setIconSize(QSize(24, 24));
+    sidebar_->setFixedWidth(150);
     sidebar_->setFrameShape(QFrame::NoFrame);
-    sidebar_->setStyleSheet(QStringLiteral("QListWidget { background: palette(window); }"
+    sidebar_->setStyleSheet(QStringLiteral("QListWidget { background: palette(window); font-size: 11pt; }"
+                                           "QListWidget::item { padding: 10px 6px; border-radius: 6px; }"
                                            "QListWidget::item:selected { background: palette(highlight);"
-                                           " color: palette(highlighted-text); border-radius: 6px; }"));
+                                           " color: palette(highlighted-text); }"));
     connect(sidebar_, &QListWidget::currentRowChanged, stack_, &QStackedWidget::setCurrentIndex);
 
     auto* central = new QWidget;

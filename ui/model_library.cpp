@@ -48,6 +48,16 @@ QVariant ModelLibrary::data(const QModelIndex& index, int role) const {
     if (!e) return {};
     if (role == EntryRole) return QVariant::fromValue(*e);
     if (role == PathRole) return e->path;
+    if (role == SortRole) {
+        switch (index.column()) {
+        case Parameters: return e->parameters;
+        case Layers: return e->layers;
+        case Hidden: return e->hiddenSize;
+        case Size: return e->sizeOnDisk;
+        case Experts: return e->experts;
+        default: return data(index, Qt::DisplayRole);
+        }
+    }
     const bool invalid = !e->isValid();
     if (role == Qt::ForegroundRole && invalid) return QBrush(QColor(0xc0, 0x20, 0x20));
     if (role == Qt::ToolTipRole) return invalid ? e->error : e->path;

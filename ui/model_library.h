@@ -12,7 +12,7 @@ class ModelLibrary : public QAbstractTableModel {
     Q_OBJECT
 public:
     enum Column { Name, Kind, Architecture, Parameters, Layers, Hidden, DType, Size, Experts, Location, ColumnCount };
-    enum Role { EntryRole = Qt::UserRole + 1, PathRole };
+    enum Role { EntryRole = Qt::UserRole + 1, PathRole, SortRole /* numbers for the numeric columns */ };
 
     explicit ModelLibrary(QObject* parent = nullptr);
     ~ModelLibrary() override;

@@ -37,6 +37,7 @@ ModelsPage::ModelsPage(ModelLibrary* library, QWidget* parent)
     toolbar->addWidget(chatButton_);
 
     proxy_->setSourceModel(library_);
+    proxy_->setSortRole(ModelLibrary::SortRole);
     table_->setModel(proxy_);
     table_->setSortingEnabled(true);
     table_->sortByColumn(-1, Qt::AscendingOrder); // scan order: demo, cache, added

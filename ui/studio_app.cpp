@@ -1,5 +1,6 @@
 #include "studio_app.h"
 
+#include "app_paths.h"
 #include "chat_controller.h"
 #include "chat_page.h"
 #include "main_window.h"
@@ -37,6 +38,8 @@ int selfTest(MainWindow& window) {
     waitUntil([&] { return !window.deviceName().isEmpty(); }, 30000);
     std::printf("self-test: window \"%s\" open, Vulkan device: %s\n", qPrintable(window.windowTitle()),
                 qPrintable(window.deviceName().isEmpty() ? QStringLiteral("(no answer)") : window.deviceName()));
+    const QString demo = demoModelsDir();
+    std::printf("self-test: demo models from %s\n", demo.isEmpty() ? "(none found)" : qPrintable(demo));
     int valid = 0;
     for (const ModelEntry& e : window.library()->entries()) {
         std::printf("self-test: model %-14s %-12s %s\n", qPrintable(e.name), qPrintable(kindName(e.kind)),
@@ -104,7 +107,7 @@ int runStudio(int argc, char** argv) {
     QApplication::setApplicationDisplayName(QStringLiteral("MoE Studio"));
     QApplication::setOrganizationName(QStringLiteral("moe-studio"));
     QApplication::setApplicationVersion(QStringLiteral(MOE_STUDIO_VERSION));
-    QApplication::setDesktopFileName(QStringLiteral("io.github.moestudio.MoEStudio"));
+    QApplication::setDesktopFileName(QStringLiteral("moe-studio"));
 
     QCommandLineParser parser;
     parser.setApplicationDescription(QStringLiteral("Build Mixture-of-Experts models from the models you have, and chat with them."));

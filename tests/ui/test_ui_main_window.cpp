@@ -100,7 +100,7 @@ private slots:
         QCOMPARE(findByName(lib, "base")->kind, ModelKind::Base);
         QCOMPARE(findByName(lib, "base")->dtype, QStringLiteral("BF16"));
         QCOMPARE(findByName(lib, "expert-tech")->dtype, QStringLiteral("F16"));
-        for (const QString& name : {"expert-code", "expert-legal", "expert-tech"}) {
+        for (const char* name : {"expert-code", "expert-legal", "expert-tech"}) {
             QCOMPARE(findByName(lib, name)->kind, ModelKind::Expert);
             QCOMPARE(findByName(lib, name)->baseModel, basePath);
         }
