@@ -1,6 +1,7 @@
 // The main window and the model library: demo models listed with their facts,
 // kinds (base / expert / LoRA / native MoE), the Hugging Face cache, and
 // errors of bad folders shown in the window.
+#include "build_page.h"
 #include "main_window.h"
 #include "model_library.h"
 #include "models_page.h"
@@ -14,6 +15,7 @@
 #include <QJsonObject>
 #include <QLabel>
 #include <QListWidget>
+#include <QPushButton>
 #include <QTableView>
 #include <QTemporaryDir>
 #include <QtTest>
@@ -204,6 +206,17 @@ private slots:
         QCOMPARE(e->parameters, findByName(*window.library(), "base")->parameters);
         QVERIFY(e->sizeOnDisk >= QFileInfo(demoDir() + "/base/model.safetensors").size()); // links followed
         QDir(hub + "/models--tiny-org--tiny-llama").removeRecursively();
+    }
+
+    void buildPageButtonsEmitTheirSignals() {
+        MainWindow window;
+        QSignalSpy newMoe(window.buildPage(), &BuildPage::newMoeRequested);
+        QPushButton* button = nullptr;
+        for (auto* b : window.buildPage()->findChildren<QPushButton*>())
+            if (b->text().startsWith("New MoE")) button = b;
+        QVERIFY(button);
+        button->click();
+        QCOMPARE(newMoe.size(), 1);
     }
 
     void remembersGeometryAndPage() {

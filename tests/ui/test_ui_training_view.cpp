@@ -1,6 +1,7 @@
 // TrainingView with its own data API: graphs hold what was added, the CSV
 // export is exactly what is plotted, smoothing / log scale / throttled replots,
 // plot files and the confusion matrix.
+#include "expert_usage_view.h"
 #include "training_view.h"
 
 #include "ui_test_env.h"
@@ -176,6 +177,20 @@ private slots:
         QCOMPARE(map->data()->keySize(), 3);
         QCOMPARE(map->data()->valueSize(), 3);
         QCOMPARE(map->data()->cell(1, 2), 3.0); // row "tech" (label 2), routed to "legal" (1)
+    }
+
+    // The chat's MoE seam: one bar series per expert, one bar per layer.
+    void expertUsageBars() {
+        ExpertUsageView view;
+        view.setUsage({{5, 0, 3}, {1, 7, 0}}, {"code", "legal", "tech"});
+        QCOMPARE(view.plot()->plottableCount(), 3);
+        auto* legal = qobject_cast<QCPBars*>(view.plot()->plottable(1));
+        QVERIFY(legal);
+        QCOMPARE(legal->name(), QStringLiteral("legal"));
+        QCOMPARE(legal->data()->size(), 2);
+        QCOMPARE(legal->data()->at(1)->value, 7.0);
+        view.clear();
+        QCOMPARE(view.plot()->plottableCount(), 0);
     }
 };
 
