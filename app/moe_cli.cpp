@@ -289,6 +289,7 @@ int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
 }
 
 struct BenchArgs {
+    std::filesystem::path selector;
     std::filesystem::path model;
     int promptTokens = 256;
     int genTokens = 128;
@@ -314,7 +315,82 @@ double probeBandwidth(moe::vk::Context& ctx) {
     return double(bytes) * 2 * reps / secondsSince(t0);
 }
 
+json buildReportJson(const moe::BuildReport& r);
+moe::BuildResult buildWithProgress(moe::vk::Context& ctx, const moe::Selector& s, bool quiet);
+
+struct SpeedFigures {
+    double prefill = 0, decode = 0;
+    uint32_t prefillDispatches = 0, decodeDispatches = 0, decodeBarriers = 0;
+};
+
+// Prefill of a random prompt, then greedy decode, after a warm-up.
+SpeedFigures measureSpeed(moe::Model& model, int promptTokens, int genTokens) {
+    const auto& c = model.config();
+    const int total = promptTokens + genTokens;
+    moe::Session session(model, uint32_t(std::max(total + 1, 16)), uint32_t(std::max(promptTokens, 1)));
+    std::mt19937 rng(1234);
+    std::uniform_int_distribution<int32_t> anyToken(3, c.vocabSize - 1);
+    std::vector<int32_t> prompt(static_cast<size_t>(promptTokens));
+    for (auto& t : prompt) t = anyToken(rng);
+    session.forward(std::span<const int32_t>(prompt.data(), std::min<size_t>(8, prompt.size())));
+    session.forward(std::span<const int32_t>(prompt.data(), 1));
+    session.reset();
+    SpeedFigures f;
+    auto tp = Clock::now();
+    auto logits = session.forward(prompt);
+    f.prefill = promptTokens / secondsSince(tp);
+    f.prefillDispatches = session.lastDispatches();
+    int32_t next = moe::argmax(logits);
+    auto td = Clock::now();
+    for (int i = 0; i < genTokens; ++i) {
+        logits = session.forward(std::span<const int32_t>(&next, 1));
+        next = moe::argmax(logits);
+    }
+    f.decode = genTokens / secondsSince(td);
+    f.decodeDispatches = session.lastDispatches();
+    f.decodeBarriers = session.lastBarriers();
+    return f;
+}
+
+// The MoE builder's figures: capture and training speed, build time, and
+// decode speed of the MoE against its dense base.
+int runBenchSelector(const BenchArgs& a, const DeviceOptions& dev) {
+    moe::vk::Context ctx(dev.context());
+    const moe::Selector s = moe::loadSelectorAny(a.selector);
+    auto result = buildWithProgress(ctx, s, a.asJson);
+    if (!result.moe) throw moe::Error("the build was cancelled");
+    const auto& r = result.report;
+    auto base = moe::Model::load(ctx, s.baseModel);
+    const SpeedFigures dense = measureSpeed(*base, a.promptTokens, a.genTokens);
+    base.reset();
+    const SpeedFigures moeSpeed = measureSpeed(result.moe->model(), a.promptTokens, a.genTokens);
+    json out = buildReportJson(r);
+    out["device"] = ctx.info().name;
+    out["build_seconds"] = r.seconds;
+    out["dense_prefill_tokens_per_second"] = dense.prefill;
+    out["dense_decode_tokens_per_second"] = dense.decode;
+    out["moe_prefill_tokens_per_second"] = moeSpeed.prefill;
+    out["moe_decode_tokens_per_second"] = moeSpeed.decode;
+    out["moe_decode_dispatches_per_token"] = moeSpeed.decodeDispatches;
+    out["moe_decode_barriers_per_token"] = moeSpeed.decodeBarriers;
+    out["top_k"] = s.topK;
+    if (a.asJson) {
+        std::cout << out.dump(2) << "\n";
+        return 0;
+    }
+    std::printf("device          %s\n", ctx.info().name.c_str());
+    std::printf("capture         %.1f tokens/s (%zu tokens)\n", out["capture_tokens_per_second"].get<double>(), r.captureTokens);
+    std::printf("gate training   %.1f steps/s (%d steps)\n", out["train_steps_per_second"].get<double>(), r.trainSteps);
+    std::printf("build           %.1f s in total (routing: %s)\n", r.seconds, moe::toString(r.routing));
+    std::printf("prefill         dense %.1f tokens/s, MoE %.1f tokens/s\n", dense.prefill, moeSpeed.prefill);
+    std::printf("decode          dense %.1f tokens/s, MoE %.1f tokens/s (top-%d; %u dispatches, %u barriers per token)\n",
+                dense.decode, moeSpeed.decode, s.topK, moeSpeed.decodeDispatches, moeSpeed.decodeBarriers);
+    return 0;
+}
+
 int runBench(const BenchArgs& a, const DeviceOptions& dev) {
+    if (!a.selector.empty()) return runBenchSelector(a, dev);
+    if (a.model.empty()) throw moe::Error("give --model DIR or --selector FILE");
     auto t0 = Clock::now();
     moe::vk::Context ctx(dev.context());
     auto model = moe::Model::load(ctx, a.model);
@@ -652,7 +728,9 @@ int main(int argc, char** argv) {
     BenchArgs bench;
     DeviceOptions benchDev;
     auto* benchCmd = app.add_subcommand("bench", "Measure load, prefill, decode, bandwidth and memory");
-    benchCmd->add_option("--model,-m", bench.model, "Model folder")->required();
+    auto* benchModel = benchCmd->add_option("--model,-m", bench.model, "Model folder");
+    auto* benchSel = benchCmd->add_option("--selector,-s", bench.selector, "Build this MoE and measure it against its base");
+    benchModel->excludes(benchSel);
     benchCmd->add_option("--prompt-tokens", bench.promptTokens, "Prompt length")->capture_default_str();
     benchCmd->add_option("--gen-tokens", bench.genTokens, "Tokens to decode")->capture_default_str();
     benchCmd->add_flag("--json", bench.asJson, "Machine-readable output");

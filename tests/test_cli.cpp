@@ -7,6 +7,7 @@
 #include <QtTest/QtTest>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 
 using nlohmann::json;
@@ -73,6 +74,78 @@ private slots:
         QCOMPARE(r.exitCode, 0);
         QVERIFY(!r.out.empty());
         QVERIFY2(r.err.find("tokens/s") != std::string::npos, r.err.c_str());
+    }
+
+    // build → route-eval → generate --selector → perplexity --selector, all as a
+    // user runs them; a short training keeps it quick (the accuracy floors are
+    // checked in test_moe_build).
+    void moeCommandsEndToEnd() {
+        QTemporaryDir dir;
+        const auto m = std::filesystem::absolute(moe::test::modelsDir());
+        const std::string sel = dir.filePath("moe.toml").toStdString();
+        std::ofstream(sel) << "[model]\nmodel_id = \"" << (m / "base").string() << "\"\n\n[anymoe]\ndataset_json = \""
+                           << (m / "amoe.json").string() << "\"\nmodel_ids = [\"" << (m / "lora-code").string()
+                           << "\", \"" << (m / "lora-legal").string() << "\", \"" << (m / "lora-tech").string()
+                           << "\"]\nlayers = [1, 3]\n\n[anymoe.config]\nepochs = 2\nbatch_size = 8\n"
+                              "loss_csv_path = \"loss.csv\"\nexpert_type = \"lora_adapter\"\nrouting = \"running\"\n";
+        auto r = runCli({"build", QString::fromStdString(sel), "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        auto b = json::parse(r.out);
+        QCOMPARE(b["layers"].size(), size_t(2));
+        QCOMPARE(b["layers"][0]["layer"].get<int>(), 1);
+        QVERIFY(b["layers"][1]["val_accuracy_token"].get<double>() > 0.34); // better than chance with 3 experts
+        QCOMPARE(b["routing"].get<std::string>(), std::string("running"));
+        QVERIFY(std::filesystem::exists(b["gates"].get<std::string>()));
+        QVERIFY(std::filesystem::exists(b["loss_csv"].get<std::string>()));
+        QVERIFY(b["seconds"].get<double>() > 0);
+
+        r = runCli({"route-eval", "--selector", QString::fromStdString(sel), "--dataset", modelPath("amoe.json"), "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        auto e = json::parse(r.out);
+        QCOMPARE(e["layers"].size(), size_t(2));
+        QCOMPARE(e["layers"][0]["confusion"].size(), size_t(3));
+        QVERIFY(e["layers"][0]["accuracy_prompt"].get<double>() > 0.34);
+
+        // Expert usage: every generated token (and prompt token) went to top_k = 2 experts per layer.
+        r = runCli({"generate", "--selector", QString::fromStdString(sel), "--prompt", "def main():", "-n", "6",
+                    "--temperature", "0", "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        auto g = json::parse(r.out);
+        // Forwarded tokens: the prompt and every generated one but a last one cut by the length limit.
+        const size_t tokens = g["prompt_ids"].size() + g["token_ids"].size() - (g["stop_reason"] == "length" ? 1 : 0);
+        QCOMPARE(g["expert_usage"].size(), size_t(2));
+        for (const auto& layer : g["expert_usage"]) {
+            size_t sum = 0;
+            for (auto v : layer["tokens"]) sum += v.get<size_t>();
+            QCOMPARE(sum, 2 * tokens);
+        }
+        // Likelihood routing names its pick and every candidate's prompt loss.
+        r = runCli({"generate", "--selector", QString::fromStdString(sel), "--routing", "likelihood", "--prompt",
+                    "Permission is hereby granted, free of charge, to any person obtaining a copy", "-n", "4", "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        g = json::parse(r.out);
+        QCOMPARE(g["likelihood"]["prompt_loss"].size(), size_t(4)); // 3 experts + the base
+        QCOMPARE(g["likelihood"]["pick"].get<std::string>(), std::string("lora-legal"));
+
+        r = runCli({"perplexity", "--selector", QString::fromStdString(sel), "--file",
+                    QString::fromStdString((m / "eval" / "code.txt").string()), "--max-windows", "1", "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        auto p = json::parse(r.out);
+        QVERIFY(p["perplexity"].get<double>() > 1 && p["tokens"].get<int>() == 256);
+    }
+
+    // Terminal chat: two turns from stdin, streamed replies, then an empty line ends it.
+    void chatTakesTurnsFromStdin() {
+        QProcess p;
+        p.start(MOE_CLI, {"chat", "--model", modelPath("base"), "-n", "5", "--temperature", "0"});
+        QVERIFY(p.waitForStarted());
+        p.write("import os\nThe licensee shall\n\n");
+        p.closeWriteChannel();
+        QVERIFY(p.waitForFinished(120000));
+        QCOMPARE(p.exitCode(), 0);
+        const std::string err = p.readAllStandardError().toStdString();
+        QCOMPARE(std::count(err.begin(), err.end(), '>'), 3L); // a prompt per turn, and the one ended by the empty line
+        QVERIFY(!p.readAllStandardOutput().trimmed().isEmpty());
     }
 
     void badInputIsAClearError() {
