@@ -219,7 +219,7 @@ json likelihoodJson(Runnable& r, const moe::TurnRouting& t) {
     if (!r.moe || t.slot < 0) return nullptr;
     const auto names = r.moe->slotNames();
     json losses = json::object();
-    for (size_t i = 0; i < t.slots.size(); ++i) losses[names.at(size_t(t.slots[i]))] = t.loss[i];
+    for (size_t i = 0; i < t.candidates.size(); ++i) losses[names.at(size_t(t.candidates[i]))] = t.loss[i];
     return {{"pick", names.at(size_t(t.slot))}, {"slot", t.slot}, {"prompt_loss", losses}};
 }
 
@@ -680,6 +680,16 @@ int runChat(const ChatArgs& a, const DeviceOptions& dev) {
     return 0;
 }
 
+// --model DIR or --selector FILE (a built MoE), and --routing to override the MoE's.
+void addModelOrSelector(CLI::App* app, std::filesystem::path& model, std::filesystem::path& selector,
+                        std::string* routing) {
+    auto* m = app->add_option("--model,-m", model, "Model folder");
+    auto* s = app->add_option("--selector,-s", selector, "A built MoE: its selector (TOML or mergekit YAML)");
+    m->excludes(s);
+    if (routing)
+        app->add_option("--routing", *routing, "Override the MoE's routing: token, running, sequence, likelihood");
+}
+
 void addSampling(CLI::App* app, moe::SamplingParams& s) {
     app->add_option("--temperature,--temp", s.temperature, "Sampling temperature; 0 = greedy")->capture_default_str();
     app->add_option("--top-k", s.topK, "Keep the k most likely tokens (0 = off)")->capture_default_str();
@@ -711,10 +721,7 @@ int main(int argc, char** argv) {
     GenerateArgs gen;
     DeviceOptions genDev;
     auto* generate = app.add_subcommand("generate", "Generate text from a prompt, streamed as it is produced");
-    auto* genModel = generate->add_option("--model,-m", gen.model, "Model folder");
-    auto* genSel = generate->add_option("--selector,-s", gen.selector, "A built MoE: its selector (TOML or mergekit YAML)");
-    genModel->excludes(genSel);
-    generate->add_option("--routing", gen.routing, "Override the MoE's routing: token, running, sequence, likelihood");
+    addModelOrSelector(generate, gen.model, gen.selector, &gen.routing);
     generate->add_option("--prompt,-p", gen.prompt, "Prompt text")->required();
     generate->add_option("-n,--max-tokens", gen.maxTokens, "Most tokens to generate")->capture_default_str();
     generate->add_flag("--chat", gen.chat, "Wrap the prompt in the model's chat template");
@@ -728,9 +735,7 @@ int main(int argc, char** argv) {
     BenchArgs bench;
     DeviceOptions benchDev;
     auto* benchCmd = app.add_subcommand("bench", "Measure load, prefill, decode, bandwidth and memory");
-    auto* benchModel = benchCmd->add_option("--model,-m", bench.model, "Model folder");
-    auto* benchSel = benchCmd->add_option("--selector,-s", bench.selector, "Build this MoE and measure it against its base");
-    benchModel->excludes(benchSel);
+    addModelOrSelector(benchCmd, bench.model, bench.selector, nullptr); // with a selector: build it, then measure
     benchCmd->add_option("--prompt-tokens", bench.promptTokens, "Prompt length")->capture_default_str();
     benchCmd->add_option("--gen-tokens", bench.genTokens, "Tokens to decode")->capture_default_str();
     benchCmd->add_flag("--json", bench.asJson, "Machine-readable output");
@@ -755,10 +760,7 @@ int main(int argc, char** argv) {
     ChatArgs chat;
     DeviceOptions chatDev;
     auto* chatCmd = app.add_subcommand("chat", "Chat in the terminal with a model or a built MoE, streamed");
-    auto* chatModel = chatCmd->add_option("--model,-m", chat.model, "Model folder");
-    auto* chatSel = chatCmd->add_option("--selector,-s", chat.selector, "A built MoE: its selector");
-    chatModel->excludes(chatSel);
-    chatCmd->add_option("--routing", chat.routing, "Override the MoE's routing");
+    addModelOrSelector(chatCmd, chat.model, chat.selector, &chat.routing);
     chatCmd->add_option("--system", chat.system, "System message");
     chatCmd->add_option("-n,--max-tokens", chat.maxTokens, "Most tokens per reply")->capture_default_str();
     chatCmd->add_option("--ctx", chat.context, "Context length");
@@ -768,10 +770,7 @@ int main(int argc, char** argv) {
     PerplexityArgs ppl;
     DeviceOptions pplDev;
     auto* pplCmd = app.add_subcommand("perplexity", "Perplexity of a model over a text file, in windows");
-    auto* pplModel = pplCmd->add_option("--model,-m", ppl.model, "Model folder");
-    auto* pplSel = pplCmd->add_option("--selector,-s", ppl.selector, "A built MoE: its selector");
-    pplModel->excludes(pplSel);
-    pplCmd->add_option("--routing", ppl.routing, "Override the MoE's routing: token, running, sequence, likelihood");
+    addModelOrSelector(pplCmd, ppl.model, ppl.selector, &ppl.routing);
     pplCmd->add_option("--max-windows", ppl.maxWindows, "Score only the first N windows (0 = all)")->capture_default_str();
     pplCmd->add_option("--file,-f", ppl.file, "UTF-8 text file")->required()->check(CLI::ExistingFile);
     pplCmd->add_option("--window", ppl.window, "Tokens per window")->capture_default_str();

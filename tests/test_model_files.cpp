@@ -25,23 +25,7 @@ using json = nlohmann::json;
 namespace {
 
 
-bool containsAll(const std::string& message, std::initializer_list<std::string> parts, std::string& missing) {
-    for (const auto& p : parts) {
-        if (message.find(p) == std::string::npos) {
-            missing = p;
-            return false;
-        }
-    }
-    return true;
-}
 
-#define EXPECT_ERROR(expr, ...)                                                                        \
-    do {                                                                                               \
-        const std::string message_ = moe::test::errorMessage([&] { (void)(expr); });                                 \
-        std::string missing_;                                                                          \
-        QVERIFY2(containsAll(message_, {__VA_ARGS__}, missing_),                                       \
-                 qPrintable(QString::fromStdString("expected \"" + missing_ + "\" in: " + message_))); \
-    } while (0)
 
 void writeBytes(const fs::path& path, const std::string& bytes) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -443,7 +427,7 @@ private slots:
             std::string missing;
             QVERIFY2(message.find(file) != std::string::npos,
                      qPrintable(QString::fromStdString("file name missing in: " + message)));
-            QVERIFY2(containsAll(message, parts, missing),
+            QVERIFY2(moe::test::containsAll(message, parts, missing),
                      qPrintable(QString::fromStdString("expected \"" + missing + "\" in: " + message)));
         };
         const std::string tensor = "{\"" + name + "\": ";

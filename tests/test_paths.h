@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "moe/error.h"
 
@@ -41,4 +42,23 @@ inline double nmse(std::span<const float> got, std::span<const float> ref) {
     return norm > 0 ? err / norm : err;
 }
 
+// True when `message` holds every part; `missing` names the first that is not there.
+inline bool containsAll(const std::string& message, const std::vector<std::string>& parts, std::string& missing) {
+    for (const auto& p : parts)
+        if (message.find(p) == std::string::npos) {
+            missing = p;
+            return false;
+        }
+    return true;
+}
+
 } // namespace moe::test
+
+// Checks that `expr` throws a moe::Error whose message holds every given part.
+#define EXPECT_ERROR(expr, ...)                                                                        \
+    do {                                                                                               \
+        const std::string message_ = moe::test::errorMessage([&] { (void)(expr); });                   \
+        std::string missing_;                                                                          \
+        QVERIFY2(moe::test::containsAll(message_, {__VA_ARGS__}, missing_),                            \
+                 qPrintable(QString::fromStdString("expected \"" + missing_ + "\" in: " + message_))); \
+    } while (0)

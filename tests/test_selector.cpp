@@ -44,22 +44,7 @@ int lineOf(const std::string& text, const std::string& needle) {
     return 0;
 }
 
-bool containsAll(const std::string& message, const std::vector<std::string>& parts, std::string& missing) {
-    for (const auto& p : parts)
-        if (message.find(p) == std::string::npos) {
-            missing = p;
-            return false;
-        }
-    return true;
-}
 
-#define EXPECT_ERROR(expr, ...)                                                                        \
-    do {                                                                                               \
-        const std::string message_ = moe::test::errorMessage([&] { (void)(expr); });                   \
-        std::string missing_;                                                                          \
-        QVERIFY2(containsAll(message_, {__VA_ARGS__}, missing_),                                       \
-                 qPrintable(QString::fromStdString("expected \"" + missing_ + "\" in: " + message_))); \
-    } while (0)
 
 // Bytes of the MLP weights of `layers` in a model folder, read independently
 // of the validator (straight from the safetensors headers).
@@ -445,7 +430,7 @@ target_modules = ["gate_proj"]
             expected.push_back((dir / "bad.toml").string() + ":" + std::to_string(line) + ":");
             const std::string message = moe::test::errorMessage([&] { loadSelector(dir / "bad.toml"); });
             std::string missing;
-            QVERIFY2(containsAll(message, expected, missing),
+            QVERIFY2(moe::test::containsAll(message, expected, missing),
                      qPrintable(QString::fromStdString("case \"" + c.to + "\": expected \"" + missing +
                                                        "\" in: " + message)));
         }
@@ -539,7 +524,7 @@ target_modules = ["gate_proj"]
             writeText(dir / "d.json", c.json);
             const std::string message = moe::test::errorMessage([&] { loadDataset(dir / "d.json"); });
             std::string missing;
-            QVERIFY2(containsAll(message, c.expected, missing),
+            QVERIFY2(moe::test::containsAll(message, c.expected, missing),
                      qPrintable(QString::fromStdString("case " + c.json + ": expected \"" + missing + "\" in: " + message)));
         }
         // The syntax error's position is where the parser stopped: line 3 is
@@ -655,7 +640,7 @@ target_modules = ["gate_proj"]
         const ModelConfig base = ModelConfig::load(models_ / "base");
         const std::string reason = checkExpertCompatibility(base, dir);
         std::string missing;
-        QVERIFY2(containsAll(reason,
+        QVERIFY2(moe::test::containsAll(reason,
                              {"layers.1.mlp.down_proj.lora_B.weight missing", "layers.2.mlp.gate_proj.lora_A",
                               "[4, 256]", "expected [8, 256]"},
                              missing),
@@ -849,7 +834,7 @@ experts:
             expected.push_back("bad.yaml:" + std::to_string(lineOf(text, c.faultLine)) + ":");
             const std::string message = moe::test::errorMessage([&] { loadMergekitConfig(root / "bad.yaml"); });
             std::string missing;
-            QVERIFY2(containsAll(message, expected, missing),
+            QVERIFY2(moe::test::containsAll(message, expected, missing),
                      qPrintable(QString::fromStdString("case \"" + c.to + "\": expected \"" + missing + "\" in: " +
                                                        message)));
         }

@@ -367,7 +367,7 @@ TurnRouting forwardPrompt(MoeModel& moe, Session& session, std::span<const int32
     if (moe.routing() == RoutingMode::Likelihood) {
         const LikelihoodPick pick = forwardWithLikelihood(session, tokens, moe.likelihoodSlots(), allLogits);
         r.slot = pick.slot;
-        r.slots = pick.slots;
+        r.candidates = pick.candidates;
         r.loss = pick.loss;
     } else {
         session.setPinnedSlot(-1);

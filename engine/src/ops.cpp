@@ -38,8 +38,8 @@ void setRoute(MatmulPush& p, const ops::ExpertSlot* e) {
     p.flags |= (e->gather ? kFlagGather : 0u) | (e->scatter ? kFlagScatter : 0u);
     p.routeSlot = e->slot;
     p.routeList = kRouteLists + e->slot * e->maxBatch;
-    p.routeWeight = kRouteLists + e->slots * e->maxBatch + e->slot; // weights[t][slot]
-    p.routeSlots = e->slots;
+    p.routeWeight = kRouteLists + e->slotCount * e->maxBatch + e->slot; // weights[t][slot]
+    p.routeSlots = e->slotCount;
 }
 
 uint32_t rowShaderGroupSize(vk::Context& ctx) { return ctx.subgroupSize() * ctx.subgroupsPerWorkgroup(); }

@@ -21,8 +21,9 @@ double sumNextTokenLoss(std::span<const float> logits, std::span<const int32_t> 
     return total;
 }
 
-LikelihoodPick forwardWithLikelihood(Session& session, std::span<const int32_t> tokens, const std::vector<int>& slots,
-                                     std::vector<float>* allLogits) {
+LikelihoodPick forwardWithLikelihood(Session& session, std::span<const int32_t> tokens,
+                                     const std::vector<int>& candidates, std::vector<float>* allLogits) {
+    const std::vector<int>& slots = candidates;
     if (slots.empty()) throw Error("likelihood routing needs at least one candidate");
     const uint32_t vocab = uint32_t(session.model().config().vocabSize);
     const uint32_t start = session.position();
@@ -37,7 +38,7 @@ LikelihoodPick forwardWithLikelihood(Session& session, std::span<const int32_t> 
         const double loss = tokens.size() > 1
                                 ? sumNextTokenLoss(logits, tokens.subspan(1), vocab) / double(tokens.size() - 1)
                                 : 0.0;
-        pick.slots.push_back(slots[i]);
+        pick.candidates.push_back(slots[i]);
         pick.loss.push_back(loss);
         if (loss < best) {
             best = loss;

@@ -89,7 +89,7 @@ private:
 // Returns the pick (slot -1 when the mode is not likelihood).
 struct TurnRouting {
     int slot = -1;
-    std::vector<int> slots;
+    std::vector<int> candidates;
     std::vector<double> loss;
 };
 TurnRouting forwardPrompt(MoeModel& moe, Session& session, std::span<const int32_t> tokens,

@@ -53,7 +53,7 @@ struct Act {
 struct ExpertSlot {
     const vk::Buffer* route = nullptr;
     uint32_t slot = 0;
-    uint32_t slots = 0;    // experts + 1 (the base slot)
+    uint32_t slotCount = 0; // experts + 1 (the base slot)
     uint32_t maxBatch = 0; // list capacity
     bool gather = false;
     bool scatter = false;

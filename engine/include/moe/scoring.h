@@ -17,7 +17,7 @@ double sumNextTokenLoss(std::span<const float> logits, std::span<const int32_t> 
 
 struct LikelihoodPick {
     int slot = -1;             // the chosen slot, now pinned in the session
-    std::vector<int> slots;    // candidates, in the order scored
+    std::vector<int> candidates; // slots scored, in order
     std::vector<double> loss;  // their mean next-token loss on the tokens
 };
 
@@ -25,7 +25,7 @@ struct LikelihoodPick {
 // keeps the one whose predictions of tokens[1..] have the lowest mean loss,
 // leaves it pinned and its cache in the session, and returns the logits of
 // the last token like Session::forward (all rows into `allLogits` if given).
-LikelihoodPick forwardWithLikelihood(Session& session, std::span<const int32_t> tokens, const std::vector<int>& slots,
+LikelihoodPick forwardWithLikelihood(Session& session, std::span<const int32_t> tokens, const std::vector<int>& candidates,
                                      std::vector<float>* allLogits = nullptr);
 
 struct PerplexityOptions {
