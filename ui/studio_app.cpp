@@ -124,6 +124,7 @@ int runStudio(int argc, char** argv) {
     parser.addOption(selfTestOption);
     parser.addOption(screenshotOption);
     parser.addOption(promptOption);
+    parser.addPositionalArgument(QStringLiteral("selector"), QStringLiteral("A selector (.toml) to build."), QStringLiteral("[selector.toml]"));
     parser.process(app);
 
     MainWindow window;
@@ -132,6 +133,11 @@ int runStudio(int argc, char** argv) {
     if (parser.isSet(selfTestOption)) return selfTest(window);
     if (parser.isSet(screenshotOption))
         return screenshots(window, parser.value(screenshotOption), parser.value(promptOption));
+    for (const QString& arg : parser.positionalArguments())
+        if (arg.endsWith(QStringLiteral(".toml"), Qt::CaseInsensitive)) {
+            window.openWizard(arg);
+            break;
+        }
     return app.exec();
 }
 
