@@ -6,8 +6,8 @@
 
 #include "moe/selector.h"
 
-#include <QFutureWatcher>
 #include <QObject>
+#include <QThread>
 #include <QStringList>
 #include <QVector>
 
@@ -48,7 +48,7 @@ signals:
     void failed(const QString& message);
 
 private:
-    QFutureWatcher<void> watcher_;
+    QThread* thread_ = nullptr; // the running build's own thread (at a lower CPU priority)
     std::atomic<bool> cancel_{false};
     bool running_ = false;
     moe::Selector selector_;

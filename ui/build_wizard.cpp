@@ -25,6 +25,7 @@
 #include <QSpinBox>
 #include <QStandardPaths>
 #include <QTableWidget>
+#include <QTimer>
 #include <QVBoxLayout>
 
 #include <algorithm>
@@ -80,7 +81,10 @@ BuildWizard::BuildWizard(ModelLibrary* library, QWidget* parent)
       dataset_(new QTableWidget(0, 2)), datasetMessage_(new QLabel), promptsBox_(new QGroupBox(tr("Prompts per expert"))),
       promptsExpert_(new QComboBox), positive_(new QPlainTextEdit), negative_(new QPlainTextEdit), topK_(new QSpinBox),
       validationSplit_(new QDoubleSpinBox), lr_(new QDoubleSpinBox), epochs_(new QSpinBox), batch_(new QSpinBox),
-      seed_(new QSpinBox), summary_(new QLabel) {
+      seed_(new QSpinBox), summary_(new QLabel), memoryTimer_(new QTimer(this)) {
+    memoryTimer_->setSingleShot(true);
+    memoryTimer_->setInterval(30);
+    connect(memoryTimer_, &QTimer::timeout, this, &BuildWizard::updateMemory);
     setWindowTitle(tr("New MoE"));
     setWizardStyle(QWizard::ModernStyle);
     setOption(QWizard::NoBackButtonOnStartPage);
@@ -466,7 +470,7 @@ void BuildWizard::rebuildLayerBoxes() {
         grid->addWidget(box, l / columns, l % columns);
         connect(box, &QCheckBox::toggled, this, [this] {
             checked(page(LayersPage))->recheck();
-            updateMemory();
+            memoryTimer_->start();
         });
         layerBoxes_.push_back(box);
     }
@@ -625,6 +629,7 @@ void BuildWizard::setSelector(const moe::Selector& s) {
     prompts_.resize(s.experts.size() + 1);
     for (size_t i = 0; i < s.expertPrompts.size() && i < s.experts.size(); ++i) prompts_[i] = s.expertPrompts[i];
     prompts_.back() = s.basePrompts;
+    promptsShown_ = -1; // the editors hold stale text: do not store it over the selector's prompts
     includeBase_->setChecked(s.includeBase);
     for (int l = 0; l < int(layerBoxes_.size()); ++l)
         layerBoxes_[l]->setChecked(s.layers.empty() || std::find(s.layers.begin(), s.layers.end(), l) != s.layers.end());
@@ -643,6 +648,7 @@ void BuildWizard::setSelector(const moe::Selector& s) {
     batch_->setValue(s.batchSize);
     seed_->setValue(int(std::min<uint64_t>(s.seed, uint64_t(std::numeric_limits<int>::max()))));
     updateRoutingVisibility();
+    promptsShown_ = -1;
     showPromptsOfExpert(0);
     updateMemory();
     updateSummary();

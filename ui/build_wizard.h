@@ -21,6 +21,7 @@ class QPlainTextEdit;
 class QPushButton;
 class QSpinBox;
 class QTableWidget;
+class QTimer;
 
 namespace moe::ui {
 
@@ -131,6 +132,7 @@ private:
     QSpinBox* batch_;
     QSpinBox* seed_;
     QLabel* summary_;
+    QTimer* memoryTimer_; // one header scan after a burst of layer toggles
 };
 
 } // namespace moe::ui

@@ -15,6 +15,7 @@
 #include <QPushButton>
 #include <QStyle>
 #include <QTableWidget>
+#include <QTimer>
 #include <QVBoxLayout>
 
 namespace moe::ui {
@@ -125,8 +126,9 @@ void TrainingPage::showResults(bool cancelled) {
     for (const auto& [mode, loss] : report->validationLoss)
         routing += tr("\n  %1: validation loss %2").arg(QString::fromStdString(mode)).arg(loss, 0, 'f', 4);
     routingSummary_->setText(routing);
-    showConfusion();
     results_->setVisible(true);
+    // The heatmap renders on a later pass, so the relayout and the two plots' redraws do not add up in one.
+    QTimer::singleShot(0, this, &TrainingPage::showConfusion);
     chatButton_->setEnabled(controller_->builtMoe() != nullptr);
 }
 

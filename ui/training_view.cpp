@@ -237,7 +237,7 @@ void TrainingView::setConfusion(const QVector<QVector<int>>& counts, const QStri
     confusionPlot_->yAxis->setTicker(yTicks);
     confusionPlot_->xAxis->setRange(-0.5, cols - 0.5);
     confusionPlot_->yAxis->setRange(n - 0.5, -0.5); // first label on top
-    confusionPlot_->replot();
+    confusionPlot_->replot(QCustomPlot::rpQueuedReplot); // with the next event-loop pass, not inside the caller
 }
 
 void TrainingView::clear() {
