@@ -298,6 +298,35 @@ private slots:
         QCOMPARE(window_->chatPage()->expertUsageView()->usage(), stats.expertUsage);
     }
 
+    void likelihoodPicksShowInTheSidePanel() {
+        // The demo build's selector again, with likelihood routing, opened in the chat from its TOML.
+        moe::Selector s = moe::loadSelector((tmp_.path() + "/demo.toml").toStdString());
+        s.routing = moe::RoutingMode::Likelihood;
+        s.gateModelId = moe::gatesFolder(moe::loadSelector((tmp_.path() + "/demo.toml").toStdString()));
+        const QString path = tmp_.path() + "/demo-likelihood.toml";
+        moe::saveSelector(s, path.toStdString());
+        QSignalSpy loaded(window_->chat(), &ChatController::modelLoaded);
+        QSignalSpy loadFailed(window_->chat(), &ChatController::modelLoadFailed);
+        window_->chat()->loadModel(path);
+        QTRY_VERIFY_WITH_TIMEOUT(!loaded.isEmpty() || !loadFailed.isEmpty(), 60000);
+        QVERIFY2(loadFailed.isEmpty(), qPrintable(loadFailed.value(0).value(1).toString()));
+        QCOMPARE(window_->chat()->modelInfo().routing, QString("likelihood"));
+
+        window_->chat()->newChat();
+        QSignalSpy finished(window_->chat(), &ChatController::replyFinished);
+        QVERIFY(window_->chat()->send("Permission is hereby granted, free of charge, to any person"));
+        QTRY_VERIFY_WITH_TIMEOUT(!finished.isEmpty(), 120000);
+        const auto stats = finished.first().at(1).value<ReplyStats>();
+        // Every expert slot and the base are candidates; the pick is one of them.
+        QCOMPARE(stats.likelihoodSlots.size(), 4);
+        QCOMPARE(stats.likelihoodLoss.size(), 4);
+        QVERIFY(stats.likelihoodSlots.contains(stats.likelihoodPick));
+        const double best = *std::min_element(stats.likelihoodLoss.begin(), stats.likelihoodLoss.end());
+        QCOMPARE(stats.likelihoodLoss[stats.likelihoodSlots.indexOf(stats.likelihoodPick)], best);
+        const QString panel = window_->chatPage()->routingLabel()->text();
+        QVERIFY2(panel.contains(stats.likelihoodPick) && panel.contains("prompt loss"), qPrintable(panel));
+    }
+
     void stopKeepsWhatWasTrained() {
         TrainingView* view = window_->trainingView();
         QVERIFY(window_->builder()->start(demoSelector(500)));
