@@ -43,7 +43,7 @@ TrainingPage::TrainingPage(BuildController* controller, QWidget* parent)
     accuracyTable_->horizontalHeader()->setSectionResizeMode(QHeaderView::Stretch);
     accuracyTable_->verticalHeader()->setVisible(false);
     accuracyTable_->setEditTriggers(QAbstractItemView::NoEditTriggers);
-    accuracyTable_->setMaximumHeight(140);
+    accuracyTable_->setMaximumHeight(110);
     routingSummary_->setWordWrap(true);
     chatButton_->setIcon(style()->standardIcon(QStyle::SP_MessageBoxQuestion));
     chatButton_->setEnabled(false);
