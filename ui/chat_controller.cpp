@@ -48,6 +48,10 @@ ChatController::~ChatController() {
 void ChatController::setStorageDir(const QString& dir) { store_ = ConversationStore(dir); }
 
 void ChatController::loadModel(const QString& path) {
+    if (path.startsWith(QStringLiteral("moe:")) && builtMoe_) {
+        useBuiltMoe(builtMoe_);
+        return;
+    }
     if (generating_) stop();
     modelLoaded_ = false;
     modelLoading_ = true;
@@ -56,6 +60,7 @@ void ChatController::loadModel(const QString& path) {
 }
 
 void ChatController::useBuiltMoe(std::shared_ptr<BuiltMoe> built) {
+    builtMoe_ = built;
     if (generating_) stop();
     modelLoaded_ = false;
     modelLoading_ = true;

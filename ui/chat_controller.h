@@ -74,6 +74,7 @@ private:
     Conversation conversation_;
     GenerationSettings settings_;
     LoadedModelInfo modelInfo_;
+    std::shared_ptr<BuiltMoe> builtMoe_; // the last MoE handed over, chosen again by its "moe:" path
     bool modelLoaded_ = false;
     bool modelLoading_ = false;
     bool generating_ = false;

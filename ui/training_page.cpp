@@ -73,6 +73,7 @@ TrainingPage::TrainingPage(BuildController* controller, QWidget* parent)
         view_->clear();
         view_->setLayerNames(layers);
         view_->setPlan(0, controller_->selector().epochs);
+        view_->setStopEnabled(true);
         results_->setVisible(false);
         chatButton_->setEnabled(false);
         stage_->setText(stageName(QStringLiteral("validate")) + QStringLiteral("…"));
@@ -93,6 +94,7 @@ TrainingPage::TrainingPage(BuildController* controller, QWidget* parent)
     connect(controller_, &BuildController::epochValidated, view_, &TrainingView::addEpochValidation);
     connect(controller_, &BuildController::finished, this, &TrainingPage::showResults);
     connect(controller_, &BuildController::failed, this, [this](const QString& message) {
+        view_->setStopEnabled(controller_->isRunning());
         stage_->setText(tr("<b>The build failed:</b> %1").arg(message.toHtmlEscaped().replace(QLatin1Char('\n'), QStringLiteral("<br>"))));
     });
 }
@@ -100,6 +102,7 @@ TrainingPage::TrainingPage(BuildController* controller, QWidget* parent)
 QString TrainingPage::stageText() const { return stage_->text(); }
 
 void TrainingPage::showResults(bool cancelled) {
+    view_->setStopEnabled(false);
     const moe::BuildReport* report = controller_->report();
     if (!report) return;
     QString text = cancelled ? tr("Stopped after %1 steps: the gates trained so far are kept.").arg(report->trainSteps)

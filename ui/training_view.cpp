@@ -242,6 +242,8 @@ void TrainingView::setConfusion(const QVector<QVector<int>>& counts, const QStri
     confusionPlot_->replot(QCustomPlot::rpQueuedReplot); // with the next event-loop pass, not inside the caller
 }
 
+void TrainingView::setStopEnabled(bool on) { stopButton_->setEnabled(on); }
+
 void TrainingView::clear() {
     steps_.clear();
     validations_.clear();
