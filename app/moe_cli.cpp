@@ -195,24 +195,18 @@ Runnable openRunnable(moe::vk::Context& ctx, const std::filesystem::path& model,
 json expertUsage(Runnable& r, moe::Session& session) {
     json out = json::array();
     if (!r.moe) return out;
-    for (int l : r.moe->layers())
-        out.push_back({{"layer", l}, {"tokens", moe::RoutedMlp::usage(*session.mlpState(l))}});
+    const auto usage = moe::expertUsage(*r.moe, session);
+    for (size_t i = 0; i < usage.size(); ++i) out.push_back({{"layer", r.moe->layers()[i]}, {"tokens", usage[i]}});
     return out;
 }
 
 void resetExpertUsage(Runnable& r, moe::Session& session) {
-    if (!r.moe) return;
-    for (int l : r.moe->layers()) moe::RoutedMlp::resetUsage(*session.mlpState(l));
+    if (r.moe) moe::resetExpertUsage(*r.moe, session);
 }
 
 // Generation options that route the prompt the MoE's way (likelihood picks an expert).
 void routePrompts(Runnable& r, moe::GenerateOptions& opts, moe::TurnRouting* pick) {
-    if (!r.moe) return;
-    opts.prefill = [&r, pick](moe::Session& s, std::span<const int32_t> tokens) {
-        moe::TurnRouting t = moe::forwardPrompt(*r.moe, s, tokens);
-        if (pick) *pick = t;
-        return s.lastLogits();
-    };
+    if (r.moe) opts.prefill = moe::routedPrefill(*r.moe, pick);
 }
 
 json likelihoodJson(Runnable& r, const moe::TurnRouting& t) {

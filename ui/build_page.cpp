@@ -15,9 +15,10 @@ BuildPage::BuildPage(QWidget* parent) : QWidget(parent) {
     auto* title = new QLabel(tr("<h2>Build a Mixture of Experts</h2>"));
     auto* text = new QLabel(
         tr("Combine a base model with fine-tuned experts or LoRA adapters from your library, train a router per "
-           "layer, and export the result as a real checkpoint.<br><br>"
-           "<b>Not available in this version yet:</b> the builder wizard is being written. These buttons are "
-           "already connected to the signals it will handle; for now they only report that it is missing."));
+           "layer, and chat with the result.<br><br>"
+           "<b>New MoE…</b> walks through base, experts, layers, routing and training; <b>Open selector…</b> "
+           "fills the same pages from a TOML selector (mistral.rs AnyMoE format). Training runs on the "
+           "Training page."));
     text->setWordWrap(true);
     text->setMaximumWidth(640);
     auto* newButton = new QPushButton(style()->standardIcon(QStyle::SP_FileDialogNewFolder), tr("New MoE…"));

@@ -1,7 +1,5 @@
 #pragma once
-// The MoE builder's page. The builder (selector, gate training, routed experts)
-// is not part of this version yet: the page says so, and its two buttons emit
-// the signals the builder's wizard will be connected to.
+// The MoE builder's page: "New MoE…" and "Open selector…" open the build wizard.
 #include <QWidget>
 
 namespace moe::ui {

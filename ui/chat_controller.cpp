@@ -11,6 +11,8 @@ ChatController::ChatController(QObject* parent)
     qRegisterMetaType<moe::ui::GenerationSettings>();
     qRegisterMetaType<moe::ui::LoadedModelInfo>();
     qRegisterMetaType<moe::ui::ReplyStats>();
+    qRegisterMetaType<QVector<QVector<int>>>();
+    qRegisterMetaType<std::shared_ptr<moe::ui::BuiltMoe>>();
 
     thread_.setObjectName(QStringLiteral("moe-chat-engine"));
     worker_ = new ChatWorker;
@@ -29,6 +31,9 @@ ChatController::ChatController(QObject* parent)
         emit modelLoadFailed(path, error);
     });
     connect(worker_, &ChatWorker::replyChunk, this, &ChatController::onChunk);
+    connect(worker_, &ChatWorker::expertUsageUpdated, this, [this](quint64 requestId, const QVector<QVector<int>>& usage) {
+        if (requestId == requestId_ && generating_) emit expertUsageUpdated(usage);
+    });
     connect(worker_, &ChatWorker::replyFinished, this, &ChatController::onFinished);
     connect(worker_, &ChatWorker::replyFailed, this, &ChatController::onFailed);
     thread_.start();
@@ -43,11 +48,24 @@ ChatController::~ChatController() {
 void ChatController::setStorageDir(const QString& dir) { store_ = ConversationStore(dir); }
 
 void ChatController::loadModel(const QString& path) {
+    if (path.startsWith(QStringLiteral("moe:")) && builtMoe_) {
+        useBuiltMoe(builtMoe_);
+        return;
+    }
     if (generating_) stop();
     modelLoaded_ = false;
     modelLoading_ = true;
     emit modelLoadStarted(path);
     QMetaObject::invokeMethod(worker_, [w = worker_, path] { w->loadModel(path); }, Qt::QueuedConnection);
+}
+
+void ChatController::useBuiltMoe(std::shared_ptr<BuiltMoe> built) {
+    builtMoe_ = built;
+    if (generating_) stop();
+    modelLoaded_ = false;
+    modelLoading_ = true;
+    emit modelLoadStarted(QStringLiteral("moe:%1").arg(built ? built->name : QString()));
+    QMetaObject::invokeMethod(worker_, [w = worker_, built] { w->useBuiltMoe(built); }, Qt::QueuedConnection);
 }
 
 bool ChatController::send(const QString& text) {

@@ -21,6 +21,8 @@ public:
     const ConversationStore& store() const { return store_; }
 
     void loadModel(const QString& path);
+    // Chats with a MoE just built (see BuildController::builtMoe).
+    void useBuiltMoe(std::shared_ptr<moe::ui::BuiltMoe> built);
     bool isModelLoaded() const { return modelLoaded_; }
     bool isModelLoading() const { return modelLoading_; }
     const LoadedModelInfo& modelInfo() const { return modelInfo_; }
@@ -51,6 +53,8 @@ signals:
     void replyStarted(int index);             // an empty assistant message at `index`
     void replyUpdated(int index, const QString& textSoFar);
     void replyFinished(int index, const moe::ui::ReplyStats& stats);
+    // MoE only: per layer × slot, the reply's tokens routed so far.
+    void expertUsageUpdated(const QVector<QVector<int>>& usage);
     void generatingChanged(bool generating);
     void conversationSaved(const QString& path);
     void conversationListChanged();
@@ -70,6 +74,7 @@ private:
     Conversation conversation_;
     GenerationSettings settings_;
     LoadedModelInfo modelInfo_;
+    std::shared_ptr<BuiltMoe> builtMoe_; // the last MoE handed over, chosen again by its "moe:" path
     bool modelLoaded_ = false;
     bool modelLoading_ = false;
     bool generating_ = false;

@@ -125,7 +125,7 @@ ChatPage::ChatPage(ChatController* controller, ModelLibrary* library, QWidget* p
       topK_(intBox(0, 1000)), maxTokens_(intBox(1, 32768)), presencePenalty_(doubleBox(-2, 2, 0.1, 2)),
       repetitionPenalty_(doubleBox(1, 2, 0.05, 2)), seed_(intBox(0, 2147483647)), firstTokenLabel_(new QLabel(tr("–"))),
       tokensPerSecondLabel_(new QLabel(tr("–"))), replyTokensLabel_(new QLabel(tr("–"))), promptLabel_(new QLabel(tr("–"))),
-      expertUsageBox_(new QGroupBox(tr("Expert usage (last reply)"))), expertUsage_(new ExpertUsageView),
+      expertUsageBox_(new QGroupBox(tr("Expert usage (last reply)"))), expertUsage_(new ExpertUsageView), routingLabel_(new QLabel),
       errorLabel_(new QLabel), streamTimer_(new QTimer(this)) {
     // Left: saved conversations.
     auto* left = new QWidget;
@@ -232,6 +232,12 @@ ChatPage::ChatPage(ChatController* controller, ModelLibrary* library, QWidget* p
                                   .arg(info.loadSeconds, 0, 'f', 2)
                                   .arg(info.chatTemplate ? QString() : tr("\nno chat template: plain \"role: text\" lines")));
         expertUsageBox_->setVisible(!info.moeLayers.isEmpty());
+        expertUsage_->clear();
+        routingLabel_->setVisible(!info.moeLayers.isEmpty());
+        routingLabel_->setText(info.moeLayers.isEmpty() ? QString() : tr("Routing: %1, top-%2").arg(info.routing).arg(info.topK));
+        // A MoE built in this session is listed too, so the box shows what runs.
+        if (info.path.startsWith(QStringLiteral("moe:")) && modelBox_->findData(info.path) < 0)
+            modelBox_->addItem(tr("%1 (built MoE)").arg(info.name), info.path);
         errorLabel_->setVisible(false);
         const int row = modelBox_->findData(info.path);
         if (row >= 0) modelBox_->setCurrentIndex(row);
@@ -322,7 +328,12 @@ void ChatPage::buildSidePanel(QWidget* panel) {
     layout->addWidget(statsGroup);
 
     auto* usageLayout = new QVBoxLayout(expertUsageBox_);
+    routingLabel_->setWordWrap(true);
+    usageLayout->addWidget(routingLabel_);
     usageLayout->addWidget(expertUsage_);
+    connect(controller_, &ChatController::expertUsageUpdated, this, [this](const QVector<QVector<int>>& usage) {
+        showExpertUsage(usage);
+    });
     layout->addWidget(expertUsageBox_);
     layout->addStretch(1);
 
@@ -469,7 +480,24 @@ void ChatPage::showReplyStats(const ReplyStats& stats) {
     QString prompt = tr("%1 tokens, %2 reused").arg(stats.promptTokens).arg(stats.reusedTokens);
     if (stats.droppedMessages > 0) prompt += tr("\n%1 oldest messages left out to fit").arg(stats.droppedMessages);
     promptLabel_->setText(prompt);
-    if (!stats.expertUsage.isEmpty()) expertUsage_->setUsage(stats.expertUsage);
+    if (!stats.expertUsage.isEmpty()) showExpertUsage(stats.expertUsage);
+    const LoadedModelInfo& info = controller_->modelInfo();
+    if (!info.moeLayers.isEmpty()) {
+        QString text = tr("Routing: %1, top-%2").arg(info.routing).arg(info.topK);
+        if (!stats.likelihoodPick.isEmpty()) {
+            text += tr("\nPicked %1 for the prompt; prompt loss:").arg(stats.likelihoodPick);
+            for (int i = 0; i < stats.likelihoodSlots.size(); ++i)
+                text += QStringLiteral("\n  %1  %2").arg(stats.likelihoodSlots[i]).arg(stats.likelihoodLoss.value(i), 0, 'f', 3);
+        }
+        routingLabel_->setText(text);
+    }
+}
+
+void ChatPage::showExpertUsage(const QVector<QVector<int>>& usage) {
+    const LoadedModelInfo& info = controller_->modelInfo();
+    QStringList layers;
+    for (int l : info.moeLayers) layers << tr("L%1").arg(l);
+    expertUsage_->setUsage(usage, info.expertNames, layers);
 }
 
 void ChatPage::updateButtons() {

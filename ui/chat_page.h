@@ -59,6 +59,7 @@ public:
     void chooseModel(const QString& path);
     ChatInput* input() const { return input_; }
     ExpertUsageView* expertUsageView() const { return expertUsage_; }
+    QLabel* routingLabel() const { return routingLabel_; }
     QVector<MessageWidget*> messageWidgets() const { return messages_; }
     QString statusText() const;
 
@@ -78,6 +79,7 @@ private:
     void appendMessage(int index);
     void updateButtons();
     void showReplyStats(const ReplyStats& stats);
+    void showExpertUsage(const QVector<QVector<int>>& usage);
     void flushStreaming();
     void scrollToBottom();
     void readSettingsFromPanel();
@@ -111,6 +113,7 @@ private:
     QLabel* promptLabel_;
     QWidget* expertUsageBox_;
     ExpertUsageView* expertUsage_;
+    QLabel* routingLabel_; // MoE routing mode; likelihood picks with each candidate's prompt loss
     QLabel* errorLabel_;
     QTimer* streamTimer_;
     int streamingIndex_ = -1;

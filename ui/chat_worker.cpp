@@ -1,3 +1,12 @@
+// Engine headers with members named `slots` come before any Qt header (Qt's
+// `slots` keyword is a macro).
+#include "moe/builder.h"
+
+namespace {
+// The likelihood candidates (TurnRouting::slots cannot be named once Qt's headers are in).
+const std::vector<int>& candidateSlots(const moe::TurnRouting& t) { return t.slots; }
+} // namespace
+
 #include "chat_worker.h"
 
 #include "moe/chat_prompt.h"
@@ -15,13 +24,32 @@
 
 namespace moe::ui {
 
+BuiltMoe::~BuiltMoe() { moe.reset(); }
+
 ChatWorker::ChatWorker(QObject* parent) : QObject(parent) {}
+
+moe::Model& ChatWorker::model() const { return moe_ ? moe_->moe->model() : *model_; }
+const moe::Tokenizer& ChatWorker::tokenizer() const { return moe_ ? moe_->moe->tokenizer() : *tokenizer_; }
+const moe::ChatTemplate& ChatWorker::chatTemplate() const { return moe_ ? moe_->moe->chatTemplate() : *template_; }
+
+namespace {
+QVector<QVector<int>> toQt(const std::vector<std::vector<uint32_t>>& usage) {
+    QVector<QVector<int>> out;
+    for (const auto& layer : usage) {
+        QVector<int> row;
+        for (uint32_t n : layer) row.push_back(int(n));
+        out.push_back(row);
+    }
+    return out;
+}
+} // namespace
 
 // The session and model hold device buffers: release them before the context.
 ChatWorker::~ChatWorker() { unloadModel(); }
 
 void ChatWorker::unloadModel() {
     session_.reset();
+    moe_.reset();
     model_.reset();
     tokenizer_.reset();
     template_.reset();
@@ -35,38 +63,78 @@ void ChatWorker::loadModel(const QString& path) {
     QElapsedTimer timer;
     timer.start();
     try {
-        if (!context_) context_ = std::make_unique<moe::vk::Context>();
-        const std::filesystem::path dir = path.toStdString();
-        auto tokenizer = moe::Tokenizer::load(dir);
-        auto chatTemplate = std::make_unique<moe::ChatTemplate>(moe::ChatTemplate::fromModelDir(dir));
-        auto model = moe::Model::load(*context_, dir);
-        session_ = std::make_unique<moe::Session>(*model);
-        model_ = std::move(model);
-        tokenizer_ = std::move(tokenizer);
-        template_ = std::move(chatTemplate);
-        modelPath_ = path;
-
-        LoadedModelInfo info;
-        info.path = path;
-        info.name = QFileInfo(path).fileName();
-        info.architecture = QString::fromStdString(model_->config().architecture);
-        info.device = QString::fromStdString(context_->info().name);
-        info.parameters = qint64(model_->parameterCount());
-        info.layers = model_->config().numLayers;
-        info.contextLength = int(session_->maxContext());
-        info.chatTemplate = !template_->isFallback();
-        info.loadSeconds = timer.elapsed() / 1000.0;
-        emit modelLoaded(info);
+        if (!context_) context_ = std::make_shared<moe::vk::Context>();
+        const std::filesystem::path file = path.toStdString();
+        if (path.endsWith(QStringLiteral(".toml"), Qt::CaseInsensitive)) {
+            auto built = std::make_shared<BuiltMoe>();
+            built->context = context_;
+            built->moe = moe::MoeModel::load(*context_, moe::loadSelector(file));
+            built->name = QFileInfo(path).completeBaseName();
+            session_ = std::make_unique<moe::Session>(built->moe->model());
+            moe_ = std::move(built);
+        } else {
+            auto tokenizer = moe::Tokenizer::load(file);
+            auto chatTemplate = std::make_unique<moe::ChatTemplate>(moe::ChatTemplate::fromModelDir(file));
+            auto model = moe::Model::load(*context_, file);
+            session_ = std::make_unique<moe::Session>(*model);
+            model_ = std::move(model);
+            tokenizer_ = std::move(tokenizer);
+            template_ = std::move(chatTemplate);
+        }
+        finishLoad(path, moe_ ? moe_->name : QFileInfo(path).fileName(), timer.elapsed() / 1000.0);
     } catch (const std::exception& e) {
         unloadModel();
         emit modelLoadFailed(path, QString::fromStdString(e.what()));
     }
 }
 
+void ChatWorker::useBuiltMoe(std::shared_ptr<BuiltMoe> built) {
+    const QString path = QStringLiteral("moe:%1").arg(built ? built->name : QString());
+    emit modelLoading(path);
+    unloadModel();
+    if (!built || !built->moe) {
+        emit modelLoadFailed(path, tr("The MoE was not built (cancelled or failed)."));
+        return;
+    }
+    try {
+        session_ = std::make_unique<moe::Session>(built->moe->model());
+        moe_ = std::move(built);
+        finishLoad(path, moe_->name, 0);
+    } catch (const std::exception& e) {
+        unloadModel();
+        emit modelLoadFailed(path, QString::fromStdString(e.what()));
+    }
+}
+
+void ChatWorker::finishLoad(const QString& path, const QString& name, double seconds) {
+    modelPath_ = path;
+    const moe::Model& m = model();
+    LoadedModelInfo info;
+    info.path = path;
+    info.name = name;
+    info.architecture = QString::fromStdString(m.config().architecture);
+    info.device = QString::fromStdString((moe_ ? *moe_->context : *context_).info().name);
+    info.parameters = qint64(m.parameterCount());
+    info.layers = m.config().numLayers;
+    info.contextLength = int(session_->maxContext());
+    info.chatTemplate = !chatTemplate().isFallback();
+    info.loadSeconds = seconds;
+    if (moe_) {
+        const moe::MoeModel& mm = *moe_->moe;
+        for (int l : mm.layers()) info.moeLayers.push_back(l);
+        info.expertsPerLayer = int(mm.expertCount());
+        for (const auto& n : mm.slotNames()) info.expertNames.push_back(QString::fromStdString(n));
+        info.routing = QString::fromLatin1(moe::toString(mm.routing()));
+        info.topK = std::min(mm.selector().topK, int(mm.expertCount()));
+        info.architecture += tr(" + MoE (%1 experts, top-%2)").arg(info.expertsPerLayer).arg(info.topK);
+    }
+    emit modelLoaded(info);
+}
+
 void ChatWorker::generateReply(quint64 requestId, const QVector<ChatTurn>& conversation,
                                const GenerationSettings& settings) {
     stop_.store(false);
-    if (!model_) {
+    if (!session_) {
         emit replyFailed(requestId, tr("No model is loaded."));
         return;
     }
@@ -81,7 +149,7 @@ void ChatWorker::generateReply(quint64 requestId, const QVector<ChatTurn>& conve
         const int contextLength = int(session_->maxContext());
         const int maxTokens = std::clamp(settings.maxTokens, 1, std::max(1, contextLength - 8));
         ReplyStats stats;
-        std::vector<int32_t> tokens = moe::encodeChat(*template_, *tokenizer_, messages);
+        std::vector<int32_t> tokens = moe::encodeChat(chatTemplate(), tokenizer(), messages);
         const size_t firstDroppable = !messages.empty() && messages.front().role == "system" ? 1 : 0;
         while (int(tokens.size()) + maxTokens > contextLength && messages.size() > firstDroppable + 1) {
             messages.erase(messages.begin() + long(firstDroppable));
@@ -89,7 +157,7 @@ void ChatWorker::generateReply(quint64 requestId, const QVector<ChatTurn>& conve
             if (messages.size() > firstDroppable + 1 && messages[firstDroppable].role == "assistant")
                 messages.erase(messages.begin() + long(firstDroppable));
             stats.droppedMessages = int(conversation.size() - messages.size());
-            tokens = moe::encodeChat(*template_, *tokenizer_, messages);
+            tokens = moe::encodeChat(chatTemplate(), tokenizer(), messages);
         }
         if (int(tokens.size()) >= contextLength)
             throw moe::Error("the message is " + std::to_string(tokens.size()) + " tokens long; the model's context holds " +
@@ -116,16 +184,46 @@ void ChatWorker::generateReply(quint64 requestId, const QVector<ChatTurn>& conve
         options.sampling.seed = settings.seed;
 
         const std::vector<int32_t> prompt(tokens.begin() + long(reuse), tokens.end());
+        moe::TurnRouting pick;
+        if (moe_) {
+            // Route the prompt the MoE's way, then count only the reply's tokens.
+            auto prefill = moe::routedPrefill(*moe_->moe, &pick);
+            options.prefill = [this, prefill](moe::Session& s, std::span<const int32_t> t) {
+                auto logits = prefill(s, t);
+                moe::resetExpertUsage(*moe_->moe, s);
+                return logits;
+            };
+        }
         bool first = true;
-        auto result = moe::generate(*session_, *tokenizer_, prompt, options, [&](const std::string& piece) {
+        QElapsedTimer sinceUsage;
+        sinceUsage.start();
+        auto result = moe::generate(*session_, tokenizer(), prompt, options, [&](const std::string& piece) {
             if (piece.empty()) return !stop_.load();
             if (first) {
                 stats.secondsToFirstToken = timer.nsecsElapsed() / 1e9;
                 first = false;
             }
             emit replyChunk(requestId, QString::fromStdString(piece));
+            // A few small readbacks per second keep the usage chart live.
+            if (moe_ && sinceUsage.elapsed() >= 100) {
+                emit expertUsageUpdated(requestId, toQt(moe::expertUsage(*moe_->moe, *session_)));
+                sinceUsage.restart();
+            }
             return !stop_.load();
         });
+        if (moe_) {
+            stats.expertUsage = toQt(moe::expertUsage(*moe_->moe, *session_));
+            stats.routedTokens = result.decodeSteps;
+            if (pick.slot >= 0) {
+                const auto names = moe_->moe->slotNames();
+                stats.likelihoodPick = QString::fromStdString(names.at(size_t(pick.slot)));
+                const std::vector<int>& candidates = candidateSlots(pick);
+                for (size_t i = 0; i < candidates.size(); ++i) {
+                    stats.likelihoodSlots.push_back(QString::fromStdString(names.at(size_t(candidates[i]))));
+                    stats.likelihoodLoss.push_back(pick.loss[i]);
+                }
+            }
+        }
         cached_ = tokens;
         cached_.insert(cached_.end(), result.tokens.begin(), result.tokens.end());
         cached_.resize(std::min<size_t>(cached_.size(), session_->position()));

@@ -5,6 +5,7 @@
 // requestStop() is called from other threads (it sets an atomic flag).
 #include <QObject>
 #include <QString>
+#include <QStringList>
 #include <QVector>
 
 #include <atomic>
@@ -14,12 +15,22 @@
 namespace moe {
 class ChatTemplate;
 class Model;
+class MoeModel;
 class Session;
 class Tokenizer;
 namespace vk { class Context; }
 } // namespace moe
 
 namespace moe::ui {
+
+// A built MoE and the Vulkan context its buffers live on, handed from the
+// build to the chat. Members are destroyed in reverse order: the model first.
+struct BuiltMoe {
+    std::shared_ptr<moe::vk::Context> context;
+    std::unique_ptr<moe::MoeModel> moe;
+    QString name; // shown in the chat's model list
+    ~BuiltMoe();
+};
 
 struct ChatTurn {
     QString role; // "system", "user", "assistant"
@@ -49,6 +60,9 @@ struct LoadedModelInfo {
     // where the MoE builder's models report their shape.
     QVector<int> moeLayers;
     int expertsPerLayer = 0;
+    QStringList expertNames; // the slots of expertUsage rows (experts, then the base slot)
+    QString routing;         // token / running / sequence / likelihood
+    int topK = 0;
     double loadSeconds = 0;
 };
 
@@ -61,7 +75,13 @@ struct ReplyStats {
     double tokensPerSecond = 0;     // decode rate
     QString stopReason;             // "eos", "length", "context", "cancelled", "stop"
     // Per MoE layer × expert: how many tokens were routed there (empty for dense models).
+    // Usage counts the reply tokens forwarded through the MoE (not the prompt's).
     QVector<QVector<int>> expertUsage;
+    int routedTokens = 0; // tokens the usage counts: each adds top_k per layer (1 when pinned)
+    // Likelihood routing: the slot picked for the prompt, and each candidate's prompt loss.
+    QString likelihoodPick;
+    QStringList likelihoodSlots;
+    QVector<double> likelihoodLoss;
 };
 
 class ChatWorker : public QObject {
@@ -74,7 +94,10 @@ public:
     void requestStop() { stop_.store(true); }
 
 public slots:
+    // A model folder, or a selector (.toml) whose MoE was built (gates saved).
     void loadModel(const QString& path);
+    // Chats with a MoE built in this process (no reload).
+    void useBuiltMoe(std::shared_ptr<moe::ui::BuiltMoe> built);
     void unloadModel();
     // Renders the whole conversation with the model's chat template and
     // generates the assistant's reply. Tokens already in the KV cache (the
@@ -88,15 +111,24 @@ signals:
     void modelLoaded(const moe::ui::LoadedModelInfo& info);
     void modelLoadFailed(const QString& path, const QString& error);
     void replyChunk(quint64 requestId, const QString& text);
+    // While a MoE streams: usage[layer][slot] so far in this reply.
+    void expertUsageUpdated(quint64 requestId, const QVector<QVector<int>>& usage);
     void replyFinished(quint64 requestId, const moe::ui::ReplyStats& stats);
     void replyFailed(quint64 requestId, const QString& error);
 
 private:
     std::atomic<bool> stop_{false};
-    std::unique_ptr<moe::vk::Context> context_;
+    void finishLoad(const QString& path, const QString& name, double seconds);
+    moe::Model& model() const;
+    const moe::Tokenizer& tokenizer() const;
+    const moe::ChatTemplate& chatTemplate() const;
+
+    std::shared_ptr<moe::vk::Context> context_;
+    // Either a dense model (model_, tokenizer_, template_) or a MoE (moe_).
     std::unique_ptr<moe::Model> model_;
     std::unique_ptr<moe::Tokenizer> tokenizer_;
     std::unique_ptr<moe::ChatTemplate> template_;
+    std::shared_ptr<BuiltMoe> moe_;
     std::unique_ptr<moe::Session> session_;
     std::vector<int32_t> cached_; // the tokens whose keys/values the session holds
     QString modelPath_;
@@ -108,3 +140,4 @@ Q_DECLARE_METATYPE(moe::ui::ChatTurn)
 Q_DECLARE_METATYPE(moe::ui::GenerationSettings)
 Q_DECLARE_METATYPE(moe::ui::LoadedModelInfo)
 Q_DECLARE_METATYPE(moe::ui::ReplyStats)
+Q_DECLARE_METATYPE(std::shared_ptr<moe::ui::BuiltMoe>)

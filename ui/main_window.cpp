@@ -1,11 +1,16 @@
 #include "main_window.h"
 
+#include "build_controller.h"
 #include "build_page.h"
+#include "build_wizard.h"
 #include "chat_controller.h"
 #include "chat_page.h"
 #include "model_library.h"
 #include "models_page.h"
+#include "training_page.h"
 #include "training_view.h"
+
+#include "moe/selector.h"
 
 #include "moe/vk.h"
 
@@ -29,21 +34,11 @@ namespace moe::ui {
 MainWindow::MainWindow(QWidget* parent)
     : QMainWindow(parent), library_(new ModelLibrary(this)), chat_(new ChatController(this)),
       sidebar_(new QListWidget), stack_(new QStackedWidget), modelsPage_(new ModelsPage(library_)),
-      buildPage_(new BuildPage), trainingView_(new TrainingView), chatPage_(new ChatPage(chat_, library_)),
+      buildPage_(new BuildPage), build_(new BuildController(this)), trainingPage_(new TrainingPage(build_)), chatPage_(new ChatPage(chat_, library_)),
       deviceLabel_(new QLabel(tr("Vulkan: probing…"))) {
     initMoeUiResources();
     setWindowTitle(tr("MoE Studio"));
     setWindowIcon(QIcon(QStringLiteral(":/icons/moe-studio.png")));
-
-    // Training: the widget is ready; the gate trainer that feeds it comes with the builder.
-    auto* trainingPage = new QWidget;
-    auto* trainingLayout = new QVBoxLayout(trainingPage);
-    auto* trainingNote = new QLabel(tr("Gate training runs from the MoE builder (not in this version yet). "
-                                       "Its loss curves, validation accuracy and routing confusion matrix appear here."));
-    trainingNote->setWordWrap(true);
-    trainingNote->setStyleSheet(QStringLiteral("color: palette(mid);"));
-    trainingLayout->addWidget(trainingNote);
-    trainingLayout->addWidget(trainingView_, 1);
 
     struct Entry {
         QString name;
@@ -52,7 +47,7 @@ MainWindow::MainWindow(QWidget* parent)
     };
     const Entry entries[] = {{tr("Models"), QStyle::SP_DriveHDIcon, modelsPage_},
                              {tr("Build"), QStyle::SP_FileDialogNewFolder, buildPage_},
-                             {tr("Training"), QStyle::SP_ComputerIcon, trainingPage},
+                             {tr("Training"), QStyle::SP_ComputerIcon, trainingPage_},
                              {tr("Chat"), QStyle::SP_MessageBoxQuestion, chatPage_}};
     for (const Entry& e : entries) {
         auto* item = new QListWidgetItem(style()->standardIcon(e.icon), e.name);
@@ -83,16 +78,60 @@ MainWindow::MainWindow(QWidget* parent)
         showPage(Chat);
         chatPage_->chooseModel(path);
     });
-    connect(buildPage_, &BuildPage::newMoeRequested, this, [this] {
-        statusBar()->showMessage(tr("The MoE builder wizard is not available in this version yet."), 8000);
+    connect(buildPage_, &BuildPage::newMoeRequested, this, [this] { openWizard(); });
+    connect(buildPage_, &BuildPage::openSelectorRequested, this, [this](const QString& path) { openWizard(path); });
+    connect(trainingPage_, &TrainingPage::chatRequested, this, [this] {
+        if (!build_->builtMoe()) return;
+        showPage(Chat);
+        chat_->useBuiltMoe(build_->builtMoe());
     });
-    connect(buildPage_, &BuildPage::openSelectorRequested, this, [this](const QString& path) {
-        statusBar()->showMessage(tr("Opening selectors comes with the MoE builder (%1 not opened).").arg(path), 8000);
+    connect(build_, &BuildController::failed, this, [this](const QString& message) {
+        statusBar()->showMessage(tr("Build failed: %1").arg(message.section(QLatin1Char('\n'), 0, 0)), 10000);
+    });
+    connect(build_, &BuildController::finished, this, [this](bool cancelled) {
+        statusBar()->showMessage(cancelled ? tr("Build stopped; the gates trained so far are kept.") : tr("MoE built."), 8000);
     });
     showPage(Models);
 }
 
 MainWindow::~MainWindow() = default;
+
+TrainingView* MainWindow::trainingView() const { return trainingPage_->view(); }
+
+BuildWizard* MainWindow::openWizard(const QString& selectorPath) {
+    if (wizard_) wizard_->deleteLater();
+    wizard_ = new BuildWizard(library_, this);
+    wizard_->setAttribute(Qt::WA_DeleteOnClose);
+    connect(wizard_, &QObject::destroyed, this, [this, w = wizard_] {
+        if (wizard_ == w) wizard_ = nullptr;
+    });
+    connect(wizard_, &BuildWizard::buildRequested, this, [this](const moe::Selector& s) {
+        showPage(Training);
+        build_->start(s);
+    });
+    if (!selectorPath.isEmpty()) {
+        QString error;
+        if (!wizard_->openSelector(selectorPath, &error))
+            statusBar()->showMessage(tr("Cannot open %1: %2").arg(selectorPath, error.section(QLatin1Char('\n'), 0, 0)), 10000);
+    }
+    showPage(Build);
+    wizard_->show();
+    return wizard_;
+}
+
+bool MainWindow::buildFromSelector(const QString& path) {
+    try {
+        const moe::Selector selector = moe::loadSelector(path.toStdString());
+        showPage(Training);
+        return build_->start(selector);
+    } catch (const std::exception& e) {
+        const QString message = QString::fromStdString(e.what());
+        statusBar()->showMessage(tr("Cannot open %1: %2").arg(path, message.section(QLatin1Char('\n'), 0, 0)), 10000);
+        emit build_->failed(message);
+        showPage(Training);
+        return false;
+    }
+}
 
 QWidget* MainWindow::page(Page page) const { return stack_->widget(int(page)); }
 
@@ -142,6 +181,7 @@ void MainWindow::saveSettings() const {
 void MainWindow::closeEvent(QCloseEvent* event) {
     saveSettings();
     chat_->stop();
+    build_->stop();
     event->accept();
 }
 

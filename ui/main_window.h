@@ -10,11 +10,14 @@ class QStackedWidget;
 
 namespace moe::ui {
 
+class BuildController;
 class BuildPage;
+class BuildWizard;
 class ChatController;
 class ChatPage;
 class ModelLibrary;
 class ModelsPage;
+class TrainingPage;
 class TrainingView;
 
 class MainWindow : public QMainWindow {
@@ -36,7 +39,16 @@ public:
     ModelsPage* modelsPage() const { return modelsPage_; }
     ChatPage* chatPage() const { return chatPage_; }
     BuildPage* buildPage() const { return buildPage_; }
-    TrainingView* trainingView() const { return trainingView_; }
+    TrainingView* trainingView() const;
+    TrainingPage* trainingPage() const { return trainingPage_; }
+    BuildController* builder() const { return build_; }
+    // Loads a selector and starts its build on the Training page; false (with
+    // the reason in the status bar and on the Training page) when it does not load.
+    bool buildFromSelector(const QString& path);
+    // Opens the build wizard, empty or filled from a TOML selector (false with
+    // the reason in the status bar when the file does not load). Finish builds.
+    BuildWizard* openWizard(const QString& selectorPath = {});
+    BuildWizard* wizard() const { return wizard_; }
     QWidget* page(Page page) const;
     QString deviceName() const { return deviceName_; }
 
@@ -56,7 +68,9 @@ private:
     QStackedWidget* stack_;
     ModelsPage* modelsPage_;
     BuildPage* buildPage_;
-    TrainingView* trainingView_;
+    BuildController* build_;
+    BuildWizard* wizard_ = nullptr;
+    TrainingPage* trainingPage_;
     ChatPage* chatPage_;
     QLabel* deviceLabel_;
     QString deviceName_;

@@ -1,6 +1,9 @@
 #include "studio_app.h"
 
 #include "app_paths.h"
+#include "build_controller.h"
+#include "build_wizard.h"
+#include "training_page.h"
 #include "chat_controller.h"
 #include "chat_page.h"
 #include "main_window.h"
@@ -10,6 +13,11 @@
 #include <QCommandLineParser>
 #include <QDir>
 #include <QElapsedTimer>
+#include <QComboBox>
+#include <QFileInfo>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSpinBox>
 #include <QEventLoop>
 #include <QTimer>
 
@@ -66,31 +74,63 @@ int screenshots(MainWindow& window, const QString& dir, const QString& prompt) {
     bool ok = grabTo(window, dir, QStringLiteral("models"));
     window.showPage(MainWindow::Build);
     ok &= grabTo(window, dir, QStringLiteral("build"));
-    window.showPage(MainWindow::Training);
-    ok &= grabTo(window, dir, QStringLiteral("training"));
+    // With the demo experts: the wizard filled with a small MoE, its training, and a chat with it.
+    const QString demo = demoModelsDir();
+    const bool demoMoe = !demo.isEmpty() && QFileInfo::exists(demo + QStringLiteral("/amoe.json")) &&
+                         QFileInfo::exists(demo + QStringLiteral("/expert-tech/config.json"));
+    ChatController* chat = window.chat();
+    if (demoMoe) {
+        BuildWizard* wizard = window.openWizard();
+        wizard->basePathEdit()->setText(demo + QStringLiteral("/base"));
+        emit wizard->basePathEdit()->editingFinished();
+        for (const char* e : {"expert-code", "expert-legal", "expert-tech"}) wizard->addExpert(demo + QLatin1Char('/') + QLatin1String(e));
+        wizard->selectLayerRange(2, 3);
+        wizard->loadDatasetFile(demo + QStringLiteral("/amoe.json"));
+        wizard->routingBox()->setCurrentIndex(wizard->routingBox()->findText(QStringLiteral("token")));
+        wizard->epochsBox()->setValue(20);
+        wizard->next();
+        waitUntil([] { return false; }, 300);
+        ok &= grabTo(*wizard, dir, QStringLiteral("wizard"));
+        while (wizard->currentId() != BuildWizard::TrainingPage) wizard->next();
+        waitUntil([] { return false; }, 300);
+        ok &= grabTo(*wizard, dir, QStringLiteral("wizard-training"));
+        wizard->button(QWizard::FinishButton)->click();
+        waitUntil([&] { return !window.builder()->isRunning(); }, 600000);
+        waitUntil([] { return false; }, 500); // the last replot and the heatmap
+        ok &= grabTo(window, dir, QStringLiteral("training"));
+        if (window.builder()->builtMoe()) {
+            window.trainingPage()->chatButton()->click();
+            waitUntil([&] { return chat->isModelLoaded(); }, 120000);
+        }
+    } else {
+        window.showPage(MainWindow::Training);
+        ok &= grabTo(window, dir, QStringLiteral("training"));
+    }
 
-    // A short real chat with the first base model.
+    // A short real chat with the MoE, else with the first base model.
     window.showPage(MainWindow::Chat);
     QString base;
-    for (const ModelEntry& e : window.library()->entries())
-        if (e.kind == ModelKind::Base) {
-            base = e.path;
-            break;
-        }
+    if (!chat->isModelLoaded())
+        for (const ModelEntry& e : window.library()->entries())
+            if (e.kind == ModelKind::Base) {
+                base = e.path;
+                break;
+            }
     if (!base.isEmpty()) {
-        ChatController* chat = window.chat();
         window.chatPage()->chooseModel(base);
         if (!waitUntil([&] { return chat->isModelLoaded() || !chat->isModelLoading(); }, 120000) || !chat->isModelLoaded()) {
             std::fprintf(stderr, "screenshot: %s did not load\n", qPrintable(base));
             return 1;
         }
-        GenerationSettings demo; // the settings of packaging/run-demo.sh
-        demo.temperature = 0.7;
-        demo.topK = 40;
-        demo.repetitionPenalty = 1.2;
-        demo.maxTokens = 64;
-        demo.seed = 7;
-        window.chatPage()->applySettings(demo);
+    }
+    if (chat->isModelLoaded()) {
+        GenerationSettings settings; // the settings of packaging/run-demo.sh
+        settings.temperature = 0.7;
+        settings.topK = 40;
+        settings.repetitionPenalty = 1.2;
+        settings.maxTokens = 64;
+        settings.seed = 7;
+        window.chatPage()->applySettings(settings);
         chat->send(prompt);
         waitUntil([&] { return !chat->isGenerating(); }, 120000);
         waitUntil([] { return false; }, 200); // let the last Markdown render and scroll settle
@@ -124,6 +164,7 @@ int runStudio(int argc, char** argv) {
     parser.addOption(selfTestOption);
     parser.addOption(screenshotOption);
     parser.addOption(promptOption);
+    parser.addPositionalArgument(QStringLiteral("selector"), QStringLiteral("A selector (.toml) to build."), QStringLiteral("[selector.toml]"));
     parser.process(app);
 
     MainWindow window;
@@ -132,6 +173,11 @@ int runStudio(int argc, char** argv) {
     if (parser.isSet(selfTestOption)) return selfTest(window);
     if (parser.isSet(screenshotOption))
         return screenshots(window, parser.value(screenshotOption), parser.value(promptOption));
+    for (const QString& arg : parser.positionalArguments())
+        if (arg.endsWith(QStringLiteral(".toml"), Qt::CaseInsensitive)) {
+            window.openWizard(arg);
+            break;
+        }
     return app.exec();
 }
 

@@ -65,7 +65,7 @@ TrainingView::TrainingView(QWidget* parent)
     validationGraph_->setPen(QPen(QColor(0x16, 0xa3, 0x4a), 1.5, Qt::DashLine));
     validationGraph_->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, 7));
 
-    confusionPlot_->setMinimumHeight(220);
+    confusionPlot_->setMinimumHeight(170); // fits with the results below it in an 800 px window
     confusionPlot_->xAxis->setLabel(tr("routed to"));
     confusionPlot_->yAxis->setLabel(tr("label"));
     confusionMap_ = new QCPColorMap(confusionPlot_->xAxis, confusionPlot_->yAxis);
@@ -236,9 +236,13 @@ void TrainingView::setConfusion(const QVector<QVector<int>>& counts, const QStri
     confusionPlot_->xAxis->setTicker(xTicks);
     confusionPlot_->yAxis->setTicker(yTicks);
     confusionPlot_->xAxis->setRange(-0.5, cols - 0.5);
-    confusionPlot_->yAxis->setRange(n - 0.5, -0.5); // first label on top
-    confusionPlot_->replot();
+    // First label on top: a reversed axis (QCPRange itself keeps lower < upper).
+    confusionPlot_->yAxis->setRangeReversed(true);
+    confusionPlot_->yAxis->setRange(-0.5, n - 0.5);
+    confusionPlot_->replot(QCustomPlot::rpQueuedReplot); // with the next event-loop pass, not inside the caller
 }
+
+void TrainingView::setStopEnabled(bool on) { stopButton_->setEnabled(on); }
 
 void TrainingView::clear() {
     steps_.clear();

@@ -34,6 +34,8 @@ public:
     // rows = the label's expert, columns = the routed expert.
     void setConfusion(const QVector<QVector<int>>& counts, const QStringList& expertNames);
     void clear();
+    // Whether Stop can be pressed (a run is going, also before its first step).
+    void setStopEnabled(bool on);
 
     void setSmoothing(bool on);
     bool smoothing() const { return smoothing_; }

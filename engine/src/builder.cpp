@@ -376,6 +376,25 @@ TurnRouting forwardPrompt(MoeModel& moe, Session& session, std::span<const int32
     return r;
 }
 
+std::function<std::span<const float>(Session&, std::span<const int32_t>)> routedPrefill(MoeModel& moe,
+                                                                                       TurnRouting* pick) {
+    return [&moe, pick](Session& session, std::span<const int32_t> tokens) {
+        TurnRouting t = forwardPrompt(moe, session, tokens);
+        if (pick) *pick = std::move(t);
+        return session.lastLogits();
+    };
+}
+
+std::vector<std::vector<uint32_t>> expertUsage(const MoeModel& moe, const Session& session) {
+    std::vector<std::vector<uint32_t>> out;
+    for (int l : moe.layers()) out.push_back(RoutedMlp::usage(*session.mlpState(l)));
+    return out;
+}
+
+void resetExpertUsage(const MoeModel& moe, Session& session) {
+    for (int l : moe.layers()) RoutedMlp::resetUsage(*session.mlpState(l));
+}
+
 // ---------------------------------------------------------------- build
 
 BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<void(const BuildProgress&)>& onProgress,

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,18 @@ struct TurnRouting {
 };
 TurnRouting forwardPrompt(MoeModel& moe, Session& session, std::span<const int32_t> tokens,
                           std::vector<float>* allLogits = nullptr);
+
+// Generation's prefill hook (GenerateOptions::prefill) that forwards each
+// prompt with forwardPrompt; `pick`, when given, receives the turn's routing.
+// The hook refers to `moe`, which must outlive it.
+std::function<std::span<const float>(Session&, std::span<const int32_t>)> routedPrefill(MoeModel& moe,
+                                                                                       TurnRouting* pick = nullptr);
+
+// Tokens each slot (the experts, then the base slot) received per MoE layer of
+// `session` since the last reset, in moe.layers() order. Each routed token
+// counts once per expert it went to (top_k times, one time when pinned).
+std::vector<std::vector<uint32_t>> expertUsage(const MoeModel& moe, const Session& session);
+void resetExpertUsage(const MoeModel& moe, Session& session);
 
 struct LayerAccuracy {
     int layer = 0;
