@@ -1,13 +1,6 @@
-// Engine headers with members named `slots` come before any Qt header (Qt's
-// `slots` keyword is a macro).
-#include "moe/builder.h"
-
-namespace {
-// The likelihood candidates (TurnRouting::slots cannot be named once Qt's headers are in).
-const std::vector<int>& candidateSlots(const moe::TurnRouting& t) { return t.slots; }
-} // namespace
-
 #include "chat_worker.h"
+
+#include "moe/builder.h"
 
 #include "moe/chat_prompt.h"
 #include "moe/chat_template.h"
@@ -217,7 +210,7 @@ void ChatWorker::generateReply(quint64 requestId, const QVector<ChatTurn>& conve
             if (pick.slot >= 0) {
                 const auto names = moe_->moe->slotNames();
                 stats.likelihoodPick = QString::fromStdString(names.at(size_t(pick.slot)));
-                const std::vector<int>& candidates = candidateSlots(pick);
+                const std::vector<int>& candidates = pick.candidates;
                 for (size_t i = 0; i < candidates.size(); ++i) {
                     stats.likelihoodSlots.push_back(QString::fromStdString(names.at(size_t(candidates[i]))));
                     stats.likelihoodLoss.push_back(pick.loss[i]);
