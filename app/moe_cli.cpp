@@ -137,6 +137,14 @@ int runInfo(const std::filesystem::path& dir, bool asJson) {
         facts["tokenizer"] = std::string("unavailable: ") + e.what();
     }
     facts["chat_template"] = !moe::ChatTemplate::fromModelDir(dir).isFallback();
+    if (config.isMoe()) {
+        // Active = what one token runs: all but the experts it is not routed to.
+        const uint64_t perExpert = 3ull * uint64_t(config.hiddenSize) * uint64_t(config.intermediateSize);
+        const uint64_t idle = uint64_t(config.numExperts - config.expertsPerToken) * perExpert * uint64_t(config.numLayers);
+        facts["experts"] = config.numExperts;
+        facts["experts_per_token"] = config.expertsPerToken;
+        facts["active_parameters"] = params > idle ? params - idle : 0;
+    }
     if (asJson) {
         std::cout << facts.dump(2) << "\n";
         return 0;
@@ -155,6 +163,11 @@ int runInfo(const std::filesystem::path& dir, bool asJson) {
               << "size on disk  " << mib(folderBytes(dir)) << "\n"
               << "tokenizer     " << facts["tokenizer"].get<std::string>() << "\n"
               << "chat template " << (facts["chat_template"].get<bool>() ? "yes" : "no (plain fallback)") << "\n";
+    if (config.isMoe())
+        std::cout << "experts       " << config.numExperts << " per layer, top-" << config.expertsPerToken
+                  << " per token (" << (config.normTopkProb ? "renormalised" : "not renormalised") << ")\n"
+                  << "active params " << facts["active_parameters"].get<uint64_t>() << " of " << params
+                  << " per token\n";
     return 0;
 }
 

@@ -1,5 +1,6 @@
 // moe-cli end to end: devices, info, generate --json (greedy tokens equal the
 // torch reference), and clear errors for bad input.
+#include "reference_model.h"
 #include "test_paths.h"
 
 #include <QProcess>
@@ -52,6 +53,24 @@ private slots:
         QCOMPARE(j["parameters"].get<uint64_t>(), uint64_t(4999424));
         QCOMPARE(QString::fromStdString(j["dtype"].get<std::string>()), QString("BF16"));
         QCOMPARE(j["chat_template"].get<bool>(), true);
+    }
+
+    void infoReportsMixtralExperts() {
+        moe::test::ref::Spec s{"mixtral", 32, 48, 2, 4, 2, 8, 61};
+        s.experts = 4;
+        s.topK = 2;
+        QTemporaryDir dir;
+        moe::test::ref::writeModel(dir.path().toStdString(), s, 1);
+        auto r = runCli({"info", "--model", dir.path(), "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        auto j = json::parse(r.out);
+        QCOMPARE(j["experts"].get<int>(), 4);
+        QCOMPARE(j["experts_per_token"].get<int>(), 2);
+        // Two idle experts (3·H·I each) per layer are not active.
+        const uint64_t total = j["parameters"].get<uint64_t>();
+        QCOMPARE(j["active_parameters"].get<uint64_t>(), total - 2 * 2 * 3 * 32 * 48);
+        r = runCli({"info", "--model", dir.path()});
+        QVERIFY2(r.out.find("4 per layer, top-2 per token") != std::string::npos, r.out.c_str());
     }
 
     void greedyGenerateMatchesReference() {

@@ -30,6 +30,7 @@ constexpr SupportedArch kSupported[] = {
     {"LlamaForCausalLM", "llama", Arch::Llama},
     {"MistralForCausalLM", "mistral", Arch::Mistral},
     {"Qwen2ForCausalLM", "qwen2", Arch::Qwen2},
+    {"MixtralForCausalLM", "mixtral", Arch::Mixtral},
 };
 
 std::string supportedList(bool modelTypes) {
@@ -265,6 +266,16 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     case Arch::Mistral:
         if (cfg.has("sliding_window")) c.slidingWindow = cfg.positiveInt("sliding_window");
         break;
+    case Arch::Mixtral:
+        // Mistral attention; every layer's MLP is a sparse MoE block.
+        if (cfg.has("sliding_window")) c.slidingWindow = cfg.positiveInt("sliding_window");
+        c.numExperts = cfg.positiveInt("num_local_experts");
+        c.expertsPerToken = cfg.positiveInt("num_experts_per_tok");
+        if (c.expertsPerToken > c.numExperts)
+            cfg.fail("num_experts_per_tok", std::to_string(c.expertsPerToken) + " is more than num_local_experts " +
+                                                std::to_string(c.numExperts));
+        c.normTopkProb = true;
+        break;
     case Arch::Qwen2:
         c.attentionBias = true; // Qwen2 always has q/k/v biases
         if (cfg.boolean("use_sliding_window", false)) {
@@ -307,6 +318,7 @@ std::string ModelConfig::archName() const {
     case Arch::Llama: return "Llama";
     case Arch::Mistral: return "Mistral";
     case Arch::Qwen2: return "Qwen2";
+    case Arch::Mixtral: return "Mixtral";
     }
     return "?";
 }

@@ -7,7 +7,7 @@
 
 namespace moe {
 
-enum class Arch { Llama, Mistral, Qwen2 };
+enum class Arch { Llama, Mistral, Qwen2, Mixtral };
 
 struct ModelConfig {
     std::filesystem::path dir;
@@ -29,6 +29,12 @@ struct ModelConfig {
     int slidingWindow = 0;          // 0 = full attention
     bool tieWordEmbeddings = false;
     bool attentionBias = false;     // q/k/v biases (Qwen2)
+    // Native sparse MoE (Mixtral): experts per MLP layer (0 = dense MLPs),
+    // experts each token runs, and whether the chosen experts' softmax
+    // weights are renormalised to sum to 1 (Mixtral: yes).
+    int numExperts = 0;
+    int expertsPerToken = 0;
+    bool normTopkProb = true;
     std::string torchDtype;
     std::vector<int> bosTokenIds;
     std::vector<int> eosTokenIds;
@@ -36,6 +42,7 @@ struct ModelConfig {
     // Throws moe::Error naming config.json and the field on any problem.
     static ModelConfig load(const std::filesystem::path& dir);
     std::string archName() const;
+    bool isMoe() const { return numExperts > 0; }
 };
 
 } // namespace moe
