@@ -129,6 +129,7 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, 
     RoutingOptions routing;
     routing.topK = uint32_t(c.expertsPerToken);
     routing.mode = RouteMode::Token;
+    routing.renormalise = c.normTopkProb;
     return std::make_unique<RoutedMlp>(ctx, std::move(base), std::move(experts), gate, std::vector<float>{}, routing);
 }
 

@@ -209,9 +209,9 @@ void routeTokens(vk::Context& ctx, vk::Recorder& rec, const RouteParams& rp, con
     struct Push {
         uint32_t experts, topK, mode, maxBatch;
         float decay;
-        uint32_t probsBase, frozenBase;
+        uint32_t probsBase, frozenBase, renormalise;
     } p{rp.experts, rp.topK, rp.mode, rp.maxBatch, rp.decay,
-        rp.maxContext * rp.experts + rp.experts, rp.maxContext * rp.experts};
+        rp.maxContext * rp.experts + rp.experts, rp.maxContext * rp.experts, rp.renormalise};
     const auto& pipe = ctx.pipeline("moe_route", 5, sizeof p);
     rec.dispatch(pipe, {step, logits, route, state, usage}, &p, sizeof p, 1);
 }

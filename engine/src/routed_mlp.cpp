@@ -104,6 +104,7 @@ void RoutedMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step)
     rp.topK = routing_.topK;
     rp.mode = uint32_t(routing_.mode);
     rp.decay = routing_.halflife > 0 ? float(std::exp2(-1.0 / routing_.halflife)) : 1.0f;
+    rp.renormalise = routing_.renormalise || routing_.mode != RouteMode::Token ? 1u : 0u;
     ops::routeTokens(ctx, rec, rp, *step.step, st.logits, st.route, st.state, st.usage);
     rec.barrier();
 

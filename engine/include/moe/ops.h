@@ -79,6 +79,7 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
 struct RouteParams {
     uint32_t experts = 0, topK = 1, mode = 0, maxBatch = 0, maxContext = 0;
     float decay = 1.0f;
+    uint32_t renormalise = 1; // 0: the chosen experts keep their raw scores as weights
 };
 uint64_t routeBufferBytes(const RouteParams& p);
 uint64_t routeStateBytes(const RouteParams& p);

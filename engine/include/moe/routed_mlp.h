@@ -32,6 +32,10 @@ struct RoutingOptions {
     RouteMode mode = RouteMode::Token;
     float halflife = 0; // running/sequence: tokens for a weight to halve; 0 = plain mean
     bool baseSlot = false; // record the base MLP as a pinnable slot (likelihood routing without include_base)
+    // Token mode: the chosen experts' softmax probabilities are scaled to sum
+    // to 1 (Mixtral; Qwen2-MoE norm_topk_prob = true), or used as they are
+    // (false). Running and sequence scores are sums, so those always renormalise.
+    bool renormalise = true;
 };
 
 class RoutedMlp : public MlpBlock {
