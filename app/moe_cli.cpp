@@ -140,8 +140,10 @@ int runInfo(const std::filesystem::path& dir, bool asJson) {
     facts["chat_template"] = !moe::ChatTemplate::fromModelDir(dir).isFallback();
     if (config.isMoe()) {
         // Active = what one token runs: all but the experts it is not routed to.
-        const uint64_t perExpert = 3ull * uint64_t(config.hiddenSize) * uint64_t(config.intermediateSize);
-        const uint64_t idle = uint64_t(config.numExperts - config.expertsPerToken) * perExpert * uint64_t(config.numLayers);
+        const uint64_t perExpert = 3ull * uint64_t(config.hiddenSize) * uint64_t(config.expertIntermediateSize());
+        uint64_t sparseLayers = 0;
+        for (int l = 0; l < config.numLayers; ++l) sparseLayers += config.isSparseLayer(l) ? 1 : 0;
+        const uint64_t idle = uint64_t(config.numExperts - config.expertsPerToken) * perExpert * sparseLayers;
         facts["experts"] = config.numExperts;
         facts["experts_per_token"] = config.expertsPerToken;
         facts["active_parameters"] = params > idle ? params - idle : 0;

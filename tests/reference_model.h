@@ -32,9 +32,19 @@ struct Spec {
     // mixtral: experts per layer, experts per token, Transformers' fused layout
     int experts = 0, topK = 0;
     bool fusedExperts = false;
+    // qwen2_moe: expert / shared expert widths (inter = dense layers'), sparse step, dense layers, renormalisation
+    int moeInter = 0, sharedInter = 0, sparseStep = 1;
+    std::vector<int> mlpOnly;
+    bool normTopk = false;
+    bool qkvBias() const { return arch == "qwen2" || arch == "qwen2_moe"; }
+    bool sparse(int layer) const {
+        if (arch == "mixtral") return true;
+        if (arch != "qwen2_moe") return false;
+        return std::find(mlpOnly.begin(), mlpOnly.end(), layer) == mlpOnly.end() && (layer + 1) % sparseStep == 0;
+    }
 };
 
-inline double ropeTheta(const Spec& s) { return s.arch == "qwen2" || s.arch == "mixtral" ? 1e6 : 1e4; }
+inline double ropeTheta(const Spec& s) { return s.arch == "qwen2" || s.arch == "mixtral" || s.arch == "qwen2_moe" ? 1e6 : 1e4; }
 
 struct HostTensor {
     std::vector<int64_t> shape;
@@ -74,7 +84,7 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
         add(p + "self_attn.k_proj.weight", {kv, H}, 0.2f);
         add(p + "self_attn.v_proj.weight", {kv, H}, 0.2f);
         add(p + "self_attn.o_proj.weight", {H, q}, 0.1f);
-        if (s.arch == "qwen2") {
+        if (s.qkvBias()) {
             add(p + "self_attn.q_proj.bias", {q}, 0.5f);
             add(p + "self_attn.k_proj.bias", {kv}, 0.5f);
             add(p + "self_attn.v_proj.bias", {kv}, 0.5f);
@@ -92,6 +102,21 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
                 add(x + "w2.weight", {H, I}, 0.1f);
                 add(x + "w3.weight", {I, H}, 0.1f);
             }
+        } else if (s.sparse(l)) { // qwen2_moe
+            const int64_t M = s.moeInter, S = s.sharedInter;
+            add(p + "mlp.gate.weight", {s.experts, H}, 0.6f);
+            for (int e = 0; e < s.experts; ++e) {
+                const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+                add(x + "gate_proj.weight", {M, H}, 0.1f);
+                add(x + "up_proj.weight", {M, H}, 0.1f);
+                add(x + "down_proj.weight", {H, M}, 0.1f);
+            }
+            if (S > 0) {
+                add(p + "mlp.shared_expert.gate_proj.weight", {S, H}, 0.1f);
+                add(p + "mlp.shared_expert.up_proj.weight", {S, H}, 0.1f);
+                add(p + "mlp.shared_expert.down_proj.weight", {H, S}, 0.1f);
+                add(p + "mlp.shared_expert_gate.weight", {1, H}, 0.3f);
+            }
         } else {
             add(p + "mlp.gate_proj.weight", {I, H}, 0.1f);
             add(p + "mlp.up_proj.weight", {I, H}, 0.1f);
@@ -105,6 +130,7 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
     const char* archName = s.arch == "qwen2"     ? "Qwen2ForCausalLM"
                          : s.arch == "mistral" ? "MistralForCausalLM"
                          : s.arch == "mixtral" ? "MixtralForCausalLM"
+                         : s.arch == "qwen2_moe" ? "Qwen2MoeForCausalLM"
                                                : "LlamaForCausalLM";
     json c = {{"architectures", {archName}}, {"model_type", s.arch}, {"hidden_size", s.hidden},
               {"intermediate_size", s.inter}, {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
@@ -116,7 +142,16 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
         c["num_local_experts"] = s.experts;
         c["num_experts_per_tok"] = s.topK;
     }
-    if (s.arch == "qwen2") {
+    if (s.arch == "qwen2_moe") {
+        c["num_experts"] = s.experts;
+        c["num_experts_per_tok"] = s.topK;
+        c["moe_intermediate_size"] = s.moeInter;
+        c["shared_expert_intermediate_size"] = s.sharedInter;
+        c["decoder_sparse_step"] = s.sparseStep;
+        c["mlp_only_layers"] = s.mlpOnly;
+        c["norm_topk_prob"] = s.normTopk;
+    }
+    if (s.qkvBias()) {
         c["use_sliding_window"] = false;
         c["sliding_window"] = 4096;
     }
@@ -194,6 +229,33 @@ inline MlpFn mixtralMlp(const std::filesystem::path& dir, const Spec& s) {
     };
 }
 
+// A Qwen2-MoE sparse block as Transformers computes it: the top-k experts
+// (renormalised only with norm_topk_prob) plus sigmoid(shared_gate·x)·shared(x).
+inline MlpFn qwen2MoeMlp(const std::filesystem::path& dir, const Spec& s) {
+    auto store = std::shared_ptr<WeightStore>(WeightStore::openFolder(dir).release());
+    return [store, s](int layer, int, const std::vector<double>& x) {
+        const int H = s.hidden, M = s.moeInter, S = s.sharedInter;
+        const std::string p = "model.layers." + std::to_string(layer) + ".mlp.";
+        auto W = [&](const std::string& n) { return toFloat32(store->require(p + n)); };
+        if (!s.sparse(layer)) return swiglu(W("gate_proj.weight"), W("up_proj.weight"), W("down_proj.weight"), x, H, s.inter);
+        const auto w = topKWeights(linear(W("gate.weight"), x, s.experts, H), s.topK, s.normTopk);
+        std::vector<double> out(size_t(H), 0.0);
+        for (int e = 0; e < s.experts; ++e) {
+            if (w[size_t(e)] == 0) continue;
+            const std::string x2 = "experts." + std::to_string(e) + ".";
+            const auto y = swiglu(W(x2 + "gate_proj.weight"), W(x2 + "up_proj.weight"), W(x2 + "down_proj.weight"), x, H, M);
+            for (int i = 0; i < H; ++i) out[size_t(i)] += w[size_t(e)] * y[size_t(i)];
+        }
+        if (S > 0) {
+            const double g = 1.0 / (1.0 + std::exp(-linear(W("shared_expert_gate.weight"), x, 1, H)[0]));
+            const auto y = swiglu(W("shared_expert.gate_proj.weight"), W("shared_expert.up_proj.weight"),
+                                  W("shared_expert.down_proj.weight"), x, H, S);
+            for (int i = 0; i < H; ++i) out[size_t(i)] += g * y[size_t(i)];
+        }
+        return out;
+    };
+}
+
 // The Transformers forward pass, transcribed directly (double accumulation).
 // `mlp` replaces the layers' dense MLPs when given.
 inline std::vector<float> referenceLogits(const std::filesystem::path& dir, const Spec& s, const std::vector<int32_t>& ids,
@@ -202,7 +264,10 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
     auto W = [&](const std::string& n) { return toFloat32(store->require(n)); };
     const int H = s.hidden, I = s.inter, D = s.headDim, nh = s.heads, nkv = s.kvHeads, T = int(ids.size());
     const double eps = 1e-6, theta = ropeTheta(s);
-    const MlpFn moeMlp = !mlp && s.arch == "mixtral" ? mixtralMlp(dir, s) : MlpFn{};
+    const MlpFn moeMlp = mlp                     ? MlpFn{}
+                         : s.arch == "mixtral"   ? mixtralMlp(dir, s)
+                         : s.arch == "qwen2_moe" ? qwen2MoeMlp(dir, s)
+                                                 : MlpFn{};
     auto rmsnorm = [&](const std::vector<double>& x, const std::vector<float>& w) {
         double ss = 0;
         for (double v : x) ss += v * v;
@@ -225,7 +290,7 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
             Q[size_t(t)] = linear(wq, x, nh * D, H);
             K[size_t(t)] = linear(wk, x, nkv * D, H);
             V[size_t(t)] = linear(wv, x, nkv * D, H);
-            if (s.arch == "qwen2") {
+            if (s.qkvBias()) {
                 auto bq = W(p + "self_attn.q_proj.bias"), bk = W(p + "self_attn.k_proj.bias"), bv = W(p + "self_attn.v_proj.bias");
                 for (size_t i = 0; i < Q[size_t(t)].size(); ++i) Q[size_t(t)][i] += bq[i];
                 for (size_t i = 0; i < K[size_t(t)].size(); ++i) { K[size_t(t)][i] += bk[i]; V[size_t(t)][i] += bv[i]; }

@@ -119,6 +119,53 @@ private slots:
         QCOMPARE(total, uint32_t(ids.size()) * 2u);
     }
 
+    // Qwen2-MoE: q/k/v biases, a shared expert behind a sigmoid gate, top-k
+    // not renormalised (norm_topk_prob false) or renormalised, dense layers
+    // by decoder_sparse_step and mlp_only_layers.
+    void qwen2MoeMatchesCpuReference_data() {
+        QTest::addColumn<bool>("normTopk");
+        QTest::addColumn<int>("sharedInter");
+        QTest::addColumn<int>("sparseStep");
+        QTest::addColumn<bool>("mlpOnly");
+        QTest::newRow("shared expert, raw top-k, all sparse") << false << 64 << 1 << false;
+        QTest::newRow("shared expert, renormalised, every 2nd layer sparse") << true << 48 << 2 << false;
+        QTest::newRow("no shared expert, layer 0 dense (mlp_only_layers)") << false << 0 << 1 << true;
+    }
+
+    void qwen2MoeMatchesCpuReference() {
+        QFETCH(bool, normTopk);
+        QFETCH(int, sharedInter);
+        QFETCH(int, sparseStep);
+        QFETCH(bool, mlpOnly);
+        Spec s{"qwen2_moe", 48, 72, 3, 6, 2, 8, 97, 0, true, DType::BF16};
+        s.experts = 5;
+        s.topK = 2;
+        s.moeInter = 24;
+        s.sharedInter = sharedInter;
+        s.sparseStep = sparseStep;
+        if (mlpOnly) s.mlpOnly = {0};
+        s.normTopk = normTopk;
+        QTemporaryDir dir;
+        const std::filesystem::path d = dir.path().toStdString();
+        writeModel(d, s, 41);
+        const auto ids = randomTokens(23, 6);
+        const auto want = referenceLogits(d, s, ids);
+        auto model = Model::load(*ctx, d);
+        QCOMPARE(model->config().normTopkProb, normTopk);
+        for (int l = 0; l < 3; ++l) QCOMPARE(model->config().isSparseLayer(l), s.sparse(l));
+        Session session(*model, 64, 8);
+        std::vector<float> got;
+        session.forward(std::span<const int32_t>(ids.data(), 17), &got);
+        for (size_t t = 17; t < ids.size(); ++t) {
+            auto l = session.forward(std::span<const int32_t>(&ids[t], 1));
+            got.insert(got.end(), l.begin(), l.end());
+        }
+        QCOMPARE(got.size(), want.size());
+        const double e = test::nmse(got, want);
+        qInfo("qwen2_moe: NMSE %.3g", e);
+        QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
     void greedyTokensMatchReference() {
         const Spec s = mixtral(false);
         QTemporaryDir dir;

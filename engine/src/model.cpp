@@ -66,10 +66,15 @@ std::string tensorPlace(const TensorView& t) {
 // first, and mlp.experts.down_proj [E, H, I]).
 std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, const WeightStore& w,
                                         const std::string& layerPrefix, uint64_t& parameters) {
-    const int64_t H = c.hiddenSize, I = c.intermediateSize, E = c.numExperts;
+    const int64_t H = c.hiddenSize, I = c.expertIntermediateSize(), E = c.numExperts;
+    const bool qwen = c.arch == Arch::Qwen2Moe;
     const bool fused = w.find(layerPrefix + "mlp.experts.gate_up_proj") != nullptr;
-    const std::string moePrefix = layerPrefix + (fused ? "mlp." : "block_sparse_moe.");
-    const std::string countField = "config.json num_local_experts";
+    const std::string moePrefix = layerPrefix + (fused || qwen ? "mlp." : "block_sparse_moe.");
+    const std::string countField = std::string("config.json ") + (qwen ? "num_experts" : "num_local_experts");
+    // Projection names: Mixtral's w1/w2/w3 are gate/down/up.
+    const char* gateProj = qwen ? "gate_proj.weight" : "w1.weight";
+    const char* downProj = qwen ? "down_proj.weight" : "w2.weight";
+    const char* upProj = qwen ? "up_proj.weight" : "w3.weight";
 
     // The gate's row count is the expert count the weights were trained with.
     const std::string gateName = moePrefix + "gate.weight";
@@ -103,7 +108,7 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, 
         if (gateUp.file) gateUp.file->releasePages(gateUp.data, gateUp.nbytes);
         if (down.file) down.file->releasePages(down.data, down.nbytes);
     } else {
-        if (const std::string extra = moePrefix + "experts." + std::to_string(E) + ".w1.weight"; w.find(extra))
+        if (const std::string extra = moePrefix + "experts." + std::to_string(E) + "." + gateProj; w.find(extra))
             throw Error(tensorPlace(*w.find(extra)) + " exists, but " + countField + " says " + std::to_string(E) +
                         " experts (0 to " + std::to_string(E - 1) + ")");
         for (int64_t e = 0; e < E; ++e) {
@@ -113,9 +118,9 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, 
                 parameters += uint64_t(t.numel());
                 return DeviceMatrix::upload(ctx, t);
             };
-            gates.push_back(load("w1.weight", I, H));
-            downs.push_back(load("w2.weight", H, I));
-            ups.push_back(load("w3.weight", I, H));
+            gates.push_back(load(gateProj, I, H));
+            downs.push_back(load(downProj, H, I));
+            ups.push_back(load(upProj, I, H));
         }
     }
 
@@ -130,7 +135,25 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, 
     routing.topK = uint32_t(c.expertsPerToken);
     routing.mode = RouteMode::Token;
     routing.renormalise = c.normTopkProb;
-    return std::make_unique<RoutedMlp>(ctx, std::move(base), std::move(experts), gate, std::vector<float>{}, routing);
+    auto routed = std::make_unique<RoutedMlp>(ctx, std::move(base), std::move(experts), gate, std::vector<float>{}, routing);
+    if (!qwen || c.sharedExpertIntermediateSize == 0) return routed;
+
+    // Qwen2-MoE's shared expert, weighted per token by sigmoid(shared_expert_gate · x).
+    const int64_t S = c.sharedExpertIntermediateSize;
+    auto sharedMatrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+        const TensorView& t = w.require(moePrefix + name, {rows, cols});
+        parameters += uint64_t(t.numel());
+        return DeviceMatrix::upload(ctx, t);
+    };
+    auto sharedGate = sharedMatrix("shared_expert.gate_proj.weight", S, H);
+    auto sharedUp = sharedMatrix("shared_expert.up_proj.weight", S, H);
+    auto sharedDown = sharedMatrix("shared_expert.down_proj.weight", H, S);
+    const TensorView& sharedGateRow = w.require(moePrefix + "shared_expert_gate.weight", {1, H});
+    parameters += uint64_t(sharedGateRow.numel());
+    return std::make_unique<SharedExpertMoe>(
+        ctx, std::move(routed),
+        std::make_unique<DenseMlp>(std::move(sharedGate), std::move(sharedUp), std::move(sharedDown)),
+        toFloat32(sharedGateRow));
 }
 
 } // namespace
@@ -146,8 +169,8 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
     const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize;
     const int64_t qDim = int64_t(c.numHeads) * c.headDim, kvDim = int64_t(c.numKvHeads) * c.headDim;
 
-    const size_t perLayer = (c.isMoe() ? 7 : 9) + (c.attentionBias ? 3 : 0);
-    const size_t total = 3 + size_t(c.numLayers) * perLayer;
+    size_t total = 3;
+    for (int l = 0; l < c.numLayers; ++l) total += (c.isSparseLayer(l) ? 7 : 9) + (c.attentionBias ? 3 : 0);
     size_t done = 0;
     auto tick = [&] {
         if (progress.onTensor) progress.onTensor(++done, total);
@@ -194,7 +217,7 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
             L.vBias = vector(p + "self_attn.v_proj.bias", kvDim);
         }
         L.mlpNorm = vector(p + "post_attention_layernorm.weight", H);
-        if (c.isMoe()) {
+        if (c.isSparseLayer(l)) {
             L.mlp = loadSparseMoe(ctx, c, w, p, m->parameters_);
             tick();
             continue;

@@ -274,6 +274,15 @@ void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk:
     rec.dispatchFlat(pipe, {g, u, h}, &p, sizeof p, (n + 63) / 64);
 }
 
+void sigmoidScaleRows(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& s, const vk::Buffer& h, uint32_t nTokens,
+                      uint32_t width) {
+    struct Push {
+        uint32_t n, width;
+    } p{nTokens, width};
+    const auto& pipe = ctx.pipeline("sigmoid_scale_rows", 2, sizeof p);
+    rec.dispatchFlat(pipe, {s, h}, &p, sizeof p, (nTokens * width + 63) / 64);
+}
+
 void copy(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& src, const vk::Buffer& dst, uint64_t bytes) {
     struct Push {
         uint32_t n;

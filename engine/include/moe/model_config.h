@@ -7,7 +7,7 @@
 
 namespace moe {
 
-enum class Arch { Llama, Mistral, Qwen2, Mixtral };
+enum class Arch { Llama, Mistral, Qwen2, Mixtral, Qwen2Moe };
 
 struct ModelConfig {
     std::filesystem::path dir;
@@ -35,6 +35,14 @@ struct ModelConfig {
     int numExperts = 0;
     int expertsPerToken = 0;
     bool normTopkProb = true;
+    // Qwen2-MoE: expert and shared-expert widths (intermediateSize is the
+    // dense layers'), every decoderSparseStep-th layer sparse, except mlpOnlyLayers.
+    int moeIntermediateSize = 0;
+    int sharedExpertIntermediateSize = 0;
+    int decoderSparseStep = 1;
+    std::vector<int> mlpOnlyLayers;
+    bool isSparseLayer(int layer) const;
+    int expertIntermediateSize() const { return moeIntermediateSize > 0 ? moeIntermediateSize : intermediateSize; }
     std::string torchDtype;
     std::vector<int> bosTokenIds;
     std::vector<int> eosTokenIds;

@@ -107,6 +107,9 @@ void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, con
                const vk::Buffer& q, const vk::Buffer& kCache, const vk::Buffer& vCache, const vk::Buffer& out,
                uint32_t nTokens);
 // h = silu(g) * u over n elements.
+// h[t, :] *= sigmoid(s[t]) for t < nTokens over rows of `width` (gated shared experts).
+void sigmoidScaleRows(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& s, const vk::Buffer& h, uint32_t nTokens,
+                      uint32_t width);
 void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk::Buffer& u, const vk::Buffer& h,
              uint32_t n);
 // dst = src, `bytes` a multiple of 16 (bandwidth probe).
