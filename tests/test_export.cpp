@@ -157,6 +157,20 @@ private slots:
         // The output folder exists now: a second export refuses to overwrite it.
         const auto msg = test::errorMessage([&] { exportMoe(s, o); });
         QVERIFY2(msg.find("already exists") != std::string::npos, msg.c_str());
+
+        // The same MoE as Qwen2-MoE: layers 0 and 2 stay dense (mlp_only_layers).
+        const fs::path qwenOut = fs::path(tmp.path().toStdString()) / "qwen2moe-f32";
+        o.out = qwenOut;
+        o.format = ExportFormat::Qwen2Moe;
+        const auto qrep = exportMoe(s, o);
+        QVERIFY(qrep.warnings.empty());
+        const json qconfig = readJson(qwenOut / "config.json");
+        QCOMPARE(qconfig["model_type"].get<std::string>(), std::string("qwen2_moe"));
+        QCOMPARE(qconfig["mlp_only_layers"], json::array({0, 2}));
+        QCOMPARE(qconfig["norm_topk_prob"].get<bool>(), true);
+        const double qe = compare(s, qwenOut);
+        qInfo("f32 qwen2_moe export vs built MoE: NMSE %.3g", qe);
+        QVERIFY2(qe < 1e-9, qPrintable(QString("NMSE %1").arg(qe)));
     }
 
     void loraWithBaseBf16MatchesBuiltMoe() {

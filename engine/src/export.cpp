@@ -109,8 +109,6 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
     std::error_code ec;
     if (fs::exists(options.out, ec) && !(fs::is_directory(options.out, ec) && fs::is_empty(options.out, ec)))
         throw Error(options.out.string() + ": already exists and is not an empty folder; choose a new one");
-    if (options.format == ExportFormat::Qwen2Moe)
-        throw Error("export format qwen2_moe is not supported yet; use --format mixtral");
     if (options.shardBytes == 0) throw Error("export: the shard size must be positive");
 
     const SelectionFacts facts = validateSelection(s);
@@ -124,10 +122,12 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
     for (size_t i = 0; i < gateWeights.size(); ++i)
         if (!gateWeights[i].bias.empty())
             throw Error(gates.string() + ": the gate of layer " + std::to_string(facts.layers[i]) +
-                        " has a bias, which Mixtral's router (a linear layer without bias) cannot hold; set "
+                        " has a bias, which the router of a Mixtral or Qwen2-MoE checkpoint (a linear layer without "
+                        "bias) cannot hold; set "
                         "gate_bias = false in [anymoe.config] of " +
                         (s.file.empty() ? std::string("the selector") : s.file.string()) + " and build again");
-    if (c.attentionBias)
+    const bool qwen = options.format == ExportFormat::Qwen2Moe;
+    if (c.attentionBias && !qwen)
         throw Error(c.dir.string() + "/config.json: the base (" + c.architecture +
                     ") has q/k/v biases, which Mixtral has not; export it as qwen2_moe");
     if (c.isMoe()) throw Error(c.dir.string() + ": the base is already a sparse MoE");
@@ -137,7 +137,7 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
         if (auto it = meta.find("routing"); it != meta.end()) parseRoutingMode(it->second, routing);
     if (routing != RoutingMode::Token)
         rep.warnings.push_back(std::string("the MoE was built with ") + toString(routing) +
-                               " routing; Mixtral routes every token on its own gate scores (token routing), so "
+                               " routing; " + std::string(qwen ? "Qwen2-MoE" : "Mixtral") + " routes every token on its own gate scores (token routing), so "
                                "the exported model picks experts per token instead of " +
                                (routing == RoutingMode::Running    ? "by the running mean of the scores so far"
                                 : routing == RoutingMode::Sequence ? "once per prompt"
@@ -163,7 +163,7 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
     // Which layer is routed, and by which gate.
     std::map<int, size_t> gateOf;
     for (size_t i = 0; i < facts.layers.size(); ++i) gateOf[facts.layers[i]] = i;
-    if (int(facts.layers.size()) < c.numLayers)
+    if (int(facts.layers.size()) < c.numLayers && !qwen)
         rep.warnings.push_back(std::to_string(c.numLayers - int(facts.layers.size())) +
                                " layer(s) were not chosen; Mixtral has experts in every layer, so each of them holds "
                                "the base MLP " + std::to_string(E) + " times behind a zero gate (same output, " +
@@ -172,24 +172,45 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
     // The plan: every base tensor but the chosen prefix's MLPs, then per layer the router and experts.
     std::vector<PlannedTensor> plan;
     std::set<std::string> mlpNames;
+    // Qwen2-MoE keeps the layers not chosen dense (mlp_only_layers); Mixtral cannot.
     for (int l = 0; l < c.numLayers; ++l)
-        for (const char* proj : {"gate_proj", "up_proj", "down_proj"}) mlpNames.insert(naming.tensor(l, proj));
+        if (!qwen || gateOf.count(l))
+            for (const char* proj : {"gate_proj", "up_proj", "down_proj"}) mlpNames.insert(naming.tensor(l, proj));
     for (const auto& name : base->names()) {
         if (mlpNames.count(name)) continue;
         const TensorView& t = base->require(name);
         plan.push_back({name, t.shape, [base, name] { return toFloat32(base->require(name)); }});
     }
+    if (qwen && !c.attentionBias) {
+        // Qwen2 attention always has q/k/v biases: zeros keep the base's attention.
+        const int64_t q = int64_t(c.numHeads) * c.headDim, kv = int64_t(c.numKvHeads) * c.headDim;
+        for (int l = 0; l < c.numLayers; ++l)
+            for (const auto& [proj, n] : {std::pair{"q_proj", q}, {"k_proj", kv}, {"v_proj", kv}})
+                plan.push_back({"model.layers." + std::to_string(l) + ".self_attn." + proj + ".bias", {n},
+                                [n] { return std::vector<float>(size_t(n), 0.0f); }});
+    }
     for (int l = 0; l < c.numLayers; ++l) {
-        const std::string p = "model.layers." + std::to_string(l) + ".block_sparse_moe.";
+        const std::string p = "model.layers." + std::to_string(l) + (qwen ? ".mlp." : ".block_sparse_moe.");
         const auto g = gateOf.find(l);
         const bool routed = g != gateOf.end();
+        if (qwen && !routed) continue;
+        if (qwen) {
+            // Qwen2-MoE always has a shared expert: one of width 1 with zero
+            // weights adds exactly 0 (silu(0)·0), whatever its gate says.
+            const std::vector<std::pair<std::string, std::vector<int64_t>>> shared = {
+                {"shared_expert.gate_proj.weight", {1, H}}, {"shared_expert.up_proj.weight", {1, H}},
+                {"shared_expert.down_proj.weight", {H, 1}}, {"shared_expert_gate.weight", {1, H}}};
+            for (const auto& [name, shape] : shared)
+                plan.push_back({p + name, shape, [H] { return std::vector<float>(size_t(H), 0.0f); }});
+        }
         std::vector<float> router = routed ? gateWeights[g->second].weight : std::vector<float>(size_t(E) * H, 0.0f);
         plan.push_back({p + "gate.weight", {E, H}, [router] { return router; }});
         for (int e = 0; e < E; ++e) {
             // Slot e: the base when include_base makes it expert 0, else the selector's expert.
             const int expert = s.includeBase ? e - 1 : e;
             const bool isBase = !routed || expert < 0;
-            for (const auto& [w, proj] : {std::pair{"w1", "gate_proj"}, {"w2", "down_proj"}, {"w3", "up_proj"}}) {
+            for (const auto& [mixtralName, proj] : {std::pair{"w1", "gate_proj"}, {"w2", "down_proj"}, {"w3", "up_proj"}}) {
+                const std::string w = qwen ? proj : mixtralName;
                 const std::vector<int64_t> shape =
                     std::string(proj) == "down_proj" ? std::vector<int64_t>{H, I} : std::vector<int64_t>{I, H};
                 std::function<std::vector<float>()> values;
@@ -268,18 +289,36 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
 
     // config.json: the base's, as Mixtral.
     ojson config = ojson::parse(readTextFile(c.dir / "config.json"));
-    config["architectures"] = {"MixtralForCausalLM"};
-    config["model_type"] = "mixtral";
     for (const char* key : {"attention_bias", "mlp_bias", "pretraining_tp", "use_sliding_window", "max_window_layers"})
         config.erase(key);
     config["head_dim"] = c.headDim;
     config["num_key_value_heads"] = c.numKvHeads;
-    config["sliding_window"] = c.slidingWindow > 0 ? ojson(c.slidingWindow) : ojson(nullptr);
-    config["num_local_experts"] = E;
     config["num_experts_per_tok"] = topK;
     config["output_router_logits"] = false;
-    config["router_aux_loss_coef"] = 0.02;
-    config["router_jitter_noise"] = 0.0;
+    if (qwen) {
+        config["architectures"] = {"Qwen2MoeForCausalLM"};
+        config["model_type"] = "qwen2_moe";
+        config["use_sliding_window"] = c.slidingWindow > 0;
+        config["sliding_window"] = c.slidingWindow > 0 ? c.slidingWindow : c.maxPositions;
+        config["max_window_layers"] = c.slidingWindow > 0 ? 0 : c.numLayers;
+        config["num_experts"] = E;
+        config["moe_intermediate_size"] = I;
+        config["shared_expert_intermediate_size"] = 1; // zero weights, see the tensors
+        config["decoder_sparse_step"] = 1;
+        ojson dense = ojson::array();
+        for (int l = 0; l < c.numLayers; ++l)
+            if (!gateOf.count(l)) dense.push_back(l);
+        config["mlp_only_layers"] = dense;
+        config["norm_topk_prob"] = true; // the built MoE renormalises its top-k weights
+        config["router_aux_loss_coef"] = 0.001;
+    } else {
+        config["architectures"] = {"MixtralForCausalLM"};
+        config["model_type"] = "mixtral";
+        config["sliding_window"] = c.slidingWindow > 0 ? ojson(c.slidingWindow) : ojson(nullptr);
+        config["num_local_experts"] = E;
+        config["router_aux_loss_coef"] = 0.02;
+        config["router_jitter_noise"] = 0.0;
+    }
     config["torch_dtype"] = torchDtype(dtype);
     writeFileAtomic(tmp / "config.json", config.dump(2) + "\n");
     rep.files.push_back("config.json");
@@ -304,9 +343,10 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
 
     // README.md: a model card saying what was built and how well the gates route.
     std::ostringstream card;
-    card << "---\nbase_model: " << s.modelId << "\ntags:\n- moe\n- mixtral\n- moe-studio\n---\n\n"
+    card << "---\nbase_model: " << s.modelId << "\ntags:\n- moe\n- " << toString(options.format)
+         << "\n- moe-studio\n---\n\n"
          << "# " << out.filename().string() << "\n\n"
-         << "A Mixtral-format sparse Mixture-of-Experts built with MoE Studio from the base model `" << s.modelId
+         << "A " << (qwen ? "Qwen2-MoE" : "Mixtral") << "-format sparse Mixture-of-Experts built with MoE Studio from the base model `" << s.modelId
          << "` (" << c.architecture << ").\n\n"
          << "| | |\n|---|---|\n"
          << "| experts per layer | " << E << " |\n| experts per token | " << topK << " |\n"

@@ -1,8 +1,11 @@
 #pragma once
 // Export of a built MoE (selector + trained gates) as a native sparse-MoE
 // checkpoint other tools load: Transformers / vLLM / llama.cpp read a
-// Mixtral folder (config.json, sharded safetensors + index, tokenizer,
-// generation_config.json, a README.md model card). Experts are written dense
+// Mixtral or Qwen2-MoE folder (config.json, sharded safetensors + index,
+// tokenizer, generation_config.json, a README.md model card). Mixtral has
+// experts in every layer (layers not chosen repeat the base MLP); Qwen2-MoE
+// keeps them dense (mlp_only_layers), takes Qwen2 bases (q/k/v biases; zero
+// biases for others) and gets a zero shared expert of width 1 (adds 0). Experts are written dense
 // (LoRA merged: W + alpha/r·B·A); include_base makes the base MLP expert 0.
 // The folder is written under a temporary name and renamed at the end.
 #include "moe/selector.h"
