@@ -73,6 +73,25 @@ private slots:
         QVERIFY2(r.out.find("4 per layer, top-2 per token") != std::string::npos, r.out.c_str());
     }
 
+    void exportNeedsABuiltMoeAndAKnownFormat() {
+        QTemporaryDir dir;
+        const std::string m = std::filesystem::absolute(moe::test::modelsDir()).string();
+        const QString sel = dir.path() + "/sel.toml";
+        std::ofstream(sel.toStdString()) << "[model]\nmodel_id = \"" << m << "/base\"\n\n[anymoe]\ndataset_json = \"" << m
+                                         << "/amoe.json\"\nmodel_ids = [\"" << m << "/expert-code\", \"" << m
+                                         << "/expert-legal\", \"" << m << "/expert-tech\"]\n\n[anymoe.config]\n";
+        auto r = runCli({"export", sel, "--out", dir.path() + "/out"});
+        QCOMPARE(r.exitCode, 1);
+        QVERIFY2(r.err.find("build the MoE first") != std::string::npos && r.err.find("gate") != std::string::npos,
+                 r.err.c_str());
+        r = runCli({"export", sel, "--out", dir.path() + "/out", "--format", "gguf"});
+        QCOMPARE(r.exitCode, 1);
+        QVERIFY2(r.err.find("mixtral or qwen2_moe") != std::string::npos, r.err.c_str());
+        r = runCli({"export", sel, "--out", dir.path() + "/out", "--shard-size", "lots"});
+        QVERIFY2(r.exitCode == 1 && r.err.find("lots") != std::string::npos, r.err.c_str());
+        QVERIFY(!QFileInfo::exists(dir.path() + "/out"));
+    }
+
     void greedyGenerateMatchesReference() {
         std::ifstream in(moe::test::modelsDir() / "reference" / "reference.json");
         auto ref = json::parse(in)["models"]["base"][0];
