@@ -6,6 +6,7 @@
 #include "moe/chat_template.h"
 #include "moe/mergekit.h"
 #include "moe/error.h"
+#include "moe/export.h"
 #include "moe/generate.h"
 #include "moe/model.h"
 #include "moe/scoring.h"
@@ -137,6 +138,16 @@ int runInfo(const std::filesystem::path& dir, bool asJson) {
         facts["tokenizer"] = std::string("unavailable: ") + e.what();
     }
     facts["chat_template"] = !moe::ChatTemplate::fromModelDir(dir).isFallback();
+    if (config.isMoe()) {
+        // Active = what one token runs: all but the experts it is not routed to.
+        const uint64_t perExpert = 3ull * uint64_t(config.hiddenSize) * uint64_t(config.expertIntermediateSize());
+        uint64_t sparseLayers = 0;
+        for (int l = 0; l < config.numLayers; ++l) sparseLayers += config.isSparseLayer(l) ? 1 : 0;
+        const uint64_t idle = uint64_t(config.numExperts - config.expertsPerToken) * perExpert * sparseLayers;
+        facts["experts"] = config.numExperts;
+        facts["experts_per_token"] = config.expertsPerToken;
+        facts["active_parameters"] = params > idle ? params - idle : 0;
+    }
     if (asJson) {
         std::cout << facts.dump(2) << "\n";
         return 0;
@@ -155,6 +166,11 @@ int runInfo(const std::filesystem::path& dir, bool asJson) {
               << "size on disk  " << mib(folderBytes(dir)) << "\n"
               << "tokenizer     " << facts["tokenizer"].get<std::string>() << "\n"
               << "chat template " << (facts["chat_template"].get<bool>() ? "yes" : "no (plain fallback)") << "\n";
+    if (config.isMoe())
+        std::cout << "experts       " << config.numExperts << " per layer, top-" << config.expertsPerToken
+                  << " per token (" << (config.normTopkProb ? "renormalised" : "not renormalised") << ")\n"
+                  << "active params " << facts["active_parameters"].get<uint64_t>() << " of " << params
+                  << " per token\n";
     return 0;
 }
 
@@ -582,6 +598,43 @@ int runBuild(const BuildArgs& a, const DeviceOptions& dev) {
     return 0;
 }
 
+struct ExportArgs {
+    std::filesystem::path selector, out;
+    std::string format = "mixtral", dtype, shardSize = "5GB";
+    bool asJson = false;
+};
+
+int runExport(const ExportArgs& a) {
+    const moe::Selector s = moe::loadSelectorAny(a.selector);
+    moe::ExportOptions o;
+    o.out = a.out;
+    if (!moe::parseExportFormat(a.format, o.format))
+        throw moe::Error("--format \"" + a.format + "\": expected mixtral or qwen2_moe");
+    o.dtype = a.dtype;
+    o.shardBytes = moe::parseByteSize(a.shardSize);
+    size_t lastPercent = 101;
+    const auto rep = moe::exportMoe(s, o, [&](const moe::ExportProgress& p) {
+        if (a.asJson || p.total == 0) return;
+        const size_t pct = p.done * 100 / p.total;
+        if (pct != lastPercent) std::fprintf(stderr, "\rexport %s %3zu%%", p.stage.c_str(), pct);
+        lastPercent = pct;
+    });
+    if (!a.asJson) std::fprintf(stderr, "\n");
+    if (a.asJson) {
+        std::cout << json{{"out", rep.out.string()}, {"files", rep.files}, {"warnings", rep.warnings},
+                          {"tensors", rep.tensors}, {"bytes", rep.bytes}, {"parameters", rep.parameters},
+                          {"experts", rep.experts}, {"experts_per_token", rep.expertsPerToken}}
+                         .dump()
+                  << "\n";
+        return 0;
+    }
+    for (const auto& w : rep.warnings) std::printf("warning: %s\n", w.c_str());
+    std::printf("%s: %s, %d experts, top-%d, %zu tensors, %llu parameters, %s in %zu files\n", rep.out.c_str(),
+                moe::toString(o.format), rep.experts, rep.expertsPerToken, rep.tensors,
+                static_cast<unsigned long long>(rep.parameters), mib(rep.bytes).c_str(), rep.files.size());
+    return 0;
+}
+
 struct RouteEvalArgs {
     std::filesystem::path selector, dataset;
     std::string routing;
@@ -742,6 +795,15 @@ int main(int argc, char** argv) {
     buildCmd->add_flag("--json", build.asJson, "End with one JSON object of figures and paths");
     buildDev.add(buildCmd);
 
+    ExportArgs exportArgs;
+    auto* exportCmd = app.add_subcommand("export", "Write a built MoE as a native sparse-MoE checkpoint (Mixtral)");
+    exportCmd->add_option("selector", exportArgs.selector, "Selector of the built MoE")->required()->check(CLI::ExistingFile);
+    exportCmd->add_option("--out,-o", exportArgs.out, "New output folder")->required();
+    exportCmd->add_option("--format", exportArgs.format, "mixtral (default) or qwen2_moe");
+    exportCmd->add_option("--dtype", exportArgs.dtype, "bf16, f16 or f32 (default: export_dtype, else the base's)");
+    exportCmd->add_option("--shard-size", exportArgs.shardSize, "Largest safetensors shard (default 5GB)");
+    exportCmd->add_flag("--json", exportArgs.asJson, "End with one JSON object");
+
     RouteEvalArgs reval;
     DeviceOptions revalDev;
     auto* revalCmd = app.add_subcommand("route-eval", "Routing accuracy of a built MoE's gates on a labelled dataset");
@@ -783,6 +845,7 @@ int main(int argc, char** argv) {
         if (pplCmd->parsed()) return runPerplexity(ppl, pplDev);
         if (buildCmd->parsed()) return runBuild(build, buildDev);
         if (revalCmd->parsed()) return runRouteEval(reval, revalDev);
+        if (exportCmd->parsed()) return runExport(exportArgs);
         if (chatCmd->parsed()) return runChat(chat, chatDev);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "moe-cli: error: %s\n", e.what());

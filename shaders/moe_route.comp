@@ -1,6 +1,6 @@
 #version 450
 // Routing for one MoE layer and one step: gate logits → softmax → scores in
-// the routing mode → top-k → renormalised weights, then each expert slot's
+// the routing mode → top-k → renormalised (or, on request, raw) weights, then each expert slot's
 // list of tokens (the route buffer the expert matmuls read, common.glsl).
 // One workgroup: the work is tiny and the lists must be built in token order.
 //
@@ -21,6 +21,7 @@ layout(push_constant) uniform Push {
     float decay;      // running-sum decay per token (1 = plain mean)
     uint probs_base;  // state offsets (floats)
     uint frozen_base;
+    uint renormalise; // 0: weights are the chosen scores as they are (Qwen2-MoE norm_topk_prob = false)
 } p;
 
 DECLARE_STEP(0)
@@ -87,7 +88,10 @@ void main() {
             if ((mask & (1u << e)) != 0u) total += score[e];
         for (uint e = 0u; e < slots; ++e) {
             float w = 0.0;
-            if ((mask & (1u << e)) != 0u) w = (step.route_pin != 0u || total <= 0.0) ? 1.0 / float(bitCount(mask)) : score[e] / total;
+            if ((mask & (1u << e)) != 0u)
+                w = (step.route_pin != 0u || total <= 0.0) ? 1.0 / float(bitCount(mask))
+                    : p.renormalise != 0u                   ? score[e] / total
+                                                            : score[e];
             route[weightsBase + t * slots + e] = floatBitsToUint(w);
         }
         route[chosenBase + t] = mask;

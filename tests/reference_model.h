@@ -6,7 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -22,12 +24,27 @@ using nlohmann::json;
 
 
 struct Spec {
-    std::string arch; // "llama", "mistral", "qwen2"
+    std::string arch; // "llama", "mistral", "qwen2", "mixtral"
     int hidden, inter, layers, heads, kvHeads, headDim, vocab;
     int window = 0;
     bool tied = false;
     DType dtype = DType::F32;
+    // mixtral: experts per layer, experts per token, Transformers' fused layout
+    int experts = 0, topK = 0;
+    bool fusedExperts = false;
+    // qwen2_moe: expert / shared expert widths (inter = dense layers'), sparse step, dense layers, renormalisation
+    int moeInter = 0, sharedInter = 0, sparseStep = 1;
+    std::vector<int> mlpOnly;
+    bool normTopk = false;
+    bool qkvBias() const { return arch == "qwen2" || arch == "qwen2_moe"; }
+    bool sparse(int layer) const {
+        if (arch == "mixtral") return true;
+        if (arch != "qwen2_moe") return false;
+        return std::find(mlpOnly.begin(), mlpOnly.end(), layer) == mlpOnly.end() && (layer + 1) % sparseStep == 0;
+    }
 };
+
+inline double ropeTheta(const Spec& s) { return s.arch == "qwen2" || s.arch == "mixtral" || s.arch == "qwen2_moe" ? 1e6 : 1e4; }
 
 struct HostTensor {
     std::vector<int64_t> shape;
@@ -67,27 +84,74 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
         add(p + "self_attn.k_proj.weight", {kv, H}, 0.2f);
         add(p + "self_attn.v_proj.weight", {kv, H}, 0.2f);
         add(p + "self_attn.o_proj.weight", {H, q}, 0.1f);
-        if (s.arch == "qwen2") {
+        if (s.qkvBias()) {
             add(p + "self_attn.q_proj.bias", {q}, 0.5f);
             add(p + "self_attn.k_proj.bias", {kv}, 0.5f);
             add(p + "self_attn.v_proj.bias", {kv}, 0.5f);
         }
-        add(p + "mlp.gate_proj.weight", {I, H}, 0.1f);
-        add(p + "mlp.up_proj.weight", {I, H}, 0.1f);
-        add(p + "mlp.down_proj.weight", {H, I}, 0.1f);
+        if (s.arch == "mixtral" && s.fusedExperts) {
+            // Gate scale large enough that routing differs across tokens.
+            add(p + "mlp.gate.weight", {s.experts, H}, 0.6f);
+            add(p + "mlp.experts.gate_up_proj", {s.experts, 2 * I, H}, 0.1f);
+            add(p + "mlp.experts.down_proj", {s.experts, H, I}, 0.1f);
+        } else if (s.arch == "mixtral") {
+            add(p + "block_sparse_moe.gate.weight", {s.experts, H}, 0.6f);
+            for (int e = 0; e < s.experts; ++e) {
+                const std::string x = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
+                add(x + "w1.weight", {I, H}, 0.1f);
+                add(x + "w2.weight", {H, I}, 0.1f);
+                add(x + "w3.weight", {I, H}, 0.1f);
+            }
+        } else if (s.sparse(l)) { // qwen2_moe
+            const int64_t M = s.moeInter, S = s.sharedInter;
+            add(p + "mlp.gate.weight", {s.experts, H}, 0.6f);
+            for (int e = 0; e < s.experts; ++e) {
+                const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
+                add(x + "gate_proj.weight", {M, H}, 0.1f);
+                add(x + "up_proj.weight", {M, H}, 0.1f);
+                add(x + "down_proj.weight", {H, M}, 0.1f);
+            }
+            if (S > 0) {
+                add(p + "mlp.shared_expert.gate_proj.weight", {S, H}, 0.1f);
+                add(p + "mlp.shared_expert.up_proj.weight", {S, H}, 0.1f);
+                add(p + "mlp.shared_expert.down_proj.weight", {H, S}, 0.1f);
+                add(p + "mlp.shared_expert_gate.weight", {1, H}, 0.3f);
+            }
+        } else {
+            add(p + "mlp.gate_proj.weight", {I, H}, 0.1f);
+            add(p + "mlp.up_proj.weight", {I, H}, 0.1f);
+            add(p + "mlp.down_proj.weight", {H, I}, 0.1f);
+        }
     }
     std::vector<TensorToWrite> out;
     for (auto& [name, t] : tensors) out.push_back({name, s.dtype, t.shape, t.bytes});
     writeSafetensors(dir / "model.safetensors", out);
 
-    const char* archName = s.arch == "qwen2" ? "Qwen2ForCausalLM" : s.arch == "mistral" ? "MistralForCausalLM" : "LlamaForCausalLM";
+    const char* archName = s.arch == "qwen2"     ? "Qwen2ForCausalLM"
+                         : s.arch == "mistral" ? "MistralForCausalLM"
+                         : s.arch == "mixtral" ? "MixtralForCausalLM"
+                         : s.arch == "qwen2_moe" ? "Qwen2MoeForCausalLM"
+                                               : "LlamaForCausalLM";
     json c = {{"architectures", {archName}}, {"model_type", s.arch}, {"hidden_size", s.hidden},
               {"intermediate_size", s.inter}, {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
               {"num_key_value_heads", s.kvHeads}, {"head_dim", s.headDim}, {"vocab_size", s.vocab},
-              {"max_position_embeddings", 256}, {"rms_norm_eps", 1e-6}, {"rope_theta", s.arch == "qwen2" ? 1e6 : 1e4},
+              {"max_position_embeddings", 256}, {"rms_norm_eps", 1e-6}, {"rope_theta", ropeTheta(s)},
               {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"}, {"bos_token_id", 1}, {"eos_token_id", 2}};
-    if (s.arch == "mistral") c["sliding_window"] = s.window;
-    if (s.arch == "qwen2") {
+    if (s.arch == "mistral" || s.arch == "mixtral") c["sliding_window"] = s.window > 0 ? json(s.window) : json(nullptr);
+    if (s.arch == "mixtral") {
+        c["num_local_experts"] = s.experts;
+        c["num_experts_per_tok"] = s.topK;
+    }
+    if (s.arch == "qwen2_moe") {
+        c["num_experts"] = s.experts;
+        c["num_experts_per_tok"] = s.topK;
+        c["moe_intermediate_size"] = s.moeInter;
+        c["shared_expert_intermediate_size"] = s.sharedInter;
+        c["decoder_sparse_step"] = s.sparseStep;
+        c["mlp_only_layers"] = s.mlpOnly;
+        c["norm_topk_prob"] = s.normTopk;
+    }
+    if (s.qkvBias()) {
         c["use_sliding_window"] = false;
         c["sliding_window"] = 4096;
     }
@@ -113,6 +177,85 @@ inline std::vector<double> swiglu(const std::vector<float>& wg, const std::vecto
     return linear(wd, g, H, I);
 }
 
+// Softmax over `logits`, the top k kept (ties to the lower index) and, with
+// `renormalise`, scaled to sum to 1: the weights each expert's output gets.
+inline std::vector<double> topKWeights(const std::vector<double>& logits, int k, bool renormalise) {
+    const double mx = *std::max_element(logits.begin(), logits.end());
+    std::vector<double> p(logits.size());
+    double sum = 0;
+    for (size_t e = 0; e < p.size(); ++e) sum += p[e] = std::exp(logits[e] - mx);
+    for (auto& v : p) v /= sum;
+    std::vector<size_t> order(p.size());
+    for (size_t e = 0; e < order.size(); ++e) order[e] = e;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+    std::vector<double> w(p.size(), 0.0);
+    double kept = 0;
+    for (int j = 0; j < k; ++j) kept += p[order[size_t(j)]];
+    for (int j = 0; j < k; ++j) w[order[size_t(j)]] = renormalise ? p[order[size_t(j)]] / kept : p[order[size_t(j)]];
+    return w;
+}
+
+// A native Mixtral MoE block (either layout) as Transformers computes it:
+// every chosen expert's SwiGLU output mixed by its top-k weight.
+inline MlpFn mixtralMlp(const std::filesystem::path& dir, const Spec& s) {
+    auto store = std::shared_ptr<WeightStore>(WeightStore::openFolder(dir).release());
+    return [store, s](int layer, int, const std::vector<double>& x) {
+        const int H = s.hidden, I = s.inter;
+        const std::string p = "model.layers." + std::to_string(layer) + ".";
+        const std::string moe = p + (s.fusedExperts ? "mlp." : "block_sparse_moe.");
+        const auto gate = toFloat32(store->require(moe + "gate.weight"));
+        const auto w = topKWeights(linear(gate, x, s.experts, H), s.topK, true);
+        std::vector<double> out(size_t(H), 0.0);
+        for (int e = 0; e < s.experts; ++e) {
+            if (w[size_t(e)] == 0) continue;
+            std::vector<float> wg, wu, wd;
+            if (s.fusedExperts) {
+                const auto gu = toFloat32(store->require(moe + "experts.gate_up_proj"));
+                const auto dn = toFloat32(store->require(moe + "experts.down_proj"));
+                const size_t block = size_t(I) * H;
+                wg.assign(gu.begin() + long(2 * block * e), gu.begin() + long(2 * block * e + block));
+                wu.assign(gu.begin() + long(2 * block * e + block), gu.begin() + long(2 * block * (e + 1)));
+                wd.assign(dn.begin() + long(block * e), dn.begin() + long(block * (e + 1)));
+            } else {
+                const std::string x2 = moe + "experts." + std::to_string(e) + ".";
+                wg = toFloat32(store->require(x2 + "w1.weight"));
+                wd = toFloat32(store->require(x2 + "w2.weight"));
+                wu = toFloat32(store->require(x2 + "w3.weight"));
+            }
+            const auto y = swiglu(wg, wu, wd, x, H, I);
+            for (int i = 0; i < H; ++i) out[size_t(i)] += w[size_t(e)] * y[size_t(i)];
+        }
+        return out;
+    };
+}
+
+// A Qwen2-MoE sparse block as Transformers computes it: the top-k experts
+// (renormalised only with norm_topk_prob) plus sigmoid(shared_gate·x)·shared(x).
+inline MlpFn qwen2MoeMlp(const std::filesystem::path& dir, const Spec& s) {
+    auto store = std::shared_ptr<WeightStore>(WeightStore::openFolder(dir).release());
+    return [store, s](int layer, int, const std::vector<double>& x) {
+        const int H = s.hidden, M = s.moeInter, S = s.sharedInter;
+        const std::string p = "model.layers." + std::to_string(layer) + ".mlp.";
+        auto W = [&](const std::string& n) { return toFloat32(store->require(p + n)); };
+        if (!s.sparse(layer)) return swiglu(W("gate_proj.weight"), W("up_proj.weight"), W("down_proj.weight"), x, H, s.inter);
+        const auto w = topKWeights(linear(W("gate.weight"), x, s.experts, H), s.topK, s.normTopk);
+        std::vector<double> out(size_t(H), 0.0);
+        for (int e = 0; e < s.experts; ++e) {
+            if (w[size_t(e)] == 0) continue;
+            const std::string x2 = "experts." + std::to_string(e) + ".";
+            const auto y = swiglu(W(x2 + "gate_proj.weight"), W(x2 + "up_proj.weight"), W(x2 + "down_proj.weight"), x, H, M);
+            for (int i = 0; i < H; ++i) out[size_t(i)] += w[size_t(e)] * y[size_t(i)];
+        }
+        if (S > 0) {
+            const double g = 1.0 / (1.0 + std::exp(-linear(W("shared_expert_gate.weight"), x, 1, H)[0]));
+            const auto y = swiglu(W("shared_expert.gate_proj.weight"), W("shared_expert.up_proj.weight"),
+                                  W("shared_expert.down_proj.weight"), x, H, S);
+            for (int i = 0; i < H; ++i) out[size_t(i)] += g * y[size_t(i)];
+        }
+        return out;
+    };
+}
+
 // The Transformers forward pass, transcribed directly (double accumulation).
 // `mlp` replaces the layers' dense MLPs when given.
 inline std::vector<float> referenceLogits(const std::filesystem::path& dir, const Spec& s, const std::vector<int32_t>& ids,
@@ -120,7 +263,11 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
     auto store = WeightStore::openFolder(dir);
     auto W = [&](const std::string& n) { return toFloat32(store->require(n)); };
     const int H = s.hidden, I = s.inter, D = s.headDim, nh = s.heads, nkv = s.kvHeads, T = int(ids.size());
-    const double eps = 1e-6, theta = s.arch == "qwen2" ? 1e6 : 1e4;
+    const double eps = 1e-6, theta = ropeTheta(s);
+    const MlpFn moeMlp = mlp                     ? MlpFn{}
+                         : s.arch == "mixtral"   ? mixtralMlp(dir, s)
+                         : s.arch == "qwen2_moe" ? qwen2MoeMlp(dir, s)
+                                                 : MlpFn{};
     auto rmsnorm = [&](const std::vector<double>& x, const std::vector<float>& w) {
         double ss = 0;
         for (double v : x) ss += v * v;
@@ -143,7 +290,7 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
             Q[size_t(t)] = linear(wq, x, nh * D, H);
             K[size_t(t)] = linear(wk, x, nkv * D, H);
             V[size_t(t)] = linear(wv, x, nkv * D, H);
-            if (s.arch == "qwen2") {
+            if (s.qkvBias()) {
                 auto bq = W(p + "self_attn.q_proj.bias"), bk = W(p + "self_attn.k_proj.bias"), bv = W(p + "self_attn.v_proj.bias");
                 for (size_t i = 0; i < Q[size_t(t)].size(); ++i) Q[size_t(t)][i] += bq[i];
                 for (size_t i = 0; i < K[size_t(t)].size(); ++i) { K[size_t(t)][i] += bk[i]; V[size_t(t)][i] += bv[i]; }
@@ -187,10 +334,12 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
             auto o = linear(wo, attn, H, nh * D);
             for (int i = 0; i < H; ++i) h[size_t(t)][size_t(i)] += o[size_t(i)];
         }
-        auto wg = W(p + "mlp.gate_proj.weight"), wu = W(p + "mlp.up_proj.weight"), wd = W(p + "mlp.down_proj.weight");
+        const MlpFn& layerMlp = mlp ? mlp : moeMlp;
+        std::vector<float> wg, wu, wd; // the dense MLP, read only when no other MLP runs
+        if (!layerMlp) wg = W(p + "mlp.gate_proj.weight"), wu = W(p + "mlp.up_proj.weight"), wd = W(p + "mlp.down_proj.weight");
         for (int t = 0; t < T; ++t) {
             auto x = rmsnorm(h[size_t(t)], n2);
-            auto d = mlp ? mlp(l, t, x) : swiglu(wg, wu, wd, x, H, I);
+            auto d = layerMlp ? layerMlp(l, t, x) : swiglu(wg, wu, wd, x, H, I);
             for (int i = 0; i < H; ++i) h[size_t(t)][size_t(i)] += d[size_t(i)];
         }
     }

@@ -1,5 +1,6 @@
 // moe-cli end to end: devices, info, generate --json (greedy tokens equal the
 // torch reference), and clear errors for bad input.
+#include "reference_model.h"
 #include "test_paths.h"
 
 #include <QProcess>
@@ -53,6 +54,43 @@ private slots:
         QCOMPARE(j["parameters"].get<uint64_t>(), uint64_t(4999424));
         QCOMPARE(QString::fromStdString(j["dtype"].get<std::string>()), QString("BF16"));
         QCOMPARE(j["chat_template"].get<bool>(), true);
+    }
+
+    void infoReportsMixtralExperts() {
+        moe::test::ref::Spec s{"mixtral", 32, 48, 2, 4, 2, 8, 61};
+        s.experts = 4;
+        s.topK = 2;
+        QTemporaryDir dir;
+        moe::test::ref::writeModel(dir.path().toStdString(), s, 1);
+        auto r = runCli({"info", "--model", dir.path(), "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        auto j = json::parse(r.out);
+        QCOMPARE(j["experts"].get<int>(), 4);
+        QCOMPARE(j["experts_per_token"].get<int>(), 2);
+        // Two idle experts (3·H·I each) per layer are not active.
+        const uint64_t total = j["parameters"].get<uint64_t>();
+        QCOMPARE(j["active_parameters"].get<uint64_t>(), total - 2 * 2 * 3 * 32 * 48);
+        r = runCli({"info", "--model", dir.path()});
+        QVERIFY2(r.out.find("4 per layer, top-2 per token") != std::string::npos, r.out.c_str());
+    }
+
+    void exportNeedsABuiltMoeAndAKnownFormat() {
+        QTemporaryDir dir;
+        const std::string m = std::filesystem::absolute(moe::test::modelsDir()).string();
+        const QString sel = dir.path() + "/sel.toml";
+        std::ofstream(sel.toStdString()) << "[model]\nmodel_id = \"" << m << "/base\"\n\n[anymoe]\ndataset_json = \"" << m
+                                         << "/amoe.json\"\nmodel_ids = [\"" << m << "/expert-code\", \"" << m
+                                         << "/expert-legal\", \"" << m << "/expert-tech\"]\n\n[anymoe.config]\n";
+        auto r = runCli({"export", sel, "--out", dir.path() + "/out"});
+        QCOMPARE(r.exitCode, 1);
+        QVERIFY2(r.err.find("build the MoE first") != std::string::npos && r.err.find("gate") != std::string::npos,
+                 r.err.c_str());
+        r = runCli({"export", sel, "--out", dir.path() + "/out", "--format", "gguf"});
+        QCOMPARE(r.exitCode, 1);
+        QVERIFY2(r.err.find("mixtral or qwen2_moe") != std::string::npos, r.err.c_str());
+        r = runCli({"export", sel, "--out", dir.path() + "/out", "--shard-size", "lots"});
+        QVERIFY2(r.exitCode == 1 && r.err.find("lots") != std::string::npos, r.err.c_str());
+        QVERIFY(!QFileInfo::exists(dir.path() + "/out"));
     }
 
     void greedyGenerateMatchesReference() {

@@ -142,6 +142,7 @@ struct ReferenceRouting {
             std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return score[size_t(a)] > score[size_t(b)]; });
             double total = 0;
             for (uint32_t j = 0; j < routing.topK; ++j) total += score[size_t(order[j])];
+            if (!routing.renormalise && routing.mode == RouteMode::Token) total = 1; // raw probabilities
             for (uint32_t j = 0; j < routing.topK; ++j) weight[size_t(order[j])] = score[size_t(order[j])] / total;
         }
         auto& use = usage[layer];
@@ -225,11 +226,15 @@ private slots:
         QTest::addColumn<int>("topK");
         QTest::addColumn<double>("halflife");
         QTest::addColumn<QString>("kind");
-        QTest::newRow("token top-2 fine-tuned") << int(RouteMode::Token) << 2 << 0.0 << "fine-tuned";
-        QTest::newRow("token top-1 lora + base") << int(RouteMode::Token) << 1 << 0.0 << "lora";
-        QTest::newRow("running top-2 lora + base") << int(RouteMode::Running) << 2 << 0.0 << "lora";
-        QTest::newRow("running halflife 3 top-1 fine-tuned") << int(RouteMode::Running) << 1 << 3.0 << "fine-tuned";
-        QTest::newRow("token top-3 of 3 fine-tuned") << int(RouteMode::Token) << 3 << 0.0 << "fine-tuned";
+        QTest::addColumn<bool>("renormalise");
+        QTest::newRow("token top-2 fine-tuned") << int(RouteMode::Token) << 2 << 0.0 << "fine-tuned" << true;
+        QTest::newRow("token top-1 lora + base") << int(RouteMode::Token) << 1 << 0.0 << "lora" << true;
+        QTest::newRow("running top-2 lora + base") << int(RouteMode::Running) << 2 << 0.0 << "lora" << true;
+        QTest::newRow("running halflife 3 top-1 fine-tuned") << int(RouteMode::Running) << 1 << 3.0 << "fine-tuned" << true;
+        QTest::newRow("token top-3 of 3 fine-tuned") << int(RouteMode::Token) << 3 << 0.0 << "fine-tuned" << true;
+        // Qwen2-MoE with norm_topk_prob = false: the top-k probabilities unscaled.
+        QTest::newRow("token top-2 not renormalised") << int(RouteMode::Token) << 2 << 0.0 << "fine-tuned" << false;
+        QTest::newRow("running top-2 renormalises anyway") << int(RouteMode::Running) << 2 << 0.0 << "lora" << false;
     }
 
     void sparseEqualsDenseMixing() {
@@ -237,11 +242,13 @@ private slots:
         QFETCH(int, topK);
         QFETCH(double, halflife);
         QFETCH(QString, kind);
+        QFETCH(bool, renormalise);
         std::mt19937 rng(5);
         std::vector<HostExpert> experts;
         if (kind == "lora") experts = {HostExpert{}, lora(rng, true), lora(rng, false)};
         else experts = {fineTuned(rng), fineTuned(rng), fineTuned(rng)};
-        const RoutingOptions routing{uint32_t(topK), RouteMode(mode), float(halflife)};
+        RoutingOptions routing{uint32_t(topK), RouteMode(mode), float(halflife)};
+        routing.renormalise = renormalise;
         ReferenceRouting ref{modelDir(), {{0, layer(7, experts, true)}, {1, layer(8, experts, false)}}, routing};
 
         auto model = Model::load(*ctx, modelDir());

@@ -37,13 +37,17 @@ namespace {
 constexpr const char* kUsage = R"(usage: make-random-model --out DIR [options]
 
   --preset qwen2-0.5b      Qwen2 shapes of Qwen2-0.5B (other flags override)
-  --arch llama|mistral|qwen2
+  --arch llama|mistral|qwen2|mixtral
+  --experts N              mixtral: experts per layer (default 8)
+  --top-k N                mixtral: experts per token (default 2)
+  --fused-experts          mixtral: Transformers' fused layout (mlp.gate,
+                           mlp.experts.gate_up_proj [E, 2I, H], down_proj [E, H, I])
   --hidden N  --layers N  --heads N  --kv-heads N  --intermediate N  --vocab N
   --head-dim N             default hidden / heads
   --dtype bf16|f16|f32     default bf16
   --seed S                 default 0
   --tie-embeddings         no lm_head.weight; the embedding is reused
-  --sliding-window N       mistral / qwen2 only
+  --sliding-window N       mistral / mixtral / qwen2 only
   --max-pos N              max_position_embeddings (default 2048)
   --rope-theta X           default 10000 (qwen2: 1000000)
   --shards N               split into N files with model.safetensors.index.json
@@ -63,6 +67,8 @@ struct Options {
     double ropeTheta = 0; // 0 = per-architecture default
     int shards = 1;
     fs::path tokenizerFrom;
+    int experts = 8, topK = 2;
+    bool fusedExperts = false;
 };
 
 [[noreturn]] void usageError(const std::string& what) {
@@ -112,6 +118,10 @@ Options parseArgs(int argc, char** argv) {
             o.tieEmbeddings = true;
             continue;
         }
+        if (flag == "--fused-experts") {
+            o.fusedExperts = true;
+            continue;
+        }
         if (i + 1 >= args.size()) usageError(flag + " needs a value");
         const std::string value = args[++i];
         if (flag == "--out") o.out = value;
@@ -127,6 +137,8 @@ Options parseArgs(int argc, char** argv) {
         else if (flag == "--sliding-window") o.slidingWindow = parsePositive(flag, value);
         else if (flag == "--max-pos") o.maxPositions = parsePositive(flag, value);
         else if (flag == "--shards") o.shards = parsePositive(flag, value);
+        else if (flag == "--experts") o.experts = parsePositive(flag, value);
+        else if (flag == "--top-k") o.topK = parsePositive(flag, value);
         else if (flag == "--tokenizer-from") o.tokenizerFrom = value;
         else if (flag == "--seed") {
             try {
@@ -153,8 +165,10 @@ Options parseArgs(int argc, char** argv) {
     }
 
     if (o.out.empty()) usageError("--out DIR is required");
-    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2")
-        usageError("--arch must be llama, mistral or qwen2, got \"" + o.arch + "\"");
+    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "mixtral")
+        usageError("--arch must be llama, mistral, qwen2 or mixtral, got \"" + o.arch + "\"");
+    if (o.topK > o.experts) usageError("--top-k must not exceed --experts");
+    if (o.fusedExperts && o.arch != "mixtral") usageError("--fused-experts needs --arch mixtral");
     const std::pair<const char*, int> required[] = {{"--hidden", o.hidden},   {"--layers", o.layers},
                                                     {"--heads", o.heads},     {"--intermediate", o.intermediate},
                                                     {"--vocab", o.vocab}};
@@ -270,9 +284,24 @@ std::vector<PlannedTensor> planTensors(const Options& o) {
         if (qkvBias) plan.push_back({p + "self_attn.v_proj.bias", {kv}, Init::Bias});
         plan.push_back({p + "self_attn.o_proj.weight", {h, q}, Init::Matrix});
         plan.push_back({p + "post_attention_layernorm.weight", {h}, Init::Norm});
-        plan.push_back({p + "mlp.gate_proj.weight", {o.intermediate, h}, Init::Matrix});
-        plan.push_back({p + "mlp.up_proj.weight", {o.intermediate, h}, Init::Matrix});
-        plan.push_back({p + "mlp.down_proj.weight", {h, o.intermediate}, Init::Matrix});
+        const int64_t inter = o.intermediate, e = o.experts;
+        if (o.arch == "mixtral" && o.fusedExperts) {
+            plan.push_back({p + "mlp.gate.weight", {e, h}, Init::Matrix});
+            plan.push_back({p + "mlp.experts.gate_up_proj", {e, 2 * inter, h}, Init::Matrix});
+            plan.push_back({p + "mlp.experts.down_proj", {e, h, inter}, Init::Matrix});
+        } else if (o.arch == "mixtral") {
+            plan.push_back({p + "block_sparse_moe.gate.weight", {e, h}, Init::Matrix});
+            for (int x = 0; x < o.experts; ++x) {
+                const std::string ep = p + "block_sparse_moe.experts." + std::to_string(x) + ".";
+                plan.push_back({ep + "w1.weight", {inter, h}, Init::Matrix});
+                plan.push_back({ep + "w2.weight", {h, inter}, Init::Matrix});
+                plan.push_back({ep + "w3.weight", {inter, h}, Init::Matrix});
+            }
+        } else {
+            plan.push_back({p + "mlp.gate_proj.weight", {inter, h}, Init::Matrix});
+            plan.push_back({p + "mlp.up_proj.weight", {inter, h}, Init::Matrix});
+            plan.push_back({p + "mlp.down_proj.weight", {h, inter}, Init::Matrix});
+        }
     }
     plan.push_back({"model.norm.weight", {h}, Init::Norm});
     if (!o.tieEmbeddings) plan.push_back({"lm_head.weight", {o.vocab, h}, Init::Matrix});
@@ -302,7 +331,8 @@ std::string readFile(const fs::path& path) {
 ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
     const char* architecture = o.arch == "llama" ? "LlamaForCausalLM"
                              : o.arch == "mistral" ? "MistralForCausalLM"
-                                                   : "Qwen2ForCausalLM";
+                           : o.arch == "mixtral" ? "MixtralForCausalLM"
+                                                 : "Qwen2ForCausalLM";
     const char* torchDtype = o.dtype == moe::DType::BF16 ? "bfloat16"
                            : o.dtype == moe::DType::F16  ? "float16"
                                                          : "float32";
@@ -328,8 +358,14 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
     c["rms_norm_eps"] = o.arch == "llama" ? 1e-5 : 1e-6;
     c["rope_scaling"] = nullptr;
     c["rope_theta"] = o.ropeTheta;
-    if (o.arch == "mistral") {
+    if (o.arch == "mistral" || o.arch == "mixtral") {
         c["sliding_window"] = o.slidingWindow > 0 ? ojson(o.slidingWindow) : ojson(nullptr);
+        if (o.arch == "mixtral") {
+            c["num_local_experts"] = o.experts;
+            c["num_experts_per_tok"] = o.topK;
+            c["router_aux_loss_coef"] = 0.02;
+            c["output_router_logits"] = false;
+        }
     } else if (o.arch == "qwen2") {
         c["use_sliding_window"] = o.slidingWindow > 0;
         c["sliding_window"] = o.slidingWindow > 0 ? o.slidingWindow : o.maxPositions;

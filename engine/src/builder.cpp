@@ -526,6 +526,12 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
                                                {"top_k", std::to_string(s.topK)},
                                                {"dataset_hash", facts.dataset.empty() ? "" : datasetHash(facts.dataset)},
                                                {"cancelled", rep.cancelled ? "true" : "false"}};
+    // "layer:token/prompt,..." for model cards (exports).
+    std::string accuracy;
+    for (const auto& l : rep.layers)
+        accuracy += (accuracy.empty() ? "" : ",") + std::to_string(l.layer) + ":" + std::to_string(l.token) + "/" +
+                    std::to_string(l.prompt);
+    meta["validation_accuracy"] = accuracy;
     if (s.training) {
         std::filesystem::create_directories(gatesFolder(s));
         saveGates(gatesFile(s), facts.layers, gates, meta);

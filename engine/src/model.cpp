@@ -1,6 +1,7 @@
 #include "moe/model.h"
 
 #include "moe/error.h"
+#include "moe/routed_mlp.h"
 
 #include <algorithm>
 #include <cmath>
@@ -36,6 +37,127 @@ void DenseMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) 
     rec.barrier();
 }
 
+// ---------------------------------------------------------------- native MoE
+
+namespace {
+
+// Rows [firstRow, firstRow + rows) of expert `e` in a stacked [E, R, C] tensor,
+// as a 2-D view over the same mapped bytes.
+TensorView expertSlice(const TensorView& t, int64_t e, int64_t firstRow, int64_t rows) {
+    const int64_t cols = t.shape[2];
+    const size_t rowBytes = size_t(cols) * dtypeSize(t.dtype);
+    TensorView v = t;
+    v.name = t.name + "[" + std::to_string(e) + "]";
+    v.shape = {rows, cols};
+    v.data = t.data + (size_t(e) * size_t(t.shape[1]) + size_t(firstRow)) * rowBytes;
+    v.nbytes = size_t(rows) * rowBytes;
+    return v;
+}
+
+std::string tensorPlace(const TensorView& t) {
+    return (t.file ? t.file->path().string() + ": " : std::string()) + "tensor " + t.name;
+}
+
+// A Mixtral sparse MoE block as a RoutedMlp (the one expert-dispatch path):
+// expert 0's projections serve as the block's "base" and expert 0 refers to
+// them, so no weights are held twice. Two layouts: one tensor per expert and
+// projection (block_sparse_moe.experts.E.w1/w2/w3 = gate/down/up), or
+// Transformers' fused one (mlp.experts.gate_up_proj [E, 2I, H], gate rows
+// first, and mlp.experts.down_proj [E, H, I]).
+std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, const WeightStore& w,
+                                        const std::string& layerPrefix, uint64_t& parameters) {
+    const int64_t H = c.hiddenSize, I = c.expertIntermediateSize(), E = c.numExperts;
+    const bool qwen = c.arch == Arch::Qwen2Moe;
+    const bool fused = w.find(layerPrefix + "mlp.experts.gate_up_proj") != nullptr;
+    const std::string moePrefix = layerPrefix + (fused || qwen ? "mlp." : "block_sparse_moe.");
+    const std::string countField = std::string("config.json ") + (qwen ? "num_experts" : "num_local_experts");
+    // Projection names: Mixtral's w1/w2/w3 are gate/down/up.
+    const char* gateProj = qwen ? "gate_proj.weight" : "w1.weight";
+    const char* downProj = qwen ? "down_proj.weight" : "w2.weight";
+    const char* upProj = qwen ? "up_proj.weight" : "w3.weight";
+
+    // The gate's row count is the expert count the weights were trained with.
+    const std::string gateName = moePrefix + "gate.weight";
+    const TensorView& gateView = w.require(gateName);
+    if (gateView.shape.size() == 2 && gateView.shape[1] == H && gateView.shape[0] != E)
+        throw Error(tensorPlace(gateView) + " has shape " + gateView.shapeString() + ": " +
+                    std::to_string(gateView.shape[0]) + " experts, but " + countField + " says " + std::to_string(E));
+    w.require(gateName, {E, H}); // any other wrong shape: names file, tensor and both shapes
+    parameters += uint64_t(gateView.numel());
+    const std::vector<float> gate = toFloat32(gateView);
+
+    std::vector<DeviceMatrix> gates, ups, downs;
+    if (fused) {
+        const TensorView& gateUp = w.require(moePrefix + "experts.gate_up_proj");
+        const TensorView& down = w.require(moePrefix + "experts.down_proj");
+        for (const TensorView* t : {&gateUp, &down})
+            if (t->shape.size() == 3 && t->shape[0] != E)
+                throw Error(tensorPlace(*t) + " has shape " + t->shapeString() + ": " + std::to_string(t->shape[0]) +
+                            " experts, but " + countField + " says " + std::to_string(E));
+        w.require(gateUp.name, {E, 2 * I, H});
+        w.require(down.name, {E, H, I});
+        parameters += uint64_t(gateUp.numel() + down.numel());
+        for (int64_t e = 0; e < E; ++e) {
+            gates.push_back(DeviceMatrix::fromHost(ctx, gateUp.dtype, uint32_t(I), uint32_t(H),
+                                                   expertSlice(gateUp, e, 0, I).data));
+            ups.push_back(DeviceMatrix::fromHost(ctx, gateUp.dtype, uint32_t(I), uint32_t(H),
+                                                 expertSlice(gateUp, e, I, I).data));
+            downs.push_back(DeviceMatrix::fromHost(ctx, down.dtype, uint32_t(H), uint32_t(I),
+                                                   expertSlice(down, e, 0, H).data));
+        }
+        if (gateUp.file) gateUp.file->releasePages(gateUp.data, gateUp.nbytes);
+        if (down.file) down.file->releasePages(down.data, down.nbytes);
+    } else {
+        if (const std::string extra = moePrefix + "experts." + std::to_string(E) + "." + gateProj; w.find(extra))
+            throw Error(tensorPlace(*w.find(extra)) + " exists, but " + countField + " says " + std::to_string(E) +
+                        " experts (0 to " + std::to_string(E - 1) + ")");
+        for (int64_t e = 0; e < E; ++e) {
+            const std::string p = moePrefix + "experts." + std::to_string(e) + ".";
+            auto load = [&](const char* name, int64_t rows, int64_t cols) {
+                const TensorView& t = w.require(p + name, {rows, cols});
+                parameters += uint64_t(t.numel());
+                return DeviceMatrix::upload(ctx, t);
+            };
+            gates.push_back(load(gateProj, I, H));
+            downs.push_back(load(downProj, H, I));
+            ups.push_back(load(upProj, I, H));
+        }
+    }
+
+    auto base = std::make_unique<DenseMlp>(std::move(gates[0]), std::move(ups[0]), std::move(downs[0]));
+    std::vector<ExpertMlp> experts(static_cast<size_t>(E)); // expert 0 = the base's projections
+    for (size_t e = 1; e < size_t(E); ++e) {
+        experts[e].gate = std::move(gates[e]);
+        experts[e].up = std::move(ups[e]);
+        experts[e].down = std::move(downs[e]);
+    }
+    RoutingOptions routing;
+    routing.topK = uint32_t(c.expertsPerToken);
+    routing.mode = RouteMode::Token;
+    routing.renormalise = c.normTopkProb;
+    auto routed = std::make_unique<RoutedMlp>(ctx, std::move(base), std::move(experts), gate, std::vector<float>{}, routing);
+    if (!qwen || c.sharedExpertIntermediateSize == 0) return routed;
+
+    // Qwen2-MoE's shared expert, weighted per token by sigmoid(shared_expert_gate · x).
+    const int64_t S = c.sharedExpertIntermediateSize;
+    auto sharedMatrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+        const TensorView& t = w.require(moePrefix + name, {rows, cols});
+        parameters += uint64_t(t.numel());
+        return DeviceMatrix::upload(ctx, t);
+    };
+    auto sharedGate = sharedMatrix("shared_expert.gate_proj.weight", S, H);
+    auto sharedUp = sharedMatrix("shared_expert.up_proj.weight", S, H);
+    auto sharedDown = sharedMatrix("shared_expert.down_proj.weight", H, S);
+    const TensorView& sharedGateRow = w.require(moePrefix + "shared_expert_gate.weight", {1, H});
+    parameters += uint64_t(sharedGateRow.numel());
+    return std::make_unique<SharedExpertMoe>(
+        ctx, std::move(routed),
+        std::make_unique<DenseMlp>(std::move(sharedGate), std::move(sharedUp), std::move(sharedDown)),
+        toFloat32(sharedGateRow));
+}
+
+} // namespace
+
 // ---------------------------------------------------------------- Model
 
 std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path& dir, const LoadProgress& progress) {
@@ -47,8 +169,8 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
     const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize;
     const int64_t qDim = int64_t(c.numHeads) * c.headDim, kvDim = int64_t(c.numKvHeads) * c.headDim;
 
-    const size_t perLayer = 9 + (c.attentionBias ? 3 : 0);
-    const size_t total = 3 + size_t(c.numLayers) * perLayer;
+    size_t total = 3;
+    for (int l = 0; l < c.numLayers; ++l) total += (c.isSparseLayer(l) ? 7 : 9) + (c.attentionBias ? 3 : 0);
     size_t done = 0;
     auto tick = [&] {
         if (progress.onTensor) progress.onTensor(++done, total);
@@ -95,6 +217,11 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
             L.vBias = vector(p + "self_attn.v_proj.bias", kvDim);
         }
         L.mlpNorm = vector(p + "post_attention_layernorm.weight", H);
+        if (c.isSparseLayer(l)) {
+            L.mlp = loadSparseMoe(ctx, c, w, p, m->parameters_);
+            tick();
+            continue;
+        }
         auto gate = matrix(p + "mlp.gate_proj.weight", {I, H});
         auto up = matrix(p + "mlp.up_proj.weight", {I, H});
         auto down = matrix(p + "mlp.down_proj.weight", {H, I});

@@ -30,6 +30,8 @@ constexpr SupportedArch kSupported[] = {
     {"LlamaForCausalLM", "llama", Arch::Llama},
     {"MistralForCausalLM", "mistral", Arch::Mistral},
     {"Qwen2ForCausalLM", "qwen2", Arch::Qwen2},
+    {"MixtralForCausalLM", "mixtral", Arch::Mixtral},
+    {"Qwen2MoeForCausalLM", "qwen2_moe", Arch::Qwen2Moe},
 };
 
 std::string supportedList(bool modelTypes) {
@@ -265,6 +267,36 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     case Arch::Mistral:
         if (cfg.has("sliding_window")) c.slidingWindow = cfg.positiveInt("sliding_window");
         break;
+    case Arch::Mixtral:
+        // Mistral attention; every layer's MLP is a sparse MoE block.
+        if (cfg.has("sliding_window")) c.slidingWindow = cfg.positiveInt("sliding_window");
+        c.numExperts = cfg.positiveInt("num_local_experts");
+        c.expertsPerToken = cfg.positiveInt("num_experts_per_tok");
+        if (c.expertsPerToken > c.numExperts)
+            cfg.fail("num_experts_per_tok", std::to_string(c.expertsPerToken) + " is more than num_local_experts " +
+                                                std::to_string(c.numExperts));
+        c.normTopkProb = true;
+        break;
+    case Arch::Qwen2Moe:
+        c.numExperts = cfg.positiveInt("num_experts");
+        c.expertsPerToken = cfg.positiveInt("num_experts_per_tok");
+        if (c.expertsPerToken > c.numExperts)
+            cfg.fail("num_experts_per_tok", std::to_string(c.expertsPerToken) + " is more than num_experts " +
+                                                std::to_string(c.numExperts));
+        c.normTopkProb = cfg.boolean("norm_topk_prob", false);
+        c.moeIntermediateSize = cfg.positiveInt("moe_intermediate_size");
+        c.sharedExpertIntermediateSize = cfg.nonNegativeInt("shared_expert_intermediate_size", 0);
+        c.decoderSparseStep = cfg.positiveInt("decoder_sparse_step", 1);
+        if (const json* only = cfg.find("mlp_only_layers")) {
+            if (!only->is_array()) cfg.fail("mlp_only_layers", "must be a list of layer indices, got " + only->dump());
+            for (const auto& v : *only) {
+                if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= c.numLayers)
+                    cfg.fail("mlp_only_layers", "must list layers 0 to " + std::to_string(c.numLayers - 1) + ", got " +
+                                                    v.dump());
+                c.mlpOnlyLayers.push_back(v.get<int>());
+            }
+        }
+        [[fallthrough]]; // Qwen2 attention
     case Arch::Qwen2:
         c.attentionBias = true; // Qwen2 always has q/k/v biases
         if (cfg.boolean("use_sliding_window", false)) {
@@ -302,11 +334,19 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     return c;
 }
 
+bool ModelConfig::isSparseLayer(int layer) const {
+    if (numExperts == 0) return false;
+    if (std::find(mlpOnlyLayers.begin(), mlpOnlyLayers.end(), layer) != mlpOnlyLayers.end()) return false;
+    return (layer + 1) % decoderSparseStep == 0;
+}
+
 std::string ModelConfig::archName() const {
     switch (arch) {
     case Arch::Llama: return "Llama";
     case Arch::Mistral: return "Mistral";
     case Arch::Qwen2: return "Qwen2";
+    case Arch::Mixtral: return "Mixtral";
+    case Arch::Qwen2Moe: return "Qwen2-MoE";
     }
     return "?";
 }

@@ -209,9 +209,9 @@ void routeTokens(vk::Context& ctx, vk::Recorder& rec, const RouteParams& rp, con
     struct Push {
         uint32_t experts, topK, mode, maxBatch;
         float decay;
-        uint32_t probsBase, frozenBase;
+        uint32_t probsBase, frozenBase, renormalise;
     } p{rp.experts, rp.topK, rp.mode, rp.maxBatch, rp.decay,
-        rp.maxContext * rp.experts + rp.experts, rp.maxContext * rp.experts};
+        rp.maxContext * rp.experts + rp.experts, rp.maxContext * rp.experts, rp.renormalise};
     const auto& pipe = ctx.pipeline("moe_route", 5, sizeof p);
     rec.dispatch(pipe, {step, logits, route, state, usage}, &p, sizeof p, 1);
 }
@@ -272,6 +272,15 @@ void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk:
     } p{n};
     const auto& pipe = ctx.pipeline("silu_mul", 3, sizeof p);
     rec.dispatchFlat(pipe, {g, u, h}, &p, sizeof p, (n + 63) / 64);
+}
+
+void sigmoidScaleRows(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& s, const vk::Buffer& h, uint32_t nTokens,
+                      uint32_t width) {
+    struct Push {
+        uint32_t n, width;
+    } p{nTokens, width};
+    const auto& pipe = ctx.pipeline("sigmoid_scale_rows", 2, sizeof p);
+    rec.dispatchFlat(pipe, {s, h}, &p, sizeof p, (nTokens * width + 63) / 64);
 }
 
 void copy(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& src, const vk::Buffer& dst, uint64_t bytes) {

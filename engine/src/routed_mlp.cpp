@@ -2,6 +2,7 @@
 
 #include "moe/error.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -104,6 +105,7 @@ void RoutedMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step)
     rp.topK = routing_.topK;
     rp.mode = uint32_t(routing_.mode);
     rp.decay = routing_.halflife > 0 ? float(std::exp2(-1.0 / routing_.halflife)) : 1.0f;
+    rp.renormalise = routing_.renormalise || routing_.mode != RouteMode::Token ? 1u : 0u;
     ops::routeTokens(ctx, rec, rp, *step.step, st.logits, st.route, st.state, st.usage);
     rec.barrier();
 
@@ -156,6 +158,70 @@ void RoutedMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step)
         }
         rec.barrier();
     }
+}
+
+// ---------------------------------------------------------------- SharedExpertMoe
+
+namespace {
+struct SharedState : MlpState {
+    std::unique_ptr<MlpState> routed;
+    vk::Buffer gateScore; // [maxBatch] shared_gate · x
+};
+} // namespace
+
+SharedExpertMoe::SharedExpertMoe(vk::Context& ctx, std::unique_ptr<RoutedMlp> routed, std::unique_ptr<DenseMlp> shared,
+                                 const std::vector<float>& sharedGate)
+    : routed_(std::move(routed)), shared_(std::move(shared)) {
+    if (!routed_ || !shared_) throw Error("internal: a shared-expert MoE needs its routed part and its shared expert");
+    const uint32_t H = routed_->base().gate().cols;
+    if (shared_->gate().cols != H)
+        throw Error("the shared expert's input width " + std::to_string(shared_->gate().cols) + " is not hidden " +
+                    std::to_string(H));
+    if (sharedGate.size() != H)
+        throw Error("the shared expert gate has " + std::to_string(sharedGate.size()) + " weights for hidden " +
+                    std::to_string(H));
+    sharedGate_ = DeviceMatrix::fromHost(ctx, DType::F32, 1, H, sharedGate.data());
+}
+
+uint64_t SharedExpertMoe::deviceBytes() const {
+    return routed_->deviceBytes() + shared_->deviceBytes() + sharedGate_.bytes();
+}
+
+uint32_t SharedExpertMoe::scratchWidth() const { return std::max(routed_->scratchWidth(), shared_->scratchWidth()); }
+
+std::unique_ptr<MlpState> SharedExpertMoe::createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const {
+    auto s = std::make_unique<SharedState>();
+    s->routed = routed_->createState(ctx, maxContext, maxBatch);
+    s->gateScore = vk::Buffer(ctx, uint64_t(maxBatch) * kFloat, vk::MemoryUse::Device);
+    return s;
+}
+
+MlpState& SharedExpertMoe::routedState(MlpState& state) { return *dynamic_cast<SharedState&>(state).routed; }
+
+void SharedExpertMoe::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const {
+    if (!step.state) throw Error("internal: a shared-expert MoE records with its session state");
+    auto& st = dynamic_cast<SharedState&>(*step.state);
+    MlpStep routedStep = step;
+    routedStep.state = st.routed.get();
+    routed_->record(ctx, rec, routedStep); // ends with a barrier
+
+    const uint32_t n = step.nTokens, H = shared_->gate().cols, I = shared_->gate().rows;
+    const ops::Act in{step.input, 0, H};
+    const ops::Act h{step.scratch.hidden, 0, I};
+    ops::matmul(ctx, rec, sharedGate_, in, {&st.gateScore, 0, 1}, n);
+    if (ops::chooseKernel(n) == ops::MatmulKernel::Vector) {
+        ops::matmulGated(ctx, rec, shared_->gate(), shared_->up(), in, h, n);
+    } else {
+        ops::matmul(ctx, rec, shared_->gate(), in, {step.scratch.gate, 0, I}, n);
+        ops::matmul(ctx, rec, shared_->up(), in, {step.scratch.up, 0, I}, n);
+        rec.barrier();
+        ops::siluMul(ctx, rec, *step.scratch.gate, *step.scratch.up, *step.scratch.hidden, n * I);
+    }
+    rec.barrier();
+    ops::sigmoidScaleRows(ctx, rec, st.gateScore, *step.scratch.hidden, n, I);
+    rec.barrier();
+    ops::matmul(ctx, rec, shared_->down(), h, {step.residual, 0, H}, n, nullptr, /*accumulate=*/true);
+    rec.barrier();
 }
 
 } // namespace moe

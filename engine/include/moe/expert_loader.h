@@ -7,6 +7,7 @@
 #include "moe/safetensors.h"
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,22 @@ struct MlpNaming {
 // in a PEFT adapter, or null (accepts PEFT's ".default" infix).
 const TensorView* findLoraTensor(const WeightStore& adapter, const MlpNaming& naming, int layer,
                                  const std::string& proj, const std::string& which);
+
+// A LoRA adapter's factors for one projection on the host: A [rank, in],
+// B [out, rank] already scaled by alpha/r. Empty when the projection is not a target.
+struct HostLora {
+    std::vector<float> a, b;
+    uint32_t rank = 0, in = 0, out = 0;
+};
+std::optional<HostLora> loadLoraFactors(const WeightStore& expert, const ExpertSource& source, const MlpNaming& naming,
+                                        int layer, const std::string& proj, int hidden, int intermediate);
+
+// One projection ("gate_proj", "up_proj", "down_proj") of an expert's layer
+// as dense float32 on the host: a fine-tuned expert's tensor, or the base's
+// with the LoRA delta merged in (W + alpha/r·B·A). Used by exports.
+std::vector<float> expertProjection(const WeightStore& expert, const ExpertSource& source, const WeightStore& base,
+                                    const MlpNaming& naming, int layer, const std::string& proj, int hidden,
+                                    int intermediate);
 
 // `base` is the base model's weights (LoRA merging reads them).
 ExpertMlp loadExpertLayer(vk::Context& ctx, const WeightStore& expert, const ExpertSource& source,

@@ -7,7 +7,7 @@
 
 namespace moe {
 
-enum class Arch { Llama, Mistral, Qwen2 };
+enum class Arch { Llama, Mistral, Qwen2, Mixtral, Qwen2Moe };
 
 struct ModelConfig {
     std::filesystem::path dir;
@@ -29,6 +29,20 @@ struct ModelConfig {
     int slidingWindow = 0;          // 0 = full attention
     bool tieWordEmbeddings = false;
     bool attentionBias = false;     // q/k/v biases (Qwen2)
+    // Native sparse MoE (Mixtral): experts per MLP layer (0 = dense MLPs),
+    // experts each token runs, and whether the chosen experts' softmax
+    // weights are renormalised to sum to 1 (Mixtral: yes).
+    int numExperts = 0;
+    int expertsPerToken = 0;
+    bool normTopkProb = true;
+    // Qwen2-MoE: expert and shared-expert widths (intermediateSize is the
+    // dense layers'), every decoderSparseStep-th layer sparse, except mlpOnlyLayers.
+    int moeIntermediateSize = 0;
+    int sharedExpertIntermediateSize = 0;
+    int decoderSparseStep = 1;
+    std::vector<int> mlpOnlyLayers;
+    bool isSparseLayer(int layer) const;
+    int expertIntermediateSize() const { return moeIntermediateSize > 0 ? moeIntermediateSize : intermediateSize; }
     std::string torchDtype;
     std::vector<int> bosTokenIds;
     std::vector<int> eosTokenIds;
@@ -36,6 +50,7 @@ struct ModelConfig {
     // Throws moe::Error naming config.json and the field on any problem.
     static ModelConfig load(const std::filesystem::path& dir);
     std::string archName() const;
+    bool isMoe() const { return numExperts > 0; }
 };
 
 } // namespace moe

@@ -79,6 +79,7 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
 struct RouteParams {
     uint32_t experts = 0, topK = 1, mode = 0, maxBatch = 0, maxContext = 0;
     float decay = 1.0f;
+    uint32_t renormalise = 1; // 0: the chosen experts keep their raw scores as weights
 };
 uint64_t routeBufferBytes(const RouteParams& p);
 uint64_t routeStateBytes(const RouteParams& p);
@@ -106,6 +107,9 @@ void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, con
                const vk::Buffer& q, const vk::Buffer& kCache, const vk::Buffer& vCache, const vk::Buffer& out,
                uint32_t nTokens);
 // h = silu(g) * u over n elements.
+// h[t, :] *= sigmoid(s[t]) for t < nTokens over rows of `width` (gated shared experts).
+void sigmoidScaleRows(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& s, const vk::Buffer& h, uint32_t nTokens,
+                      uint32_t width);
 void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk::Buffer& u, const vk::Buffer& h,
              uint32_t n);
 // dst = src, `bytes` a multiple of 16 (bandwidth probe).

@@ -32,6 +32,10 @@ struct RoutingOptions {
     RouteMode mode = RouteMode::Token;
     float halflife = 0; // running/sequence: tokens for a weight to halve; 0 = plain mean
     bool baseSlot = false; // record the base MLP as a pinnable slot (likelihood routing without include_base)
+    // Token mode: the chosen experts' softmax probabilities are scaled to sum
+    // to 1 (Mixtral; Qwen2-MoE norm_topk_prob = true), or used as they are
+    // (false). Running and sequence scores are sums, so those always renormalise.
+    bool renormalise = true;
 };
 
 class RoutedMlp : public MlpBlock {
@@ -66,6 +70,28 @@ private:
     vk::Buffer gateBias_;
     uint32_t loraRank_ = 0;
     RoutingOptions routing_;
+};
+
+// A routed block plus an always-on shared expert weighted per token by
+// sigmoid(shared_gate · x) (Qwen2-MoE): residual += routed(x) + σ(g·x)·shared(x).
+// The routed part is the RoutedMlp dispatch path unchanged.
+class SharedExpertMoe : public MlpBlock {
+public:
+    // `sharedGate` [hidden] (the [1, hidden] shared_expert_gate row).
+    SharedExpertMoe(vk::Context& ctx, std::unique_ptr<RoutedMlp> routed, std::unique_ptr<DenseMlp> shared,
+                    const std::vector<float>& sharedGate);
+    void record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const override;
+    std::unique_ptr<MlpState> createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const override;
+    uint64_t deviceBytes() const override;
+    uint32_t scratchWidth() const override;
+    const RoutedMlp& routed() const { return *routed_; }
+    // The routed part's state (for RoutedMlp::usage).
+    static MlpState& routedState(MlpState& state);
+
+private:
+    std::unique_ptr<RoutedMlp> routed_;
+    std::unique_ptr<DenseMlp> shared_;
+    DeviceMatrix sharedGate_; // [1, hidden]
 };
 
 } // namespace moe

@@ -1,0 +1,221 @@
+// Export of a built MoE as a Mixtral checkpoint: build a small MoE over the
+// shared models (2 epochs, gate_bias = false, token routing), export it,
+// load the export natively and compare its logits with the built MoE's.
+// Also: the folder's files (index covers every tensor once, config fields,
+// model card), refusal of biased gates, cancel leaves nothing behind.
+//
+// Tolerances: an f32 export holds the built MoE's weights exactly (BF16/F16
+// sources widen exactly) and both run the same RoutedMlp kernels, so logits
+// agree to float rounding (NMSE < 1e-9; a wrong expert order or a dropped
+// layer gives > 1e-3). A bf16 export rounds every weight (merged LoRA
+// experts, the f32 gates) to 8 bits of mantissa; measured NMSE ~3e-8 here.
+// The bound 1e-3 leaves room for a rounded gate flipping a near-tied top-k
+// choice on some token, and still catches structural errors (wrong expert
+// order, unmerged or doubly merged LoRA give > 1e-2).
+#include "moe/builder.h"
+#include "moe/export.h"
+#include "moe/model.h"
+#include "test_paths.h"
+
+#include <QTemporaryDir>
+#include <QtTest/QtTest>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <set>
+
+using namespace moe;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string quoted(const fs::path& p) { return "\"" + p.string() + "\""; }
+
+json readJson(const fs::path& p) { return json::parse(std::ifstream(p)); }
+
+} // namespace
+
+class TestExport : public QObject {
+    Q_OBJECT
+    std::unique_ptr<vk::Context> ctx;
+    QTemporaryDir tmp;
+    fs::path models;
+    int counter = 0;
+
+    fs::path writeSelector(const std::vector<std::string>& experts, const std::string& config) {
+        const fs::path dir = fs::path(tmp.path().toStdString()) / ("sel-" + std::to_string(++counter));
+        fs::create_directories(dir);
+        std::string ids;
+        for (const auto& e : experts) ids += (ids.empty() ? "" : ", ") + quoted(models / e);
+        std::ofstream(dir / "selector.toml")
+            << "[model]\nmodel_id = " << quoted(models / "base") << "\n\n[anymoe]\ndataset_json = "
+            << quoted(models / (config.find("include_base = true") != std::string::npos ? "amoe-with-base.json" : "amoe.json"))
+            << "\nmodel_ids = [" << ids << "]\n" << "\n[anymoe.config]\nepochs = 2\nrouting = \"token\"\n" << config;
+        return dir / "selector.toml";
+    }
+
+    // Logits of the built MoE (token routing) and of the natively loaded export.
+    double compare(const Selector& s, const fs::path& exported) {
+        auto moe = MoeModel::load(*ctx, s);
+        // Text of several domains, so that different experts get chosen.
+        const auto ids = moe->tokenizer().encode(
+            "def parse(path):\n    return open(path).read()\nPermission is hereby granted, free of charge, to any "
+            "person obtaining a copy of this software. The kernel schedules processes on each CPU.");
+        moe->setRouting(RoutingMode::Token);
+        Session a(moe->model(), 64, 8);
+        std::vector<float> want, got;
+        a.forward(ids, &want);
+        auto native = Model::load(*ctx, exported);
+        Session b(*native, 64, 8);
+        b.forward(ids, &got);
+        return test::nmse(got, want);
+    }
+
+private slots:
+    void initTestCase() {
+        models = fs::absolute(test::modelsDir()).lexically_normal();
+        if (!fs::is_regular_file(models / "base" / "config.json"))
+            QSKIP(qPrintable(QString::fromStdString("shared models not found in " + models.string())));
+        ctx = std::make_unique<vk::Context>();
+    }
+    void cleanupTestCase() { ctx.reset(); }
+
+    void fineTunedLayerSubsetF32MatchesBuiltMoe() {
+        const fs::path file = writeSelector({"expert-code", "expert-legal", "expert-tech"}, "gate_bias = false\n");
+        // layers: only 1 and 3 are routed; 0 and 2 get the base MLP as every expert.
+        {
+            std::string text;
+            std::ifstream in(file);
+            text.assign(std::istreambuf_iterator<char>(in), {});
+            text.replace(text.find("\n[anymoe.config]"), 0, "layers = [3, 1]\n");
+            std::ofstream(file) << text;
+        }
+        Selector s = loadSelector(file);
+        auto built = buildMoe(*ctx, s);
+        QVERIFY(built.moe);
+        built.moe.reset();
+
+        const fs::path out = fs::path(tmp.path().toStdString()) / "mixtral-f32";
+        ExportOptions o;
+        o.out = out;
+        o.dtype = "f32";
+        o.shardBytes = 8'000'000; // several shards
+        // Cancelled: nothing is left behind.
+        const std::atomic<bool> cancel{true};
+        QVERIFY(exportMoe(s, o, {}, &cancel).cancelled);
+        QVERIFY(!fs::exists(out));
+        for (const auto& entry : fs::directory_iterator(out.parent_path()))
+            QVERIFY2(entry.path().filename().string().find(".tmp-") == std::string::npos, entry.path().c_str());
+        size_t lastDone = 0;
+        const auto rep = exportMoe(s, o, [&](const ExportProgress& p) { lastDone = p.done; });
+        QVERIFY(!rep.cancelled);
+        QVERIFY(lastDone > 0);
+        QCOMPARE(rep.experts, 3);
+        QCOMPARE(rep.expertsPerToken, 2);
+        QVERIFY2(!rep.warnings.empty() && rep.warnings[0].find("not chosen") != std::string::npos,
+                 rep.warnings.empty() ? "no warning" : rep.warnings[0].c_str());
+
+        // Index: every tensor of every shard listed once, pointing at its shard.
+        const json index = readJson(out / "model.safetensors.index.json");
+        std::set<std::string> seen;
+        size_t shardCount = 0;
+        for (const auto& entry : fs::directory_iterator(out)) {
+            if (entry.path().extension() != ".safetensors") continue;
+            ++shardCount;
+            SafetensorsFile f(entry.path());
+            for (const auto& [name, t] : f.tensors()) {
+                QVERIFY2(seen.insert(name).second, name.c_str());
+                QCOMPARE(index["weight_map"][name].get<std::string>(), entry.path().filename().string());
+                QCOMPARE(t.dtype, DType::F32);
+            }
+        }
+        QVERIFY(shardCount > 1);
+        QCOMPARE(seen.size(), index["weight_map"].size());
+        QVERIFY(seen.count("model.layers.0.block_sparse_moe.experts.2.w2.weight"));
+        QVERIFY(!seen.count("model.layers.0.mlp.gate_proj.weight"));
+
+        const json config = readJson(out / "config.json");
+        QCOMPARE(config["architectures"][0].get<std::string>(), std::string("MixtralForCausalLM"));
+        QCOMPARE(config["num_local_experts"].get<int>(), 3);
+        QCOMPARE(config["num_experts_per_tok"].get<int>(), 2);
+        QCOMPARE(config["torch_dtype"].get<std::string>(), std::string("float32"));
+        for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "generation_config.json", "README.md"})
+            QVERIFY2(fs::is_regular_file(out / f), f);
+        std::ifstream cardIn(out / "README.md");
+        const std::string card((std::istreambuf_iterator<char>(cardIn)), {});
+        QVERIFY2(card.find("expert-legal") != std::string::npos && card.find("validation accuracy") != std::string::npos,
+                 card.c_str());
+        // No temporary folder left beside it.
+        for (const auto& entry : fs::directory_iterator(out.parent_path()))
+            QVERIFY2(entry.path().filename().string().find(".tmp-") == std::string::npos, entry.path().c_str());
+
+        const double e = compare(s, out);
+        qInfo("f32 export vs built MoE: NMSE %.3g", e);
+        QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
+
+        // The output folder exists now: a second export refuses to overwrite it.
+        const auto msg = test::errorMessage([&] { exportMoe(s, o); });
+        QVERIFY2(msg.find("already exists") != std::string::npos, msg.c_str());
+
+        // The same MoE as Qwen2-MoE: layers 0 and 2 stay dense (mlp_only_layers).
+        const fs::path qwenOut = fs::path(tmp.path().toStdString()) / "qwen2moe-f32";
+        o.out = qwenOut;
+        o.format = ExportFormat::Qwen2Moe;
+        const auto qrep = exportMoe(s, o);
+        QVERIFY(qrep.warnings.empty());
+        const json qconfig = readJson(qwenOut / "config.json");
+        QCOMPARE(qconfig["model_type"].get<std::string>(), std::string("qwen2_moe"));
+        QCOMPARE(qconfig["mlp_only_layers"], json::array({0, 2}));
+        QCOMPARE(qconfig["norm_topk_prob"].get<bool>(), true);
+        const double qe = compare(s, qwenOut);
+        qInfo("f32 qwen2_moe export vs built MoE: NMSE %.3g", qe);
+        QVERIFY2(qe < 1e-9, qPrintable(QString("NMSE %1").arg(qe)));
+    }
+
+    void loraWithBaseBf16MatchesBuiltMoe() {
+        const fs::path file = writeSelector({"lora-code", "lora-legal", "lora-tech"},
+                                            "gate_bias = false\ninclude_base = true\ntop_k = 2\n"
+                                            "[anymoe.config.expert_type.lora_adapter]\n");
+        Selector s = loadSelector(file);
+        auto built = buildMoe(*ctx, s);
+        QVERIFY(built.moe);
+        built.moe.reset();
+        const fs::path out = fs::path(tmp.path().toStdString()) / "mixtral-lora-bf16";
+        ExportOptions o;
+        o.out = out;
+        o.dtype = "bf16";
+        const auto rep = exportMoe(s, o);
+        QCOMPARE(rep.experts, 4); // the base + 3 LoRA experts, merged
+        QVERIFY(rep.warnings.empty());
+        const double e = compare(s, out);
+        qInfo("bf16 LoRA export vs built MoE: NMSE %.3g", e);
+        QVERIFY2(e < 1e-3, qPrintable(QString("NMSE %1").arg(e)));
+        QVERIFY(e > 0); // bf16 rounding must show: the experts really were re-encoded
+    }
+
+    void biasedGatesAreRefused() {
+        const fs::path file = writeSelector({"expert-code", "expert-legal", "expert-tech"}, "gate_bias = true\n");
+        Selector s = loadSelector(file);
+        QVERIFY(buildMoe(*ctx, s).moe);
+        const fs::path out = fs::path(tmp.path().toStdString()) / "biased";
+        ExportOptions o;
+        o.out = out;
+        auto msg = test::errorMessage([&] { exportMoe(s, o); });
+        QVERIFY2(msg.find("gate_bias = false") != std::string::npos && msg.find("selector.toml") != std::string::npos,
+                 msg.c_str());
+        QVERIFY(!fs::exists(out));
+    }
+
+    void shardSizesParse() {
+        QCOMPARE(parseByteSize("5GB"), 5'000'000'000ull);
+        QCOMPARE(parseByteSize("500MB"), 500'000'000ull);
+        QCOMPARE(parseByteSize("2GiB"), 2147483648ull);
+        QCOMPARE(parseByteSize("1024"), 1024ull);
+        const auto msg = test::errorMessage([] { parseByteSize("5 parsecs"); });
+        QVERIFY2(msg.find("5 parsecs") != std::string::npos, msg.c_str());
+    }
+};
+
+QTEST_GUILESS_MAIN(TestExport)
+#include "test_export.moc"
