@@ -2,12 +2,14 @@
 // Tiny random Llama-family models written as Hugging Face folders, and a plain
 // CPU transcription of the Transformers forward pass to check the engine
 // against (double accumulation). Shared by the architecture and MoE tests.
+#include "moe/model.h"
 #include "moe/safetensors.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <cstring>
 #include <filesystem>
@@ -351,6 +353,22 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
         logits.insert(logits.end(), y.begin(), y.end());
     }
     return logits;
+}
+
+// The engine side: `prefill` tokens in one forward (batches of the session's
+// maxBatch), then one token at a time; from `replyFrom` on the tokens are a
+// reply (sequence routing). Returns every token's logits.
+inline std::vector<float> prefillThenDecode(Session& session, const std::vector<int32_t>& ids, size_t prefill,
+                                            size_t replyFrom = SIZE_MAX) {
+    std::vector<float> got;
+    session.forward(std::span<const int32_t>(ids.data(), prefill), &got);
+    for (size_t t = prefill; t < ids.size(); ++t) {
+        session.setReply(t >= replyFrom);
+        auto l = session.forward(std::span<const int32_t>(&ids[t], 1));
+        got.insert(got.end(), l.begin(), l.end());
+    }
+    session.setReply(false);
+    return got;
 }
 
 } // namespace moe::test::ref

@@ -69,12 +69,7 @@ private slots:
         auto model = Model::load(*ctx, dir.path().toStdString());
         // Prefill of 17 tokens in batches of 8, then 6 single-token decode steps.
         Session session(*model, 64, 8);
-        std::vector<float> got;
-        session.forward(std::span<const int32_t>(ids.data(), 17), &got);
-        for (size_t t = 17; t < ids.size(); ++t) {
-            auto l = session.forward(std::span<const int32_t>(&ids[t], 1));
-            got.insert(got.end(), l.begin(), l.end());
-        }
+        const std::vector<float> got = prefillThenDecode(session, ids, 17);
         QCOMPARE(got.size(), ref.size());
         const double e = test::nmse(got, ref);
         qInfo("%s: NMSE %.3g", qPrintable(arch), e);

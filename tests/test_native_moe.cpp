@@ -102,12 +102,7 @@ private slots:
 
         // Prefill 17 tokens in batches of 8, then 6 decode steps.
         Session session(*model, 64, 8);
-        std::vector<float> got;
-        session.forward(std::span<const int32_t>(ids.data(), 17), &got);
-        for (size_t t = 17; t < ids.size(); ++t) {
-            auto l = session.forward(std::span<const int32_t>(&ids[t], 1));
-            got.insert(got.end(), l.begin(), l.end());
-        }
+        const std::vector<float> got = prefillThenDecode(session, ids, 17);
         QCOMPARE(got.size(), want.size());
         const double e = test::nmse(got, want);
         qInfo("mixtral %s: NMSE %.3g", fused ? "fused" : "per-expert", e);
@@ -154,12 +149,7 @@ private slots:
         QCOMPARE(model->config().normTopkProb, normTopk);
         for (int l = 0; l < 3; ++l) QCOMPARE(model->config().isSparseLayer(l), s.sparse(l));
         Session session(*model, 64, 8);
-        std::vector<float> got;
-        session.forward(std::span<const int32_t>(ids.data(), 17), &got);
-        for (size_t t = 17; t < ids.size(); ++t) {
-            auto l = session.forward(std::span<const int32_t>(&ids[t], 1));
-            got.insert(got.end(), l.begin(), l.end());
-        }
+        const std::vector<float> got = prefillThenDecode(session, ids, 17);
         QCOMPARE(got.size(), want.size());
         const double e = test::nmse(got, want);
         qInfo("qwen2_moe: NMSE %.3g", e);

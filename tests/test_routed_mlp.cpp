@@ -172,19 +172,6 @@ std::vector<int32_t> tokens(int n, uint32_t seed) {
     return ids;
 }
 
-// Prefill of `prefill` tokens (batches of the session's maxBatch), then one
-// token at a time; `replyFrom` switches the session to reply tokens.
-std::vector<float> run(Session& session, const std::vector<int32_t>& ids, size_t prefill, size_t replyFrom = SIZE_MAX) {
-    std::vector<float> got;
-    session.forward(std::span<const int32_t>(ids.data(), prefill), &got);
-    for (size_t t = prefill; t < ids.size(); ++t) {
-        session.setReply(t >= replyFrom);
-        auto l = session.forward(std::span<const int32_t>(&ids[t], 1));
-        got.insert(got.end(), l.begin(), l.end());
-    }
-    return got;
-}
-
 } // namespace
 
 class TestRoutedMlp : public QObject {
@@ -255,7 +242,7 @@ private slots:
         for (auto& [l, hl] : ref.layers) install(*ctx, *model, l, hl, routing);
         Session session(*model, 64, 8);
         const auto ids = tokens(23, 3);
-        const auto got = run(session, ids, 17); // batches 8 + 8 + 1, then 6 decode steps
+        const auto got = prefillThenDecode(session, ids, 17); // batches 8 + 8 + 1, then 6 decode steps
         check(ref, got, ids, ref);
 
         // Usage counts: every token went to top-k slots in each MoE layer.
@@ -276,7 +263,7 @@ private slots:
         Session a(*model, 64, 32), b(*model, 64, 32);
         std::vector<float> whole;
         a.forward(ids, &whole);
-        const auto stepwise = run(b, ids, 1);
+        const auto stepwise = prefillThenDecode(b, ids, 1);
         const double e = test::nmse(stepwise, whole);
         qInfo("prefill vs decode NMSE %.3g", e);
         // Same weights, different kernels (tiled vs matvec summation order): float rounding only.
@@ -299,7 +286,7 @@ private slots:
         install(*ctx, *model, 0, ref.layers[0], routing);
         Session session(*model, 64, 8);
         const auto ids = tokens(20, 13);
-        const auto got = run(session, ids, 12, 12);
+        const auto got = prefillThenDecode(session, ids, 12, 12);
         check(ref, got, ids, ref);
     }
 
@@ -316,7 +303,7 @@ private slots:
             Session session(*model, 64, 8);
             session.setPinnedSlot(pin);
             const auto ids = tokens(14, 17);
-            const auto got = run(session, ids, 10);
+            const auto got = prefillThenDecode(session, ids, 10);
             check(ref, got, ids, ref);
         }
         // Pinned to the base slot, the MoE is the dense base model.
