@@ -162,6 +162,21 @@ private slots:
         QVERIFY(!dynamic_cast<const RoutedMlp*>(&b.moe->model().mlp(0)));
     }
 
+    // training = false with gate_model_id: the gates of an earlier build are
+    // loaded, not trained again.
+    void pretrainedGatesAreLoaded() {
+        QVERIFY2(fineTuned, "needs the MoE built by fineTunedExpertsAllLayers");
+        Selector s = selector(dir.path().toStdString(), false, {});
+        s.training = false;
+        s.gateModelId = gatesFolder(selector(dir.path().toStdString(), false, {}));
+        s.lossCsvPath.clear();
+        s.routing = RoutingMode::Token;
+        BuildResult b = buildMoe(*ctx, s);
+        QVERIFY(b.moe);
+        QCOMPARE(b.report.trainSteps, 0);
+        for (size_t l = 0; l < 4; ++l) QCOMPARE(b.moe->gates()[l].weight, fineTuned->gates()[l].weight);
+    }
+
     // mergekit's training-free gates: `hidden` from a few labelled prompts per
     // expert routes the held-out prompts far above chance (1/3); `random`
     // and `cheap_embed` build and run.
