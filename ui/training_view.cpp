@@ -73,7 +73,8 @@ TrainingView::TrainingView(QWidget* parent)
     confusionPlot_->plotLayout()->addElement(0, 1, confusionScale_);
     confusionScale_->setLabel(tr("prompts"));
     confusionMap_->setColorScale(confusionScale_);
-    confusionMap_->setGradient(QCPColorGradient::gpThermal);
+    // Jet, not Thermal: Thermal's top end is white, so the best cells vanished into the background.
+    confusionMap_->setGradient(QCPColorGradient::gpJet);
     confusionMap_->setInterpolate(false);
     confusionPlot_->setVisible(false);
 
