@@ -191,8 +191,38 @@ moe::RoutingMode parseRouting(const std::string& name) {
     return m;
 }
 
+// --expert-budget SIZE on a loaded model (empty = every expert resident).
+void applyExpertBudget(moe::Model& model, const std::string& budget) {
+    if (budget.empty()) return;
+    const uint64_t bytes = moe::parseByteSize(budget);
+    if (bytes == 0) throw moe::Error("--expert-budget " + budget + ": give a size above 0 (leave it out for no budget)");
+    if (model.pageableExpertBytes() == 0)
+        throw moe::Error("--expert-budget: the model has no routed experts to keep under a budget");
+    model.setExpertBudget(bytes);
+}
+
+// Expert cache figures over `tokens` forwarded tokens (null without a budget).
+json expertCacheJson(const moe::Model& model, uint64_t tokens) {
+    if (model.expertBudget() == 0) return nullptr;
+    const moe::ExpertCacheStats s = model.expertCacheStats();
+    const uint64_t uses = s.hits + s.misses;
+    const double perToken = tokens ? 1.0 / double(tokens) : 0.0;
+    return {{"budget_bytes", s.budgetBytes},
+            {"hits", s.hits},
+            {"misses", s.misses},
+            {"hit_rate", uses ? double(s.hits) / double(uses) : 0.0},
+            {"evictions", s.evictions},
+            {"bytes_uploaded", s.bytesUploaded},
+            {"tokens", tokens},
+            {"hits_per_token", double(s.hits) * perToken},
+            {"misses_per_token", double(s.misses) * perToken},
+            {"bytes_uploaded_per_token", double(s.bytesUploaded) * perToken},
+            {"resident_bytes", s.residentBytes},
+            {"peak_resident_bytes", s.peakResidentBytes}};
+}
+
 Runnable openRunnable(moe::vk::Context& ctx, const std::filesystem::path& model, const std::filesystem::path& selector,
-                      const std::string& routing) {
+                      const std::string& routing, const std::string& expertBudget = {}) {
     Runnable r;
     if (!selector.empty()) {
         r.moe = moe::MoeModel::load(ctx, moe::loadSelectorAny(selector));
@@ -204,6 +234,7 @@ Runnable openRunnable(moe::vk::Context& ctx, const std::filesystem::path& model,
         r.denseTokenizer = moe::Tokenizer::load(model);
         r.dir = model;
     }
+    applyExpertBudget(r.model(), expertBudget);
     return r;
 }
 
@@ -244,12 +275,13 @@ struct GenerateArgs {
     bool asJson = false;
     uint32_t context = 0;
     std::vector<std::string> stops;
+    std::string expertBudget;
     moe::SamplingParams sampling;
 };
 
 int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
     moe::vk::Context ctx(dev.context());
-    Runnable run = openRunnable(ctx, a.model, a.selector, a.routing);
+    Runnable run = openRunnable(ctx, a.model, a.selector, a.routing, a.expertBudget);
     moe::Model* model = &run.model();
     const moe::Tokenizer* tok = &run.tokenizer();
     std::vector<int32_t> prompt;
@@ -287,6 +319,8 @@ int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
             out["expert_usage"] = expertUsage(run, session);
             if (pick.slot >= 0) out["likelihood"] = likelihoodJson(run, pick);
         }
+        if (model->expertBudget())
+            out["expert_cache"] = expertCacheJson(*model, uint64_t(result.promptTokens) + result.tokens.size());
         std::cout << out.dump() << "\n";
     } else {
         std::cout << "\n";
@@ -294,6 +328,9 @@ int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
         std::fprintf(stderr, "\nprompt: %d tokens, %.1f tokens/s | generation: %zu tokens, %.1f tokens/s (%s) | %s\n",
                      result.promptTokens, result.promptTokensPerSecond(), result.tokens.size(),
                      result.decodeTokensPerSecond(), result.stopReason.c_str(), ctx.info().name.c_str());
+        if (model->expertBudget())
+            std::fprintf(stderr, "expert cache: %s\n",
+                         expertCacheJson(*model, uint64_t(result.promptTokens) + result.tokens.size()).dump().c_str());
     }
     return 0;
 }
@@ -304,6 +341,7 @@ struct BenchArgs {
     int promptTokens = 256;
     int genTokens = 128;
     bool asJson = false;
+    std::string expertBudget;
 };
 
 // Device bandwidth ceiling: copy a 64 MiB buffer several times; read + write bytes per second.
@@ -405,6 +443,7 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
     moe::vk::Context ctx(dev.context());
     auto model = moe::Model::load(ctx, a.model);
     const double loadSeconds = secondsSince(t0);
+    applyExpertBudget(*model, a.expertBudget);
     const auto& c = model->config();
     const int total = a.promptTokens + a.genTokens;
     moe::Session session(*model, uint32_t(std::max(total + 1, 16)), uint32_t(std::max(a.promptTokens, 1)));
@@ -423,12 +462,15 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
     const double prefillSeconds = secondsSince(tp);
     const uint32_t prefillDispatches = session.lastDispatches();
     int32_t next = moe::argmax(logits);
+    const json prefillCache = expertCacheJson(*model, uint64_t(a.promptTokens));
+    model->resetExpertCacheStats();
     auto td = Clock::now();
     for (int i = 0; i < a.genTokens; ++i) {
         logits = session.forward(std::span<const int32_t>(&next, 1));
         next = moe::argmax(logits);
     }
     const double decodeSeconds = secondsSince(td);
+    const json decodeCache = expertCacheJson(*model, uint64_t(a.genTokens));
     const double prefillRate = a.promptTokens / prefillSeconds;
     const double decodeRate = a.genTokens / decodeSeconds;
     // Bytes a decode step reads: every weight but the embedding table (one row of it).
@@ -457,6 +499,7 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
                 {"decode_fraction_of_copy_bandwidth", probe > 0 ? gbps / probe : 0},
                 {"peak_host_memory_bytes", peak},
                 {"peak_host_memory_over_weights", double(peak) / double(model->deviceBytes())}};
+    if (model->expertBudget()) out["expert_cache"] = {{"prefill", prefillCache}, {"decode", decodeCache}};
     if (a.asJson) {
         std::cout << out.dump(2) << "\n";
         return 0;
@@ -471,6 +514,13 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
     std::printf("decode reads    %.2f GB/s effective (%s per token); device copy probe %.2f GB/s (%.0f%%)\n", gbps,
                 mib(weightBytes).c_str(), probe, probe > 0 ? 100 * gbps / probe : 0);
     std::printf("peak host mem   %s (%.2f x weight bytes)\n", mib(peak).c_str(), double(peak) / double(model->deviceBytes()));
+    if (model->expertBudget())
+        std::printf("expert cache    budget %s; decode: hit rate %.1f%%, %.2f misses and %s uploaded per token; "
+                    "peak resident %s\n",
+                    mib(model->expertBudget()).c_str(), 100 * decodeCache["hit_rate"].get<double>(),
+                    decodeCache["misses_per_token"].get<double>(),
+                    mib(uint64_t(decodeCache["bytes_uploaded_per_token"].get<double>())).c_str(),
+                    mib(decodeCache["peak_resident_bytes"].get<uint64_t>()).c_str());
     return 0;
 }
 
@@ -681,6 +731,7 @@ struct ChatArgs {
     std::string routing, system;
     int maxTokens = 256;
     uint32_t context = 0;
+    std::string expertBudget;
     moe::SamplingParams sampling;
 };
 
@@ -689,7 +740,7 @@ struct ChatArgs {
 // the new turn).
 int runChat(const ChatArgs& a, const DeviceOptions& dev) {
     moe::vk::Context ctx(dev.context());
-    Runnable run = openRunnable(ctx, a.model, a.selector, a.routing);
+    Runnable run = openRunnable(ctx, a.model, a.selector, a.routing, a.expertBudget);
     const auto tmpl = moe::ChatTemplate::fromModelDir(run.dir);
     const moe::Tokenizer& tok = run.tokenizer();
     moe::Session session(run.model(), a.context);
@@ -712,6 +763,7 @@ int runChat(const ChatArgs& a, const DeviceOptions& dev) {
         moe::TurnRouting pick;
         routePrompts(run, opts, &pick);
         resetExpertUsage(run, session);
+        run.model().resetExpertCacheStats();
         auto result = moe::generate(session, tok, turn, opts, [](const std::string& piece) {
             std::cout << piece << std::flush;
             return true;
@@ -719,6 +771,9 @@ int runChat(const ChatArgs& a, const DeviceOptions& dev) {
         std::cout << "\n";
         if (pick.slot >= 0) std::fprintf(stderr, "[likelihood routing: %s]\n", likelihoodJson(run, pick).dump().c_str());
         if (run.moe) std::fprintf(stderr, "[expert usage: %s]\n", expertUsage(run, session).dump().c_str());
+        if (run.model().expertBudget())
+            std::fprintf(stderr, "[expert cache: %s]\n",
+                         expertCacheJson(run.model(), uint64_t(turn.size()) + result.tokens.size()).dump().c_str());
         cached.assign(ids.begin(), ids.end());
         cached.insert(cached.end(), result.tokens.begin(), result.tokens.end());
         cached.resize(std::min<size_t>(cached.size(), session.position()));
@@ -775,6 +830,7 @@ int main(int argc, char** argv) {
     generate->add_option("--system", gen.system, "System message (with --chat)");
     generate->add_option("--stop", gen.stops, "Stop string (repeatable)");
     generate->add_option("--ctx", gen.context, "Context length (default: the model's, at most 4096)");
+    generate->add_option("--expert-budget", gen.expertBudget, "Keep at most SIZE of expert weights on the device (512MB, 2GB); the rest stays in host memory, least-frequently-used experts evicted");
     generate->add_flag("--json", gen.asJson, "Print one JSON object with the token ids and text");
     addSampling(generate, gen.sampling);
     genDev.add(generate);
@@ -785,6 +841,7 @@ int main(int argc, char** argv) {
     addModelOrSelector(benchCmd, bench.model, bench.selector, nullptr); // with a selector: build it, then measure
     benchCmd->add_option("--prompt-tokens", bench.promptTokens, "Prompt length")->capture_default_str();
     benchCmd->add_option("--gen-tokens", bench.genTokens, "Tokens to decode")->capture_default_str();
+    benchCmd->add_option("--expert-budget", bench.expertBudget, "Keep at most SIZE of expert weights on the device (512MB, 2GB); the rest stays in host memory, least-frequently-used experts evicted");
     benchCmd->add_flag("--json", bench.asJson, "Machine-readable output");
     benchDev.add(benchCmd);
 
@@ -820,6 +877,7 @@ int main(int argc, char** argv) {
     chatCmd->add_option("--system", chat.system, "System message");
     chatCmd->add_option("-n,--max-tokens", chat.maxTokens, "Most tokens per reply")->capture_default_str();
     chatCmd->add_option("--ctx", chat.context, "Context length");
+    chatCmd->add_option("--expert-budget", chat.expertBudget, "Keep at most SIZE of expert weights on the device (512MB, 2GB); the rest stays in host memory, least-frequently-used experts evicted");
     addSampling(chatCmd, chat.sampling);
     chatDev.add(chatCmd);
 

@@ -256,6 +256,94 @@ std::unique_ptr<MlpBlock> Model::setMlp(int layer, std::unique_ptr<MlpBlock> blo
     return block;
 }
 
+// ---------------------------------------------------------------- expert budget
+
+RoutedMlp* Model::routedPart(size_t l) {
+    MlpBlock* block = layers_.at(l).mlp.get();
+    if (auto* r = dynamic_cast<RoutedMlp*>(block)) return r;
+    if (auto* s = dynamic_cast<SharedExpertMoe*>(block)) return &s->routed();
+    return nullptr;
+}
+
+void Model::setExpertBudget(uint64_t bytes, double decay) {
+    ++revision_; // recorded steps point at expert buffers that are about to move
+    if (bytes == 0) {
+        for (size_t l = 0; l < layers_.size(); ++l)
+            if (RoutedMlp* r = routedPart(l))
+                for (uint32_t e = 0; e < r->expertCount(); ++e) r->makeResident(ctx_, e);
+        cache_.reset();
+        return;
+    }
+    cache_.emplace(ExpertCache{LfuExpertPolicy(decay), {}, {}, ~0ull});
+    cache_->stats.budgetBytes = bytes;
+    syncExpertCache();
+}
+
+void Model::resetExpertCacheStats() {
+    if (!cache_) return;
+    ExpertCacheStats& s = cache_->stats;
+    s.hits = s.misses = s.bytesUploaded = s.evictions = 0;
+    s.peakResidentBytes = s.residentBytes;
+}
+
+uint64_t Model::pageableExpertBytes() {
+    uint64_t n = 0;
+    for (size_t l = 0; l < layers_.size(); ++l)
+        if (RoutedMlp* r = routedPart(l))
+            for (uint32_t e = 0; e < r->expertCount(); ++e)
+                if (r->ownsWeights(e)) n += r->expertBytes(e);
+    return n;
+}
+
+void Model::syncExpertCache() {
+    if (!cache_ || cache_->revision == revision_) return;
+    // Blocks may have been replaced: start from an empty device set.
+    for (size_t l = 0; l < layers_.size(); ++l)
+        if (RoutedMlp* r = routedPart(l)) r->pageOutExperts();
+    cache_->resident.clear();
+    cache_->stats.residentBytes = 0;
+    cache_->revision = revision_;
+}
+
+void Model::requireExperts(size_t layer, RoutedMlp& routed, const std::vector<uint32_t>& tokensPerSlot) {
+    ExpertCache& c = *cache_;
+    std::set<ExpertKey> keep;
+    std::vector<uint32_t> missing;
+    uint64_t missingBytes = 0;
+    for (uint32_t e = 0; e < routed.expertCount(); ++e) {
+        if (tokensPerSlot.at(e) == 0) continue;
+        const ExpertKey key{int(layer), e};
+        c.policy.touch(key);
+        if (!routed.ownsWeights(e)) { // the base MLP: always on the device
+            ++c.stats.hits;
+            continue;
+        }
+        keep.insert(key);
+        if (routed.isResident(e)) {
+            ++c.stats.hits;
+        } else {
+            ++c.stats.misses;
+            missing.push_back(e);
+            missingBytes += routed.expertBytes(e);
+        }
+    }
+    while (c.stats.residentBytes + missingBytes > c.stats.budgetBytes) {
+        const auto victim = c.policy.victim(c.resident, keep);
+        if (!victim) break; // this layer's experts alone exceed the budget
+        RoutedMlp& owner = *routedPart(size_t(victim->layer));
+        owner.evict(victim->expert);
+        c.stats.residentBytes -= owner.expertBytes(victim->expert);
+        c.resident.erase(*victim);
+        ++c.stats.evictions;
+    }
+    for (uint32_t e : missing) {
+        c.stats.bytesUploaded += routed.makeResident(ctx_, e);
+        c.stats.residentBytes += routed.expertBytes(e);
+        c.resident.insert({int(layer), e});
+    }
+    c.stats.peakResidentBytes = std::max(c.stats.peakResidentBytes, c.stats.residentBytes);
+}
+
 // ---------------------------------------------------------------- Session
 
 namespace {
@@ -333,7 +421,16 @@ void Session::setCaptureLayers(std::vector<int> layers) {
     prefill_.reset();
 }
 
+MlpStep Session::mlpStep(size_t l, uint32_t n) {
+    return {&xn_, &x_, {&gate_, &up_, &hidden_}, &step_, mlpStates_[l].get(), n};
+}
+
 void Session::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
+    recordAttention(rec, l, n);
+    model_.layers_[l].mlp->record(ctx_, rec, mlpStep(l, n));
+}
+
+void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
     const ModelConfig& c = model_.config();
     const LayerWeights& L = model_.layers_[l];
     const uint32_t H = uint32_t(c.hiddenSize);
@@ -356,7 +453,61 @@ void Session::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
     rec.barrier();
     for (size_t i = 0; i < captureLayers_.size(); ++i)
         if (captureLayers_[i] == int(l)) rec.copy(xn_.handle(), 0, captureBuffers_[i].handle(), 0, uint64_t(n) * H * kFloat);
-    L.mlp->record(ctx_, rec, {&xn_, &x_, {&gate_, &up_, &hidden_}, &step_, mlpStates_[l].get(), n});
+}
+
+void Session::runPagedStep(uint32_t n, bool allRows) {
+    const ModelConfig& c = model_.config();
+    const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
+    size_t used = 0;
+    uint32_t dispatches = 0, barriers = 0;
+    auto nextSegment = [&]() -> vk::Recorder& {
+        if (used == segments_.size()) segments_.push_back(std::make_unique<vk::Recorder>(ctx_));
+        vk::Recorder& r = *segments_[used++];
+        r.begin();
+        // Orders this submit's reads after the previous submit's writes.
+        r.barrier();
+        return r;
+    };
+    auto submit = [&](vk::Recorder& r) {
+        r.end();
+        r.submitAndWait();
+        dispatches += r.dispatchCount();
+        barriers += r.barrierCount();
+    };
+    vk::Recorder* rec = &nextSegment();
+    ops::embed(ctx_, *rec, model_.embed_, step_, x_, n);
+    rec->barrier();
+    for (size_t l = 0; l < model_.layers_.size(); ++l) {
+        RoutedMlp* routed = model_.routedPart(l);
+        if (!routed) {
+            recordLayer(*rec, l, n);
+            continue;
+        }
+        recordAttention(*rec, l, n);
+        const MlpStep step = mlpStep(l, n);
+        auto* shared = dynamic_cast<SharedExpertMoe*>(model_.layers_[l].mlp.get());
+        MlpStep routedStep = step;
+        if (shared) routedStep.state = &SharedExpertMoe::routedState(*step.state);
+        routed->recordRouting(ctx_, *rec, routedStep);
+        // The usage counters grow by each slot's tokens of this step.
+        const std::vector<uint32_t> before = RoutedMlp::usage(*routedStep.state);
+        submit(*rec);
+        std::vector<uint32_t> tokensPerSlot = RoutedMlp::usage(*routedStep.state);
+        for (size_t s = 0; s < tokensPerSlot.size(); ++s) tokensPerSlot[s] -= before[s];
+        model_.requireExperts(l, *routed, tokensPerSlot);
+        rec = &nextSegment();
+        routed->recordExperts(ctx_, *rec, routedStep);
+        if (shared) shared->recordShared(ctx_, *rec, step);
+    }
+    const uint32_t rows = allRows ? n : 1;
+    const uint32_t firstRow = allRows ? 0 : n - 1;
+    ops::rmsnorm(ctx_, *rec, {&x_, firstRow * H, H}, model_.finalNorm_, {&xn_, 0, H}, rows, H, c.rmsNormEps);
+    rec->barrier();
+    ops::matmul(ctx_, *rec, *model_.lmHead_, {&xn_, 0, H}, {&logits_, 0, V}, rows);
+    submit(*rec);
+    model_.cache_->policy.decay();
+    lastDispatches_ = dispatches;
+    lastBarriers_ = barriers;
 }
 
 void Session::recordStep(vk::Recorder& rec, uint32_t n, bool allRows) {
@@ -416,6 +567,7 @@ std::span<const float> Session::forward(std::span<const int32_t> tokens, std::ve
         throw Error("the context is full: " + std::to_string(pos_) + " + " + std::to_string(tokens.size()) +
                     " tokens exceed the session's " + std::to_string(maxContext_));
     syncWithModel();
+    model_.syncExpertCache();
     for (auto& v : captured_) v.clear();
     const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
     const bool wantAll = allLogits != nullptr;
@@ -425,8 +577,10 @@ std::span<const float> Session::forward(std::span<const int32_t> tokens, std::ve
     for (size_t done = 0; done < tokens.size();) {
         const uint32_t n = uint32_t(std::min<size_t>(batchLimit, tokens.size() - done));
         writeStep(tokens.subspan(done, n));
-        vk::Recorder* rec;
-        if (n == 1 && !wantAll) {
+        vk::Recorder* rec = nullptr;
+        if (model_.cache_) {
+            runPagedStep(n, wantAll);
+        } else if (n == 1 && !wantAll) {
             if (!decode_) {
                 decode_ = std::make_unique<vk::Recorder>(ctx_);
                 recordStep(*decode_, 1, false);
@@ -441,9 +595,11 @@ std::span<const float> Session::forward(std::span<const int32_t> tokens, std::ve
             }
             rec = prefill_.get();
         }
-        rec->submitAndWait();
-        lastDispatches_ = rec->dispatchCount();
-        lastBarriers_ = rec->barrierCount();
+        if (rec) {
+            rec->submitAndWait();
+            lastDispatches_ = rec->dispatchCount();
+            lastBarriers_ = rec->barrierCount();
+        }
         for (size_t i = 0; i < captureBuffers_.size(); ++i) {
             auto& out = captured_[i];
             const size_t old = out.size();

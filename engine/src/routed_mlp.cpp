@@ -92,10 +92,83 @@ std::vector<uint32_t> RoutedMlp::usage(const MlpState& state) {
 
 void RoutedMlp::resetUsage(MlpState& state) { dynamic_cast<RoutedState&>(state).usage.fillZero(); }
 
+namespace {
+// Every device matrix an expert owns, in a fixed order.
+template <class Expert, class F>
+void forEachMatrix(Expert& x, F&& f) {
+    for (auto* m : {&x.gate, &x.up, &x.down})
+        if (m->rows) f(*m);
+    for (auto* d : {&x.loraGate, &x.loraUp, &x.loraDown})
+        if (*d) {
+            f((*d)->a);
+            f((*d)->b);
+        }
+}
+} // namespace
+
+bool RoutedMlp::ownsWeights(uint32_t e) const {
+    bool owns = false;
+    forEachMatrix(experts_.at(e), [&](const DeviceMatrix&) { owns = true; });
+    return owns;
+}
+
+bool RoutedMlp::isResident(uint32_t e) const { return !paged() || !ownsWeights(e) || resident_.at(e); }
+
+uint64_t RoutedMlp::expertBytes(uint32_t e) const { return paged() ? hostBytes_.at(e) : experts_.at(e).bytes(); }
+
+void RoutedMlp::pageOutExperts() {
+    if (paged()) {
+        for (uint32_t e = 0; e < expertCount(); ++e) evict(e);
+        return;
+    }
+    const uint32_t E = expertCount();
+    hostCopies_.assign(E, {});
+    hostBytes_.assign(E, 0);
+    resident_.assign(E, false);
+    for (uint32_t e = 0; e < E; ++e) {
+        forEachMatrix(experts_[e], [&](DeviceMatrix& m) {
+            for (auto& c : m.chunks) {
+                std::vector<std::byte> bytes(c.buffer.size());
+                c.buffer.download(bytes.data(), bytes.size());
+                hostBytes_[e] += bytes.size();
+                hostCopies_[e].push_back(std::move(bytes));
+                c.buffer = vk::Buffer(); // frees the device memory
+            }
+        });
+    }
+}
+
+uint64_t RoutedMlp::makeResident(vk::Context& ctx, uint32_t e) {
+    if (isResident(e)) return 0;
+    size_t i = 0;
+    forEachMatrix(experts_.at(e), [&](DeviceMatrix& m) {
+        for (auto& c : m.chunks) {
+            const auto& bytes = hostCopies_[e].at(i++);
+            c.buffer = vk::Buffer(ctx, bytes.size(), vk::MemoryUse::Device);
+            c.buffer.upload(bytes.data(), bytes.size());
+        }
+    });
+    resident_[e] = true;
+    return hostBytes_[e];
+}
+
+void RoutedMlp::evict(uint32_t e) {
+    if (!paged() || !ownsWeights(e)) return;
+    forEachMatrix(experts_.at(e), [&](DeviceMatrix& m) {
+        for (auto& c : m.chunks) c.buffer = vk::Buffer();
+    });
+    resident_[e] = false;
+}
+
 void RoutedMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const {
+    recordRouting(ctx, rec, step);
+    recordExperts(ctx, rec, step);
+}
+
+void RoutedMlp::recordRouting(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const {
     if (!step.state) throw Error("internal: a routed MLP records with its session state");
     auto& st = dynamic_cast<RoutedState&>(*step.state);
-    const uint32_t n = step.nTokens, E = expertCount(), H = base_->gate().cols, I = base_->gate().rows;
+    const uint32_t n = step.nTokens, E = expertCount(), H = base_->gate().cols;
     const ops::Act in{step.input, 0, H};
 
     // Gate logits, then routing on the device.
@@ -108,6 +181,13 @@ void RoutedMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step)
     rp.renormalise = routing_.renormalise || routing_.mode != RouteMode::Token ? 1u : 0u;
     ops::routeTokens(ctx, rec, rp, *step.step, st.logits, st.route, st.state, st.usage);
     rec.barrier();
+}
+
+void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const {
+    if (!step.state) throw Error("internal: a routed MLP records with its session state");
+    auto& st = dynamic_cast<RoutedState&>(*step.state);
+    const uint32_t n = step.nTokens, E = expertCount(), H = base_->gate().cols, I = base_->gate().rows;
+    const ops::Act in{step.input, 0, H};
 
     // Each slot computes only its own tokens: gather the inputs, scatter the
     // weighted outputs into the residual. Slots run one after the other
@@ -117,6 +197,7 @@ void RoutedMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step)
     const uint32_t lastSlot = routing_.baseSlot ? E : E - 1;
     const MlpScratch& sc = step.scratch;
     for (uint32_t s = 0; s <= lastSlot; ++s) {
+        if (s < E && !isResident(s)) continue;
         const ExpertMlp& x = s < E ? experts_[s] : baseExpert;
         const DeviceMatrix& gate = x.gate.rows ? x.gate : base_->gate();
         const DeviceMatrix& up = x.up.rows ? x.up : base_->up();
@@ -204,7 +285,11 @@ void SharedExpertMoe::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep&
     MlpStep routedStep = step;
     routedStep.state = st.routed.get();
     routed_->record(ctx, rec, routedStep); // ends with a barrier
+    recordShared(ctx, rec, step);
+}
 
+void SharedExpertMoe::recordShared(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const {
+    auto& st = dynamic_cast<SharedState&>(*step.state);
     const uint32_t n = step.nTokens, H = shared_->gate().cols, I = shared_->gate().rows;
     const ops::Act in{step.input, 0, H};
     const ops::Act h{step.scratch.hidden, 0, I};

@@ -3,19 +3,23 @@
 // A layer's MLP is an MlpBlock: dense by default, replaceable by a routed set
 // of experts without touching the rest of the pass. The MLP input of chosen
 // layers can be captured per token (gate training).
+#include "moe/expert_cache.h"
 #include "moe/model_config.h"
 #include "moe/ops.h"
 #include "moe/safetensors.h"
 #include "moe/vk.h"
 
 #include <functional>
+#include <set>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
 namespace moe {
 
 class Session;
+class RoutedMlp;
 
 // Scratch activations a block may use during one recorded step.
 struct MlpScratch {
@@ -103,8 +107,36 @@ public:
     // A block's recorded settings changed (routing mode): sessions re-record.
     void invalidate() { ++revision_; }
 
+    // Experts under a memory budget: at most `bytes` of expert weights stay
+    // on the device, the rest in host memory, uploaded when routing asks for
+    // them; the least-frequently-used resident expert is evicted, frequencies
+    // decaying by `decay` per step. A step then stops after each MoE layer's
+    // routing to learn which experts it needs. 0 = every expert resident and
+    // one submit per step (the default). Applies to the routed layers present
+    // now and to blocks set later. The experts needed by one layer in one step
+    // are kept even when they alone exceed the budget.
+    void setExpertBudget(uint64_t bytes, double decay = 0.9);
+    uint64_t expertBudget() const { return cache_ ? cache_->stats.budgetBytes : 0; }
+    ExpertCacheStats expertCacheStats() const { return cache_ ? cache_->stats : ExpertCacheStats{}; }
+    void resetExpertCacheStats();
+    // Bytes of every routed layer's own expert weights (what a budget of "all" holds).
+    uint64_t pageableExpertBytes();
+
 private:
     friend class Session;
+    struct ExpertCache {
+        LfuExpertPolicy policy;
+        std::set<ExpertKey> resident;
+        ExpertCacheStats stats;
+        uint64_t revision = ~0ull;
+    };
+    // The routed part of layer `l`'s block (RoutedMlp or SharedExpertMoe), or null.
+    RoutedMlp* routedPart(size_t l);
+    // Pages out the experts of blocks set since the budget (or last sync).
+    void syncExpertCache();
+    // Counts hits and misses for the experts that received tokens, evicts and uploads.
+    void requireExperts(size_t layer, RoutedMlp& routed, const std::vector<uint32_t>& tokensPerSlot);
+    std::optional<ExpertCache> cache_;
     explicit Model(vk::Context& ctx) : ctx_(ctx) {}
     vk::Context& ctx_;
     ModelConfig config_;
@@ -164,6 +196,11 @@ public:
 private:
     void recordStep(vk::Recorder& rec, uint32_t nTokens, bool allRows);
     void recordLayer(vk::Recorder& rec, size_t layer, uint32_t nTokens);
+    // Everything of a layer before its MLP block.
+    void recordAttention(vk::Recorder& rec, size_t layer, uint32_t nTokens);
+    MlpStep mlpStep(size_t layer, uint32_t nTokens);
+    // One step under an expert budget: a submit per MoE layer's routing.
+    void runPagedStep(uint32_t nTokens, bool allRows);
     void writeStep(std::span<const int32_t> tokens);
     void syncWithModel();
 
@@ -181,6 +218,7 @@ private:
     std::vector<std::vector<float>> captured_;
     std::unique_ptr<vk::Recorder> decode_;   // recorded once, replayed for every one-token step
     std::unique_ptr<vk::Recorder> prefill_;  // re-recorded per batch size
+    std::vector<std::unique_ptr<vk::Recorder>> segments_; // paged steps, re-recorded every step
     uint32_t prefillRecordedFor_ = 0;
     uint64_t recordedRevision_ = 0;
     bool prefillAllRows_ = false;

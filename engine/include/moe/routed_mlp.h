@@ -44,10 +44,31 @@ public:
     RoutedMlp(vk::Context& ctx, std::unique_ptr<DenseMlp> base, std::vector<ExpertMlp> experts,
               const std::vector<float>& gateWeight, const std::vector<float>& gateBias, RoutingOptions routing);
 
+    // recordRouting() then recordExperts(), in one command buffer.
     void record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const override;
+    // Gate logits and routing: the per-slot token lists and the usage counts.
+    void recordRouting(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const;
+    // Every resident expert on its own tokens (a paged-out expert is skipped:
+    // the caller made every expert that received tokens resident first).
+    void recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const;
     std::unique_ptr<MlpState> createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const override;
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override { return base_->scratchWidth(); }
+
+    // Experts under a memory budget. An expert that owns weights (dense
+    // projections or LoRA factors) can be paged: its weights are copied to
+    // host memory and its device buffers freed until makeResident().
+    // Experts that are the base MLP own nothing and are always resident.
+    bool ownsWeights(uint32_t expert) const;
+    bool isResident(uint32_t expert) const;
+    bool paged() const { return !hostCopies_.empty(); }
+    // Device bytes of the expert's own weights when resident.
+    uint64_t expertBytes(uint32_t expert) const;
+    // Copies every expert's own weights to the host and frees them on the device.
+    void pageOutExperts();
+    // Uploads a paged-out expert; returns the bytes uploaded (0 when already resident).
+    uint64_t makeResident(vk::Context& ctx, uint32_t expert);
+    void evict(uint32_t expert);
 
     uint32_t expertCount() const { return uint32_t(experts_.size()); }
     // Bytes the experts and the gate add to the dense layer.
@@ -70,6 +91,11 @@ private:
     vk::Buffer gateBias_;
     uint32_t loraRank_ = 0;
     RoutingOptions routing_;
+    // Paged experts: per expert, the host bytes of each chunk of each of its
+    // matrices (forEachMatrix order); empty when nothing is paged.
+    std::vector<std::vector<std::vector<std::byte>>> hostCopies_;
+    std::vector<uint64_t> hostBytes_;
+    std::vector<bool> resident_;
 };
 
 // A routed block plus an always-on shared expert weighted per token by
@@ -85,6 +111,9 @@ public:
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override;
     const RoutedMlp& routed() const { return *routed_; }
+    RoutedMlp& routed() { return *routed_; }
+    // The shared expert's part of record(), after the routed part.
+    void recordShared(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const;
     // The routed part's state (for RoutedMlp::usage).
     static MlpState& routedState(MlpState& state);
 

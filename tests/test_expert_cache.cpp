@@ -1,0 +1,180 @@
+// Experts under a memory budget (LFU expert cache): the eviction policy on its
+// own, and whole models run with a budget of all / half / one expert per layer
+// against the same model with every expert resident.
+//
+// Under a budget the step is split at each MoE layer's routing, but every
+// kernel runs on the same weights in the same order (experts without tokens
+// add nothing either way), so the logits are expected bit-identical; the
+// 1e-12 NMSE bound only allows for float noise, while a wrong or stale expert
+// in a pool slot moves the logits by orders of magnitude more (NMSE > 1e-4).
+#include "moe/expert_cache.h"
+#include "moe/model.h"
+#include "moe/routed_mlp.h"
+#include "reference_model.h"
+#include "test_paths.h"
+
+#include <QTemporaryDir>
+#include <QtTest/QtTest>
+
+#include <algorithm>
+#include <random>
+
+using namespace moe;
+using namespace moe::test::ref;
+
+namespace {
+
+Spec mixtral() {
+    Spec s{"mixtral", 40, 56, 3, 4, 2, 10, 97, 0, false, DType::F32};
+    s.experts = 6;
+    s.topK = 2;
+    return s;
+}
+
+Spec qwen2Moe() {
+    Spec s{"qwen2_moe", 48, 72, 3, 6, 2, 8, 97, 0, true, DType::BF16};
+    s.experts = 5;
+    s.topK = 2;
+    s.moeInter = 24;
+    s.sharedInter = 32;
+    return s;
+}
+
+struct Run {
+    std::vector<int32_t> tokens;   // greedy continuation
+    std::vector<float> logits;     // every step's logits
+};
+
+// Forwards the prompt one token at a time (each step one token per MoE layer,
+// so a step uses exactly top-k experts per layer), then `n` greedy tokens.
+Run greedy(Model& model, const std::vector<int32_t>& prompt, int n) {
+    Session session(model, 64, 8);
+    Run r;
+    std::span<const float> logits;
+    for (int32_t t : prompt) {
+        logits = session.forward(std::span<const int32_t>(&t, 1));
+        r.logits.insert(r.logits.end(), logits.begin(), logits.end());
+    }
+    for (int i = 0; i < n; ++i) {
+        const int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        r.tokens.push_back(next);
+        logits = session.forward(std::span<const int32_t>(&next, 1));
+        r.logits.insert(r.logits.end(), logits.begin(), logits.end());
+    }
+    return r;
+}
+
+} // namespace
+
+class TestExpertCache : public QObject {
+    Q_OBJECT
+    std::unique_ptr<vk::Context> ctx;
+
+private slots:
+    void initTestCase() { ctx = std::make_unique<vk::Context>(); }
+    void cleanupTestCase() { ctx.reset(); }
+
+    void lfuEvictsLeastFrequentlyUsed() {
+        LfuExpertPolicy lfu(0.9);
+        const ExpertKey a{0, 1}, b{0, 2}, c{1, 0};
+        for (int i = 0; i < 3; ++i) lfu.touch(a);
+        lfu.touch(b);
+        lfu.touch(c);
+        lfu.touch(c);
+        const std::set<ExpertKey> resident{a, b, c};
+        QCOMPARE(lfu.victim(resident, {}), std::optional<ExpertKey>(b));
+        QCOMPARE(lfu.victim(resident, {b}), std::optional<ExpertKey>(c));
+        QCOMPARE(lfu.victim(resident, {a, b, c}), std::optional<ExpertKey>());
+        // An expert never used has frequency 0 and goes first.
+        const ExpertKey d{2, 3};
+        QCOMPARE(lfu.victim({a, b, c, d}, {}), std::optional<ExpertKey>(d));
+        // Equal frequencies: the lower (layer, expert) goes first.
+        LfuExpertPolicy tie;
+        tie.touch(c);
+        tie.touch(b);
+        QCOMPARE(tie.victim({b, c}, {}), std::optional<ExpertKey>(b));
+    }
+
+    void lfuFrequenciesDecaySoTheCacheFollowsTheTopic() {
+        LfuExpertPolicy lfu(0.9);
+        const ExpertKey old{0, 0}, recent{0, 1};
+        for (int i = 0; i < 5; ++i) lfu.touch(old);
+        lfu.decay();
+        QVERIFY(std::abs(lfu.frequency(old) - 4.5) < 1e-12);
+        QCOMPARE(lfu.victim({old, recent}, {}), std::optional<ExpertKey>(recent));
+        // The topic changes: `recent` is used once per step from now on.
+        // After 10 steps old = 5·0.9^11 ≈ 1.57 and recent = Σ 0.9^k, k=1..10 ≈ 5.86.
+        for (int i = 0; i < 10; ++i) {
+            lfu.touch(recent);
+            lfu.decay();
+        }
+        QVERIFY(lfu.frequency(old) < lfu.frequency(recent));
+        QCOMPARE(lfu.victim({old, recent}, {}), std::optional<ExpertKey>(old));
+    }
+
+    void sameTokensUnderAnyBudget_data() {
+        QTest::addColumn<QString>("arch");
+        QTest::addColumn<QString>("budget");
+        for (const char* arch : {"mixtral", "qwen2_moe"})
+            for (const char* budget : {"all", "half", "one per layer"})
+                QTest::newRow(qPrintable(QString("%1, %2").arg(arch, budget))) << QString(arch) << QString(budget);
+    }
+
+    void sameTokensUnderAnyBudget() {
+        QFETCH(QString, arch);
+        QFETCH(QString, budget);
+        const Spec s = arch == "mixtral" ? mixtral() : qwen2Moe();
+        QTemporaryDir dir;
+        const std::filesystem::path d = dir.path().toStdString();
+        writeModel(d, s, 17);
+        std::mt19937 rng(5);
+        std::vector<int32_t> prompt;
+        for (int i = 0; i < 9; ++i) prompt.push_back(int32_t(rng() % 97));
+        const int generated = 12;
+
+        auto model = Model::load(*ctx, d);
+        const Run want = greedy(*model, prompt, generated);
+        QCOMPARE(model->expertCacheStats().hits + model->expertCacheStats().misses, uint64_t(0));
+
+        // A native block's expert 0 serves as its base MLP (always
+        // resident); every other expert owns weights of one size.
+        const uint64_t all = model->pageableExpertBytes();
+        const uint64_t ownExperts = uint64_t(s.layers) * uint64_t(s.experts - 1);
+        const uint64_t oneExpert = all / ownExperts;
+        QCOMPARE(oneExpert * ownExperts, all);
+        const uint64_t bytes = budget == "all" ? all : budget == "half" ? all / 2 : oneExpert * uint64_t(s.layers);
+        const uint64_t deviceBefore = model->deviceBytes();
+        model->setExpertBudget(bytes);
+        QCOMPARE(model->deviceBytes(), deviceBefore - all); // nothing resident before the first step
+
+        const Run got = greedy(*model, prompt, generated);
+        QCOMPARE(got.tokens, want.tokens);
+        const double e = test::nmse(got.logits, want.logits);
+        QVERIFY2(e < 1e-12, qPrintable(QString("NMSE %1").arg(e)));
+
+        const ExpertCacheStats st = model->expertCacheStats();
+        const uint64_t steps = prompt.size() + size_t(generated);
+        // One token per step: top-k experts per MoE layer per step.
+        QCOMPARE(st.hits + st.misses, steps * uint64_t(s.layers) * uint64_t(s.topK));
+        QCOMPARE(st.bytesUploaded, st.misses * oneExpert);
+        QVERIFY(st.peakResidentBytes <= bytes);
+        QVERIFY(st.misses > 0);
+        if (budget == "all") {
+            QCOMPARE(st.evictions, uint64_t(0)); // each expert uploaded at most once
+            QVERIFY(st.misses <= ownExperts);
+        } else {
+            QVERIFY(st.evictions > 0);
+        }
+        qInfo("%s, budget %s: hits %llu misses %llu evictions %llu, %.1f KB uploaded per token", qPrintable(arch),
+              qPrintable(budget), (unsigned long long)st.hits, (unsigned long long)st.misses,
+              (unsigned long long)st.evictions, double(st.bytesUploaded) / 1e3 / double(steps));
+
+        // Back to no budget: everything resident again, one submit per step, same tokens.
+        model->setExpertBudget(0);
+        QCOMPARE(model->deviceBytes(), deviceBefore);
+        QCOMPARE(greedy(*model, prompt, generated).tokens, want.tokens);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestExpertCache)
+#include "test_expert_cache.moc"
