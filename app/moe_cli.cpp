@@ -438,9 +438,14 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
     const double decodeSeconds = secondsSince(td);
     const double prefillRate = a.promptTokens / prefillSeconds;
     const double decodeRate = a.genTokens / decodeSeconds;
-    // Bytes a decode step reads: every weight but the embedding table (one row of it).
+    // Bytes a decode step reads: every weight but the embedding table (one row of it)
+    // and, in a native MoE, the experts a token is not routed to.
     uint64_t weightBytes = model->deviceBytes();
     if (!c.tieWordEmbeddings) weightBytes -= uint64_t(c.vocabSize) * c.hiddenSize * moe::dtypeSize(model->weightDType());
+    // A native MoE token reads only its top-k experts' weights.
+    if (c.isMoe())
+        weightBytes -= (model->parameterCount() - activeParameters(c, model->parameterCount())) *
+                       moe::dtypeSize(model->weightDType());
     const double gbps = double(weightBytes) * decodeRate / 1e9;
     const double probe = probeBandwidth(ctx) / 1e9;
     const uint64_t peak = peakHostMemory();
