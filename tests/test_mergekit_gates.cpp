@@ -33,7 +33,7 @@ const std::vector<ExpertSpec> kExperts = {
     {"expert-code", {"def main():\n    return 0", "#include <stdio.h>"}, {"Permission is hereby granted"}},
     {"expert-legal", {"Permission is hereby granted, free of charge", "THE SOFTWARE IS PROVIDED \"AS IS\""},
      {"import os"}},
-    {"expert-tech", {"A compiler is a program that translates", "The kernel schedules processes"}, {}},
+    {"expert-tech", {"A compiler is a program that translates", "The kernel schedules processes"}, {"Copyright (c)"}},
 };
 
 std::string yamlQuoted(const std::string& s) {
