@@ -119,6 +119,17 @@ json modelFacts(const moe::ModelConfig& c, const std::filesystem::path& dir, uin
             {"dtype", dtype}, {"size_on_disk", folderBytes(dir)}};
 }
 
+// Parameters one token runs: all but the experts it is not routed to
+// (`params` for a dense model).
+uint64_t activeParameters(const moe::ModelConfig& config, uint64_t params) {
+    if (!config.isMoe()) return params;
+    const uint64_t perExpert = 3ull * uint64_t(config.hiddenSize) * uint64_t(config.expertIntermediateSize());
+    uint64_t sparseLayers = 0;
+    for (int l = 0; l < config.numLayers; ++l) sparseLayers += config.isSparseLayer(l) ? 1 : 0;
+    const uint64_t idle = uint64_t(config.numExperts - config.expertsPerToken) * perExpert * sparseLayers;
+    return params > idle ? params - idle : 0;
+}
+
 int runInfo(const std::filesystem::path& dir, bool asJson) {
     auto config = moe::ModelConfig::load(dir);
     auto store = moe::WeightStore::openFolder(dir);
@@ -139,14 +150,9 @@ int runInfo(const std::filesystem::path& dir, bool asJson) {
     }
     facts["chat_template"] = !moe::ChatTemplate::fromModelDir(dir).isFallback();
     if (config.isMoe()) {
-        // Active = what one token runs: all but the experts it is not routed to.
-        const uint64_t perExpert = 3ull * uint64_t(config.hiddenSize) * uint64_t(config.expertIntermediateSize());
-        uint64_t sparseLayers = 0;
-        for (int l = 0; l < config.numLayers; ++l) sparseLayers += config.isSparseLayer(l) ? 1 : 0;
-        const uint64_t idle = uint64_t(config.numExperts - config.expertsPerToken) * perExpert * sparseLayers;
         facts["experts"] = config.numExperts;
         facts["experts_per_token"] = config.expertsPerToken;
-        facts["active_parameters"] = params > idle ? params - idle : 0;
+        facts["active_parameters"] = activeParameters(config, params);
     }
     if (asJson) {
         std::cout << facts.dump(2) << "\n";
@@ -338,6 +344,7 @@ int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
 struct BenchArgs {
     std::filesystem::path selector;
     std::filesystem::path model;
+    std::filesystem::path dense; // optional: a dense model to compare decode speed with
     int promptTokens = 256;
     int genTokens = 128;
     bool asJson = false;
@@ -473,9 +480,14 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
     const json decodeCache = expertCacheJson(*model, uint64_t(a.genTokens));
     const double prefillRate = a.promptTokens / prefillSeconds;
     const double decodeRate = a.genTokens / decodeSeconds;
-    // Bytes a decode step reads: every weight but the embedding table (one row of it).
+    // Bytes a decode step reads: every weight but the embedding table (one row of it)
+    // and, in a native MoE, the experts a token is not routed to.
     uint64_t weightBytes = model->deviceBytes();
     if (!c.tieWordEmbeddings) weightBytes -= uint64_t(c.vocabSize) * c.hiddenSize * moe::dtypeSize(model->weightDType());
+    // A native MoE token reads only its top-k experts' weights.
+    if (c.isMoe())
+        weightBytes -= (model->parameterCount() - activeParameters(c, model->parameterCount())) *
+                       moe::dtypeSize(model->weightDType());
     const double gbps = double(weightBytes) * decodeRate / 1e9;
     const double probe = probeBandwidth(ctx) / 1e9;
     const uint64_t peak = peakHostMemory();
@@ -500,6 +512,25 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
                 {"peak_host_memory_bytes", peak},
                 {"peak_host_memory_over_weights", double(peak) / double(model->deviceBytes())}};
     if (model->expertBudget()) out["expert_cache"] = {{"prefill", prefillCache}, {"decode", decodeCache}};
+    if (c.isMoe()) {
+        out["experts"] = c.numExperts;
+        out["experts_per_token"] = c.expertsPerToken;
+        out["active_parameters"] = activeParameters(c, model->parameterCount());
+    }
+    // A dense model with the MoE's active parameters shows what routing costs
+    // beyond the weights a token reads.
+    SpeedFigures dense;
+    uint64_t denseParams = 0;
+    if (!a.dense.empty()) {
+        auto denseModel = moe::Model::load(ctx, a.dense);
+        denseParams = denseModel->parameterCount();
+        dense = measureSpeed(*denseModel, a.promptTokens, a.genTokens);
+        out["dense_model"] = a.dense.string();
+        out["dense_parameters"] = denseParams;
+        out["dense_prefill_tokens_per_second"] = dense.prefill;
+        out["dense_decode_tokens_per_second"] = dense.decode;
+        out["decode_speed_over_dense"] = dense.decode > 0 ? decodeRate / dense.decode : 0;
+    }
     if (a.asJson) {
         std::cout << out.dump(2) << "\n";
         return 0;
@@ -521,6 +552,14 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
                     decodeCache["misses_per_token"].get<double>(),
                     mib(uint64_t(decodeCache["bytes_uploaded_per_token"].get<double>())).c_str(),
                     mib(decodeCache["peak_resident_bytes"].get<uint64_t>()).c_str());
+    if (c.isMoe())
+        std::printf("experts         %d per layer, top-%d; %llu active parameters per token\n", c.numExperts,
+                    c.expertsPerToken, (unsigned long long)out["active_parameters"].get<uint64_t>());
+    if (!a.dense.empty())
+        std::printf("dense compare   %s (%llu parameters): prefill %.1f tokens/s, decode %.1f tokens/s; this model "
+                    "decodes at %.2f x its speed\n",
+                    a.dense.c_str(), (unsigned long long)denseParams, dense.prefill, dense.decode,
+                    dense.decode > 0 ? decodeRate / dense.decode : 0);
     return 0;
 }
 
@@ -842,6 +881,9 @@ int main(int argc, char** argv) {
     benchCmd->add_option("--prompt-tokens", bench.promptTokens, "Prompt length")->capture_default_str();
     benchCmd->add_option("--gen-tokens", bench.genTokens, "Tokens to decode")->capture_default_str();
     benchCmd->add_option("--expert-budget", bench.expertBudget, "Keep at most SIZE of expert weights on the device (512MB, 2GB); the rest stays in host memory, least-frequently-used experts evicted");
+    benchCmd->add_option("--dense", bench.dense,
+                         "A dense model to compare decode speed with (e.g. one with the MoE's active parameters)")
+        ->check(CLI::ExistingDirectory);
     benchCmd->add_flag("--json", bench.asJson, "Machine-readable output");
     benchDev.add(benchCmd);
 

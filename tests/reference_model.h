@@ -26,7 +26,7 @@ using nlohmann::json;
 
 
 struct Spec {
-    std::string arch; // "llama", "mistral", "qwen2", "mixtral"
+    std::string arch; // "llama", "mistral", "qwen2", "mixtral", "qwen2_moe", "qwen3_moe"
     int hidden, inter, layers, heads, kvHeads, headDim, vocab;
     int window = 0;
     bool tied = false;
@@ -34,19 +34,21 @@ struct Spec {
     // mixtral: experts per layer, experts per token, Transformers' fused layout
     int experts = 0, topK = 0;
     bool fusedExperts = false;
-    // qwen2_moe: expert / shared expert widths (inter = dense layers'), sparse step, dense layers, renormalisation
+    // qwen2_moe / qwen3_moe (no shared expert): expert / shared expert widths (inter = dense layers'), sparse step, dense layers, renormalisation
     int moeInter = 0, sharedInter = 0, sparseStep = 1;
     std::vector<int> mlpOnly;
     bool normTopk = false;
     bool qkvBias() const { return arch == "qwen2" || arch == "qwen2_moe"; }
+    bool qkNorm() const { return arch == "qwen3_moe"; }
+    bool qwenMoe() const { return arch == "qwen2_moe" || arch == "qwen3_moe"; }
     bool sparse(int layer) const {
         if (arch == "mixtral") return true;
-        if (arch != "qwen2_moe") return false;
+        if (!qwenMoe()) return false;
         return std::find(mlpOnly.begin(), mlpOnly.end(), layer) == mlpOnly.end() && (layer + 1) % sparseStep == 0;
     }
 };
 
-inline double ropeTheta(const Spec& s) { return s.arch == "qwen2" || s.arch == "mixtral" || s.arch == "qwen2_moe" ? 1e6 : 1e4; }
+inline double ropeTheta(const Spec& s) { return s.arch == "qwen2" || s.arch == "mixtral" || s.qwenMoe() ? 1e6 : 1e4; }
 
 struct HostTensor {
     std::vector<int64_t> shape;
@@ -91,6 +93,10 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
             add(p + "self_attn.k_proj.bias", {kv}, 0.5f);
             add(p + "self_attn.v_proj.bias", {kv}, 0.5f);
         }
+        if (s.qkNorm()) {
+            add(p + "self_attn.q_norm.weight", {s.headDim}, 0.3f, 1.0f);
+            add(p + "self_attn.k_norm.weight", {s.headDim}, 0.3f, 1.0f);
+        }
         if (s.arch == "mixtral" && s.fusedExperts) {
             // Gate scale large enough that routing differs across tokens.
             add(p + "mlp.gate.weight", {s.experts, H}, 0.6f);
@@ -104,7 +110,7 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
                 add(x + "w2.weight", {H, I}, 0.1f);
                 add(x + "w3.weight", {I, H}, 0.1f);
             }
-        } else if (s.sparse(l)) { // qwen2_moe
+        } else if (s.sparse(l)) { // qwen2_moe, qwen3_moe
             const int64_t M = s.moeInter, S = s.sharedInter;
             add(p + "mlp.gate.weight", {s.experts, H}, 0.6f);
             for (int e = 0; e < s.experts; ++e) {
@@ -133,6 +139,7 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
                          : s.arch == "mistral" ? "MistralForCausalLM"
                          : s.arch == "mixtral" ? "MixtralForCausalLM"
                          : s.arch == "qwen2_moe" ? "Qwen2MoeForCausalLM"
+                         : s.arch == "qwen3_moe" ? "Qwen3MoeForCausalLM"
                                                : "LlamaForCausalLM";
     json c = {{"architectures", {archName}}, {"model_type", s.arch}, {"hidden_size", s.hidden},
               {"intermediate_size", s.inter}, {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
@@ -144,7 +151,7 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
         c["num_local_experts"] = s.experts;
         c["num_experts_per_tok"] = s.topK;
     }
-    if (s.arch == "qwen2_moe") {
+    if (s.qwenMoe()) {
         c["num_experts"] = s.experts;
         c["num_experts_per_tok"] = s.topK;
         c["moe_intermediate_size"] = s.moeInter;
@@ -153,7 +160,11 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
         c["mlp_only_layers"] = s.mlpOnly;
         c["norm_topk_prob"] = s.normTopk;
     }
-    if (s.qkvBias()) {
+    if (s.arch == "qwen3_moe") {
+        c.erase("shared_expert_intermediate_size"); // Qwen3-MoE has no shared expert
+        c["attention_bias"] = false;
+    }
+    if (s.qkvBias() || s.qkNorm()) {
         c["use_sliding_window"] = false;
         c["sliding_window"] = 4096;
     }
@@ -231,7 +242,7 @@ inline MlpFn mixtralMlp(const std::filesystem::path& dir, const Spec& s) {
     };
 }
 
-// A Qwen2-MoE sparse block as Transformers computes it: the top-k experts
+// A Qwen2-MoE (or Qwen3-MoE: no shared expert) sparse block as Transformers computes it: the top-k experts
 // (renormalised only with norm_topk_prob) plus sigmoid(shared_gate·x)·shared(x).
 inline MlpFn qwen2MoeMlp(const std::filesystem::path& dir, const Spec& s) {
     auto store = std::shared_ptr<WeightStore>(WeightStore::openFolder(dir).release());
@@ -268,7 +279,7 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
     const double eps = 1e-6, theta = ropeTheta(s);
     const MlpFn moeMlp = mlp                     ? MlpFn{}
                          : s.arch == "mixtral"   ? mixtralMlp(dir, s)
-                         : s.arch == "qwen2_moe" ? qwen2MoeMlp(dir, s)
+                         : s.qwenMoe()           ? qwen2MoeMlp(dir, s)
                                                  : MlpFn{};
     auto rmsnorm = [&](const std::vector<double>& x, const std::vector<float>& w) {
         double ss = 0;
@@ -296,6 +307,19 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
                 auto bq = W(p + "self_attn.q_proj.bias"), bk = W(p + "self_attn.k_proj.bias"), bv = W(p + "self_attn.v_proj.bias");
                 for (size_t i = 0; i < Q[size_t(t)].size(); ++i) Q[size_t(t)][i] += bq[i];
                 for (size_t i = 0; i < K[size_t(t)].size(); ++i) { K[size_t(t)][i] += bk[i]; V[size_t(t)][i] += bv[i]; }
+            }
+            // Qwen3: RMSNorm over each head of q and k, before RoPE.
+            if (s.qkNorm()) {
+                const auto qn = W(p + "self_attn.q_norm.weight"), kn = W(p + "self_attn.k_norm.weight");
+                auto perHead = [&](std::vector<double>& v, int heads, const std::vector<float>& w) {
+                    for (int hh = 0; hh < heads; ++hh) {
+                        const std::vector<double> head(v.begin() + long(hh) * D, v.begin() + long(hh + 1) * D);
+                        const auto y = rmsnorm(head, w);
+                        std::copy(y.begin(), y.end(), v.begin() + long(hh) * D);
+                    }
+                };
+                perHead(Q[size_t(t)], nh, qn);
+                perHead(K[size_t(t)], nkv, kn);
             }
             // rotate_half RoPE.
             auto rope = [&](std::vector<double>& v, int heads) {

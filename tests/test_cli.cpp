@@ -74,6 +74,35 @@ private slots:
         QVERIFY2(r.out.find("4 per layer, top-2 per token") != std::string::npos, r.out.c_str());
     }
 
+    // bench on a native MoE against a dense model with its active parameters:
+    // same attention, an MLP of top_k x the expert width. The MoE's active
+    // count is then the dense count plus the routers (experts x hidden per layer).
+    void benchComparesNativeMoeWithDense() {
+        moe::test::ref::Spec moeSpec{"mixtral", 32, 48, 2, 4, 2, 8, 61};
+        moeSpec.experts = 4;
+        moeSpec.topK = 2;
+        const moe::test::ref::Spec denseSpec{"mistral", 32, 2 * 48, 2, 4, 2, 8, 61};
+        QTemporaryDir moeDir, denseDir;
+        moe::test::ref::writeModel(moeDir.path().toStdString(), moeSpec, 1);
+        moe::test::ref::writeModel(denseDir.path().toStdString(), denseSpec, 2);
+        auto r = runCli({"bench", "--model", moeDir.path(), "--dense", denseDir.path(), "--prompt-tokens", "8",
+                         "--gen-tokens", "8", "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        auto j = json::parse(r.out);
+        QCOMPARE(j["experts"].get<int>(), 4);
+        QCOMPARE(j["experts_per_token"].get<int>(), 2);
+        QCOMPARE(j["active_parameters"].get<uint64_t>(), j["dense_parameters"].get<uint64_t>() + 2 * 4 * 32);
+        QVERIFY(j["decode_tokens_per_second"].get<double>() > 0);
+        QVERIFY(j["dense_decode_tokens_per_second"].get<double>() > 0);
+        QCOMPARE(j["decode_speed_over_dense"].get<double>(),
+                 j["decode_tokens_per_second"].get<double>() / j["dense_decode_tokens_per_second"].get<double>());
+        r = runCli({"bench", "--model", moeDir.path(), "--dense", denseDir.path(), "--prompt-tokens", "8",
+                    "--gen-tokens", "8"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        QVERIFY2(r.out.find("dense compare") != std::string::npos && r.out.find("active parameters") != std::string::npos,
+                 r.out.c_str());
+    }
+
     void exportNeedsABuiltMoeAndAKnownFormat() {
         QTemporaryDir dir;
         const std::string m = std::filesystem::absolute(moe::test::modelsDir()).string();

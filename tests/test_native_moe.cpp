@@ -156,6 +156,64 @@ private slots:
         QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
     }
 
+    // Qwen3-MoE: per-head q/k RMSNorm before RoPE, no q/k/v biases, no shared
+    // expert; head_dim from the config (here 4 heads x 16 = 64, not hidden 48),
+    // top-k renormalised or not, dense layers by decoder_sparse_step and
+    // mlp_only_layers. A skipped or misplaced q/k norm (after RoPE, over the
+    // whole q row) changes the attention scores, NMSE far above 1e-9.
+    void qwen3MoeMatchesCpuReference_data() {
+        QTest::addColumn<bool>("normTopk");
+        QTest::addColumn<int>("sparseStep");
+        QTest::addColumn<bool>("mlpOnly");
+        QTest::newRow("renormalised, all sparse") << true << 1 << false;
+        QTest::newRow("raw top-k, every 2nd layer sparse") << false << 2 << false;
+        QTest::newRow("renormalised, layer 0 dense (mlp_only_layers)") << true << 1 << true;
+    }
+
+    void qwen3MoeMatchesCpuReference() {
+        QFETCH(bool, normTopk);
+        QFETCH(int, sparseStep);
+        QFETCH(bool, mlpOnly);
+        Spec s{"qwen3_moe", 48, 72, 3, 4, 2, 16, 97, 0, false, DType::BF16};
+        s.experts = 6;
+        s.topK = 2;
+        s.moeInter = 24;
+        s.sparseStep = sparseStep;
+        if (mlpOnly) s.mlpOnly = {0};
+        s.normTopk = normTopk;
+        QTemporaryDir dir;
+        const std::filesystem::path d = dir.path().toStdString();
+        writeModel(d, s, 43);
+        const auto ids = randomTokens(23, 8);
+        const auto want = referenceLogits(d, s, ids);
+        auto model = Model::load(*ctx, d);
+        const ModelConfig& c = model->config();
+        QCOMPARE(c.arch, Arch::Qwen3Moe);
+        QVERIFY(c.qkNorm);
+        QVERIFY(!c.attentionBias);
+        QCOMPARE(c.headDim, 16);
+        QCOMPARE(c.normTopkProb, normTopk);
+        for (int l = 0; l < 3; ++l) QCOMPARE(c.isSparseLayer(l), s.sparse(l));
+        Session session(*model, 64, 8);
+        const std::vector<float> got = prefillThenDecode(session, ids, 17);
+        QCOMPARE(got.size(), want.size());
+        const double e = test::nmse(got, want);
+        qInfo("qwen3_moe: NMSE %.3g", e);
+        QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
+    void qwen3MoeMissingQkNormIsNamed() {
+        Spec s{"qwen3_moe", 48, 72, 2, 4, 2, 16, 97, 0, false, DType::F32};
+        s.experts = 4;
+        s.topK = 2;
+        s.moeInter = 24;
+        QTemporaryDir dir;
+        const std::filesystem::path d = dir.path().toStdString();
+        writeModel(d, s, 5);
+        editTensors(d, [](auto& t) { t.erase("model.layers.1.self_attn.k_norm.weight"); });
+        EXPECT_ERROR(Model::load(*ctx, d), "model.layers.1.self_attn.k_norm.weight");
+    }
+
     void greedyTokensMatchReference() {
         const Spec s = mixtral(false);
         QTemporaryDir dir;

@@ -37,9 +37,14 @@ namespace {
 constexpr const char* kUsage = R"(usage: make-random-model --out DIR [options]
 
   --preset qwen2-0.5b      Qwen2 shapes of Qwen2-0.5B (other flags override)
-  --arch llama|mistral|qwen2|mixtral
-  --experts N              mixtral: experts per layer (default 8)
-  --top-k N                mixtral: experts per token (default 2)
+  --arch llama|mistral|qwen2|mixtral|qwen3_moe
+  --experts N              mixtral, qwen3_moe: experts per layer (default 8)
+  --top-k N                mixtral, qwen3_moe: experts per token (default 2)
+  --moe-intermediate N     qwen3_moe: expert width (default --intermediate,
+                           which is the dense layers' width)
+  --decoder-sparse-step N  qwen3_moe: every Nth layer sparse (default 1)
+  --mlp-only-layers L,L    qwen3_moe: layers kept dense
+  --no-norm-topk           qwen3_moe: norm_topk_prob false (default true)
   --fused-experts          mixtral: Transformers' fused layout (mlp.gate,
                            mlp.experts.gate_up_proj [E, 2I, H], down_proj [E, H, I])
   --hidden N  --layers N  --heads N  --kv-heads N  --intermediate N  --vocab N
@@ -69,6 +74,15 @@ struct Options {
     fs::path tokenizerFrom;
     int experts = 8, topK = 2;
     bool fusedExperts = false;
+    int moeIntermediate = 0, decoderSparseStep = 1; // qwen3_moe
+    std::vector<int> mlpOnlyLayers;
+    bool normTopk = true;
+    bool sparseLayer(int layer) const {
+        if (arch == "mixtral") return true;
+        if (arch != "qwen3_moe") return false;
+        return std::find(mlpOnlyLayers.begin(), mlpOnlyLayers.end(), layer) == mlpOnlyLayers.end() &&
+               (layer + 1) % decoderSparseStep == 0;
+    }
 };
 
 [[noreturn]] void usageError(const std::string& what) {
@@ -118,6 +132,10 @@ Options parseArgs(int argc, char** argv) {
             o.tieEmbeddings = true;
             continue;
         }
+        if (flag == "--no-norm-topk") {
+            o.normTopk = false;
+            continue;
+        }
         if (flag == "--fused-experts") {
             o.fusedExperts = true;
             continue;
@@ -139,6 +157,21 @@ Options parseArgs(int argc, char** argv) {
         else if (flag == "--shards") o.shards = parsePositive(flag, value);
         else if (flag == "--experts") o.experts = parsePositive(flag, value);
         else if (flag == "--top-k") o.topK = parsePositive(flag, value);
+        else if (flag == "--moe-intermediate") o.moeIntermediate = parsePositive(flag, value);
+        else if (flag == "--decoder-sparse-step") o.decoderSparseStep = parsePositive(flag, value);
+        else if (flag == "--mlp-only-layers") {
+            std::stringstream list(value);
+            for (std::string item; std::getline(list, item, ',');) {
+                try {
+                    size_t used = 0;
+                    const int layer = std::stoi(item, &used);
+                    if (used != item.size() || layer < 0) throw std::invalid_argument(item);
+                    o.mlpOnlyLayers.push_back(layer);
+                } catch (const std::exception&) {
+                    usageError("--mlp-only-layers needs layer numbers separated by commas, got \"" + value + "\"");
+                }
+            }
+        }
         else if (flag == "--tokenizer-from") o.tokenizerFrom = value;
         else if (flag == "--seed") {
             try {
@@ -165,8 +198,14 @@ Options parseArgs(int argc, char** argv) {
     }
 
     if (o.out.empty()) usageError("--out DIR is required");
-    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "mixtral")
-        usageError("--arch must be llama, mistral, qwen2 or mixtral, got \"" + o.arch + "\"");
+    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "mixtral" && o.arch != "qwen3_moe")
+        usageError("--arch must be llama, mistral, qwen2, mixtral or qwen3_moe, got \"" + o.arch + "\"");
+    const bool qwen3Flags = o.moeIntermediate || o.decoderSparseStep != 1 || !o.mlpOnlyLayers.empty() || !o.normTopk;
+    if (qwen3Flags && o.arch != "qwen3_moe")
+        usageError("--moe-intermediate, --decoder-sparse-step, --mlp-only-layers and --no-norm-topk need --arch qwen3_moe");
+    for (int layer : o.mlpOnlyLayers)
+        if (o.layers > 0 && layer >= o.layers) usageError("--mlp-only-layers names layer " + std::to_string(layer) +
+                                                          ", but the model has " + std::to_string(o.layers));
     if (o.topK > o.experts) usageError("--top-k must not exceed --experts");
     if (o.fusedExperts && o.arch != "mixtral") usageError("--fused-experts needs --arch mixtral");
     const std::pair<const char*, int> required[] = {{"--hidden", o.hidden},   {"--layers", o.layers},
@@ -182,7 +221,8 @@ Options parseArgs(int argc, char** argv) {
     }
     if (o.headDim % 2 != 0) usageError("the head dimension must be even");
     if (o.slidingWindow > 0 && o.arch == "llama") usageError("--sliding-window needs --arch mistral or qwen2");
-    if (o.ropeTheta == 0) o.ropeTheta = o.arch == "qwen2" ? 1000000.0 : 10000.0;
+    if (o.ropeTheta == 0) o.ropeTheta = o.arch == "qwen2" || o.arch == "qwen3_moe" ? 1000000.0 : 10000.0;
+    if (o.moeIntermediate == 0) o.moeIntermediate = o.intermediate;
     return o;
 }
 
@@ -283,6 +323,10 @@ std::vector<PlannedTensor> planTensors(const Options& o) {
         plan.push_back({p + "self_attn.v_proj.weight", {kv, h}, Init::Matrix});
         if (qkvBias) plan.push_back({p + "self_attn.v_proj.bias", {kv}, Init::Bias});
         plan.push_back({p + "self_attn.o_proj.weight", {h, q}, Init::Matrix});
+        if (o.arch == "qwen3_moe") { // per-head RMSNorm of q and k
+            plan.push_back({p + "self_attn.q_norm.weight", {o.headDim}, Init::Norm});
+            plan.push_back({p + "self_attn.k_norm.weight", {o.headDim}, Init::Norm});
+        }
         plan.push_back({p + "post_attention_layernorm.weight", {h}, Init::Norm});
         const int64_t inter = o.intermediate, e = o.experts;
         if (o.arch == "mixtral" && o.fusedExperts) {
@@ -296,6 +340,15 @@ std::vector<PlannedTensor> planTensors(const Options& o) {
                 plan.push_back({ep + "w1.weight", {inter, h}, Init::Matrix});
                 plan.push_back({ep + "w2.weight", {h, inter}, Init::Matrix});
                 plan.push_back({ep + "w3.weight", {inter, h}, Init::Matrix});
+            }
+        } else if (o.sparseLayer(l)) { // qwen3_moe
+            const int64_t m = o.moeIntermediate;
+            plan.push_back({p + "mlp.gate.weight", {e, h}, Init::Matrix});
+            for (int x = 0; x < o.experts; ++x) {
+                const std::string ep = p + "mlp.experts." + std::to_string(x) + ".";
+                plan.push_back({ep + "gate_proj.weight", {m, h}, Init::Matrix});
+                plan.push_back({ep + "up_proj.weight", {m, h}, Init::Matrix});
+                plan.push_back({ep + "down_proj.weight", {h, m}, Init::Matrix});
             }
         } else {
             plan.push_back({p + "mlp.gate_proj.weight", {inter, h}, Init::Matrix});
@@ -332,6 +385,7 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
     const char* architecture = o.arch == "llama" ? "LlamaForCausalLM"
                              : o.arch == "mistral" ? "MistralForCausalLM"
                            : o.arch == "mixtral" ? "MixtralForCausalLM"
+                           : o.arch == "qwen3_moe" ? "Qwen3MoeForCausalLM"
                                                  : "Qwen2ForCausalLM";
     const char* torchDtype = o.dtype == moe::DType::BF16 ? "bfloat16"
                            : o.dtype == moe::DType::F16  ? "float16"
@@ -366,7 +420,18 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
             c["router_aux_loss_coef"] = 0.02;
             c["output_router_logits"] = false;
         }
-    } else if (o.arch == "qwen2") {
+    } else if (o.arch == "qwen2" || o.arch == "qwen3_moe") {
+        if (o.arch == "qwen3_moe") {
+            c["attention_bias"] = false;
+            c["num_experts"] = o.experts;
+            c["num_experts_per_tok"] = o.topK;
+            c["moe_intermediate_size"] = o.moeIntermediate;
+            c["decoder_sparse_step"] = o.decoderSparseStep;
+            c["mlp_only_layers"] = o.mlpOnlyLayers;
+            c["norm_topk_prob"] = o.normTopk;
+            c["router_aux_loss_coef"] = 0.001;
+            c["output_router_logits"] = false;
+        }
         c["use_sliding_window"] = o.slidingWindow > 0;
         c["sliding_window"] = o.slidingWindow > 0 ? o.slidingWindow : o.maxPositions;
         c["max_window_layers"] = o.slidingWindow > 0 ? 0 : o.layers;

@@ -5,6 +5,7 @@
 #include "training_page.h"
 
 #include "build_controller.h"
+#include "export_dialog.h"
 #include "training_view.h"
 
 #include <QComboBox>
@@ -35,7 +36,7 @@ QString stageName(const QString& stage) {
 TrainingPage::TrainingPage(BuildController* controller, QWidget* parent)
     : QWidget(parent), controller_(controller), view_(new TrainingView), stage_(new QLabel),
       accuracyTable_(new QTableWidget(0, 3)), confusionLayer_(new QComboBox), routingSummary_(new QLabel),
-      chatButton_(new QPushButton(tr("Chat with this MoE"))), results_(new QGroupBox(tr("Routing on the validation prompts"))) {
+      chatButton_(new QPushButton(tr("Chat with this MoE"))), exportButton_(new QPushButton(tr("Export…"))), results_(new QGroupBox(tr("Routing on the validation prompts"))) {
     stage_->setWordWrap(true);
     stage_->setText(tr("No build yet: start one from the Build page (New MoE… or Open selector…). "
                        "Loss curves, validation accuracy and the routing confusion matrix appear here."));
@@ -47,6 +48,9 @@ TrainingPage::TrainingPage(BuildController* controller, QWidget* parent)
     routingSummary_->setWordWrap(true);
     chatButton_->setIcon(style()->standardIcon(QStyle::SP_MessageBoxQuestion));
     chatButton_->setEnabled(false);
+    exportButton_->setIcon(style()->standardIcon(QStyle::SP_DialogSaveButton));
+    exportButton_->setToolTip(tr("Write the MoE as a Hugging Face Mixtral or Qwen2-MoE checkpoint"));
+    exportButton_->setEnabled(false);
 
     auto* resultsLayout = new QHBoxLayout(results_);
     resultsLayout->addWidget(accuracyTable_, 2);
@@ -58,6 +62,7 @@ TrainingPage::TrainingPage(BuildController* controller, QWidget* parent)
     side->addWidget(routingSummary_);
     side->addStretch(1);
     side->addWidget(chatButton_);
+    side->addWidget(exportButton_);
     resultsLayout->addLayout(side, 1);
     results_->setVisible(false);
 
@@ -68,6 +73,7 @@ TrainingPage::TrainingPage(BuildController* controller, QWidget* parent)
 
     connect(view_, &TrainingView::stopRequested, controller_, &BuildController::stop);
     connect(chatButton_, &QPushButton::clicked, this, &TrainingPage::chatRequested);
+    connect(exportButton_, &QPushButton::clicked, this, &TrainingPage::openExportDialog);
     connect(confusionLayer_, &QComboBox::currentIndexChanged, this, &TrainingPage::showConfusion);
     connect(controller_, &BuildController::started, this, [this](const QStringList& layers) {
         view_->clear();
@@ -76,6 +82,7 @@ TrainingPage::TrainingPage(BuildController* controller, QWidget* parent)
         view_->setStopEnabled(true);
         results_->setVisible(false);
         chatButton_->setEnabled(false);
+        exportButton_->setEnabled(false);
         stage_->setText(stageName(QStringLiteral("validate")) + QStringLiteral("…"));
     });
     connect(controller_, &BuildController::stageChanged, this, [this](const QString& stage, int done, int total) {
@@ -133,6 +140,17 @@ void TrainingPage::showResults(bool cancelled) {
     // The heatmap renders on a later pass, so the relayout and the two plots' redraws do not add up in one.
     QTimer::singleShot(0, this, &TrainingPage::showConfusion);
     chatButton_->setEnabled(controller_->builtMoe() != nullptr);
+    // Export reads the gates from the selector's gates folder: a build that
+    // stopped early has written them too, but only a saved selector finds them.
+    exportButton_->setEnabled(controller_->builtMoe() != nullptr && !controller_->selector().file.empty());
+}
+
+ExportDialog* TrainingPage::openExportDialog() {
+    if (!exportButton_->isEnabled()) return nullptr;
+    auto* dialog = new ExportDialog(controller_->selector(), this);
+    dialog->setAttribute(Qt::WA_DeleteOnClose);
+    dialog->open();
+    return dialog;
 }
 
 void TrainingPage::showConfusion() {

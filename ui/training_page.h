@@ -1,7 +1,7 @@
 #pragma once
 // The Training page: what the build is doing (stage), the live loss plot
 // (TrainingView) fed by a BuildController, and after the build the routing
-// accuracy per layer, the confusion matrix and "Chat with this MoE".
+// accuracy per layer, the confusion matrix, "Chat with this MoE" and "Export…".
 #include <QWidget>
 
 class QComboBox;
@@ -12,6 +12,7 @@ class QTableWidget;
 namespace moe::ui {
 
 class BuildController;
+class ExportDialog;
 class TrainingView;
 
 class TrainingPage : public QWidget {
@@ -23,6 +24,9 @@ public:
     QTableWidget* accuracyTable() const { return accuracyTable_; }
     QComboBox* confusionLayerBox() const { return confusionLayer_; }
     QPushButton* chatButton() const { return chatButton_; }
+    QPushButton* exportButton() const { return exportButton_; }
+    // Opens the Export dialog for the built MoE (non-modal, deleted on close).
+    ExportDialog* openExportDialog();
     QString stageText() const;
 
 signals:
@@ -39,6 +43,7 @@ private:
     QComboBox* confusionLayer_;
     QLabel* routingSummary_;
     QPushButton* chatButton_;
+    QPushButton* exportButton_;
     QWidget* results_;
 };
 

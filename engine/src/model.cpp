@@ -67,7 +67,7 @@ std::string tensorPlace(const TensorView& t) {
 std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, const WeightStore& w,
                                         const std::string& layerPrefix, uint64_t& parameters) {
     const int64_t H = c.hiddenSize, I = c.expertIntermediateSize(), E = c.numExperts;
-    const bool qwen = c.arch == Arch::Qwen2Moe;
+    const bool qwen = c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe;
     const bool fused = w.find(layerPrefix + "mlp.experts.gate_up_proj") != nullptr;
     const std::string moePrefix = layerPrefix + (fused || qwen ? "mlp." : "block_sparse_moe.");
     const std::string countField = std::string("config.json ") + (qwen ? "num_experts" : "num_local_experts");
@@ -170,7 +170,8 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
     const int64_t qDim = int64_t(c.numHeads) * c.headDim, kvDim = int64_t(c.numKvHeads) * c.headDim;
 
     size_t total = 3;
-    for (int l = 0; l < c.numLayers; ++l) total += (c.isSparseLayer(l) ? 7 : 9) + (c.attentionBias ? 3 : 0);
+    for (int l = 0; l < c.numLayers; ++l)
+        total += (c.isSparseLayer(l) ? 7 : 9) + (c.attentionBias ? 3 : 0) + (c.qkNorm ? 2 : 0);
     size_t done = 0;
     auto tick = [&] {
         if (progress.onTensor) progress.onTensor(++done, total);
@@ -216,6 +217,10 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
             L.kBias = vector(p + "self_attn.k_proj.bias", kvDim);
             L.vBias = vector(p + "self_attn.v_proj.bias", kvDim);
         }
+        if (c.qkNorm) {
+            L.qNorm = vector(p + "self_attn.q_norm.weight", c.headDim);
+            L.kNorm = vector(p + "self_attn.k_norm.weight", c.headDim);
+        }
         L.mlpNorm = vector(p + "post_attention_layernorm.weight", H);
         if (c.isSparseLayer(l)) {
             L.mlp = loadSparseMoe(ctx, c, w, p, m->parameters_);
@@ -234,7 +239,7 @@ uint64_t Model::deviceBytes() const {
     uint64_t n = embed_.bytes() + lmHeadOwn_.bytes() + finalNorm_.size();
     for (const auto& L : layers_)
         n += L.attnNorm.size() + L.mlpNorm.size() + L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes() +
-             L.qBias.size() + L.kBias.size() + L.vBias.size() + (L.mlp ? L.mlp->deviceBytes() : 0);
+             L.qBias.size() + L.kBias.size() + L.vBias.size() + L.qNorm.size() + L.kNorm.size() + (L.mlp ? L.mlp->deviceBytes() : 0);
     return n;
 }
 
@@ -443,6 +448,14 @@ void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
     ops::matmul(ctx_, rec, L.k, {&xn_, 0, H}, {&k_, 0, kvDim}, n, bias(L.kBias));
     ops::matmul(ctx_, rec, L.v, {&xn_, 0, H}, {&v_, 0, kvDim}, n, bias(L.vBias));
     rec.barrier();
+    if (L.qNorm.valid()) {
+        // Qwen3: each head's q and k RMS-normalised before RoPE, in place (the
+        // rmsnorm shader reads a row fully before writing it): n * heads rows of headDim.
+        const uint32_t D = attn_.headDim;
+        ops::rmsnorm(ctx_, rec, {&q_, 0, D}, L.qNorm, {&q_, 0, D}, n * attn_.nHeads, D, c.rmsNormEps);
+        ops::rmsnorm(ctx_, rec, {&k_, 0, D}, L.kNorm, {&k_, 0, D}, n * attn_.nKvHeads, D, c.rmsNormEps);
+        rec.barrier();
+    }
     ops::ropeStore(ctx_, rec, attn_, step_, q_, k_, v_, kCache_[l], vCache_[l], ropeTable_, maxContext_, n);
     rec.barrier();
     ops::attention(ctx_, rec, attn_, step_, q_, kCache_[l], vCache_[l], attnOut_, n);

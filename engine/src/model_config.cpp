@@ -32,6 +32,7 @@ constexpr SupportedArch kSupported[] = {
     {"Qwen2ForCausalLM", "qwen2", Arch::Qwen2},
     {"MixtralForCausalLM", "mixtral", Arch::Mixtral},
     {"Qwen2MoeForCausalLM", "qwen2_moe", Arch::Qwen2Moe},
+    {"Qwen3MoeForCausalLM", "qwen3_moe", Arch::Qwen3Moe},
 };
 
 std::string supportedList(bool modelTypes) {
@@ -215,6 +216,43 @@ std::vector<float> computeRopeInvFreq(const FieldReader& cfg, const fs::path& fi
     return std::vector<float>(invFreq.begin(), invFreq.end());
 }
 
+// Qwen2-MoE and Qwen3-MoE: experts, top-k, expert width and which layers are sparse.
+void readQwenMoeFields(const FieldReader& cfg, ModelConfig& c) {
+    c.numExperts = cfg.positiveInt("num_experts");
+    c.expertsPerToken = cfg.positiveInt("num_experts_per_tok");
+    if (c.expertsPerToken > c.numExperts)
+        cfg.fail("num_experts_per_tok", std::to_string(c.expertsPerToken) + " is more than num_experts " +
+                                            std::to_string(c.numExperts));
+    c.normTopkProb = cfg.boolean("norm_topk_prob", false);
+    c.moeIntermediateSize = cfg.positiveInt("moe_intermediate_size");
+    c.decoderSparseStep = cfg.positiveInt("decoder_sparse_step", 1);
+    if (const json* only = cfg.find("mlp_only_layers")) {
+        if (!only->is_array()) cfg.fail("mlp_only_layers", "must be a list of layer indices, got " + only->dump());
+        for (const auto& v : *only) {
+            if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= c.numLayers)
+                cfg.fail("mlp_only_layers", "must list layers 0 to " + std::to_string(c.numLayers - 1) + ", got " +
+                                                v.dump());
+            c.mlpOnlyLayers.push_back(v.get<int>());
+        }
+    }
+}
+
+// Qwen2's sliding window: all layers or none.
+void readQwenSlidingWindow(const FieldReader& cfg, ModelConfig& c) {
+    if (cfg.boolean("use_sliding_window", false)) {
+        c.slidingWindow = cfg.positiveInt("sliding_window");
+        // Layers from max_window_layers on use the window, earlier ones
+        // full attention; only "all" or "none" fits one slidingWindow.
+        const int windowFrom = cfg.nonNegativeInt("max_window_layers", 0);
+        if (windowFrom >= c.numLayers)
+            c.slidingWindow = 0;
+        else if (windowFrom > 0)
+            cfg.fail("max_window_layers", "sliding window on only some layers (from layer " +
+                                              std::to_string(windowFrom) + " of " + std::to_string(c.numLayers) +
+                                              ") is not supported");
+    }
+}
+
 } // namespace
 
 ModelConfig ModelConfig::load(const fs::path& dir) {
@@ -277,40 +315,19 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
                                                 std::to_string(c.numExperts));
         c.normTopkProb = true;
         break;
+    case Arch::Qwen3Moe:
+        readQwenMoeFields(cfg, c);
+        c.attentionBias = cfg.boolean("attention_bias", false);
+        c.qkNorm = true;
+        readQwenSlidingWindow(cfg, c);
+        break;
     case Arch::Qwen2Moe:
-        c.numExperts = cfg.positiveInt("num_experts");
-        c.expertsPerToken = cfg.positiveInt("num_experts_per_tok");
-        if (c.expertsPerToken > c.numExperts)
-            cfg.fail("num_experts_per_tok", std::to_string(c.expertsPerToken) + " is more than num_experts " +
-                                                std::to_string(c.numExperts));
-        c.normTopkProb = cfg.boolean("norm_topk_prob", false);
-        c.moeIntermediateSize = cfg.positiveInt("moe_intermediate_size");
+        readQwenMoeFields(cfg, c);
         c.sharedExpertIntermediateSize = cfg.nonNegativeInt("shared_expert_intermediate_size", 0);
-        c.decoderSparseStep = cfg.positiveInt("decoder_sparse_step", 1);
-        if (const json* only = cfg.find("mlp_only_layers")) {
-            if (!only->is_array()) cfg.fail("mlp_only_layers", "must be a list of layer indices, got " + only->dump());
-            for (const auto& v : *only) {
-                if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= c.numLayers)
-                    cfg.fail("mlp_only_layers", "must list layers 0 to " + std::to_string(c.numLayers - 1) + ", got " +
-                                                    v.dump());
-                c.mlpOnlyLayers.push_back(v.get<int>());
-            }
-        }
         [[fallthrough]]; // Qwen2 attention
     case Arch::Qwen2:
         c.attentionBias = true; // Qwen2 always has q/k/v biases
-        if (cfg.boolean("use_sliding_window", false)) {
-            c.slidingWindow = cfg.positiveInt("sliding_window");
-            // Layers from max_window_layers on use the window, earlier ones
-            // full attention; only "all" or "none" fits one slidingWindow.
-            const int windowFrom = cfg.nonNegativeInt("max_window_layers", 0);
-            if (windowFrom >= c.numLayers)
-                c.slidingWindow = 0;
-            else if (windowFrom > 0)
-                cfg.fail("max_window_layers", "sliding window on only some layers (from layer " +
-                                                  std::to_string(windowFrom) + " of " + std::to_string(c.numLayers) +
-                                                  ") is not supported");
-        }
+        readQwenSlidingWindow(cfg, c);
         break;
     }
 
@@ -347,6 +364,7 @@ std::string ModelConfig::archName() const {
     case Arch::Qwen2: return "Qwen2";
     case Arch::Mixtral: return "Mixtral";
     case Arch::Qwen2Moe: return "Qwen2-MoE";
+    case Arch::Qwen3Moe: return "Qwen3-MoE";
     }
     return "?";
 }

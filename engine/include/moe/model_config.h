@@ -7,7 +7,7 @@
 
 namespace moe {
 
-enum class Arch { Llama, Mistral, Qwen2, Mixtral, Qwen2Moe };
+enum class Arch { Llama, Mistral, Qwen2, Mixtral, Qwen2Moe, Qwen3Moe };
 
 struct ModelConfig {
     std::filesystem::path dir;
@@ -29,13 +29,14 @@ struct ModelConfig {
     int slidingWindow = 0;          // 0 = full attention
     bool tieWordEmbeddings = false;
     bool attentionBias = false;     // q/k/v biases (Qwen2)
+    bool qkNorm = false;            // per-head RMSNorm of q and k before RoPE (Qwen3)
     // Native sparse MoE (Mixtral): experts per MLP layer (0 = dense MLPs),
     // experts each token runs, and whether the chosen experts' softmax
     // weights are renormalised to sum to 1 (Mixtral: yes).
     int numExperts = 0;
     int expertsPerToken = 0;
     bool normTopkProb = true;
-    // Qwen2-MoE: expert and shared-expert widths (intermediateSize is the
+    // Qwen2-/Qwen3-MoE: expert and shared-expert (Qwen2 only) widths (intermediateSize is the
     // dense layers'), every decoderSparseStep-th layer sparse, except mlpOnlyLayers.
     int moeIntermediateSize = 0;
     int sharedExpertIntermediateSize = 0;
