@@ -244,17 +244,12 @@ Runnable openRunnable(moe::vk::Context& ctx, const std::filesystem::path& model,
     return r;
 }
 
-// Tokens each expert slot received per MoE layer since the last reset.
-json expertUsage(Runnable& r, moe::Session& session) {
+// Tokens each expert slot received per MoE layer since the last reset
+// (built and native MoEs; empty for a dense model).
+json expertUsage(moe::Session& session) {
     json out = json::array();
-    if (!r.moe) return out;
-    const auto usage = moe::expertUsage(*r.moe, session);
-    for (size_t i = 0; i < usage.size(); ++i) out.push_back({{"layer", r.moe->layers()[i]}, {"tokens", usage[i]}});
+    for (const auto& [layer, tokens] : session.expertUsage()) out.push_back({{"layer", layer}, {"tokens", tokens}});
     return out;
-}
-
-void resetExpertUsage(Runnable& r, moe::Session& session) {
-    if (r.moe) moe::resetExpertUsage(*r.moe, session);
 }
 
 // Generation options that route the prompt the MoE's way (likelihood picks an expert).
@@ -308,7 +303,7 @@ int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
     opts.sampling = a.sampling;
     moe::TurnRouting pick;
     routePrompts(run, opts, &pick);
-    resetExpertUsage(run, session);
+    session.resetExpertUsage();
     auto result = moe::generate(session, *tok, prompt, opts, [&](const std::string& piece) {
         if (!a.asJson) {
             std::cout << piece << std::flush;
@@ -320,9 +315,9 @@ int runGenerate(const GenerateArgs& a, const DeviceOptions& dev) {
                     {"text", result.text}, {"stop_reason", result.stopReason},
                     {"prompt_tokens_per_second", result.promptTokensPerSecond()},
                     {"decode_tokens_per_second", result.decodeTokensPerSecond()}, {"device", ctx.info().name}};
+        if (const json usage = expertUsage(session); !usage.empty()) out["expert_usage"] = usage;
         if (run.moe) {
             out["routing"] = moe::toString(run.moe->routing());
-            out["expert_usage"] = expertUsage(run, session);
             if (pick.slot >= 0) out["likelihood"] = likelihoodJson(run, pick);
         }
         if (model->expertBudget())
@@ -801,7 +796,7 @@ int runChat(const ChatArgs& a, const DeviceOptions& dev) {
         opts.sampling = a.sampling;
         moe::TurnRouting pick;
         routePrompts(run, opts, &pick);
-        resetExpertUsage(run, session);
+        session.resetExpertUsage();
         run.model().resetExpertCacheStats();
         auto result = moe::generate(session, tok, turn, opts, [](const std::string& piece) {
             std::cout << piece << std::flush;
@@ -809,7 +804,8 @@ int runChat(const ChatArgs& a, const DeviceOptions& dev) {
         });
         std::cout << "\n";
         if (pick.slot >= 0) std::fprintf(stderr, "[likelihood routing: %s]\n", likelihoodJson(run, pick).dump().c_str());
-        if (run.moe) std::fprintf(stderr, "[expert usage: %s]\n", expertUsage(run, session).dump().c_str());
+        if (const json usage = expertUsage(session); !usage.empty())
+            std::fprintf(stderr, "[expert usage: %s]\n", usage.dump().c_str());
         if (run.model().expertBudget())
             std::fprintf(stderr, "[expert cache: %s]\n",
                          expertCacheJson(run.model(), uint64_t(turn.size()) + result.tokens.size()).dump().c_str());

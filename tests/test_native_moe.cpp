@@ -103,6 +103,12 @@ private slots:
         // Prefill 17 tokens in batches of 8, then 6 decode steps.
         Session session(*model, 64, 8);
         const std::vector<float> got = prefillThenDecode(session, ids, 17);
+        // Expert usage per MoE layer, as generate --json reports it: top-2 of every token.
+        for (const auto& [layer, tokens] : session.expertUsage()) {
+            uint32_t sum = 0;
+            for (uint32_t t : tokens) sum += t;
+            QCOMPARE(sum, uint32_t(2 * ids.size()));
+        }
         QCOMPARE(got.size(), want.size());
         const double e = test::nmse(got, want);
         qInfo("mixtral %s: NMSE %.3g", fused ? "fused" : "per-expert", e);

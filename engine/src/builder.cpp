@@ -387,12 +387,12 @@ std::function<std::span<const float>(Session&, std::span<const int32_t>)> routed
 
 std::vector<std::vector<uint32_t>> expertUsage(const MoeModel& moe, const Session& session) {
     std::vector<std::vector<uint32_t>> out;
-    for (int l : moe.layers()) out.push_back(RoutedMlp::usage(*session.mlpState(l)));
+    for (int l : moe.layers()) out.push_back(moe.model().mlp(l).expertUsage(session.mlpState(l)));
     return out;
 }
 
 void resetExpertUsage(const MoeModel& moe, Session& session) {
-    for (int l : moe.layers()) RoutedMlp::resetUsage(*session.mlpState(l));
+    for (int l : moe.layers()) moe.model().mlp(l).resetExpertUsage(session.mlpState(l));
 }
 
 // ---------------------------------------------------------------- build

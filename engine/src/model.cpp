@@ -538,6 +538,20 @@ void Session::recordStep(vk::Recorder& rec, uint32_t n, bool allRows) {
     rec.end();
 }
 
+std::vector<std::pair<int, std::vector<uint32_t>>> Session::expertUsage() const {
+    std::vector<std::pair<int, std::vector<uint32_t>>> out;
+    for (int l = 0; l < model_.config().numLayers; ++l) {
+        MlpState* state = mlpState(l);
+        auto counts = model_.mlp(l).expertUsage(state);
+        if (!counts.empty()) out.emplace_back(l, std::move(counts));
+    }
+    return out;
+}
+
+void Session::resetExpertUsage() {
+    for (int l = 0; l < model_.config().numLayers; ++l) model_.mlp(l).resetExpertUsage(mlpState(l));
+}
+
 MlpState* Session::mlpState(int layer) const {
     const_cast<Session*>(this)->syncWithModel();
     return mlpStates_.at(size_t(layer)).get();

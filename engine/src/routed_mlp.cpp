@@ -270,6 +270,14 @@ uint64_t SharedExpertMoe::deviceBytes() const {
 
 uint32_t SharedExpertMoe::scratchWidth() const { return std::max(routed_->scratchWidth(), shared_->scratchWidth()); }
 
+std::vector<uint32_t> SharedExpertMoe::expertUsage(const MlpState* state) const {
+    return state ? routed_->expertUsage(dynamic_cast<const SharedState&>(*state).routed.get()) : std::vector<uint32_t>{};
+}
+
+void SharedExpertMoe::resetExpertUsage(MlpState* state) const {
+    if (state) routed_->resetExpertUsage(dynamic_cast<SharedState&>(*state).routed.get());
+}
+
 std::unique_ptr<MlpState> SharedExpertMoe::createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const {
     auto s = std::make_unique<SharedState>();
     s->routed = routed_->createState(ctx, maxContext, maxBatch);

@@ -57,6 +57,7 @@ public:
     static std::unique_ptr<MoeModel> load(vk::Context& ctx, const Selector& s);
 
     Model& model() { return *model_; }
+    const Model& model() const { return *model_; }
     const Tokenizer& tokenizer() const { return *tokenizer_; }
     const ChatTemplate& chatTemplate() const { return chatTemplate_; }
     const Selector& selector() const { return selector_; }

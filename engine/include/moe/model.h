@@ -54,6 +54,10 @@ public:
         return nullptr;
     }
     virtual uint64_t deviceBytes() const = 0;
+    // Routed blocks: tokens each expert slot received in a session since the
+    // last reset (empty for dense blocks).
+    virtual std::vector<uint32_t> expertUsage(const MlpState*) const { return {}; }
+    virtual void resetExpertUsage(MlpState*) const {}
     // Widest intermediate activation the block needs (sizes MlpScratch).
     virtual uint32_t scratchWidth() const = 0;
 };
@@ -187,6 +191,10 @@ public:
     void setReply(bool reply) { reply_ = reply; }
     void setPinnedSlot(int pinSlot) { pinSlot_ = pinSlot; }
     int pinnedSlot() const { return pinSlot_; }
+    // Per MoE layer (layer index, tokens each expert slot received) since the
+    // last reset: built and native MoEs alike.
+    std::vector<std::pair<int, std::vector<uint32_t>>> expertUsage() const;
+    void resetExpertUsage();
     // The state a layer's block keeps in this session (null for dense layers).
     MlpState* mlpState(int layer) const;
 

@@ -54,6 +54,10 @@ public:
     std::unique_ptr<MlpState> createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const override;
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override { return base_->scratchWidth(); }
+    std::vector<uint32_t> expertUsage(const MlpState* state) const override { return state ? usage(*state) : std::vector<uint32_t>{}; }
+    void resetExpertUsage(MlpState* state) const override {
+        if (state) resetUsage(*state);
+    }
 
     // Experts under a memory budget. An expert that owns weights (dense
     // projections or LoRA factors) can be paged: its weights are copied to
@@ -110,6 +114,8 @@ public:
     std::unique_ptr<MlpState> createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const override;
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override;
+    std::vector<uint32_t> expertUsage(const MlpState* state) const override;
+    void resetExpertUsage(MlpState* state) const override;
     const RoutedMlp& routed() const { return *routed_; }
     RoutedMlp& routed() { return *routed_; }
     // The shared expert's part of record(), after the routed part.
