@@ -3,6 +3,7 @@
 #include "app_paths.h"
 #include "model_library.h"
 
+#include "moe/mergekit.h"
 #include "moe/validate.h"
 
 #include <QCheckBox>
@@ -709,7 +710,7 @@ moe::Selector BuildWizard::selector() const {
 
 bool BuildWizard::openSelector(const QString& path, QString* error) {
     try {
-        setSelector(moe::loadSelector(fs(path)));
+        setSelector(moe::loadSelectorAny(fs(path)));
         setWindowTitle(tr("MoE: %1").arg(QFileInfo(path).fileName()));
         return true;
     } catch (const std::exception& e) {

@@ -1,5 +1,6 @@
 #include "chat_worker.h"
 
+#include "moe/mergekit.h"
 #include "moe/builder.h"
 
 #include "moe/chat_prompt.h"
@@ -61,7 +62,7 @@ void ChatWorker::loadModel(const QString& path) {
         if (path.endsWith(QStringLiteral(".toml"), Qt::CaseInsensitive)) {
             auto built = std::make_shared<BuiltMoe>();
             built->context = context_;
-            built->moe = moe::MoeModel::load(*context_, moe::loadSelector(file));
+            built->moe = moe::MoeModel::load(*context_, moe::loadSelectorAny(file));
             built->name = QFileInfo(path).completeBaseName();
             session_ = std::make_unique<moe::Session>(built->moe->model());
             moe_ = std::move(built);

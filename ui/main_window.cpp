@@ -10,6 +10,7 @@
 #include "training_page.h"
 #include "training_view.h"
 
+#include "moe/mergekit.h"
 #include "moe/selector.h"
 
 #include "moe/vk.h"
@@ -121,7 +122,7 @@ BuildWizard* MainWindow::openWizard(const QString& selectorPath) {
 
 bool MainWindow::buildFromSelector(const QString& path) {
     try {
-        const moe::Selector selector = moe::loadSelector(path.toStdString());
+        const moe::Selector selector = moe::loadSelectorAny(path.toStdString());
         showPage(Training);
         return build_->start(selector);
     } catch (const std::exception& e) {

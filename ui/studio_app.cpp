@@ -174,7 +174,9 @@ int runStudio(int argc, char** argv) {
     if (parser.isSet(screenshotOption))
         return screenshots(window, parser.value(screenshotOption), parser.value(promptOption));
     for (const QString& arg : parser.positionalArguments())
-        if (arg.endsWith(QStringLiteral(".toml"), Qt::CaseInsensitive)) {
+        if (arg.endsWith(QStringLiteral(".toml"), Qt::CaseInsensitive) ||
+            arg.endsWith(QStringLiteral(".yaml"), Qt::CaseInsensitive) ||
+            arg.endsWith(QStringLiteral(".yml"), Qt::CaseInsensitive)) { // a mergekit-moe config opens too
             window.openWizard(arg);
             break;
         }
