@@ -49,6 +49,6 @@ const uint FLAG_ACCUMULATE = 2u;
 // routing weight; either way only the expert's count of slots is computed.
 const uint FLAG_GATHER = 4u;
 const uint FLAG_SCATTER = 8u;
-// Route buffer layout (32-bit words): counts[32], then lists[slots][max_batch],
-// then weights[max_batch][slots] (floats), then chosen masks[max_batch].
-const uint ROUTE_LISTS = 32u;
+// Route buffer layout (32-bit words): counts[160], then lists[slots][max_batch],
+// then weights[max_batch][slots] (floats), then chosen masks[max_batch][5].
+const uint ROUTE_LISTS = 160u;

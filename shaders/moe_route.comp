@@ -30,7 +30,10 @@ layout(binding = 2) buffer Route { uint route[]; };
 layout(binding = 3) buffer State { float state[]; };   // running sums [max_ctx][E], frozen [E], probs [max_batch][E]
 layout(binding = 4) buffer Usage { uint usage[]; };    // tokens each slot received, accumulated
 
-const uint MAX_SLOTS = 32u;
+const uint MAX_SLOTS = 160u;            // experts + the base slot (MASK_WORDS × 32)
+const uint MASK_WORDS = 5u;
+
+bool chosen(const uint mask[MASK_WORDS], uint e) { return (mask[e >> 5] & (1u << (e & 31u))) != 0u; }
 
 void main() {
     const uint n = step.n_tokens;
@@ -39,7 +42,7 @@ void main() {
     const uint lid = gl_LocalInvocationID.x;
     const bool reply = (step.route_flags & 1u) != 0u;
     const uint weightsBase = ROUTE_LISTS + slots * p.max_batch;
-    const uint chosenBase = weightsBase + p.max_batch * slots;
+    const uint chosenBase = weightsBase + p.max_batch * slots; // [max_batch][MASK_WORDS]
 
     // 1. Softmax of each token's gate logits.
     for (uint t = lid; t < n; t += gl_WorkGroupSize.x) {
@@ -72,39 +75,44 @@ void main() {
             else if (p.mode == 2u && reply) score[e] = state[p.frozen_base + e];
             else score[e] = state[(step.pos0 + t) * E + e];
         }
-        uint mask = 0u;
+        uint mask[MASK_WORDS] = uint[MASK_WORDS](0u, 0u, 0u, 0u, 0u);
+        uint picked = 0u;
         if (step.route_pin != 0u) {
-            mask = 1u << min(step.route_pin - 1u, E);
+            const uint e = min(step.route_pin - 1u, E);
+            mask[e >> 5] |= 1u << (e & 31u);
+            picked = 1u;
         } else {
             for (uint j = 0u; j < min(p.top_k, E); ++j) {
                 uint best = MAX_SLOTS;
                 for (uint e = 0u; e < E; ++e)
-                    if ((mask & (1u << e)) == 0u && (best == MAX_SLOTS || score[e] > score[best])) best = e;
-                mask |= 1u << best;
+                    if (!chosen(mask, e) && (best == MAX_SLOTS || score[e] > score[best])) best = e;
+                mask[best >> 5] |= 1u << (best & 31u);
+                ++picked;
             }
         }
         float total = 0.0;
         for (uint e = 0u; e < E; ++e)
-            if ((mask & (1u << e)) != 0u) total += score[e];
+            if (chosen(mask, e)) total += score[e];
         for (uint e = 0u; e < slots; ++e) {
             float w = 0.0;
-            if ((mask & (1u << e)) != 0u)
-                w = (step.route_pin != 0u || total <= 0.0) ? 1.0 / float(bitCount(mask))
+            if (chosen(mask, e))
+                w = (step.route_pin != 0u || total <= 0.0) ? 1.0 / float(picked)
                     : p.renormalise != 0u                   ? score[e] / total
                                                             : score[e];
             route[weightsBase + t * slots + e] = floatBitsToUint(w);
         }
-        route[chosenBase + t] = mask;
+        for (uint w = 0u; w < MASK_WORDS; ++w) route[chosenBase + t * MASK_WORDS + w] = mask[w];
     }
     memoryBarrierBuffer();
     barrier();
 
     // 4. Each slot's token list, in token order.
-    if (lid < slots) {
+    for (uint s = lid; s < slots; s += gl_WorkGroupSize.x) {
         uint count = 0u;
         for (uint t = 0u; t < n; ++t)
-            if ((route[chosenBase + t] & (1u << lid)) != 0u) route[ROUTE_LISTS + lid * p.max_batch + count++] = t;
-        route[lid] = count;
-        usage[lid] += count;
+            if ((route[chosenBase + t * MASK_WORDS + (s >> 5)] & (1u << (s & 31u))) != 0u)
+                route[ROUTE_LISTS + s * p.max_batch + count++] = t;
+        route[s] = count;
+        usage[s] += count;
     }
 }

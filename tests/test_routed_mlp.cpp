@@ -253,6 +253,38 @@ private slots:
         }
     }
 
+    // Real MoEs have 60 (Qwen1.5-MoE) or 128 (Qwen3-MoE) experts: the routing
+    // masks span several 32-bit words.
+    void manyExpertsBeyondOneMaskWord() {
+        std::mt19937 rng(19);
+        std::vector<HostExpert> experts;
+        for (int e = 0; e < 60; ++e) experts.push_back(fineTuned(rng));
+        const RoutingOptions routing{4, RouteMode::Token, 0};
+        ReferenceRouting ref{modelDir(), {{1, layer(20, experts, true)}}, routing};
+        auto model = Model::load(*ctx, modelDir());
+        install(*ctx, *model, 1, ref.layers[1], routing);
+        Session session(*model, 64, 8);
+        const auto ids = tokens(21, 23);
+        const auto got = prefillThenDecode(session, ids, 16);
+        check(ref, got, ids, ref);
+        const auto use = RoutedMlp::usage(*session.mlpState(1));
+        QCOMPARE(use.size(), size_t(61));
+        QCOMPARE(std::accumulate(use.begin(), use.end(), 0u), uint32_t(ids.size()) * 4u);
+        uint32_t beyondFirstWord = 0;
+        for (size_t e = 0; e < use.size(); ++e) {
+            QCOMPARE(double(use[e]), ref.usage[1][e]);
+            if (e >= 32) beyondFirstWord += use[e];
+        }
+        QVERIFY(beyondFirstWord > 0); // experts 32.. were chosen, and counted where the reference counts them
+        // 160 experts is one too many with the base slot (Qwen3-MoE's 128 fit).
+        std::vector<ExpertMlp> tooMany(160);
+        std::unique_ptr<DenseMlp> base(dynamic_cast<DenseMlp*>(model->takeMlp(0).release()));
+        const auto msg = test::errorMessage([&] {
+            RoutedMlp(*ctx, std::move(base), std::move(tooMany), std::vector<float>(160 * kH), {}, routing);
+        });
+        QVERIFY2(msg.find("159") != std::string::npos, msg.c_str());
+    }
+
     void runningSameInOnePrefillOrTokenByToken() {
         std::mt19937 rng(9);
         const RoutingOptions routing{2, RouteMode::Running, 0};

@@ -29,8 +29,9 @@ struct MatmulPush {
     uint32_t routeSlot = 0, routeList = 0, routeWeight = 0, routeSlots = 0;
 };
 constexpr uint32_t kFlagBias = 1, kFlagAccumulate = 2, kFlagGather = 4, kFlagScatter = 8;
-constexpr uint32_t kRouteLists = 32; // ROUTE_LISTS in common.glsl
-constexpr uint32_t kMaxSlots = 32;   // MAX_SLOTS in moe_route.comp
+constexpr uint32_t kRouteLists = 160; // ROUTE_LISTS in common.glsl
+constexpr uint32_t kMaxSlots = 160;   // MAX_SLOTS in moe_route.comp
+constexpr uint32_t kMaskWords = 5;    // MASK_WORDS in moe_route.comp
 
 // Fills the routing fields of the push constants for an expert slot.
 void setRoute(MatmulPush& p, const ops::ExpertSlot* e) {
@@ -194,7 +195,7 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
 
 uint64_t routeBufferBytes(const RouteParams& p) {
     const uint64_t slots = p.experts + 1;
-    return (kRouteLists + slots * p.maxBatch + uint64_t(p.maxBatch) * slots + p.maxBatch) * 4;
+    return (kRouteLists + slots * p.maxBatch + uint64_t(p.maxBatch) * slots + uint64_t(p.maxBatch) * kMaskWords) * 4;
 }
 
 uint64_t routeStateBytes(const RouteParams& p) {

@@ -32,7 +32,7 @@ RoutedMlp::RoutedMlp(vk::Context& ctx, std::unique_ptr<DenseMlp> base, std::vect
     if (!base_) throw Error("internal: a routed MLP needs the layer's base MLP");
     const uint32_t E = uint32_t(experts_.size());
     const uint32_t H = base_->gate().cols, I = base_->gate().rows;
-    if (E == 0 || E > 31) throw Error("an MoE layer holds 1 to 31 experts, not " + std::to_string(E));
+    if (E == 0 || E > 159) throw Error("an MoE layer holds 1 to 159 experts, not " + std::to_string(E));
     if (gateWeight.size() != size_t(E) * H)
         throw Error("the gate has " + std::to_string(gateWeight.size()) + " weights; " + std::to_string(E) +
                     " experts × hidden " + std::to_string(H) + " need " + std::to_string(size_t(E) * H));
