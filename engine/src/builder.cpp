@@ -278,12 +278,12 @@ std::filesystem::path gatesFile(const Selector& s) { return gatesFolder(s) / "ga
 // ---------------------------------------------------------------- MoeModel
 
 std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, const SelectionFacts& facts,
-                                         const std::vector<GateWeights>& gates) {
+                                         const std::vector<GateWeights>& gates, std::unique_ptr<Model> base) {
     std::unique_ptr<MoeModel> m(new MoeModel());
     m->selector_ = s;
     m->facts_ = facts;
     m->gates_ = gates;
-    m->model_ = Model::load(ctx, s.baseModel);
+    m->model_ = base ? std::move(base) : Model::load(ctx, s.baseModel);
     m->tokenizer_ = Tokenizer::load(s.baseModel);
     m->chatTemplate_ = ChatTemplate::fromModelDir(s.baseModel);
     if (gates.size() != facts.layers.size())
@@ -486,8 +486,7 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
     report("experts", 0, 1);
     std::vector<PromptTokens> valPrompts;
     for (const auto& r : valRows) valPrompts.push_back(tokenizePrompt(*tok, tmpl, r.prompt, s.useChatTemplate));
-    model.reset();
-    result.moe = MoeModel::load(ctx, s, facts, gates);
+    result.moe = MoeModel::load(ctx, s, facts, gates, std::move(model)); // the capture model, made sparse
     MoeModel& moe = *result.moe;
     rep.expertBytes = moe.expertBytes();
 

@@ -51,8 +51,10 @@ std::filesystem::path gatesFile(const Selector& s);
 class MoeModel {
 public:
     // Loads the base, the chosen layers of every expert and the gates.
+    // `base`: the dense base model when the caller has it loaded already
+    // (the build's capture model), else it is loaded from the selector.
     static std::unique_ptr<MoeModel> load(vk::Context& ctx, const Selector& s, const SelectionFacts& facts,
-                                          const std::vector<GateWeights>& gates);
+                                          const std::vector<GateWeights>& gates, std::unique_ptr<Model> base = nullptr);
     // Loads gates from gatesFile(s); throws when the MoE was not built yet.
     static std::unique_ptr<MoeModel> load(vk::Context& ctx, const Selector& s);
 
