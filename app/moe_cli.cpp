@@ -347,7 +347,7 @@ struct BenchArgs {
 };
 
 // Device bandwidth ceiling: copy a 64 MiB buffer several times; read + write bytes per second.
-double probeBandwidth(moe::vk::Context& ctx) {
+double probeBandwidth(moe::vk::Context& ctx, bool texelSource) {
     const uint64_t bytes = std::min<uint64_t>(64ull << 20, ctx.maxStorageRange());
     moe::vk::Buffer src(ctx, bytes, moe::vk::MemoryUse::Device), dst(ctx, bytes, moe::vk::MemoryUse::Device);
     src.fillZero();
@@ -355,7 +355,7 @@ double probeBandwidth(moe::vk::Context& ctx) {
     const int reps = 8;
     rec.begin();
     for (int i = 0; i < reps; ++i) {
-        moe::ops::copy(ctx, rec, src, dst, bytes);
+        moe::ops::copy(ctx, rec, src, dst, bytes, texelSource);
         rec.barrier();
     }
     rec.end();
@@ -484,7 +484,9 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
         weightBytes -= (model->parameterCount() - activeParameters(c, model->parameterCount())) *
                        moe::dtypeSize(model->weightDType());
     const double gbps = double(weightBytes) * decodeRate / 1e9;
-    const double probe = probeBandwidth(ctx) / 1e9;
+    // The ceiling for the read path the shaders use (texel or storage buffers).
+    const double probe = probeBandwidth(ctx, ctx.texelReads()) / 1e9;
+    const char* readPath = ctx.texelReads() ? "texel" : "storage";
     const uint64_t peak = peakHostMemory();
 
     json out = {{"model", a.model.string()},
@@ -503,6 +505,7 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
                 {"decode_weight_bytes_per_token", weightBytes},
                 {"decode_effective_gb_per_s", gbps},
                 {"device_copy_gb_per_s", probe},
+                {"weight_reads", readPath},
                 {"decode_fraction_of_copy_bandwidth", probe > 0 ? gbps / probe : 0},
                 {"peak_host_memory_bytes", peak},
                 {"peak_host_memory_over_weights", double(peak) / double(model->deviceBytes())}};
@@ -537,8 +540,8 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
     std::printf("prefill         %.1f tokens/s (%d-token prompt, %u dispatches)\n", prefillRate, a.promptTokens, prefillDispatches);
     std::printf("decode          %.1f tokens/s (%d tokens, %u dispatches and %u barriers per token)\n", decodeRate,
                 a.genTokens, session.lastDispatches(), session.lastBarriers());
-    std::printf("decode reads    %.2f GB/s effective (%s per token); device copy probe %.2f GB/s (%.0f%%)\n", gbps,
-                mib(weightBytes).c_str(), probe, probe > 0 ? 100 * gbps / probe : 0);
+    std::printf("decode reads    %.2f GB/s effective (%s per token); device copy probe %.2f GB/s with %s reads (%.0f%%)\n",
+                gbps, mib(weightBytes).c_str(), probe, readPath, probe > 0 ? 100 * gbps / probe : 0);
     std::printf("peak host mem   %s (%.2f x weight bytes)\n", mib(peak).c_str(), double(peak) / double(model->deviceBytes()));
     if (model->expertBudget())
         std::printf("expert cache    budget %s; decode: hit rate %.1f%%, %.2f misses and %s uploaded per token; "

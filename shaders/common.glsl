@@ -17,6 +17,7 @@
     a = vec4(unpackHalf2x16(u_.x), unpackHalf2x16(u_.y)); \
     b = vec4(unpackHalf2x16(u_.z), unpackHalf2x16(u_.w)); }
 #define LOAD1(NAME, e) (unpackHalf2x16(NAME##1[(e) >> 1])[(e) & 1u])
+#define UNPACK2(u) unpackHalf2x16(u)
 #elif defined(W_BF16)
 // bf16 is the high half of a float32: shift it into place.
 vec2 unpackBf16x2(uint u) { return vec2(uintBitsToFloat(u << 16), uintBitsToFloat(u & 0xffff0000u)); }
@@ -27,6 +28,32 @@ vec2 unpackBf16x2(uint u) { return vec2(uintBitsToFloat(u << 16), uintBitsToFloa
     a = vec4(unpackBf16x2(u_.x), unpackBf16x2(u_.y)); \
     b = vec4(unpackBf16x2(u_.z), unpackBf16x2(u_.w)); }
 #define LOAD1(NAME, e) (unpackBf16x2(NAME##1[(e) >> 1])[(e) & 1u])
+#define UNPACK2(u) unpackBf16x2(u)
+#endif
+
+#if defined(TEXEL_READS)
+// Weights read as a uniform texel buffer of 16-byte texels (vk::TexelBindings):
+// CPU drivers fetch texels as vector gathers but load storage buffers one lane
+// at a time.
+#undef DECLARE_WEIGHTS
+#undef LOAD8
+#undef LOAD1
+#define DECLARE_WEIGHTS(B, NAME) layout(binding = B) uniform usamplerBuffer NAME##t;
+#if defined(W_F32)
+#define LOAD8(NAME, e, a, b) { a = uintBitsToFloat(texelFetch(NAME##t, int((e) >> 2))); \
+    b = uintBitsToFloat(texelFetch(NAME##t, int((e) >> 2) + 1)); }
+#define LOAD1(NAME, e) (uintBitsToFloat(texelFetch(NAME##t, int((e) >> 2))[(e) & 3u]))
+#else
+#define LOAD8(NAME, e, a, b) { uvec4 u_ = texelFetch(NAME##t, int((e) >> 3)); \
+    a = vec4(UNPACK2(u_.x), UNPACK2(u_.y)); b = vec4(UNPACK2(u_.z), UNPACK2(u_.w)); }
+#define LOAD1(NAME, e) (UNPACK2(texelFetch(NAME##t, int((e) >> 3))[((e) >> 1) & 3u])[(e) & 1u])
+#endif
+// Float32 inputs, one float per texel.
+#define DECLARE_INPUT(B, NAME) layout(binding = B) uniform samplerBuffer NAME##t;
+#define LOADX(NAME, i) (texelFetch(NAME##t, int(i)).x)
+#else
+#define DECLARE_INPUT(B, NAME) layout(binding = B) readonly buffer NAME##_in { float NAME[]; };
+#define LOADX(NAME, i) (NAME[i])
 #endif
 
 // Workgroup counts above 65535 are split over x and z by the host.

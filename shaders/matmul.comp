@@ -19,7 +19,7 @@ layout(push_constant) uniform Push {
 } p;
 
 DECLARE_WEIGHTS(0, w)
-layout(binding = 1) readonly buffer X { float x[]; };
+DECLARE_INPUT(1, x)
 layout(binding = 2) buffer Out { float outv[]; };
 layout(binding = 3) readonly buffer Bias { float bias[]; };
 layout(binding = 4) readonly buffer Route { uint route[]; };
@@ -27,8 +27,8 @@ layout(binding = 4) readonly buffer Route { uint route[]; };
 // acc_t holds token t's partial sums for the 4 rows.
 #define ACCUMULATE(T) { \
     const uint xi = xb[T] + k; \
-    const vec4 x0 = vec4(x[xi], x[xi + 1u], x[xi + 2u], x[xi + 3u]); \
-    const vec4 x1 = vec4(x[xi + 4u], x[xi + 5u], x[xi + 6u], x[xi + 7u]); \
+    const vec4 x0 = vec4(LOADX(x, xi), LOADX(x, xi + 1u), LOADX(x, xi + 2u), LOADX(x, xi + 3u)); \
+    const vec4 x1 = vec4(LOADX(x, xi + 4u), LOADX(x, xi + 5u), LOADX(x, xi + 6u), LOADX(x, xi + 7u)); \
     acc[T] += vec4(dot(w0a, x0) + dot(w0b, x1), dot(w1a, x0) + dot(w1b, x1), \
                    dot(w2a, x0) + dot(w2b, x1), dot(w3a, x0) + dot(w3b, x1)); }
 
@@ -64,7 +64,7 @@ void main() {
     }
     for (uint k = kFull; k < p.K; ++k) {
         const vec4 wk = vec4(LOAD1(w, wr0 + k), LOAD1(w, wr1 + k), LOAD1(w, wr2 + k), LOAD1(w, wr3 + k));
-        for (uint t = 0; t < TOKENS; ++t) acc[t] += wk * x[xb[t] + k];
+        for (uint t = 0; t < TOKENS; ++t) acc[t] += wk * LOADX(x, xb[t] + k);
     }
 
     vec4 b = vec4(0.0);

@@ -19,7 +19,7 @@ layout(push_constant) uniform Push {
 } p;
 
 DECLARE_WEIGHTS(0, w)
-layout(binding = 1) readonly buffer X { float x[]; };
+DECLARE_INPUT(1, x)
 layout(binding = 2) buffer Out { float outv[]; };
 layout(binding = 3) readonly buffer Bias { float bias[]; };
 #ifdef GATED
@@ -52,8 +52,8 @@ void main() {
     }
     for (uint b = lane; b < blocks; b += gl_SubgroupSize) {
         const uint xi = xbase + b * 8u;
-        const vec4 x0 = vec4(x[xi], x[xi + 1], x[xi + 2], x[xi + 3]);
-        const vec4 x1 = vec4(x[xi + 4], x[xi + 5], x[xi + 6], x[xi + 7]);
+        const vec4 x0 = vec4(LOADX(x, xi), LOADX(x, xi + 1u), LOADX(x, xi + 2u), LOADX(x, xi + 3u));
+        const vec4 x1 = vec4(LOADX(x, xi + 4u), LOADX(x, xi + 5u), LOADX(x, xi + 6u), LOADX(x, xi + 7u));
         for (uint r = 0; r < ROWS; ++r) {
             vec4 a0, a1;
             LOAD8(w, wbase[r] + b * 8u, a0, a1)
@@ -65,7 +65,7 @@ void main() {
         }
     }
     for (uint k = blocks * 8u + lane; k < p.K; k += gl_SubgroupSize) {
-        const float xk = x[xbase + k];
+        const float xk = LOADX(x, xbase + k);
         for (uint r = 0; r < ROWS; ++r) {
             acc[r] += LOAD1(w, wbase[r] + k) * xk;
 #ifdef GATED

@@ -95,9 +95,10 @@ class TestOps : public QObject {
 private slots:
     void initTestCase() {
         ctx = std::make_unique<vk::Context>();
-        qInfo("device: %s (%s), subgroup %u, max storage range %llu, validation %s", ctx->info().name.c_str(),
-              ctx->info().type.c_str(), ctx->subgroupSize(), (unsigned long long)ctx->maxStorageRange(),
-              ctx->validationEnabled() ? "on" : "off");
+        qInfo("device: %s (%s), subgroup %u, max storage range %llu, validation %s, reads through %s",
+              ctx->info().name.c_str(), ctx->info().type.c_str(), ctx->subgroupSize(),
+              (unsigned long long)ctx->maxStorageRange(), ctx->validationEnabled() ? "on" : "off",
+              ctx->texelReads() ? "texel buffers" : "storage buffers");
     }
 
     void cleanupTestCase() {
@@ -336,6 +337,10 @@ private slots:
         vk::Buffer D(*ctx, bytes, vk::MemoryUse::Device);
         run([&](vk::Recorder& rec) { ops::copy(*ctx, rec, S, D, bytes); });
         QCOMPARE(readFloats(D, v.size()), v);
+        // The same through a texel-buffer view of the source (the bandwidth probe of texel reads).
+        vk::Buffer T(*ctx, bytes, vk::MemoryUse::Device);
+        run([&](vk::Recorder& rec) { ops::copy(*ctx, rec, S, T, bytes, true); });
+        QCOMPARE(readFloats(T, v.size()), v);
     }
 
     // RoPE + KV-cache store + attention, in two steps (a prefill, then more

@@ -21,6 +21,17 @@ const char* dtypeSuffix(DType t) {
 
 uint32_t roundUp(uint32_t v, uint32_t m) { return (v + m - 1) / m * m; }
 
+// The variant of a weight-reading shader for `dtype` and the context's read
+// path (storage buffers, or texel buffers with the `_texel` suffix).
+std::string weightShader(const vk::Context& ctx, const char* base, DType dtype) {
+    return std::string(base) + dtypeSuffix(dtype) + (ctx.texelReads() ? "_texel" : "");
+}
+// The texel bindings of that variant: weights at `weights`, the input
+// activations at `inputs` (TEXEL_READS in common.glsl).
+vk::TexelBindings texelBindings(const vk::Context& ctx, uint32_t weights, uint32_t inputs) {
+    return ctx.texelReads() ? vk::TexelBindings{weights, inputs} : vk::TexelBindings{};
+}
+
 // Push constants shared by matvec.comp and matmul.comp.
 struct MatmulPush {
     uint32_t rows, K, Kp, nTokens;
@@ -70,6 +81,7 @@ uint32_t DeviceMatrix::rowsPerChunk(const vk::Context& ctx, uint64_t bytesPerRow
     uint64_t limit = std::min<uint64_t>(ctx.maxStorageRange(), ctx.info().maxMemoryAllocationSize
                                                                     ? ctx.info().maxMemoryAllocationSize
                                                                     : ctx.maxStorageRange());
+    if (ctx.texelReads()) limit = std::min<uint64_t>(limit, ctx.info().maxTexelBufferElements * 16);
     uint64_t rows = limit / bytesPerRow;
     if (rows == 0) throw Error("a single weight row of " + std::to_string(bytesPerRow) +
                                " bytes exceeds the device's storage-buffer range");
@@ -154,10 +166,11 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
     if (nTokens == 0) return;
     kernel = chooseKernel(nTokens, kernel);
     const bool vector = kernel == MatmulKernel::Vector;
-    const std::string name = std::string(vector ? "matvec_" : "matmul_") + dtypeSuffix(w.dtype);
+    const std::string name = weightShader(ctx, vector ? "matvec_" : "matmul_", w.dtype);
     const uint32_t groupSize = rowShaderGroupSize(ctx);
-    const vk::Pipeline& pipe = vector ? ctx.pipeline(name, 5, sizeof(MatmulPush), {groupSize, matvecRows(ctx)})
-                                      : ctx.pipeline(name, 5, sizeof(MatmulPush));
+    const vk::Pipeline& pipe = vector ? ctx.pipeline(name, 5, sizeof(MatmulPush), {groupSize, matvecRows(ctx)},
+                                                     texelBindings(ctx, 1u, 1u << 1))
+                                      : ctx.pipeline(name, 5, sizeof(MatmulPush), {}, texelBindings(ctx, 1u, 1u << 1));
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (const auto& c : w.chunks) {
@@ -181,7 +194,8 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
         throw Error("internal: gate and up projections differ in shape or dtype");
     const uint32_t groupSize = rowShaderGroupSize(ctx);
     const vk::Pipeline& pipe =
-        ctx.pipeline(std::string("matvec_gated_") + dtypeSuffix(gate.dtype), 6, sizeof(MatmulPush), {groupSize, matvecRows(ctx)});
+        ctx.pipeline(weightShader(ctx, "matvec_gated_", gate.dtype), 6, sizeof(MatmulPush), {groupSize, matvecRows(ctx)},
+                     texelBindings(ctx, 1u | 1u << 4, 1u << 1));
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (size_t i = 0; i < gate.chunks.size(); ++i) {
         const auto& c = gate.chunks[i];
@@ -232,7 +246,7 @@ void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const
     struct Push {
         uint32_t dim, Kp, nTokens, vocab, firstRow, rowCount;
     };
-    const auto& pipe = ctx.pipeline(std::string("embed_") + dtypeSuffix(table.dtype), 3, sizeof(Push));
+    const auto& pipe = ctx.pipeline(weightShader(ctx, "embed_", table.dtype), 3, sizeof(Push), {}, texelBindings(ctx, 1u, 0u));
     for (const auto& c : table.chunks) {
         Push p{table.cols, table.colsPadded, nTokens, table.rows, c.firstRow, c.rowCount};
         rec.dispatchFlat(pipe, {c.buffer, step, out}, &p, sizeof p, (uint64_t(nTokens) * table.cols + 63) / 64);
@@ -284,12 +298,14 @@ void sigmoidScaleRows(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& s, 
     rec.dispatchFlat(pipe, {s, h}, &p, sizeof p, (nTokens * width + 63) / 64);
 }
 
-void copy(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& src, const vk::Buffer& dst, uint64_t bytes) {
+void copy(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& src, const vk::Buffer& dst, uint64_t bytes,
+          bool texelSource) {
     struct Push {
         uint32_t n;
     } p{static_cast<uint32_t>(bytes / 16)};
-    const auto& pipe = ctx.pipeline("copy_vec4", 2, sizeof p);
-    rec.dispatchFlat(pipe, {src, dst}, &p, sizeof p, (p.n + 255) / 256);
+    const auto& pipe = texelSource ? ctx.pipeline("copy_vec4_texel", 2, sizeof p, {}, vk::TexelBindings{1u, 0u})
+                                   : ctx.pipeline("copy_vec4", 2, sizeof p);
+    rec.dispatchFlat(pipe, {vk::BufferView(src, 0, bytes / 16 * 16), dst}, &p, sizeof p, (p.n + 255) / 256);
 }
 
 } // namespace ops

@@ -110,6 +110,8 @@ DeviceInfo describe(VkPhysicalDevice pd, uint32_t index) {
     info.maxWorkGroupInvocations = l.maxComputeWorkGroupInvocations;
     info.maxPushConstantsSize = l.maxPushConstantsSize;
     info.minStorageBufferOffsetAlignment = static_cast<uint32_t>(l.minStorageBufferOffsetAlignment);
+    info.maxTexelBufferElements = l.maxTexelBufferElements;
+    info.minTexelBufferOffsetAlignment = static_cast<uint32_t>(l.minTexelBufferOffsetAlignment);
     info.fullSubgroups = props.properties.apiVersion >= VK_API_VERSION_1_3 &&
                          instanceApiVersion() >= VK_API_VERSION_1_3 && f13.computeFullSubgroups &&
                          f13.subgroupSizeControl;
@@ -233,6 +235,12 @@ Context::Context(const ContextOptions& opts) {
     }
     physical_ = devs[chosen];
     info_ = describe(physical_, static_cast<uint32_t>(chosen));
+    if (opts.texelReads)
+        texelReads_ = *opts.texelReads;
+    else if (const char* e = std::getenv("MOE_TEXEL_READS"); e && *e)
+        texelReads_ = std::string(e) != "0";
+    else
+        texelReads_ = info_.type == "cpu";
     if (info_.apiVersion < VK_API_VERSION_1_2)
         throw Error("Vulkan device '" + info_.name + "' supports only Vulkan " +
                     std::to_string(VK_API_VERSION_MAJOR(info_.apiVersion)) + "." +
@@ -299,6 +307,8 @@ const Buffer& Context::placeholderBuffer() {
 Context::~Context() {
     if (device_) vkDeviceWaitIdle(device_);
     placeholder_.reset();
+    for (auto& [key, view] : texelViews_) vkDestroyBufferView(device_, view, nullptr);
+    texelViews_.clear();
     savePipelineCache();
     for (auto& [key, p] : pipelines_) {
         vkDestroyPipeline(device_, p->pipeline, nullptr);
@@ -366,9 +376,10 @@ uint32_t Context::findMemoryType(uint32_t typeBits, MemoryUse use, bool& hostVis
 }
 
 const Pipeline& Context::pipeline(const std::string& shader, uint32_t bindings, uint32_t pushSize,
-                                  const std::vector<uint32_t>& specs) {
+                                  const std::vector<uint32_t>& specs, TexelBindings texels) {
     std::string key = shader;
     for (uint32_t s : specs) key += ":" + std::to_string(s);
+    if (texels.any()) key += "/t" + std::to_string(texels.uint4) + "." + std::to_string(texels.float1);
     std::lock_guard lock(pipelinesMutex_);
     if (auto it = pipelines_.find(key); it != pipelines_.end()) {
         if (it->second->bindings != bindings || it->second->pushSize != pushSize)
@@ -383,9 +394,12 @@ const Pipeline& Context::pipeline(const std::string& shader, uint32_t bindings, 
     auto p = std::make_unique<Pipeline>();
     p->bindings = bindings;
     p->pushSize = pushSize;
+    p->texels = texels;
+    const uint32_t texelMask = texels.uint4 | texels.float1;
     std::vector<VkDescriptorSetLayoutBinding> b(bindings);
     for (uint32_t i = 0; i < bindings; ++i)
-        b[i] = {i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, nullptr};
+        b[i] = {i, (texelMask >> i) & 1u ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+                1, VK_SHADER_STAGE_COMPUTE_BIT, nullptr};
     VkDescriptorSetLayoutCreateInfo dl{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO};
     dl.bindingCount = bindings;
     dl.pBindings = b.data();
@@ -439,6 +453,7 @@ Buffer::Buffer(Context& ctx, uint64_t size, MemoryUse use) : ctx_(&ctx), size_(s
     VkBufferCreateInfo bci{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
     bci.size = size;
     bci.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+    if (use == MemoryUse::Device) bci.usage |= VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT;
     bci.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
     ctx.check(vkCreateBuffer(ctx.device(), &bci, nullptr, &buffer_), "vkCreateBuffer");
     VkMemoryRequirements req;
@@ -469,6 +484,7 @@ Buffer::~Buffer() { release(); }
 
 void Buffer::release() {
     if (!ctx_) return;
+    if (buffer_) ctx_->releaseTexelViews(buffer_);
     if (buffer_) vkDestroyBuffer(ctx_->device(), buffer_, nullptr);
     if (memory_) vkFreeMemory(ctx_->device(), memory_, nullptr);
     buffer_ = VK_NULL_HANDLE;
@@ -559,6 +575,35 @@ Recorder::~Recorder() {
     for (auto pool : pools_) vkDestroyDescriptorPool(ctx_.device(), pool, nullptr);
 }
 
+VkBufferView Context::texelView(VkBuffer buffer, uint64_t offset, uint64_t range, VkFormat format) {
+    const uint64_t texel = format == VK_FORMAT_R32G32B32A32_UINT ? 16 : 4;
+    if (range % texel != 0 || range / texel > info_.maxTexelBufferElements)
+        throw Error("internal: texel range of " + std::to_string(range) + " bytes is not a whole number of " +
+                    std::to_string(texel) + "-byte texels within maxTexelBufferElements");
+    if (info_.minTexelBufferOffsetAlignment && offset % info_.minTexelBufferOffsetAlignment != 0)
+        throw Error("internal: texel view offset " + std::to_string(offset) + " is not aligned");
+    std::lock_guard lock(texelViewsMutex_);
+    const auto key = std::make_tuple(buffer, offset, range, format);
+    if (auto it = texelViews_.find(key); it != texelViews_.end()) return it->second;
+    VkBufferViewCreateInfo ci{VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO};
+    ci.buffer = buffer;
+    ci.format = format;
+    ci.offset = offset;
+    ci.range = range;
+    VkBufferView view;
+    check(vkCreateBufferView(device_, &ci, nullptr, &view), "vkCreateBufferView");
+    texelViews_.emplace(key, view);
+    return view;
+}
+
+void Context::releaseTexelViews(VkBuffer buffer) {
+    std::lock_guard lock(texelViewsMutex_);
+    for (auto it = texelViews_.lower_bound({buffer, 0, 0, VkFormat(0)}); it != texelViews_.end() && std::get<0>(it->first) == buffer;) {
+        vkDestroyBufferView(device_, it->second, nullptr);
+        it = texelViews_.erase(it);
+    }
+}
+
 void Recorder::begin() {
     std::lock_guard lock(ctx_.submitMutex_);
     vkResetCommandBuffer(cmd_, 0);
@@ -575,11 +620,12 @@ VkDescriptorSet Recorder::allocateSet(VkDescriptorSetLayout layout, uint32_t) {
     constexpr uint32_t kSetsPerPool = 256;
     for (;;) {
         if (poolUsed_ == pools_.size()) {
-            VkDescriptorPoolSize size{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSetsPerPool * 8};
+            const VkDescriptorPoolSize sizes[] = {{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSetsPerPool * 8},
+                                                  {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, kSetsPerPool * 2}};
             VkDescriptorPoolCreateInfo pci{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
             pci.maxSets = kSetsPerPool;
-            pci.poolSizeCount = 1;
-            pci.pPoolSizes = &size;
+            pci.poolSizeCount = 2;
+            pci.pPoolSizes = sizes;
             VkDescriptorPool pool;
             ctx_.check(vkCreateDescriptorPool(ctx_.device(), &pci, nullptr, &pool), "vkCreateDescriptorPool");
             pools_.push_back(pool);
@@ -606,21 +652,34 @@ void Recorder::dispatch(const Pipeline& pipe, std::initializer_list<BufferView> 
     if (gx == 0 || gy == 0 || gz == 0) return;
     VkDescriptorSet set = allocateSet(pipe.setLayout, pipe.bindings);
     std::vector<VkDescriptorBufferInfo> infos;
+    std::vector<VkBufferView> views(bindings.size(), VK_NULL_HANDLE);
     infos.reserve(bindings.size());
+    uint32_t i = 0;
     for (const auto& b : bindings) {
-        uint64_t range = b.range;
-        if (range != VK_WHOLE_SIZE && range > ctx_.maxStorageRange())
+        const uint64_t range = b.range;
+        if (((pipe.texels.uint4 | pipe.texels.float1) >> i) & 1u) {
+            if (range == VK_WHOLE_SIZE) throw Error("internal: texel bindings need an explicit range");
+            views[i] = ctx_.texelView(b.buffer, b.offset, range,
+                                      (pipe.texels.uint4 >> i) & 1u ? VK_FORMAT_R32G32B32A32_UINT : VK_FORMAT_R32_SFLOAT);
+        } else if (range != VK_WHOLE_SIZE && range > ctx_.maxStorageRange()) {
             throw Error("internal: binding of " + std::to_string(range) + " bytes exceeds maxStorageBufferRange");
+        }
         infos.push_back({b.buffer, b.offset, range});
+        ++i;
     }
     std::vector<VkWriteDescriptorSet> writes(bindings.size());
-    for (uint32_t i = 0; i < writes.size(); ++i) {
-        writes[i] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
-        writes[i].dstSet = set;
-        writes[i].dstBinding = i;
-        writes[i].descriptorCount = 1;
-        writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
-        writes[i].pBufferInfo = &infos[i];
+    for (uint32_t w = 0; w < writes.size(); ++w) {
+        writes[w] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
+        writes[w].dstSet = set;
+        writes[w].dstBinding = w;
+        writes[w].descriptorCount = 1;
+        if (views[w]) {
+            writes[w].descriptorType = VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
+            writes[w].pTexelBufferView = &views[w];
+        } else {
+            writes[w].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
+            writes[w].pBufferInfo = &infos[w];
+        }
     }
     vkUpdateDescriptorSets(ctx_.device(), static_cast<uint32_t>(writes.size()), writes.data(), 0, nullptr);
     vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipe.pipeline);

@@ -113,7 +113,9 @@ void sigmoidScaleRows(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& s, 
 void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk::Buffer& u, const vk::Buffer& h,
              uint32_t n);
 // dst = src, `bytes` a multiple of 16 (bandwidth probe).
-void copy(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& src, const vk::Buffer& dst, uint64_t bytes);
+// texelSource: read src through a texel-buffer view (how weights are read).
+void copy(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& src, const vk::Buffer& dst, uint64_t bytes,
+          bool texelSource = false);
 
 // Step buffer layout shared with the shaders (DECLARE_STEP in common.glsl).
 struct StepHeader {

@@ -9,7 +9,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace moe::vk {
@@ -33,6 +35,8 @@ struct DeviceInfo {
     uint32_t maxWorkGroupInvocations = 0;
     uint32_t maxPushConstantsSize = 0;
     uint32_t minStorageBufferOffsetAlignment = 0;
+    uint64_t maxTexelBufferElements = 0;
+    uint32_t minTexelBufferOffsetAlignment = 0;
     bool fullSubgroups = false; // computeFullSubgroups (needed for several subgroups per workgroup)
     std::vector<MemoryHeapInfo> heaps;
 };
@@ -41,6 +45,11 @@ struct ContextOptions {
     std::string device;       // index or name substring; empty = MOE_VK_DEVICE or the best device
     bool validation = false;  // also enabled by MOE_VK_VALIDATION=1
     bool forceStaging = false; // also MOE_VK_FORCE_STAGING=1: upload through staging even to host-visible memory
+    // Weights and matmul inputs read through texel-buffer views instead of
+    // storage buffers. Unset: MOE_TEXEL_READS=0/1, else on for CPU devices
+    // (lavapipe loads a storage buffer one lane at a time but fetches texels
+    // as vector gathers).
+    std::optional<bool> texelReads;
 };
 
 // Lists the physical devices (no logical device is created).
@@ -94,6 +103,13 @@ struct BufferView {
     BufferView(const Buffer& b, uint64_t off, uint64_t len) : buffer(b.handle()), offset(off), range(len) {}
 };
 
+// Which bindings of a pipeline are uniform texel buffers, as bit masks.
+struct TexelBindings {
+    uint32_t uint4 = 0;  // R32G32B32A32_UINT: 16-byte texels (weights)
+    uint32_t float1 = 0; // R32_SFLOAT: one float per texel (activations)
+    bool any() const { return (uint4 | float1) != 0; }
+};
+
 struct Pipeline {
     VkPipeline pipeline = VK_NULL_HANDLE;
     VkPipelineLayout layout = VK_NULL_HANDLE;
@@ -101,6 +117,10 @@ struct Pipeline {
     uint32_t bindings = 0;
     uint32_t pushSize = 0;
     uint32_t localSizeX = 0; // when set by specialization constant 0
+    // Bindings read as uniform texel buffers rather than storage buffers.
+    // Drivers that turn storage-buffer loads into per-lane scalar loops
+    // (lavapipe) fetch texels as vector gathers.
+    TexelBindings texels;
 };
 
 // Records dispatches into one command buffer; descriptor sets live as long
@@ -154,6 +174,7 @@ public:
     uint32_t subgroupSize() const { return info_.subgroupSize; }
     uint64_t maxStorageRange() const { return info_.maxStorageBufferRange; }
     bool forceStaging() const { return forceStaging_; }
+    bool texelReads() const { return texelReads_; }
     bool validationEnabled() const { return validation_; }
     // Messages the validation layer reported (warnings and errors).
     uint64_t validationMessages() const { return validationMessages_.load(); }
@@ -161,7 +182,11 @@ public:
     // Pipeline for an embedded shader; `specs` are specialization constants
     // 0..n-1. Built once per (name, specs) and cached.
     const Pipeline& pipeline(const std::string& shader, uint32_t bindings, uint32_t pushSize,
-                             const std::vector<uint32_t>& specs = {});
+                             const std::vector<uint32_t>& specs = {}, TexelBindings texels = {});
+    // The texel view (R32G32B32A32_UINT or R32_SFLOAT) of a buffer range,
+    // created once and kept until the buffer is released.
+    VkBufferView texelView(VkBuffer buffer, uint64_t offset, uint64_t range, VkFormat format);
+    void releaseTexelViews(VkBuffer buffer);
     // Subgroups per workgroup for one-subgroup-per-row shaders.
     uint32_t subgroupsPerWorkgroup() const { return info_.fullSubgroups ? 4u : 1u; }
 
@@ -190,10 +215,13 @@ private:
     VkPhysicalDeviceMemoryProperties memProps_{};
     bool validation_ = false;
     bool forceStaging_ = false;
+    bool texelReads_ = false;
     std::mutex pipelinesMutex_;
     std::map<std::string, std::unique_ptr<Pipeline>> pipelines_;
     std::mutex submitMutex_;
     std::unique_ptr<Buffer> placeholder_;
+    std::mutex texelViewsMutex_;
+    std::map<std::tuple<VkBuffer, uint64_t, uint64_t, VkFormat>, VkBufferView> texelViews_;
     friend class Recorder;
 };
 
