@@ -48,12 +48,23 @@ vec2 unpackBf16x2(uint u) { return vec2(uintBitsToFloat(u << 16), uintBitsToFloa
     a = vec4(UNPACK2(u_.x), UNPACK2(u_.y)); b = vec4(UNPACK2(u_.z), UNPACK2(u_.w)); }
 #define LOAD1(NAME, e) (UNPACK2(texelFetch(NAME##t, int((e) >> 3))[((e) >> 1) & 3u])[(e) & 1u])
 #endif
+#if defined(INPUT_VEC4)
+// Float32 inputs as 16-byte texels: every LOADX4 index is a multiple of 4
+// (the host picks this variant only for such offsets and strides).
+#define DECLARE_INPUT(B, NAME) layout(binding = B) uniform samplerBuffer NAME##t;
+#define LOADX(NAME, i) (texelFetch(NAME##t, int((i) >> 2))[(i) & 3u])
+#define LOADX4(NAME, i) (texelFetch(NAME##t, int((i) >> 2)))
+#else
 // Float32 inputs, one float per texel.
 #define DECLARE_INPUT(B, NAME) layout(binding = B) uniform samplerBuffer NAME##t;
 #define LOADX(NAME, i) (texelFetch(NAME##t, int(i)).x)
+#endif
 #else
 #define DECLARE_INPUT(B, NAME) layout(binding = B) readonly buffer NAME##_in { float NAME[]; };
 #define LOADX(NAME, i) (NAME[i])
+#endif
+#if !defined(LOADX4)
+#define LOADX4(NAME, i) vec4(LOADX(NAME, i), LOADX(NAME, (i) + 1u), LOADX(NAME, (i) + 2u), LOADX(NAME, (i) + 3u))
 #endif
 
 // Workgroup counts above 65535 are split over x and z by the host.

@@ -27,8 +27,7 @@ layout(binding = 4) readonly buffer Route { uint route[]; };
 // acc_t holds token t's partial sums for the 4 rows.
 #define ACCUMULATE(T) { \
     const uint xi = xb[T] + k; \
-    const vec4 x0 = vec4(LOADX(x, xi), LOADX(x, xi + 1u), LOADX(x, xi + 2u), LOADX(x, xi + 3u)); \
-    const vec4 x1 = vec4(LOADX(x, xi + 4u), LOADX(x, xi + 5u), LOADX(x, xi + 6u), LOADX(x, xi + 7u)); \
+    const vec4 x0 = LOADX4(x, xi), x1 = LOADX4(x, xi + 4u); \
     acc[T] += vec4(dot(w0a, x0) + dot(w0b, x1), dot(w1a, x0) + dot(w1b, x1), \
                    dot(w2a, x0) + dot(w2b, x1), dot(w3a, x0) + dot(w3b, x1)); }
 

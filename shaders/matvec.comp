@@ -52,8 +52,7 @@ void main() {
     }
     for (uint b = lane; b < blocks; b += gl_SubgroupSize) {
         const uint xi = xbase + b * 8u;
-        const vec4 x0 = vec4(LOADX(x, xi), LOADX(x, xi + 1u), LOADX(x, xi + 2u), LOADX(x, xi + 3u));
-        const vec4 x1 = vec4(LOADX(x, xi + 4u), LOADX(x, xi + 5u), LOADX(x, xi + 6u), LOADX(x, xi + 7u));
+        const vec4 x0 = LOADX4(x, xi), x1 = LOADX4(x, xi + 4u);
         for (uint r = 0; r < ROWS; ++r) {
             vec4 a0, a1;
             LOAD8(w, wbase[r] + b * 8u, a0, a1)

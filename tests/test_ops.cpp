@@ -114,16 +114,19 @@ private slots:
         QTest::addColumn<int>("tokens");
         QTest::addColumn<bool>("bias");
         QTest::addColumn<bool>("accumulate");
+        QTest::addColumn<bool>("aligned");
         const int shapes[][3] = {{1, 1, 1}, {7, 13, 3}, {64, 256, 1}, {129, 257, 5}, {300, 1000, 37}, {65, 64, 33}, {33, 8, 2}};
         const char* names[] = {"f32", "f16", "bf16"};
         const DType dtypes[] = {DType::F32, DType::F16, DType::BF16};
         for (int d = 0; d < 3; ++d)
             for (int k = 1; k <= 2; ++k)
-                for (const auto& s : shapes) {
-                    const bool bias = (s[0] + k) % 2 == 0, acc = s[1] % 2 == 1;
-                    QTest::addRow("%s %s %dx%d t%d%s%s", names[d], k == 1 ? "vector" : "tiled", s[0], s[1], s[2],
-                                  bias ? " bias" : "", acc ? " acc" : "")
-                        << int(dtypes[d]) << k << s[0] << s[1] << s[2] << bias << acc;
+                for (int i = 0; i < int(std::size(shapes)); ++i) {
+                    const auto& s = shapes[i];
+                    // Every shape runs with x both 16-byte aligned (4-float texel reads) and not.
+                    const bool bias = (s[0] + k) % 2 == 0, acc = s[1] % 2 == 1, aligned = (i + k) % 2 == 0;
+                    QTest::addRow("%s %s %dx%d t%d%s%s%s", names[d], k == 1 ? "vector" : "tiled", s[0], s[1], s[2],
+                                  bias ? " bias" : "", acc ? " acc" : "", aligned ? " aligned" : "")
+                        << int(dtypes[d]) << k << s[0] << s[1] << s[2] << bias << acc << aligned;
                 }
     }
 
@@ -135,11 +138,13 @@ private slots:
         QFETCH(int, tokens);
         QFETCH(bool, bias);
         QFETCH(bool, accumulate);
+        QFETCH(bool, aligned);
         const DType dt = DType(dtype);
         auto w = makeWeights(rng, dt, size_t(rows) * cols);
         // x and out use offsets and strides wider than the rows, as the forward pass does.
-        const uint32_t xOff = 3, xStride = uint32_t(cols) + 5, outOff = 2, outStride = uint32_t(rows) + 3;
-        auto x = randomFloats(rng, xOff + size_t(tokens) * xStride);
+        const uint32_t xOff = aligned ? 4 : 3, xStride = aligned ? (uint32_t(cols) + 3) / 4 * 4 + 4 : uint32_t(cols) + 5;
+        const uint32_t outOff = 2, outStride = uint32_t(rows) + 3;
+        auto x = randomFloats(rng, (xOff + size_t(tokens) * xStride + 3) / 4 * 4);
         auto out0 = randomFloats(rng, outOff + size_t(tokens) * outStride);
         auto b = randomFloats(rng, size_t(rows));
 

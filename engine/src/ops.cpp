@@ -21,15 +21,21 @@ const char* dtypeSuffix(DType t) {
 
 uint32_t roundUp(uint32_t v, uint32_t m) { return (v + m - 1) / m * m; }
 
-// The variant of a weight-reading shader for `dtype` and the context's read
-// path (storage buffers, or texel buffers with the `_texel` suffix).
-std::string weightShader(const vk::Context& ctx, const char* base, DType dtype) {
-    return std::string(base) + dtypeSuffix(dtype) + (ctx.texelReads() ? "_texel" : "");
-}
-// The texel bindings of that variant: weights at `weights`, the input
-// activations at `inputs` (TEXEL_READS in common.glsl).
-vk::TexelBindings texelBindings(const vk::Context& ctx, uint32_t weights, uint32_t inputs) {
-    return ctx.texelReads() ? vk::TexelBindings{weights, inputs} : vk::TexelBindings{};
+// A weight-reading shader's variant for the context's read path: storage
+// buffers, texel buffers (`_texel`, TEXEL_READS in common.glsl), or texel
+// buffers with 4-float input texels (`_texel4`, INPUT_VEC4) when `x` is
+// 16-byte aligned. `weights` and `inputs` are the binding masks.
+struct WeightShader {
+    std::string name;
+    vk::TexelBindings texels;
+};
+WeightShader weightShader(const vk::Context& ctx, const char* base, DType dtype, uint32_t weights, uint32_t inputs,
+                          const ops::Act* x = nullptr) {
+    std::string name = std::string(base) + dtypeSuffix(dtype);
+    if (!ctx.texelReads()) return {name, {}};
+    const bool aligned = x && x->offset % 4 == 0 && x->stride % 4 == 0 && x->buffer->size() % 16 == 0;
+    if (aligned) return {name + "_texel4", {weights, 0u, inputs}};
+    return {name + "_texel", {weights, inputs, 0u}};
 }
 
 // Push constants shared by matvec.comp and matmul.comp.
@@ -166,11 +172,11 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
     if (nTokens == 0) return;
     kernel = chooseKernel(nTokens, kernel);
     const bool vector = kernel == MatmulKernel::Vector;
-    const std::string name = weightShader(ctx, vector ? "matvec_" : "matmul_", w.dtype);
+    const WeightShader shader = weightShader(ctx, vector ? "matvec_" : "matmul_", w.dtype, 1u, 1u << 1, &x);
     const uint32_t groupSize = rowShaderGroupSize(ctx);
-    const vk::Pipeline& pipe = vector ? ctx.pipeline(name, 5, sizeof(MatmulPush), {groupSize, matvecRows(ctx)},
-                                                     texelBindings(ctx, 1u, 1u << 1))
-                                      : ctx.pipeline(name, 5, sizeof(MatmulPush), {}, texelBindings(ctx, 1u, 1u << 1));
+    const vk::Pipeline& pipe =
+        vector ? ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {groupSize, matvecRows(ctx)}, shader.texels)
+               : ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {}, shader.texels);
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (const auto& c : w.chunks) {
@@ -193,9 +199,9 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
     if (gate.rows != up.rows || gate.cols != up.cols || gate.dtype != up.dtype || gate.chunks.size() != up.chunks.size())
         throw Error("internal: gate and up projections differ in shape or dtype");
     const uint32_t groupSize = rowShaderGroupSize(ctx);
+    const WeightShader shader = weightShader(ctx, "matvec_gated_", gate.dtype, 1u | 1u << 4, 1u << 1, &x);
     const vk::Pipeline& pipe =
-        ctx.pipeline(weightShader(ctx, "matvec_gated_", gate.dtype), 6, sizeof(MatmulPush), {groupSize, matvecRows(ctx)},
-                     texelBindings(ctx, 1u | 1u << 4, 1u << 1));
+        ctx.pipeline(shader.name, 6, sizeof(MatmulPush), {groupSize, matvecRows(ctx)}, shader.texels);
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (size_t i = 0; i < gate.chunks.size(); ++i) {
         const auto& c = gate.chunks[i];
@@ -246,7 +252,8 @@ void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const
     struct Push {
         uint32_t dim, Kp, nTokens, vocab, firstRow, rowCount;
     };
-    const auto& pipe = ctx.pipeline(weightShader(ctx, "embed_", table.dtype), 3, sizeof(Push), {}, texelBindings(ctx, 1u, 0u));
+    const WeightShader shader = weightShader(ctx, "embed_", table.dtype, 1u, 0u);
+    const auto& pipe = ctx.pipeline(shader.name, 3, sizeof(Push), {}, shader.texels);
     for (const auto& c : table.chunks) {
         Push p{table.cols, table.colsPadded, nTokens, table.rows, c.firstRow, c.rowCount};
         rec.dispatchFlat(pipe, {c.buffer, step, out}, &p, sizeof p, (uint64_t(nTokens) * table.cols + 63) / 64);

@@ -379,7 +379,8 @@ const Pipeline& Context::pipeline(const std::string& shader, uint32_t bindings, 
                                   const std::vector<uint32_t>& specs, TexelBindings texels) {
     std::string key = shader;
     for (uint32_t s : specs) key += ":" + std::to_string(s);
-    if (texels.any()) key += "/t" + std::to_string(texels.uint4) + "." + std::to_string(texels.float1);
+    if (texels.any())
+        key += "/t" + std::to_string(texels.uint4) + "." + std::to_string(texels.float1) + "." + std::to_string(texels.float4);
     std::lock_guard lock(pipelinesMutex_);
     if (auto it = pipelines_.find(key); it != pipelines_.end()) {
         if (it->second->bindings != bindings || it->second->pushSize != pushSize)
@@ -395,7 +396,7 @@ const Pipeline& Context::pipeline(const std::string& shader, uint32_t bindings, 
     p->bindings = bindings;
     p->pushSize = pushSize;
     p->texels = texels;
-    const uint32_t texelMask = texels.uint4 | texels.float1;
+    const uint32_t texelMask = texels.mask();
     std::vector<VkDescriptorSetLayoutBinding> b(bindings);
     for (uint32_t i = 0; i < bindings; ++i)
         b[i] = {i, (texelMask >> i) & 1u ? VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
@@ -576,7 +577,7 @@ Recorder::~Recorder() {
 }
 
 VkBufferView Context::texelView(VkBuffer buffer, uint64_t offset, uint64_t range, VkFormat format) {
-    const uint64_t texel = format == VK_FORMAT_R32G32B32A32_UINT ? 16 : 4;
+    const uint64_t texel = format == VK_FORMAT_R32_SFLOAT ? 4 : 16;
     if (range % texel != 0 || range / texel > info_.maxTexelBufferElements)
         throw Error("internal: texel range of " + std::to_string(range) + " bytes is not a whole number of " +
                     std::to_string(texel) + "-byte texels within maxTexelBufferElements");
@@ -657,10 +658,12 @@ void Recorder::dispatch(const Pipeline& pipe, std::initializer_list<BufferView> 
     uint32_t i = 0;
     for (const auto& b : bindings) {
         const uint64_t range = b.range;
-        if (((pipe.texels.uint4 | pipe.texels.float1) >> i) & 1u) {
+        if ((pipe.texels.mask() >> i) & 1u) {
             if (range == VK_WHOLE_SIZE) throw Error("internal: texel bindings need an explicit range");
-            views[i] = ctx_.texelView(b.buffer, b.offset, range,
-                                      (pipe.texels.uint4 >> i) & 1u ? VK_FORMAT_R32G32B32A32_UINT : VK_FORMAT_R32_SFLOAT);
+            const VkFormat format = (pipe.texels.uint4 >> i) & 1u    ? VK_FORMAT_R32G32B32A32_UINT
+                                    : (pipe.texels.float4 >> i) & 1u ? VK_FORMAT_R32G32B32A32_SFLOAT
+                                                                     : VK_FORMAT_R32_SFLOAT;
+            views[i] = ctx_.texelView(b.buffer, b.offset, range, format);
         } else if (range != VK_WHOLE_SIZE && range > ctx_.maxStorageRange()) {
             throw Error("internal: binding of " + std::to_string(range) + " bytes exceeds maxStorageBufferRange");
         }

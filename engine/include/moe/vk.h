@@ -107,7 +107,9 @@ struct BufferView {
 struct TexelBindings {
     uint32_t uint4 = 0;  // R32G32B32A32_UINT: 16-byte texels (weights)
     uint32_t float1 = 0; // R32_SFLOAT: one float per texel (activations)
-    bool any() const { return (uint4 | float1) != 0; }
+    uint32_t float4 = 0; // R32G32B32A32_SFLOAT: four floats per texel (aligned activations)
+    uint32_t mask() const { return uint4 | float1 | float4; }
+    bool any() const { return mask() != 0; }
 };
 
 struct Pipeline {
