@@ -1,6 +1,7 @@
 // Reads a Hugging Face config.json (+ generation_config.json) for the Llama
 // family: Llama, Mistral and Qwen2 share one decoder layout and differ only in
-// biases, sliding window and defaults.
+// biases, sliding window and defaults; Mixtral, Qwen2-MoE and Qwen3-MoE add
+// sparse MoE layers, with the keys and defaults of Transformers' config classes.
 #include "moe/model_config.h"
 
 #include "moe/error.h"
