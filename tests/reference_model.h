@@ -31,14 +31,18 @@ struct Spec {
     int window = 0;
     bool tied = false;
     DType dtype = DType::F32;
-    // mixtral: experts per layer, experts per token, Transformers' fused layout
+    // MoE archs: experts per layer, experts per token, Transformers 5's fused
+    // layout (mlp.experts.gate_up_proj / down_proj) instead of per-expert tensors
     int experts = 0, topK = 0;
     bool fusedExperts = false;
     // qwen2_moe / qwen3_moe (no shared expert): expert / shared expert widths (inter = dense layers'), sparse step, dense layers, renormalisation
     int moeInter = 0, sharedInter = 0, sparseStep = 1;
     std::vector<int> mlpOnly;
     bool normTopk = false;
-    bool qkvBias() const { return arch == "qwen2" || arch == "qwen2_moe"; }
+    // llama / qwen3_moe attention_bias: biases on q, k, v and o
+    bool attentionBias = false;
+    bool qkvBias() const { return arch == "qwen2" || arch == "qwen2_moe" || attentionBias; }
+    bool oBias() const { return attentionBias; }
     bool qkNorm() const { return arch == "qwen3_moe"; }
     bool qwenMoe() const { return arch == "qwen2_moe" || arch == "qwen3_moe"; }
     bool sparse(int layer) const {
@@ -93,37 +97,33 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
             add(p + "self_attn.k_proj.bias", {kv}, 0.5f);
             add(p + "self_attn.v_proj.bias", {kv}, 0.5f);
         }
+        if (s.oBias()) add(p + "self_attn.o_proj.bias", {H}, 0.5f);
         if (s.qkNorm()) {
             add(p + "self_attn.q_norm.weight", {s.headDim}, 0.3f, 1.0f);
             add(p + "self_attn.k_norm.weight", {s.headDim}, 0.3f, 1.0f);
         }
-        if (s.arch == "mixtral" && s.fusedExperts) {
+        if (s.sparse(l)) {
+            const bool mixtral = s.arch == "mixtral";
+            const int64_t M = mixtral ? I : s.moeInter, S = s.sharedInter;
+            const std::string moe = p + (mixtral && !s.fusedExperts ? "block_sparse_moe." : "mlp.");
             // Gate scale large enough that routing differs across tokens.
-            add(p + "mlp.gate.weight", {s.experts, H}, 0.6f);
-            add(p + "mlp.experts.gate_up_proj", {s.experts, 2 * I, H}, 0.1f);
-            add(p + "mlp.experts.down_proj", {s.experts, H, I}, 0.1f);
-        } else if (s.arch == "mixtral") {
-            add(p + "block_sparse_moe.gate.weight", {s.experts, H}, 0.6f);
-            for (int e = 0; e < s.experts; ++e) {
-                const std::string x = p + "block_sparse_moe.experts." + std::to_string(e) + ".";
-                add(x + "w1.weight", {I, H}, 0.1f);
-                add(x + "w2.weight", {H, I}, 0.1f);
-                add(x + "w3.weight", {I, H}, 0.1f);
-            }
-        } else if (s.sparse(l)) { // qwen2_moe, qwen3_moe
-            const int64_t M = s.moeInter, S = s.sharedInter;
-            add(p + "mlp.gate.weight", {s.experts, H}, 0.6f);
-            for (int e = 0; e < s.experts; ++e) {
-                const std::string x = p + "mlp.experts." + std::to_string(e) + ".";
-                add(x + "gate_proj.weight", {M, H}, 0.1f);
-                add(x + "up_proj.weight", {M, H}, 0.1f);
-                add(x + "down_proj.weight", {H, M}, 0.1f);
+            add(moe + "gate.weight", {s.experts, H}, 0.6f);
+            if (s.fusedExperts) {
+                add(moe + "experts.gate_up_proj", {s.experts, 2 * M, H}, 0.1f);
+                add(moe + "experts.down_proj", {s.experts, H, M}, 0.1f);
+            } else {
+                for (int e = 0; e < s.experts; ++e) {
+                    const std::string x = moe + "experts." + std::to_string(e) + ".";
+                    add(x + (mixtral ? "w1.weight" : "gate_proj.weight"), {M, H}, 0.1f);
+                    add(x + (mixtral ? "w2.weight" : "down_proj.weight"), {H, M}, 0.1f);
+                    add(x + (mixtral ? "w3.weight" : "up_proj.weight"), {M, H}, 0.1f);
+                }
             }
             if (S > 0) {
-                add(p + "mlp.shared_expert.gate_proj.weight", {S, H}, 0.1f);
-                add(p + "mlp.shared_expert.up_proj.weight", {S, H}, 0.1f);
-                add(p + "mlp.shared_expert.down_proj.weight", {H, S}, 0.1f);
-                add(p + "mlp.shared_expert_gate.weight", {1, H}, 0.3f);
+                add(moe + "shared_expert.gate_proj.weight", {S, H}, 0.1f);
+                add(moe + "shared_expert.up_proj.weight", {S, H}, 0.1f);
+                add(moe + "shared_expert.down_proj.weight", {H, S}, 0.1f);
+                add(moe + "shared_expert_gate.weight", {1, H}, 0.3f);
             }
         } else {
             add(p + "mlp.gate_proj.weight", {I, H}, 0.1f);
@@ -160,10 +160,8 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
         c["mlp_only_layers"] = s.mlpOnly;
         c["norm_topk_prob"] = s.normTopk;
     }
-    if (s.arch == "qwen3_moe") {
-        c.erase("shared_expert_intermediate_size"); // Qwen3-MoE has no shared expert
-        c["attention_bias"] = false;
-    }
+    if (s.arch == "qwen3_moe") c.erase("shared_expert_intermediate_size"); // Qwen3-MoE has no shared expert
+    if (s.arch == "llama" || s.arch == "qwen3_moe") c["attention_bias"] = s.attentionBias;
     if (s.qkvBias() || s.qkNorm()) {
         c["use_sliding_window"] = false;
         c["sliding_window"] = 4096;
@@ -208,6 +206,32 @@ inline std::vector<double> topKWeights(const std::vector<double>& logits, int k,
     return w;
 }
 
+// One expert's SwiGLU projections, gate and up [I, H] and down [H, I], from
+// either layout. The fused one as Transformers 5 uses it: gate, up =
+// linear(x, gate_up_proj[e]).chunk(2) (the first I rows are the gate), then
+// linear(h, down_proj[e]); per expert, Mixtral's w1/w3/w2 or the Qwen names.
+struct ExpertWeights {
+    std::vector<float> gate, up, down;
+};
+inline ExpertWeights expertWeights(const WeightStore& store, const std::string& moe, const Spec& s, int e, int I) {
+    ExpertWeights w;
+    if (s.fusedExperts) {
+        const auto gu = toFloat32(store.require(moe + "experts.gate_up_proj"));
+        const auto dn = toFloat32(store.require(moe + "experts.down_proj"));
+        const size_t block = size_t(I) * size_t(s.hidden);
+        w.gate.assign(gu.begin() + long(2 * block * e), gu.begin() + long(2 * block * e + block));
+        w.up.assign(gu.begin() + long(2 * block * e + block), gu.begin() + long(2 * block * (e + 1)));
+        w.down.assign(dn.begin() + long(block * e), dn.begin() + long(block * (e + 1)));
+        return w;
+    }
+    const bool mixtral = s.arch == "mixtral";
+    const std::string x = moe + "experts." + std::to_string(e) + ".";
+    w.gate = toFloat32(store.require(x + (mixtral ? "w1.weight" : "gate_proj.weight")));
+    w.up = toFloat32(store.require(x + (mixtral ? "w3.weight" : "up_proj.weight")));
+    w.down = toFloat32(store.require(x + (mixtral ? "w2.weight" : "down_proj.weight")));
+    return w;
+}
+
 // A native Mixtral MoE block (either layout) as Transformers computes it:
 // every chosen expert's SwiGLU output mixed by its top-k weight.
 inline MlpFn mixtralMlp(const std::filesystem::path& dir, const Spec& s) {
@@ -221,29 +245,17 @@ inline MlpFn mixtralMlp(const std::filesystem::path& dir, const Spec& s) {
         std::vector<double> out(size_t(H), 0.0);
         for (int e = 0; e < s.experts; ++e) {
             if (w[size_t(e)] == 0) continue;
-            std::vector<float> wg, wu, wd;
-            if (s.fusedExperts) {
-                const auto gu = toFloat32(store->require(moe + "experts.gate_up_proj"));
-                const auto dn = toFloat32(store->require(moe + "experts.down_proj"));
-                const size_t block = size_t(I) * H;
-                wg.assign(gu.begin() + long(2 * block * e), gu.begin() + long(2 * block * e + block));
-                wu.assign(gu.begin() + long(2 * block * e + block), gu.begin() + long(2 * block * (e + 1)));
-                wd.assign(dn.begin() + long(block * e), dn.begin() + long(block * (e + 1)));
-            } else {
-                const std::string x2 = moe + "experts." + std::to_string(e) + ".";
-                wg = toFloat32(store->require(x2 + "w1.weight"));
-                wd = toFloat32(store->require(x2 + "w2.weight"));
-                wu = toFloat32(store->require(x2 + "w3.weight"));
-            }
-            const auto y = swiglu(wg, wu, wd, x, H, I);
+            const ExpertWeights ew = expertWeights(*store, moe, s, e, I);
+            const auto y = swiglu(ew.gate, ew.up, ew.down, x, H, I);
             for (int i = 0; i < H; ++i) out[size_t(i)] += w[size_t(e)] * y[size_t(i)];
         }
         return out;
     };
 }
 
-// A Qwen2-MoE (or Qwen3-MoE: no shared expert) sparse block as Transformers computes it: the top-k experts
-// (renormalised only with norm_topk_prob) plus sigmoid(shared_gate·x)·shared(x).
+// A Qwen2-MoE (or Qwen3-MoE: no shared expert) sparse block (either layout)
+// as Transformers computes it: the top-k experts (renormalised only with
+// norm_topk_prob) plus sigmoid(shared_gate·x)·shared(x).
 inline MlpFn qwen2MoeMlp(const std::filesystem::path& dir, const Spec& s) {
     auto store = std::shared_ptr<WeightStore>(WeightStore::openFolder(dir).release());
     return [store, s](int layer, int, const std::vector<double>& x) {
@@ -255,8 +267,8 @@ inline MlpFn qwen2MoeMlp(const std::filesystem::path& dir, const Spec& s) {
         std::vector<double> out(size_t(H), 0.0);
         for (int e = 0; e < s.experts; ++e) {
             if (w[size_t(e)] == 0) continue;
-            const std::string x2 = "experts." + std::to_string(e) + ".";
-            const auto y = swiglu(W(x2 + "gate_proj.weight"), W(x2 + "up_proj.weight"), W(x2 + "down_proj.weight"), x, H, M);
+            const ExpertWeights ew = expertWeights(*store, p, s, e, M);
+            const auto y = swiglu(ew.gate, ew.up, ew.down, x, H, M);
             for (int i = 0; i < H; ++i) out[size_t(i)] += w[size_t(e)] * y[size_t(i)];
         }
         if (S > 0) {
@@ -358,6 +370,10 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
                         attn[size_t(hh * D + e)] += sc[size_t(j - lo)] / sum * V[size_t(j)][size_t(g * D + e)];
             }
             auto o = linear(wo, attn, H, nh * D);
+            if (s.oBias()) {
+                const auto bo = W(p + "self_attn.o_proj.bias");
+                for (int i = 0; i < H; ++i) o[size_t(i)] += bo[size_t(i)];
+            }
             for (int i = 0; i < H; ++i) h[size_t(t)][size_t(i)] += o[size_t(i)];
         }
         const MlpFn& layerMlp = mlp ? mlp : moeMlp;

@@ -42,10 +42,13 @@ private slots:
         QTest::addColumn<int>("window");
         QTest::addColumn<bool>("tied");
         QTest::addColumn<int>("dtype");
-        QTest::newRow("llama odd sizes f32") << "llama" << 36 << 53 << 6 << 2 << 8 << 0 << false << int(DType::F32);
-        QTest::newRow("llama head_dim != hidden/heads bf16") << "llama" << 40 << 72 << 4 << 4 << 16 << 0 << false << int(DType::BF16);
-        QTest::newRow("mistral sliding window 5 f16") << "mistral" << 32 << 64 << 4 << 2 << 8 << 5 << false << int(DType::F16);
-        QTest::newRow("qwen2 biases tied bf16") << "qwen2" << 48 << 80 << 6 << 2 << 8 << 0 << true << int(DType::BF16);
+        QTest::addColumn<bool>("attentionBias");
+        QTest::newRow("llama odd sizes f32") << "llama" << 36 << 53 << 6 << 2 << 8 << 0 << false << int(DType::F32) << false;
+        QTest::newRow("llama head_dim != hidden/heads bf16") << "llama" << 40 << 72 << 4 << 4 << 16 << 0 << false << int(DType::BF16) << false;
+        // attention_bias: q, k, v and o biases (LlamaAttention).
+        QTest::newRow("llama attention_bias f32") << "llama" << 32 << 48 << 4 << 2 << 8 << 0 << false << int(DType::F32) << true;
+        QTest::newRow("mistral sliding window 5 f16") << "mistral" << 32 << 64 << 4 << 2 << 8 << 5 << false << int(DType::F16) << false;
+        QTest::newRow("qwen2 biases tied bf16") << "qwen2" << 48 << 80 << 6 << 2 << 8 << 0 << true << int(DType::BF16) << false;
     }
 
     void forwardMatchesCpuReference() {
@@ -58,7 +61,9 @@ private slots:
         QFETCH(int, window);
         QFETCH(bool, tied);
         QFETCH(int, dtype);
+        QFETCH(bool, attentionBias);
         Spec s{arch.toStdString(), hidden, inter, 2, heads, kvHeads, headDim, 97, window, tied, DType(dtype)};
+        s.attentionBias = attentionBias;
         QTemporaryDir dir;
         writeModel(dir.path().toStdString(), s, 11);
         std::vector<int32_t> ids;

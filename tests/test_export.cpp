@@ -140,6 +140,10 @@ private slots:
         QCOMPARE(config["num_local_experts"].get<int>(), 3);
         QCOMPARE(config["num_experts_per_tok"].get<int>(), 2);
         QCOMPARE(config["torch_dtype"].get<std::string>(), std::string("float32"));
+        // Keys whose Mixtral defaults differ from the base's (rope_theta 1e6, rms_norm_eps 1e-5) are explicit.
+        QCOMPARE(config["rope_theta"].get<double>(), 10000.0);
+        QCOMPARE(config["rms_norm_eps"].get<double>(), 1e-5);
+        QCOMPARE(config["num_key_value_heads"].get<int>(), 4);
         for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "generation_config.json", "README.md"})
             QVERIFY2(fs::is_regular_file(out / f), f);
         std::ifstream cardIn(out / "README.md");
@@ -168,6 +172,10 @@ private slots:
         QCOMPARE(qconfig["model_type"].get<std::string>(), std::string("qwen2_moe"));
         QCOMPARE(qconfig["mlp_only_layers"], json::array({0, 2}));
         QCOMPARE(qconfig["norm_topk_prob"].get<bool>(), true);
+        // Transformers 5 reads each layer's attention from layer_types.
+        QCOMPARE(qconfig["layer_types"], json(std::vector<std::string>(4, "full_attention")));
+        QCOMPARE(qconfig["qkv_bias"].get<bool>(), true);
+        QCOMPARE(qconfig["rope_theta"].get<double>(), 10000.0);
         const double qe = compare(s, qwenOut);
         qInfo("f32 qwen2_moe export vs built MoE: NMSE %.3g", qe);
         QVERIFY2(qe < 1e-9, qPrintable(QString("NMSE %1").arg(qe)));

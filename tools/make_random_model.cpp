@@ -37,16 +37,21 @@ namespace {
 constexpr const char* kUsage = R"(usage: make-random-model --out DIR [options]
 
   --preset qwen2-0.5b      Qwen2 shapes of Qwen2-0.5B (other flags override)
-  --arch llama|mistral|qwen2|mixtral|qwen3_moe
-  --experts N              mixtral, qwen3_moe: experts per layer (default 8)
-  --top-k N                mixtral, qwen3_moe: experts per token (default 2)
-  --moe-intermediate N     qwen3_moe: expert width (default --intermediate,
-                           which is the dense layers' width)
-  --decoder-sparse-step N  qwen3_moe: every Nth layer sparse (default 1)
-  --mlp-only-layers L,L    qwen3_moe: layers kept dense
-  --no-norm-topk           qwen3_moe: norm_topk_prob false (default true)
-  --fused-experts          mixtral: Transformers' fused layout (mlp.gate,
-                           mlp.experts.gate_up_proj [E, 2I, H], down_proj [E, H, I])
+  --arch llama|mistral|qwen2|mixtral|qwen2_moe|qwen3_moe
+  --experts N              MoE archs: experts per layer (default 8)
+  --top-k N                MoE archs: experts per token (default 2)
+  --moe-intermediate N     qwen2_moe, qwen3_moe: expert width (default
+                           --intermediate, which is the dense layers' width)
+  --shared-intermediate N  qwen2_moe: shared expert width (default --intermediate)
+  --decoder-sparse-step N  qwen2_moe, qwen3_moe: every Nth layer sparse (default 1)
+  --mlp-only-layers L,L    qwen2_moe, qwen3_moe: layers kept dense
+  --no-norm-topk           qwen2_moe, qwen3_moe: norm_topk_prob false (default true)
+  --fused-experts          MoE archs: the fused layout of Transformers 5
+                           (mlp.gate, mlp.experts.gate_up_proj [E, 2I, H] with
+                           the gate rows first, mlp.experts.down_proj [E, H, I])
+                           instead of one tensor per expert and projection
+  --attention-bias         llama, qwen3_moe: attention_bias (q/k/v/o biases)
+  --init-std X             standard deviation of the matrices (default 0.02)
   --hidden N  --layers N  --heads N  --kv-heads N  --intermediate N  --vocab N
   --head-dim N             default hidden / heads
   --dtype bf16|f16|f32     default bf16
@@ -74,12 +79,16 @@ struct Options {
     fs::path tokenizerFrom;
     int experts = 8, topK = 2;
     bool fusedExperts = false;
-    int moeIntermediate = 0, decoderSparseStep = 1; // qwen3_moe
+    int moeIntermediate = 0, sharedIntermediate = 0, decoderSparseStep = 1; // qwen2_moe, qwen3_moe
     std::vector<int> mlpOnlyLayers;
     bool normTopk = true;
+    bool attentionBias = false;
+    float initStd = 0.02f;
+    bool qwenMoe() const { return arch == "qwen2_moe" || arch == "qwen3_moe"; }
+    bool moe() const { return arch == "mixtral" || qwenMoe(); }
     bool sparseLayer(int layer) const {
         if (arch == "mixtral") return true;
-        if (arch != "qwen3_moe") return false;
+        if (!qwenMoe()) return false;
         return std::find(mlpOnlyLayers.begin(), mlpOnlyLayers.end(), layer) == mlpOnlyLayers.end() &&
                (layer + 1) % decoderSparseStep == 0;
     }
@@ -140,6 +149,10 @@ Options parseArgs(int argc, char** argv) {
             o.fusedExperts = true;
             continue;
         }
+        if (flag == "--attention-bias") {
+            o.attentionBias = true;
+            continue;
+        }
         if (i + 1 >= args.size()) usageError(flag + " needs a value");
         const std::string value = args[++i];
         if (flag == "--out") o.out = value;
@@ -158,6 +171,7 @@ Options parseArgs(int argc, char** argv) {
         else if (flag == "--experts") o.experts = parsePositive(flag, value);
         else if (flag == "--top-k") o.topK = parsePositive(flag, value);
         else if (flag == "--moe-intermediate") o.moeIntermediate = parsePositive(flag, value);
+        else if (flag == "--shared-intermediate") o.sharedIntermediate = parsePositive(flag, value);
         else if (flag == "--decoder-sparse-step") o.decoderSparseStep = parsePositive(flag, value);
         else if (flag == "--mlp-only-layers") {
             std::stringstream list(value);
@@ -181,6 +195,13 @@ Options parseArgs(int argc, char** argv) {
             } catch (const std::exception&) {
                 usageError("--seed needs a non-negative integer, got \"" + value + "\"");
             }
+        } else if (flag == "--init-std") {
+            try {
+                o.initStd = std::stof(value);
+            } catch (const std::exception&) {
+                o.initStd = 0;
+            }
+            if (!(o.initStd > 0)) usageError("--init-std needs a positive number, got \"" + value + "\"");
         } else if (flag == "--rope-theta") {
             try {
                 o.ropeTheta = std::stod(value);
@@ -198,16 +219,20 @@ Options parseArgs(int argc, char** argv) {
     }
 
     if (o.out.empty()) usageError("--out DIR is required");
-    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "mixtral" && o.arch != "qwen3_moe")
-        usageError("--arch must be llama, mistral, qwen2, mixtral or qwen3_moe, got \"" + o.arch + "\"");
-    const bool qwen3Flags = o.moeIntermediate || o.decoderSparseStep != 1 || !o.mlpOnlyLayers.empty() || !o.normTopk;
-    if (qwen3Flags && o.arch != "qwen3_moe")
-        usageError("--moe-intermediate, --decoder-sparse-step, --mlp-only-layers and --no-norm-topk need --arch qwen3_moe");
+    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && !o.moe())
+        usageError("--arch must be llama, mistral, qwen2, mixtral, qwen2_moe or qwen3_moe, got \"" + o.arch + "\"");
+    const bool qwenMoeFlags = o.moeIntermediate || o.decoderSparseStep != 1 || !o.mlpOnlyLayers.empty() || !o.normTopk;
+    if (qwenMoeFlags && !o.qwenMoe())
+        usageError("--moe-intermediate, --decoder-sparse-step, --mlp-only-layers and --no-norm-topk need --arch "
+                   "qwen2_moe or qwen3_moe");
+    if (o.sharedIntermediate && o.arch != "qwen2_moe") usageError("--shared-intermediate needs --arch qwen2_moe");
+    if (o.attentionBias && o.arch != "llama" && o.arch != "qwen3_moe")
+        usageError("--attention-bias needs --arch llama or qwen3_moe");
     for (int layer : o.mlpOnlyLayers)
         if (o.layers > 0 && layer >= o.layers) usageError("--mlp-only-layers names layer " + std::to_string(layer) +
                                                           ", but the model has " + std::to_string(o.layers));
     if (o.topK > o.experts) usageError("--top-k must not exceed --experts");
-    if (o.fusedExperts && o.arch != "mixtral") usageError("--fused-experts needs --arch mixtral");
+    if (o.fusedExperts && !o.moe()) usageError("--fused-experts needs --arch mixtral, qwen2_moe or qwen3_moe");
     const std::pair<const char*, int> required[] = {{"--hidden", o.hidden},   {"--layers", o.layers},
                                                     {"--heads", o.heads},     {"--intermediate", o.intermediate},
                                                     {"--vocab", o.vocab}};
@@ -220,9 +245,11 @@ Options parseArgs(int argc, char** argv) {
         o.headDim = o.hidden / o.heads;
     }
     if (o.headDim % 2 != 0) usageError("the head dimension must be even");
-    if (o.slidingWindow > 0 && o.arch == "llama") usageError("--sliding-window needs --arch mistral or qwen2");
-    if (o.ropeTheta == 0) o.ropeTheta = o.arch == "qwen2" || o.arch == "qwen3_moe" ? 1000000.0 : 10000.0;
+    if (o.slidingWindow > 0 && o.arch == "llama") usageError("--sliding-window needs another --arch than llama");
+    // Mixtral's and Qwen's released models use 1e6 (and Transformers' Mixtral defaults to it).
+    if (o.ropeTheta == 0) o.ropeTheta = o.arch == "qwen2" || o.moe() ? 1000000.0 : 10000.0;
     if (o.moeIntermediate == 0) o.moeIntermediate = o.intermediate;
+    if (o.sharedIntermediate == 0) o.sharedIntermediate = o.intermediate;
     return o;
 }
 
@@ -268,7 +295,8 @@ void storeValue(std::byte* out, size_t i, float v, moe::DType dtype) {
 
 // Fills one tensor's bytes. Work is cut into fixed chunks, each with its own
 // seed, so the result is the same whatever the thread count.
-std::vector<std::byte> generate(const PlannedTensor& t, size_t tensorIndex, moe::DType dtype, uint64_t seed) {
+std::vector<std::byte> generate(const PlannedTensor& t, size_t tensorIndex, moe::DType dtype, uint64_t seed,
+                                float matrixStd) {
     const size_t n = t.numel();
     std::vector<std::byte> bytes(n * moe::dtypeSize(dtype));
     constexpr size_t kChunk = size_t(1) << 18;
@@ -289,7 +317,7 @@ std::vector<std::byte> generate(const PlannedTensor& t, size_t tensorIndex, moe:
                     a = 1.0f + 0.2f * (u1 - 0.5f);
                     b = 1.0f + 0.2f * (u2 - 0.5f);
                 } else {
-                    const float stddev = t.init == Init::Matrix ? 0.02f : 0.01f;
+                    const float stddev = t.init == Init::Matrix ? matrixStd : 0.01f;
                     const float radius = stddev * std::sqrt(-2.0f * std::log(u1));
                     const float angle = 2.0f * std::numbers::pi_v<float> * u2;
                     a = radius * std::cos(angle);
@@ -310,7 +338,7 @@ std::vector<std::byte> generate(const PlannedTensor& t, size_t tensorIndex, moe:
 
 std::vector<PlannedTensor> planTensors(const Options& o) {
     const int64_t h = o.hidden, q = int64_t(o.heads) * o.headDim, kv = int64_t(o.kvHeads) * o.headDim;
-    const bool qkvBias = o.arch == "qwen2";
+    const bool qkvBias = o.arch == "qwen2" || o.arch == "qwen2_moe" || o.attentionBias;
     std::vector<PlannedTensor> plan;
     plan.push_back({"model.embed_tokens.weight", {o.vocab, h}, Init::Matrix});
     for (int l = 0; l < o.layers; ++l) {
@@ -323,37 +351,42 @@ std::vector<PlannedTensor> planTensors(const Options& o) {
         plan.push_back({p + "self_attn.v_proj.weight", {kv, h}, Init::Matrix});
         if (qkvBias) plan.push_back({p + "self_attn.v_proj.bias", {kv}, Init::Bias});
         plan.push_back({p + "self_attn.o_proj.weight", {h, q}, Init::Matrix});
+        if (o.attentionBias) plan.push_back({p + "self_attn.o_proj.bias", {h}, Init::Bias});
         if (o.arch == "qwen3_moe") { // per-head RMSNorm of q and k
             plan.push_back({p + "self_attn.q_norm.weight", {o.headDim}, Init::Norm});
             plan.push_back({p + "self_attn.k_norm.weight", {o.headDim}, Init::Norm});
         }
         plan.push_back({p + "post_attention_layernorm.weight", {h}, Init::Norm});
-        const int64_t inter = o.intermediate, e = o.experts;
-        if (o.arch == "mixtral" && o.fusedExperts) {
-            plan.push_back({p + "mlp.gate.weight", {e, h}, Init::Matrix});
-            plan.push_back({p + "mlp.experts.gate_up_proj", {e, 2 * inter, h}, Init::Matrix});
-            plan.push_back({p + "mlp.experts.down_proj", {e, h, inter}, Init::Matrix});
-        } else if (o.arch == "mixtral") {
-            plan.push_back({p + "block_sparse_moe.gate.weight", {e, h}, Init::Matrix});
-            for (int x = 0; x < o.experts; ++x) {
-                const std::string ep = p + "block_sparse_moe.experts." + std::to_string(x) + ".";
-                plan.push_back({ep + "w1.weight", {inter, h}, Init::Matrix});
-                plan.push_back({ep + "w2.weight", {h, inter}, Init::Matrix});
-                plan.push_back({ep + "w3.weight", {inter, h}, Init::Matrix});
-            }
-        } else if (o.sparseLayer(l)) { // qwen3_moe
-            const int64_t m = o.moeIntermediate;
-            plan.push_back({p + "mlp.gate.weight", {e, h}, Init::Matrix});
-            for (int x = 0; x < o.experts; ++x) {
-                const std::string ep = p + "mlp.experts." + std::to_string(x) + ".";
-                plan.push_back({ep + "gate_proj.weight", {m, h}, Init::Matrix});
-                plan.push_back({ep + "up_proj.weight", {m, h}, Init::Matrix});
-                plan.push_back({ep + "down_proj.weight", {h, m}, Init::Matrix});
-            }
+        const int64_t e = o.experts;
+        const int64_t inter = o.arch == "mixtral" ? o.intermediate : o.moeIntermediate;
+        if (!o.sparseLayer(l)) {
+            plan.push_back({p + "mlp.gate_proj.weight", {o.intermediate, h}, Init::Matrix});
+            plan.push_back({p + "mlp.up_proj.weight", {o.intermediate, h}, Init::Matrix});
+            plan.push_back({p + "mlp.down_proj.weight", {h, o.intermediate}, Init::Matrix});
+            continue;
+        }
+        // Mixtral's per-expert tensors sit in block_sparse_moe with w1/w2/w3 =
+        // gate/down/up; the fused layout and the Qwen MoEs use mlp.
+        const std::string moe = p + (o.arch == "mixtral" && !o.fusedExperts ? "block_sparse_moe." : "mlp.");
+        plan.push_back({moe + "gate.weight", {e, h}, Init::Matrix});
+        if (o.fusedExperts) {
+            plan.push_back({moe + "experts.gate_up_proj", {e, 2 * inter, h}, Init::Matrix});
+            plan.push_back({moe + "experts.down_proj", {e, h, inter}, Init::Matrix});
         } else {
-            plan.push_back({p + "mlp.gate_proj.weight", {inter, h}, Init::Matrix});
-            plan.push_back({p + "mlp.up_proj.weight", {inter, h}, Init::Matrix});
-            plan.push_back({p + "mlp.down_proj.weight", {h, inter}, Init::Matrix});
+            const bool mixtral = o.arch == "mixtral";
+            for (int x = 0; x < o.experts; ++x) {
+                const std::string ep = moe + "experts." + std::to_string(x) + ".";
+                plan.push_back({ep + (mixtral ? "w1.weight" : "gate_proj.weight"), {inter, h}, Init::Matrix});
+                plan.push_back({ep + (mixtral ? "w2.weight" : "down_proj.weight"), {h, inter}, Init::Matrix});
+                plan.push_back({ep + (mixtral ? "w3.weight" : "up_proj.weight"), {inter, h}, Init::Matrix});
+            }
+        }
+        if (o.arch == "qwen2_moe") { // the shared expert and its sigmoid gate
+            const int64_t sh = o.sharedIntermediate;
+            plan.push_back({moe + "shared_expert.gate_proj.weight", {sh, h}, Init::Matrix});
+            plan.push_back({moe + "shared_expert.up_proj.weight", {sh, h}, Init::Matrix});
+            plan.push_back({moe + "shared_expert.down_proj.weight", {h, sh}, Init::Matrix});
+            plan.push_back({moe + "shared_expert_gate.weight", {1, h}, Init::Matrix});
         }
     }
     plan.push_back({"model.norm.weight", {h}, Init::Norm});
@@ -385,6 +418,7 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
     const char* architecture = o.arch == "llama" ? "LlamaForCausalLM"
                              : o.arch == "mistral" ? "MistralForCausalLM"
                            : o.arch == "mixtral" ? "MixtralForCausalLM"
+                           : o.arch == "qwen2_moe" ? "Qwen2MoeForCausalLM"
                            : o.arch == "qwen3_moe" ? "Qwen3MoeForCausalLM"
                                                  : "Qwen2ForCausalLM";
     const char* torchDtype = o.dtype == moe::DType::BF16 ? "bfloat16"
@@ -394,7 +428,7 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
     c["architectures"] = {architecture};
     c["model_type"] = o.arch;
     if (o.arch == "llama") {
-        c["attention_bias"] = false;
+        c["attention_bias"] = o.attentionBias;
         c["mlp_bias"] = false;
     }
     c["attention_dropout"] = 0.0;
@@ -420,12 +454,13 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
             c["router_aux_loss_coef"] = 0.02;
             c["output_router_logits"] = false;
         }
-    } else if (o.arch == "qwen2" || o.arch == "qwen3_moe") {
-        if (o.arch == "qwen3_moe") {
-            c["attention_bias"] = false;
+    } else if (o.arch == "qwen2" || o.qwenMoe()) {
+        if (o.qwenMoe()) {
+            if (o.arch == "qwen3_moe") c["attention_bias"] = o.attentionBias;
             c["num_experts"] = o.experts;
             c["num_experts_per_tok"] = o.topK;
             c["moe_intermediate_size"] = o.moeIntermediate;
+            if (o.arch == "qwen2_moe") c["shared_expert_intermediate_size"] = o.sharedIntermediate;
             c["decoder_sparse_step"] = o.decoderSparseStep;
             c["mlp_only_layers"] = o.mlpOnlyLayers;
             c["norm_topk_prob"] = o.normTopk;
@@ -435,6 +470,10 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
         c["use_sliding_window"] = o.slidingWindow > 0;
         c["sliding_window"] = o.slidingWindow > 0 ? o.slidingWindow : o.maxPositions;
         c["max_window_layers"] = o.slidingWindow > 0 ? 0 : o.layers;
+        // Qwen2-MoE in Transformers 5 takes each layer's attention from layer_types.
+        if (o.arch == "qwen2_moe")
+            c["layer_types"] = std::vector<std::string>(size_t(o.layers), o.slidingWindow > 0 ? "sliding_attention"
+                                                                                                : "full_attention");
     }
     c["tie_word_embeddings"] = o.tieEmbeddings;
     c["torch_dtype"] = torchDtype;
@@ -522,25 +561,30 @@ int run(const Options& o) {
     if (shardCount > 1) keep.insert("model.safetensors.index.json");
     removeStaleWeights(o.out, keep);
 
-    // Each shard's tensors are generated, written and freed before the next
-    // shard; unsharded, the whole model is held in memory once (the writer
-    // takes all tensors at once), e.g. ~1 GB for the qwen2-0.5b preset.
+    // Tensors are generated and written one at a time: memory holds one tensor.
     const std::map<std::string, std::string> metadata = {{"format", "pt"}};
     ojson weightMap = ojson::object();
     size_t totalBytes = 0, totalParams = 0;
     for (int s = 0; s < shardCount; ++s) {
-        std::vector<std::vector<std::byte>> buffers;
-        std::vector<moe::TensorToWrite> tensors;
+        std::vector<size_t> members;
+        std::vector<moe::TensorLayout> layouts;
         for (size_t i = 0; i < plan.size(); ++i) {
             if (shardOf[i] != s) continue;
-            buffers.push_back(generate(plan[i], i, o.dtype, o.seed));
-            tensors.push_back({plan[i].name, o.dtype, plan[i].shape, buffers.back()});
-            totalBytes += buffers.back().size();
+            members.push_back(i);
+            layouts.push_back({plan[i].name, o.dtype, plan[i].shape});
+            totalBytes += plan[i].numel() * elementSize;
             totalParams += plan[i].numel();
         }
         const std::string fileName = shardCount == 1 ? "model.safetensors" : shardName(s, shardCount);
-        moe::writeSafetensors(o.out / fileName, tensors, metadata);
-        for (const auto& t : tensors) weightMap[t.name] = fileName;
+        std::vector<std::byte> current;
+        moe::writeSafetensorsStreamed(
+            o.out / fileName, layouts,
+            [&](size_t k) -> std::span<const std::byte> {
+                current = generate(plan[members[k]], members[k], o.dtype, o.seed, o.initStd);
+                return current;
+            },
+            metadata);
+        for (const auto& t : layouts) weightMap[t.name] = fileName;
     }
     if (shardCount > 1) {
         ojson index;

@@ -127,6 +127,9 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
                         "gate_bias = false in [anymoe.config] of " +
                         (s.file.empty() ? std::string("the selector") : s.file.string()) + " and build again");
     const bool qwen = options.format == ExportFormat::Qwen2Moe;
+    if (c.outputBias)
+        throw Error(c.dir.string() + "/config.json: the base (" + c.architecture +
+                    ") has attention_bias, whose o_proj bias neither Mixtral nor Qwen2-MoE has");
     if (c.attentionBias && !qwen)
         throw Error(c.dir.string() + "/config.json: the base (" + c.architecture +
                     ") has q/k/v biases, which Mixtral has not; export it as qwen2_moe");
@@ -258,26 +261,39 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
         }
     } cleanup{tmp};
 
+    // Each shard's tensors are made, encoded and written one at a time, so
+    // the export holds one tensor in memory, not a whole shard.
+    struct Cancelled {};
     ojson weightMap = ojson::object();
     size_t done = 0;
     for (size_t shard = 0; shard < shards; ++shard) {
-        std::vector<std::vector<std::byte>> buffers;
-        std::vector<TensorToWrite> tensors;
+        std::vector<size_t> members;
+        std::vector<TensorLayout> layouts;
         const std::string file = shardName(shard, shards);
         for (size_t i = 0; i < plan.size(); ++i) {
             if (shardOf[i] != shard) continue;
-            if (cancel && cancel->load()) {
-                rep.cancelled = true;
-                return rep;
-            }
-            buffers.push_back(encode(plan[i].values(), dtype));
-            tensors.push_back({plan[i].name, dtype, plan[i].shape, buffers.back()});
-            weightMap[plan[i].name] = file;
-            rep.bytes += buffers.back().size();
-            rep.parameters += plan[i].numel();
-            if (onProgress) onProgress({"tensors", ++done, plan.size()});
+            members.push_back(i);
+            layouts.push_back({plan[i].name, dtype, plan[i].shape});
         }
-        writeSafetensors(tmp / file, tensors, {{"format", "pt"}});
+        std::vector<std::byte> current;
+        try {
+            writeSafetensorsStreamed(
+                tmp / file, layouts,
+                [&](size_t k) -> std::span<const std::byte> {
+                    if (cancel && cancel->load()) throw Cancelled{};
+                    const PlannedTensor& t = plan[members[k]];
+                    current = encode(t.values(), dtype);
+                    weightMap[t.name] = file;
+                    rep.bytes += current.size();
+                    rep.parameters += t.numel();
+                    if (onProgress) onProgress({"tensors", ++done, plan.size()});
+                    return current;
+                },
+                {{"format", "pt"}});
+        } catch (const Cancelled&) {
+            rep.cancelled = true;
+            return rep;
+        }
         rep.files.push_back(file);
     }
     rep.tensors = plan.size();
@@ -289,10 +305,20 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
 
     // config.json: the base's, as Mixtral.
     ojson config = ojson::parse(readTextFile(c.dir / "config.json"));
-    for (const char* key : {"attention_bias", "mlp_bias", "pretraining_tp", "use_sliding_window", "max_window_layers"})
+    for (const char* key : {"attention_bias", "mlp_bias", "pretraining_tp", "use_sliding_window", "max_window_layers",
+                            "layer_types"})
         config.erase(key);
+    // Keys the base may leave to its own defaults, which differ in the MoE
+    // classes (Mixtral: rope_theta 1e6, rms_norm_eps 1e-5, 8 KV heads), are
+    // written out. RoPE goes in the form every Transformers version reads
+    // (rope_theta + rope_scaling; version 5 also reads rope_parameters).
     config["head_dim"] = c.headDim;
     config["num_key_value_heads"] = c.numKvHeads;
+    config["rope_theta"] = double(c.ropeTheta);
+    if (!config.contains("rms_norm_eps") || config["rms_norm_eps"].is_null()) config["rms_norm_eps"] = 1e-6;
+    if ((!config.contains("rope_scaling") || config["rope_scaling"].is_null()) && config.contains("rope_parameters") &&
+        config["rope_parameters"].is_object() && config["rope_parameters"].value("rope_type", "default") != "default")
+        config["rope_scaling"] = config["rope_parameters"];
     config["num_experts_per_tok"] = topK;
     config["output_router_logits"] = false;
     if (qwen) {
@@ -301,6 +327,11 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
         config["use_sliding_window"] = c.slidingWindow > 0;
         config["sliding_window"] = c.slidingWindow > 0 ? c.slidingWindow : c.maxPositions;
         config["max_window_layers"] = c.slidingWindow > 0 ? 0 : c.numLayers;
+        // Transformers 5 takes each layer's attention from layer_types (and
+        // would otherwise slide only on even layers below max_window_layers).
+        config["layer_types"] = std::vector<std::string>(
+            size_t(c.numLayers), c.slidingWindow > 0 ? "sliding_attention" : "full_attention");
+        config["qkv_bias"] = true;
         config["num_experts"] = E;
         config["moe_intermediate_size"] = I;
         config["shared_expert_intermediate_size"] = 1; // zero weights, see the tensors
@@ -320,6 +351,7 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
         config["router_jitter_noise"] = 0.0;
     }
     config["torch_dtype"] = torchDtype(dtype);
+    if (config.contains("dtype")) config["dtype"] = torchDtype(dtype); // Transformers 5's name for it
     writeFileAtomic(tmp / "config.json", config.dump(2) + "\n");
     rep.files.push_back("config.json");
 

@@ -58,19 +58,31 @@ std::string tensorPlace(const TensorView& t) {
     return (t.file ? t.file->path().string() + ": " : std::string()) + "tensor " + t.name;
 }
 
-// A Mixtral sparse MoE block as a RoutedMlp (the one expert-dispatch path):
+// A stacked expert tensor whose first dimension disagrees with the config's expert count.
+void checkExpertCount(const TensorView& t, int64_t E, const ModelConfig& c) {
+    if (t.shape.size() == 3 && t.shape[0] != E)
+        throw Error(tensorPlace(t) + " has shape " + t.shapeString() + ": " + std::to_string(t.shape[0]) +
+                    " experts, but config.json " + c.numExpertsField + " says " + std::to_string(E));
+}
+
+// A native sparse MoE block as a RoutedMlp (the one expert-dispatch path):
 // expert 0's projections serve as the block's "base" and expert 0 refers to
-// them, so no weights are held twice. Two layouts: one tensor per expert and
-// projection (block_sparse_moe.experts.E.w1/w2/w3 = gate/down/up), or
-// Transformers' fused one (mlp.experts.gate_up_proj [E, 2I, H], gate rows
-// first, and mlp.experts.down_proj [E, H, I]).
+// them, so no weights are held twice. Both tensor layouts of Transformers:
+// - one tensor per expert and projection, as Transformers 4 wrote them and 5
+//   still saves them: Mixtral block_sparse_moe.gate and
+//   block_sparse_moe.experts.E.w1/w2/w3 (gate/down/up), Qwen mlp.gate and
+//   mlp.experts.E.gate_proj/up_proj/down_proj;
+// - fused, Transformers 5's in-memory layout (conversion_mapping.py stacks the
+//   experts and concatenates gate and up along dim 1), which some checkpoints
+//   store: mlp.gate, mlp.experts.gate_up_proj [E, 2I, H] with the gate rows
+//   first, mlp.experts.down_proj [E, H, I].
 std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, const WeightStore& w,
                                         const std::string& layerPrefix, uint64_t& parameters) {
     const int64_t H = c.hiddenSize, I = c.expertIntermediateSize(), E = c.numExperts;
     const bool qwen = c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe;
-    const bool fused = w.find(layerPrefix + "mlp.experts.gate_up_proj") != nullptr;
+    const bool fused = w.find(layerPrefix + "mlp.experts.gate_up_proj") || w.find(layerPrefix + "mlp.experts.down_proj");
     const std::string moePrefix = layerPrefix + (fused || qwen ? "mlp." : "block_sparse_moe.");
-    const std::string countField = std::string("config.json ") + (qwen ? "num_experts" : "num_local_experts");
+    const std::string widthKey = qwen ? "moe_intermediate_size" : "intermediate_size";
     // Projection names: Mixtral's w1/w2/w3 are gate/down/up.
     const char* gateProj = qwen ? "gate_proj.weight" : "w1.weight";
     const char* downProj = qwen ? "down_proj.weight" : "w2.weight";
@@ -81,7 +93,8 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, 
     const TensorView& gateView = w.require(gateName);
     if (gateView.shape.size() == 2 && gateView.shape[1] == H && gateView.shape[0] != E)
         throw Error(tensorPlace(gateView) + " has shape " + gateView.shapeString() + ": " +
-                    std::to_string(gateView.shape[0]) + " experts, but " + countField + " says " + std::to_string(E));
+                    std::to_string(gateView.shape[0]) + " experts, but config.json " + c.numExpertsField + " says " +
+                    std::to_string(E));
     w.require(gateName, {E, H}); // any other wrong shape: names file, tensor and both shapes
     parameters += uint64_t(gateView.numel());
     const std::vector<float> gate = toFloat32(gateView);
@@ -90,10 +103,18 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, 
     if (fused) {
         const TensorView& gateUp = w.require(moePrefix + "experts.gate_up_proj");
         const TensorView& down = w.require(moePrefix + "experts.down_proj");
-        for (const TensorView* t : {&gateUp, &down})
-            if (t->shape.size() == 3 && t->shape[0] != E)
-                throw Error(tensorPlace(*t) + " has shape " + t->shapeString() + ": " + std::to_string(t->shape[0]) +
-                            " experts, but " + countField + " says " + std::to_string(E));
+        checkExpertCount(gateUp, E, c);
+        checkExpertCount(down, E, c);
+        // [E, H, 2I] / [E, I, H] would be the transposed layout (GPT-OSS style,
+        // x @ W); Transformers' Mixtral and Qwen MoEs compute linear(x, W).
+        if (gateUp.shape == std::vector<int64_t>{E, H, 2 * I} && H != 2 * I)
+            throw Error(tensorPlace(gateUp) + " has shape " + gateUp.shapeString() + ", the transposed fused layout; " +
+                        c.architecture + " stores gate_up_proj as [experts, 2 x " + widthKey + ", hidden_size] = [" + std::to_string(E) + ", " + std::to_string(2 * I) + ", " +
+                        std::to_string(H) + "]");
+        if (gateUp.shape.size() == 3 && gateUp.shape[0] == E && gateUp.shape[2] == H && gateUp.shape[1] != 2 * I)
+            throw Error(tensorPlace(gateUp) + " has shape " + gateUp.shapeString() + ": " +
+                        std::to_string(gateUp.shape[1]) + " gate and up rows per expert, but config.json " + widthKey + " " +
+                        std::to_string(I) + " needs " + std::to_string(2 * I));
         w.require(gateUp.name, {E, 2 * I, H});
         w.require(down.name, {E, H, I});
         parameters += uint64_t(gateUp.numel() + down.numel());
@@ -109,8 +130,8 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, 
         if (down.file) down.file->releasePages(down.data, down.nbytes);
     } else {
         if (const std::string extra = moePrefix + "experts." + std::to_string(E) + "." + gateProj; w.find(extra))
-            throw Error(tensorPlace(*w.find(extra)) + " exists, but " + countField + " says " + std::to_string(E) +
-                        " experts (0 to " + std::to_string(E - 1) + ")");
+            throw Error(tensorPlace(*w.find(extra)) + " exists, but config.json " + c.numExpertsField + " says " +
+                        std::to_string(E) + " experts (0 to " + std::to_string(E - 1) + ")");
         for (int64_t e = 0; e < E; ++e) {
             const std::string p = moePrefix + "experts." + std::to_string(e) + ".";
             auto load = [&](const char* name, int64_t rows, int64_t cols) {
@@ -171,7 +192,7 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
 
     size_t total = 3;
     for (int l = 0; l < c.numLayers; ++l)
-        total += (c.isSparseLayer(l) ? 7 : 9) + (c.attentionBias ? 3 : 0) + (c.qkNorm ? 2 : 0);
+        total += (c.isSparseLayer(l) ? 7 : 9) + (c.attentionBias ? 3 : 0) + (c.outputBias ? 1 : 0) + (c.qkNorm ? 2 : 0);
     size_t done = 0;
     auto tick = [&] {
         if (progress.onTensor) progress.onTensor(++done, total);
@@ -217,6 +238,7 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
             L.kBias = vector(p + "self_attn.k_proj.bias", kvDim);
             L.vBias = vector(p + "self_attn.v_proj.bias", kvDim);
         }
+        if (c.outputBias) L.oBias = vector(p + "self_attn.o_proj.bias", H);
         if (c.qkNorm) {
             L.qNorm = vector(p + "self_attn.q_norm.weight", c.headDim);
             L.kNorm = vector(p + "self_attn.k_norm.weight", c.headDim);
@@ -239,7 +261,7 @@ uint64_t Model::deviceBytes() const {
     uint64_t n = embed_.bytes() + lmHeadOwn_.bytes() + finalNorm_.size();
     for (const auto& L : layers_)
         n += L.attnNorm.size() + L.mlpNorm.size() + L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes() +
-             L.qBias.size() + L.kBias.size() + L.vBias.size() + L.qNorm.size() + L.kNorm.size() + (L.mlp ? L.mlp->deviceBytes() : 0);
+             L.qBias.size() + L.kBias.size() + L.vBias.size() + L.oBias.size() + L.qNorm.size() + L.kNorm.size() + (L.mlp ? L.mlp->deviceBytes() : 0);
     return n;
 }
 
@@ -460,7 +482,7 @@ void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
     rec.barrier();
     ops::attention(ctx_, rec, attn_, step_, q_, kCache_[l], vCache_[l], attnOut_, n);
     rec.barrier();
-    ops::matmul(ctx_, rec, L.o, {&attnOut_, 0, qDim}, {&x_, 0, H}, n, nullptr, /*accumulate=*/true);
+    ops::matmul(ctx_, rec, L.o, {&attnOut_, 0, qDim}, {&x_, 0, H}, n, bias(L.oBias), /*accumulate=*/true);
     rec.barrier();
     ops::rmsnorm(ctx_, rec, {&x_, 0, H}, L.mlpNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
     rec.barrier();

@@ -1,6 +1,7 @@
 // Reads a Hugging Face config.json (+ generation_config.json) for the Llama
 // family: Llama, Mistral and Qwen2 share one decoder layout and differ only in
-// biases, sliding window and defaults.
+// biases, sliding window and defaults; Mixtral, Qwen2-MoE and Qwen3-MoE add
+// sparse MoE layers, with the keys and defaults of Transformers' config classes.
 #include "moe/model_config.h"
 
 #include "moe/error.h"
@@ -167,64 +168,156 @@ Arch detectArch(const FieldReader& cfg, std::string& architecture, std::string& 
     cfg.fail("model_type", "\"" + modelType + "\" is not supported (supported: " + supportedList(true) + ")");
 }
 
-// inv_freq[i] = 1 / theta^(2i / headDim), then rope_scaling. Computed in
-// double and rounded once; Transformers computes in float32, which differs by
-// at most an ulp or so.
-std::vector<float> computeRopeInvFreq(const FieldReader& cfg, const fs::path& file, int headDim, double theta) {
+// RoPE parameters. Transformers 5 writes one object, rope_parameters
+// {rope_type, rope_theta, factor, ...}; older configs a top-level rope_theta and
+// rope_scaling {type or rope_type, factor, ...}. As in Transformers 5
+// (PreTrainedConfig.convert_rope_params_to_dict), rope_scaling wins over
+// rope_parameters, a rope_theta inside the object over the top-level one, and
+// the architecture's default theta comes last.
+struct Rope {
+    double theta = 10000;
+    std::vector<float> invFreq;
+};
+
+// inv_freq[i] = 1 / theta^(2i / headDim), then the scaling. Computed in double
+// and rounded once; Transformers computes in float32, which differs by at most
+// an ulp or so.
+Rope readRope(const FieldReader& cfg, const fs::path& file, int headDim, double defaultTheta) {
+    const json* object = cfg.find("rope_scaling");
+    std::string objectField = "rope_scaling";
+    if (!object) {
+        object = cfg.find("rope_parameters");
+        objectField = "rope_parameters";
+    }
+    if (object && !object->is_object())
+        cfg.fail(objectField, "must be an object or null, got " + object->dump());
+    const json empty = json::object();
+    const FieldReader rs(file, object ? *object : empty, objectField + ".");
+
+    Rope rope;
+    rope.theta = rs.has("rope_theta") ? rs.positiveNumber("rope_theta") : cfg.positiveNumber("rope_theta", defaultTheta);
+    if (rs.has("partial_rotary_factor") && rs.positiveNumber("partial_rotary_factor") != 1.0)
+        rs.fail("partial_rotary_factor", "only 1 (RoPE over the whole head) is supported");
+
     const int half = headDim / 2;
     std::vector<double> invFreq(half);
-    for (int i = 0; i < half; ++i) invFreq[i] = 1.0 / std::pow(theta, 2.0 * i / headDim);
+    for (int i = 0; i < half; ++i) invFreq[i] = 1.0 / std::pow(rope.theta, 2.0 * i / headDim);
 
-    if (const json* scaling = cfg.find("rope_scaling")) {
-        if (!scaling->is_object()) cfg.fail("rope_scaling", "must be an object or null, got " + scaling->dump());
-        const FieldReader rs(file, *scaling, "rope_scaling.");
-        // Newer configs say "rope_type", older ones "type".
-        const std::string typeField = rs.has("rope_type") ? "rope_type" : "type";
-        const std::string type = rs.string(typeField);
-        if (type.empty()) rs.fail("rope_type", "missing");
-        if (type == "default") {
-            // plain RoPE
-        } else if (type == "linear") {
-            const double factor = rs.positiveNumber("factor");
-            for (double& f : invFreq) f /= factor;
-        } else if (type == "llama3") {
-            // Llama 3.1: keep high frequencies (short wavelengths), divide low
-            // frequencies by `factor`, and blend linearly (in 1/wavelength)
-            // between the two bands.
-            const double factor = rs.positiveNumber("factor");
-            const double lowFreqFactor = rs.positiveNumber("low_freq_factor");
-            const double highFreqFactor = rs.positiveNumber("high_freq_factor");
-            const double originalContext = rs.positiveInt("original_max_position_embeddings");
-            if (!(highFreqFactor > lowFreqFactor))
-                rs.fail("high_freq_factor", "must be greater than low_freq_factor");
-            const double lowFreqWavelen = originalContext / lowFreqFactor;
-            const double highFreqWavelen = originalContext / highFreqFactor;
-            for (double& f : invFreq) {
-                const double wavelen = 2.0 * std::numbers::pi / f;
-                if (wavelen < highFreqWavelen) continue;
-                if (wavelen > lowFreqWavelen) {
-                    f /= factor;
-                    continue;
-                }
-                const double smooth = (originalContext / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
-                f = (1.0 - smooth) * f / factor + smooth * f;
+    // Newer objects say "rope_type", older ones "type"; Transformers 5 fills in
+    // "default" when rope_parameters names none.
+    const std::string typeField = rs.has("rope_type") ? "rope_type" : "type";
+    std::string type = rs.string(typeField);
+    if (type.empty() && object && objectField == "rope_scaling") rs.fail("rope_type", "missing");
+    if (type.empty()) type = "default";
+    if (type == "default") {
+        // plain RoPE
+    } else if (type == "linear") {
+        const double factor = rs.positiveNumber("factor");
+        for (double& f : invFreq) f /= factor;
+    } else if (type == "llama3") {
+        // Llama 3.1: keep high frequencies (short wavelengths), divide low
+        // frequencies by `factor`, and blend linearly (in 1/wavelength)
+        // between the two bands.
+        const double factor = rs.positiveNumber("factor");
+        const double lowFreqFactor = rs.positiveNumber("low_freq_factor");
+        const double highFreqFactor = rs.positiveNumber("high_freq_factor");
+        const double originalContext = rs.positiveInt("original_max_position_embeddings");
+        if (!(highFreqFactor > lowFreqFactor)) rs.fail("high_freq_factor", "must be greater than low_freq_factor");
+        const double lowFreqWavelen = originalContext / lowFreqFactor;
+        const double highFreqWavelen = originalContext / highFreqFactor;
+        for (double& f : invFreq) {
+            const double wavelen = 2.0 * std::numbers::pi / f;
+            if (wavelen < highFreqWavelen) continue;
+            if (wavelen > lowFreqWavelen) {
+                f /= factor;
+                continue;
             }
-        } else {
-            rs.fail(typeField, "\"" + type + "\" is not supported (supported: linear, llama3, or null)");
+            const double smooth = (originalContext / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+            f = (1.0 - smooth) * f / factor + smooth * f;
+        }
+    } else {
+        rs.fail(typeField, "\"" + type + "\" is not supported (supported: default, linear, llama3, or null)");
+    }
+    rope.invFreq.assign(invFreq.begin(), invFreq.end());
+    return rope;
+}
+
+// Values Transformers' config classes use for keys a config.json leaves out
+// (configuration_<arch>.py). Only the MoE architectures differ from the
+// engine's general defaults; for the dense ones max_position_embeddings stays
+// required and num_key_value_heads defaults to the attention heads.
+struct ArchDefaults {
+    double ropeTheta = 10000;
+    double rmsNormEps = 1e-6;
+    int kvHeads = 0;      // 0: num_attention_heads
+    int maxPositions = 0; // 0: required
+    int experts = 0, expertsPerToken = 0, moeIntermediate = 0, sharedIntermediate = 0;
+};
+
+ArchDefaults archDefaults(Arch arch) {
+    ArchDefaults d;
+    switch (arch) {
+    case Arch::Mixtral:
+        d.ropeTheta = 1e6; // MixtralConfig.default_theta
+        d.rmsNormEps = 1e-5;
+        d.kvHeads = 8;
+        d.maxPositions = 4096 * 32;
+        d.experts = 8;
+        d.expertsPerToken = 2;
+        break;
+    case Arch::Qwen2Moe:
+        d.kvHeads = 16;
+        d.maxPositions = 32768;
+        d.experts = 60;
+        d.expertsPerToken = 4;
+        d.moeIntermediate = 1408;
+        d.sharedIntermediate = 5632;
+        break;
+    case Arch::Qwen3Moe:
+        d.kvHeads = 4;
+        d.maxPositions = 32768;
+        d.experts = 128;
+        d.expertsPerToken = 8;
+        d.moeIntermediate = 768;
+        break;
+    default:
+        break;
+    }
+    return d;
+}
+
+// The expert count. Mixtral and Qwen3-MoE map num_experts onto
+// num_local_experts (attribute_map), so either key may hold it; Qwen2-MoE
+// reads num_experts only.
+void readExpertCount(const FieldReader& cfg, ModelConfig& c, std::vector<std::string> keys, int fallback) {
+    const std::string* given = nullptr;
+    for (const auto& key : keys) {
+        if (!cfg.has(key)) continue;
+        const int n = cfg.positiveInt(key);
+        if (given && n != c.numExperts)
+            cfg.fail(key, std::to_string(n) + " disagrees with " + *given + " " + std::to_string(c.numExperts));
+        if (!given) {
+            given = &key;
+            c.numExperts = n;
         }
     }
-    return std::vector<float>(invFreq.begin(), invFreq.end());
+    c.numExpertsField = given ? *given : keys.front() + " (not given: Transformers' default " + std::to_string(fallback) + ")";
+    if (!given) c.numExperts = fallback;
+    c.expertsPerToken = cfg.positiveInt("num_experts_per_tok", archDefaults(c.arch).expertsPerToken);
+    if (c.expertsPerToken > c.numExperts)
+        cfg.fail("num_experts_per_tok", std::to_string(c.expertsPerToken) + " is more than " +
+                                            (given ? *given : keys.front()) + " " + std::to_string(c.numExperts));
 }
 
 // Qwen2-MoE and Qwen3-MoE: experts, top-k, expert width and which layers are sparse.
 void readQwenMoeFields(const FieldReader& cfg, ModelConfig& c) {
-    c.numExperts = cfg.positiveInt("num_experts");
-    c.expertsPerToken = cfg.positiveInt("num_experts_per_tok");
-    if (c.expertsPerToken > c.numExperts)
-        cfg.fail("num_experts_per_tok", std::to_string(c.expertsPerToken) + " is more than num_experts " +
-                                            std::to_string(c.numExperts));
+    const ArchDefaults d = archDefaults(c.arch);
+    if (c.arch == Arch::Qwen3Moe)
+        readExpertCount(cfg, c, {"num_experts", "num_local_experts"}, d.experts);
+    else
+        readExpertCount(cfg, c, {"num_experts"}, d.experts);
     c.normTopkProb = cfg.boolean("norm_topk_prob", false);
-    c.moeIntermediateSize = cfg.positiveInt("moe_intermediate_size");
+    c.moeIntermediateSize = cfg.positiveInt("moe_intermediate_size", d.moeIntermediate);
     c.decoderSparseStep = cfg.positiveInt("decoder_sparse_step", 1);
     if (const json* only = cfg.find("mlp_only_layers")) {
         if (!only->is_array()) cfg.fail("mlp_only_layers", "must be a list of layer indices, got " + only->dump());
@@ -235,6 +328,43 @@ void readQwenMoeFields(const FieldReader& cfg, ModelConfig& c) {
             c.mlpOnlyLayers.push_back(v.get<int>());
         }
     }
+}
+
+// One window for the whole model: the layers that slide must be all or none.
+void setUniformWindow(const FieldReader& cfg, ModelConfig& c, int window, const std::vector<bool>& sliding,
+                      const std::string& field) {
+    const auto count = std::count(sliding.begin(), sliding.end(), true);
+    if (window == 0 || count == 0) {
+        c.slidingWindow = 0;
+        return;
+    }
+    if (count != static_cast<long>(sliding.size()))
+        cfg.fail(field, "sliding window on " + std::to_string(count) + " of " + std::to_string(sliding.size()) +
+                            " layers is not supported (only all or none)");
+    c.slidingWindow = window;
+}
+
+// Qwen2-MoE (Transformers 5): layer_types when given, else layers i even and
+// below max_window_layers slide, all only with use_sliding_window.
+void readQwen2MoeSlidingWindow(const FieldReader& cfg, ModelConfig& c) {
+    const bool use = cfg.boolean("use_sliding_window", false);
+    const int window = use ? cfg.positiveInt("sliding_window", 4096) : 0;
+    std::vector<bool> sliding(size_t(c.numLayers), false);
+    if (const json* types = cfg.find("layer_types")) {
+        if (!types->is_array() || types->size() != size_t(c.numLayers))
+            cfg.fail("layer_types", "must list " + std::to_string(c.numLayers) + " layer types, got " + types->dump());
+        for (size_t i = 0; i < types->size(); ++i) {
+            const json& t = (*types)[i];
+            if (t != "sliding_attention" && t != "full_attention")
+                cfg.fail("layer_types", "entries must be \"full_attention\" or \"sliding_attention\", got " + t.dump());
+            sliding[i] = t == "sliding_attention";
+        }
+        setUniformWindow(cfg, c, window, sliding, "layer_types");
+        return;
+    }
+    const int windowLayers = cfg.nonNegativeInt("max_window_layers", 28);
+    for (int i = 0; i < c.numLayers; ++i) sliding[size_t(i)] = use && i % 2 == 0 && i < windowLayers;
+    setUniformWindow(cfg, c, window, sliding, "max_window_layers");
 }
 
 // Qwen2's sliding window: all layers or none.
@@ -278,7 +408,8 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     c.intermediateSize = cfg.positiveInt("intermediate_size");
     c.numLayers = cfg.positiveInt("num_hidden_layers");
     c.numHeads = cfg.positiveInt("num_attention_heads");
-    c.numKvHeads = cfg.positiveInt("num_key_value_heads", c.numHeads);
+    const ArchDefaults defaults = archDefaults(c.arch);
+    c.numKvHeads = cfg.positiveInt("num_key_value_heads", defaults.kvHeads > 0 ? defaults.kvHeads : c.numHeads);
     if (c.numHeads % c.numKvHeads != 0)
         cfg.fail("num_key_value_heads", std::to_string(c.numKvHeads) + " does not divide num_attention_heads " +
                                             std::to_string(c.numHeads));
@@ -289,16 +420,18 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     // rotates pairs, so it must be even.
     c.headDim = cfg.positiveInt("head_dim", c.hiddenSize / c.numHeads);
     if (c.headDim % 2 != 0) cfg.fail("head_dim", std::to_string(c.headDim) + " must be even for rotary embeddings");
-    c.maxPositions = cfg.positiveInt("max_position_embeddings");
-    c.rmsNormEps = static_cast<float>(cfg.positiveNumber("rms_norm_eps", 1e-6));
-    const double theta = cfg.positiveNumber("rope_theta", 10000.0);
-    c.ropeTheta = static_cast<float>(theta);
-    c.ropeInvFreq = computeRopeInvFreq(cfg, file, c.headDim, theta);
+    c.maxPositions = defaults.maxPositions > 0 ? cfg.positiveInt("max_position_embeddings", defaults.maxPositions)
+                                               : cfg.positiveInt("max_position_embeddings");
+    c.rmsNormEps = static_cast<float>(cfg.positiveNumber("rms_norm_eps", defaults.rmsNormEps));
+    const Rope rope = readRope(cfg, file, c.headDim, defaults.ropeTheta);
+    c.ropeTheta = static_cast<float>(rope.theta);
+    c.ropeInvFreq = rope.invFreq;
     c.attentionScale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.headDim)));
 
     switch (c.arch) {
     case Arch::Llama:
-        c.attentionBias = cfg.boolean("attention_bias", false);
+        // Llama's attention_bias puts biases on q, k, v and o.
+        c.attentionBias = c.outputBias = cfg.boolean("attention_bias", false);
         // Transformers' Llama also has mlp_bias; the engine has no MLP biases.
         if (cfg.boolean("mlp_bias", false)) cfg.fail("mlp_bias", "true is not supported");
         break;
@@ -306,25 +439,26 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
         if (cfg.has("sliding_window")) c.slidingWindow = cfg.positiveInt("sliding_window");
         break;
     case Arch::Mixtral:
-        // Mistral attention; every layer's MLP is a sparse MoE block.
+        // Mistral attention; every layer's MLP is a sparse MoE block whose
+        // top-k softmax weights are always renormalised.
         if (cfg.has("sliding_window")) c.slidingWindow = cfg.positiveInt("sliding_window");
-        c.numExperts = cfg.positiveInt("num_local_experts");
-        c.expertsPerToken = cfg.positiveInt("num_experts_per_tok");
-        if (c.expertsPerToken > c.numExperts)
-            cfg.fail("num_experts_per_tok", std::to_string(c.expertsPerToken) + " is more than num_local_experts " +
-                                                std::to_string(c.numExperts));
+        readExpertCount(cfg, c, {"num_local_experts", "num_experts"}, defaults.experts);
         c.normTopkProb = true;
         break;
     case Arch::Qwen3Moe:
         readQwenMoeFields(cfg, c);
-        c.attentionBias = cfg.boolean("attention_bias", false);
+        // Qwen3 attention: attention_bias on q, k, v and o, per-head q/k norms,
+        // and the window (use_sliding_window) on every layer.
+        c.attentionBias = c.outputBias = cfg.boolean("attention_bias", false);
         c.qkNorm = true;
-        readQwenSlidingWindow(cfg, c);
+        if (cfg.boolean("use_sliding_window", false)) c.slidingWindow = cfg.positiveInt("sliding_window", 4096);
         break;
     case Arch::Qwen2Moe:
         readQwenMoeFields(cfg, c);
-        c.sharedExpertIntermediateSize = cfg.nonNegativeInt("shared_expert_intermediate_size", 0);
-        [[fallthrough]]; // Qwen2 attention
+        c.sharedExpertIntermediateSize = cfg.nonNegativeInt("shared_expert_intermediate_size", defaults.sharedIntermediate);
+        c.attentionBias = cfg.boolean("qkv_bias", true); // q/k/v only
+        readQwen2MoeSlidingWindow(cfg, c);
+        break;
     case Arch::Qwen2:
         c.attentionBias = true; // Qwen2 always has q/k/v biases
         readQwenSlidingWindow(cfg, c);

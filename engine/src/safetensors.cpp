@@ -471,25 +471,34 @@ size_t WeightStore::totalBytes() const {
 
 void writeSafetensors(const fs::path& path, const std::vector<TensorToWrite>& tensors,
                       const std::map<std::string, std::string>& metadata) {
+    std::vector<TensorLayout> layouts;
+    layouts.reserve(tensors.size());
+    for (const auto& t : tensors) layouts.push_back({t.name, t.dtype, t.shape});
+    writeSafetensorsStreamed(path, layouts, [&](size_t i) { return tensors[i].bytes; }, metadata);
+}
+
+void writeSafetensorsStreamed(const fs::path& path, const std::vector<TensorLayout>& layouts,
+                              const std::function<std::span<const std::byte>(size_t index)>& bytesOf,
+                              const std::map<std::string, std::string>& metadata) {
     // ordered_json keeps the header in the order the data is laid out.
     nlohmann::ordered_json header = nlohmann::ordered_json::object();
     if (!metadata.empty()) header["__metadata__"] = metadata;
     std::set<std::string> seen;
+    std::vector<uint64_t> sizes;
     uint64_t offset = 0;
-    for (const auto& t : tensors) {
+    for (const auto& t : layouts) {
         if (t.name == "__metadata__" || !seen.insert(t.name).second)
             failTensor(path, t.name, "name is reserved or used twice");
         for (int64_t d : t.shape)
             if (d < 0) failTensor(path, t.name, "shape " + shapeToString(t.shape) + " has a negative dimension");
         const uint64_t numel = checkedNumel(t.shape);
-        if (numel == std::numeric_limits<uint64_t>::max() || numel * dtypeSize(t.dtype) != t.bytes.size())
-            failTensor(path, t.name,
-                       "shape " + shapeToString(t.shape) + " of " + dtypeName(t.dtype) + " does not match " +
-                           std::to_string(t.bytes.size()) + " bytes");
+        if (numel == std::numeric_limits<uint64_t>::max())
+            failTensor(path, t.name, "shape " + shapeToString(t.shape) + " is too large");
+        sizes.push_back(numel * dtypeSize(t.dtype));
         header[t.name] = {{"dtype", dtypeName(t.dtype)},
                           {"shape", t.shape},
-                          {"data_offsets", {offset, offset + t.bytes.size()}}};
-        offset += t.bytes.size();
+                          {"data_offsets", {offset, offset + sizes.back()}}};
+        offset += sizes.back();
     }
     std::string headerText = header.dump();
     // Pad with spaces (valid JSON whitespace) so the data section starts
@@ -504,7 +513,15 @@ void writeSafetensors(const fs::path& path, const std::vector<TensorToWrite>& te
     try {
         writeAll(fd, lengthBytes, sizeof lengthBytes, tmp);
         writeAll(fd, headerText.data(), headerText.size(), tmp);
-        for (const auto& t : tensors) writeAll(fd, t.bytes.data(), t.bytes.size(), tmp);
+        for (size_t i = 0; i < layouts.size(); ++i) {
+            const std::span<const std::byte> bytes = bytesOf(i);
+            const TensorLayout& t = layouts[i];
+            if (bytes.size() != sizes[i])
+                failTensor(path, t.name,
+                           "shape " + shapeToString(t.shape) + " of " + dtypeName(t.dtype) + " does not match " +
+                               std::to_string(bytes.size()) + " bytes");
+            writeAll(fd, bytes.data(), bytes.size(), tmp);
+        }
         // Data must be on disk before the rename makes it visible under the
         // final name, or a crash could leave a complete-looking empty file.
         if (::fsync(fd) != 0) fail(tmp, "fsync failed: " + systemError());

@@ -80,6 +80,7 @@ struct LayerWeights {
     vk::Buffer attnNorm, mlpNorm; // float32
     DeviceMatrix q, k, v, o;
     vk::Buffer qBias, kBias, vBias; // float32, empty when the architecture has none
+    vk::Buffer oBias;               // float32, Llama / Qwen3 with attention_bias; else empty
     vk::Buffer qNorm, kNorm;        // float32 [headDim], per-head RMSNorm weights (Qwen3); else empty
     std::unique_ptr<MlpBlock> mlp;
 };

@@ -28,12 +28,16 @@ struct ModelConfig {
     float attentionScale = 0;       // 1/sqrt(headDim) unless the config says otherwise
     int slidingWindow = 0;          // 0 = full attention
     bool tieWordEmbeddings = false;
-    bool attentionBias = false;     // q/k/v biases (Qwen2)
+    bool attentionBias = false;     // q/k/v biases (Qwen2; Llama and Qwen3 with attention_bias)
+    bool outputBias = false;        // o_proj bias too (Llama and Qwen3 attention_bias; never Qwen2)
     bool qkNorm = false;            // per-head RMSNorm of q and k before RoPE (Qwen3)
     // Native sparse MoE (Mixtral): experts per MLP layer (0 = dense MLPs),
     // experts each token runs, and whether the chosen experts' softmax
     // weights are renormalised to sum to 1 (Mixtral: yes).
     int numExperts = 0;
+    // The config.json key numExperts came from, for messages: "num_local_experts" or
+    // "num_experts", with " (not given: Transformers' default)" when it was absent.
+    std::string numExpertsField;
     int expertsPerToken = 0;
     bool normTopkProb = true;
     // Qwen2-/Qwen3-MoE: expert and shared-expert (Qwen2 only) widths (intermediateSize is the

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -100,6 +101,19 @@ struct TensorToWrite {
 };
 void writeSafetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
+
+// The same file, with each tensor's bytes asked for only when it is written:
+// bytesOf(i) for i = 0, 1, ... in order, its span valid until the next call,
+// so a writer holds one tensor at a time. A span whose size does not match
+// the layout throws, naming the tensor (nothing is left behind).
+struct TensorLayout {
+    std::string name;
+    DType dtype;
+    std::vector<int64_t> shape;
+};
+void writeSafetensorsStreamed(const std::filesystem::path& path, const std::vector<TensorLayout>& layouts,
+                              const std::function<std::span<const std::byte>(size_t index)>& bytesOf,
+                              const std::map<std::string, std::string>& metadata = {});
 
 // Converting 16-bit floats on the host (tests, tools, small tensors).
 float bf16ToFloat(uint16_t v);
