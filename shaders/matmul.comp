@@ -9,7 +9,7 @@
 #include "common.glsl"
 
 layout(local_size_x = 64) in;
-#define TOKENS 16u
+layout(constant_id = 0) const uint TOKENS = 16u; // tokens per invocation
 
 layout(push_constant) uniform Push {
     uint rows; uint K; uint Kp; uint n_tokens;

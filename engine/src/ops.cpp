@@ -70,6 +70,14 @@ uint32_t matvecRows(const vk::Context& ctx) {
     return ctx.info().type == "cpu" ? 4u : 2u;
 }
 
+// Tokens per matmul invocation: each loaded weight is reused this often, but
+// the accumulators grow with it (16 was fastest on lavapipe at 0.5B shapes;
+// MOE_MATMUL_TOKENS overrides it for experiments).
+uint32_t matmulTokens() {
+    if (const char* e = std::getenv("MOE_MATMUL_TOKENS"); e && std::atoi(e) > 0) return uint32_t(std::atoi(e));
+    return 16u;
+}
+
 uint32_t matvecGroups(vk::Context& ctx, uint32_t rows) {
     const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup() * matvecRows(ctx);
     return (rows + rowsPerGroup - 1) / rowsPerGroup;
@@ -176,7 +184,7 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
     const uint32_t groupSize = rowShaderGroupSize(ctx);
     const vk::Pipeline& pipe =
         vector ? ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {groupSize, matvecRows(ctx)}, shader.texels)
-               : ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {}, shader.texels);
+               : ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {matmulTokens()}, shader.texels);
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (const auto& c : w.chunks) {
@@ -187,9 +195,9 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
             rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
                              matvecGroups(ctx, c.rowCount), nTokens);
         } else {
-            // 64 invocations per workgroup, each 4 rows × 16 tokens (matmul.comp).
+            // 64 invocations per workgroup, each 4 rows × matmulTokens() tokens (matmul.comp).
             rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
-                             ((c.rowCount + 3) / 4 + 63) / 64, (nTokens + 15) / 16);
+                             ((c.rowCount + 3) / 4 + 63) / 64, (nTokens + matmulTokens() - 1) / matmulTokens());
         }
     }
 }
