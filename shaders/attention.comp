@@ -3,6 +3,8 @@
 // One subgroup per (head, token), no barriers: lanes score one key each, the
 // block max/sum come from subgroup ops (online softmax, running max starts
 // finite to avoid inf-inf), and each lane accumulates a slice of head_dim.
+// TEXEL_READS: q and the caches are read as texel buffers (INPUT_VEC4: four
+// floats per fetch, when head_dim is a multiple of 4).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -15,9 +17,9 @@ layout(push_constant) uniform Push {
     uint q_stride; uint kv_stride; uint out_stride; uint window; float scale;
 } p;
 DECLARE_STEP(0)
-layout(binding = 1) readonly buffer Q { float q[]; };
-layout(binding = 2) readonly buffer KCache { float kcache[]; };
-layout(binding = 3) readonly buffer VCache { float vcache[]; };
+DECLARE_INPUT(1, q)
+DECLARE_INPUT(2, kcache)
+DECLARE_INPUT(3, vcache)
 layout(binding = 4) writeonly buffer Out { float outv[]; };
 
 void main() {
@@ -42,7 +44,9 @@ void main() {
         if (j <= pos) {
             const uint kb = j * p.kv_stride + kvh * p.head_dim;
             float dotv = 0.0;
-            for (uint d = 0; d < p.head_dim; ++d) dotv += q[qb + d] * kcache[kb + d];
+            uint d = 0;
+            for (; d + 4u <= p.head_dim; d += 4u) dotv += dot(LOADX4(q, qb + d), LOADX4(kcache, kb + d));
+            for (; d < p.head_dim; ++d) dotv += LOADX(q, qb + d) * LOADX(kcache, kb + d);
             score = dotv * p.scale;
         }
         const float new_max = max(running_max, subgroupMax(score));
@@ -56,7 +60,7 @@ void main() {
             const uint vb = (base + jj) * p.kv_stride + kvh * p.head_dim;
             for (uint d = 0; d < dims; ++d) {
                 const uint dim = lane + d * S;
-                if (dim < p.head_dim) acc[d] += wj * vcache[vb + dim];
+                if (dim < p.head_dim) acc[d] += wj * LOADX(vcache, vb + dim);
             }
         }
         running_max = new_max;

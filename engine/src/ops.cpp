@@ -291,7 +291,14 @@ void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, con
         s.nHeads * s.headDim, s.window, s.scale};
     const uint32_t S = ctx.subgroupSize();
     const uint32_t dimsPerLane = (s.headDim + S - 1) / S;
-    const auto& pipe = ctx.pipeline("attention", 5, sizeof p, {S, std::max(dimsPerLane, 1u)});
+    // Texel reads of q, K and V (bindings 1-3); four floats per fetch when
+    // every row starts 16-byte aligned.
+    const bool aligned = s.headDim % 4 == 0 && q.size() % 16 == 0 && kCache.size() % 16 == 0 && vCache.size() % 16 == 0;
+    const std::string name = !ctx.texelReads() ? "attention" : aligned ? "attention_texel4" : "attention_texel";
+    const vk::TexelBindings texels = !ctx.texelReads() ? vk::TexelBindings{}
+                                     : aligned          ? vk::TexelBindings{0u, 0u, 0xeu}
+                                                        : vk::TexelBindings{0u, 0xeu, 0u};
+    const auto& pipe = ctx.pipeline(name, 5, sizeof p, {S, std::max(dimsPerLane, 1u)}, texels);
     rec.dispatch(pipe, {step, q, kCache, vCache, out}, &p, sizeof p, s.nHeads, nTokens, 1);
 }
 
