@@ -78,6 +78,13 @@ uint32_t matmulTokens() {
     return 16u;
 }
 
+// Groups of 4 rows per matmul invocation (1 was as fast as 2 or 4 on lavapipe;
+// MOE_MATMUL_QUADS overrides it for experiments).
+uint32_t matmulQuads() {
+    if (const char* e = std::getenv("MOE_MATMUL_QUADS"); e && std::atoi(e) > 0) return uint32_t(std::atoi(e));
+    return 1u;
+}
+
 uint32_t matvecGroups(vk::Context& ctx, uint32_t rows) {
     const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup() * matvecRows(ctx);
     return (rows + rowsPerGroup - 1) / rowsPerGroup;
@@ -184,7 +191,7 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
     const uint32_t groupSize = rowShaderGroupSize(ctx);
     const vk::Pipeline& pipe =
         vector ? ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {groupSize, matvecRows(ctx)}, shader.texels)
-               : ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {matmulTokens()}, shader.texels);
+               : ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {matmulTokens(), matmulQuads()}, shader.texels);
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (const auto& c : w.chunks) {
@@ -195,9 +202,11 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
             rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
                              matvecGroups(ctx, c.rowCount), nTokens);
         } else {
-            // 64 invocations per workgroup, each 4 rows × matmulTokens() tokens (matmul.comp).
+            // 64 invocations per workgroup, each 4 × matmulQuads() rows and matmulTokens() tokens (matmul.comp).
+            const uint32_t rowsPer = 4 * matmulQuads();
             rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
-                             ((c.rowCount + 3) / 4 + 63) / 64, (nTokens + matmulTokens() - 1) / matmulTokens());
+                             ((c.rowCount + rowsPer - 1) / rowsPer + 63) / 64,
+                             (nTokens + matmulTokens() - 1) / matmulTokens());
         }
     }
 }
