@@ -85,6 +85,12 @@ uint32_t matmulQuads() {
     return 1u;
 }
 
+// Queries per attention subgroup in prefill (MOE_ATTENTION_QUERIES overrides it).
+uint32_t attentionQueries() {
+    if (const char* e = std::getenv("MOE_ATTENTION_QUERIES"); e && std::atoi(e) > 0) return uint32_t(std::atoi(e));
+    return 4u;
+}
+
 uint32_t matvecGroups(vk::Context& ctx, uint32_t rows) {
     const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup() * matvecRows(ctx);
     return (rows + rowsPerGroup - 1) / rowsPerGroup;
@@ -307,8 +313,11 @@ void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, con
     const vk::TexelBindings texels = !ctx.texelReads() ? vk::TexelBindings{}
                                      : aligned          ? vk::TexelBindings{0u, 0u, 0xeu}
                                                         : vk::TexelBindings{0u, 0xeu, 0u};
-    const auto& pipe = ctx.pipeline(name, 5, sizeof p, {S, std::max(dimsPerLane, 1u)}, texels);
-    rec.dispatch(pipe, {step, q, kCache, vCache, out}, &p, sizeof p, s.nHeads, nTokens, 1);
+    // Prefill: each subgroup attends for several consecutive queries, so a key
+    // and value are loaded once for all of them.
+    const uint32_t queries = nTokens > 1 ? attentionQueries() : 1u;
+    const auto& pipe = ctx.pipeline(name, 5, sizeof p, {S, std::max(dimsPerLane, 1u), queries}, texels);
+    rec.dispatch(pipe, {step, q, kCache, vCache, out}, &p, sizeof p, s.nHeads, (nTokens + queries - 1) / queries, 1);
 }
 
 void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk::Buffer& u, const vk::Buffer& h,
