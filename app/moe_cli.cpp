@@ -484,10 +484,12 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
         weightBytes -= (model->parameterCount() - activeParameters(c, model->parameterCount())) *
                        moe::dtypeSize(model->weightDType());
     const double gbps = double(weightBytes) * decodeRate / 1e9;
+    // Read before the probe: its buffers are not the model's (on CPU drivers
+    // device memory is host memory).
+    const uint64_t peak = peakHostMemory();
     // The ceiling for the read path the shaders use (texel or storage buffers).
     const double probe = probeBandwidth(ctx, ctx.texelReads()) / 1e9;
     const char* readPath = ctx.texelReads() ? "texel" : "storage";
-    const uint64_t peak = peakHostMemory();
 
     json out = {{"model", a.model.string()},
                 {"device", ctx.info().name},
