@@ -1,15 +1,20 @@
 // Experts under a memory budget (LFU expert cache): the eviction policy on its
 // own, and whole models run with a budget of all / half / one expert per layer
-// against the same model with every expert resident.
+// against the same model with every expert resident: tiny native Mixtral and
+// Qwen2-MoE checkpoints, and MoEs built from ../shared/models (fine-tuned and
+// LoRA experts, with and without the base as expert 0; random gates, since
+// the cache does not care how well they route).
 //
 // Under a budget the step is split at each MoE layer's routing, but every
 // kernel runs on the same weights in the same order (experts without tokens
 // add nothing either way), so the logits are expected bit-identical; the
 // 1e-12 NMSE bound only allows for float noise, while a wrong or stale expert
 // in a pool slot moves the logits by orders of magnitude more (NMSE > 1e-4).
+#include "moe/builder.h"
 #include "moe/expert_cache.h"
 #include "moe/model.h"
 #include "moe/routed_mlp.h"
+#include "moe/validate.h"
 #include "reference_model.h"
 #include "test_paths.h"
 
@@ -62,6 +67,37 @@ Run greedy(Model& model, const std::vector<int32_t>& prompt, int n) {
         r.logits.insert(r.logits.end(), logits.begin(), logits.end());
     }
     return r;
+}
+
+// A MoE over ../shared/models' base with the three code / legal / tech
+// experts (fine-tuned or LoRA) in every layer, top-2, random gates.
+std::unique_ptr<MoeModel> builtMoe(vk::Context& ctx, bool lora, bool includeBase) {
+    const auto m = std::filesystem::absolute(test::modelsDir());
+    Selector s;
+    s.modelId = (m / "base").string();
+    s.baseModel = m / "base";
+    for (const char* n : {"code", "legal", "tech"}) {
+        const auto d = m / ((lora ? "lora-" : "expert-") + std::string(n));
+        s.expertIds.push_back(d.string());
+        s.experts.push_back(d);
+    }
+    s.expertType = lora ? ExpertType::LoraAdapter : ExpertType::FineTuned;
+    s.gateMode = GateMode::Random;
+    s.training = false;
+    s.includeBase = includeBase;
+    s.topK = 2;
+    s.routing = RoutingMode::Token;
+    const SelectionFacts facts = validateSelection(s);
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<GateWeights> gates;
+    for (size_t l = 0; l < facts.layers.size(); ++l) {
+        GateWeights g{uint32_t(facts.nExperts), uint32_t(facts.base.hiddenSize), {}, {}};
+        g.weight.resize(size_t(g.nExperts) * g.hidden);
+        for (float& w : g.weight) w = normal(rng);
+        gates.push_back(std::move(g));
+    }
+    return MoeModel::load(ctx, s, facts, gates);
 }
 
 } // namespace
@@ -173,6 +209,74 @@ private slots:
         model->setExpertBudget(0);
         QCOMPARE(model->deviceBytes(), deviceBefore);
         QCOMPARE(greedy(*model, prompt, generated).tokens, want.tokens);
+    }
+
+    void builtMoeSameTokensUnderAnyBudget_data() {
+        QTest::addColumn<bool>("lora");
+        QTest::addColumn<bool>("includeBase");
+        QTest::addColumn<QString>("budget");
+        for (bool lora : {false, true})
+            for (bool includeBase : {false, true})
+                for (const char* budget : {"all", "half", "one per layer"})
+                    QTest::newRow(qPrintable(QString("%1%2, %3")
+                                                 .arg(lora ? "LoRA experts" : "fine-tuned experts",
+                                                      includeBase ? " + base" : "", budget)))
+                        << lora << includeBase << QString(budget);
+    }
+
+    void builtMoeSameTokensUnderAnyBudget() {
+        QFETCH(bool, lora);
+        QFETCH(bool, includeBase);
+        QFETCH(QString, budget);
+        auto moe = builtMoe(*ctx, lora, includeBase);
+        Model& model = moe->model();
+        const ModelConfig& c = model.config();
+        const std::vector<int32_t> prompt = moe->tokenizer().encode("The licence of this program", true);
+        const int generated = 10;
+        const Run want = greedy(model, prompt, generated);
+
+        // Every expert of every layer owns weights of one size: the three
+        // projections in the checkpoints' 16-bit dtype, or float32 LoRA
+        // factors (A [r, in], B [out, r]) for gate, up and down. The base as
+        // expert 0 owns nothing: it is the layer's own MLP, always resident.
+        const uint64_t H = uint64_t(c.hiddenSize), I = uint64_t(c.intermediateSize);
+        const uint64_t r = uint64_t(moe->facts().experts[0].loraRank);
+        const uint64_t oneExpert = lora ? 3 * r * (H + I) * sizeof(float) : 3 * H * I * 2;
+        const uint64_t layers = uint64_t(moe->layers().size()), ownExperts = layers * 3;
+        QCOMPARE(model.pageableExpertBytes(), ownExperts * oneExpert);
+        const uint64_t all = model.pageableExpertBytes();
+        const uint64_t bytes = budget == "all" ? all : budget == "half" ? all / 2 : oneExpert * layers;
+        const uint64_t deviceBefore = model.deviceBytes();
+        model.setExpertBudget(bytes);
+        QCOMPARE(model.deviceBytes(), deviceBefore - all);
+
+        const Run got = greedy(model, prompt, generated);
+        QCOMPARE(got.tokens, want.tokens);
+        const double e = test::nmse(got.logits, want.logits);
+        QVERIFY2(e < 1e-12, qPrintable(QString("NMSE %1").arg(e)));
+
+        const ExpertCacheStats st = model.expertCacheStats();
+        const uint64_t steps = prompt.size() + size_t(generated);
+        // One token per step: top-2 slots per MoE layer per step, the base
+        // (include_base) counting as a hit.
+        QCOMPARE(st.hits + st.misses, steps * layers * 2);
+        QCOMPARE(st.bytesUploaded, st.misses * oneExpert);
+        QVERIFY(st.misses > 0);
+        QVERIFY(st.peakResidentBytes <= bytes);
+        if (budget == "all") {
+            QCOMPARE(st.evictions, uint64_t(0));
+            QVERIFY(st.misses <= ownExperts);
+        } else {
+            QVERIFY(st.evictions > 0);
+        }
+        qInfo("%s%s, budget %s: hits %llu misses %llu evictions %llu, %.1f KB uploaded per token",
+              lora ? "LoRA" : "fine-tuned", includeBase ? " + base" : "", qPrintable(budget),
+              (unsigned long long)st.hits, (unsigned long long)st.misses, (unsigned long long)st.evictions,
+              double(st.bytesUploaded) / 1e3 / double(steps));
+
+        model.setExpertBudget(0);
+        QCOMPARE(model.deviceBytes(), deviceBefore);
+        QCOMPARE(greedy(model, prompt, generated).tokens, want.tokens);
     }
 };
 
