@@ -36,6 +36,16 @@ Spec mixtral() {
     return s;
 }
 
+// Transformers' fused expert tensors, and rows that are not a multiple of 8
+// elements (padded on the device, so each upload repacks the mapped rows).
+Spec mixtralFused() {
+    Spec s{"mixtral", 44, 52, 3, 4, 2, 10, 97, 0, false, DType::BF16};
+    s.experts = 5;
+    s.topK = 2;
+    s.fusedExperts = true;
+    return s;
+}
+
 Spec qwen2Moe() {
     Spec s{"qwen2_moe", 48, 72, 3, 6, 2, 8, 97, 0, true, DType::BF16};
     s.experts = 5;
@@ -151,7 +161,7 @@ private slots:
     void sameTokensUnderAnyBudget_data() {
         QTest::addColumn<QString>("arch");
         QTest::addColumn<QString>("budget");
-        for (const char* arch : {"mixtral", "qwen2_moe"})
+        for (const char* arch : {"mixtral", "mixtral_fused", "qwen2_moe"})
             for (const char* budget : {"all", "half", "one per layer"})
                 QTest::newRow(qPrintable(QString("%1, %2").arg(arch, budget))) << QString(arch) << QString(budget);
     }
@@ -159,7 +169,7 @@ private slots:
     void sameTokensUnderAnyBudget() {
         QFETCH(QString, arch);
         QFETCH(QString, budget);
-        const Spec s = arch == "mixtral" ? mixtral() : qwen2Moe();
+        const Spec s = arch == "mixtral" ? mixtral() : arch == "mixtral_fused" ? mixtralFused() : qwen2Moe();
         QTemporaryDir dir;
         const std::filesystem::path d = dir.path().toStdString();
         writeModel(d, s, 17);
@@ -182,6 +192,7 @@ private slots:
         const uint64_t deviceBefore = model->deviceBytes();
         model->setExpertBudget(bytes);
         QCOMPARE(model->deviceBytes(), deviceBefore - all); // nothing resident before the first step
+        QCOMPARE(model->expertHostCopyBytes(), uint64_t(0)); // paged experts upload from the mapped checkpoint
 
         const Run got = greedy(*model, prompt, generated);
         QCOMPARE(got.tokens, want.tokens);
@@ -249,6 +260,9 @@ private slots:
         const uint64_t deviceBefore = model.deviceBytes();
         model.setExpertBudget(bytes);
         QCOMPARE(model.deviceBytes(), deviceBefore - all);
+        // Fine-tuned experts upload from their mapped checkpoints; LoRA factors
+        // (float32, B scaled at load) are the one kind kept as host copies.
+        QCOMPARE(model.expertHostCopyBytes(), lora ? all : uint64_t(0));
 
         const Run got = greedy(model, prompt, generated);
         QCOMPARE(got.tokens, want.tokens);

@@ -291,7 +291,8 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, co
                     " layers");
     const ModelConfig& c = facts.base;
     MlpNaming naming{s.prefix, s.mlp};
-    std::vector<std::unique_ptr<WeightStore>> stores;
+    // Shared with the experts: under a memory budget they upload from these mappings again.
+    std::vector<std::shared_ptr<const WeightStore>> stores;
     for (const auto& e : facts.experts) stores.push_back(WeightStore::openFolder(e.dir));
     m->routing_ = s.routing.value_or(RoutingMode::Token);
     const RoutingOptions routing = routingOptions(s, m->routing_);
@@ -304,6 +305,7 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, co
             ExpertSource src{f.dir, f.type == ExpertType::LoraAdapter, f.loraRank, f.loraAlpha, f.loraTargets};
             experts.push_back(loadExpertLayer(ctx, *stores[e], src, m->model_->weights(), naming, layer,
                                               c.hiddenSize, c.intermediateSize, s.mergeLora));
+            experts.back().mappedWeights = stores[e];
         }
         std::unique_ptr<MlpBlock> old = m->model_->takeMlp(layer);
         std::unique_ptr<DenseMlp> base(dynamic_cast<DenseMlp*>(old.get()));

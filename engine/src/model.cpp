@@ -76,8 +76,10 @@ void checkExpertCount(const TensorView& t, int64_t E, const ModelConfig& c) {
 //   experts and concatenates gate and up along dim 1), which some checkpoints
 //   store: mlp.gate, mlp.experts.gate_up_proj [E, 2I, H] with the gate rows
 //   first, mlp.experts.down_proj [E, H, I].
-std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, const WeightStore& w,
+std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
+                                        const std::shared_ptr<const WeightStore>& store,
                                         const std::string& layerPrefix, uint64_t& parameters) {
+    const WeightStore& w = *store;
     const int64_t H = c.hiddenSize, I = c.expertIntermediateSize(), E = c.numExperts;
     const bool qwen = c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe;
     const bool fused = w.find(layerPrefix + "mlp.experts.gate_up_proj") || w.find(layerPrefix + "mlp.experts.down_proj");
@@ -118,16 +120,13 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, 
         w.require(gateUp.name, {E, 2 * I, H});
         w.require(down.name, {E, H, I});
         parameters += uint64_t(gateUp.numel() + down.numel());
+        // Each slice is a view of the mapped file: uploaded (and its pages
+        // released) on its own, and uploaded from there again when paged.
         for (int64_t e = 0; e < E; ++e) {
-            gates.push_back(DeviceMatrix::fromHost(ctx, gateUp.dtype, uint32_t(I), uint32_t(H),
-                                                   expertSlice(gateUp, e, 0, I).data));
-            ups.push_back(DeviceMatrix::fromHost(ctx, gateUp.dtype, uint32_t(I), uint32_t(H),
-                                                 expertSlice(gateUp, e, I, I).data));
-            downs.push_back(DeviceMatrix::fromHost(ctx, down.dtype, uint32_t(H), uint32_t(I),
-                                                   expertSlice(down, e, 0, H).data));
+            gates.push_back(DeviceMatrix::upload(ctx, expertSlice(gateUp, e, 0, I)));
+            ups.push_back(DeviceMatrix::upload(ctx, expertSlice(gateUp, e, I, I)));
+            downs.push_back(DeviceMatrix::upload(ctx, expertSlice(down, e, 0, H)));
         }
-        if (gateUp.file) gateUp.file->releasePages(gateUp.data, gateUp.nbytes);
-        if (down.file) down.file->releasePages(down.data, down.nbytes);
     } else {
         if (const std::string extra = moePrefix + "experts." + std::to_string(E) + "." + gateProj; w.find(extra))
             throw Error(tensorPlace(*w.find(extra)) + " exists, but config.json " + c.numExpertsField + " says " +
@@ -151,6 +150,7 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c, 
         experts[e].gate = std::move(gates[e]);
         experts[e].up = std::move(ups[e]);
         experts[e].down = std::move(downs[e]);
+        experts[e].mappedWeights = store;
     }
     RoutingOptions routing;
     routing.topK = uint32_t(c.expertsPerToken);
@@ -245,7 +245,7 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
         }
         L.mlpNorm = vector(p + "post_attention_layernorm.weight", H);
         if (c.isSparseLayer(l)) {
-            L.mlp = loadSparseMoe(ctx, c, w, p, m->parameters_);
+            L.mlp = loadSparseMoe(ctx, c, m->store_, p, m->parameters_);
             tick();
             continue;
         }
@@ -319,6 +319,13 @@ uint64_t Model::pageableExpertBytes() {
         if (RoutedMlp* r = routedPart(l))
             for (uint32_t e = 0; e < r->expertCount(); ++e)
                 if (r->ownsWeights(e)) n += r->expertBytes(e);
+    return n;
+}
+
+uint64_t Model::expertHostCopyBytes() {
+    uint64_t n = 0;
+    for (size_t l = 0; l < layers_.size(); ++l)
+        if (RoutedMlp* r = routedPart(l)) n += r->hostCopyBytes();
     return n;
 }
 

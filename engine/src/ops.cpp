@@ -157,8 +157,22 @@ DeviceMatrix DeviceMatrix::upload(vk::Context& ctx, const TensorView& t) {
         throw Error((t.file ? t.file->path().string() + ": " : std::string()) + "tensor " + t.name +
                     " should be 2-D but has shape " + t.shapeString());
     DeviceMatrix m = fromHost(ctx, t.dtype, static_cast<uint32_t>(t.shape[0]), static_cast<uint32_t>(t.shape[1]), t.data);
-    if (t.file) t.file->releasePages(t.data, t.nbytes);
+    if (t.file) {
+        t.file->releasePages(t.data, t.nbytes);
+        m.mappedSource = t.data;
+        m.mappedFile = t.file;
+    }
     return m;
+}
+
+uint64_t DeviceMatrix::uploadFromMapping(vk::Context& ctx) {
+    if (!mappedSource) throw Error("internal: a weight matrix without a mapped source cannot be uploaded again");
+    DeviceMatrix again = fromHost(ctx, dtype, rows, cols, mappedSource);
+    chunks = std::move(again.chunks);
+    // The pages were only needed for the copy: do not keep them in host memory.
+    const uint64_t sourceBytes = uint64_t(rows) * cols * dtypeSize(dtype);
+    if (mappedFile) mappedFile->releasePages(mappedSource, sourceBytes);
+    return bytes();
 }
 
 vk::Buffer uploadFloats(vk::Context& ctx, const std::vector<float>& values) {

@@ -114,7 +114,14 @@ bool RoutedMlp::ownsWeights(uint32_t e) const {
 
 bool RoutedMlp::isResident(uint32_t e) const { return !paged() || !ownsWeights(e) || resident_.at(e); }
 
-uint64_t RoutedMlp::expertBytes(uint32_t e) const { return paged() ? hostBytes_.at(e) : experts_.at(e).bytes(); }
+uint64_t RoutedMlp::expertBytes(uint32_t e) const { return paged() ? residentBytes_.at(e) : experts_.at(e).bytes(); }
+
+uint64_t RoutedMlp::hostCopyBytes() const {
+    uint64_t n = 0;
+    for (const auto& expert : hostCopies_)
+        for (const auto& chunk : expert) n += chunk.size();
+    return n;
+}
 
 void RoutedMlp::pageOutExperts() {
     if (paged()) {
@@ -123,33 +130,43 @@ void RoutedMlp::pageOutExperts() {
     }
     const uint32_t E = expertCount();
     hostCopies_.assign(E, {});
-    hostBytes_.assign(E, 0);
+    residentBytes_.assign(E, 0);
     resident_.assign(E, false);
     for (uint32_t e = 0; e < E; ++e) {
         forEachMatrix(experts_[e], [&](DeviceMatrix& m) {
             for (auto& c : m.chunks) {
-                std::vector<std::byte> bytes(c.buffer.size());
-                c.buffer.download(bytes.data(), bytes.size());
-                hostBytes_[e] += bytes.size();
-                hostCopies_[e].push_back(std::move(bytes));
+                residentBytes_[e] += c.buffer.size();
+                // LoRA factors (converted to float32, B scaled by alpha/r at
+                // load) and merged LoRA weights differ from their files' bytes:
+                // the one case that needs a host copy.
+                if (!m.mappedSource) {
+                    std::vector<std::byte> bytes(c.buffer.size());
+                    c.buffer.download(bytes.data(), bytes.size());
+                    hostCopies_[e].push_back(std::move(bytes));
+                }
                 c.buffer = vk::Buffer(); // frees the device memory
             }
         });
     }
+    paged_ = true;
 }
 
 uint64_t RoutedMlp::makeResident(vk::Context& ctx, uint32_t e) {
     if (isResident(e)) return 0;
-    size_t i = 0;
+    size_t copy = 0;
     forEachMatrix(experts_.at(e), [&](DeviceMatrix& m) {
+        if (m.mappedSource) {
+            m.uploadFromMapping(ctx);
+            return;
+        }
         for (auto& c : m.chunks) {
-            const auto& bytes = hostCopies_[e].at(i++);
+            const auto& bytes = hostCopies_[e].at(copy++);
             c.buffer = vk::Buffer(ctx, bytes.size(), vk::MemoryUse::Device);
             c.buffer.upload(bytes.data(), bytes.size());
         }
     });
     resident_[e] = true;
-    return hostBytes_[e];
+    return residentBytes_[e];
 }
 
 void RoutedMlp::evict(uint32_t e) {

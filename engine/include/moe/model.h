@@ -127,6 +127,10 @@ public:
     void resetExpertCacheStats();
     // Bytes of every routed layer's own expert weights (what a budget of "all" holds).
     uint64_t pageableExpertBytes();
+    // Host memory the paged experts hold: copies of the weights that cannot be
+    // uploaded from their memory-mapped files again (LoRA factors); 0 for
+    // fine-tuned and native experts.
+    uint64_t expertHostCopyBytes();
 
 private:
     friend class Session;
@@ -146,7 +150,7 @@ private:
     explicit Model(vk::Context& ctx) : ctx_(ctx) {}
     vk::Context& ctx_;
     ModelConfig config_;
-    std::unique_ptr<WeightStore> store_;
+    std::shared_ptr<const WeightStore> store_; // shared with the experts that upload from it again
     DeviceMatrix embed_;
     DeviceMatrix lmHeadOwn_; // empty when tied to the embedding
     const DeviceMatrix* lmHead_ = nullptr;

@@ -24,12 +24,21 @@ struct DeviceMatrix {
     uint32_t cols = 0;
     uint32_t colsPadded = 0;
     std::vector<Chunk> chunks;
+    // The memory-mapped file bytes it was uploaded from (row-major, unpadded,
+    // `dtype`), so that a paged-out expert uploads again straight from the
+    // file; null when it was made from host data that does not outlive it.
+    // Whoever frees the chunks to page the matrix out keeps the mapping alive.
+    const std::byte* mappedSource = nullptr;
+    const MappedFile* mappedFile = nullptr;
 
     uint64_t bytes() const;
     // Uploads a 2-D F32/F16/BF16 tensor; releases its mapped pages afterwards.
     static DeviceMatrix upload(vk::Context& ctx, const TensorView& t);
     // Uploads host data in `dtype` layout (tests and synthetic weights).
     static DeviceMatrix fromHost(vk::Context& ctx, DType dtype, uint32_t rows, uint32_t cols, const void* data);
+    // Uploads a paged-out matrix again from its mapped source (same chunks);
+    // returns the bytes uploaded.
+    uint64_t uploadFromMapping(vk::Context& ctx);
     // Chunk size in rows for a row of `bytesPerRow` (exposed for tests).
     static uint32_t rowsPerChunk(const vk::Context& ctx, uint64_t bytesPerRow);
 };

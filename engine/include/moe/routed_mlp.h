@@ -21,6 +21,9 @@ struct LoraDelta {
 struct ExpertMlp {
     DeviceMatrix gate, up, down;
     std::optional<LoraDelta> loraGate, loraUp, loraDown;
+    // The expert's checkpoint: keeps the files its matrices' mappedSource
+    // points into mapped while the expert may be paged out and in again.
+    std::shared_ptr<const WeightStore> mappedWeights;
     uint64_t bytes() const;
     bool hasLora() const { return loraGate || loraUp || loraDown; }
 };
@@ -60,15 +63,21 @@ public:
     }
 
     // Experts under a memory budget. An expert that owns weights (dense
-    // projections or LoRA factors) can be paged: its weights are copied to
-    // host memory and its device buffers freed until makeResident().
+    // projections or LoRA factors) can be paged: its device buffers are freed
+    // until makeResident() uploads them again, straight from the memory-mapped
+    // checkpoint where the device holds the file's bytes (fine-tuned and
+    // native experts), else from a host copy made at page-out (LoRA factors,
+    // converted to float32 and scaled at load; merged LoRA weights).
     // Experts that are the base MLP own nothing and are always resident.
     bool ownsWeights(uint32_t expert) const;
     bool isResident(uint32_t expert) const;
-    bool paged() const { return !hostCopies_.empty(); }
+    bool paged() const { return paged_; }
     // Device bytes of the expert's own weights when resident.
     uint64_t expertBytes(uint32_t expert) const;
-    // Copies every expert's own weights to the host and frees them on the device.
+    // Host bytes held for paged experts (copies of weights with no mapped source).
+    uint64_t hostCopyBytes() const;
+    // Frees every expert's own weights on the device (copying to the host
+    // those that cannot be read from their file again).
     void pageOutExperts();
     // Uploads a paged-out expert; returns the bytes uploaded (0 when already resident).
     uint64_t makeResident(vk::Context& ctx, uint32_t expert);
@@ -95,10 +104,12 @@ private:
     vk::Buffer gateBias_;
     uint32_t loraRank_ = 0;
     RoutingOptions routing_;
-    // Paged experts: per expert, the host bytes of each chunk of each of its
-    // matrices (forEachMatrix order); empty when nothing is paged.
+    // Paged experts: per expert, the host copy of each chunk of its matrices
+    // that have no mapped source (forEachMatrix order), its device bytes when
+    // resident, and whether it is.
+    bool paged_ = false;
     std::vector<std::vector<std::vector<std::byte>>> hostCopies_;
-    std::vector<uint64_t> hostBytes_;
+    std::vector<uint64_t> residentBytes_;
     std::vector<bool> resident_;
 };
 
