@@ -208,7 +208,7 @@ void applyExpertBudget(moe::Model& model, const std::string& budget) {
 }
 
 // Expert cache figures over `tokens` forwarded tokens (null without a budget).
-json expertCacheJson(const moe::Model& model, uint64_t tokens) {
+json expertCacheJson(moe::Model& model, uint64_t tokens) {
     if (model.expertBudget() == 0) return nullptr;
     const moe::ExpertCacheStats s = model.expertCacheStats();
     const uint64_t uses = s.hits + s.misses;
@@ -224,7 +224,8 @@ json expertCacheJson(const moe::Model& model, uint64_t tokens) {
             {"misses_per_token", double(s.misses) * perToken},
             {"bytes_uploaded_per_token", double(s.bytesUploaded) * perToken},
             {"resident_bytes", s.residentBytes},
-            {"peak_resident_bytes", s.peakResidentBytes}};
+            {"peak_resident_bytes", s.peakResidentBytes},
+            {"pageable_bytes", model.pageableExpertBytes()}};
 }
 
 Runnable openRunnable(moe::vk::Context& ctx, const std::filesystem::path& model, const std::filesystem::path& selector,
@@ -371,6 +372,7 @@ moe::BuildResult buildWithProgress(moe::vk::Context& ctx, const moe::Selector& s
 struct SpeedFigures {
     double prefill = 0, decode = 0;
     uint32_t prefillDispatches = 0, decodeDispatches = 0, decodeBarriers = 0;
+    json prefillCache, decodeCache; // expert cache figures under a budget, else null
 };
 
 // Prefill of a random prompt, then greedy decode, after a warm-up.
@@ -385,11 +387,14 @@ SpeedFigures measureSpeed(moe::Model& model, int promptTokens, int genTokens) {
     session.forward(std::span<const int32_t>(prompt.data(), std::min<size_t>(8, prompt.size())));
     session.forward(std::span<const int32_t>(prompt.data(), 1));
     session.reset();
+    model.resetExpertCacheStats(); // count the measured tokens only
     SpeedFigures f;
     auto tp = Clock::now();
     auto logits = session.forward(prompt);
     f.prefill = promptTokens / secondsSince(tp);
     f.prefillDispatches = session.lastDispatches();
+    f.prefillCache = expertCacheJson(model, uint64_t(promptTokens));
+    model.resetExpertCacheStats();
     int32_t next = moe::argmax(logits);
     auto td = Clock::now();
     for (int i = 0; i < genTokens; ++i) {
@@ -399,7 +404,19 @@ SpeedFigures measureSpeed(moe::Model& model, int promptTokens, int genTokens) {
     f.decode = genTokens / secondsSince(td);
     f.decodeDispatches = session.lastDispatches();
     f.decodeBarriers = session.lastBarriers();
+    f.decodeCache = expertCacheJson(model, uint64_t(genTokens));
     return f;
+}
+
+// The decode figures of an expert cache, as bench prints them.
+void printExpertCache(const moe::Model& model, const json& decodeCache) {
+    if (!model.expertBudget() || decodeCache.is_null()) return;
+    std::printf("expert cache    budget %s of %s; decode: hit rate %.1f%%, %.2f misses and %s uploaded per token; "
+                "peak resident %s\n",
+                mib(model.expertBudget()).c_str(), mib(decodeCache["pageable_bytes"].get<uint64_t>()).c_str(),
+                100 * decodeCache["hit_rate"].get<double>(), decodeCache["misses_per_token"].get<double>(),
+                mib(uint64_t(decodeCache["bytes_uploaded_per_token"].get<double>())).c_str(),
+                mib(decodeCache["peak_resident_bytes"].get<uint64_t>()).c_str());
 }
 
 // The MoE builder's figures: capture and training speed, build time, and
@@ -413,7 +430,9 @@ int runBenchSelector(const BenchArgs& a, const DeviceOptions& dev) {
     auto base = moe::Model::load(ctx, s.baseModel);
     const SpeedFigures dense = measureSpeed(*base, a.promptTokens, a.genTokens);
     base.reset();
-    const SpeedFigures moeSpeed = measureSpeed(result.moe->model(), a.promptTokens, a.genTokens);
+    moe::Model& moeModel = result.moe->model();
+    applyExpertBudget(moeModel, a.expertBudget);
+    const SpeedFigures moeSpeed = measureSpeed(moeModel, a.promptTokens, a.genTokens);
     json out = buildReportJson(r);
     out["device"] = ctx.info().name;
     out["build_seconds"] = r.seconds;
@@ -424,6 +443,7 @@ int runBenchSelector(const BenchArgs& a, const DeviceOptions& dev) {
     out["moe_decode_dispatches_per_token"] = moeSpeed.decodeDispatches;
     out["moe_decode_barriers_per_token"] = moeSpeed.decodeBarriers;
     out["top_k"] = s.topK;
+    if (moeModel.expertBudget()) out["expert_cache"] = {{"prefill", moeSpeed.prefillCache}, {"decode", moeSpeed.decodeCache}};
     if (a.asJson) {
         std::cout << out.dump(2) << "\n";
         return 0;
@@ -435,6 +455,7 @@ int runBenchSelector(const BenchArgs& a, const DeviceOptions& dev) {
     std::printf("prefill         dense %.1f tokens/s, MoE %.1f tokens/s\n", dense.prefill, moeSpeed.prefill);
     std::printf("decode          dense %.1f tokens/s, MoE %.1f tokens/s (top-%d; %u dispatches, %u barriers per token)\n",
                 dense.decode, moeSpeed.decode, s.topK, moeSpeed.decodeDispatches, moeSpeed.decodeBarriers);
+    printExpertCache(moeModel, moeSpeed.decodeCache);
     return 0;
 }
 
@@ -459,6 +480,7 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
     session.forward(std::span<const int32_t>(prompt.data(), std::min<size_t>(8, prompt.size())));
     session.forward(std::span<const int32_t>(prompt.data(), 1));
     session.reset();
+    model->resetExpertCacheStats(); // count the measured tokens only
     auto tp = Clock::now();
     auto logits = session.forward(prompt);
     const double prefillSeconds = secondsSince(tp);
@@ -545,13 +567,7 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
     std::printf("decode reads    %.2f GB/s effective (%s per token); device copy probe %.2f GB/s with %s reads (%.0f%%)\n",
                 gbps, mib(weightBytes).c_str(), probe, readPath, probe > 0 ? 100 * gbps / probe : 0);
     std::printf("peak host mem   %s (%.2f x weight bytes)\n", mib(peak).c_str(), double(peak) / double(model->deviceBytes()));
-    if (model->expertBudget())
-        std::printf("expert cache    budget %s; decode: hit rate %.1f%%, %.2f misses and %s uploaded per token; "
-                    "peak resident %s\n",
-                    mib(model->expertBudget()).c_str(), 100 * decodeCache["hit_rate"].get<double>(),
-                    decodeCache["misses_per_token"].get<double>(),
-                    mib(uint64_t(decodeCache["bytes_uploaded_per_token"].get<double>())).c_str(),
-                    mib(decodeCache["peak_resident_bytes"].get<uint64_t>()).c_str());
+    printExpertCache(*model, decodeCache);
     if (c.isMoe())
         std::printf("experts         %d per layer, top-%d; %llu active parameters per token\n", c.numExperts,
                     c.expertsPerToken, (unsigned long long)out["active_parameters"].get<uint64_t>());
@@ -870,7 +886,7 @@ int main(int argc, char** argv) {
     generate->add_option("--system", gen.system, "System message (with --chat)");
     generate->add_option("--stop", gen.stops, "Stop string (repeatable)");
     generate->add_option("--ctx", gen.context, "Context length (default: the model's, at most 4096)");
-    generate->add_option("--expert-budget", gen.expertBudget, "Keep at most SIZE of expert weights on the device (512MB, 2GB); the rest stays in host memory, least-frequently-used experts evicted");
+    generate->add_option("--expert-budget", gen.expertBudget, "Keep at most SIZE of expert weights on the device (512MB, 2GB); the rest stays memory-mapped on the host and is uploaded when routed to, least-frequently-used experts evicted");
     generate->add_flag("--json", gen.asJson, "Print one JSON object with the token ids and text");
     addSampling(generate, gen.sampling);
     genDev.add(generate);
@@ -881,7 +897,7 @@ int main(int argc, char** argv) {
     addModelOrSelector(benchCmd, bench.model, bench.selector, nullptr); // with a selector: build it, then measure
     benchCmd->add_option("--prompt-tokens", bench.promptTokens, "Prompt length")->capture_default_str();
     benchCmd->add_option("--gen-tokens", bench.genTokens, "Tokens to decode")->capture_default_str();
-    benchCmd->add_option("--expert-budget", bench.expertBudget, "Keep at most SIZE of expert weights on the device (512MB, 2GB); the rest stays in host memory, least-frequently-used experts evicted");
+    benchCmd->add_option("--expert-budget", bench.expertBudget, "Keep at most SIZE of expert weights on the device (512MB, 2GB); the rest stays memory-mapped on the host and is uploaded when routed to, least-frequently-used experts evicted");
     benchCmd->add_option("--dense", bench.dense,
                          "A dense model to compare decode speed with (e.g. one with the MoE's active parameters)")
         ->check(CLI::ExistingDirectory);
@@ -920,7 +936,7 @@ int main(int argc, char** argv) {
     chatCmd->add_option("--system", chat.system, "System message");
     chatCmd->add_option("-n,--max-tokens", chat.maxTokens, "Most tokens per reply")->capture_default_str();
     chatCmd->add_option("--ctx", chat.context, "Context length");
-    chatCmd->add_option("--expert-budget", chat.expertBudget, "Keep at most SIZE of expert weights on the device (512MB, 2GB); the rest stays in host memory, least-frequently-used experts evicted");
+    chatCmd->add_option("--expert-budget", chat.expertBudget, "Keep at most SIZE of expert weights on the device (512MB, 2GB); the rest stays memory-mapped on the host and is uploaded when routed to, least-frequently-used experts evicted");
     addSampling(chatCmd, chat.sampling);
     chatDev.add(chatCmd);
 

@@ -103,6 +103,49 @@ private slots:
                  r.out.c_str());
     }
 
+    // bench --selector under --expert-budget: the MoE is built (random gates,
+    // token routing: no dataset, no training), then decoded with a budget of
+    // one fine-tuned expert per MoE layer. Each decode step routes one token
+    // to top-2 experts in each of the 2 MoE layers, and every miss uploads one
+    // expert: gate, up and down of the 16-bit checkpoints.
+    void benchSelectorHonoursTheExpertBudget() {
+        QTemporaryDir dir;
+        const auto m = std::filesystem::absolute(moe::test::modelsDir());
+        const std::string sel = dir.filePath("moe.toml").toStdString();
+        std::ofstream(sel) << "[model]\nmodel_id = \"" << (m / "base").string() << "\"\n\n[anymoe]\nmodel_ids = [\""
+                           << (m / "expert-code").string() << "\", \"" << (m / "expert-legal").string() << "\", \""
+                           << (m / "expert-tech").string()
+                           << "\"]\nlayers = [1, 3]\n\n[anymoe.config]\ngate_mode = \"random\"\nrouting = \"token\"\n"
+                              "top_k = 2\n";
+        const uint64_t oneExpert = 3ull * 256 * 688 * 2;
+        const QString budget = QString::number(2 * oneExpert); // one expert per MoE layer
+        auto r = runCli({"bench", "--selector", QString::fromStdString(sel), "--expert-budget", budget,
+                         "--prompt-tokens", "8", "--gen-tokens", "6", "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        const auto j = json::parse(r.out);
+        QVERIFY2(j.contains("expert_cache"), r.out.c_str());
+        const auto& decode = j["expert_cache"]["decode"];
+        QCOMPARE(decode["budget_bytes"].get<uint64_t>(), 2 * oneExpert);
+        QCOMPARE(decode["pageable_bytes"].get<uint64_t>(), 2 * 3 * oneExpert);
+        const uint64_t hits = decode["hits"].get<uint64_t>(), misses = decode["misses"].get<uint64_t>();
+        QCOMPARE(hits + misses, uint64_t(6 * 2 * 2));
+        QVERIFY(misses > 0); // two experts per layer never fit a one-expert budget
+        QCOMPARE(decode["bytes_uploaded"].get<uint64_t>(), misses * oneExpert);
+        QCOMPARE(decode["bytes_uploaded_per_token"].get<double>(), double(misses * oneExpert) / 6);
+        QCOMPARE(decode["hit_rate"].get<double>(), double(hits) / double(hits + misses));
+        // A layer keeps the experts one step needs even beyond the budget: the
+        // 8-token prefill may leave all 3 of a layer's experts resident.
+        QVERIFY(decode["peak_resident_bytes"].get<uint64_t>() <= 3 * oneExpert);
+        QVERIFY(j["moe_decode_tokens_per_second"].get<double>() > 0);
+
+        r = runCli({"bench", "--selector", QString::fromStdString(sel), "--expert-budget", budget, "--prompt-tokens",
+                    "8", "--gen-tokens", "6"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        QVERIFY2(r.out.find("expert cache") != std::string::npos && r.out.find("hit rate") != std::string::npos &&
+                     r.out.find("uploaded per token") != std::string::npos,
+                 r.out.c_str());
+    }
+
     void exportNeedsABuiltMoeAndAKnownFormat() {
         QTemporaryDir dir;
         const std::string m = std::filesystem::absolute(moe::test::modelsDir()).string();
