@@ -30,6 +30,10 @@ ChatController::ChatController(QObject* parent)
         modelLoading_ = false;
         emit modelLoadFailed(path, error);
     });
+    connect(worker_, &ChatWorker::expertBudgetApplied, this, [this](quint64 bytes) {
+        modelInfo_.expertBudget = bytes;
+        emit expertBudgetApplied(bytes);
+    });
     connect(worker_, &ChatWorker::replyChunk, this, &ChatController::onChunk);
     connect(worker_, &ChatWorker::expertUsageUpdated, this, [this](quint64 requestId, const QVector<QVector<int>>& usage) {
         if (requestId == requestId_ && generating_) emit expertUsageUpdated(usage);
@@ -66,6 +70,12 @@ void ChatController::useBuiltMoe(std::shared_ptr<BuiltMoe> built) {
     modelLoading_ = true;
     emit modelLoadStarted(QStringLiteral("moe:%1").arg(built ? built->name : QString()));
     QMetaObject::invokeMethod(worker_, [w = worker_, built] { w->useBuiltMoe(built); }, Qt::QueuedConnection);
+}
+
+void ChatController::setExpertBudget(quint64 bytes) {
+    expertBudget_ = bytes;
+    // On the engine's thread, after any reply that is running.
+    QMetaObject::invokeMethod(worker_, [w = worker_, bytes] { w->setExpertBudget(bytes); }, Qt::QueuedConnection);
 }
 
 bool ChatController::send(const QString& text) {

@@ -28,6 +28,10 @@ public:
     const LoadedModelInfo& modelInfo() const { return modelInfo_; }
 
     GenerationSettings& settings() { return settings_; }
+    // Experts under a memory budget (bytes; 0 = every expert on the device):
+    // the engine applies it on its thread, to this model and the next ones.
+    void setExpertBudget(quint64 bytes);
+    quint64 expertBudget() const { return expertBudget_; }
     void setSystemPrompt(const QString& text) { conversation_.systemPrompt = text; }
 
     const Conversation& conversation() const { return conversation_; }
@@ -48,6 +52,8 @@ signals:
     void modelLoadStarted(const QString& path);
     void modelLoaded(const moe::ui::LoadedModelInfo& info);
     void modelLoadFailed(const QString& path, const QString& error);
+    // The budget the loaded model runs under now (0 = none or no routed experts).
+    void expertBudgetApplied(quint64 bytes);
     void conversationReset();                 // a different conversation: redraw it all
     void messageAdded(int index);             // conversation().messages[index] is new
     void replyStarted(int index);             // an empty assistant message at `index`
@@ -73,6 +79,7 @@ private:
     ConversationStore store_;
     Conversation conversation_;
     GenerationSettings settings_;
+    quint64 expertBudget_ = 0;
     LoadedModelInfo modelInfo_;
     std::shared_ptr<BuiltMoe> builtMoe_; // the last MoE handed over, chosen again by its "moe:" path
     bool modelLoaded_ = false;

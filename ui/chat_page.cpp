@@ -2,6 +2,10 @@
 
 #include "expert_usage_view.h"
 #include "model_library.h"
+#include "model_scanner.h"
+
+#include "moe/error.h"
+#include "moe/export.h"
 
 #include <QApplication>
 #include <QClipboard>
@@ -13,6 +17,7 @@
 #include <QHBoxLayout>
 #include <QKeyEvent>
 #include <QLabel>
+#include <QLineEdit>
 #include <QListWidget>
 #include <QPushButton>
 #include <QScrollArea>
@@ -126,7 +131,9 @@ ChatPage::ChatPage(ChatController* controller, ModelLibrary* library, QWidget* p
       repetitionPenalty_(doubleBox(1, 2, 0.05, 2)), seed_(intBox(0, 2147483647)), firstTokenLabel_(new QLabel(tr("–"))),
       tokensPerSecondLabel_(new QLabel(tr("–"))), replyTokensLabel_(new QLabel(tr("–"))), promptLabel_(new QLabel(tr("–"))),
       expertUsageBox_(new QGroupBox(tr("Expert usage (last reply)"))), expertUsage_(new ExpertUsageView), routingLabel_(new QLabel),
-      errorLabel_(new QLabel), streamTimer_(new QTimer(this)) {
+      expertBudget_(new QLineEdit), expertBudgetHint_(new QLabel),
+      expertCacheBox_(new QGroupBox(tr("Expert cache (last reply)"))), cacheHits_(new QLabel), cacheMisses_(new QLabel),
+      cacheHitRate_(new QLabel), cacheUploaded_(new QLabel), errorLabel_(new QLabel), streamTimer_(new QTimer(this)) {
     // Left: saved conversations.
     auto* left = new QWidget;
     auto* leftLayout = new QVBoxLayout(left);
@@ -235,6 +242,8 @@ ChatPage::ChatPage(ChatController* controller, ModelLibrary* library, QWidget* p
         expertUsage_->clear();
         routingLabel_->setVisible(!info.moeLayers.isEmpty());
         routingLabel_->setText(info.moeLayers.isEmpty() ? QString() : tr("Routing: %1, top-%2").arg(info.routing).arg(info.topK));
+        expertCacheBox_->setVisible(false);
+        showExpertBudgetHint();
         // A MoE built in this session is listed too, so the box shows what runs.
         if (info.path.startsWith(QStringLiteral("moe:")) && modelBox_->findData(info.path) < 0)
             modelBox_->addItem(tr("%1 (built MoE)").arg(info.name), info.path);
@@ -296,6 +305,25 @@ void ChatPage::buildSidePanel(QWidget* panel) {
     modelStatus_->setStyleSheet(QStringLiteral("color: palette(mid);"));
     modelLayout->addWidget(modelBox_);
     modelLayout->addWidget(modelStatus_);
+    // Experts under a memory budget: the engine keeps this much expert weight
+    // on the device and uploads the rest from the memory-mapped checkpoint
+    // when routing asks for it.
+    auto* budgetRow = new QHBoxLayout;
+    auto* budgetLabel = new QLabel(tr("Expert budget"));
+    budgetLabel->setBuddy(expertBudget_);
+    expertBudget_->setPlaceholderText(tr("off (all experts on the device)"));
+    expertBudget_->setToolTip(tr("Keep at most this much expert weight on the device (512MB, 2GB); the rest stays "
+                                 "memory-mapped on the host and is uploaded when routing asks for it. The least "
+                                 "frequently used experts make room. Replies are the same with any budget."));
+    expertBudget_->setClearButtonEnabled(true);
+    budgetRow->addWidget(budgetLabel);
+    budgetRow->addWidget(expertBudget_, 1);
+    modelLayout->addLayout(budgetRow);
+    expertBudgetHint_->setWordWrap(true);
+    expertBudgetHint_->setStyleSheet(QStringLiteral("color: palette(mid);"));
+    modelLayout->addWidget(expertBudgetHint_);
+    connect(expertBudget_, &QLineEdit::editingFinished, this, &ChatPage::applyExpertBudgetText);
+    connect(controller_, &ChatController::expertBudgetApplied, this, &ChatPage::showExpertBudgetHint);
     layout->addWidget(modelGroup);
 
     auto* systemGroup = new QGroupBox(tr("System prompt"));
@@ -335,6 +363,20 @@ void ChatPage::buildSidePanel(QWidget* panel) {
         showExpertUsage(usage);
     });
     layout->addWidget(expertUsageBox_);
+
+    auto* cache = new QFormLayout(expertCacheBox_);
+    cacheHits_->setObjectName(QStringLiteral("expertCacheHits"));
+    cacheMisses_->setObjectName(QStringLiteral("expertCacheMisses"));
+    cacheHitRate_->setObjectName(QStringLiteral("expertCacheHitRate"));
+    cacheUploaded_->setObjectName(QStringLiteral("expertCacheUploaded"));
+    cache->addRow(tr("Hits"), cacheHits_);
+    cache->addRow(tr("Misses"), cacheMisses_);
+    cache->addRow(tr("Hit rate"), cacheHitRate_);
+    cache->addRow(tr("Uploaded"), cacheUploaded_);
+    expertCacheBox_->setToolTip(tr("Expert uses during the last reply whose weights were on the device (hits) or "
+                                   "had to be uploaded first (misses)"));
+    expertCacheBox_->setVisible(false);
+    layout->addWidget(expertCacheBox_);
     layout->addStretch(1);
 
     const GenerationSettings defaults;
@@ -382,9 +424,11 @@ void ChatPage::loadSettings() {
     repetitionPenalty_->setValue(settings.value(QStringLiteral("repetitionPenalty"), d.repetitionPenalty).toDouble());
     seed_->setValue(settings.value(QStringLiteral("seed"), 0).toInt());
     systemPrompt_->setPlainText(settings.value(QStringLiteral("systemPrompt")).toString());
+    expertBudget_->setText(settings.value(QStringLiteral("expertBudget")).toString());
     pendingModel_ = settings.value(QStringLiteral("model")).toString();
     settings.endGroup();
     readSettingsFromPanel();
+    applyExpertBudgetText(); // before the last session's model loads
     refreshModels();
 }
 
@@ -399,6 +443,7 @@ void ChatPage::saveSettings() const {
     settings.setValue(QStringLiteral("repetitionPenalty"), repetitionPenalty_->value());
     settings.setValue(QStringLiteral("seed"), seed_->value());
     settings.setValue(QStringLiteral("systemPrompt"), systemPrompt_->toPlainText());
+    settings.setValue(QStringLiteral("expertBudget"), expertBudget_->text().trimmed());
     if (controller_->isModelLoaded()) settings.setValue(QStringLiteral("model"), controller_->modelInfo().path);
     settings.endGroup();
 }
@@ -481,6 +526,7 @@ void ChatPage::showReplyStats(const ReplyStats& stats) {
     if (stats.droppedMessages > 0) prompt += tr("\n%1 oldest messages left out to fit").arg(stats.droppedMessages);
     promptLabel_->setText(prompt);
     if (!stats.expertUsage.isEmpty()) showExpertUsage(stats.expertUsage);
+    showExpertCache(stats.expertCache);
     const LoadedModelInfo& info = controller_->modelInfo();
     if (!info.moeLayers.isEmpty()) {
         QString text = tr("Routing: %1, top-%2").arg(info.routing).arg(info.topK);
@@ -498,6 +544,46 @@ void ChatPage::showExpertUsage(const QVector<QVector<int>>& usage) {
     QStringList layers;
     for (int l : info.moeLayers) layers << tr("L%1").arg(l);
     expertUsage_->setUsage(usage, info.expertNames, layers);
+}
+
+void ChatPage::applyExpertBudgetText() {
+    const QString text = expertBudget_->text().trimmed();
+    quint64 bytes = 0;
+    if (!text.isEmpty()) {
+        try {
+            bytes = moe::parseByteSize(text.toStdString());
+        } catch (const moe::Error&) {
+            errorLabel_->setText(tr("Expert budget \"%1\": give a size such as 512MB or 2GB, or leave it empty for "
+                                    "every expert on the device.").arg(text));
+            errorLabel_->setVisible(true);
+            return;
+        }
+    }
+    if (bytes == controller_->expertBudget()) return;
+    controller_->setExpertBudget(bytes);
+}
+
+void ChatPage::showExpertBudgetHint() {
+    const LoadedModelInfo& info = controller_->modelInfo();
+    if (!controller_->isModelLoaded() || info.expertBytes == 0) {
+        expertBudgetHint_->setText(controller_->isModelLoaded() ? tr("This model has no routed experts.") : QString());
+        return;
+    }
+    const QString total = humanBytes(qint64(info.expertBytes));
+    expertBudgetHint_->setText(info.expertBudget
+                                   ? tr("%1 of %2 of experts on the device at most").arg(humanBytes(qint64(info.expertBudget)), total)
+                                   : tr("Experts: %1, all on the device").arg(total));
+}
+
+void ChatPage::showExpertCache(const ExpertCacheFigures& f) {
+    expertCacheBox_->setVisible(f.budgetBytes > 0);
+    if (f.budgetBytes == 0) return;
+    cacheHits_->setText(QString::number(f.hits));
+    cacheMisses_->setText(tr("%1 (%2 evictions)").arg(f.misses).arg(f.evictions));
+    cacheHitRate_->setText(tr("%1 %").arg(100.0 * f.hitRate(), 0, 'f', 1));
+    cacheUploaded_->setText(tr("%1 per token (%2 tokens)")
+                                .arg(humanBytes(qint64(f.bytesUploadedPerToken() + 0.5)))
+                                .arg(f.tokens));
 }
 
 void ChatPage::updateButtons() {

@@ -9,7 +9,9 @@
 
 class QComboBox;
 class QDoubleSpinBox;
+class QGroupBox;
 class QLabel;
+class QLineEdit;
 class QListWidget;
 class QPushButton;
 class QScrollArea;
@@ -60,6 +62,11 @@ public:
     ChatInput* input() const { return input_; }
     ExpertUsageView* expertUsageView() const { return expertUsage_; }
     QLabel* routingLabel() const { return routingLabel_; }
+    // Experts under a memory budget: the size typed here ("512MB", empty =
+    // off) applies on Enter or leaving the field; the figures of the last
+    // reply under a budget show in expertCacheBox().
+    QLineEdit* expertBudgetEdit() const { return expertBudget_; }
+    QGroupBox* expertCacheBox() const { return expertCacheBox_; }
     QVector<MessageWidget*> messageWidgets() const { return messages_; }
     QString statusText() const;
 
@@ -80,6 +87,9 @@ private:
     void updateButtons();
     void showReplyStats(const ReplyStats& stats);
     void showExpertUsage(const QVector<QVector<int>>& usage);
+    void showExpertCache(const ExpertCacheFigures& figures);
+    void applyExpertBudgetText();
+    void showExpertBudgetHint();
     void flushStreaming();
     void scrollToBottom();
     void readSettingsFromPanel();
@@ -114,6 +124,13 @@ private:
     QWidget* expertUsageBox_;
     ExpertUsageView* expertUsage_;
     QLabel* routingLabel_; // MoE routing mode; likelihood picks with each candidate's prompt loss
+    QLineEdit* expertBudget_;
+    QLabel* expertBudgetHint_; // the model's expert bytes and the budget in force
+    QGroupBox* expertCacheBox_;
+    QLabel* cacheHits_;
+    QLabel* cacheMisses_;
+    QLabel* cacheHitRate_;
+    QLabel* cacheUploaded_;
     QLabel* errorLabel_;
     QTimer* streamTimer_;
     int streamingIndex_ = -1;

@@ -51,6 +51,19 @@ void ChatWorker::unloadModel() {
     modelPath_.clear();
 }
 
+quint64 ChatWorker::applyExpertBudget() {
+    if (!session_) return 0;
+    moe::Model& m = model();
+    if (m.pageableExpertBytes() == 0) return 0; // a dense model: nothing to page
+    if (m.expertBudget() != expertBudget_) m.setExpertBudget(expertBudget_);
+    return m.expertBudget();
+}
+
+void ChatWorker::setExpertBudget(quint64 bytes) {
+    expertBudget_ = bytes;
+    emit expertBudgetApplied(applyExpertBudget());
+}
+
 void ChatWorker::loadModel(const QString& path) {
     emit modelLoading(path);
     unloadModel();
@@ -102,7 +115,7 @@ void ChatWorker::useBuiltMoe(std::shared_ptr<BuiltMoe> built) {
 
 void ChatWorker::finishLoad(const QString& path, const QString& name, double seconds) {
     modelPath_ = path;
-    const moe::Model& m = model();
+    moe::Model& m = model();
     LoadedModelInfo info;
     info.path = path;
     info.name = name;
@@ -113,6 +126,8 @@ void ChatWorker::finishLoad(const QString& path, const QString& name, double sec
     info.contextLength = int(session_->maxContext());
     info.chatTemplate = !chatTemplate().isFallback();
     info.loadSeconds = seconds;
+    info.expertBudget = applyExpertBudget();
+    info.expertBytes = model().pageableExpertBytes();
     if (moe_) {
         const moe::MoeModel& mm = *moe_->moe;
         for (int l : mm.layers()) info.moeLayers.push_back(l);
@@ -178,6 +193,7 @@ void ChatWorker::generateReply(quint64 requestId, const QVector<ChatTurn>& conve
         options.sampling.seed = settings.seed;
 
         const std::vector<int32_t> prompt(tokens.begin() + long(reuse), tokens.end());
+        model().resetExpertCacheStats(); // this reply's figures
         moe::TurnRouting pick;
         if (moe_) {
             // Route the prompt the MoE's way, then count only the reply's tokens.
@@ -217,6 +233,16 @@ void ChatWorker::generateReply(quint64 requestId, const QVector<ChatTurn>& conve
                     stats.likelihoodLoss.push_back(pick.loss[i]);
                 }
             }
+        }
+        if (const uint64_t budget = model().expertBudget()) {
+            const moe::ExpertCacheStats c = model().expertCacheStats();
+            ExpertCacheFigures& f = stats.expertCache;
+            f.budgetBytes = budget;
+            f.hits = c.hits;
+            f.misses = c.misses;
+            f.evictions = c.evictions;
+            f.bytesUploaded = c.bytesUploaded;
+            f.tokens = int(prompt.size()) + result.decodeSteps;
         }
         cached_ = tokens;
         cached_.insert(cached_.end(), result.tokens.begin(), result.tokens.end());

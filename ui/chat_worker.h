@@ -64,6 +64,19 @@ struct LoadedModelInfo {
     QString routing;         // token / running / sequence / likelihood
     int topK = 0;
     double loadSeconds = 0;
+    // Routed experts' own weights (built and native MoEs): what an expert
+    // budget keeps partly on the device; 0 = nothing to page.
+    quint64 expertBytes = 0;
+    quint64 expertBudget = 0; // the budget in force; 0 = every expert resident
+};
+
+// The expert cache over one reply, when an expert budget is in force.
+struct ExpertCacheFigures {
+    quint64 budgetBytes = 0; // 0 = no budget: the figures below are unused
+    quint64 hits = 0, misses = 0, evictions = 0, bytesUploaded = 0;
+    int tokens = 0; // tokens forwarded for the reply (the prompt not in the cache, then each decode step)
+    double hitRate() const { return hits + misses ? double(hits) / double(hits + misses) : 0.0; }
+    double bytesUploadedPerToken() const { return tokens ? double(bytesUploaded) / tokens : 0.0; }
 };
 
 struct ReplyStats {
@@ -82,6 +95,7 @@ struct ReplyStats {
     QString likelihoodPick;
     QStringList likelihoodSlots;
     QVector<double> likelihoodLoss;
+    ExpertCacheFigures expertCache;
 };
 
 class ChatWorker : public QObject {
@@ -99,6 +113,9 @@ public slots:
     // Chats with a MoE built in this process (no reload).
     void useBuiltMoe(std::shared_ptr<moe::ui::BuiltMoe> built);
     void unloadModel();
+    // Experts under a memory budget (bytes; 0 = none): applied to the loaded
+    // model, if it has routed experts, and to every model loaded later.
+    void setExpertBudget(quint64 bytes);
     // Renders the whole conversation with the model's chat template and
     // generates the assistant's reply. Tokens already in the KV cache (the
     // common prefix with the last request) are not recomputed: a regenerate
@@ -110,6 +127,8 @@ signals:
     void modelLoading(const QString& path);
     void modelLoaded(const moe::ui::LoadedModelInfo& info);
     void modelLoadFailed(const QString& path, const QString& error);
+    // The budget in force on the loaded model after setExpertBudget (0 = none).
+    void expertBudgetApplied(quint64 bytes);
     void replyChunk(quint64 requestId, const QString& text);
     // While a MoE streams: usage[layer][slot] so far in this reply.
     void expertUsageUpdated(quint64 requestId, const QVector<QVector<int>>& usage);
@@ -132,6 +151,9 @@ private:
     std::unique_ptr<moe::Session> session_;
     std::vector<int32_t> cached_; // the tokens whose keys/values the session holds
     QString modelPath_;
+    quint64 expertBudget_ = 0;
+    // Applies expertBudget_ to the loaded model; returns the budget in force.
+    quint64 applyExpertBudget();
 };
 
 } // namespace moe::ui

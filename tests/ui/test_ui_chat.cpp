@@ -1,6 +1,7 @@
 // The chat page with the demo base model on the real engine: streamed replies,
 // Enter to send, Stop, Regenerate, the conversation saved after every message,
-// and a UI thread that keeps running while the engine works.
+// a UI thread that keeps running while the engine works, and a native MoE under
+// an expert budget set in the side panel.
 #include "chat_controller.h"
 #include "chat_page.h"
 #include "conversation.h"
@@ -8,6 +9,7 @@
 #include "main_window.h"
 #include "model_library.h"
 
+#include "reference_model.h"
 #include "test_paths.h"
 #include "ui_test_env.h"
 
@@ -15,7 +17,9 @@
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QJsonObject>
+#include <QGroupBox>
 #include <QLabel>
+#include <QLineEdit>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -261,6 +265,71 @@ private slots:
         for (QLabel* label : page()->findChildren<QLabel*>()) shown |= label->isVisible() && label->text() == error;
         QVERIFY(shown);
         QVERIFY(!chat()->send("hello")); // no model now
+    }
+
+    // A random native Mixtral with the demo tokenizer: a greedy reply, then
+    // the same reply regenerated under an expert budget of half the experts
+    // typed into the side panel. The engine applies it on its thread; the
+    // text is unchanged and the panel shows the cache's hits, misses, hit rate
+    // and bytes uploaded per token for that reply.
+    void expertBudgetShowsCacheFigures() {
+        const QString dir = tmp_.path() + "/mixtral";
+        QVERIFY(QDir().mkpath(dir));
+        moe::test::ref::Spec spec{"mixtral", 64, 96, 2, 4, 2, 16, 4096};
+        spec.experts = 4;
+        spec.topK = 2;
+        moe::test::ref::writeModel(dir.toStdString(), spec, 7);
+        for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"})
+            QVERIFY(QFile::copy(QString::fromStdString((moe::test::modelsDir() / "base" / f).string()), dir + "/" + f));
+        page()->chooseModel(dir);
+        QTRY_VERIFY_WITH_TIMEOUT(!chat()->isModelLoading(), 60000);
+        QVERIFY2(chat()->isModelLoaded(), qPrintable(page()->statusText()));
+        // Experts 1-3 of each layer own weights (expert 0 is the block's base):
+        // gate, up and down of 96 x 64 float32 values.
+        const quint64 expertBytes = 2 * 3 * 3 * 96 * 64 * sizeof(float);
+        QCOMPARE(chat()->modelInfo().expertBytes, expertBytes);
+        QCOMPARE(chat()->modelInfo().expertBudget, quint64(0));
+
+        chat()->newChat();
+        page()->applySettings(greedy(12));
+        QSignalSpy finished(chat(), &ChatController::replyFinished);
+        typeAndSend("Tell me about licences.");
+        QVERIFY(finished.wait(120000));
+        const QString unbudgeted = chat()->conversation().messages.last().content;
+        QCOMPARE(finished.first().at(1).value<ReplyStats>().expertCache.budgetBytes, quint64(0));
+        QVERIFY(!page()->expertCacheBox()->isVisibleTo(page()));
+
+        QSignalSpy applied(chat(), &ChatController::expertBudgetApplied);
+        page()->expertBudgetEdit()->setFocus();
+        page()->expertBudgetEdit()->setText(QString::number(expertBytes / 2));
+        QTest::keyClick(page()->expertBudgetEdit(), Qt::Key_Return);
+        QVERIFY(applied.wait(60000));
+        QCOMPARE(applied.first().at(0).value<quint64>(), expertBytes / 2);
+        QCOMPARE(chat()->modelInfo().expertBudget, expertBytes / 2);
+
+        finished.clear();
+        QVERIFY(chat()->regenerate());
+        QVERIFY(finished.wait(120000));
+        QCOMPARE(chat()->conversation().messages.last().content, unbudgeted);
+        const ExpertCacheFigures cache = finished.first().at(1).value<ReplyStats>().expertCache;
+        QCOMPARE(cache.budgetBytes, expertBytes / 2);
+        QVERIFY(cache.misses > 0);
+        // Regenerate forwards the prompt's last token again, then one token per
+        // decode step: every step routes one token to top-2 experts in each of
+        // the 2 layers, and each miss uploads one of the 6 experts that own weights.
+        QVERIFY2(cache.tokens >= 12, qPrintable(QString::number(cache.tokens)));
+        QCOMPARE(cache.hits + cache.misses, quint64(cache.tokens) * 2 * 2);
+        QCOMPARE(cache.bytesUploaded, cache.misses * (expertBytes / 6));
+
+        qInfo("expert cache: budget %llu of %llu bytes, %llu hits, %llu misses, %.1f%% hit rate, %.0f bytes per token",
+              (unsigned long long)cache.budgetBytes, (unsigned long long)expertBytes, (unsigned long long)cache.hits,
+              (unsigned long long)cache.misses, 100 * cache.hitRate(), cache.bytesUploadedPerToken());
+        QVERIFY(page()->expertCacheBox()->isVisibleTo(page()));
+        auto label = [&](const char* name) { return page()->findChild<QLabel*>(name)->text(); };
+        QCOMPARE(label("expertCacheHits"), QString::number(cache.hits));
+        QVERIFY2(label("expertCacheMisses").startsWith(QString::number(cache.misses)), qPrintable(label("expertCacheMisses")));
+        QCOMPARE(label("expertCacheHitRate"), QString("%1 %").arg(100.0 * cache.hitRate(), 0, 'f', 1));
+        QVERIFY2(label("expertCacheUploaded").contains("per token"), qPrintable(label("expertCacheUploaded")));
     }
 };
 
