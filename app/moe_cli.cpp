@@ -197,14 +197,26 @@ moe::RoutingMode parseRouting(const std::string& name) {
     return m;
 }
 
-// --expert-budget SIZE on a loaded model (empty = every expert resident).
-void applyExpertBudget(moe::Model& model, const std::string& budget) {
-    if (budget.empty()) return;
-    const uint64_t bytes = moe::parseByteSize(budget);
+// --expert-budget SIZE in bytes (empty = 0: every expert resident).
+uint64_t parseExpertBudget(const std::string& budget) {
+    if (budget.empty()) return 0;
+    uint64_t bytes = 0;
+    try {
+        bytes = moe::parseByteSize(budget);
+    } catch (const moe::Error&) {
+        throw moe::Error("--expert-budget " + budget + ": expected a size such as 512MB, 2GB or 1000000 (bytes)");
+    }
     if (bytes == 0) throw moe::Error("--expert-budget " + budget + ": give a size above 0 (leave it out for no budget)");
+    return bytes;
+}
+
+// --expert-budget SIZE on a model (loaded under it already, or not).
+void applyExpertBudget(moe::Model& model, const std::string& budget) {
+    const uint64_t bytes = parseExpertBudget(budget);
+    if (bytes == 0) return;
     if (model.pageableExpertBytes() == 0)
         throw moe::Error("--expert-budget: the model has no routed experts to keep under a budget");
-    model.setExpertBudget(bytes);
+    if (model.expertBudget() != bytes) model.setExpertBudget(bytes);
 }
 
 // Expert cache figures over `tokens` forwarded tokens (null without a budget).
@@ -231,13 +243,15 @@ json expertCacheJson(moe::Model& model, uint64_t tokens) {
 Runnable openRunnable(moe::vk::Context& ctx, const std::filesystem::path& model, const std::filesystem::path& selector,
                       const std::string& routing, const std::string& expertBudget = {}) {
     Runnable r;
+    // Loaded under the budget: experts are mapped, never all on the device.
+    const uint64_t budget = parseExpertBudget(expertBudget);
     if (!selector.empty()) {
-        r.moe = moe::MoeModel::load(ctx, moe::loadSelectorAny(selector));
+        r.moe = moe::MoeModel::load(ctx, moe::loadSelectorAny(selector), budget);
         if (!routing.empty()) r.moe->setRouting(parseRouting(routing));
         r.dir = r.moe->selector().baseModel;
     } else {
         if (model.empty()) throw moe::Error("give --model DIR or --selector FILE");
-        r.dense = moe::Model::load(ctx, model);
+        r.dense = moe::Model::load(ctx, model, {}, budget);
         r.denseTokenizer = moe::Tokenizer::load(model);
         r.dir = model;
     }
@@ -464,7 +478,7 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
     if (a.model.empty()) throw moe::Error("give --model DIR or --selector FILE");
     auto t0 = Clock::now();
     moe::vk::Context ctx(dev.context());
-    auto model = moe::Model::load(ctx, a.model);
+    auto model = moe::Model::load(ctx, a.model, {}, parseExpertBudget(a.expertBudget));
     const double loadSeconds = secondsSince(t0);
     applyExpertBudget(*model, a.expertBudget);
     const auto& c = model->config();

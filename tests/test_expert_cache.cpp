@@ -81,7 +81,7 @@ Run greedy(Model& model, const std::vector<int32_t>& prompt, int n) {
 
 // A MoE over ../shared/models' base with the three code / legal / tech
 // experts (fine-tuned or LoRA) in every layer, top-2, random gates.
-std::unique_ptr<MoeModel> builtMoe(vk::Context& ctx, bool lora, bool includeBase) {
+std::unique_ptr<MoeModel> builtMoe(vk::Context& ctx, bool lora, bool includeBase, uint64_t expertBudget = 0) {
     const auto m = std::filesystem::absolute(test::modelsDir());
     Selector s;
     s.modelId = (m / "base").string();
@@ -107,7 +107,7 @@ std::unique_ptr<MoeModel> builtMoe(vk::Context& ctx, bool lora, bool includeBase
         for (float& w : g.weight) w = normal(rng);
         gates.push_back(std::move(g));
     }
-    return MoeModel::load(ctx, s, facts, gates);
+    return MoeModel::load(ctx, s, facts, gates, nullptr, expertBudget);
 }
 
 } // namespace
@@ -216,6 +216,18 @@ private slots:
               qPrintable(budget), (unsigned long long)st.hits, (unsigned long long)st.misses,
               (unsigned long long)st.evictions, double(st.bytesUploaded) / 1e3 / double(steps));
 
+        // Loaded under the budget: the experts are never all on the device,
+        // and the run is the same, miss for miss.
+        auto loadedUnder = Model::load(*ctx, d, {}, bytes);
+        QCOMPARE(loadedUnder->expertBudget(), bytes);
+        QCOMPARE(loadedUnder->deviceBytes(), deviceBefore - all);
+        const Run again = greedy(*loadedUnder, prompt, generated);
+        QCOMPARE(again.tokens, want.tokens);
+        QVERIFY(test::nmse(again.logits, want.logits) < 1e-12);
+        QCOMPARE(loadedUnder->expertCacheStats().misses, st.misses);
+        QCOMPARE(loadedUnder->expertCacheStats().bytesUploaded, st.bytesUploaded);
+        loadedUnder.reset();
+
         // Back to no budget: everything resident again, one submit per step, same tokens.
         model->setExpertBudget(0);
         QCOMPARE(model->deviceBytes(), deviceBefore);
@@ -287,6 +299,18 @@ private slots:
               lora ? "LoRA" : "fine-tuned", includeBase ? " + base" : "", qPrintable(budget),
               (unsigned long long)st.hits, (unsigned long long)st.misses, (unsigned long long)st.evictions,
               double(st.bytesUploaded) / 1e3 / double(steps));
+
+        // Loaded under the budget: fine-tuned experts are only mapped until
+        // routed to (LoRA factors are uploaded once to be copied), same run.
+        auto loadedUnder = builtMoe(*ctx, lora, includeBase, bytes);
+        QCOMPARE(loadedUnder->model().expertBudget(), bytes);
+        QCOMPARE(loadedUnder->model().deviceBytes(), deviceBefore - all);
+        const Run again = greedy(loadedUnder->model(), prompt, generated);
+        QCOMPARE(again.tokens, want.tokens);
+        QVERIFY(test::nmse(again.logits, want.logits) < 1e-12);
+        QCOMPARE(loadedUnder->model().expertCacheStats().misses, st.misses);
+        QCOMPARE(loadedUnder->model().expertCacheStats().bytesUploaded, st.bytesUploaded);
+        loadedUnder.reset();
 
         model.setExpertBudget(0);
         QCOMPARE(model.deviceBytes(), deviceBefore);

@@ -75,14 +75,15 @@ void ChatWorker::loadModel(const QString& path) {
         if (path.endsWith(QStringLiteral(".toml"), Qt::CaseInsensitive)) {
             auto built = std::make_shared<BuiltMoe>();
             built->context = context_;
-            built->moe = moe::MoeModel::load(*context_, moe::loadSelectorAny(file));
+            // Under the budget from the start: the device never holds every expert.
+            built->moe = moe::MoeModel::load(*context_, moe::loadSelectorAny(file), expertBudget_);
             built->name = QFileInfo(path).completeBaseName();
             session_ = std::make_unique<moe::Session>(built->moe->model());
             moe_ = std::move(built);
         } else {
             auto tokenizer = moe::Tokenizer::load(file);
             auto chatTemplate = std::make_unique<moe::ChatTemplate>(moe::ChatTemplate::fromModelDir(file));
-            auto model = moe::Model::load(*context_, file);
+            auto model = moe::Model::load(*context_, file, {}, expertBudget_);
             session_ = std::make_unique<moe::Session>(*model);
             model_ = std::move(model);
             tokenizer_ = std::move(tokenizer);

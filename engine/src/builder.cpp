@@ -278,7 +278,8 @@ std::filesystem::path gatesFile(const Selector& s) { return gatesFolder(s) / "ga
 // ---------------------------------------------------------------- MoeModel
 
 std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, const SelectionFacts& facts,
-                                         const std::vector<GateWeights>& gates, std::unique_ptr<Model> base) {
+                                         const std::vector<GateWeights>& gates, std::unique_ptr<Model> base,
+                                         uint64_t expertBudget) {
     std::unique_ptr<MoeModel> m(new MoeModel());
     m->selector_ = s;
     m->facts_ = facts;
@@ -304,7 +305,7 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, co
             const ExpertFacts& f = facts.experts[e];
             ExpertSource src{f.dir, f.type == ExpertType::LoraAdapter, f.loraRank, f.loraAlpha, f.loraTargets};
             experts.push_back(loadExpertLayer(ctx, *stores[e], src, m->model_->weights(), naming, layer,
-                                              c.hiddenSize, c.intermediateSize, s.mergeLora));
+                                              c.hiddenSize, c.intermediateSize, s.mergeLora, expertBudget > 0));
             experts.back().mappedWeights = stores[e];
         }
         std::unique_ptr<MlpBlock> old = m->model_->takeMlp(layer);
@@ -314,10 +315,11 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, co
         m->model_->setMlp(layer, std::make_unique<RoutedMlp>(ctx, std::move(base), std::move(experts),
                                                              gates[li].weight, gates[li].bias, routing));
     }
+    if (expertBudget > 0) m->model_->setExpertBudget(expertBudget);
     return m;
 }
 
-std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s) {
+std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, uint64_t expertBudget) {
     SelectionFacts facts = validateSelection(s);
     const auto file = gatesFile(s);
     if (!std::filesystem::exists(file))
@@ -331,7 +333,7 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s) {
             RoutingMode m;
             if (parseRoutingMode(it->second, m)) sel.routing = m;
         }
-    return load(ctx, sel, facts, gates);
+    return load(ctx, sel, facts, gates, nullptr, expertBudget);
 }
 
 std::vector<std::string> MoeModel::slotNames() const {

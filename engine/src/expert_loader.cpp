@@ -68,13 +68,17 @@ std::vector<float> expertProjection(const WeightStore& expert, const ExpertSourc
 
 ExpertMlp loadExpertLayer(vk::Context& ctx, const WeightStore& expert, const ExpertSource& source,
                           const WeightStore& base, const MlpNaming& naming, int layer, int hidden, int intermediate,
-                          bool mergeLora) {
+                          bool mergeLora, bool pagedOut) {
     const int64_t H = hidden, I = intermediate;
     ExpertMlp e;
     if (!source.lora) {
-        e.gate = DeviceMatrix::upload(ctx, expert.require(naming.tensor(layer, "gate_proj"), {I, H}));
-        e.up = DeviceMatrix::upload(ctx, expert.require(naming.tensor(layer, "up_proj"), {I, H}));
-        e.down = DeviceMatrix::upload(ctx, expert.require(naming.tensor(layer, "down_proj"), {H, I}));
+        auto matrix = [&](const char* proj, int64_t rows, int64_t cols) {
+            const TensorView& t = expert.require(naming.tensor(layer, proj), {rows, cols});
+            return pagedOut ? DeviceMatrix::mapped(ctx, t) : DeviceMatrix::upload(ctx, t);
+        };
+        e.gate = matrix("gate_proj", I, H);
+        e.up = matrix("up_proj", I, H);
+        e.down = matrix("down_proj", H, I);
         return e;
     }
     if (source.rank <= 0) throw Error(source.dir.string() + ": LoRA rank must be positive");

@@ -76,10 +76,15 @@ void checkExpertCount(const TensorView& t, int64_t E, const ModelConfig& c) {
 //   experts and concatenates gate and up along dim 1), which some checkpoints
 //   store: mlp.gate, mlp.experts.gate_up_proj [E, 2I, H] with the gate rows
 //   first, mlp.experts.down_proj [E, H, I].
+// With `pagedOut`, experts 1..E-1 are only mapped (an expert budget uploads
+// them when routing asks for them).
 std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
                                         const std::shared_ptr<const WeightStore>& store,
-                                        const std::string& layerPrefix, uint64_t& parameters) {
+                                        const std::string& layerPrefix, uint64_t& parameters, bool pagedOut) {
     const WeightStore& w = *store;
+    auto expertMatrix = [&](const TensorView& t, int64_t e) {
+        return pagedOut && e > 0 ? DeviceMatrix::mapped(ctx, t) : DeviceMatrix::upload(ctx, t);
+    };
     const int64_t H = c.hiddenSize, I = c.expertIntermediateSize(), E = c.numExperts;
     const bool qwen = c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe;
     const bool fused = w.find(layerPrefix + "mlp.experts.gate_up_proj") || w.find(layerPrefix + "mlp.experts.down_proj");
@@ -123,9 +128,9 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
         // Each slice is a view of the mapped file: uploaded (and its pages
         // released) on its own, and uploaded from there again when paged.
         for (int64_t e = 0; e < E; ++e) {
-            gates.push_back(DeviceMatrix::upload(ctx, expertSlice(gateUp, e, 0, I)));
-            ups.push_back(DeviceMatrix::upload(ctx, expertSlice(gateUp, e, I, I)));
-            downs.push_back(DeviceMatrix::upload(ctx, expertSlice(down, e, 0, H)));
+            gates.push_back(expertMatrix(expertSlice(gateUp, e, 0, I), e));
+            ups.push_back(expertMatrix(expertSlice(gateUp, e, I, I), e));
+            downs.push_back(expertMatrix(expertSlice(down, e, 0, H), e));
         }
     } else {
         if (const std::string extra = moePrefix + "experts." + std::to_string(E) + "." + gateProj; w.find(extra))
@@ -136,7 +141,7 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
             auto load = [&](const char* name, int64_t rows, int64_t cols) {
                 const TensorView& t = w.require(p + name, {rows, cols});
                 parameters += uint64_t(t.numel());
-                return DeviceMatrix::upload(ctx, t);
+                return expertMatrix(t, e);
             };
             gates.push_back(load(gateProj, I, H));
             downs.push_back(load(downProj, H, I));
@@ -181,7 +186,8 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
 
 // ---------------------------------------------------------------- Model
 
-std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path& dir, const LoadProgress& progress) {
+std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path& dir, const LoadProgress& progress,
+                                   uint64_t expertBudget) {
     std::unique_ptr<Model> m(new Model(ctx));
     m->config_ = ModelConfig::load(dir);
     m->store_ = WeightStore::openFolder(dir);
@@ -245,7 +251,7 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
         }
         L.mlpNorm = vector(p + "post_attention_layernorm.weight", H);
         if (c.isSparseLayer(l)) {
-            L.mlp = loadSparseMoe(ctx, c, m->store_, p, m->parameters_);
+            L.mlp = loadSparseMoe(ctx, c, m->store_, p, m->parameters_, expertBudget > 0);
             tick();
             continue;
         }
@@ -254,6 +260,7 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
         auto down = matrix(p + "mlp.down_proj.weight", {H, I});
         L.mlp = std::make_unique<DenseMlp>(std::move(gate), std::move(up), std::move(down));
     }
+    if (expertBudget > 0 && c.isMoe()) m->setExpertBudget(expertBudget);
     return m;
 }
 

@@ -104,6 +104,12 @@ uint64_t DeviceMatrix::bytes() const {
     return n;
 }
 
+uint64_t DeviceMatrix::residentBytes() const {
+    uint64_t n = 0;
+    for (const auto& c : chunks) n += uint64_t(c.rowCount) * colsPadded * dtypeSize(dtype);
+    return n;
+}
+
 uint32_t DeviceMatrix::rowsPerChunk(const vk::Context& ctx, uint64_t bytesPerRow) {
     uint64_t limit = std::min<uint64_t>(ctx.maxStorageRange(), ctx.info().maxMemoryAllocationSize
                                                                     ? ctx.info().maxMemoryAllocationSize
@@ -162,6 +168,25 @@ DeviceMatrix DeviceMatrix::upload(vk::Context& ctx, const TensorView& t) {
         m.mappedSource = t.data;
         m.mappedFile = t.file;
     }
+    return m;
+}
+
+DeviceMatrix DeviceMatrix::mapped(vk::Context& ctx, const TensorView& t) {
+    if (t.shape.size() != 2 || !t.file)
+        throw Error("internal: only a 2-D tensor of a mapped file can stay paged out (" + t.name + ")");
+    dtypeSuffix(t.dtype); // rejects unsupported dtypes
+    DeviceMatrix m;
+    m.dtype = t.dtype;
+    m.rows = static_cast<uint32_t>(t.shape[0]);
+    m.cols = static_cast<uint32_t>(t.shape[1]);
+    m.colsPadded = roundUp(std::max(m.cols, 1u), 8);
+    if (m.rows == 0) throw Error("internal: empty weight matrix");
+    // The same chunks as fromHost(), so uploadFromMapping() fills them.
+    const uint32_t perChunk = rowsPerChunk(ctx, uint64_t(m.colsPadded) * dtypeSize(m.dtype));
+    for (uint32_t first = 0; first < m.rows; first += perChunk)
+        m.chunks.push_back({vk::Buffer(), first, std::min(perChunk, m.rows - first)});
+    m.mappedSource = t.data;
+    m.mappedFile = t.file;
     return m;
 }
 

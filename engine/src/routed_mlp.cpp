@@ -134,8 +134,8 @@ void RoutedMlp::pageOutExperts() {
     resident_.assign(E, false);
     for (uint32_t e = 0; e < E; ++e) {
         forEachMatrix(experts_[e], [&](DeviceMatrix& m) {
+            residentBytes_[e] += m.residentBytes(); // also for experts loaded paged out (DeviceMatrix::mapped)
             for (auto& c : m.chunks) {
-                residentBytes_[e] += c.buffer.size();
                 // LoRA factors (converted to float32, B scaled by alpha/r at
                 // load) and merged LoRA weights differ from their files' bytes:
                 // the one case that needs a host copy.

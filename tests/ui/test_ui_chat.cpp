@@ -330,6 +330,12 @@ private slots:
         QVERIFY2(label("expertCacheMisses").startsWith(QString::number(cache.misses)), qPrintable(label("expertCacheMisses")));
         QCOMPARE(label("expertCacheHitRate"), QString("%1 %").arg(100.0 * cache.hitRate(), 0, 'f', 1));
         QVERIFY2(label("expertCacheUploaded").contains("per token"), qPrintable(label("expertCacheUploaded")));
+
+        // A model loaded while the budget is set runs under it from the start.
+        page()->chooseModel(dir);
+        QTRY_VERIFY_WITH_TIMEOUT(!chat()->isModelLoading(), 60000);
+        QVERIFY2(chat()->isModelLoaded(), qPrintable(page()->statusText()));
+        QCOMPARE(chat()->modelInfo().expertBudget, expertBytes / 2);
     }
 };
 

@@ -53,10 +53,13 @@ public:
     // Loads the base, the chosen layers of every expert and the gates.
     // `base`: the dense base model when the caller has it loaded already
     // (the build's capture model), else it is loaded from the selector.
+    // `expertBudget` > 0: the MoE runs under that expert budget from the
+    // start (Model::setExpertBudget), fine-tuned experts mapped, not uploaded.
     static std::unique_ptr<MoeModel> load(vk::Context& ctx, const Selector& s, const SelectionFacts& facts,
-                                          const std::vector<GateWeights>& gates, std::unique_ptr<Model> base = nullptr);
+                                          const std::vector<GateWeights>& gates, std::unique_ptr<Model> base = nullptr,
+                                          uint64_t expertBudget = 0);
     // Loads gates from gatesFile(s); throws when the MoE was not built yet.
-    static std::unique_ptr<MoeModel> load(vk::Context& ctx, const Selector& s);
+    static std::unique_ptr<MoeModel> load(vk::Context& ctx, const Selector& s, uint64_t expertBudget = 0);
 
     Model& model() { return *model_; }
     const Model& model() const { return *model_; }

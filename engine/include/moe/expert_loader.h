@@ -50,9 +50,11 @@ std::vector<float> expertProjection(const WeightStore& expert, const ExpertSourc
                                     const MlpNaming& naming, int layer, const std::string& proj, int hidden,
                                     int intermediate);
 
-// `base` is the base model's weights (LoRA merging reads them).
+// `base` is the base model's weights (LoRA merging reads them). With
+// `pagedOut`, a fine-tuned expert's projections are only mapped
+// (DeviceMatrix::mapped): an expert budget uploads them when routed to.
 ExpertMlp loadExpertLayer(vk::Context& ctx, const WeightStore& expert, const ExpertSource& source,
                           const WeightStore& base, const MlpNaming& naming, int layer, int hidden, int intermediate,
-                          bool mergeLora);
+                          bool mergeLora, bool pagedOut = false);
 
 } // namespace moe

@@ -91,8 +91,12 @@ struct LoadProgress {
 
 class Model {
 public:
-    // Loads config.json and the safetensors of `dir` onto the device.
-    static std::unique_ptr<Model> load(vk::Context& ctx, const std::filesystem::path& dir, const LoadProgress& progress = {});
+    // Loads config.json and the safetensors of `dir` onto the device. A
+    // native MoE with `expertBudget` > 0 loads under that budget
+    // (setExpertBudget): its experts are mapped, not uploaded, so the device
+    // never holds more of them than the budget.
+    static std::unique_ptr<Model> load(vk::Context& ctx, const std::filesystem::path& dir, const LoadProgress& progress = {},
+                                       uint64_t expertBudget = 0);
 
     const ModelConfig& config() const { return config_; }
     vk::Context& context() const { return ctx_; }

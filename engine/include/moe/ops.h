@@ -32,8 +32,13 @@ struct DeviceMatrix {
     const MappedFile* mappedFile = nullptr;
 
     uint64_t bytes() const;
+    // Device bytes of the chunks when uploaded (bytes() is 0 while paged out).
+    uint64_t residentBytes() const;
     // Uploads a 2-D F32/F16/BF16 tensor; releases its mapped pages afterwards.
     static DeviceMatrix upload(vk::Context& ctx, const TensorView& t);
+    // The matrix upload(t) makes, paged out from the start: the chunk layout
+    // and the mapped source, no device memory until uploadFromMapping().
+    static DeviceMatrix mapped(vk::Context& ctx, const TensorView& t);
     // Uploads host data in `dtype` layout (tests and synthetic weights).
     static DeviceMatrix fromHost(vk::Context& ctx, DType dtype, uint32_t rows, uint32_t cols, const void* data);
     // Uploads a paged-out matrix again from its mapped source (same chunks);
