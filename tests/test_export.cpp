@@ -1,6 +1,7 @@
-// Export of a built MoE as a Mixtral checkpoint: build a small MoE over the
+// Export of a built MoE as a Mixtral or Qwen2-MoE checkpoint: build a small MoE over the
 // shared models (2 epochs, gate_bias = false, token routing), export it,
-// load the export natively and compare its logits with the built MoE's.
+// load the export natively and compare its logits with the built MoE's
+// (fine-tuned and LoRA experts, all layers and a subset, both formats).
 // Also: the folder's files (index covers every tensor once, config fields,
 // model card), refusal of biased gates, cancel leaves nothing behind.
 //
@@ -55,6 +56,17 @@ class TestExport : public QObject {
         return dir / "selector.toml";
     }
 
+    // Adds keys to the selector's [anymoe] table (before [anymoe.config]).
+    static void addToAnymoeSection(const fs::path& file, const std::string& keys) {
+        std::string text;
+        {
+            std::ifstream in(file);
+            text.assign(std::istreambuf_iterator<char>(in), {});
+        }
+        text.replace(text.find("\n[anymoe.config]"), 0, keys);
+        std::ofstream(file) << text;
+    }
+
     // Logits of the built MoE (token routing) and of the natively loaded export.
     double compare(const Selector& s, const fs::path& exported) {
         auto moe = MoeModel::load(*ctx, s);
@@ -84,13 +96,7 @@ private slots:
     void fineTunedLayerSubsetF32MatchesBuiltMoe() {
         const fs::path file = writeSelector({"expert-code", "expert-legal", "expert-tech"}, "gate_bias = false\n");
         // layers: only 1 and 3 are routed; 0 and 2 get the base MLP as every expert.
-        {
-            std::string text;
-            std::ifstream in(file);
-            text.assign(std::istreambuf_iterator<char>(in), {});
-            text.replace(text.find("\n[anymoe.config]"), 0, "layers = [3, 1]\n");
-            std::ofstream(file) << text;
-        }
+        addToAnymoeSection(file, "layers = [3, 1]\n");
         Selector s = loadSelector(file);
         auto built = buildMoe(*ctx, s);
         QVERIFY(built.moe);
@@ -179,6 +185,43 @@ private slots:
         const double qe = compare(s, qwenOut);
         qInfo("f32 qwen2_moe export vs built MoE: NMSE %.3g", qe);
         QVERIFY2(qe < 1e-9, qPrintable(QString("NMSE %1").arg(qe)));
+    }
+
+    // The rest of the round-trip matrix: fine-tuned experts on every layer and
+    // LoRA experts on layers [1, 3], each exported in both formats (f32).
+    void roundTripBothFormats_data() {
+        QTest::addColumn<bool>("lora");
+        QTest::addColumn<QString>("layers");
+        QTest::newRow("fine-tuned, all layers") << false << QString();
+        QTest::newRow("lora, layers 1 and 3") << true << QString("layers = [1, 3]\n");
+    }
+
+    void roundTripBothFormats() {
+        QFETCH(bool, lora);
+        QFETCH(QString, layers);
+        const std::vector<std::string> experts = lora ? std::vector<std::string>{"lora-code", "lora-legal", "lora-tech"}
+                                                      : std::vector<std::string>{"expert-code", "expert-legal", "expert-tech"};
+        const fs::path file =
+            writeSelector(experts, std::string("gate_bias = false\n") + (lora ? "[anymoe.config.expert_type.lora_adapter]\n" : ""));
+        addToAnymoeSection(file, layers.toStdString());
+        Selector s = loadSelector(file);
+        auto built = buildMoe(*ctx, s);
+        QVERIFY(built.moe);
+        built.moe.reset();
+        for (const ExportFormat format : {ExportFormat::Mixtral, ExportFormat::Qwen2Moe}) {
+            ExportOptions o;
+            o.out = fs::path(tmp.path().toStdString()) / ("round-trip-" + std::to_string(++counter));
+            o.dtype = "f32";
+            o.format = format;
+            const auto rep = exportMoe(s, o);
+            QCOMPARE(rep.experts, 3);
+            const json config = readJson(o.out / "config.json");
+            if (format == ExportFormat::Qwen2Moe)
+                QCOMPARE(config["mlp_only_layers"], layers.isEmpty() ? json::array() : json::array({0, 2}));
+            const double e = compare(s, o.out);
+            qInfo("%s f32 export vs built MoE: NMSE %.3g", format == ExportFormat::Mixtral ? "mixtral" : "qwen2_moe", e);
+            QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
+        }
     }
 
     void loraWithBaseBf16MatchesBuiltMoe() {
