@@ -62,34 +62,28 @@ void setRoute(MatmulPush& p, const ops::ExpertSlot* e) {
 
 uint32_t rowShaderGroupSize(vk::Context& ctx) { return ctx.subgroupSize() * ctx.subgroupsPerWorkgroup(); }
 
+// A positive count from the environment (tuning experiments), else `fallback`.
+uint32_t envCount(const char* name, uint32_t fallback) {
+    const char* e = std::getenv(name);
+    return e && std::atoi(e) > 0 ? uint32_t(std::atoi(e)) : fallback;
+}
+
 // Rows per subgroup in the matvec: reusing each x block for several rows
 // halves the loads on CPU drivers (every per-lane load is a gather there).
 // MOE_MATVEC_ROWS overrides it for experiments.
-uint32_t matvecRows(const vk::Context& ctx) {
-    if (const char* e = std::getenv("MOE_MATVEC_ROWS"); e && std::atoi(e) > 0) return uint32_t(std::atoi(e));
-    return ctx.info().type == "cpu" ? 4u : 2u;
-}
+uint32_t matvecRows(const vk::Context& ctx) { return envCount("MOE_MATVEC_ROWS", ctx.info().type == "cpu" ? 4u : 2u); }
 
 // Tokens per matmul invocation: each loaded weight is reused this often, but
 // the accumulators grow with it (16 was fastest on lavapipe at 0.5B shapes;
 // MOE_MATMUL_TOKENS overrides it for experiments).
-uint32_t matmulTokens() {
-    if (const char* e = std::getenv("MOE_MATMUL_TOKENS"); e && std::atoi(e) > 0) return uint32_t(std::atoi(e));
-    return 16u;
-}
+uint32_t matmulTokens() { return envCount("MOE_MATMUL_TOKENS", 16u); }
 
 // Groups of 4 rows per matmul invocation (1 was as fast as 2 or 4 on lavapipe;
 // MOE_MATMUL_QUADS overrides it for experiments).
-uint32_t matmulQuads() {
-    if (const char* e = std::getenv("MOE_MATMUL_QUADS"); e && std::atoi(e) > 0) return uint32_t(std::atoi(e));
-    return 1u;
-}
+uint32_t matmulQuads() { return envCount("MOE_MATMUL_QUADS", 1u); }
 
 // Queries per attention subgroup in prefill (MOE_ATTENTION_QUERIES overrides it).
-uint32_t attentionQueries() {
-    if (const char* e = std::getenv("MOE_ATTENTION_QUERIES"); e && std::atoi(e) > 0) return uint32_t(std::atoi(e));
-    return 4u;
-}
+uint32_t attentionQueries() { return envCount("MOE_ATTENTION_QUERIES", 4u); }
 
 uint32_t matvecGroups(vk::Context& ctx, uint32_t rows) {
     const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup() * matvecRows(ctx);

@@ -622,7 +622,7 @@ VkDescriptorSet Recorder::allocateSet(VkDescriptorSetLayout layout, uint32_t) {
     for (;;) {
         if (poolUsed_ == pools_.size()) {
             const VkDescriptorPoolSize sizes[] = {{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kSetsPerPool * 8},
-                                                  {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, kSetsPerPool * 2}};
+                                                  {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, kSetsPerPool * 4}};
             VkDescriptorPoolCreateInfo pci{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
             pci.maxSets = kSetsPerPool;
             pci.poolSizeCount = 2;
