@@ -45,10 +45,10 @@ struct ContextOptions {
     std::string device;       // index or name substring; empty = MOE_VK_DEVICE or the best device
     bool validation = false;  // also enabled by MOE_VK_VALIDATION=1
     bool forceStaging = false; // also MOE_VK_FORCE_STAGING=1: upload through staging even to host-visible memory
-    // Weights and matmul inputs read through texel-buffer views instead of
-    // storage buffers. Unset: MOE_TEXEL_READS=0/1, else on for CPU devices
-    // (lavapipe loads a storage buffer one lane at a time but fetches texels
-    // as vector gathers).
+    // Weights, matmul inputs and the KV cache read through texel-buffer views
+    // instead of storage buffers. Unset: MOE_TEXEL_READS=0/1, else on for CPU
+    // devices (lavapipe loads a storage buffer one lane at a time; its texel
+    // fetches doubled the copy probe's bandwidth here).
     std::optional<bool> texelReads;
 };
 
@@ -119,9 +119,9 @@ struct Pipeline {
     uint32_t bindings = 0;
     uint32_t pushSize = 0;
     uint32_t localSizeX = 0; // when set by specialization constant 0
-    // Bindings read as uniform texel buffers rather than storage buffers.
-    // Drivers that turn storage-buffer loads into per-lane scalar loops
-    // (lavapipe) fetch texels as vector gathers.
+    // Bindings read as uniform texel buffers rather than storage buffers
+    // (faster on drivers that turn storage-buffer loads into per-lane loops,
+    // such as lavapipe).
     TexelBindings texels;
 };
 
