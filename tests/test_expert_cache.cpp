@@ -12,6 +12,7 @@
 // in a pool slot moves the logits by orders of magnitude more (NMSE > 1e-4).
 #include "moe/builder.h"
 #include "moe/expert_cache.h"
+#include "moe/gate_training.h"
 #include "moe/model.h"
 #include "moe/routed_mlp.h"
 #include "moe/validate.h"
@@ -98,15 +99,9 @@ std::unique_ptr<MoeModel> builtMoe(vk::Context& ctx, bool lora, bool includeBase
     s.topK = 2;
     s.routing = RoutingMode::Token;
     const SelectionFacts facts = validateSelection(s);
-    std::mt19937 rng(11);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
     std::vector<GateWeights> gates;
-    for (size_t l = 0; l < facts.layers.size(); ++l) {
-        GateWeights g{uint32_t(facts.nExperts), uint32_t(facts.base.hiddenSize), {}, {}};
-        g.weight.resize(size_t(g.nExperts) * g.hidden);
-        for (float& w : g.weight) w = normal(rng);
-        gates.push_back(std::move(g));
-    }
+    for (size_t l = 0; l < facts.layers.size(); ++l)
+        gates.push_back(randomGate(uint32_t(facts.nExperts), uint32_t(facts.base.hiddenSize), 11 + l, false));
     return MoeModel::load(ctx, s, facts, gates, nullptr, expertBudget);
 }
 
