@@ -505,8 +505,6 @@ void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
 }
 
 void Session::runPagedStep(uint32_t n, bool allRows) {
-    const ModelConfig& c = model_.config();
-    const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
     size_t used = 0;
     uint32_t dispatches = 0, barriers = 0;
     auto nextSegment = [&]() -> vk::Recorder& {
@@ -548,11 +546,7 @@ void Session::runPagedStep(uint32_t n, bool allRows) {
         routed->recordExperts(ctx_, *rec, routedStep);
         if (shared) shared->recordShared(ctx_, *rec, step);
     }
-    const uint32_t rows = allRows ? n : 1;
-    const uint32_t firstRow = allRows ? 0 : n - 1;
-    ops::rmsnorm(ctx_, *rec, {&x_, firstRow * H, H}, model_.finalNorm_, {&xn_, 0, H}, rows, H, c.rmsNormEps);
-    rec->barrier();
-    ops::matmul(ctx_, *rec, *model_.lmHead_, {&xn_, 0, H}, {&logits_, 0, V}, rows);
+    recordHead(*rec, n, allRows);
     submit(*rec);
     model_.cache_->policy.decay();
     lastDispatches_ = dispatches;
@@ -560,18 +554,22 @@ void Session::runPagedStep(uint32_t n, bool allRows) {
 }
 
 void Session::recordStep(vk::Recorder& rec, uint32_t n, bool allRows) {
-    const ModelConfig& c = model_.config();
-    const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
     rec.begin();
     ops::embed(ctx_, rec, model_.embed_, step_, x_, n);
     rec.barrier();
     for (size_t l = 0; l < model_.layers_.size(); ++l) recordLayer(rec, l, n);
+    recordHead(rec, n, allRows);
+    rec.end();
+}
+
+void Session::recordHead(vk::Recorder& rec, uint32_t n, bool allRows) {
+    const ModelConfig& c = model_.config();
+    const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
     const uint32_t rows = allRows ? n : 1;
     const uint32_t firstRow = allRows ? 0 : n - 1;
     ops::rmsnorm(ctx_, rec, {&x_, firstRow * H, H}, model_.finalNorm_, {&xn_, 0, H}, rows, H, c.rmsNormEps);
     rec.barrier();
     ops::matmul(ctx_, rec, *model_.lmHead_, {&xn_, 0, H}, {&logits_, 0, V}, rows);
-    rec.end();
 }
 
 std::vector<std::pair<int, std::vector<uint32_t>>> Session::expertUsage() const {

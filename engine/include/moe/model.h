@@ -214,6 +214,8 @@ public:
 private:
     void recordStep(vk::Recorder& rec, uint32_t nTokens, bool allRows);
     void recordLayer(vk::Recorder& rec, size_t layer, uint32_t nTokens);
+    // Final norm and LM head: logits of every row (allRows) or of the last.
+    void recordHead(vk::Recorder& rec, uint32_t nTokens, bool allRows);
     // Everything of a layer before its MLP block.
     void recordAttention(vk::Recorder& rec, size_t layer, uint32_t nTokens);
     MlpStep mlpStep(size_t layer, uint32_t nTokens);
