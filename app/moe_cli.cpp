@@ -482,35 +482,8 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
     const double loadSeconds = secondsSince(t0);
     applyExpertBudget(*model, a.expertBudget);
     const auto& c = model->config();
-    const int total = a.promptTokens + a.genTokens;
-    moe::Session session(*model, uint32_t(std::max(total + 1, 16)), uint32_t(std::max(a.promptTokens, 1)));
-
-    std::mt19937 rng(1234);
-    std::uniform_int_distribution<int32_t> anyToken(3, c.vocabSize - 1);
-    std::vector<int32_t> prompt(size_t(a.promptTokens));
-    for (auto& t : prompt) t = anyToken(rng);
-
-    // Warm-up (pipelines, first-touch), then measured runs.
-    session.forward(std::span<const int32_t>(prompt.data(), std::min<size_t>(8, prompt.size())));
-    session.forward(std::span<const int32_t>(prompt.data(), 1));
-    session.reset();
-    model->resetExpertCacheStats(); // count the measured tokens only
-    auto tp = Clock::now();
-    auto logits = session.forward(prompt);
-    const double prefillSeconds = secondsSince(tp);
-    const uint32_t prefillDispatches = session.lastDispatches();
-    int32_t next = moe::argmax(logits);
-    const json prefillCache = expertCacheJson(*model, uint64_t(a.promptTokens));
-    model->resetExpertCacheStats();
-    auto td = Clock::now();
-    for (int i = 0; i < a.genTokens; ++i) {
-        logits = session.forward(std::span<const int32_t>(&next, 1));
-        next = moe::argmax(logits);
-    }
-    const double decodeSeconds = secondsSince(td);
-    const json decodeCache = expertCacheJson(*model, uint64_t(a.genTokens));
-    const double prefillRate = a.promptTokens / prefillSeconds;
-    const double decodeRate = a.genTokens / decodeSeconds;
+    const SpeedFigures speed = measureSpeed(*model, a.promptTokens, a.genTokens);
+    const double prefillRate = speed.prefill, decodeRate = speed.decode;
     // Bytes a decode step reads: every weight but the embedding table (one row of it)
     // and, in a native MoE, the experts a token is not routed to.
     uint64_t weightBytes = model->deviceBytes();
@@ -537,9 +510,9 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
                 {"prefill_tokens_per_second", prefillRate},
                 {"generated_tokens", a.genTokens},
                 {"decode_tokens_per_second", decodeRate},
-                {"decode_dispatches_per_token", session.lastDispatches()},
-                {"decode_barriers_per_token", session.lastBarriers()},
-                {"prefill_dispatches", prefillDispatches},
+                {"decode_dispatches_per_token", speed.decodeDispatches},
+                {"decode_barriers_per_token", speed.decodeBarriers},
+                {"prefill_dispatches", speed.prefillDispatches},
                 {"decode_weight_bytes_per_token", weightBytes},
                 {"decode_effective_gb_per_s", gbps},
                 {"device_copy_gb_per_s", probe},
@@ -547,7 +520,7 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
                 {"decode_fraction_of_copy_bandwidth", probe > 0 ? gbps / probe : 0},
                 {"peak_host_memory_bytes", peak},
                 {"peak_host_memory_over_weights", double(peak) / double(model->deviceBytes())}};
-    if (model->expertBudget()) out["expert_cache"] = {{"prefill", prefillCache}, {"decode", decodeCache}};
+    if (model->expertBudget()) out["expert_cache"] = {{"prefill", speed.prefillCache}, {"decode", speed.decodeCache}};
     if (c.isMoe()) {
         out["experts"] = c.numExperts;
         out["experts_per_token"] = c.expertsPerToken;
@@ -575,13 +548,14 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
                 (unsigned long long)model->parameterCount(), mib(model->deviceBytes()).c_str());
     std::printf("device          %s (%s)\n", ctx.info().name.c_str(), ctx.info().type.c_str());
     std::printf("load            %.2f s\n", loadSeconds);
-    std::printf("prefill         %.1f tokens/s (%d-token prompt, %u dispatches)\n", prefillRate, a.promptTokens, prefillDispatches);
+    std::printf("prefill         %.1f tokens/s (%d-token prompt, %u dispatches)\n", prefillRate, a.promptTokens,
+                speed.prefillDispatches);
     std::printf("decode          %.1f tokens/s (%d tokens, %u dispatches and %u barriers per token)\n", decodeRate,
-                a.genTokens, session.lastDispatches(), session.lastBarriers());
+                a.genTokens, speed.decodeDispatches, speed.decodeBarriers);
     std::printf("decode reads    %.2f GB/s effective (%s per token); device copy probe %.2f GB/s with %s reads (%.0f%%)\n",
                 gbps, mib(weightBytes).c_str(), probe, readPath, probe > 0 ? 100 * gbps / probe : 0);
     std::printf("peak host mem   %s (%.2f x weight bytes)\n", mib(peak).c_str(), double(peak) / double(model->deviceBytes()));
-    printExpertCache(*model, decodeCache);
+    printExpertCache(*model, speed.decodeCache);
     if (c.isMoe())
         std::printf("experts         %d per layer, top-%d; %llu active parameters per token\n", c.numExperts,
                     c.expertsPerToken, (unsigned long long)out["active_parameters"].get<uint64_t>());
