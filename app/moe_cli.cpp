@@ -358,6 +358,7 @@ struct BenchArgs {
     int promptTokens = 256;
     int genTokens = 128;
     bool asJson = false;
+    bool profile = false; // also time each shader over one prefill and the decode steps
     std::string expertBudget;
 };
 
@@ -420,6 +421,48 @@ SpeedFigures measureSpeed(moe::Model& model, int promptTokens, int genTokens) {
     f.decodeBarriers = session.lastBarriers();
     f.decodeCache = expertCacheJson(model, uint64_t(genTokens));
     return f;
+}
+
+// Time per shader in one prefill and in the decode steps after it, from the
+// device's timestamps (a separate run: timestamps slow small steps down).
+struct StepProfiles {
+    std::vector<moe::vk::ProfileEntry> prefill, decode;
+};
+
+StepProfiles profileSteps(moe::vk::Context& ctx, moe::Model& model, int promptTokens, int genTokens) {
+    ctx.setProfiling(true);
+    StepProfiles out;
+    {
+        moe::Session session(model, uint32_t(std::max(promptTokens + genTokens + 1, 16)), uint32_t(std::max(promptTokens, 1)));
+        std::mt19937 rng(4321);
+        std::uniform_int_distribution<int32_t> anyToken(3, model.config().vocabSize - 1);
+        std::vector<int32_t> prompt(static_cast<size_t>(promptTokens));
+        for (auto& t : prompt) t = anyToken(rng);
+        ctx.takeProfile();
+        int32_t next = moe::argmax(session.forward(prompt));
+        out.prefill = ctx.takeProfile();
+        for (int i = 0; i < genTokens; ++i) next = moe::argmax(session.forward(std::span<const int32_t>(&next, 1)));
+        out.decode = ctx.takeProfile();
+    }
+    ctx.setProfiling(false);
+    return out;
+}
+
+json profileJson(const std::vector<moe::vk::ProfileEntry>& entries, int steps) {
+    json out = json::array();
+    for (const auto& e : entries)
+        out.push_back({{"shader", e.shader}, {"dispatches_per_step", double(e.dispatches) / steps},
+                       {"milliseconds_per_step", e.milliseconds / steps}});
+    return out;
+}
+
+void printProfile(const char* title, const std::vector<moe::vk::ProfileEntry>& entries, int steps) {
+    double total = 0;
+    for (const auto& e : entries) total += e.milliseconds;
+    std::printf("%s: %.2f ms of shaders per step\n", title, total / steps);
+    for (const auto& e : entries)
+        std::printf("  %-28s %7.1f dispatches %9.3f ms %5.1f%%\n", e.shader.c_str(), double(e.dispatches) / steps,
+                    e.milliseconds / steps, total > 0 ? 100 * e.milliseconds / total : 0);
 }
 
 // The decode figures of an expert cache, as bench prints them.
@@ -521,6 +564,11 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
                 {"peak_host_memory_bytes", peak},
                 {"peak_host_memory_over_weights", double(peak) / double(model->deviceBytes())}};
     if (model->expertBudget()) out["expert_cache"] = {{"prefill", speed.prefillCache}, {"decode", speed.decodeCache}};
+    StepProfiles profile;
+    if (a.profile) {
+        profile = profileSteps(ctx, *model, a.promptTokens, a.genTokens);
+        out["profile"] = {{"prefill", profileJson(profile.prefill, 1)}, {"decode", profileJson(profile.decode, a.genTokens)}};
+    }
     if (c.isMoe()) {
         out["experts"] = c.numExperts;
         out["experts_per_token"] = c.expertsPerToken;
@@ -556,6 +604,10 @@ int runBench(const BenchArgs& a, const DeviceOptions& dev) {
                 gbps, mib(weightBytes).c_str(), probe, readPath, probe > 0 ? 100 * gbps / probe : 0);
     std::printf("peak host mem   %s (%.2f x weight bytes)\n", mib(peak).c_str(), double(peak) / double(model->deviceBytes()));
     printExpertCache(*model, speed.decodeCache);
+    if (a.profile) {
+        printProfile("prefill profile", profile.prefill, 1);
+        printProfile("decode profile", profile.decode, a.genTokens);
+    }
     if (c.isMoe())
         std::printf("experts         %d per layer, top-%d; %llu active parameters per token\n", c.numExperts,
                     c.expertsPerToken, (unsigned long long)out["active_parameters"].get<uint64_t>());
@@ -890,6 +942,8 @@ int main(int argc, char** argv) {
                          "A dense model to compare decode speed with (e.g. one with the MoE's active parameters)")
         ->check(CLI::ExistingDirectory);
     benchCmd->add_flag("--json", bench.asJson, "Machine-readable output");
+    benchCmd->add_flag("--profile", bench.profile,
+                       "Also time each shader (device timestamps) over one prefill and the decode steps");
     benchDev.add(benchCmd);
 
     BuildArgs build;

@@ -86,10 +86,15 @@ private slots:
         moe::test::ref::writeModel(moeDir.path().toStdString(), moeSpec, 1);
         moe::test::ref::writeModel(denseDir.path().toStdString(), denseSpec, 2);
         auto r = runCli({"bench", "--model", moeDir.path(), "--dense", denseDir.path(), "--prompt-tokens", "8",
-                         "--gen-tokens", "8", "--json"});
+                         "--gen-tokens", "8", "--json", "--profile"});
         QVERIFY2(r.exitCode == 0, r.err.c_str());
         auto j = json::parse(r.out);
         QCOMPARE(j["experts"].get<int>(), 4);
+        // The profile's dispatches per decode step add up to the step's count.
+        double profiled = 0;
+        for (const auto& e : j["profile"]["decode"]) profiled += e["dispatches_per_step"].get<double>();
+        QCOMPARE(profiled, double(j["decode_dispatches_per_token"].get<uint32_t>()));
+        QVERIFY(!j["profile"]["prefill"].empty());
         QCOMPARE(j["experts_per_token"].get<int>(), 2);
         QCOMPARE(j["active_parameters"].get<uint64_t>(), j["dense_parameters"].get<uint64_t>() + 2 * 4 * 32);
         QVERIFY(j["decode_tokens_per_second"].get<double>() > 0);

@@ -14,6 +14,7 @@
 
 #include "test_paths.h"
 
+#include <map>
 #include <QtTest/QtTest>
 
 #include <cmath>
@@ -348,6 +349,33 @@ private slots:
         QCOMPARE(readFloats(T, v.size()), v);
     }
 
+    // Profiling attributes each dispatch to its shader, and only while it is on.
+    void profileCountsDispatchesPerShader() {
+        if (!ctx->canProfile()) QSKIP("the device has no compute timestamps");
+        const uint64_t bytes = 4096 * 16;
+        vk::Buffer S(*ctx, bytes, vk::MemoryUse::Device), D(*ctx, bytes, vk::MemoryUse::Device);
+        auto copies = [&](vk::Recorder& rec) {
+            ops::copy(*ctx, rec, S, D, bytes);
+            rec.barrier();
+            ops::copy(*ctx, rec, S, D, bytes, true);
+            rec.barrier();
+            ops::copy(*ctx, rec, S, D, bytes);
+        };
+        ctx->takeProfile();
+        ctx->setProfiling(true);
+        run(copies);
+        ctx->setProfiling(false);
+        const auto profile = ctx->takeProfile();
+        std::map<std::string, uint32_t> counts;
+        for (const auto& e : profile) {
+            counts[e.shader] = e.dispatches;
+            QVERIFY(e.milliseconds >= 0);
+        }
+        QCOMPARE(counts, (std::map<std::string, uint32_t>{{"copy_vec4", 2}, {"copy_vec4_texel", 1}}));
+        run(copies);
+        QVERIFY(ctx->takeProfile().empty());
+    }
+
     // RoPE + KV-cache store + attention, in two steps (a prefill, then more
     // tokens at a later position), against a direct CPU transcription.
     void ropeAttention_data() {
@@ -362,6 +390,9 @@ private slots:
         QTest::newRow("gqa 14/2 d64 long") << 14 << 2 << 64 << 70 << 3 << 0;
         QTest::newRow("mqa 4/1 d128 window") << 4 << 1 << 128 << 19 << 2 << 7;
         QTest::newRow("d8 one token") << 2 << 1 << 8 << 1 << 1 << 0;
+        // Slices of head_dim per lane that are not whole vec4s (8 lanes: 10 and 3 dims).
+        QTest::newRow("gqa 6/2 d80") << 6 << 2 << 80 << 9 << 2 << 0;
+        QTest::newRow("mha 2/2 d20 window") << 2 << 2 << 20 << 11 << 1 << 5;
     }
 
     void ropeAttention() {

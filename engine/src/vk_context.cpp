@@ -112,6 +112,7 @@ DeviceInfo describe(VkPhysicalDevice pd, uint32_t index) {
     info.minStorageBufferOffsetAlignment = static_cast<uint32_t>(l.minStorageBufferOffsetAlignment);
     info.maxTexelBufferElements = l.maxTexelBufferElements;
     info.minTexelBufferOffsetAlignment = static_cast<uint32_t>(l.minTexelBufferOffsetAlignment);
+    info.timestampPeriod = l.timestampComputeAndGraphics ? l.timestampPeriod : 0.0f;
     info.fullSubgroups = props.properties.apiVersion >= VK_API_VERSION_1_3 &&
                          instanceApiVersion() >= VK_API_VERSION_1_3 && f13.computeFullSubgroups &&
                          f13.subgroupSizeControl;
@@ -255,6 +256,7 @@ Context::Context(const ContextOptions& opts) {
     for (uint32_t i = 0; i < nq; ++i)
         if (qf[i].queueFlags & VK_QUEUE_COMPUTE_BIT) { queueFamily_ = i; foundQueue = true; break; }
     if (!foundQueue) throw Error("Vulkan device '" + info_.name + "' has no compute queue");
+    canProfile_ = info_.timestampPeriod > 0 && qf[queueFamily_].timestampValidBits > 0;
 
     float priority = 1.0f;
     VkDeviceQueueCreateInfo qci{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
@@ -393,6 +395,7 @@ const Pipeline& Context::pipeline(const std::string& shader, uint32_t bindings, 
         throw Error("internal: push constants of " + shader + " exceed the device limit");
 
     auto p = std::make_unique<Pipeline>();
+    p->name = shader;
     p->bindings = bindings;
     p->pushSize = pushSize;
     p->texels = texels;
@@ -574,6 +577,33 @@ Recorder::~Recorder() {
         vkFreeCommandBuffers(ctx_.device(), ctx_.commandPool(), 1, &cmd_);
     }
     for (auto pool : pools_) vkDestroyDescriptorPool(ctx_.device(), pool, nullptr);
+    if (queryPool_) vkDestroyQueryPool(ctx_.device(), queryPool_, nullptr);
+}
+
+namespace {
+constexpr uint32_t kProfiledDispatches = 4096; // timestamps per command buffer; later dispatches go unmeasured
+}
+
+void Context::setProfiling(bool on) {
+    if (on && !canProfile_) throw Error("Vulkan device '" + info_.name + "' has no timestamps on its compute queue");
+    profiling_ = on;
+}
+
+void Context::addProfile(const std::string& shader, double milliseconds) {
+    std::lock_guard lock(profileMutex_);
+    ProfileEntry& e = profile_[shader];
+    e.shader = shader;
+    ++e.dispatches;
+    e.milliseconds += milliseconds;
+}
+
+std::vector<ProfileEntry> Context::takeProfile() {
+    std::lock_guard lock(profileMutex_);
+    std::vector<ProfileEntry> out;
+    for (auto& [name, e] : profile_) out.push_back(e);
+    profile_.clear();
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.milliseconds > b.milliseconds; });
+    return out;
 }
 
 VkBufferView Context::texelView(VkBuffer buffer, uint64_t offset, uint64_t range, VkFormat format) {
@@ -615,6 +645,29 @@ void Recorder::begin() {
     VkCommandBufferBeginInfo bi{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     ctx_.check(vkBeginCommandBuffer(cmd_, &bi), "vkBeginCommandBuffer");
     recording_ = true;
+    profiledNames_.clear();
+    profiling_ = ctx_.profiling();
+    if (profiling_) {
+        if (!queryPool_) {
+            VkQueryPoolCreateInfo qi{VK_STRUCTURE_TYPE_QUERY_POOL_CREATE_INFO};
+            qi.queryType = VK_QUERY_TYPE_TIMESTAMP;
+            qi.queryCount = kProfiledDispatches + 1;
+            ctx_.check(vkCreateQueryPool(ctx_.device(), &qi, nullptr, &queryPool_), "vkCreateQueryPool");
+        }
+        vkCmdResetQueryPool(cmd_, queryPool_, 0, kProfiledDispatches + 1);
+        vkCmdWriteTimestamp(cmd_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queryPool_, 0);
+    }
+}
+
+void Recorder::readProfile() {
+    if (profiledNames_.empty()) return;
+    std::vector<uint64_t> ticks(profiledNames_.size() + 1);
+    ctx_.check(vkGetQueryPoolResults(ctx_.device(), queryPool_, 0, uint32_t(ticks.size()), ticks.size() * sizeof(uint64_t),
+                                     ticks.data(), sizeof(uint64_t), VK_QUERY_RESULT_64_BIT | VK_QUERY_RESULT_WAIT_BIT),
+               "vkGetQueryPoolResults");
+    const double msPerTick = double(ctx_.info().timestampPeriod) * 1e-6;
+    for (size_t i = 0; i < profiledNames_.size(); ++i)
+        ctx_.addProfile(*profiledNames_[i], double(ticks[i + 1] - ticks[i]) * msPerTick);
 }
 
 VkDescriptorSet Recorder::allocateSet(VkDescriptorSetLayout layout, uint32_t) {
@@ -690,6 +743,10 @@ void Recorder::dispatch(const Pipeline& pipe, std::initializer_list<BufferView> 
     if (pushSize) vkCmdPushConstants(cmd_, pipe.layout, VK_SHADER_STAGE_COMPUTE_BIT, 0, pushSize, push);
     vkCmdDispatch(cmd_, gx, gy, gz);
     ++dispatches_;
+    if (profiling_ && profiledNames_.size() < kProfiledDispatches) {
+        profiledNames_.push_back(&pipe.name);
+        vkCmdWriteTimestamp(cmd_, VK_PIPELINE_STAGE_BOTTOM_OF_PIPE_BIT, queryPool_, uint32_t(profiledNames_.size()));
+    }
 }
 
 void Recorder::dispatchFlat(const Pipeline& pipe, std::initializer_list<BufferView> bindings, const void* push,
@@ -741,7 +798,10 @@ void Recorder::submitAndWait() {
     // Long waits are normal on CPU drivers; only a lost device ends the wait.
     for (;;) {
         VkResult r = vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE, 10ull * 1000 * 1000 * 1000);
-        if (r == VK_SUCCESS) return;
+        if (r == VK_SUCCESS) {
+            readProfile();
+            return;
+        }
         if (r != VK_TIMEOUT) ctx_.check(r, "vkWaitForFences");
     }
 }

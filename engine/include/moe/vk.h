@@ -37,6 +37,7 @@ struct DeviceInfo {
     uint32_t minStorageBufferOffsetAlignment = 0;
     uint64_t maxTexelBufferElements = 0;
     uint32_t minTexelBufferOffsetAlignment = 0;
+    float timestampPeriod = 0; // nanoseconds per timestamp tick
     bool fullSubgroups = false; // computeFullSubgroups (needed for several subgroups per workgroup)
     std::vector<MemoryHeapInfo> heaps;
 };
@@ -113,6 +114,7 @@ struct TexelBindings {
 };
 
 struct Pipeline {
+    std::string name; // the shader's name, as profiles report it
     VkPipeline pipeline = VK_NULL_HANDLE;
     VkPipelineLayout layout = VK_NULL_HANDLE;
     VkDescriptorSetLayout setLayout = VK_NULL_HANDLE;
@@ -150,7 +152,12 @@ public:
     uint32_t barrierCount() const { return barriers_; }
 
 private:
+    void readProfile();
     Context& ctx_;
+    // Timestamps after each dispatch when the context profiles (set at begin()).
+    VkQueryPool queryPool_ = VK_NULL_HANDLE;
+    std::vector<const std::string*> profiledNames_;
+    bool profiling_ = false;
     VkCommandBuffer cmd_ = VK_NULL_HANDLE;
     VkFence fence_ = VK_NULL_HANDLE;
     std::vector<VkDescriptorPool> pools_;
@@ -159,6 +166,13 @@ private:
     uint32_t barriers_ = 0;
     bool recording_ = false;
     VkDescriptorSet allocateSet(VkDescriptorSetLayout layout, uint32_t bindings);
+};
+
+// Time spent in one shader over the profiled submits.
+struct ProfileEntry {
+    std::string shader;
+    uint32_t dispatches = 0;
+    double milliseconds = 0;
 };
 
 class Context {
@@ -202,7 +216,22 @@ public:
 
     std::atomic<uint64_t> validationMessages_{0};
 
+    // Profiling: command buffers recorded while it is on write a timestamp
+    // after each dispatch; each submit adds the time between consecutive
+    // timestamps to the dispatch's shader. Exact on drivers that run dispatches
+    // one after another (lavapipe); on GPUs overlapping dispatches share time.
+    void setProfiling(bool on);
+    bool profiling() const { return profiling_; }
+    bool canProfile() const { return canProfile_; }
+    // Totals per shader since the last call, largest first; clears them.
+    std::vector<ProfileEntry> takeProfile();
+
 private:
+    void addProfile(const std::string& shader, double milliseconds);
+    bool profiling_ = false;
+    bool canProfile_ = false;
+    std::mutex profileMutex_;
+    std::map<std::string, ProfileEntry> profile_;
     void savePipelineCache();
     DeviceInfo info_;
     VkInstance instance_ = VK_NULL_HANDLE;
