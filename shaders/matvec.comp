@@ -3,6 +3,11 @@
 // One subgroup per ROWS rows and no barriers: lanes stride over 8-weight
 // blocks, each x block is loaded once for all ROWS rows, and every row ends
 // with a subgroup sum. GATED: out = silu(Wg·x) * (Wu·x) (SwiGLU).
+// SPLIT_K > 1 (GPUs): that many subgroups of the workgroup share the same
+// rows, each taking every SPLIT_K-th stretch of the row, and their sums meet
+// in shared memory after one barrier: more loads in flight for matrices with
+// few rows (a GPU needs megabytes in flight to reach its bandwidth). CPU
+// drivers keep 1: no shared memory, no barrier.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -10,6 +15,14 @@
 
 layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint ROWS = 1u;
+layout(constant_id = 2) const uint SPLIT_K = 1u;
+layout(constant_id = 3) const uint SUBGROUPS = 1u; // subgroups per workgroup (gl_NumSubgroups, as a constant)
+#ifdef GATED
+const uint SUMS = 2u;
+#else
+const uint SUMS = 1u;
+#endif
+shared float partial[SUBGROUPS * ROWS * SUMS];
 
 layout(push_constant) uniform Push {
     uint rows; uint K; uint Kp; uint n_tokens;
@@ -30,9 +43,11 @@ layout(binding = 4) readonly buffer Route { uint route[]; };
 #endif
 
 void main() {
-    const uint row0 = (flatGroupId() * gl_NumSubgroups + gl_SubgroupID) * ROWS;
+    const uint rowGroup = gl_SubgroupID / SPLIT_K, part = gl_SubgroupID % SPLIT_K;
+    const uint row0 = (flatGroupId() * (SUBGROUPS / SPLIT_K) + rowGroup) * ROWS;
     const uint t = gl_WorkGroupID.y; // token, or the expert's slot when routed
-    if (row0 >= p.rows) return; // uniform per subgroup
+    // Uniform per subgroup; with SPLIT_K every subgroup must reach the barrier.
+    if (SPLIT_K == 1u && row0 >= p.rows) return;
     const bool gather = (p.flags & FLAG_GATHER) != 0u, scatter = (p.flags & FLAG_SCATTER) != 0u;
     if ((gather || scatter) && t >= route[p.route_expert]) return; // uniform per workgroup
     const uint lane = gl_SubgroupInvocationID;
@@ -50,7 +65,8 @@ void main() {
         accu[r] = 0.0;
 #endif
     }
-    for (uint b = lane; b < blocks; b += gl_SubgroupSize) {
+    const uint stride = gl_SubgroupSize * SPLIT_K;
+    for (uint b = part * gl_SubgroupSize + lane; b < blocks; b += stride) {
         const uint xi = xbase + b * 8u;
         const vec4 x0 = LOADX4(x, xi), x1 = LOADX4(x, xi + 4u);
         for (uint r = 0; r < ROWS; ++r) {
@@ -63,7 +79,7 @@ void main() {
 #endif
         }
     }
-    for (uint k = blocks * 8u + lane; k < p.K; k += gl_SubgroupSize) {
+    for (uint k = blocks * 8u + part * gl_SubgroupSize + lane; k < p.K; k += stride) {
         const float xk = LOADX(x, xbase + k);
         for (uint r = 0; r < ROWS; ++r) {
             acc[r] += LOAD1(w, wbase[r] + k) * xk;
@@ -72,10 +88,25 @@ void main() {
 #endif
         }
     }
+    float sums[ROWS * SUMS];
     for (uint r = 0; r < ROWS; ++r) {
-        const float sum = subgroupAdd(acc[r]);
+        sums[r * SUMS] = subgroupAdd(acc[r]);
 #ifdef GATED
-        const float sumu = subgroupAdd(accu[r]);
+        sums[r * SUMS + 1u] = subgroupAdd(accu[r]);
+#endif
+    }
+    if (SPLIT_K > 1u) {
+        if (subgroupElect())
+            for (uint i = 0; i < ROWS * SUMS; ++i) partial[gl_SubgroupID * ROWS * SUMS + i] = sums[i];
+        barrier();
+        if (part != 0u) return;
+        for (uint i = 0; i < ROWS * SUMS; ++i)
+            for (uint q = 1; q < SPLIT_K; ++q) sums[i] += partial[(gl_SubgroupID + q) * ROWS * SUMS + i];
+    }
+    for (uint r = 0; r < ROWS; ++r) {
+        const float sum = sums[r * SUMS];
+#ifdef GATED
+        const float sumu = sums[r * SUMS + 1u];
 #endif
         const uint row = row0 + r;
         if (subgroupElect() && row < p.rows) {

@@ -85,8 +85,24 @@ uint32_t matmulQuads() { return envCount("MOE_MATMUL_QUADS", 1u); }
 // Queries per attention subgroup in prefill (MOE_ATTENTION_QUERIES overrides it).
 uint32_t attentionQueries() { return envCount("MOE_ATTENTION_QUERIES", 4u); }
 
+// Subgroups of a matvec workgroup that share its rows (matvec.comp's
+// SPLIT_K): on GPUs all of them, so that matrices with few rows still have
+// enough loads in flight; on CPU drivers 1 (no shared memory, no barrier).
+// MOE_MATVEC_SPLIT_K overrides it (a divisor of the subgroups per workgroup).
+uint32_t matvecSplitK(const vk::Context& ctx) {
+    const uint32_t subgroups = ctx.subgroupsPerWorkgroup();
+    const uint32_t split = envCount("MOE_MATVEC_SPLIT_K", ctx.info().type == "cpu" ? 1u : subgroups);
+    return subgroups % split == 0 ? split : 1u;
+}
+
+// Specialization constants of matvec.comp: workgroup size, rows per
+// subgroup, split of K, subgroups per workgroup.
+std::vector<uint32_t> matvecSpecs(vk::Context& ctx) {
+    return {rowShaderGroupSize(ctx), matvecRows(ctx), matvecSplitK(ctx), ctx.subgroupsPerWorkgroup()};
+}
+
 uint32_t matvecGroups(vk::Context& ctx, uint32_t rows) {
-    const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup() * matvecRows(ctx);
+    const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup() / matvecSplitK(ctx) * matvecRows(ctx);
     return (rows + rowsPerGroup - 1) / rowsPerGroup;
 }
 
@@ -227,9 +243,8 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
     kernel = chooseKernel(nTokens, kernel);
     const bool vector = kernel == MatmulKernel::Vector;
     const WeightShader shader = weightShader(ctx, vector ? "matvec_" : "matmul_", w.dtype, 1u, 1u << 1, &x);
-    const uint32_t groupSize = rowShaderGroupSize(ctx);
     const vk::Pipeline& pipe =
-        vector ? ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {groupSize, matvecRows(ctx)}, shader.texels)
+        vector ? ctx.pipeline(shader.name, 5, sizeof(MatmulPush), matvecSpecs(ctx), shader.texels)
                : ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {matmulTokens(), matmulQuads()}, shader.texels);
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
@@ -254,10 +269,8 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
                  const Act& x, const Act& out, uint32_t nTokens, const ExpertSlot* expert) {
     if (gate.rows != up.rows || gate.cols != up.cols || gate.dtype != up.dtype || gate.chunks.size() != up.chunks.size())
         throw Error("internal: gate and up projections differ in shape or dtype");
-    const uint32_t groupSize = rowShaderGroupSize(ctx);
     const WeightShader shader = weightShader(ctx, "matvec_gated_", gate.dtype, 1u | 1u << 4, 1u << 1, &x);
-    const vk::Pipeline& pipe =
-        ctx.pipeline(shader.name, 6, sizeof(MatmulPush), {groupSize, matvecRows(ctx)}, shader.texels);
+    const vk::Pipeline& pipe = ctx.pipeline(shader.name, 6, sizeof(MatmulPush), matvecSpecs(ctx), shader.texels);
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (size_t i = 0; i < gate.chunks.size(); ++i) {
         const auto& c = gate.chunks[i];
