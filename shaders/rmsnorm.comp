@@ -7,6 +7,7 @@
 layout(local_size_x_id = 0) in;
 layout(push_constant) uniform Push {
     uint rows; uint dim; uint x_offset; uint x_stride; uint out_offset; uint out_stride; float eps;
+    uint rows_per_token; // > 1: per-head rows, `dim` apart within a token (strides are per token)
 } p;
 layout(binding = 0) readonly buffer X { float x[]; };
 layout(binding = 1) readonly buffer W { float weight[]; };
@@ -15,8 +16,9 @@ layout(binding = 2) buffer Out { float outv[]; };
 void main() {
     const uint row = flatGroupId();
     if (row >= p.rows) return;
-    const uint xb = p.x_offset + row * p.x_stride;
-    const uint ob = p.out_offset + row * p.out_stride;
+    const uint token = row / p.rows_per_token, sub = row % p.rows_per_token;
+    const uint xb = p.x_offset + token * p.x_stride + sub * p.dim;
+    const uint ob = p.out_offset + token * p.out_stride + sub * p.dim;
     float ss = 0.0;
     for (uint i = gl_SubgroupInvocationID; i < p.dim; i += gl_SubgroupSize) ss += x[xb + i] * x[xb + i];
     ss = subgroupAdd(ss);

@@ -31,6 +31,9 @@ struct Spec {
     int window = 0;
     bool tied = false;
     DType dtype = DType::F32;
+    // Tensors whose names end with this are stored as F32 whatever `dtype` is
+    // (checkpoints that mix dtypes); empty: none.
+    std::string f32Suffix;
     // MoE archs: experts per layer, experts per token, Transformers 5's fused
     // layout (mlp.experts.gate_up_proj / down_proj) instead of per-expert tensors
     int experts = 0, topK = 0;
@@ -55,6 +58,7 @@ struct Spec {
 inline double ropeTheta(const Spec& s) { return s.arch == "qwen2" || s.arch == "mixtral" || s.qwenMoe() ? 1e6 : 1e4; }
 
 struct HostTensor {
+    DType dtype = DType::F32;
     std::vector<int64_t> shape;
     std::vector<float> values;
     std::vector<std::byte> bytes;
@@ -66,15 +70,16 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
     std::map<std::string, HostTensor> tensors;
     auto add = [&](const std::string& name, std::vector<int64_t> shape, float scale, float offset = 0) {
         HostTensor t;
+        t.dtype = !s.f32Suffix.empty() && name.ends_with(s.f32Suffix) ? DType::F32 : s.dtype;
         t.shape = shape;
         size_t n = 1;
         for (auto d : shape) n *= size_t(d);
-        t.bytes.resize(n * dtypeSize(s.dtype));
+        t.bytes.resize(n * dtypeSize(t.dtype));
         for (size_t i = 0; i < n; ++i) {
             const float v = offset + scale * normal(rng);
-            if (s.dtype == DType::F32) std::memcpy(t.bytes.data() + i * 4, &v, 4);
+            if (t.dtype == DType::F32) std::memcpy(t.bytes.data() + i * 4, &v, 4);
             else {
-                const uint16_t h = s.dtype == DType::F16 ? floatToF16(v) : floatToBf16(v);
+                const uint16_t h = t.dtype == DType::F16 ? floatToF16(v) : floatToBf16(v);
                 std::memcpy(t.bytes.data() + i * 2, &h, 2);
             }
         }
@@ -132,7 +137,7 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
         }
     }
     std::vector<TensorToWrite> out;
-    for (auto& [name, t] : tensors) out.push_back({name, s.dtype, t.shape, t.bytes});
+    for (auto& [name, t] : tensors) out.push_back({name, t.dtype, t.shape, t.bytes});
     writeSafetensors(dir / "model.safetensors", out);
 
     const char* archName = s.arch == "qwen2"     ? "Qwen2ForCausalLM"

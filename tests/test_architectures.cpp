@@ -43,12 +43,16 @@ private slots:
         QTest::addColumn<bool>("tied");
         QTest::addColumn<int>("dtype");
         QTest::addColumn<bool>("attentionBias");
-        QTest::newRow("llama odd sizes f32") << "llama" << 36 << 53 << 6 << 2 << 8 << 0 << false << int(DType::F32) << false;
-        QTest::newRow("llama head_dim != hidden/heads bf16") << "llama" << 40 << 72 << 4 << 4 << 16 << 0 << false << int(DType::BF16) << false;
+        QTest::addColumn<QString>("f32Suffix");
+        QTest::newRow("llama odd sizes f32") << "llama" << 36 << 53 << 6 << 2 << 8 << 0 << false << int(DType::F32) << false << QString();
+        QTest::newRow("llama head_dim != hidden/heads bf16") << "llama" << 40 << 72 << 4 << 4 << 16 << 0 << false << int(DType::BF16) << false << QString();
         // attention_bias: q, k, v and o biases (LlamaAttention).
-        QTest::newRow("llama attention_bias f32") << "llama" << 32 << 48 << 4 << 2 << 8 << 0 << false << int(DType::F32) << true;
-        QTest::newRow("mistral sliding window 5 f16") << "mistral" << 32 << 64 << 4 << 2 << 8 << 5 << false << int(DType::F16) << false;
-        QTest::newRow("qwen2 biases tied bf16") << "qwen2" << 48 << 80 << 6 << 2 << 8 << 0 << true << int(DType::BF16) << false;
+        QTest::newRow("llama attention_bias f32") << "llama" << 32 << 48 << 4 << 2 << 8 << 0 << false << int(DType::F32) << true << QString();
+        QTest::newRow("mistral sliding window 5 f16") << "mistral" << 32 << 64 << 4 << 2 << 8 << 5 << false << int(DType::F16) << false << QString();
+        // k_proj stored in F32 among BF16 tensors: q, k and v stay separate projections.
+        QTest::newRow("qwen2 mixed dtypes") << "qwen2" << 32 << 48 << 4 << 2 << 8 << 0 << false << int(DType::BF16) << false
+                                            << QString(".k_proj.weight");
+        QTest::newRow("qwen2 biases tied bf16") << "qwen2" << 48 << 80 << 6 << 2 << 8 << 0 << true << int(DType::BF16) << false << QString();
     }
 
     void forwardMatchesCpuReference() {
@@ -62,8 +66,10 @@ private slots:
         QFETCH(bool, tied);
         QFETCH(int, dtype);
         QFETCH(bool, attentionBias);
+        QFETCH(QString, f32Suffix);
         Spec s{arch.toStdString(), hidden, inter, 2, heads, kvHeads, headDim, 97, window, tied, DType(dtype)};
         s.attentionBias = attentionBias;
+        s.f32Suffix = f32Suffix.toStdString();
         QTemporaryDir dir;
         writeModel(dir.path().toStdString(), s, 11);
         std::vector<int32_t> ids;
@@ -72,6 +78,9 @@ private slots:
         const auto ref = referenceLogits(dir.path().toStdString(), s, ids);
 
         auto model = Model::load(*ctx, dir.path().toStdString());
+        // One QKV projection where q, k and v share a dtype, three otherwise.
+        QCOMPARE(model->layer(0).qkv.rows == 0, !s.f32Suffix.empty());
+        QCOMPARE(model->layer(0).k.rows == 0, s.f32Suffix.empty());
         // Prefill of 17 tokens in batches of 8, then 6 single-token decode steps.
         Session session(*model, 64, 8);
         const std::vector<float> got = prefillThenDecode(session, ids, 17);

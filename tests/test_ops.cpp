@@ -276,6 +276,33 @@ private slots:
         QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
     }
 
+    // Per-head norms (Qwen3's q/k norm) in place inside a wider row: tokens of
+    // `stride` floats, each with `heads` rows of `dim` at `offset`; the rest of
+    // the row stays as it was.
+    void rmsnormHeadsInPlace() {
+        const int tokens = 5, heads = 3, dim = 12, offset = 7, stride = offset + heads * dim + 9;
+        const float eps = 1e-6f;
+        auto x = randomFloats(rng, size_t(tokens) * stride, 2.0f);
+        auto w = randomFloats(rng, size_t(dim));
+        std::vector<float> ref = x;
+        for (int t = 0; t < tokens; ++t)
+            for (int h = 0; h < heads; ++h) {
+                const size_t b = size_t(t) * stride + offset + size_t(h) * dim;
+                double ss = 0;
+                for (int i = 0; i < dim; ++i) ss += double(x[b + i]) * x[b + i];
+                const double scale = 1.0 / std::sqrt(ss / dim + eps);
+                for (int i = 0; i < dim; ++i) ref[b + i] = float(x[b + i] * scale * w[i]);
+            }
+        auto X = deviceFloats(*ctx, x);
+        auto Wb = deviceFloats(*ctx, w);
+        const ops::Act rows{&X, uint32_t(offset), uint32_t(stride)};
+        run([&](vk::Recorder& rec) {
+            ops::rmsnorm(*ctx, rec, rows, Wb, rows, uint32_t(tokens * heads), uint32_t(dim), eps, uint32_t(heads));
+        });
+        const double e = nmse(readFloats(X, ref.size()), ref);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
     void embed_data() {
         QTest::addColumn<int>("dtype");
         QTest::addColumn<int>("vocab");
@@ -458,14 +485,24 @@ private slots:
         ops::AttentionShape shape{uint32_t(heads), uint32_t(kvHeads), uint32_t(headDim), uint32_t(window), scale};
         std::vector<float> got;
         for (auto [start, count] : {std::pair{0, first}, std::pair{first, second}}) {
-            std::vector<float> qs(q.begin() + size_t(start) * qDim, q.begin() + size_t(start + count) * qDim);
-            std::vector<float> ks(k.begin() + size_t(start) * kvDim, k.begin() + size_t(start + count) * kvDim);
-            std::vector<float> vs(v.begin() + size_t(start) * kvDim, v.begin() + size_t(start + count) * kvDim);
-            auto Q = deviceFloats(*ctx, qs), K = deviceFloats(*ctx, ks), V = deviceFloats(*ctx, vs);
+            // q, k and v of each token side by side, as the fused QKV projection writes them.
+            const int qkvDim = qDim + 2 * kvDim;
+            std::vector<float> qkv(size_t(count) * qkvDim);
+            for (int t = 0; t < count; ++t) {
+                const size_t row = size_t(t) * qkvDim, src = size_t(start + t);
+                std::copy_n(q.begin() + src * qDim, qDim, qkv.begin() + row);
+                std::copy_n(k.begin() + src * kvDim, kvDim, qkv.begin() + row + qDim);
+                std::copy_n(v.begin() + src * kvDim, kvDim, qkv.begin() + row + qDim + kvDim);
+            }
+            auto QKV = deviceFloats(*ctx, qkv);
+            vk::Buffer Q(*ctx, size_t(count) * qDim * 4, vk::MemoryUse::Device);
             vk::Buffer O(*ctx, size_t(count) * qDim * 4, vk::MemoryUse::Device);
             auto step = makeStep(*ctx, uint32_t(start), std::vector<int32_t>(size_t(count), 0));
+            const uint32_t stride = uint32_t(qkvDim);
             run([&](vk::Recorder& rec) {
-                ops::ropeStore(*ctx, rec, shape, step, Q, K, V, kCache, vCache, T, uint32_t(maxPos), uint32_t(count));
+                ops::ropeStore(*ctx, rec, shape, step, {&QKV, 0, stride}, {&QKV, uint32_t(qDim), stride},
+                               {&QKV, uint32_t(qDim + kvDim), stride}, Q, kCache, vCache, T, uint32_t(maxPos),
+                               uint32_t(count));
                 rec.barrier();
                 ops::attention(*ctx, rec, shape, step, Q, kCache, vCache, O, uint32_t(count));
             });

@@ -235,15 +235,35 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
         const std::string p = "model.layers." + std::to_string(l) + ".";
         LayerWeights& L = m->layers_[size_t(l)];
         L.attnNorm = vector(p + "input_layernorm.weight", H);
-        L.q = matrix(p + "self_attn.q_proj.weight", {qDim, H});
-        L.k = matrix(p + "self_attn.k_proj.weight", {kvDim, H});
-        L.v = matrix(p + "self_attn.v_proj.weight", {kvDim, H});
-        L.o = matrix(p + "self_attn.o_proj.weight", {H, qDim});
-        if (c.attentionBias) {
-            L.qBias = vector(p + "self_attn.q_proj.bias", qDim);
-            L.kBias = vector(p + "self_attn.k_proj.bias", kvDim);
-            L.vBias = vector(p + "self_attn.v_proj.bias", kvDim);
+        const TensorView& tq = w.require(p + "self_attn.q_proj.weight", {qDim, H});
+        const TensorView& tk = w.require(p + "self_attn.k_proj.weight", {kvDim, H});
+        const TensorView& tv = w.require(p + "self_attn.v_proj.weight", {kvDim, H});
+        if (tq.dtype == tk.dtype && tq.dtype == tv.dtype) {
+            m->parameters_ += uint64_t(tq.numel() + tk.numel() + tv.numel());
+            L.qkv = DeviceMatrix::uploadStacked(ctx, {&tq, &tk, &tv});
+            for (int i = 0; i < 3; ++i) tick();
+            if (c.attentionBias) {
+                std::vector<float> bias;
+                for (const char* name : {"q_proj", "k_proj", "v_proj"}) {
+                    const TensorView& b = w.require(p + "self_attn." + name + ".bias", {name[0] == 'q' ? qDim : kvDim});
+                    m->parameters_ += uint64_t(b.numel());
+                    const auto values = toFloat32(b);
+                    bias.insert(bias.end(), values.begin(), values.end());
+                    tick();
+                }
+                L.qkvBias = uploadFloats(ctx, bias);
+            }
+        } else {
+            L.q = matrix(p + "self_attn.q_proj.weight", {qDim, H});
+            L.k = matrix(p + "self_attn.k_proj.weight", {kvDim, H});
+            L.v = matrix(p + "self_attn.v_proj.weight", {kvDim, H});
+            if (c.attentionBias) {
+                L.qBias = vector(p + "self_attn.q_proj.bias", qDim);
+                L.kBias = vector(p + "self_attn.k_proj.bias", kvDim);
+                L.vBias = vector(p + "self_attn.v_proj.bias", kvDim);
+            }
         }
+        L.o = matrix(p + "self_attn.o_proj.weight", {H, qDim});
         if (c.outputBias) L.oBias = vector(p + "self_attn.o_proj.bias", H);
         if (c.qkNorm) {
             L.qNorm = vector(p + "self_attn.q_norm.weight", c.headDim);
@@ -267,8 +287,9 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
 uint64_t Model::deviceBytes() const {
     uint64_t n = embed_.bytes() + lmHeadOwn_.bytes() + finalNorm_.size();
     for (const auto& L : layers_)
-        n += L.attnNorm.size() + L.mlpNorm.size() + L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes() +
-             L.qBias.size() + L.kBias.size() + L.vBias.size() + L.oBias.size() + L.qNorm.size() + L.kNorm.size() + (L.mlp ? L.mlp->deviceBytes() : 0);
+        n += L.attnNorm.size() + L.mlpNorm.size() + L.qkv.bytes() + L.q.bytes() + L.k.bytes() + L.v.bytes() +
+             L.o.bytes() + L.qkvBias.size() + L.qBias.size() + L.kBias.size() + L.vBias.size() + L.oBias.size() +
+             L.qNorm.size() + L.kNorm.size() + (L.mlp ? L.mlp->deviceBytes() : 0);
     return n;
 }
 
@@ -408,9 +429,8 @@ Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(
     step_ = vk::Buffer(ctx_, sizeof(ops::StepHeader) + maxBatch_ * sizeof(int32_t), vk::MemoryUse::Upload);
     x_ = dev(maxBatch_ * H);
     xn_ = dev(maxBatch_ * H);
+    qkv_ = dev(maxBatch_ * (qDim + 2 * kvDim));
     q_ = dev(maxBatch_ * qDim);
-    k_ = dev(maxBatch_ * kvDim);
-    v_ = dev(maxBatch_ * kvDim);
     attnOut_ = dev(maxBatch_ * qDim);
     gate_ = dev(maxBatch_ * inter);
     up_ = dev(maxBatch_ * inter);
@@ -420,7 +440,7 @@ Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(
         kCache_.push_back(dev(uint64_t(maxContext_) * kvDim));
         vCache_.push_back(dev(uint64_t(maxContext_) * kvDim));
     }
-    for (auto* b : {&x_, &xn_, &q_, &k_, &v_, &attnOut_, &gate_, &up_, &hidden_})
+    for (auto* b : {&x_, &xn_, &qkv_, &q_, &attnOut_, &gate_, &up_, &hidden_})
         if (b->size() > ctx_.maxStorageRange())
             throw Error("a batch of " + std::to_string(maxBatch_) + " tokens needs activations larger than the "
                         "device's storage-buffer range; use a smaller batch");
@@ -480,19 +500,26 @@ void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
 
     ops::rmsnorm(ctx_, rec, {&x_, 0, H}, L.attnNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
     rec.barrier();
-    ops::matmul(ctx_, rec, L.q, {&xn_, 0, H}, {&q_, 0, qDim}, n, bias(L.qBias));
-    ops::matmul(ctx_, rec, L.k, {&xn_, 0, H}, {&k_, 0, kvDim}, n, bias(L.kBias));
-    ops::matmul(ctx_, rec, L.v, {&xn_, 0, H}, {&v_, 0, kvDim}, n, bias(L.vBias));
+    // q, k and v side by side in qkv_: one row of qDim + 2 kvDim per token.
+    const uint32_t qkvDim = qDim + 2 * kvDim;
+    const ops::Act q{&qkv_, 0, qkvDim}, k{&qkv_, qDim, qkvDim}, v{&qkv_, qDim + kvDim, qkvDim};
+    if (L.qkv.rows) {
+        ops::matmul(ctx_, rec, L.qkv, {&xn_, 0, H}, q, n, bias(L.qkvBias));
+    } else {
+        ops::matmul(ctx_, rec, L.q, {&xn_, 0, H}, q, n, bias(L.qBias));
+        ops::matmul(ctx_, rec, L.k, {&xn_, 0, H}, k, n, bias(L.kBias));
+        ops::matmul(ctx_, rec, L.v, {&xn_, 0, H}, v, n, bias(L.vBias));
+    }
     rec.barrier();
     if (L.qNorm.valid()) {
         // Qwen3: each head's q and k RMS-normalised before RoPE, in place (the
-        // rmsnorm shader reads a row fully before writing it): n * heads rows of headDim.
+        // rmsnorm shader reads a row fully before writing it).
         const uint32_t D = attn_.headDim;
-        ops::rmsnorm(ctx_, rec, {&q_, 0, D}, L.qNorm, {&q_, 0, D}, n * attn_.nHeads, D, c.rmsNormEps);
-        ops::rmsnorm(ctx_, rec, {&k_, 0, D}, L.kNorm, {&k_, 0, D}, n * attn_.nKvHeads, D, c.rmsNormEps);
+        ops::rmsnorm(ctx_, rec, q, L.qNorm, q, n * attn_.nHeads, D, c.rmsNormEps, attn_.nHeads);
+        ops::rmsnorm(ctx_, rec, k, L.kNorm, k, n * attn_.nKvHeads, D, c.rmsNormEps, attn_.nKvHeads);
         rec.barrier();
     }
-    ops::ropeStore(ctx_, rec, attn_, step_, q_, k_, v_, kCache_[l], vCache_[l], ropeTable_, maxContext_, n);
+    ops::ropeStore(ctx_, rec, attn_, step_, q, k, v, q_, kCache_[l], vCache_[l], ropeTable_, maxContext_, n);
     rec.barrier();
     ops::attention(ctx_, rec, attn_, step_, q_, kCache_[l], vCache_[l], attnOut_, n);
     rec.barrier();

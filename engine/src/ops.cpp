@@ -131,40 +131,78 @@ uint32_t DeviceMatrix::rowsPerChunk(const vk::Context& ctx, uint64_t bytesPerRow
     return static_cast<uint32_t>(std::min<uint64_t>(rows, 0xffffffffu));
 }
 
-DeviceMatrix DeviceMatrix::fromHost(vk::Context& ctx, DType dtype, uint32_t rows, uint32_t cols, const void* data) {
+namespace {
+// Rows of one source, row-major and unpadded.
+struct RowSource {
+    const std::byte* data;
+    uint32_t rows;
+};
+
+// Uploads the rows of `sources`, one after another, into padded chunks.
+DeviceMatrix uploadRows(vk::Context& ctx, DType dtype, uint32_t cols, const std::vector<RowSource>& sources) {
     dtypeSuffix(dtype); // rejects unsupported dtypes
     DeviceMatrix m;
     m.dtype = dtype;
-    m.rows = rows;
+    m.rows = 0;
+    for (const auto& s : sources) m.rows += s.rows;
+    if (m.rows == 0) throw Error("internal: empty weight matrix");
     m.cols = cols;
     m.colsPadded = roundUp(std::max(cols, 1u), 8);
     const uint64_t esize = dtypeSize(dtype);
     const uint64_t srcRow = uint64_t(cols) * esize;
     const uint64_t dstRow = uint64_t(m.colsPadded) * esize;
-    const uint32_t perChunk = rowsPerChunk(ctx, dstRow);
-    const auto* src = static_cast<const std::byte*>(data);
+    const uint32_t perChunk = DeviceMatrix::rowsPerChunk(ctx, dstRow);
+    // Source row r of the whole matrix, and how many rows follow it in the same source.
+    auto rowAt = [&](uint32_t r) -> std::pair<const std::byte*, uint32_t> {
+        for (const auto& s : sources) {
+            if (r < s.rows) return {s.data + uint64_t(r) * srcRow, s.rows - r};
+            r -= s.rows;
+        }
+        throw Error("internal: row past the end of a weight matrix");
+    };
+    const uint32_t slabRows = std::max<uint32_t>(1, static_cast<uint32_t>((16ull << 20) / dstRow));
     std::vector<std::byte> padded;
-    for (uint32_t first = 0; first < rows; first += perChunk) {
-        Chunk c;
+    for (uint32_t first = 0; first < m.rows; first += perChunk) {
+        DeviceMatrix::Chunk c;
         c.firstRow = first;
-        c.rowCount = std::min(perChunk, rows - first);
+        c.rowCount = std::min(perChunk, m.rows - first);
         c.buffer = vk::Buffer(ctx, uint64_t(c.rowCount) * dstRow, vk::MemoryUse::Device);
-        if (srcRow == dstRow) {
-            c.buffer.upload(src + uint64_t(first) * srcRow, uint64_t(c.rowCount) * srcRow);
-        } else {
-            // Repack into padded rows, a bounded slab at a time.
-            const uint32_t slabRows = std::max<uint32_t>(1, static_cast<uint32_t>((16ull << 20) / dstRow));
-            for (uint32_t r0 = 0; r0 < c.rowCount; r0 += slabRows) {
-                uint32_t n = std::min(slabRows, c.rowCount - r0);
-                padded.assign(uint64_t(n) * dstRow, std::byte{0});
-                for (uint32_t r = 0; r < n; ++r)
-                    std::memcpy(padded.data() + uint64_t(r) * dstRow, src + uint64_t(first + r0 + r) * srcRow, srcRow);
-                c.buffer.upload(padded.data(), padded.size(), uint64_t(r0) * dstRow);
+        for (uint32_t r0 = 0; r0 < c.rowCount;) {
+            auto [src, following] = rowAt(first + r0);
+            const uint32_t run = std::min(following, c.rowCount - r0);
+            if (srcRow == dstRow) {
+                c.buffer.upload(src, uint64_t(run) * srcRow, uint64_t(r0) * dstRow);
+                r0 += run;
+                continue;
             }
+            // Repack into padded rows, a bounded slab at a time.
+            const uint32_t n = std::min(slabRows, run);
+            padded.assign(uint64_t(n) * dstRow, std::byte{0});
+            for (uint32_t r = 0; r < n; ++r) std::memcpy(padded.data() + uint64_t(r) * dstRow, src + uint64_t(r) * srcRow, srcRow);
+            c.buffer.upload(padded.data(), padded.size(), uint64_t(r0) * dstRow);
+            r0 += n;
         }
         m.chunks.push_back(std::move(c));
     }
+    return m;
+}
+} // namespace
+
+DeviceMatrix DeviceMatrix::fromHost(vk::Context& ctx, DType dtype, uint32_t rows, uint32_t cols, const void* data) {
     if (rows == 0) throw Error("internal: empty weight matrix");
+    return uploadRows(ctx, dtype, cols, {{static_cast<const std::byte*>(data), rows}});
+}
+
+DeviceMatrix DeviceMatrix::uploadStacked(vk::Context& ctx, const std::vector<const TensorView*>& parts) {
+    std::vector<RowSource> sources;
+    for (const TensorView* t : parts) {
+        if (t->shape.size() != 2 || t->dtype != parts[0]->dtype || t->shape[1] != parts[0]->shape[1])
+            throw Error("internal: stacked tensors need one dtype and one column count (" + t->name + ")");
+        sources.push_back({t->data, static_cast<uint32_t>(t->shape[0])});
+    }
+    DeviceMatrix m = uploadRows(ctx, parts[0]->dtype, static_cast<uint32_t>(parts[0]->shape[1]), sources);
+    for (const TensorView* t : parts)
+        if (t->file) t->file->releasePages(t->data, t->nbytes);
     return m;
 }
 
@@ -307,11 +345,12 @@ void routeTokens(vk::Context& ctx, vk::Recorder& rec, const RouteParams& rp, con
 }
 
 void rmsnorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer& weight, const Act& out,
-             uint32_t rows, uint32_t dim, float eps) {
+             uint32_t rows, uint32_t dim, float eps, uint32_t rowsPerToken) {
     struct Push {
         uint32_t rows, dim, xOffset, xStride, outOffset, outStride;
         float eps;
-    } p{rows, dim, x.offset, x.stride, out.offset, out.stride, eps};
+        uint32_t rowsPerToken;
+    } p{rows, dim, x.offset, x.stride, out.offset, out.stride, eps, std::max(rowsPerToken, 1u)};
     const auto& pipe = ctx.pipeline("rmsnorm", 3, sizeof p, {ctx.subgroupSize()});
     rec.dispatchFlat(pipe, {*x.buffer, weight, *out.buffer}, &p, sizeof p, rows);
 }
@@ -329,16 +368,18 @@ void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const
     }
 }
 
-void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step,
-               const vk::Buffer& q, const vk::Buffer& k, const vk::Buffer& v, const vk::Buffer& kCache,
-               const vk::Buffer& vCache, const vk::Buffer& table, uint32_t tableMaxPos, uint32_t nTokens) {
+void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step, const Act& q,
+               const Act& k, const Act& v, const vk::Buffer& qOut, const vk::Buffer& kCache, const vk::Buffer& vCache,
+               const vk::Buffer& table, uint32_t tableMaxPos, uint32_t nTokens) {
     const uint32_t half = s.headDim / 2;
     struct Push {
-        uint32_t nTokens, nHeads, nKvHeads, headDim, qStride, kvStride, cosOffset, sinOffset;
-    } p{nTokens, s.nHeads, s.nKvHeads, s.headDim, s.nHeads * s.headDim, s.nKvHeads * s.headDim, 0,
-        tableMaxPos * half};
-    const auto& pipe = ctx.pipeline("rope", 7, sizeof p);
-    rec.dispatchFlat(pipe, {step, q, k, v, kCache, vCache, table}, &p, sizeof p,
+        uint32_t nTokens, nHeads, nKvHeads, headDim;
+        uint32_t qOffset, qStride, kOffset, kStride, vOffset, vStride, qOutStride, kvStride;
+        uint32_t cosOffset, sinOffset;
+    } p{nTokens, s.nHeads, s.nKvHeads, s.headDim, q.offset, q.stride, k.offset, k.stride, v.offset, v.stride,
+        s.nHeads * s.headDim, s.nKvHeads * s.headDim, 0, tableMaxPos * half};
+    const auto& pipe = ctx.pipeline("rope", 8, sizeof p);
+    rec.dispatchFlat(pipe, {step, *q.buffer, *k.buffer, *v.buffer, qOut, kCache, vCache, table}, &p, sizeof p,
                      (uint64_t(nTokens) * (s.nHeads + s.nKvHeads) * half + 63) / 64);
 }
 

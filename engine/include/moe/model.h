@@ -78,8 +78,12 @@ private:
 
 struct LayerWeights {
     vk::Buffer attnNorm, mlpNorm; // float32
-    DeviceMatrix q, k, v, o;
-    vk::Buffer qBias, kBias, vBias; // float32, empty when the architecture has none
+    // q, k and v as one projection (rows q, then k, then v: one dispatch);
+    // separate matrices only when their dtypes differ.
+    DeviceMatrix qkv;
+    vk::Buffer qkvBias;             // float32 [q | k | v], empty when the architecture has none
+    DeviceMatrix q, k, v, o;        // q, k, v: empty when fused into qkv
+    vk::Buffer qBias, kBias, vBias; // float32, with separate q, k, v only
     vk::Buffer oBias;               // float32, Llama / Qwen3 with attention_bias; else empty
     vk::Buffer qNorm, kNorm;        // float32 [headDim], per-head RMSNorm weights (Qwen3); else empty
     std::unique_ptr<MlpBlock> mlp;
@@ -110,6 +114,7 @@ public:
     // Removes layer `layer`'s MLP to build its replacement from it; the model
     // cannot run until setMlp() puts a block back.
     std::unique_ptr<MlpBlock> takeMlp(int layer);
+    const LayerWeights& layer(int l) const { return layers_.at(size_t(l)); }
     const MlpBlock& mlp(int layer) const { return *layers_.at(layer).mlp; }
     MlpBlock& mlp(int layer) { return *layers_.at(layer).mlp; }
     // Changes whenever a block is replaced, so sessions re-record their steps.
@@ -231,7 +236,7 @@ private:
     uint32_t logitRows_ = 0; // rows of logits one submit can hold
     uint32_t pos_ = 0;
     ops::AttentionShape attn_;
-    vk::Buffer step_, x_, xn_, q_, k_, v_, attnOut_, gate_, up_, hidden_, logits_, ropeTable_;
+    vk::Buffer step_, x_, xn_, qkv_, q_, attnOut_, gate_, up_, hidden_, logits_, ropeTable_;
     std::vector<vk::Buffer> kCache_, vCache_;
     std::vector<int> captureLayers_;
     std::vector<vk::Buffer> captureBuffers_;

@@ -39,6 +39,9 @@ struct DeviceMatrix {
     // The matrix upload(t) makes, paged out from the start: the chunk layout
     // and the mapped source, no device memory until uploadFromMapping().
     static DeviceMatrix mapped(vk::Context& ctx, const TensorView& t);
+    // Uploads 2-D tensors of one dtype and column count as one matrix, their
+    // rows one after another (q, k and v as one projection).
+    static DeviceMatrix uploadStacked(vk::Context& ctx, const std::vector<const TensorView*>& parts);
     // Uploads host data in `dtype` layout (tests and synthetic weights).
     static DeviceMatrix fromHost(vk::Context& ctx, DType dtype, uint32_t rows, uint32_t cols, const void* data);
     // Uploads a paged-out matrix again from its mapped source (same chunks);
@@ -99,9 +102,12 @@ uint64_t routeBufferBytes(const RouteParams& p);
 uint64_t routeStateBytes(const RouteParams& p);
 void routeTokens(vk::Context& ctx, vk::Recorder& rec, const RouteParams& p, const vk::Buffer& step,
                  const vk::Buffer& logits, const vk::Buffer& route, const vk::Buffer& state, const vk::Buffer& usage);
-// out[r, :] = rmsnorm(x[r, :]) * weight for `rows` rows of `dim`.
+// out[r, :] = rmsnorm(x[r, :]) * weight for `rows` rows of `dim`. With
+// rowsPerToken > 1 (per-head norms) a token's rows lie `dim` apart and the
+// Act strides are per token: row r starts at offset + (r / rowsPerToken) *
+// stride + (r % rowsPerToken) * dim.
 void rmsnorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer& weight, const Act& out,
-             uint32_t rows, uint32_t dim, float eps);
+             uint32_t rows, uint32_t dim, float eps, uint32_t rowsPerToken = 1);
 // out[t, :] = table[step.tokens[t], :] for t < nTokens.
 void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const vk::Buffer& step,
            const vk::Buffer& out, uint32_t nTokens);
@@ -111,11 +117,13 @@ struct AttentionShape {
     uint32_t window = 0; // sliding window in tokens, 0 = none
     float scale = 0;
 };
-// RoPE on q (in place) and k, storing k and v into the caches at step.pos0 + t.
+// RoPE on q (into qOut, rows of nHeads * headDim) and k, storing k and v into
+// the caches at step.pos0 + t. q, k and v are read at their offsets and
+// strides (column ranges of one QKV output, or buffers of their own).
 // `table` holds cos [maxPos][headDim/2] then sin [maxPos][headDim/2].
-void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step,
-               const vk::Buffer& q, const vk::Buffer& k, const vk::Buffer& v, const vk::Buffer& kCache,
-               const vk::Buffer& vCache, const vk::Buffer& table, uint32_t tableMaxPos, uint32_t nTokens);
+void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step, const Act& q,
+               const Act& k, const Act& v, const vk::Buffer& qOut, const vk::Buffer& kCache, const vk::Buffer& vCache,
+               const vk::Buffer& table, uint32_t tableMaxPos, uint32_t nTokens);
 // Causal attention of the step's queries over cache positions [.., step.pos0 + t].
 void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step,
                const vk::Buffer& q, const vk::Buffer& kCache, const vk::Buffer& vCache, const vk::Buffer& out,
