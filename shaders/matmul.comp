@@ -10,8 +10,8 @@
 #include "common.glsl"
 
 layout(local_size_x = 64) in;
-layout(constant_id = 0) const uint TOKENS = 16u; // tokens per invocation
-layout(constant_id = 1) const uint QUADS = 1u;   // groups of 4 rows per invocation
+layout(constant_id = 0) const uint TOKENS = 4u;  // tokens per invocation
+layout(constant_id = 1) const uint QUADS = 3u;   // groups of 4 rows per invocation
 const uint R = 4u * QUADS;                        // rows per invocation
 
 layout(push_constant) uniform Push {

@@ -74,14 +74,13 @@ uint32_t envCount(const char* name, uint32_t fallback) {
 // MOE_MATVEC_ROWS overrides it for experiments.
 uint32_t matvecRows(const vk::Context& ctx) { return envCount("MOE_MATVEC_ROWS", ctx.info().type == "cpu" ? 16u : 2u); }
 
-// Tokens per matmul invocation: each loaded weight is reused this often, but
-// the accumulators grow with it (16 was fastest on lavapipe at 0.5B shapes;
-// MOE_MATMUL_TOKENS overrides it for experiments).
-uint32_t matmulTokens() { return envCount("MOE_MATMUL_TOKENS", 16u); }
-
-// Groups of 4 rows per matmul invocation (1 was as fast as 2 or 4 on lavapipe;
-// MOE_MATMUL_QUADS overrides it for experiments).
-uint32_t matmulQuads() { return envCount("MOE_MATMUL_QUADS", 1u); }
+// Tokens and groups of 4 rows per matmul invocation: each loaded weight is
+// reused for every token and each x value for every row, but the
+// accumulators (tokens x rows) must stay in registers. At 0.5B shapes on
+// lavapipe 4 tokens x 12 rows prefilled 53-55 tokens/s, 16 x 4 46-47, 8 x 8
+// 49-50, 4 x 16 45-50. MOE_MATMUL_TOKENS / MOE_MATMUL_QUADS override them.
+uint32_t matmulTokens() { return envCount("MOE_MATMUL_TOKENS", 4u); }
+uint32_t matmulQuads() { return envCount("MOE_MATMUL_QUADS", 3u); }
 
 // Queries per attention subgroup in prefill (MOE_ATTENTION_QUERIES overrides it).
 uint32_t attentionQueries() { return envCount("MOE_ATTENTION_QUERIES", 4u); }
