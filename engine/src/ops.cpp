@@ -78,9 +78,10 @@ uint32_t matvecRows(const vk::Context& ctx) { return envCount("MOE_MATVEC_ROWS",
 // reused for every token and each x value for every row, but the
 // accumulators (tokens x rows) must stay in registers. At 0.5B shapes on
 // lavapipe 4 tokens x 12 rows prefilled 53-55 tokens/s, 16 x 4 46-47, 8 x 8
-// 49-50, 4 x 16 45-50. MOE_MATMUL_TOKENS / MOE_MATMUL_QUADS override them.
-uint32_t matmulTokens() { return envCount("MOE_MATMUL_TOKENS", 4u); }
-uint32_t matmulQuads() { return envCount("MOE_MATMUL_QUADS", 3u); }
+// 49-50, 4 x 16 45-50; GPUs keep 16 x 4 (what the H100 figures were measured
+// with). MOE_MATMUL_TOKENS / MOE_MATMUL_QUADS override them.
+uint32_t matmulTokens(const vk::Context& ctx) { return envCount("MOE_MATMUL_TOKENS", ctx.info().type == "cpu" ? 4u : 16u); }
+uint32_t matmulQuads(const vk::Context& ctx) { return envCount("MOE_MATMUL_QUADS", ctx.info().type == "cpu" ? 3u : 1u); }
 
 // Queries per attention subgroup in prefill (MOE_ATTENTION_QUERIES overrides it).
 uint32_t attentionQueries() { return envCount("MOE_ATTENTION_QUERIES", 4u); }
@@ -283,7 +284,7 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
     const WeightShader shader = weightShader(ctx, vector ? "matvec_" : "matmul_", w.dtype, 1u, 1u << 1, &x);
     const vk::Pipeline& pipe =
         vector ? ctx.pipeline(shader.name, 5, sizeof(MatmulPush), matvecSpecs(ctx), shader.texels)
-               : ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {matmulTokens(), matmulQuads()}, shader.texels);
+               : ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {matmulTokens(ctx), matmulQuads(ctx)}, shader.texels);
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (const auto& c : w.chunks) {
@@ -294,11 +295,11 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
             rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
                              matvecGroups(ctx, c.rowCount), nTokens);
         } else {
-            // 64 invocations per workgroup, each 4 × matmulQuads() rows and matmulTokens() tokens (matmul.comp).
-            const uint32_t rowsPer = 4 * matmulQuads();
+            // 64 invocations per workgroup, each 4 × matmulQuads(ctx) rows and matmulTokens(ctx) tokens (matmul.comp).
+            const uint32_t rowsPer = 4 * matmulQuads(ctx);
             rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
                              ((c.rowCount + rowsPer - 1) / rowsPer + 63) / 64,
-                             (nTokens + matmulTokens() - 1) / matmulTokens());
+                             (nTokens + matmulTokens(ctx) - 1) / matmulTokens(ctx));
         }
     }
 }
