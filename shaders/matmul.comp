@@ -6,6 +6,7 @@
 // R rows (both are specialization constants: MOE_MATMUL_TOKENS/_QUADS).
 // (Barriers and shared-memory gathers are what CPU drivers such as lavapipe
 // run slowest; GPUs serve the repeated x reads from cache.)
+// GATED: out = silu(Wg·x) * (Wu·x) (SwiGLU), both products from one x load.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -26,6 +27,9 @@ DECLARE_INPUT(1, x)
 layout(binding = 2) buffer Out { float outv[]; };
 layout(binding = 3) readonly buffer Bias { float bias[]; };
 layout(binding = 4) readonly buffer Route { uint route[]; };
+#ifdef GATED
+DECLARE_WEIGHTS(5, wu)
+#endif
 
 void main() {
     const uint rowBlocks = (p.rows + R - 1u) / R;
@@ -48,11 +52,19 @@ void main() {
     // acc[t * QUADS + q] holds token t's partial sums for rows 4q..4q+3.
     vec4 acc[TOKENS * QUADS];
     for (uint i = 0; i < TOKENS * QUADS; ++i) acc[i] = vec4(0.0);
+#ifdef GATED
+    vec4 accu[TOKENS * QUADS];
+    for (uint i = 0; i < TOKENS * QUADS; ++i) accu[i] = vec4(0.0);
+#endif
 
     const uint kFull = (p.K / 8u) * 8u;
     for (uint k = 0; k < kFull; k += 8u) {
         vec4 wa[R], wb[R];
         for (uint i = 0; i < R; ++i) LOAD8(w, wr[i] + k, wa[i], wb[i])
+#ifdef GATED
+        vec4 ua[R], ub[R];
+        for (uint i = 0; i < R; ++i) LOAD8(wu, wr[i] + k, ua[i], ub[i])
+#endif
         for (uint t = 0; t < TOKENS; ++t) {
             const uint xi = xb[t] + k;
             const vec4 x0 = LOADX4(x, xi), x1 = LOADX4(x, xi + 4u);
@@ -60,6 +72,10 @@ void main() {
                 const uint i = 4u * q;
                 acc[t * QUADS + q] += vec4(dot(wa[i], x0) + dot(wb[i], x1), dot(wa[i + 1u], x0) + dot(wb[i + 1u], x1),
                                            dot(wa[i + 2u], x0) + dot(wb[i + 2u], x1), dot(wa[i + 3u], x0) + dot(wb[i + 3u], x1));
+#ifdef GATED
+                accu[t * QUADS + q] += vec4(dot(ua[i], x0) + dot(ub[i], x1), dot(ua[i + 1u], x0) + dot(ub[i + 1u], x1),
+                                            dot(ua[i + 2u], x0) + dot(ub[i + 2u], x1), dot(ua[i + 3u], x0) + dot(ub[i + 3u], x1));
+#endif
             }
         }
     }
@@ -67,7 +83,16 @@ void main() {
         for (uint q = 0; q < QUADS; ++q) {
             const uint i = 4u * q;
             const vec4 wk = vec4(LOAD1(w, wr[i] + k), LOAD1(w, wr[i + 1u] + k), LOAD1(w, wr[i + 2u] + k), LOAD1(w, wr[i + 3u] + k));
-            for (uint t = 0; t < TOKENS; ++t) acc[t * QUADS + q] += wk * LOADX(x, xb[t] + k);
+#ifdef GATED
+            const vec4 uk = vec4(LOAD1(wu, wr[i] + k), LOAD1(wu, wr[i + 1u] + k), LOAD1(wu, wr[i + 2u] + k), LOAD1(wu, wr[i + 3u] + k));
+#endif
+            for (uint t = 0; t < TOKENS; ++t) {
+                const float xk = LOADX(x, xb[t] + k);
+                acc[t * QUADS + q] += wk * xk;
+#ifdef GATED
+                accu[t * QUADS + q] += uk * xk;
+#endif
+            }
         }
 
     const bool hasBias = (p.flags & FLAG_BIAS) != 0u;
@@ -82,7 +107,12 @@ void main() {
         for (uint i = 0; i < R; ++i) {
             if (r0 + i >= p.rows) break;
             const uint o = p.out_offset + orow * p.out_stride + p.row_base + r0 + i;
+#ifdef GATED
+            const float g = acc[t * QUADS + i / 4u][i % 4u];
+            float v = g / (1.0 + exp(-g)) * accu[t * QUADS + i / 4u][i % 4u];
+#else
             float v = acc[t * QUADS + i / 4u][i % 4u];
+#endif
             if (hasBias) v += bias[p.row_base + r0 + i];
             v *= scale;
             if ((p.flags & FLAG_ACCUMULATE) != 0u) v += outv[o];

@@ -182,6 +182,10 @@ private slots:
         QTest::newRow("bf16 688x256 t1") << int(DType::BF16) << 688 << 256 << 1;
         QTest::newRow("f16 37x19 t2") << int(DType::F16) << 37 << 19 << 2;
         QTest::newRow("f32 5x3 t4") << int(DType::F32) << 5 << 3 << 4;
+        // More tokens: the tiled kernel (odd rows, columns past the last 8, partial token tiles).
+        QTest::newRow("bf16 97x43 t21") << int(DType::BF16) << 97 << 43 << 21;
+        QTest::newRow("f16 33x24 t5") << int(DType::F16) << 33 << 24 << 5;
+        QTest::newRow("f32 70x9 t17") << int(DType::F32) << 70 << 9 << 17;
     }
 
     void matmulGated() {

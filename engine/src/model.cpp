@@ -24,14 +24,7 @@ void DenseMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) 
     const uint32_t hidden = gate_.cols, inter = gate_.rows;
     const ops::Act in{&input, 0, hidden};
     const ops::Act h{scratch.hidden, 0, inter};
-    if (ops::chooseKernel(nTokens) == ops::MatmulKernel::Vector) {
-        ops::matmulGated(ctx, rec, gate_, up_, in, h, nTokens);
-    } else {
-        ops::matmul(ctx, rec, gate_, in, {scratch.gate, 0, inter}, nTokens);
-        ops::matmul(ctx, rec, up_, in, {scratch.up, 0, inter}, nTokens);
-        rec.barrier();
-        ops::siluMul(ctx, rec, *scratch.gate, *scratch.up, *scratch.hidden, nTokens * inter);
-    }
+    ops::matmulGated(ctx, rec, gate_, up_, in, h, nTokens);
     rec.barrier();
     ops::matmul(ctx, rec, down_, h, {&residual, 0, hidden}, nTokens, nullptr, /*accumulate=*/true);
     rec.barrier();

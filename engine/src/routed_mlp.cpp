@@ -223,7 +223,7 @@ void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep
         const ops::ExpertSlot scatter{&st.route, s, slots, st.params.maxBatch, false, true};
         const ops::Act h{sc.hidden, 0, I};
         const bool gateUpLora = x.loraGate || x.loraUp;
-        if (!gateUpLora && ops::chooseKernel(n) == ops::MatmulKernel::Vector) {
+        if (!gateUpLora) {
             ops::matmulGated(ctx, rec, gate, up, in, h, n, &gather);
         } else {
             ops::matmul(ctx, rec, gate, in, {sc.gate, 0, I}, n, nullptr, false, ops::MatmulKernel::Auto, &gather);
@@ -319,14 +319,7 @@ void SharedExpertMoe::recordShared(vk::Context& ctx, vk::Recorder& rec, const Ml
     const ops::Act in{step.input, 0, H};
     const ops::Act h{step.scratch.hidden, 0, I};
     ops::matmul(ctx, rec, sharedGate_, in, {&st.gateScore, 0, 1}, n);
-    if (ops::chooseKernel(n) == ops::MatmulKernel::Vector) {
-        ops::matmulGated(ctx, rec, shared_->gate(), shared_->up(), in, h, n);
-    } else {
-        ops::matmul(ctx, rec, shared_->gate(), in, {step.scratch.gate, 0, I}, n);
-        ops::matmul(ctx, rec, shared_->up(), in, {step.scratch.up, 0, I}, n);
-        rec.barrier();
-        ops::siluMul(ctx, rec, *step.scratch.gate, *step.scratch.up, *step.scratch.hidden, n * I);
-    }
+    ops::matmulGated(ctx, rec, shared_->gate(), shared_->up(), in, h, n);
     rec.barrier();
     ops::sigmoidScaleRows(ctx, rec, st.gateScore, *step.scratch.hidden, n, I);
     rec.barrier();

@@ -85,7 +85,8 @@ MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested = MatmulKerne
 void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Act& x, const Act& out,
             uint32_t nTokens, const vk::Buffer* bias = nullptr, bool accumulate = false,
             MatmulKernel kernel = MatmulKernel::Auto, const ExpertSlot* expert = nullptr);
-// out[t, r] = silu(Wg[r] · x[t]) * (Wu[r] · x[t]) in one pass (few tokens).
+// out[t, r] = silu(Wg[r] · x[t]) * (Wu[r] · x[t]) in one pass (the matvec or the
+// tiled kernel, as matmul() chooses).
 void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, const DeviceMatrix& up,
                  const Act& x, const Act& out, uint32_t nTokens, const ExpertSlot* expert = nullptr);
 
