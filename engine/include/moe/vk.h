@@ -221,14 +221,14 @@ public:
     // timestamps to the dispatch's shader. Exact on drivers that run dispatches
     // one after another (lavapipe); on GPUs overlapping dispatches share time.
     void setProfiling(bool on);
-    bool profiling() const { return profiling_; }
+    bool profiling() const { return profiling_.load(); }
     bool canProfile() const { return canProfile_; }
     // Totals per shader since the last call, largest first; clears them.
     std::vector<ProfileEntry> takeProfile();
 
 private:
     void addProfile(const std::string& shader, double milliseconds);
-    bool profiling_ = false;
+    std::atomic<bool> profiling_{false}; // read by recorders on any thread
     bool canProfile_ = false;
     std::mutex profileMutex_;
     std::map<std::string, ProfileEntry> profile_;
