@@ -223,10 +223,24 @@ private slots:
         QCOMPARE(loadedUnder->expertCacheStats().bytesUploaded, st.bytesUploaded);
         loadedUnder.reset();
 
+        // Under a budget each layer's token counts are read back before its
+        // experts are recorded, so experts without tokens are not dispatched:
+        // for one token, 2 dispatches (gated up, down) for each of its top-k
+        // experts per MoE layer instead of for every expert.
+        auto oneTokenDispatches = [&] {
+            Session session(*model, 16, 4);
+            session.forward(std::span<const int32_t>(prompt.data(), 1));
+            return session.lastDispatches();
+        };
+        const uint32_t pagedDispatches = oneTokenDispatches();
+
         // Back to no budget: everything resident again, one submit per step, same tokens.
         model->setExpertBudget(0);
         QCOMPARE(model->deviceBytes(), deviceBefore);
         QCOMPARE(greedy(*model, prompt, generated).tokens, want.tokens);
+        uint32_t sparseLayers = 0;
+        for (int l = 0; l < s.layers; ++l) sparseLayers += s.sparse(l) ? 1u : 0u;
+        QCOMPARE(oneTokenDispatches() - pagedDispatches, sparseLayers * 2u * uint32_t(s.experts - s.topK));
     }
 
     void builtMoeSameTokensUnderAnyBudget_data() {

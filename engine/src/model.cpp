@@ -563,7 +563,7 @@ void Session::runPagedStep(uint32_t n, bool allRows) {
         for (size_t s = 0; s < tokensPerSlot.size(); ++s) tokensPerSlot[s] -= before[s];
         model_.requireExperts(l, *routed, tokensPerSlot);
         rec = &nextSegment();
-        routed->recordExperts(ctx_, *rec, routedStep);
+        routed->recordExperts(ctx_, *rec, routedStep, &tokensPerSlot);
         if (shared) shared->recordShared(ctx_, *rec, step);
     }
     recordHead(*rec, n, allRows);

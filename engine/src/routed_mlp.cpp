@@ -200,7 +200,8 @@ void RoutedMlp::recordRouting(vk::Context& ctx, vk::Recorder& rec, const MlpStep
     rec.barrier();
 }
 
-void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const {
+void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step,
+                              const std::vector<uint32_t>* tokensPerSlot) const {
     if (!step.state) throw Error("internal: a routed MLP records with its session state");
     auto& st = dynamic_cast<RoutedState&>(*step.state);
     const uint32_t n = step.nTokens, E = expertCount(), H = base_->gate().cols, I = base_->gate().rows;
@@ -215,6 +216,7 @@ void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep
     const MlpScratch& sc = step.scratch;
     for (uint32_t s = 0; s <= lastSlot; ++s) {
         if (s < E && !isResident(s)) continue;
+        if (tokensPerSlot && s < tokensPerSlot->size() && (*tokensPerSlot)[s] == 0) continue;
         const ExpertMlp& x = s < E ? experts_[s] : baseExpert;
         const DeviceMatrix& gate = x.gate.rows ? x.gate : base_->gate();
         const DeviceMatrix& up = x.up.rows ? x.up : base_->up();

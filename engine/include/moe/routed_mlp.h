@@ -53,7 +53,10 @@ public:
     void recordRouting(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const;
     // Every resident expert on its own tokens (a paged-out expert is skipped:
     // the caller made every expert that received tokens resident first).
-    void recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const;
+    // With the step's tokens per slot known (read back after routing), slots
+    // without tokens are not dispatched at all.
+    void recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step,
+                       const std::vector<uint32_t>* tokensPerSlot = nullptr) const;
     std::unique_ptr<MlpState> createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const override;
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override { return base_->scratchWidth(); }
