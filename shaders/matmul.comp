@@ -26,9 +26,12 @@ DECLARE_WEIGHTS(0, w)
 DECLARE_INPUT(1, x)
 layout(binding = 2) buffer Out { float outv[]; };
 layout(binding = 3) readonly buffer Bias { float bias[]; };
-layout(binding = 4) readonly buffer Route { uint route[]; };
+// Bindings as in matvec.comp: the up projection of GATED at 4, the route after it.
 #ifdef GATED
-DECLARE_WEIGHTS(5, wu)
+DECLARE_WEIGHTS(4, wu)
+layout(binding = 5) readonly buffer Route { uint route[]; };
+#else
+layout(binding = 4) readonly buffer Route { uint route[]; };
 #endif
 
 void main() {

@@ -282,31 +282,29 @@ MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested) {
     return nTokens <= 4 ? MatmulKernel::Vector : MatmulKernel::Tiled;
 }
 
+namespace {
+// Workgroups of matmul.comp over a chunk's rows: 64 invocations of 4 * quads rows each.
+uint32_t tiledRowGroups(uint32_t rows, uint32_t quads) { return ((rows + 4 * quads - 1) / (4 * quads) + 63) / 64; }
+} // namespace
+
 void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Act& x, const Act& out,
             uint32_t nTokens, const vk::Buffer* bias, bool accumulate, MatmulKernel kernel, const ExpertSlot* expert) {
     if (nTokens == 0) return;
     kernel = chooseKernel(nTokens, kernel);
     const bool vector = kernel == MatmulKernel::Vector;
     const WeightShader shader = weightShader(ctx, vector ? "matvec_" : "matmul_", w.dtype, 1u, 1u << 1, &x);
+    const uint32_t tokens = matmulTokens(ctx), quads = matmulQuads(ctx);
     const vk::Pipeline& pipe =
-        vector ? ctx.pipeline(shader.name, 5, sizeof(MatmulPush), matvecSpecs(ctx), shader.texels)
-               : ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {matmulTokens(ctx), matmulQuads(ctx)}, shader.texels);
+        ctx.pipeline(shader.name, 5, sizeof(MatmulPush), vector ? matvecSpecs(ctx) : std::vector{tokens, quads}, shader.texels);
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (const auto& c : w.chunks) {
         MatmulPush p{c.rowCount, w.cols, w.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
                      c.firstRow, (bias ? kFlagBias : 0u) | (accumulate ? kFlagAccumulate : 0u)};
         setRoute(p, expert);
-        if (vector) {
-            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
-                             matvecGroups(ctx, c.rowCount), nTokens);
-        } else {
-            // 64 invocations per workgroup, each 4 × matmulQuads(ctx) rows and matmulTokens(ctx) tokens (matmul.comp).
-            const uint32_t rowsPer = 4 * matmulQuads(ctx);
-            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
-                             ((c.rowCount + rowsPer - 1) / rowsPer + 63) / 64,
-                             (nTokens + matmulTokens(ctx) - 1) / matmulTokens(ctx));
-        }
+        rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
+                         vector ? matvecGroups(ctx, c.rowCount) : tiledRowGroups(c.rowCount, quads),
+                         vector ? nTokens : (nTokens + tokens - 1) / tokens);
     }
 }
 
@@ -316,31 +314,20 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
         throw Error("internal: gate and up projections differ in shape or dtype");
     if (nTokens == 0) return;
     const bool vector = chooseKernel(nTokens) == MatmulKernel::Vector;
-    const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
-    if (vector) {
-        const WeightShader shader = weightShader(ctx, "matvec_gated_", gate.dtype, 1u | 1u << 4, 1u << 1, &x);
-        const vk::Pipeline& pipe = ctx.pipeline(shader.name, 6, sizeof(MatmulPush), matvecSpecs(ctx), shader.texels);
-        for (size_t i = 0; i < gate.chunks.size(); ++i) {
-            const auto& c = gate.chunks[i];
-            MatmulPush p{c.rowCount, gate.cols, gate.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
-                         c.firstRow, 0u};
-            setRoute(p, expert);
-            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].buffer, routeBuf},
-                             &p, sizeof p, matvecGroups(ctx, c.rowCount), nTokens);
-        }
-        return;
-    }
-    const WeightShader shader = weightShader(ctx, "matmul_gated_", gate.dtype, 1u | 1u << 5, 1u << 1, &x);
+    const WeightShader shader =
+        weightShader(ctx, vector ? "matvec_gated_" : "matmul_gated_", gate.dtype, 1u | 1u << 4, 1u << 1, &x);
     const uint32_t tokens = matmulGatedTokens(), quads = matmulGatedQuads();
-    const vk::Pipeline& pipe = ctx.pipeline(shader.name, 6, sizeof(MatmulPush), {tokens, quads}, shader.texels);
+    const vk::Pipeline& pipe =
+        ctx.pipeline(shader.name, 6, sizeof(MatmulPush), vector ? matvecSpecs(ctx) : std::vector{tokens, quads}, shader.texels);
+    const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (size_t i = 0; i < gate.chunks.size(); ++i) {
         const auto& c = gate.chunks[i];
         MatmulPush p{c.rowCount, gate.cols, gate.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
                      c.firstRow, 0u};
         setRoute(p, expert);
-        // 64 invocations per workgroup, each 4 * quads rows and `tokens` tokens (matmul.comp).
-        rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, ctx.placeholderBuffer(), routeBuf, up.chunks[i].buffer},
-                         &p, sizeof p, ((c.rowCount + 4 * quads - 1) / (4 * quads) + 63) / 64, (nTokens + tokens - 1) / tokens);
+        rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].buffer, routeBuf},
+                         &p, sizeof p, vector ? matvecGroups(ctx, c.rowCount) : tiledRowGroups(c.rowCount, quads),
+                         vector ? nTokens : (nTokens + tokens - 1) / tokens);
     }
 }
 
