@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <random>
 #include <string>
 
@@ -390,15 +391,26 @@ struct SpeedFigures {
     json prefillCache, decodeCache; // expert cache figures under a budget, else null
 };
 
-// Prefill of a random prompt, then greedy decode, after a warm-up.
-SpeedFigures measureSpeed(moe::Model& model, int promptTokens, int genTokens) {
-    const auto& c = model.config();
-    const int total = promptTokens + genTokens;
-    moe::Session session(model, uint32_t(std::max(total + 1, 16)), uint32_t(std::max(promptTokens, 1)));
+// The benchmark's prompt: reproducible random token ids past the usual special ids.
+std::vector<int32_t> randomPrompt(const moe::ModelConfig& c, int tokens) {
     std::mt19937 rng(1234);
     std::uniform_int_distribution<int32_t> anyToken(3, c.vocabSize - 1);
-    std::vector<int32_t> prompt(static_cast<size_t>(promptTokens));
+    std::vector<int32_t> prompt(static_cast<size_t>(tokens));
     for (auto& t : prompt) t = anyToken(rng);
+    return prompt;
+}
+
+// A session that holds the prompt in one batch and the decode steps after it.
+std::unique_ptr<moe::Session> benchSession(moe::Model& model, int promptTokens, int genTokens) {
+    return std::make_unique<moe::Session>(model, uint32_t(std::max(promptTokens + genTokens + 1, 16)),
+                                          uint32_t(std::max(promptTokens, 1)));
+}
+
+// Prefill of a random prompt, then greedy decode, after a warm-up.
+SpeedFigures measureSpeed(moe::Model& model, int promptTokens, int genTokens) {
+    auto sessionOwner = benchSession(model, promptTokens, genTokens);
+    moe::Session& session = *sessionOwner;
+    const std::vector<int32_t> prompt = randomPrompt(model.config(), promptTokens);
     session.forward(std::span<const int32_t>(prompt.data(), std::min<size_t>(8, prompt.size())));
     session.forward(std::span<const int32_t>(prompt.data(), 1));
     session.reset();
@@ -433,15 +445,11 @@ StepProfiles profileSteps(moe::vk::Context& ctx, moe::Model& model, int promptTo
     ctx.setProfiling(true);
     StepProfiles out;
     {
-        moe::Session session(model, uint32_t(std::max(promptTokens + genTokens + 1, 16)), uint32_t(std::max(promptTokens, 1)));
-        std::mt19937 rng(4321);
-        std::uniform_int_distribution<int32_t> anyToken(3, model.config().vocabSize - 1);
-        std::vector<int32_t> prompt(static_cast<size_t>(promptTokens));
-        for (auto& t : prompt) t = anyToken(rng);
+        auto session = benchSession(model, promptTokens, genTokens);
         ctx.takeProfile();
-        int32_t next = moe::argmax(session.forward(prompt));
+        int32_t next = moe::argmax(session->forward(randomPrompt(model.config(), promptTokens)));
         out.prefill = ctx.takeProfile();
-        for (int i = 0; i < genTokens; ++i) next = moe::argmax(session.forward(std::span<const int32_t>(&next, 1)));
+        for (int i = 0; i < genTokens; ++i) next = moe::argmax(session->forward(std::span<const int32_t>(&next, 1)));
         out.decode = ctx.takeProfile();
     }
     ctx.setProfiling(false);
