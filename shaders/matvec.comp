@@ -8,6 +8,10 @@
 // in shared memory after one barrier: more loads in flight for matrices with
 // few rows (a GPU needs megabytes in flight to reach its bandwidth). CPU
 // drivers keep 1: no shared memory, no barrier.
+// NORM_INPUT: x is the un-normalised residual and the RMSNorm before the
+// projection is folded in: x is multiplied by the norm weights as it is
+// loaded, and each row's sum by 1/rms(x), from the squares of the same loads
+// (decode then needs no separate norm dispatch and barrier).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -17,18 +21,24 @@ layout(local_size_x_id = 0) in;
 layout(constant_id = 1) const uint ROWS = 1u;
 layout(constant_id = 2) const uint SPLIT_K = 1u;
 layout(constant_id = 3) const uint SUBGROUPS = 1u; // subgroups per workgroup (gl_NumSubgroups, as a constant)
+layout(constant_id = 4) const bool NORM_INPUT = false;
 #ifdef GATED
 const uint SUMS = 2u;
+#define NORM_BINDING 6
 #else
 const uint SUMS = 1u;
+#define NORM_BINDING 5
 #endif
-shared float partial[SUBGROUPS * ROWS * SUMS];
+// Per subgroup: ROWS * SUMS row sums, then the sum of squares of x.
+const uint PARTIALS = ROWS * SUMS + 1u;
+shared float partial[SUBGROUPS * PARTIALS];
 
 layout(push_constant) uniform Push {
     uint rows; uint K; uint Kp; uint n_tokens;
     uint x_offset; uint x_stride; uint out_offset; uint out_stride;
     uint row_base; uint flags;
     uint route_expert; uint route_list; uint route_weight; uint route_slots;
+    float eps; // NORM_INPUT
 } p;
 
 DECLARE_WEIGHTS(0, w)
@@ -41,6 +51,7 @@ layout(binding = 5) readonly buffer Route { uint route[]; };
 #else
 layout(binding = 4) readonly buffer Route { uint route[]; };
 #endif
+DECLARE_INPUT(NORM_BINDING, normw)
 
 void main() {
     const uint rowGroup = gl_SubgroupID / SPLIT_K, part = gl_SubgroupID % SPLIT_K;
@@ -55,6 +66,7 @@ void main() {
     const uint blocks = p.K >> 3;
     uint wbase[ROWS];
     float acc[ROWS];
+    float sumsq = 0.0;
 #ifdef GATED
     float accu[ROWS];
 #endif
@@ -68,7 +80,12 @@ void main() {
     const uint stride = gl_SubgroupSize * SPLIT_K;
     for (uint b = part * gl_SubgroupSize + lane; b < blocks; b += stride) {
         const uint xi = xbase + b * 8u;
-        const vec4 x0 = LOADX4(x, xi), x1 = LOADX4(x, xi + 4u);
+        vec4 x0 = LOADX4(x, xi), x1 = LOADX4(x, xi + 4u);
+        if (NORM_INPUT) {
+            sumsq += dot(x0, x0) + dot(x1, x1);
+            x0 *= LOADX4(normw, b * 8u);
+            x1 *= LOADX4(normw, b * 8u + 4u);
+        }
         for (uint r = 0; r < ROWS; ++r) {
             vec4 a0, a1;
             LOAD8(w, wbase[r] + b * 8u, a0, a1)
@@ -80,7 +97,11 @@ void main() {
         }
     }
     for (uint k = blocks * 8u + part * gl_SubgroupSize + lane; k < p.K; k += stride) {
-        const float xk = LOADX(x, xbase + k);
+        float xk = LOADX(x, xbase + k);
+        if (NORM_INPUT) {
+            sumsq += xk * xk;
+            xk *= LOADX(normw, k);
+        }
         for (uint r = 0; r < ROWS; ++r) {
             acc[r] += LOAD1(w, wbase[r] + k) * xk;
 #ifdef GATED
@@ -88,7 +109,8 @@ void main() {
 #endif
         }
     }
-    float sums[ROWS * SUMS];
+    float sums[PARTIALS];
+    sums[ROWS * SUMS] = NORM_INPUT ? subgroupAdd(sumsq) : 0.0;
     for (uint r = 0; r < ROWS; ++r) {
         sums[r * SUMS] = subgroupAdd(acc[r]);
 #ifdef GATED
@@ -97,16 +119,17 @@ void main() {
     }
     if (SPLIT_K > 1u) {
         if (subgroupElect())
-            for (uint i = 0; i < ROWS * SUMS; ++i) partial[gl_SubgroupID * ROWS * SUMS + i] = sums[i];
+            for (uint i = 0; i < PARTIALS; ++i) partial[gl_SubgroupID * PARTIALS + i] = sums[i];
         barrier();
         if (part != 0u) return;
-        for (uint i = 0; i < ROWS * SUMS; ++i)
-            for (uint q = 1; q < SPLIT_K; ++q) sums[i] += partial[(gl_SubgroupID + q) * ROWS * SUMS + i];
+        for (uint i = 0; i < PARTIALS; ++i)
+            for (uint q = 1; q < SPLIT_K; ++q) sums[i] += partial[(gl_SubgroupID + q) * PARTIALS + i];
     }
+    const float scale = NORM_INPUT ? inversesqrt(sums[ROWS * SUMS] / float(p.K) + p.eps) : 1.0;
     for (uint r = 0; r < ROWS; ++r) {
-        const float sum = sums[r * SUMS];
+        const float sum = sums[r * SUMS] * scale;
 #ifdef GATED
-        const float sumu = sums[r * SUMS + 1u];
+        const float sumu = sums[r * SUMS + 1u] * scale;
 #endif
         const uint row = row0 + r;
         if (subgroupElect() && row < p.rows) {

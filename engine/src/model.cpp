@@ -24,7 +24,7 @@ void DenseMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) 
     const uint32_t hidden = gate_.cols, inter = gate_.rows;
     const ops::Act in{&input, 0, hidden};
     const ops::Act h{scratch.hidden, 0, inter};
-    ops::matmulGated(ctx, rec, gate_, up_, in, h, nTokens);
+    ops::matmulGated(ctx, rec, gate_, up_, in, h, nTokens, nullptr, step.inputNorm.weight ? &step.inputNorm : nullptr);
     rec.barrier();
     ops::matmul(ctx, rec, down_, h, {&residual, 0, hidden}, nTokens, nullptr, /*accumulate=*/true);
     rec.barrier();
@@ -481,7 +481,16 @@ MlpStep Session::mlpStep(size_t l, uint32_t n) {
 
 void Session::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
     recordAttention(rec, l, n);
-    model_.layers_[l].mlp->record(ctx_, rec, mlpStep(l, n));
+    const MlpBlock& mlp = *model_.layers_[l].mlp;
+    MlpStep step = mlpStep(l, n);
+    const bool captured = std::find(captureLayers_.begin(), captureLayers_.end(), int(l)) != captureLayers_.end();
+    if (mlp.foldsInputNorm() && ops::foldsInputNorm(n) && !captured) {
+        step.input = &x_;
+        step.inputNorm = {&model_.layers_[l].mlpNorm, model_.config().rmsNormEps};
+    } else {
+        recordMlpNorm(rec, l, n);
+    }
+    mlp.record(ctx_, rec, step);
 }
 
 void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
@@ -491,17 +500,25 @@ void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
     const uint32_t qDim = attn_.nHeads * attn_.headDim, kvDim = attn_.nKvHeads * attn_.headDim;
     auto bias = [](const vk::Buffer& b) { return b.valid() ? &b : nullptr; };
 
-    ops::rmsnorm(ctx_, rec, {&x_, 0, H}, L.attnNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
-    rec.barrier();
+    // The input norm: folded into the QKV matvec, or a pass of its own.
+    const ops::InputNorm norm{&L.attnNorm, c.rmsNormEps};
+    const bool fold = ops::foldsInputNorm(n);
+    if (!fold) {
+        ops::rmsnorm(ctx_, rec, {&x_, 0, H}, L.attnNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
+        rec.barrier();
+    }
+    const ops::Act in{fold ? &x_ : &xn_, 0, H};
+    const ops::InputNorm* inNorm = fold ? &norm : nullptr;
+    const auto kernel = ops::MatmulKernel::Auto;
     // q, k and v side by side in qkv_: one row of qDim + 2 kvDim per token.
     const uint32_t qkvDim = qDim + 2 * kvDim;
     const ops::Act q{&qkv_, 0, qkvDim}, k{&qkv_, qDim, qkvDim}, v{&qkv_, qDim + kvDim, qkvDim};
     if (L.qkv.rows) {
-        ops::matmul(ctx_, rec, L.qkv, {&xn_, 0, H}, q, n, bias(L.qkvBias));
+        ops::matmul(ctx_, rec, L.qkv, in, q, n, bias(L.qkvBias), false, kernel, nullptr, inNorm);
     } else {
-        ops::matmul(ctx_, rec, L.q, {&xn_, 0, H}, q, n, bias(L.qBias));
-        ops::matmul(ctx_, rec, L.k, {&xn_, 0, H}, k, n, bias(L.kBias));
-        ops::matmul(ctx_, rec, L.v, {&xn_, 0, H}, v, n, bias(L.vBias));
+        ops::matmul(ctx_, rec, L.q, in, q, n, bias(L.qBias), false, kernel, nullptr, inNorm);
+        ops::matmul(ctx_, rec, L.k, in, k, n, bias(L.kBias), false, kernel, nullptr, inNorm);
+        ops::matmul(ctx_, rec, L.v, in, v, n, bias(L.vBias), false, kernel, nullptr, inNorm);
     }
     rec.barrier();
     if (L.qNorm.valid()) {
@@ -518,7 +535,12 @@ void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
     rec.barrier();
     ops::matmul(ctx_, rec, L.o, {&attnOut_, 0, qDim}, {&x_, 0, H}, n, bias(L.oBias), /*accumulate=*/true);
     rec.barrier();
-    ops::rmsnorm(ctx_, rec, {&x_, 0, H}, L.mlpNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
+}
+
+void Session::recordMlpNorm(vk::Recorder& rec, size_t l, uint32_t n) {
+    const ModelConfig& c = model_.config();
+    const uint32_t H = uint32_t(c.hiddenSize);
+    ops::rmsnorm(ctx_, rec, {&x_, 0, H}, model_.layers_[l].mlpNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
     rec.barrier();
     for (size_t i = 0; i < captureLayers_.size(); ++i)
         if (captureLayers_[i] == int(l)) rec.copy(xn_.handle(), 0, captureBuffers_[i].handle(), 0, uint64_t(n) * H * kFloat);
@@ -551,6 +573,7 @@ void Session::runPagedStep(uint32_t n, bool allRows) {
             continue;
         }
         recordAttention(*rec, l, n);
+        recordMlpNorm(*rec, l, n);
         const MlpStep step = mlpStep(l, n);
         auto* shared = dynamic_cast<SharedExpertMoe*>(model_.layers_[l].mlp.get());
         MlpStep routedStep = step;
@@ -587,6 +610,12 @@ void Session::recordHead(vk::Recorder& rec, uint32_t n, bool allRows) {
     const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
     const uint32_t rows = allRows ? n : 1;
     const uint32_t firstRow = allRows ? 0 : n - 1;
+    const ops::InputNorm norm{&model_.finalNorm_, c.rmsNormEps};
+    if (ops::foldsInputNorm(rows)) {
+        ops::matmul(ctx_, rec, *model_.lmHead_, {&x_, firstRow * H, H}, {&logits_, 0, V}, rows, nullptr, false,
+                    ops::MatmulKernel::Auto, nullptr, &norm);
+        return;
+    }
     ops::rmsnorm(ctx_, rec, {&x_, firstRow * H, H}, model_.finalNorm_, {&xn_, 0, H}, rows, H, c.rmsNormEps);
     rec.barrier();
     ops::matmul(ctx_, rec, *model_.lmHead_, {&xn_, 0, H}, {&logits_, 0, V}, rows);

@@ -23,17 +23,19 @@ uint32_t roundUp(uint32_t v, uint32_t m) { return (v + m - 1) / m * m; }
 
 // A weight-reading shader's variant for the context's read path: storage
 // buffers, texel buffers (`_texel`, TEXEL_READS in common.glsl), or texel
-// buffers with 4-float input texels (`_texel4`, INPUT_VEC4) when `x` is
-// 16-byte aligned. `weights` and `inputs` are the binding masks.
+// buffers with 4-float input texels (`_texel4`, INPUT_VEC4) when `x` (and
+// `otherInput`, a whole buffer) are 16-byte aligned. `weights` and `inputs`
+// are the binding masks.
 struct WeightShader {
     std::string name;
     vk::TexelBindings texels;
 };
 WeightShader weightShader(const vk::Context& ctx, const char* base, DType dtype, uint32_t weights, uint32_t inputs,
-                          const ops::Act* x = nullptr) {
+                          const ops::Act* x = nullptr, const vk::Buffer* otherInput = nullptr) {
     std::string name = std::string(base) + dtypeSuffix(dtype);
     if (!ctx.texelReads()) return {name, {}};
-    const bool aligned = x && x->offset % 4 == 0 && x->stride % 4 == 0 && x->buffer->size() % 16 == 0;
+    const bool aligned = x && x->offset % 4 == 0 && x->stride % 4 == 0 && x->buffer->size() % 16 == 0 &&
+                         (!otherInput || otherInput->size() % 16 == 0);
     if (aligned) return {name + "_texel4", {weights, 0u, inputs}};
     return {name + "_texel", {weights, inputs, 0u}};
 }
@@ -44,6 +46,7 @@ struct MatmulPush {
     uint32_t xOffset, xStride, outOffset, outStride;
     uint32_t rowBase, flags;
     uint32_t routeSlot = 0, routeList = 0, routeWeight = 0, routeSlots = 0;
+    float eps = 0; // matvec.comp with NORM_INPUT
 };
 constexpr uint32_t kFlagBias = 1, kFlagAccumulate = 2, kFlagGather = 4, kFlagScatter = 8;
 constexpr uint32_t kRouteLists = 160; // ROUTE_LISTS in common.glsl
@@ -103,9 +106,9 @@ uint32_t matvecSplitK(const vk::Context& ctx) {
 }
 
 // Specialization constants of matvec.comp: workgroup size, rows per
-// subgroup, split of K, subgroups per workgroup.
-std::vector<uint32_t> matvecSpecs(vk::Context& ctx) {
-    return {rowShaderGroupSize(ctx), matvecRows(ctx), matvecSplitK(ctx), ctx.subgroupsPerWorkgroup()};
+// subgroup, split of K, subgroups per workgroup, folded input norm.
+std::vector<uint32_t> matvecSpecs(vk::Context& ctx, bool normInput) {
+    return {rowShaderGroupSize(ctx), matvecRows(ctx), matvecSplitK(ctx), ctx.subgroupsPerWorkgroup(), normInput ? 1u : 0u};
 }
 
 uint32_t matvecGroups(vk::Context& ctx, uint32_t rows) {
@@ -262,7 +265,11 @@ vk::Buffer uploadFloats(vk::Context& ctx, const std::vector<float>& values) {
 }
 
 vk::Buffer uploadAsFloat32(vk::Context& ctx, const TensorView& t) {
-    vk::Buffer b = uploadFloats(ctx, toFloat32(t));
+    // Padded with zeros to whole 16-byte texels, so that norm weights can be
+    // read as 4-float texels like the activations they scale.
+    std::vector<float> values = toFloat32(t);
+    values.resize(roundUp(uint32_t(values.size()), 4), 0.0f);
+    vk::Buffer b = uploadFloats(ctx, values);
     if (t.file) t.file->releasePages(t.data, t.nbytes);
     return b;
 }
@@ -282,52 +289,84 @@ MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested) {
     return nTokens <= 4 ? MatmulKernel::Vector : MatmulKernel::Tiled;
 }
 
+bool foldsInputNorm(uint32_t nTokens) {
+    static const bool enabled = [] {
+        const char* e = std::getenv("MOE_FOLD_NORM");
+        return !(e && std::string(e) == "0");
+    }();
+    return enabled && chooseKernel(nTokens) == MatmulKernel::Vector;
+}
+
 namespace {
 // Workgroups of matmul.comp over a chunk's rows: 64 invocations of 4 * quads rows each.
 uint32_t tiledRowGroups(uint32_t rows, uint32_t quads) { return ((rows + 4 * quads - 1) / (4 * quads) + 63) / 64; }
+
+// The norm weights a matvec binds: the folded norm's, or a placeholder.
+const vk::Buffer& normWeights(vk::Context& ctx, const ops::InputNorm* norm, uint32_t cols, bool vector) {
+    if (!norm) return ctx.placeholderBuffer();
+    if (!vector) throw Error("internal: only the matvec folds an input norm");
+    if (norm->weight->size() < uint64_t(cols) * sizeof(float))
+        throw Error("internal: input-norm weights shorter than the projection's columns");
+    return *norm->weight;
+}
 } // namespace
 
 void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Act& x, const Act& out,
-            uint32_t nTokens, const vk::Buffer* bias, bool accumulate, MatmulKernel kernel, const ExpertSlot* expert) {
+            uint32_t nTokens, const vk::Buffer* bias, bool accumulate, MatmulKernel kernel, const ExpertSlot* expert,
+            const InputNorm* norm) {
     if (nTokens == 0) return;
     kernel = chooseKernel(nTokens, kernel);
     const bool vector = kernel == MatmulKernel::Vector;
-    const WeightShader shader = weightShader(ctx, vector ? "matvec_" : "matmul_", w.dtype, 1u, 1u << 1, &x);
+    const vk::Buffer& normBuf = normWeights(ctx, norm, w.cols, vector);
+    // The matvec reads the norm weights (binding 5) the way it reads x.
+    const WeightShader shader =
+        weightShader(ctx, vector ? "matvec_" : "matmul_", w.dtype, 1u, vector ? 1u << 1 | 1u << 5 : 1u << 1, &x, &normBuf);
     const uint32_t tokens = matmulTokens(ctx), quads = matmulQuads(ctx);
-    const vk::Pipeline& pipe =
-        ctx.pipeline(shader.name, 5, sizeof(MatmulPush), vector ? matvecSpecs(ctx) : std::vector{tokens, quads}, shader.texels);
+    const vk::Pipeline& pipe = vector ? ctx.pipeline(shader.name, 6, sizeof(MatmulPush), matvecSpecs(ctx, norm), shader.texels)
+                                      : ctx.pipeline(shader.name, 5, sizeof(MatmulPush), {tokens, quads}, shader.texels);
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (const auto& c : w.chunks) {
         MatmulPush p{c.rowCount, w.cols, w.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
                      c.firstRow, (bias ? kFlagBias : 0u) | (accumulate ? kFlagAccumulate : 0u)};
         setRoute(p, expert);
-        rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
-                         vector ? matvecGroups(ctx, c.rowCount) : tiledRowGroups(c.rowCount, quads),
-                         vector ? nTokens : (nTokens + tokens - 1) / tokens);
+        p.eps = norm ? norm->eps : 0.0f;
+        if (vector)
+            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf, normBuf}, &p, sizeof p,
+                             matvecGroups(ctx, c.rowCount), nTokens);
+        else
+            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
+                             tiledRowGroups(c.rowCount, quads), (nTokens + tokens - 1) / tokens);
     }
 }
 
 void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, const DeviceMatrix& up,
-                 const Act& x, const Act& out, uint32_t nTokens, const ExpertSlot* expert) {
+                 const Act& x, const Act& out, uint32_t nTokens, const ExpertSlot* expert, const InputNorm* norm) {
     if (gate.rows != up.rows || gate.cols != up.cols || gate.dtype != up.dtype || gate.chunks.size() != up.chunks.size())
         throw Error("internal: gate and up projections differ in shape or dtype");
     if (nTokens == 0) return;
     const bool vector = chooseKernel(nTokens) == MatmulKernel::Vector;
-    const WeightShader shader =
-        weightShader(ctx, vector ? "matvec_gated_" : "matmul_gated_", gate.dtype, 1u | 1u << 4, 1u << 1, &x);
+    const vk::Buffer& normBuf = normWeights(ctx, norm, gate.cols, vector);
+    // The gated matvec reads the norm weights (binding 6) the way it reads x.
+    const WeightShader shader = weightShader(ctx, vector ? "matvec_gated_" : "matmul_gated_", gate.dtype, 1u | 1u << 4,
+                                             vector ? 1u << 1 | 1u << 6 : 1u << 1, &x, &normBuf);
     const uint32_t tokens = matmulGatedTokens(), quads = matmulGatedQuads();
-    const vk::Pipeline& pipe =
-        ctx.pipeline(shader.name, 6, sizeof(MatmulPush), vector ? matvecSpecs(ctx) : std::vector{tokens, quads}, shader.texels);
+    const vk::Pipeline& pipe = vector ? ctx.pipeline(shader.name, 7, sizeof(MatmulPush), matvecSpecs(ctx, norm), shader.texels)
+                                      : ctx.pipeline(shader.name, 6, sizeof(MatmulPush), {tokens, quads}, shader.texels);
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (size_t i = 0; i < gate.chunks.size(); ++i) {
         const auto& c = gate.chunks[i];
         MatmulPush p{c.rowCount, gate.cols, gate.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
                      c.firstRow, 0u};
         setRoute(p, expert);
-        rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].buffer, routeBuf},
-                         &p, sizeof p, vector ? matvecGroups(ctx, c.rowCount) : tiledRowGroups(c.rowCount, quads),
-                         vector ? nTokens : (nTokens + tokens - 1) / tokens);
+        p.eps = norm ? norm->eps : 0.0f;
+        if (vector)
+            rec.dispatchFlat(pipe,
+                             {c.buffer, *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].buffer, routeBuf, normBuf},
+                             &p, sizeof p, matvecGroups(ctx, c.rowCount), nTokens);
+        else
+            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].buffer, routeBuf},
+                             &p, sizeof p, tiledRowGroups(c.rowCount, quads), (nTokens + tokens - 1) / tokens);
     }
 }
 

@@ -43,6 +43,9 @@ struct MlpStep {
     const vk::Buffer* step = nullptr;     // step header + token ids (ops::StepHeader)
     MlpState* state = nullptr;            // from createState(), or null
     uint32_t nTokens = 0;
+    // Set only for blocks that foldsInputNorm(): `input` is then the
+    // un-normalised residual and this norm is folded into the first projection.
+    ops::InputNorm inputNorm;
 };
 
 // Records a layer's feed-forward block: residual[t] += MLP(input[t]).
@@ -60,6 +63,8 @@ public:
     virtual void resetExpertUsage(MlpState*) const {}
     // Widest intermediate activation the block needs (sizes MlpScratch).
     virtual uint32_t scratchWidth() const = 0;
+    // Whether record() takes a step with an inputNorm (see MlpStep).
+    virtual bool foldsInputNorm() const { return false; }
 };
 
 class DenseMlp : public MlpBlock {
@@ -68,6 +73,7 @@ public:
     void record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const override;
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override { return gate_.rows; }
+    bool foldsInputNorm() const override { return true; }
     const DeviceMatrix& gate() const { return gate_; }
     const DeviceMatrix& up() const { return up_; }
     const DeviceMatrix& down() const { return down_; }
@@ -223,6 +229,8 @@ private:
     void recordHead(vk::Recorder& rec, uint32_t nTokens, bool allRows);
     // Everything of a layer before its MLP block.
     void recordAttention(vk::Recorder& rec, size_t layer, uint32_t nTokens);
+    // The post-attention norm into xn_, and the capture of xn_ where asked for.
+    void recordMlpNorm(vk::Recorder& rec, size_t layer, uint32_t nTokens);
     MlpStep mlpStep(size_t layer, uint32_t nTokens);
     // One step under an expert budget: a submit per MoE layer's routing.
     void runPagedStep(uint32_t nTokens, bool allRows);

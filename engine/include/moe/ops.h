@@ -76,19 +76,32 @@ struct ExpertSlot {
     bool scatter = false;
 };
 
+// An RMSNorm folded into a projection's input: x is the un-normalised
+// residual, and the matvec applies x / rms(x) * weight as it reads it.
+struct InputNorm {
+    const vk::Buffer* weight = nullptr; // float32, the projection's column count (padded to 4)
+    float eps = 0;
+};
+
 enum class MatmulKernel { Auto, Vector, Tiled };
 // Which kernel Auto picks: MOE_MATMUL=vector|tiled overrides the token-count rule.
 MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested = MatmulKernel::Auto);
+// Whether matmul() of nTokens tokens (Auto kernel) takes an InputNorm: the
+// matvec folds it, the tiled kernel does not. MOE_FOLD_NORM=0 turns folding off.
+bool foldsInputNorm(uint32_t nTokens);
 
 // out[t, r] (+)= W[r, :] · x[t, :] (+ bias[r]) for t < nTokens.
-// With `expert`, nTokens is the most tokens the slot can hold.
+// With `expert`, nTokens is the most tokens the slot can hold. With `norm`
+// (only where foldsInputNorm(nTokens)), x is normalised on the way in.
 void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Act& x, const Act& out,
             uint32_t nTokens, const vk::Buffer* bias = nullptr, bool accumulate = false,
-            MatmulKernel kernel = MatmulKernel::Auto, const ExpertSlot* expert = nullptr);
+            MatmulKernel kernel = MatmulKernel::Auto, const ExpertSlot* expert = nullptr,
+            const InputNorm* norm = nullptr);
 // out[t, r] = silu(Wg[r] · x[t]) * (Wu[r] · x[t]) in one pass (the matvec or the
 // tiled kernel, as matmul() chooses).
 void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, const DeviceMatrix& up,
-                 const Act& x, const Act& out, uint32_t nTokens, const ExpertSlot* expert = nullptr);
+                 const Act& x, const Act& out, uint32_t nTokens, const ExpertSlot* expert = nullptr,
+                 const InputNorm* norm = nullptr);
 
 // Routing of one MoE layer's step (moe_route.comp): softmax of `logits`
 // [n, experts], scores in `mode` (0 token, 1 running, 2 sequence), top-k,
