@@ -12,6 +12,11 @@
 // projection is folded in: x is multiplied by the norm weights as it is
 // loaded, and each row's sum by 1/rms(x), from the squares of the same loads
 // (decode then needs no separate norm dispatch and barrier).
+// EXPERTS: all of a step's routed experts in one dispatch, their matrices
+// stacked in one buffer (rows of slot s at (s - first_expert) * rows). GATED:
+// one workgroup row per (token, choice) pair, writing h[pair]; plain (the
+// down projection): one per token, adding Σ over its choices of weight ·
+// W_slot · h[pair] into the residual, so no two workgroups write one row.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -39,6 +44,7 @@ layout(push_constant) uniform Push {
     uint row_base; uint flags;
     uint route_expert; uint route_list; uint route_weight; uint route_slots;
     float eps; // NORM_INPUT
+    uint top_k; uint chunk_experts; // EXPERTS
 } p;
 
 DECLARE_WEIGHTS(0, w)
@@ -53,16 +59,48 @@ layout(binding = 4) readonly buffer Route { uint route[]; };
 #endif
 DECLARE_INPUT(NORM_BINDING, normw)
 
+#ifdef EXPERTS
+// Push fields as EXPERTS reads them: route_expert = first slot of this
+// dispatch's stacked chunk, route_list = the chosen-slot masks, route_weight
+// = the routing weights [token][slot], route_slots = slots per token.
+const uint MASK_WORDS = 5u; // moe_route.comp
+const uint NO_SLOT = 0xffffffffu;
+// The j-th chosen slot of token t (in slot order), or NO_SLOT.
+uint chosenSlot(uint t, uint j) {
+    for (uint w = 0u; w < MASK_WORDS; ++w) {
+        uint bits = route[p.route_list + t * MASK_WORDS + w];
+        const uint count = uint(bitCount(bits));
+        if (j < count) {
+            for (; j > 0u; --j) bits &= bits - 1u;
+            return w * 32u + uint(findLSB(bits));
+        }
+        j -= count;
+    }
+    return NO_SLOT;
+}
+#endif
+
 void main() {
     const uint rowGroup = gl_SubgroupID / SPLIT_K, part = gl_SubgroupID % SPLIT_K;
     const uint row0 = (flatGroupId() * (SUBGROUPS / SPLIT_K) + rowGroup) * ROWS;
-    const uint t = gl_WorkGroupID.y; // token, or the expert's slot when routed
     // Uniform per subgroup; with SPLIT_K every subgroup must reach the barrier.
     if (SPLIT_K == 1u && row0 >= p.rows) return;
+#ifdef EXPERTS
+#ifdef GATED
+    const uint t = gl_WorkGroupID.y / p.top_k, orow = gl_WorkGroupID.y; // (token, choice) pair
+    const uint choices = 1u;
+#else
+    const uint t = gl_WorkGroupID.y, orow = t;
+    const uint choices = p.top_k;
+#endif
+#else
+    const uint t = gl_WorkGroupID.y; // token, or the expert's slot when routed
     const bool gather = (p.flags & FLAG_GATHER) != 0u, scatter = (p.flags & FLAG_SCATTER) != 0u;
     if ((gather || scatter) && t >= route[p.route_expert]) return; // uniform per workgroup
+    const uint orow = scatter ? route[p.route_list + t] : t;
+    const uint choices = 1u;
+#endif
     const uint lane = gl_SubgroupInvocationID;
-    const uint xbase = p.x_offset + (gather ? route[p.route_list + t] : t) * p.x_stride;
     const uint blocks = p.K >> 3;
     uint wbase[ROWS];
     float acc[ROWS];
@@ -71,12 +109,31 @@ void main() {
     float accu[ROWS];
 #endif
     for (uint r = 0; r < ROWS; ++r) {
-        wbase[r] = min(row0 + r, p.rows - 1u) * p.Kp; // rows past the end are computed, not stored
         acc[r] = 0.0;
 #ifdef GATED
         accu[r] = 0.0;
 #endif
     }
+    for (uint j = 0u; j < choices; ++j) {
+#ifdef EXPERTS
+#ifdef GATED
+    const uint slot = chosenSlot(t, gl_WorkGroupID.y % p.top_k);
+    // Uniform per workgroup: a pair without a choice, or whose expert another dispatch has.
+    if (slot < p.route_expert || slot >= p.route_expert + p.chunk_experts) return;
+    const uint xbase = p.x_offset + t * p.x_stride;
+#else
+    const uint slot = chosenSlot(t, j);
+    if (slot < p.route_expert || slot >= p.route_expert + p.chunk_experts) continue;
+    const uint xbase = p.x_offset + (t * p.top_k + j) * p.x_stride;
+    const float routeWeight = uintBitsToFloat(route[p.route_weight + t * p.route_slots + slot]);
+#endif
+    const uint wrow0 = (slot - p.route_expert) * p.rows;
+#else
+    const uint xbase = p.x_offset + (gather ? route[p.route_list + t] : t) * p.x_stride;
+    const uint wrow0 = 0u;
+#endif
+    for (uint r = 0; r < ROWS; ++r)
+        wbase[r] = (wrow0 + min(row0 + r, p.rows - 1u)) * p.Kp; // rows past the end are computed, not stored
     const uint stride = gl_SubgroupSize * SPLIT_K;
     for (uint b = part * gl_SubgroupSize + lane; b < blocks; b += stride) {
         const uint xi = xbase + b * 8u;
@@ -86,6 +143,10 @@ void main() {
             x0 *= LOADX4(normw, b * 8u);
             x1 *= LOADX4(normw, b * 8u + 4u);
         }
+#if defined(EXPERTS) && !defined(GATED)
+        x0 *= routeWeight;
+        x1 *= routeWeight;
+#endif
         for (uint r = 0; r < ROWS; ++r) {
             vec4 a0, a1;
             LOAD8(w, wbase[r] + b * 8u, a0, a1)
@@ -102,6 +163,9 @@ void main() {
             sumsq += xk * xk;
             xk *= LOADX(normw, k);
         }
+#if defined(EXPERTS) && !defined(GATED)
+        xk *= routeWeight;
+#endif
         for (uint r = 0; r < ROWS; ++r) {
             acc[r] += LOAD1(w, wbase[r] + k) * xk;
 #ifdef GATED
@@ -109,6 +173,7 @@ void main() {
 #endif
         }
     }
+    } // choices
     float sums[PARTIALS];
     sums[ROWS * SUMS] = NORM_INPUT ? subgroupAdd(sumsq) : 0.0;
     for (uint r = 0; r < ROWS; ++r) {
@@ -133,12 +198,15 @@ void main() {
 #endif
         const uint row = row0 + r;
         if (subgroupElect() && row < p.rows) {
-            const uint orow = scatter ? route[p.route_list + t] : t;
             const uint o = p.out_offset + orow * p.out_stride + p.row_base + row;
 #ifdef GATED
             outv[o] = sum / (1.0 + exp(-sum)) * sumu;
 #else
+#ifdef EXPERTS
+            float v = sum;
+#else
             float v = scatter ? sum * uintBitsToFloat(route[p.route_weight + orow * p.route_slots]) : sum;
+#endif
             if ((p.flags & FLAG_BIAS) != 0u) v += bias[p.row_base + row];
             if ((p.flags & FLAG_ACCUMULATE) != 0u) v += outv[o];
             outv[o] = v;

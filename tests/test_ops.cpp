@@ -20,6 +20,7 @@
 
 #include <cmath>
 #include <memory>
+#include <numeric>
 #include <random>
 
 using namespace moe;
@@ -297,6 +298,83 @@ private slots:
             refused = true;
         }
         QVERIFY(refused);
+    }
+
+    // All of a step's routed experts at once (ops::stackedExperts) against
+    // the CPU: softmax, top-k, renormalised weights, and each token's residual
+    // plus the weighted sum of its chosen experts' SwiGLU outputs. The stack
+    // is split into chunks of 2 experts, as maxStorageBufferRange splits big
+    // ones, so that some tokens' experts lie in different chunks.
+    void stackedExpertsMatchReference() {
+        const uint32_t E = 5, H = 19, I = 24, topK = 2, n = 3, maxBatch = 8, perChunk = 2;
+        const DType dt = DType::BF16;
+        auto gate = makeWeights(rng, dt, size_t(E) * I * H), up = makeWeights(rng, dt, size_t(E) * I * H);
+        auto down = makeWeights(rng, dt, size_t(E) * H * I);
+        auto x = randomFloats(rng, size_t(n) * H), logits = randomFloats(rng, size_t(n) * E, 2.0f);
+        auto residual0 = randomFloats(rng, size_t(n) * H);
+        // Stacked matrices of whole-expert chunks (rows of expert e at e * rows).
+        auto stackOf = [&](const HostWeights& w, uint32_t rows, uint32_t cols) {
+            DeviceMatrix m;
+            m.dtype = dt, m.rows = E * rows, m.cols = cols;
+            for (uint32_t e0 = 0; e0 < E; e0 += perChunk) {
+                const uint32_t count = std::min(perChunk, E - e0);
+                DeviceMatrix part = DeviceMatrix::fromHost(*ctx, dt, count * rows, cols,
+                                                           w.bytes.data() + size_t(e0) * rows * cols * dtypeSize(dt));
+                m.colsPadded = part.colsPadded;
+                m.chunks.push_back({std::move(part.chunks.at(0).buffer), e0 * rows, count * rows});
+            }
+            return m;
+        };
+        const DeviceMatrix G = stackOf(gate, I, H), U = stackOf(up, I, H), D = stackOf(down, H, I);
+        QCOMPARE(G.chunks.size(), size_t(3));
+
+        std::vector<float> ref = residual0;
+        for (uint32_t t = 0; t < n; ++t) {
+            std::vector<double> p(E);
+            double m = -1e30, sum = 0;
+            for (uint32_t e = 0; e < E; ++e) m = std::max(m, double(logits[t * E + e]));
+            for (uint32_t e = 0; e < E; ++e) sum += p[e] = std::exp(logits[t * E + e] - m);
+            std::vector<uint32_t> order(E);
+            std::iota(order.begin(), order.end(), 0u);
+            std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return p[a] > p[b]; });
+            const double total = p[order[0]] + p[order[1]];
+            for (uint32_t j = 0; j < topK; ++j) {
+                const uint32_t e = order[j];
+                std::vector<double> h(I);
+                for (uint32_t r = 0; r < I; ++r) {
+                    double g = 0, u = 0;
+                    for (uint32_t k = 0; k < H; ++k) {
+                        g += gate.values[(size_t(e) * I + r) * H + k] * double(x[t * H + k]);
+                        u += up.values[(size_t(e) * I + r) * H + k] * double(x[t * H + k]);
+                    }
+                    h[r] = g / (1 + std::exp(-g)) * u;
+                }
+                for (uint32_t r = 0; r < H; ++r) {
+                    double y = 0;
+                    for (uint32_t k = 0; k < I; ++k) y += down.values[(size_t(e) * H + r) * I + k] * h[k];
+                    ref[t * H + r] += float(p[e] / total * y);
+                }
+            }
+        }
+
+        ops::RouteParams rp;
+        rp.experts = E, rp.topK = topK, rp.maxBatch = maxBatch, rp.maxContext = 16;
+        auto step = makeStep(*ctx, 0, std::vector<int32_t>(n, 0));
+        auto L = deviceFloats(*ctx, logits);
+        vk::Buffer route(*ctx, ops::routeBufferBytes(rp), vk::MemoryUse::Device);
+        vk::Buffer state(*ctx, ops::routeStateBytes(rp), vk::MemoryUse::Device);
+        vk::Buffer usage(*ctx, (E + 1) * 4, vk::MemoryUse::Device);
+        usage.fillZero();
+        auto X = deviceFloats(*ctx, x), R = deviceFloats(*ctx, residual0);
+        vk::Buffer hidden(*ctx, uint64_t(maxBatch) * I * 4, vk::MemoryUse::Device);
+        run([&](vk::Recorder& rec) {
+            ops::routeTokens(*ctx, rec, rp, step, L, route, state, usage);
+            rec.barrier();
+            const ops::ExpertSlot routeSlots{&route, 0, E + 1, maxBatch};
+            ops::stackedExperts(*ctx, rec, {&G, &U, &D, E}, routeSlots, topK, {&X, 0, H}, {&hidden, 0, I}, {&R, 0, H}, n);
+        });
+        const double e = nmse(readFloats(R, ref.size()), ref);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
     }
 
     void matmulLargerThanStorageRange() {

@@ -354,7 +354,7 @@ void Model::syncExpertCache() {
     if (!cache_ || cache_->revision == revision_) return;
     // Blocks may have been replaced: start from an empty device set.
     for (size_t l = 0; l < layers_.size(); ++l)
-        if (RoutedMlp* r = routedPart(l)) r->pageOutExperts();
+        if (RoutedMlp* r = routedPart(l)) r->pageOutExperts(ctx_);
     cache_->resident.clear();
     cache_->stats.residentBytes = 0;
     cache_->revision = revision_;

@@ -47,6 +47,7 @@ struct MatmulPush {
     uint32_t rowBase, flags;
     uint32_t routeSlot = 0, routeList = 0, routeWeight = 0, routeSlots = 0;
     float eps = 0; // matvec.comp with NORM_INPUT
+    uint32_t topK = 0, chunkExperts = 0; // matvec.comp with EXPERTS
 };
 constexpr uint32_t kFlagBias = 1, kFlagAccumulate = 2, kFlagGather = 4, kFlagScatter = 8;
 constexpr uint32_t kRouteLists = 160; // ROUTE_LISTS in common.glsl
@@ -120,7 +121,7 @@ uint32_t matvecGroups(vk::Context& ctx, uint32_t rows) {
 
 uint64_t DeviceMatrix::bytes() const {
     uint64_t n = 0;
-    for (const auto& c : chunks) n += c.buffer.size();
+    for (const auto& c : chunks) n += c.viewOf ? c.viewBytes : c.buffer.size();
     return n;
 }
 
@@ -332,10 +333,10 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
         setRoute(p, expert);
         p.eps = norm ? norm->eps : 0.0f;
         if (vector)
-            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf, normBuf}, &p, sizeof p,
+            rec.dispatchFlat(pipe, {c.binding(), *x.buffer, *out.buffer, biasBuf, routeBuf, normBuf}, &p, sizeof p,
                              matvecGroups(ctx, c.rowCount), nTokens);
         else
-            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
+            rec.dispatchFlat(pipe, {c.binding(), *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
                              tiledRowGroups(c.rowCount, quads), (nTokens + tokens - 1) / tokens);
     }
 }
@@ -362,11 +363,59 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
         p.eps = norm ? norm->eps : 0.0f;
         if (vector)
             rec.dispatchFlat(pipe,
-                             {c.buffer, *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].buffer, routeBuf, normBuf},
+                             {c.binding(), *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].binding(), routeBuf, normBuf},
                              &p, sizeof p, matvecGroups(ctx, c.rowCount), nTokens);
         else
-            rec.dispatchFlat(pipe, {c.buffer, *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].buffer, routeBuf},
+            rec.dispatchFlat(pipe, {c.binding(), *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].binding(), routeBuf},
                              &p, sizeof p, tiledRowGroups(c.rowCount, quads), (nTokens + tokens - 1) / tokens);
+    }
+}
+
+void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const StackedExperts& e, const ExpertSlot& route, uint32_t topK,
+                    const Act& x, const Act& h, const Act& residual, uint32_t nTokens) {
+    const DeviceMatrix &gate = *e.gate, &up = *e.up, &down = *e.down;
+    if (nTokens == 0) return;
+    if (e.experts == 0 || gate.rows % e.experts || down.rows % e.experts || gate.rows != up.rows ||
+        gate.chunks.size() != up.chunks.size() || gate.dtype != up.dtype)
+        throw Error("internal: stacked experts of unequal shapes");
+    const uint32_t inter = gate.rows / e.experts, hidden = down.rows / e.experts;
+    const std::vector<uint32_t> specs = matvecSpecs(ctx, false);
+    MatmulPush p{};
+    p.routeList = kRouteLists + 2 * route.slotCount * route.maxBatch; // chosen-slot masks
+    p.routeWeight = kRouteLists + route.slotCount * route.maxBatch;   // weights [token][slot]
+    p.routeSlots = route.slotCount;
+    p.topK = topK;
+    p.nTokens = nTokens;
+    {
+        const WeightShader shader =
+            weightShader(ctx, "matvec_experts_gated_", gate.dtype, 1u | 1u << 4, 1u << 1 | 1u << 6, &x);
+        const vk::Pipeline& pipe = ctx.pipeline(shader.name, 7, sizeof(MatmulPush), specs, shader.texels);
+        for (size_t i = 0; i < gate.chunks.size(); ++i) {
+            const auto& c = gate.chunks[i];
+            p.rows = inter, p.K = gate.cols, p.Kp = gate.colsPadded;
+            p.xOffset = x.offset, p.xStride = x.stride, p.outOffset = h.offset, p.outStride = h.stride;
+            p.routeSlot = c.firstRow / inter, p.chunkExperts = c.rowCount / inter;
+            rec.dispatchFlat(pipe,
+                             {c.binding(), *x.buffer, *h.buffer, ctx.placeholderBuffer(), up.chunks[i].binding(),
+                              *route.route, ctx.placeholderBuffer()},
+                             &p, sizeof p, matvecGroups(ctx, inter), nTokens * topK);
+        }
+    }
+    rec.barrier();
+    const WeightShader shader = weightShader(ctx, "matvec_experts_", down.dtype, 1u, 1u << 1 | 1u << 5, &h);
+    const vk::Pipeline& pipe = ctx.pipeline(shader.name, 6, sizeof(MatmulPush), specs, shader.texels);
+    for (size_t i = 0; i < down.chunks.size(); ++i) {
+        const auto& c = down.chunks[i];
+        // Every chunk adds into the same residual rows.
+        if (i > 0) rec.barrier();
+        p.rows = hidden, p.K = down.cols, p.Kp = down.colsPadded;
+        p.xOffset = h.offset, p.xStride = h.stride, p.outOffset = residual.offset, p.outStride = residual.stride;
+        p.flags = kFlagAccumulate;
+        p.routeSlot = c.firstRow / hidden, p.chunkExperts = c.rowCount / hidden;
+        rec.dispatchFlat(pipe,
+                         {c.binding(), *h.buffer, *residual.buffer, ctx.placeholderBuffer(), *route.route,
+                          ctx.placeholderBuffer()},
+                         &p, sizeof p, matvecGroups(ctx, hidden), nTokens);
     }
 }
 
@@ -414,7 +463,7 @@ void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const
     const auto& pipe = ctx.pipeline(shader.name, 3, sizeof(Push), {}, shader.texels);
     for (const auto& c : table.chunks) {
         Push p{table.cols, table.colsPadded, nTokens, table.rows, c.firstRow, c.rowCount};
-        rec.dispatchFlat(pipe, {c.buffer, step, out}, &p, sizeof p, (uint64_t(nTokens) * table.cols + 63) / 64);
+        rec.dispatchFlat(pipe, {c.binding(), step, out}, &p, sizeof p, (uint64_t(nTokens) * table.cols + 63) / 64);
     }
 }
 

@@ -56,6 +56,89 @@ RoutedMlp::RoutedMlp(vk::Context& ctx, std::unique_ptr<DenseMlp> base, std::vect
     routing_.topK = std::clamp<uint32_t>(routing_.topK, 1, E);
     gate_ = DeviceMatrix::fromHost(ctx, DType::F32, E, H, gateWeight.data());
     if (!gateBias.empty()) gateBias_ = uploadFloats(ctx, gateBias);
+    stackExperts(ctx);
+}
+
+void RoutedMlp::stackExperts(vk::Context& ctx) {
+    using Projection = DeviceMatrix ExpertMlp::*;
+    const Projection projections[] = {&ExpertMlp::gate, &ExpertMlp::up, &ExpertMlp::down};
+    DeviceMatrix* baseMatrices[] = {&base_->gate_, &base_->up_, &base_->down_};
+    const uint32_t E = expertCount();
+    // Slot e's matrix of a projection: the expert's own, or the base's.
+    auto source = [&](uint32_t e, size_t p) -> DeviceMatrix& {
+        DeviceMatrix& own = experts_[e].*projections[p];
+        return own.rows ? own : *baseMatrices[p];
+    };
+    // Views are bound at expert offsets, which must meet the binding alignments.
+    const uint64_t align = std::max<uint64_t>({16, ctx.info().minStorageBufferOffsetAlignment,
+                                               ctx.info().minTexelBufferOffsetAlignment});
+    for (const ExpertMlp& x : experts_)
+        if (x.hasLora()) return;
+    for (size_t p = 0; p < std::size(projections); ++p) {
+        uint32_t baseSlots = 0;
+        for (uint32_t e = 0; e < E; ++e) {
+            const DeviceMatrix& m = source(e, p);
+            const bool isBase = &m == baseMatrices[p];
+            baseSlots += isBase;
+            // Own matrices are paged in again from their files once unstacked.
+            if (m.dtype != source(0, p).dtype || m.chunks.size() != 1 || !m.chunks[0].buffer.valid() ||
+                (!isBase && !m.mappedSource) || baseSlots > 1)
+                return;
+            const uint64_t rowBytes = uint64_t(m.colsPadded) * dtypeSize(m.dtype);
+            if (uint64_t(m.rows) * rowBytes % align != 0 || DeviceMatrix::rowsPerChunk(ctx, rowBytes) < m.rows) return;
+        }
+    }
+    auto stack = std::make_unique<ExpertStack>();
+    DeviceMatrix* stacked[] = {&stack->gate, &stack->up, &stack->down};
+    for (size_t p = 0; p < std::size(projections); ++p) {
+        const DeviceMatrix& first = source(0, p);
+        DeviceMatrix& out = *stacked[p];
+        out.dtype = first.dtype;
+        out.rows = E * first.rows;
+        out.cols = first.cols;
+        out.colsPadded = first.colsPadded;
+        const uint64_t rowBytes = uint64_t(first.colsPadded) * dtypeSize(first.dtype);
+        const uint64_t expertBytes = uint64_t(first.rows) * rowBytes;
+        const uint32_t perChunk = DeviceMatrix::rowsPerChunk(ctx, rowBytes) / first.rows;
+        for (uint32_t e0 = 0; e0 < E; e0 += perChunk) {
+            DeviceMatrix::Chunk c;
+            c.firstRow = e0 * first.rows;
+            c.rowCount = std::min(perChunk, E - e0) * first.rows;
+            c.buffer = vk::Buffer(ctx, uint64_t(c.rowCount) * rowBytes, vk::MemoryUse::Device);
+            out.chunks.push_back(std::move(c));
+        }
+        // The chunks are all made: their buffers no longer move, so views can point at them.
+        for (uint32_t e = 0; e < E; ++e) {
+            DeviceMatrix::Chunk& own = source(e, p).chunks[0];
+            const vk::Buffer& dst = out.chunks[e / perChunk].buffer;
+            const uint64_t offset = (e % perChunk) * expertBytes;
+            ctx.copyBuffer(own.buffer.handle(), 0, dst.handle(), offset, expertBytes);
+            own.buffer = vk::Buffer();
+            own.viewOf = &dst;
+            own.viewOffset = offset;
+            own.viewBytes = expertBytes;
+        }
+    }
+    stack_ = std::move(stack);
+}
+
+void RoutedMlp::unstackExperts(vk::Context& ctx) {
+    if (!stack_) return;
+    auto unview = [](DeviceMatrix& m) {
+        for (auto& c : m.chunks) c.viewOf = nullptr, c.viewOffset = c.viewBytes = 0;
+    };
+    // The base is never paged: it gets its bytes back from the stack.
+    for (DeviceMatrix* m : {&base_->gate_, &base_->up_, &base_->down_}) {
+        for (auto& c : m->chunks) {
+            if (!c.viewOf) continue;
+            c.buffer = vk::Buffer(ctx, c.viewBytes, vk::MemoryUse::Device);
+            ctx.copyBuffer(c.viewOf->handle(), c.viewOffset, c.buffer.handle(), 0, c.viewBytes);
+        }
+        unview(*m);
+    }
+    for (ExpertMlp& x : experts_)
+        for (DeviceMatrix* m : {&x.gate, &x.up, &x.down}) unview(*m);
+    stack_.reset();
 }
 
 uint64_t RoutedMlp::addedBytes() const {
@@ -123,11 +206,13 @@ uint64_t RoutedMlp::hostCopyBytes() const {
     return n;
 }
 
-void RoutedMlp::pageOutExperts() {
+void RoutedMlp::pageOutExperts(vk::Context& ctx) {
     if (paged()) {
         for (uint32_t e = 0; e < expertCount(); ++e) evict(e);
         return;
     }
+    // Stacked experts are read from their files again when paged in.
+    unstackExperts(ctx);
     const uint32_t E = expertCount();
     hostCopies_.assign(E, {});
     residentBytes_.assign(E, 0);
@@ -207,13 +292,22 @@ void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep
     const uint32_t n = step.nTokens, E = expertCount(), H = base_->gate().cols, I = base_->gate().rows;
     const ops::Act in{step.input, 0, H};
 
+    const uint32_t slots = E + 1;
+    const MlpScratch& sc = step.scratch;
+    // Few tokens: all chosen experts at once from the stacked projections.
+    if (stack_ && !routing_.baseSlot && ops::chooseKernel(n) == ops::MatmulKernel::Vector &&
+        n * routing_.topK <= st.params.maxBatch) {
+        const ops::StackedExperts stacked{&stack_->gate, &stack_->up, &stack_->down, E};
+        const ops::ExpertSlot route{&st.route, 0, slots, st.params.maxBatch};
+        ops::stackedExperts(ctx, rec, stacked, route, routing_.topK, in, {sc.hidden, 0, I}, {step.residual, 0, H}, n);
+        rec.barrier();
+        return;
+    }
     // Each slot computes only its own tokens: gather the inputs, scatter the
     // weighted outputs into the residual. Slots run one after the other
     // because a token's experts all add into its residual row.
     const ExpertMlp baseExpert;
-    const uint32_t slots = E + 1;
     const uint32_t lastSlot = routing_.baseSlot ? E : E - 1;
-    const MlpScratch& sc = step.scratch;
     for (uint32_t s = 0; s <= lastSlot; ++s) {
         if (s < E && !isResident(s)) continue;
         if (tokensPerSlot && s < tokensPerSlot->size() && (*tokensPerSlot)[s] == 0) continue;

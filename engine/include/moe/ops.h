@@ -15,9 +15,16 @@ namespace moe {
 // are split into chunks that each fit maxStorageBufferRange.
 struct DeviceMatrix {
     struct Chunk {
-        vk::Buffer buffer;
+        vk::Buffer buffer; // empty when the chunk is a view into another matrix's buffer
         uint32_t firstRow = 0;
         uint32_t rowCount = 0;
+        // A view: the chunk's bytes lie in `viewOf` at `viewOffset` (an expert
+        // inside its layer's stacked experts).
+        const vk::Buffer* viewOf = nullptr;
+        uint64_t viewOffset = 0, viewBytes = 0;
+        vk::BufferView binding() const {
+            return viewOf ? vk::BufferView(*viewOf, viewOffset, viewBytes) : vk::BufferView(buffer);
+        }
     };
     DType dtype = DType::F32;
     uint32_t rows = 0;
@@ -31,6 +38,7 @@ struct DeviceMatrix {
     const std::byte* mappedSource = nullptr;
     const MappedFile* mappedFile = nullptr;
 
+    // Device bytes of the chunks (a view counts its bytes; the buffer it lies in is not counted again).
     uint64_t bytes() const;
     // Device bytes of the chunks when uploaded (bytes() is 0 while paged out).
     uint64_t residentBytes() const;
@@ -102,6 +110,22 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
 void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, const DeviceMatrix& up,
                  const Act& x, const Act& out, uint32_t nTokens, const ExpertSlot* expert = nullptr,
                  const InputNorm* norm = nullptr);
+
+// A layer's experts stacked: expert e's rows of each projection at e * rows
+// (gate and up [E * I, H], down [E * H, I]), every chunk holding whole experts.
+struct StackedExperts {
+    const DeviceMatrix* gate = nullptr;
+    const DeviceMatrix* up = nullptr;
+    const DeviceMatrix* down = nullptr;
+    uint32_t experts = 0;
+};
+// All of a step's routed experts at once (the matvec, few tokens): h[t * topK
+// + j] = silu(Wg_s · x[t]) * (Wu_s · x[t]) for token t's j-th chosen slot s,
+// then residual[t] += Σ_j weight(t, s) · Wd_s · h[t * topK + j]. Two
+// dispatches per stacked chunk, whatever the number of experts. `route` is
+// the routeTokens() buffer (its slotCount and maxBatch); h holds nTokens * topK rows.
+void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const StackedExperts& experts, const ExpertSlot& route,
+                    uint32_t topK, const Act& x, const Act& h, const Act& residual, uint32_t nTokens);
 
 // Routing of one MoE layer's step (moe_route.comp): softmax of `logits`
 // [n, experts], scores in `mode` (0 token, 1 running, 2 sequence), top-k,

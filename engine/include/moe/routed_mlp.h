@@ -75,13 +75,15 @@ public:
     bool ownsWeights(uint32_t expert) const;
     bool isResident(uint32_t expert) const;
     bool paged() const { return paged_; }
+    // Whether decode runs the experts from their stacked projections (see stack_).
+    bool expertsStacked() const { return stack_ != nullptr; }
     // Device bytes of the expert's own weights when resident.
     uint64_t expertBytes(uint32_t expert) const;
     // Host bytes held for paged experts (copies of weights with no mapped source).
     uint64_t hostCopyBytes() const;
     // Frees every expert's own weights on the device (copying to the host
     // those that cannot be read from their file again).
-    void pageOutExperts();
+    void pageOutExperts(vk::Context& ctx);
     // Uploads a paged-out expert; returns the bytes uploaded (0 when already resident).
     uint64_t makeResident(vk::Context& ctx, uint32_t expert);
     void evict(uint32_t expert);
@@ -93,7 +95,6 @@ public:
     // Takes effect once the model's revision changes (Model::setMlp or invalidate).
     void setRouting(const RoutingOptions& r) { routing_ = r; }
     const DenseMlp& base() const { return *base_; }
-    std::unique_ptr<DenseMlp> releaseBase() { return std::move(base_); }
 
     // Tokens each slot (experts, then the base slot) received in a session
     // since the last reset.
@@ -101,8 +102,25 @@ public:
     static void resetUsage(MlpState& state);
 
 private:
+    // Stacks the experts' projections (see stack_) when every expert has
+    // dense gate, up and down matrices of one chunk each (its own, read from
+    // a mapped file, or the base's for at most one expert) and no LoRA.
+    void stackExperts(vk::Context& ctx);
+    // Before paging out: the experts' matrices lose their device memory and
+    // the base's get buffers of their own again.
+    void unstackExperts(vk::Context& ctx);
+
     std::unique_ptr<DenseMlp> base_;
     std::vector<ExpertMlp> experts_;
+    // The experts' gate, up and down projections stacked, one buffer each per
+    // chunk of whole experts, so that decode runs all chosen experts in two
+    // dispatches (ops::stackedExperts) rather than two per expert. The
+    // experts' own matrices (and the base's, where an expert is the base)
+    // are views into it. Null when not stacked.
+    struct ExpertStack {
+        DeviceMatrix gate, up, down;
+    };
+    std::unique_ptr<ExpertStack> stack_;
     DeviceMatrix gate_;
     vk::Buffer gateBias_;
     uint32_t loraRank_ = 0;
