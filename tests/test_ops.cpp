@@ -302,9 +302,9 @@ private slots:
 
     // All of a step's routed experts at once (ops::stackedExperts) against
     // the CPU: softmax, top-k, renormalised weights, and each token's residual
-    // plus the weighted sum of its chosen experts' SwiGLU outputs. The stack
-    // is split into chunks of 2 experts, as maxStorageBufferRange splits big
-    // ones, so that some tokens' experts lie in different chunks.
+    // plus the weighted sum of its chosen experts' SwiGLU outputs. The stacks
+    // are split into chunks of 2 experts, as maxStorageBufferRange splits big
+    // ones, so that tokens' experts lie in different chunks and stacks.
     void stackedExpertsMatchReference() {
         const uint32_t E = 5, H = 19, I = 24, topK = 2, n = 3, maxBatch = 8, perChunk = 2;
         const DType dt = DType::BF16;
@@ -312,21 +312,23 @@ private slots:
         auto down = makeWeights(rng, dt, size_t(E) * H * I);
         auto x = randomFloats(rng, size_t(n) * H), logits = randomFloats(rng, size_t(n) * E, 2.0f);
         auto residual0 = randomFloats(rng, size_t(n) * H);
-        // Stacked matrices of whole-expert chunks (rows of expert e at e * rows).
-        auto stackOf = [&](const HostWeights& w, uint32_t rows, uint32_t cols) {
+        // Two stacks, as a layer whose experts differ in dtype has: slots 0-2
+        // and 3-4, each of whole-expert chunks (rows of slot first + e at e * rows).
+        auto stackOf = [&](const HostWeights& w, uint32_t rows, uint32_t cols, uint32_t first, uint32_t count) {
             DeviceMatrix m;
-            m.dtype = dt, m.rows = E * rows, m.cols = cols;
-            for (uint32_t e0 = 0; e0 < E; e0 += perChunk) {
-                const uint32_t count = std::min(perChunk, E - e0);
-                DeviceMatrix part = DeviceMatrix::fromHost(*ctx, dt, count * rows, cols,
-                                                           w.bytes.data() + size_t(e0) * rows * cols * dtypeSize(dt));
+            m.dtype = dt, m.rows = count * rows, m.cols = cols;
+            for (uint32_t e0 = 0; e0 < count; e0 += perChunk) {
+                const uint32_t inChunk = std::min(perChunk, count - e0);
+                const size_t from = size_t(first + e0) * rows * cols * dtypeSize(dt);
+                DeviceMatrix part = DeviceMatrix::fromHost(*ctx, dt, inChunk * rows, cols, w.bytes.data() + from);
                 m.colsPadded = part.colsPadded;
-                m.chunks.push_back({std::move(part.chunks.at(0).buffer), e0 * rows, count * rows});
+                m.chunks.push_back({std::move(part.chunks.at(0).buffer), e0 * rows, inChunk * rows});
             }
             return m;
         };
-        const DeviceMatrix G = stackOf(gate, I, H), U = stackOf(up, I, H), D = stackOf(down, H, I);
-        QCOMPARE(G.chunks.size(), size_t(3));
+        const DeviceMatrix G0 = stackOf(gate, I, H, 0, 3), U0 = stackOf(up, I, H, 0, 3), D0 = stackOf(down, H, I, 0, 3);
+        const DeviceMatrix G1 = stackOf(gate, I, H, 3, 2), U1 = stackOf(up, I, H, 3, 2), D1 = stackOf(down, H, I, 3, 2);
+        QCOMPARE(G0.chunks.size(), size_t(2));
 
         std::vector<float> ref = residual0;
         for (uint32_t t = 0; t < n; ++t) {
@@ -371,7 +373,9 @@ private slots:
             ops::routeTokens(*ctx, rec, rp, step, L, route, state, usage);
             rec.barrier();
             const ops::ExpertSlot routeSlots{&route, 0, E + 1, maxBatch};
-            ops::stackedExperts(*ctx, rec, {&G, &U, &D, E}, routeSlots, topK, {&X, 0, H}, {&hidden, 0, I}, {&R, 0, H}, n);
+            ops::stackedExperts(*ctx, rec, {&G0, &U0, &D0, 3, 0}, routeSlots, topK, {&X, 0, H}, {&hidden, 0, I}, {&R, 0, H}, n);
+            rec.barrier();
+            ops::stackedExperts(*ctx, rec, {&G1, &U1, &D1, 2, 3}, routeSlots, topK, {&X, 0, H}, {&hidden, 0, I}, {&R, 0, H}, n);
         });
         const double e = nmse(readFloats(R, ref.size()), ref);
         QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));

@@ -394,7 +394,7 @@ void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const StackedExperts& e
             const auto& c = gate.chunks[i];
             p.rows = inter, p.K = gate.cols, p.Kp = gate.colsPadded;
             p.xOffset = x.offset, p.xStride = x.stride, p.outOffset = h.offset, p.outStride = h.stride;
-            p.routeSlot = c.firstRow / inter, p.chunkExperts = c.rowCount / inter;
+            p.routeSlot = e.firstSlot + c.firstRow / inter, p.chunkExperts = c.rowCount / inter;
             rec.dispatchFlat(pipe,
                              {c.binding(), *x.buffer, *h.buffer, ctx.placeholderBuffer(), up.chunks[i].binding(),
                               *route.route, ctx.placeholderBuffer()},
@@ -411,7 +411,7 @@ void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const StackedExperts& e
         p.rows = hidden, p.K = down.cols, p.Kp = down.colsPadded;
         p.xOffset = h.offset, p.xStride = h.stride, p.outOffset = residual.offset, p.outStride = residual.stride;
         p.flags = kFlagAccumulate;
-        p.routeSlot = c.firstRow / hidden, p.chunkExperts = c.rowCount / hidden;
+        p.routeSlot = e.firstSlot + c.firstRow / hidden, p.chunkExperts = c.rowCount / hidden;
         rec.dispatchFlat(pipe,
                          {c.binding(), *h.buffer, *residual.buffer, ctx.placeholderBuffer(), *route.route,
                           ctx.placeholderBuffer()},

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
 
 namespace moe {
 namespace {
@@ -64,59 +65,79 @@ void RoutedMlp::stackExperts(vk::Context& ctx) {
     const Projection projections[] = {&ExpertMlp::gate, &ExpertMlp::up, &ExpertMlp::down};
     DeviceMatrix* baseMatrices[] = {&base_->gate_, &base_->up_, &base_->down_};
     const uint32_t E = expertCount();
+    for (const ExpertMlp& x : experts_)
+        if (x.hasLora()) return;
+    // When no expert is the base, the base MLP is stacked too, as slot E (the
+    // slot likelihood routing pins tokens to).
+    bool baseIsAnExpert = false;
+    for (const ExpertMlp& x : experts_) baseIsAnExpert |= !x.gate.rows || !x.up.rows || !x.down.rows;
+    const uint32_t S = baseIsAnExpert ? E : E + 1;
     // Slot e's matrix of a projection: the expert's own, or the base's.
     auto source = [&](uint32_t e, size_t p) -> DeviceMatrix& {
+        if (e == E) return *baseMatrices[p];
         DeviceMatrix& own = experts_[e].*projections[p];
         return own.rows ? own : *baseMatrices[p];
     };
     // Views are bound at expert offsets, which must meet the binding alignments.
     const uint64_t align = std::max<uint64_t>({16, ctx.info().minStorageBufferOffsetAlignment,
                                                ctx.info().minTexelBufferOffsetAlignment});
-    for (const ExpertMlp& x : experts_)
-        if (x.hasLora()) return;
     for (size_t p = 0; p < std::size(projections); ++p) {
         uint32_t baseSlots = 0;
-        for (uint32_t e = 0; e < E; ++e) {
+        for (uint32_t e = 0; e < S; ++e) {
             const DeviceMatrix& m = source(e, p);
             const bool isBase = &m == baseMatrices[p];
             baseSlots += isBase;
             // Own matrices are paged in again from their files once unstacked.
-            if (m.dtype != source(0, p).dtype || m.chunks.size() != 1 || !m.chunks[0].buffer.valid() ||
-                (!isBase && !m.mappedSource) || baseSlots > 1)
+            if (m.chunks.size() != 1 || !m.chunks[0].buffer.valid() || (!isBase && !m.mappedSource) || baseSlots > 1)
                 return;
             const uint64_t rowBytes = uint64_t(m.colsPadded) * dtypeSize(m.dtype);
             if (uint64_t(m.rows) * rowBytes % align != 0 || DeviceMatrix::rowsPerChunk(ctx, rowBytes) < m.rows) return;
         }
     }
     auto stack = std::make_unique<ExpertStack>();
-    DeviceMatrix* stacked[] = {&stack->gate, &stack->up, &stack->down};
-    for (size_t p = 0; p < std::size(projections); ++p) {
-        const DeviceMatrix& first = source(0, p);
-        DeviceMatrix& out = *stacked[p];
-        out.dtype = first.dtype;
-        out.rows = E * first.rows;
-        out.cols = first.cols;
-        out.colsPadded = first.colsPadded;
-        const uint64_t rowBytes = uint64_t(first.colsPadded) * dtypeSize(first.dtype);
-        const uint64_t expertBytes = uint64_t(first.rows) * rowBytes;
-        const uint32_t perChunk = DeviceMatrix::rowsPerChunk(ctx, rowBytes) / first.rows;
-        for (uint32_t e0 = 0; e0 < E; e0 += perChunk) {
-            DeviceMatrix::Chunk c;
-            c.firstRow = e0 * first.rows;
-            c.rowCount = std::min(perChunk, E - e0) * first.rows;
-            c.buffer = vk::Buffer(ctx, uint64_t(c.rowCount) * rowBytes, vk::MemoryUse::Device);
-            out.chunks.push_back(std::move(c));
-        }
-        // The chunks are all made: their buffers no longer move, so views can point at them.
-        for (uint32_t e = 0; e < E; ++e) {
-            DeviceMatrix::Chunk& own = source(e, p).chunks[0];
-            const vk::Buffer& dst = out.chunks[e / perChunk].buffer;
-            const uint64_t offset = (e % perChunk) * expertBytes;
-            ctx.copyBuffer(own.buffer.handle(), 0, dst.handle(), offset, expertBytes);
-            own.buffer = vk::Buffer();
-            own.viewOf = &dst;
-            own.viewOffset = offset;
-            own.viewBytes = expertBytes;
+    stack->slotCount = S;
+    // Runs of slots whose gate, up and down dtypes agree share a group.
+    auto dtypes = [&](uint32_t e) {
+        return std::tuple(source(e, 0).dtype, source(e, 1).dtype, source(e, 2).dtype);
+    };
+    for (uint32_t first = 0; first < S;) {
+        uint32_t end = first + 1;
+        while (end < S && dtypes(end) == dtypes(first)) ++end;
+        ExpertStack::Group& group = stack->groups.emplace_back();
+        group.firstSlot = first;
+        group.slotCount = end - first;
+        first = end;
+    }
+    for (ExpertStack::Group& group : stack->groups) {
+        DeviceMatrix* stacked[] = {&group.gate, &group.up, &group.down};
+        for (size_t p = 0; p < std::size(projections); ++p) {
+            const DeviceMatrix& first = source(group.firstSlot, p);
+            DeviceMatrix& out = *stacked[p];
+            out.dtype = first.dtype;
+            out.rows = group.slotCount * first.rows;
+            out.cols = first.cols;
+            out.colsPadded = first.colsPadded;
+            const uint64_t rowBytes = uint64_t(first.colsPadded) * dtypeSize(first.dtype);
+            const uint64_t expertBytes = uint64_t(first.rows) * rowBytes;
+            const uint32_t perChunk = DeviceMatrix::rowsPerChunk(ctx, rowBytes) / first.rows;
+            for (uint32_t e0 = 0; e0 < group.slotCount; e0 += perChunk) {
+                DeviceMatrix::Chunk c;
+                c.firstRow = e0 * first.rows;
+                c.rowCount = std::min(perChunk, group.slotCount - e0) * first.rows;
+                c.buffer = vk::Buffer(ctx, uint64_t(c.rowCount) * rowBytes, vk::MemoryUse::Device);
+                out.chunks.push_back(std::move(c));
+            }
+            // The chunks are all made: their buffers no longer move, so views can point at them.
+            for (uint32_t e = 0; e < group.slotCount; ++e) {
+                DeviceMatrix::Chunk& own = source(group.firstSlot + e, p).chunks[0];
+                const vk::Buffer& dst = out.chunks[e / perChunk].buffer;
+                const uint64_t offset = (e % perChunk) * expertBytes;
+                ctx.copyBuffer(own.buffer.handle(), 0, dst.handle(), offset, expertBytes);
+                own.buffer = vk::Buffer();
+                own.viewOf = &dst;
+                own.viewOffset = offset;
+                own.viewBytes = expertBytes;
+            }
         }
     }
     stack_ = std::move(stack);
@@ -295,12 +316,14 @@ void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep
     const uint32_t slots = E + 1;
     const MlpScratch& sc = step.scratch;
     // Few tokens: all chosen experts at once from the stacked projections.
-    if (stack_ && !routing_.baseSlot && ops::chooseKernel(n) == ops::MatmulKernel::Vector &&
+    if (stack_ && (!routing_.baseSlot || stack_->slotCount > E) && ops::chooseKernel(n) == ops::MatmulKernel::Vector &&
         n * routing_.topK <= st.params.maxBatch) {
-        const ops::StackedExperts stacked{&stack_->gate, &stack_->up, &stack_->down, E};
         const ops::ExpertSlot route{&st.route, 0, slots, st.params.maxBatch};
-        ops::stackedExperts(ctx, rec, stacked, route, routing_.topK, in, {sc.hidden, 0, I}, {step.residual, 0, H}, n);
-        rec.barrier();
+        for (const ExpertStack::Group& g : stack_->groups) {
+            const ops::StackedExperts stacked{&g.gate, &g.up, &g.down, g.slotCount, g.firstSlot};
+            ops::stackedExperts(ctx, rec, stacked, route, routing_.topK, in, {sc.hidden, 0, I}, {step.residual, 0, H}, n);
+            rec.barrier(); // the next group adds into the same residual rows
+        }
         return;
     }
     // Each slot computes only its own tokens: gather the inputs, scatter the

@@ -111,19 +111,23 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
                  const Act& x, const Act& out, uint32_t nTokens, const ExpertSlot* expert = nullptr,
                  const InputNorm* norm = nullptr);
 
-// A layer's experts stacked: expert e's rows of each projection at e * rows
-// (gate and up [E * I, H], down [E * H, I]), every chunk holding whole experts.
+// Experts of a layer stacked: slots firstSlot .. firstSlot + experts - 1,
+// slot firstSlot + e's rows of each projection at e * rows (gate and up
+// [experts * I, H], down [experts * H, I]), every chunk holding whole experts.
 struct StackedExperts {
     const DeviceMatrix* gate = nullptr;
     const DeviceMatrix* up = nullptr;
     const DeviceMatrix* down = nullptr;
     uint32_t experts = 0;
+    uint32_t firstSlot = 0;
 };
 // All of a step's routed experts at once (the matvec, few tokens): h[t * topK
 // + j] = silu(Wg_s · x[t]) * (Wu_s · x[t]) for token t's j-th chosen slot s,
-// then residual[t] += Σ_j weight(t, s) · Wd_s · h[t * topK + j]. Two
-// dispatches per stacked chunk, whatever the number of experts. `route` is
-// the routeTokens() buffer (its slotCount and maxBatch); h holds nTokens * topK rows.
+// then residual[t] += Σ_j weight(t, s) · Wd_s · h[t * topK + j], for the
+// chosen slots among the stacked ones (the others are left to other stacks).
+// Two dispatches per stacked chunk, whatever the number of experts; ends
+// with the residual written (the caller's barrier). `route` is the
+// routeTokens() buffer (its slotCount and maxBatch); h holds nTokens * topK rows.
 void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const StackedExperts& experts, const ExpertSlot& route,
                     uint32_t topK, const Act& x, const Act& h, const Act& residual, uint32_t nTokens);
 

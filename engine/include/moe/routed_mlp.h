@@ -104,7 +104,7 @@ public:
 private:
     // Stacks the experts' projections (see stack_) when every expert has
     // dense gate, up and down matrices of one chunk each (its own, read from
-    // a mapped file, or the base's for at most one expert) and no LoRA.
+    // a mapped file, or the base's for at most one slot) and no LoRA.
     void stackExperts(vk::Context& ctx);
     // Before paging out: the experts' matrices lose their device memory and
     // the base's get buffers of their own again.
@@ -114,11 +114,17 @@ private:
     std::vector<ExpertMlp> experts_;
     // The experts' gate, up and down projections stacked, one buffer each per
     // chunk of whole experts, so that decode runs all chosen experts in two
-    // dispatches (ops::stackedExperts) rather than two per expert. The
-    // experts' own matrices (and the base's, where an expert is the base)
-    // are views into it. Null when not stacked.
+    // dispatches per group (ops::stackedExperts) rather than two per expert.
+    // A group is a run of slots whose projections share their dtypes. The
+    // experts' own matrices (and the base's, where a slot is the base) are
+    // views into it. Null when not stacked.
     struct ExpertStack {
-        DeviceMatrix gate, up, down;
+        struct Group {
+            DeviceMatrix gate, up, down;
+            uint32_t firstSlot = 0, slotCount = 0;
+        };
+        std::vector<Group> groups;
+        uint32_t slotCount = 0; // the experts, plus the base MLP as slot E when no expert is the base
     };
     std::unique_ptr<ExpertStack> stack_;
     DeviceMatrix gate_;
