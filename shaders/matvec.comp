@@ -117,62 +117,62 @@ void main() {
     for (uint j = 0u; j < choices; ++j) {
 #ifdef EXPERTS
 #ifdef GATED
-    const uint slot = chosenSlot(t, gl_WorkGroupID.y % p.top_k);
-    // Uniform per workgroup: a pair without a choice, or whose expert another dispatch has.
-    if (slot < p.route_expert || slot >= p.route_expert + p.chunk_experts) return;
-    const uint xbase = p.x_offset + t * p.x_stride;
+        const uint slot = chosenSlot(t, gl_WorkGroupID.y % p.top_k);
+        // Uniform per workgroup: a pair without a choice, or whose expert another dispatch has.
+        if (slot < p.route_expert || slot >= p.route_expert + p.chunk_experts) return;
+        const uint xbase = p.x_offset + t * p.x_stride;
 #else
-    const uint slot = chosenSlot(t, j);
-    if (slot < p.route_expert || slot >= p.route_expert + p.chunk_experts) continue;
-    const uint xbase = p.x_offset + (t * p.top_k + j) * p.x_stride;
-    const float routeWeight = uintBitsToFloat(route[p.route_weight + t * p.route_slots + slot]);
+        const uint slot = chosenSlot(t, j);
+        if (slot < p.route_expert || slot >= p.route_expert + p.chunk_experts) continue;
+        const uint xbase = p.x_offset + (t * p.top_k + j) * p.x_stride;
+        const float routeWeight = uintBitsToFloat(route[p.route_weight + t * p.route_slots + slot]);
 #endif
-    const uint wrow0 = (slot - p.route_expert) * p.rows;
+        const uint wrow0 = (slot - p.route_expert) * p.rows;
 #else
-    const uint xbase = p.x_offset + (gather ? route[p.route_list + t] : t) * p.x_stride;
-    const uint wrow0 = 0u;
+        const uint xbase = p.x_offset + (gather ? route[p.route_list + t] : t) * p.x_stride;
+        const uint wrow0 = 0u;
 #endif
-    for (uint r = 0; r < ROWS; ++r)
-        wbase[r] = (wrow0 + min(row0 + r, p.rows - 1u)) * p.Kp; // rows past the end are computed, not stored
-    const uint stride = gl_SubgroupSize * SPLIT_K;
-    for (uint b = part * gl_SubgroupSize + lane; b < blocks; b += stride) {
-        const uint xi = xbase + b * 8u;
-        vec4 x0 = LOADX4(x, xi), x1 = LOADX4(x, xi + 4u);
-        if (NORM_INPUT) {
-            sumsq += dot(x0, x0) + dot(x1, x1);
-            x0 *= LOADX4(normw, b * 8u);
-            x1 *= LOADX4(normw, b * 8u + 4u);
-        }
+        for (uint r = 0; r < ROWS; ++r)
+            wbase[r] = (wrow0 + min(row0 + r, p.rows - 1u)) * p.Kp; // rows past the end are computed, not stored
+        const uint stride = gl_SubgroupSize * SPLIT_K;
+        for (uint b = part * gl_SubgroupSize + lane; b < blocks; b += stride) {
+            const uint xi = xbase + b * 8u;
+            vec4 x0 = LOADX4(x, xi), x1 = LOADX4(x, xi + 4u);
+            if (NORM_INPUT) {
+                sumsq += dot(x0, x0) + dot(x1, x1);
+                x0 *= LOADX4(normw, b * 8u);
+                x1 *= LOADX4(normw, b * 8u + 4u);
+            }
 #if defined(EXPERTS) && !defined(GATED)
-        x0 *= routeWeight;
-        x1 *= routeWeight;
+            x0 *= routeWeight;
+            x1 *= routeWeight;
 #endif
-        for (uint r = 0; r < ROWS; ++r) {
-            vec4 a0, a1;
-            LOAD8(w, wbase[r] + b * 8u, a0, a1)
-            acc[r] += dot(a0, x0) + dot(a1, x1);
+            for (uint r = 0; r < ROWS; ++r) {
+                vec4 a0, a1;
+                LOAD8(w, wbase[r] + b * 8u, a0, a1)
+                acc[r] += dot(a0, x0) + dot(a1, x1);
 #ifdef GATED
-            LOAD8(wu, wbase[r] + b * 8u, a0, a1)
-            accu[r] += dot(a0, x0) + dot(a1, x1);
+                LOAD8(wu, wbase[r] + b * 8u, a0, a1)
+                accu[r] += dot(a0, x0) + dot(a1, x1);
 #endif
+            }
         }
-    }
-    for (uint k = blocks * 8u + part * gl_SubgroupSize + lane; k < p.K; k += stride) {
-        float xk = LOADX(x, xbase + k);
-        if (NORM_INPUT) {
-            sumsq += xk * xk;
-            xk *= LOADX(normw, k);
-        }
+        for (uint k = blocks * 8u + part * gl_SubgroupSize + lane; k < p.K; k += stride) {
+            float xk = LOADX(x, xbase + k);
+            if (NORM_INPUT) {
+                sumsq += xk * xk;
+                xk *= LOADX(normw, k);
+            }
 #if defined(EXPERTS) && !defined(GATED)
-        xk *= routeWeight;
+            xk *= routeWeight;
 #endif
-        for (uint r = 0; r < ROWS; ++r) {
-            acc[r] += LOAD1(w, wbase[r] + k) * xk;
+            for (uint r = 0; r < ROWS; ++r) {
+                acc[r] += LOAD1(w, wbase[r] + k) * xk;
 #ifdef GATED
-            accu[r] += LOAD1(wu, wbase[r] + k) * xk;
+                accu[r] += LOAD1(wu, wbase[r] + k) * xk;
 #endif
+            }
         }
-    }
     } // choices
     float sums[PARTIALS];
     sums[ROWS * SUMS] = NORM_INPUT ? subgroupAdd(sumsq) : 0.0;
