@@ -45,6 +45,8 @@ private slots:
         QTest::addColumn<bool>("attentionBias");
         QTest::addColumn<QString>("f32Suffix");
         QTest::newRow("llama odd sizes f32") << "llama" << 36 << 53 << 6 << 2 << 8 << 0 << false << int(DType::F32) << false << QString();
+        // Rows not a whole number of 4-float texels: the unaligned read paths, folded norms included.
+        QTest::newRow("llama hidden 30 bf16") << "llama" << 30 << 50 << 3 << 1 << 10 << 0 << false << int(DType::BF16) << false << QString();
         QTest::newRow("llama head_dim != hidden/heads bf16") << "llama" << 40 << 72 << 4 << 4 << 16 << 0 << false << int(DType::BF16) << false << QString();
         // attention_bias: q, k, v and o biases (LlamaAttention).
         QTest::newRow("llama attention_bias f32") << "llama" << 32 << 48 << 4 << 2 << 8 << 0 << false << int(DType::F32) << true << QString();
