@@ -304,14 +304,33 @@ private slots:
     // the CPU: softmax, top-k, renormalised weights, and each token's residual
     // plus the weighted sum of its chosen experts' SwiGLU outputs. The stacks
     // are split into chunks of 2 experts, as maxStorageBufferRange splits big
-    // ones, so that tokens' experts lie in different chunks and stacks.
+    // ones, so that tokens' experts lie in different chunks and stacks. With
+    // `foldedNorm` the input is the residual itself, RMS-normalised on the way
+    // in (decode's folded norm): no stack may add into it before every stack
+    // has read it.
+    void stackedExpertsMatchReference_data() {
+        QTest::addColumn<bool>("foldedNorm");
+        QTest::newRow("separate input") << false;
+        QTest::newRow("residual as input, folded norm") << true;
+    }
+
     void stackedExpertsMatchReference() {
+        QFETCH(bool, foldedNorm);
         const uint32_t E = 5, H = 19, I = 24, topK = 2, n = 3, maxBatch = 8, perChunk = 2;
         const DType dt = DType::BF16;
         auto gate = makeWeights(rng, dt, size_t(E) * I * H), up = makeWeights(rng, dt, size_t(E) * I * H);
         auto down = makeWeights(rng, dt, size_t(E) * H * I);
         auto x = randomFloats(rng, size_t(n) * H), logits = randomFloats(rng, size_t(n) * E, 2.0f);
-        auto residual0 = randomFloats(rng, size_t(n) * H);
+        auto residual0 = randomFloats(rng, size_t(n) * H, 2.0f);
+        const float eps = 1e-5f;
+        auto normWeights = randomFloats(rng, H);
+        if (foldedNorm)
+            for (uint32_t t = 0; t < n; ++t) {
+                double ss = 0;
+                for (uint32_t k = 0; k < H; ++k) ss += double(residual0[t * H + k]) * residual0[t * H + k];
+                const double scale = 1.0 / std::sqrt(ss / H + eps);
+                for (uint32_t k = 0; k < H; ++k) x[t * H + k] = float(residual0[t * H + k] * scale * normWeights[k]);
+            }
         // Two stacks, as a layer whose experts differ in dtype has: slots 0-2
         // and 3-4, each of whole-expert chunks (rows of slot first + e at e * rows).
         auto stackOf = [&](const HostWeights& w, uint32_t rows, uint32_t cols, uint32_t first, uint32_t count) {
@@ -367,15 +386,15 @@ private slots:
         vk::Buffer state(*ctx, ops::routeStateBytes(rp), vk::MemoryUse::Device);
         vk::Buffer usage(*ctx, (E + 1) * 4, vk::MemoryUse::Device);
         usage.fillZero();
-        auto X = deviceFloats(*ctx, x), R = deviceFloats(*ctx, residual0);
+        auto X = deviceFloats(*ctx, x), R = deviceFloats(*ctx, residual0), N = deviceFloats(*ctx, normWeights);
         vk::Buffer hidden(*ctx, uint64_t(maxBatch) * I * 4, vk::MemoryUse::Device);
+        const ops::InputNorm norm{&N, eps};
         run([&](vk::Recorder& rec) {
             ops::routeTokens(*ctx, rec, rp, step, L, route, state, usage);
             rec.barrier();
             const ops::ExpertSlot routeSlots{&route, 0, E + 1, maxBatch};
-            ops::stackedExperts(*ctx, rec, {&G0, &U0, &D0, 3, 0}, routeSlots, topK, {&X, 0, H}, {&hidden, 0, I}, {&R, 0, H}, n);
-            rec.barrier();
-            ops::stackedExperts(*ctx, rec, {&G1, &U1, &D1, 2, 3}, routeSlots, topK, {&X, 0, H}, {&hidden, 0, I}, {&R, 0, H}, n);
+            ops::stackedExperts(*ctx, rec, {{&G0, &U0, &D0, 3, 0}, {&G1, &U1, &D1, 2, 3}}, routeSlots, topK,
+                                {foldedNorm ? &R : &X, 0, H}, {&hidden, 0, I}, {&R, 0, H}, n, foldedNorm ? &norm : nullptr);
         });
         const double e = nmse(readFloats(R, ref.size()), ref);
         QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));

@@ -484,7 +484,7 @@ void Session::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
     const MlpBlock& mlp = *model_.layers_[l].mlp;
     MlpStep step = mlpStep(l, n);
     const bool captured = std::find(captureLayers_.begin(), captureLayers_.end(), int(l)) != captureLayers_.end();
-    if (mlp.foldsInputNorm() && ops::foldsInputNorm(n) && !captured) {
+    if (mlp.foldsInputNorm(step) && !captured) {
         step.input = &x_;
         step.inputNorm = {&model_.layers_[l].mlpNorm, model_.config().rmsNormEps};
     } else {

@@ -371,25 +371,33 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
     }
 }
 
-void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const StackedExperts& e, const ExpertSlot& route, uint32_t topK,
-                    const Act& x, const Act& h, const Act& residual, uint32_t nTokens) {
-    const DeviceMatrix &gate = *e.gate, &up = *e.up, &down = *e.down;
-    if (nTokens == 0) return;
-    if (e.experts == 0 || gate.rows % e.experts || down.rows % e.experts || gate.rows != up.rows ||
-        gate.chunks.size() != up.chunks.size() || gate.dtype != up.dtype)
-        throw Error("internal: stacked experts of unequal shapes");
-    const uint32_t inter = gate.rows / e.experts, hidden = down.rows / e.experts;
-    const std::vector<uint32_t> specs = matvecSpecs(ctx, false);
+void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const std::vector<StackedExperts>& stacks,
+                    const ExpertSlot& route, uint32_t topK, const Act& x, const Act& h, const Act& residual,
+                    uint32_t nTokens, const InputNorm* norm) {
+    if (nTokens == 0 || stacks.empty()) return;
+    for (const StackedExperts& e : stacks)
+        if (e.experts == 0 || e.gate->rows % e.experts || e.down->rows % e.experts || e.gate->rows != e.up->rows ||
+            e.gate->chunks.size() != e.up->chunks.size() || e.gate->dtype != e.up->dtype ||
+            e.gate->rows / e.experts != stacks[0].gate->rows / stacks[0].experts)
+            throw Error("internal: stacked experts of unequal shapes");
+    const uint32_t inter = stacks[0].gate->rows / stacks[0].experts, hidden = stacks[0].down->rows / stacks[0].experts;
+    const vk::Buffer& normBuf = normWeights(ctx, norm, stacks[0].gate->cols, true);
     MatmulPush p{};
     p.routeList = kRouteLists + 2 * route.slotCount * route.maxBatch; // chosen-slot masks
     p.routeWeight = kRouteLists + route.slotCount * route.maxBatch;   // weights [token][slot]
     p.routeSlots = route.slotCount;
     p.topK = topK;
     p.nTokens = nTokens;
-    {
+    // Every stack's gated pass reads x before any down pass adds into the
+    // residual (which is x itself when the norm is folded); each writes only
+    // the h rows of pairs whose slot it holds.
+    p.eps = norm ? norm->eps : 0.0f;
+    for (const StackedExperts& e : stacks) {
+        const DeviceMatrix &gate = *e.gate, &up = *e.up;
         const WeightShader shader =
-            weightShader(ctx, "matvec_experts_gated_", gate.dtype, 1u | 1u << 4, 1u << 1 | 1u << 6, &x);
-        const vk::Pipeline& pipe = ctx.pipeline(shader.name, 7, sizeof(MatmulPush), specs, shader.texels);
+            weightShader(ctx, "matvec_experts_gated_", gate.dtype, 1u | 1u << 4, 1u << 1 | 1u << 6, &x, &normBuf);
+        const vk::Pipeline& pipe =
+            ctx.pipeline(shader.name, 7, sizeof(MatmulPush), matvecSpecs(ctx, norm), shader.texels);
         for (size_t i = 0; i < gate.chunks.size(); ++i) {
             const auto& c = gate.chunks[i];
             p.rows = inter, p.K = gate.cols, p.Kp = gate.colsPadded;
@@ -397,25 +405,27 @@ void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const StackedExperts& e
             p.routeSlot = e.firstSlot + c.firstRow / inter, p.chunkExperts = c.rowCount / inter;
             rec.dispatchFlat(pipe,
                              {c.binding(), *x.buffer, *h.buffer, ctx.placeholderBuffer(), up.chunks[i].binding(),
-                              *route.route, ctx.placeholderBuffer()},
+                              *route.route, normBuf},
                              &p, sizeof p, matvecGroups(ctx, inter), nTokens * topK);
         }
     }
-    rec.barrier();
-    const WeightShader shader = weightShader(ctx, "matvec_experts_", down.dtype, 1u, 1u << 1 | 1u << 5, &h);
-    const vk::Pipeline& pipe = ctx.pipeline(shader.name, 6, sizeof(MatmulPush), specs, shader.texels);
-    for (size_t i = 0; i < down.chunks.size(); ++i) {
-        const auto& c = down.chunks[i];
-        // Every chunk adds into the same residual rows.
-        if (i > 0) rec.barrier();
-        p.rows = hidden, p.K = down.cols, p.Kp = down.colsPadded;
-        p.xOffset = h.offset, p.xStride = h.stride, p.outOffset = residual.offset, p.outStride = residual.stride;
-        p.flags = kFlagAccumulate;
-        p.routeSlot = e.firstSlot + c.firstRow / hidden, p.chunkExperts = c.rowCount / hidden;
-        rec.dispatchFlat(pipe,
-                         {c.binding(), *h.buffer, *residual.buffer, ctx.placeholderBuffer(), *route.route,
-                          ctx.placeholderBuffer()},
-                         &p, sizeof p, matvecGroups(ctx, hidden), nTokens);
+    p.eps = 0.0f;
+    p.flags = kFlagAccumulate;
+    for (const StackedExperts& e : stacks) {
+        const DeviceMatrix& down = *e.down;
+        const WeightShader shader = weightShader(ctx, "matvec_experts_", down.dtype, 1u, 1u << 1 | 1u << 5, &h);
+        const vk::Pipeline& pipe = ctx.pipeline(shader.name, 6, sizeof(MatmulPush), matvecSpecs(ctx, false), shader.texels);
+        for (const auto& c : down.chunks) {
+            // After the gated passes, and after the previous chunk: every chunk adds into the same residual rows.
+            rec.barrier();
+            p.rows = hidden, p.K = down.cols, p.Kp = down.colsPadded;
+            p.xOffset = h.offset, p.xStride = h.stride, p.outOffset = residual.offset, p.outStride = residual.stride;
+            p.routeSlot = e.firstSlot + c.firstRow / hidden, p.chunkExperts = c.rowCount / hidden;
+            rec.dispatchFlat(pipe,
+                             {c.binding(), *h.buffer, *residual.buffer, ctx.placeholderBuffer(), *route.route,
+                              ctx.placeholderBuffer()},
+                             &p, sizeof p, matvecGroups(ctx, hidden), nTokens);
+        }
     }
 }
 

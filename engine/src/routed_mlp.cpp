@@ -283,6 +283,15 @@ void RoutedMlp::evict(uint32_t e) {
     resident_[e] = false;
 }
 
+bool RoutedMlp::runsStacked(const MlpStep& step) const {
+    if (!stack_ || (routing_.baseSlot && stack_->slotCount == expertCount())) return false;
+    if (ops::chooseKernel(step.nTokens) != ops::MatmulKernel::Vector) return false;
+    const auto* st = dynamic_cast<const RoutedState*>(step.state);
+    return st && step.nTokens * routing_.topK <= st->params.maxBatch;
+}
+
+bool RoutedMlp::foldsInputNorm(const MlpStep& step) const { return runsStacked(step) && ops::foldsInputNorm(step.nTokens); }
+
 void RoutedMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const {
     recordRouting(ctx, rec, step);
     recordExperts(ctx, rec, step);
@@ -295,7 +304,9 @@ void RoutedMlp::recordRouting(vk::Context& ctx, vk::Recorder& rec, const MlpStep
     const ops::Act in{step.input, 0, H};
 
     // Gate logits, then routing on the device.
-    ops::matmul(ctx, rec, gate_, in, {&st.logits, 0, E}, n, gateBias_.valid() ? &gateBias_ : nullptr);
+    const ops::InputNorm* norm = step.inputNorm.weight ? &step.inputNorm : nullptr;
+    ops::matmul(ctx, rec, gate_, in, {&st.logits, 0, E}, n, gateBias_.valid() ? &gateBias_ : nullptr, false,
+                ops::MatmulKernel::Auto, nullptr, norm);
     rec.barrier();
     ops::RouteParams rp = st.params;
     rp.topK = routing_.topK;
@@ -316,16 +327,17 @@ void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep
     const uint32_t slots = E + 1;
     const MlpScratch& sc = step.scratch;
     // Few tokens: all chosen experts at once from the stacked projections.
-    if (stack_ && (!routing_.baseSlot || stack_->slotCount > E) && ops::chooseKernel(n) == ops::MatmulKernel::Vector &&
-        n * routing_.topK <= st.params.maxBatch) {
+    if (runsStacked(step)) {
         const ops::ExpertSlot route{&st.route, 0, slots, st.params.maxBatch};
-        for (const ExpertStack::Group& g : stack_->groups) {
-            const ops::StackedExperts stacked{&g.gate, &g.up, &g.down, g.slotCount, g.firstSlot};
-            ops::stackedExperts(ctx, rec, stacked, route, routing_.topK, in, {sc.hidden, 0, I}, {step.residual, 0, H}, n);
-            rec.barrier(); // the next group adds into the same residual rows
-        }
+        const ops::InputNorm* norm = step.inputNorm.weight ? &step.inputNorm : nullptr;
+        std::vector<ops::StackedExperts> stacks;
+        for (const ExpertStack::Group& g : stack_->groups)
+            stacks.push_back({&g.gate, &g.up, &g.down, g.slotCount, g.firstSlot});
+        ops::stackedExperts(ctx, rec, stacks, route, routing_.topK, in, {sc.hidden, 0, I}, {step.residual, 0, H}, n, norm);
+        rec.barrier();
         return;
     }
+    if (step.inputNorm.weight) throw Error("internal: only the stacked experts fold the input norm");
     // Each slot computes only its own tokens: gather the inputs, scatter the
     // weighted outputs into the residual. Slots run one after the other
     // because a token's experts all add into its residual row.

@@ -43,8 +43,9 @@ struct MlpStep {
     const vk::Buffer* step = nullptr;     // step header + token ids (ops::StepHeader)
     MlpState* state = nullptr;            // from createState(), or null
     uint32_t nTokens = 0;
-    // Set only for blocks that foldsInputNorm(): `input` is then the
-    // un-normalised residual and this norm is folded into the first projection.
+    // Set only where the block foldsInputNorm(step): `input` is then the
+    // un-normalised residual and the block folds this norm into the
+    // projections that read it.
     ops::InputNorm inputNorm;
 };
 
@@ -63,8 +64,8 @@ public:
     virtual void resetExpertUsage(MlpState*) const {}
     // Widest intermediate activation the block needs (sizes MlpScratch).
     virtual uint32_t scratchWidth() const = 0;
-    // Whether record() takes a step with an inputNorm (see MlpStep).
-    virtual bool foldsInputNorm() const { return false; }
+    // Whether record() takes this step with an inputNorm (see MlpStep).
+    virtual bool foldsInputNorm(const MlpStep&) const { return false; }
 };
 
 class DenseMlp : public MlpBlock {
@@ -73,7 +74,7 @@ public:
     void record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const override;
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override { return gate_.rows; }
-    bool foldsInputNorm() const override { return true; }
+    bool foldsInputNorm(const MlpStep& step) const override { return ops::foldsInputNorm(step.nTokens); }
     const DeviceMatrix& gate() const { return gate_; }
     const DeviceMatrix& up() const { return up_; }
     const DeviceMatrix& down() const { return down_; }

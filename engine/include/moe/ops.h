@@ -121,15 +121,17 @@ struct StackedExperts {
     uint32_t experts = 0;
     uint32_t firstSlot = 0;
 };
-// All of a step's routed experts at once (the matvec, few tokens): h[t * topK
-// + j] = silu(Wg_s · x[t]) * (Wu_s · x[t]) for token t's j-th chosen slot s,
-// then residual[t] += Σ_j weight(t, s) · Wd_s · h[t * topK + j], for the
-// chosen slots among the stacked ones (the others are left to other stacks).
-// Two dispatches per stacked chunk, whatever the number of experts; ends
-// with the residual written (the caller's barrier). `route` is the
-// routeTokens() buffer (its slotCount and maxBatch); h holds nTokens * topK rows.
-void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const StackedExperts& experts, const ExpertSlot& route,
-                    uint32_t topK, const Act& x, const Act& h, const Act& residual, uint32_t nTokens);
+// All of a step's routed experts at once (the matvec, few tokens), from one
+// or more stacks: h[t * topK + j] = silu(Wg_s · x[t]) * (Wu_s · x[t]) for
+// token t's j-th chosen slot s, then residual[t] += Σ_j weight(t, s) · Wd_s ·
+// h[t * topK + j]. Every gated pass runs before any down pass, so x may be
+// the residual itself (with `norm`, x is normalised on the way in). Two
+// dispatches per stacked chunk, whatever the number of experts; the caller
+// puts a barrier after. `route` is the routeTokens() buffer (its slotCount
+// and maxBatch); h holds nTokens * topK rows.
+void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const std::vector<StackedExperts>& stacks,
+                    const ExpertSlot& route, uint32_t topK, const Act& x, const Act& h, const Act& residual,
+                    uint32_t nTokens, const InputNorm* norm = nullptr);
 
 // Routing of one MoE layer's step (moe_route.comp): softmax of `logits`
 // [n, experts], scores in `mode` (0 token, 1 running, 2 sequence), top-k,

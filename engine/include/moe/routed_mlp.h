@@ -60,6 +60,9 @@ public:
     std::unique_ptr<MlpState> createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const override;
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override { return base_->scratchWidth(); }
+    // Steps that run the stacked experts fold the input norm into the router
+    // and the experts' gated pass.
+    bool foldsInputNorm(const MlpStep& step) const override;
     std::vector<uint32_t> expertUsage(const MlpState* state) const override { return state ? usage(*state) : std::vector<uint32_t>{}; }
     void resetExpertUsage(MlpState* state) const override {
         if (state) resetUsage(*state);
@@ -109,6 +112,9 @@ private:
     // Before paging out: the experts' matrices lose their device memory and
     // the base's get buffers of their own again.
     void unstackExperts(vk::Context& ctx);
+    // Whether this step runs the experts from the stack (few tokens, room for
+    // every (token, choice) pair in the scratch).
+    bool runsStacked(const MlpStep& step) const;
 
     std::unique_ptr<DenseMlp> base_;
     std::vector<ExpertMlp> experts_;
@@ -152,6 +158,8 @@ public:
     std::unique_ptr<MlpState> createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const override;
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override;
+    // No folded input norm: the routed experts add into the residual before
+    // the shared expert reads its input, so that input must be a copy (xn).
     std::vector<uint32_t> expertUsage(const MlpState* state) const override;
     void resetExpertUsage(MlpState* state) const override;
     const RoutedMlp& routed() const { return *routed_; }
