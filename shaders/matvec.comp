@@ -17,6 +17,10 @@
 // one workgroup row per (token, choice) pair, writing h[pair]; plain (the
 // down projection): one per token, adding Σ over its choices of weight ·
 // W_slot · h[pair] into the residual, so no two workgroups write one row.
+// QKV_ROPE (decode): the fused q/k/v projection with RoPE in its epilogue. A
+// subgroup's rows come in rotation pairs (i, i + head_dim/2 of one head), so
+// it rotates q into `out` and k into the cache, and stores v, at the token's
+// position: no separate RoPE pass and barrier.
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -45,6 +49,7 @@ layout(push_constant) uniform Push {
     uint route_expert; uint route_list; uint route_weight; uint route_slots;
     float eps; // NORM_INPUT
     uint top_k; uint chunk_experts; // EXPERTS
+    uint q_dim; uint kv_dim; uint head_dim; uint sin_offset; // QKV_ROPE (cos at 0 in the table)
 } p;
 
 DECLARE_WEIGHTS(0, w)
@@ -58,6 +63,18 @@ layout(binding = 5) readonly buffer Route { uint route[]; };
 layout(binding = 4) readonly buffer Route { uint route[]; };
 #endif
 DECLARE_INPUT(NORM_BINDING, normw)
+#ifdef QKV_ROPE
+layout(binding = 6) writeonly buffer KCache { float kcache[]; };
+layout(binding = 7) writeonly buffer VCache { float vcache[]; };
+layout(binding = 8) readonly buffer Table { float table[]; }; // cos [pos][head_dim/2], then sin
+DECLARE_STEP(9)
+// Logical row L (pairs at L, L + 1) → the projection's row: within each head,
+// logical 2i and 2i + 1 are rows i and i + head_dim/2.
+uint pairedRow(uint L) {
+    const uint within = L % p.head_dim;
+    return L - within + within / 2u + (within & 1u) * (p.head_dim / 2u);
+}
+#endif
 
 #ifdef EXPERTS
 // Push fields as EXPERTS reads them: route_expert = first slot of this
@@ -132,8 +149,14 @@ void main() {
         const uint xbase = p.x_offset + (gather ? route[p.route_list + t] : t) * p.x_stride;
         const uint wrow0 = 0u;
 #endif
-        for (uint r = 0; r < ROWS; ++r)
-            wbase[r] = (wrow0 + min(row0 + r, p.rows - 1u)) * p.Kp; // rows past the end are computed, not stored
+        for (uint r = 0; r < ROWS; ++r) {
+            const uint row = min(row0 + r, p.rows - 1u); // rows past the end are computed, not stored
+#ifdef QKV_ROPE
+            wbase[r] = pairedRow(row) * p.Kp;
+#else
+            wbase[r] = (wrow0 + row) * p.Kp;
+#endif
+        }
         const uint stride = gl_SubgroupSize * SPLIT_K;
         for (uint b = part * gl_SubgroupSize + lane; b < blocks; b += stride) {
             const uint xi = xbase + b * 8u;
@@ -191,6 +214,35 @@ void main() {
             for (uint q = 1; q < SPLIT_K; ++q) sums[i] += partial[(gl_SubgroupID + q) * PARTIALS + i];
     }
     const float scale = NORM_INPUT ? inversesqrt(sums[ROWS * SUMS] / float(p.K) + p.eps) : 1.0;
+#ifdef QKV_ROPE
+    // ROWS is even and head_dim even, so every pair lies in this subgroup.
+    const uint half_dim = p.head_dim / 2u, pos = step.pos0 + t;
+    for (uint r = 0; r < ROWS; r += 2u) {
+        const uint L = row0 + r;
+        if (!subgroupElect() || L >= p.rows) continue;
+        const uint row = pairedRow(L), i = row % p.head_dim; // i < half_dim
+        float a = sums[r] * scale, b = sums[r + 1u] * scale;
+        if ((p.flags & FLAG_BIAS) != 0u) {
+            a += bias[row];
+            b += bias[row + half_dim];
+        }
+        const float c = table[pos * half_dim + i], sn = table[p.sin_offset + pos * half_dim + i];
+        if (row < p.q_dim) {
+            const uint o = p.out_offset + t * p.out_stride + row;
+            outv[o] = a * c - b * sn;
+            outv[o + half_dim] = b * c + a * sn;
+        } else if (row < p.q_dim + p.kv_dim) {
+            const uint o = pos * p.kv_dim + row - p.q_dim;
+            kcache[o] = a * c - b * sn;
+            kcache[o + half_dim] = b * c + a * sn;
+        } else {
+            const uint o = pos * p.kv_dim + row - p.q_dim - p.kv_dim;
+            vcache[o] = a;
+            vcache[o + half_dim] = b;
+        }
+    }
+    return;
+#endif
     for (uint r = 0; r < ROWS; ++r) {
         const float sum = sums[r * SUMS] * scale;
 #ifdef GATED

@@ -22,6 +22,7 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <tuple>
 
 using namespace moe;
 
@@ -398,6 +399,79 @@ private slots:
         });
         const double e = nmse(readFloats(R, ref.size()), ref);
         QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
+    // Decode's q/k/v projection with RoPE in its epilogue (ops::qkvRope)
+    // against the CPU: y = W·x (+ bias), each head's pairs (i, i + D/2)
+    // rotated by the table's cos/sin at the token's position, q into qOut, k
+    // and v into the caches; cache rows of other positions stay untouched.
+    void qkvRope_data() {
+        QTest::addColumn<bool>("foldedNorm");
+        QTest::addColumn<bool>("withBias");
+        QTest::newRow("plain") << false << false;
+        QTest::newRow("bias, folded norm") << true << true;
+    }
+
+    void qkvRope() {
+        QFETCH(bool, foldedNorm);
+        QFETCH(bool, withBias);
+        const uint32_t nHeads = 3, nKv = 1, D = 10, half = D / 2, H = 19, tokens = 2, pos0 = 3, maxPos = 8;
+        const uint32_t qDim = nHeads * D, kvDim = nKv * D, rows = qDim + 2 * kvDim;
+        const float eps = 1e-6f;
+        const DType dt = DType::BF16;
+        auto w = makeWeights(rng, dt, size_t(rows) * H);
+        auto x = randomFloats(rng, size_t(tokens) * H, 2.0f), bias = randomFloats(rng, rows);
+        auto normWeights = randomFloats(rng, H), table = randomFloats(rng, size_t(2) * maxPos * half);
+        std::vector<float> qRef(size_t(tokens) * qDim), kRef = randomFloats(rng, size_t(maxPos) * kvDim);
+        std::vector<float> vRef = randomFloats(rng, size_t(maxPos) * kvDim);
+        const std::vector<float> k0 = kRef, v0 = vRef;
+        for (uint32_t t = 0; t < tokens; ++t) {
+            std::vector<double> xt(x.begin() + t * H, x.begin() + (t + 1) * H);
+            if (foldedNorm) {
+                double ss = 0;
+                for (double v : xt) ss += v * v;
+                for (uint32_t k = 0; k < H; ++k) xt[k] *= normWeights[k] / std::sqrt(ss / H + eps);
+            }
+            std::vector<double> y(rows);
+            for (uint32_t r = 0; r < rows; ++r) {
+                for (uint32_t k = 0; k < H; ++k) y[r] += w.values[size_t(r) * H + k] * xt[k];
+                if (withBias) y[r] += bias[r];
+            }
+            const uint32_t pos = pos0 + t;
+            for (uint32_t head = 0; head < rows / D; ++head)
+                for (uint32_t i = 0; i < half; ++i) {
+                    const uint32_t r = head * D + i;
+                    const double a = y[r], b = y[r + half];
+                    const double c = table[pos * half + i], sn = table[maxPos * half + pos * half + i];
+                    if (r < qDim) {
+                        qRef[t * qDim + r] = float(a * c - b * sn), qRef[t * qDim + r + half] = float(b * c + a * sn);
+                    } else if (r < qDim + kvDim) {
+                        const uint32_t o = pos * kvDim + r - qDim;
+                        kRef[o] = float(a * c - b * sn), kRef[o + half] = float(b * c + a * sn);
+                    } else {
+                        const uint32_t o = pos * kvDim + r - qDim - kvDim;
+                        vRef[o] = float(a), vRef[o + half] = float(b);
+                    }
+                }
+        }
+        auto W = DeviceMatrix::fromHost(*ctx, dt, rows, H, w.bytes.data());
+        if (!ops::qkvRopeFits(*ctx, W, tokens)) QSKIP("matvec rows per subgroup are odd here (MOE_MATVEC_ROWS)");
+        auto X = deviceFloats(*ctx, x), B = deviceFloats(*ctx, bias), N = deviceFloats(*ctx, normWeights);
+        auto T = deviceFloats(*ctx, table), K = deviceFloats(*ctx, k0), V = deviceFloats(*ctx, v0);
+        vk::Buffer Q(*ctx, qRef.size() * 4, vk::MemoryUse::Device);
+        auto step = makeStep(*ctx, pos0, std::vector<int32_t>(tokens, 0));
+        const ops::AttentionShape shape{nHeads, nKv, D, 0, 1.0f};
+        const ops::InputNorm norm{&N, eps};
+        run([&](vk::Recorder& rec) {
+            ops::qkvRope(*ctx, rec, shape, W, {&X, 0, H}, withBias ? &B : nullptr, foldedNorm ? &norm : nullptr, step, Q,
+                         K, V, T, maxPos, tokens);
+        });
+        for (auto [got, want, what] : {std::tuple(readFloats(Q, qRef.size()), qRef, "q"),
+                                       std::tuple(readFloats(K, kRef.size()), kRef, "k cache"),
+                                       std::tuple(readFloats(V, vRef.size()), vRef, "v cache")}) {
+            const double e = nmse(got, want);
+            QVERIFY2(e < kNmseLimit, qPrintable(QString("%1: NMSE %2").arg(what).arg(e)));
+        }
     }
 
     void matmulLargerThanStorageRange() {

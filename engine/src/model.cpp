@@ -493,22 +493,11 @@ void Session::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
     mlp.record(ctx_, rec, step);
 }
 
-void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
+void Session::recordQkvThenRope(vk::Recorder& rec, size_t l, uint32_t n, const ops::Act& in, const ops::InputNorm* inNorm) {
     const ModelConfig& c = model_.config();
     const LayerWeights& L = model_.layers_[l];
-    const uint32_t H = uint32_t(c.hiddenSize);
     const uint32_t qDim = attn_.nHeads * attn_.headDim, kvDim = attn_.nKvHeads * attn_.headDim;
     auto bias = [](const vk::Buffer& b) { return b.valid() ? &b : nullptr; };
-
-    // The input norm: folded into the QKV matvec, or a pass of its own.
-    const ops::InputNorm norm{&L.attnNorm, c.rmsNormEps};
-    const bool fold = ops::foldsInputNorm(n);
-    if (!fold) {
-        ops::rmsnorm(ctx_, rec, {&x_, 0, H}, L.attnNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
-        rec.barrier();
-    }
-    const ops::Act in{fold ? &x_ : &xn_, 0, H};
-    const ops::InputNorm* inNorm = fold ? &norm : nullptr;
     const auto kernel = ops::MatmulKernel::Auto;
     // q, k and v side by side in qkv_: one row of qDim + 2 kvDim per token.
     const uint32_t qkvDim = qDim + 2 * kvDim;
@@ -530,6 +519,31 @@ void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
         rec.barrier();
     }
     ops::ropeStore(ctx_, rec, attn_, step_, q, k, v, q_, kCache_[l], vCache_[l], ropeTable_, maxContext_, n);
+}
+
+void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
+    const ModelConfig& c = model_.config();
+    const LayerWeights& L = model_.layers_[l];
+    const uint32_t H = uint32_t(c.hiddenSize);
+    const uint32_t qDim = attn_.nHeads * attn_.headDim;
+    auto bias = [](const vk::Buffer& b) { return b.valid() ? &b : nullptr; };
+
+    // The input norm: folded into the QKV matvec, or a pass of its own.
+    const ops::InputNorm norm{&L.attnNorm, c.rmsNormEps};
+    const bool fold = ops::foldsInputNorm(n);
+    if (!fold) {
+        ops::rmsnorm(ctx_, rec, {&x_, 0, H}, L.attnNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
+        rec.barrier();
+    }
+    const ops::Act in{fold ? &x_ : &xn_, 0, H};
+    const ops::InputNorm* inNorm = fold ? &norm : nullptr;
+    // Decode of the usual layout: RoPE in the QKV projection's epilogue.
+    if (L.qkv.rows && !L.qNorm.valid() && ops::qkvRopeFits(ctx_, L.qkv, n)) {
+        ops::qkvRope(ctx_, rec, attn_, L.qkv, in, bias(L.qkvBias), inNorm, step_, q_, kCache_[l], vCache_[l],
+                     ropeTable_, maxContext_, n);
+    } else {
+        recordQkvThenRope(rec, l, n, in, inNorm);
+    }
     rec.barrier();
     ops::attention(ctx_, rec, attn_, step_, q_, kCache_[l], vCache_[l], attnOut_, n);
     rec.barrier();

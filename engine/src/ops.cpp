@@ -48,6 +48,7 @@ struct MatmulPush {
     uint32_t routeSlot = 0, routeList = 0, routeWeight = 0, routeSlots = 0;
     float eps = 0; // matvec.comp with NORM_INPUT
     uint32_t topK = 0, chunkExperts = 0; // matvec.comp with EXPERTS
+    uint32_t qDim = 0, kvDim = 0, headDim = 0, sinOffset = 0; // matvec.comp with QKV_ROPE
 };
 constexpr uint32_t kFlagBias = 1, kFlagAccumulate = 2, kFlagGather = 4, kFlagScatter = 8;
 constexpr uint32_t kRouteLists = 160; // ROUTE_LISTS in common.glsl
@@ -475,6 +476,31 @@ void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const
         Push p{table.cols, table.colsPadded, nTokens, table.rows, c.firstRow, c.rowCount};
         rec.dispatchFlat(pipe, {c.binding(), step, out}, &p, sizeof p, (uint64_t(nTokens) * table.cols + 63) / 64);
     }
+}
+
+bool qkvRopeFits(vk::Context& ctx, const DeviceMatrix& qkv, uint32_t nTokens) {
+    return chooseKernel(nTokens) == MatmulKernel::Vector && qkv.chunks.size() == 1 && matvecRows(ctx) % 2 == 0;
+}
+
+void qkvRope(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const DeviceMatrix& w, const Act& x,
+             const vk::Buffer* bias, const InputNorm* norm, const vk::Buffer& step, const vk::Buffer& qOut,
+             const vk::Buffer& kCache, const vk::Buffer& vCache, const vk::Buffer& table, uint32_t tableMaxPos,
+             uint32_t nTokens) {
+    if (nTokens == 0) return;
+    const uint32_t qDim = s.nHeads * s.headDim, kvDim = s.nKvHeads * s.headDim;
+    if (!qkvRopeFits(ctx, w, nTokens) || w.rows != qDim + 2 * kvDim || s.headDim % 2)
+        throw Error("internal: qkvRope on a projection it does not fit");
+    const vk::Buffer& normBuf = normWeights(ctx, norm, w.cols, true);
+    const WeightShader shader = weightShader(ctx, "matvec_qkv_rope_", w.dtype, 1u, 1u << 1 | 1u << 5, &x, &normBuf);
+    const vk::Pipeline& pipe = ctx.pipeline(shader.name, 10, sizeof(MatmulPush), matvecSpecs(ctx, norm), shader.texels);
+    const auto& c = w.chunks[0];
+    MatmulPush p{c.rowCount, w.cols, w.colsPadded, nTokens, x.offset, x.stride, 0, qDim, 0, bias ? kFlagBias : 0u};
+    p.eps = norm ? norm->eps : 0.0f;
+    p.qDim = qDim, p.kvDim = kvDim, p.headDim = s.headDim, p.sinOffset = tableMaxPos * (s.headDim / 2);
+    rec.dispatchFlat(pipe,
+                     {c.binding(), *x.buffer, qOut, bias ? *bias : ctx.placeholderBuffer(), ctx.placeholderBuffer(),
+                      normBuf, kCache, vCache, table, step},
+                     &p, sizeof p, matvecGroups(ctx, c.rowCount), nTokens);
 }
 
 void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step, const Act& q,

@@ -233,6 +233,9 @@ private:
     void recordHead(vk::Recorder& rec, uint32_t nTokens, bool allRows);
     // Everything of a layer before its MLP block.
     void recordAttention(vk::Recorder& rec, size_t layer, uint32_t nTokens);
+    // The q/k/v projection(s) into qkv_, Qwen3's q/k norms, then RoPE into q_ and the caches.
+    void recordQkvThenRope(vk::Recorder& rec, size_t layer, uint32_t nTokens, const ops::Act& in,
+                           const ops::InputNorm* inNorm);
     // The post-attention norm into xn_, and the capture of xn_ where asked for.
     void recordMlpNorm(vk::Recorder& rec, size_t layer, uint32_t nTokens);
     MlpStep mlpStep(size_t layer, uint32_t nTokens);

@@ -168,6 +168,16 @@ struct AttentionShape {
 void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step, const Act& q,
                const Act& k, const Act& v, const vk::Buffer& qOut, const vk::Buffer& kCache, const vk::Buffer& vCache,
                const vk::Buffer& table, uint32_t tableMaxPos, uint32_t nTokens);
+// Whether qkvRope() can take this projection (decode's kernel, one chunk,
+// rotation pairs within a subgroup's rows); else matmul() then ropeStore().
+bool qkvRopeFits(vk::Context& ctx, const DeviceMatrix& qkv, uint32_t nTokens);
+// The fused q/k/v projection (rows q, k, v) with RoPE applied as it is
+// written: rotated q into qOut [tokens, nHeads * headDim], rotated k and v
+// into the caches at step.pos0 + t. matmul() plus ropeStore() in one pass.
+void qkvRope(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const DeviceMatrix& qkv, const Act& x,
+             const vk::Buffer* bias, const InputNorm* norm, const vk::Buffer& step, const vk::Buffer& qOut,
+             const vk::Buffer& kCache, const vk::Buffer& vCache, const vk::Buffer& table, uint32_t tableMaxPos,
+             uint32_t nTokens);
 // Causal attention of the step's queries over cache positions [.., step.pos0 + t].
 void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step,
                const vk::Buffer& q, const vk::Buffer& kCache, const vk::Buffer& vCache, const vk::Buffer& out,
