@@ -80,8 +80,9 @@ public:
     const DeviceMatrix& down() const { return down_; }
 
 private:
-    // A routed block stacks its experts' matrices, the base's included
-    // where an expert is the base, and leaves views in their place.
+    // A routed block stacks its experts' matrices, the base's included (as
+    // an expert, or as the slot likelihood routing pins to), and leaves
+    // views in their place.
     friend class RoutedMlp;
     DeviceMatrix gate_, up_, down_;
 };
