@@ -108,6 +108,11 @@ void RoutedMlp::stackExperts(vk::Context& ctx) {
         group.slotCount = end - first;
         first = end;
     }
+    // Every copy of the layer in one submit; the experts' own buffers are
+    // freed once it has run.
+    vk::Recorder copies(ctx);
+    copies.begin();
+    std::vector<vk::Buffer> copied;
     for (ExpertStack::Group& group : stack->groups) {
         DeviceMatrix* stacked[] = {&group.gate, &group.up, &group.down};
         for (size_t p = 0; p < std::size(projections); ++p) {
@@ -132,14 +137,16 @@ void RoutedMlp::stackExperts(vk::Context& ctx) {
                 DeviceMatrix::Chunk& own = source(group.firstSlot + e, p).chunks[0];
                 const vk::Buffer& dst = out.chunks[e / perChunk].buffer;
                 const uint64_t offset = (e % perChunk) * expertBytes;
-                ctx.copyBuffer(own.buffer.handle(), 0, dst.handle(), offset, expertBytes);
-                own.buffer = vk::Buffer();
+                copies.copy(own.buffer.handle(), 0, dst.handle(), offset, expertBytes);
+                copied.push_back(std::move(own.buffer));
                 own.viewOf = &dst;
                 own.viewOffset = offset;
                 own.viewBytes = expertBytes;
             }
         }
     }
+    copies.end();
+    copies.submitAndWait();
     stack_ = std::move(stack);
 }
 
