@@ -46,6 +46,20 @@ std::vector<int32_t> randomTokens(int n, uint32_t seed) {
     return ids;
 }
 
+// A random model of spec `s` in a temporary folder, random prompt tokens,
+// and the CPU reference logits for them.
+struct ReferenceCase {
+    QTemporaryDir dir;
+    std::filesystem::path path;
+    std::vector<int32_t> ids;
+    std::vector<float> want;
+    ReferenceCase(const Spec& s, uint32_t modelSeed, int tokens, uint32_t tokenSeed)
+        : path(dir.path().toStdString()), ids(randomTokens(tokens, tokenSeed)) {
+        writeModel(path, s, modelSeed);
+        want = referenceLogits(path, s, ids);
+    }
+};
+
 // Rewrites model.safetensors with `edit` applied to its tensors (float32 copies).
 void editTensors(const std::filesystem::path& dir,
                  const std::function<void(std::map<std::string, std::pair<std::vector<int64_t>, std::vector<float>>>&)>& edit) {
@@ -115,13 +129,9 @@ private slots:
         QFETCH(bool, fused);
         QFETCH(int, dtype);
         const Spec s = mixtral(fused, DType(dtype));
-        QTemporaryDir dir;
-        const std::filesystem::path d = dir.path().toStdString();
-        writeModel(d, s, 31);
-        const auto ids = randomTokens(23, 4);
-        const auto want = referenceLogits(d, s, ids);
+        const ReferenceCase reference(s, 31, 23, 4);
 
-        auto model = Model::load(*ctx, d);
+        auto model = Model::load(*ctx, reference.path);
         QCOMPARE(model->config().numExperts, 4);
         QCOMPARE(model->config().expertsPerToken, 2);
         const auto* routed = dynamic_cast<const RoutedMlp*>(&model->mlp(1));
@@ -135,22 +145,22 @@ private slots:
 
         // Prefill 17 tokens in batches of 8, then 6 decode steps.
         Session session(*model, 64, 8);
-        const std::vector<float> got = prefillThenDecode(session, ids, 17);
+        const std::vector<float> got = prefillThenDecode(session, reference.ids, 17);
         // Expert usage per MoE layer, as generate --json reports it: top-2 of every token.
         for (const auto& [layer, tokens] : session.expertUsage()) {
             uint32_t sum = 0;
             for (uint32_t t : tokens) sum += t;
-            QCOMPARE(sum, uint32_t(2 * ids.size()));
+            QCOMPARE(sum, uint32_t(2 * reference.ids.size()));
         }
-        QCOMPARE(got.size(), want.size());
-        const double e = test::nmse(got, want);
+        QCOMPARE(got.size(), reference.want.size());
+        const double e = test::nmse(got, reference.want);
         qInfo("mixtral %s: NMSE %.3g", fused ? "fused" : "per-expert", e);
         QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
         // Each token ran exactly top-k experts per layer.
         const auto use = RoutedMlp::usage(*session.mlpState(0));
         uint32_t total = 0;
         for (uint32_t u : use) total += u;
-        QCOMPARE(total, uint32_t(ids.size()) * 2u);
+        QCOMPARE(total, uint32_t(reference.ids.size()) * 2u);
     }
 
     // Decode runs a layer's chosen experts from their stacked projections in
@@ -161,17 +171,13 @@ private slots:
         for (int experts : {4, 12}) {
             Spec s = mixtral(false, DType::BF16);
             s.experts = experts;
-            QTemporaryDir dir;
-            const std::filesystem::path d = dir.path().toStdString();
-            writeModel(d, s, 37);
-            const auto ids = randomTokens(12, 5);
-            const auto want = referenceLogits(d, s, ids);
-            auto model = Model::load(*ctx, d);
+            const ReferenceCase reference(s, 37, 12, 5);
+            auto model = Model::load(*ctx, reference.path);
             QVERIFY(dynamic_cast<const RoutedMlp&>(model->mlp(0)).expertsStacked());
             Session session(*model, 64, 8);
-            const std::vector<float> got = prefillThenDecode(session, ids, 8); // 4 decode steps
+            const std::vector<float> got = prefillThenDecode(session, reference.ids, 8); // 4 decode steps
             decodeDispatches[experts] = session.lastDispatches();
-            const double e = test::nmse(got, want);
+            const double e = test::nmse(got, reference.want);
             QVERIFY2(e < 1e-9, qPrintable(QString("%1 experts: NMSE %2").arg(experts).arg(e)));
         }
         QCOMPARE(decodeDispatches[12], decodeDispatches[4]);
@@ -208,18 +214,14 @@ private slots:
         if (mlpOnly) s.mlpOnly = {0};
         s.normTopk = normTopk;
         s.fusedExperts = fused;
-        QTemporaryDir dir;
-        const std::filesystem::path d = dir.path().toStdString();
-        writeModel(d, s, 41);
-        const auto ids = randomTokens(23, 6);
-        const auto want = referenceLogits(d, s, ids);
-        auto model = Model::load(*ctx, d);
+        const ReferenceCase reference(s, 41, 23, 6);
+        auto model = Model::load(*ctx, reference.path);
         QCOMPARE(model->config().normTopkProb, normTopk);
         for (int l = 0; l < 3; ++l) QCOMPARE(model->config().isSparseLayer(l), s.sparse(l));
         Session session(*model, 64, 8);
-        const std::vector<float> got = prefillThenDecode(session, ids, 17);
-        QCOMPARE(got.size(), want.size());
-        const double e = test::nmse(got, want);
+        const std::vector<float> got = prefillThenDecode(session, reference.ids, 17);
+        QCOMPARE(got.size(), reference.want.size());
+        const double e = test::nmse(got, reference.want);
         qInfo("qwen2_moe: NMSE %.3g", e);
         QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
     }
@@ -258,12 +260,8 @@ private slots:
         s.normTopk = normTopk;
         s.fusedExperts = fused;
         s.attentionBias = attentionBias;
-        QTemporaryDir dir;
-        const std::filesystem::path d = dir.path().toStdString();
-        writeModel(d, s, 43);
-        const auto ids = randomTokens(23, 8);
-        const auto want = referenceLogits(d, s, ids);
-        auto model = Model::load(*ctx, d);
+        const ReferenceCase reference(s, 43, 23, 8);
+        auto model = Model::load(*ctx, reference.path);
         const ModelConfig& c = model->config();
         QCOMPARE(c.arch, Arch::Qwen3Moe);
         QVERIFY(c.qkNorm);
@@ -273,9 +271,9 @@ private slots:
         QCOMPARE(c.normTopkProb, normTopk);
         for (int l = 0; l < 3; ++l) QCOMPARE(c.isSparseLayer(l), s.sparse(l));
         Session session(*model, 64, 8);
-        const std::vector<float> got = prefillThenDecode(session, ids, 17);
-        QCOMPARE(got.size(), want.size());
-        const double e = test::nmse(got, want);
+        const std::vector<float> got = prefillThenDecode(session, reference.ids, 17);
+        QCOMPARE(got.size(), reference.want.size());
+        const double e = test::nmse(got, reference.want);
         qInfo("qwen3_moe: NMSE %.3g", e);
         QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
     }
