@@ -403,7 +403,9 @@ void Model::requireExperts(size_t layer, RoutedMlp& routed, const std::vector<ui
 
 namespace {
 constexpr uint32_t kFloat = sizeof(float);
-}
+// An optional weight (a bias) as the ops take it: null when the model has none.
+const vk::Buffer* bias(const vk::Buffer& b) { return b.valid() ? &b : nullptr; }
+} // namespace
 
 Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(model), ctx_(model.context()) {
     const ModelConfig& c = model.config();
@@ -497,7 +499,6 @@ void Session::recordQkvThenRope(vk::Recorder& rec, size_t l, uint32_t n, const o
     const ModelConfig& c = model_.config();
     const LayerWeights& L = model_.layers_[l];
     const uint32_t qDim = attn_.nHeads * attn_.headDim, kvDim = attn_.nKvHeads * attn_.headDim;
-    auto bias = [](const vk::Buffer& b) { return b.valid() ? &b : nullptr; };
     const auto kernel = ops::MatmulKernel::Auto;
     // q, k and v side by side in qkv_: one row of qDim + 2 kvDim per token.
     const uint32_t qkvDim = qDim + 2 * kvDim;
@@ -526,7 +527,6 @@ void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
     const LayerWeights& L = model_.layers_[l];
     const uint32_t H = uint32_t(c.hiddenSize);
     const uint32_t qDim = attn_.nHeads * attn_.headDim;
-    auto bias = [](const vk::Buffer& b) { return b.valid() ? &b : nullptr; };
 
     // The input norm: folded into the QKV matvec, or a pass of its own.
     const ops::InputNorm norm{&L.attnNorm, c.rmsNormEps};
