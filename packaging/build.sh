@@ -5,6 +5,11 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/packaging/install-deps.sh"
 jobs="$(nproc 2>/dev/null || echo 2)"
+# CI (.ci/run, with CI=true) fails on any compiler warning; a local build
+# only prints them. Passed either way so that build/'s cache follows CI.
+werror=OFF
+if [[ "${CI:-}" == "true" ]]; then werror=ON; fi
 cmake -S "$repo" -B "$repo/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DMOE_WERROR="$werror" \
       -DMOE_MODELS_DIR="${MOE_MODELS_DIR:-$repo/../shared/models}" >/dev/null
 cmake --build "$repo/build" -j "$jobs"
