@@ -4,6 +4,7 @@
 // against (double accumulation). Shared by the architecture and MoE tests.
 #include "moe/model.h"
 #include "moe/safetensors.h"
+#include "reference_ops.h"
 
 #include <nlohmann/json.hpp>
 
@@ -178,39 +179,6 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
 // Called for t = 0, 1, ... in order within each layer.
 using MlpFn = std::function<std::vector<double>(int layer, int t, const std::vector<double>& x)>;
 
-inline std::vector<double> linear(const std::vector<float>& w, const std::vector<double>& x, int rows, int cols) {
-    std::vector<double> y(size_t(rows), 0.0);
-    for (int r = 0; r < rows; ++r)
-        for (int k = 0; k < cols; ++k) y[size_t(r)] += double(w[size_t(r) * cols + k]) * x[size_t(k)];
-    return y;
-}
-
-// SwiGLU MLP: down(silu(gate·x) * (up·x)).
-inline std::vector<double> swiglu(const std::vector<float>& wg, const std::vector<float>& wu, const std::vector<float>& wd,
-                                  const std::vector<double>& x, int H, int I) {
-    auto g = linear(wg, x, I, H), u = linear(wu, x, I, H);
-    for (int i = 0; i < I; ++i) g[size_t(i)] = g[size_t(i)] / (1 + std::exp(-g[size_t(i)])) * u[size_t(i)];
-    return linear(wd, g, H, I);
-}
-
-// Softmax over `logits`, the top k kept (ties to the lower index) and, with
-// `renormalise`, scaled to sum to 1: the weights each expert's output gets.
-inline std::vector<double> topKWeights(const std::vector<double>& logits, int k, bool renormalise) {
-    const double mx = *std::max_element(logits.begin(), logits.end());
-    std::vector<double> p(logits.size());
-    double sum = 0;
-    for (size_t e = 0; e < p.size(); ++e) sum += p[e] = std::exp(logits[e] - mx);
-    for (auto& v : p) v /= sum;
-    std::vector<size_t> order(p.size());
-    for (size_t e = 0; e < order.size(); ++e) order[e] = e;
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
-    std::vector<double> w(p.size(), 0.0);
-    double kept = 0;
-    for (int j = 0; j < k; ++j) kept += p[order[size_t(j)]];
-    for (int j = 0; j < k; ++j) w[order[size_t(j)]] = renormalise ? p[order[size_t(j)]] / kept : p[order[size_t(j)]];
-    return w;
-}
-
 // One expert's SwiGLU projections, gate and up [I, H] and down [H, I], from
 // either layout. The fused one as Transformers 5 uses it: gate, up =
 // linear(x, gate_up_proj[e]).chunk(2) (the first I rows are the gate), then
@@ -277,7 +245,7 @@ inline MlpFn qwen2MoeMlp(const std::filesystem::path& dir, const Spec& s) {
             for (int i = 0; i < H; ++i) out[size_t(i)] += w[size_t(e)] * y[size_t(i)];
         }
         if (S > 0) {
-            const double g = 1.0 / (1.0 + std::exp(-linear(W("shared_expert_gate.weight"), x, 1, H)[0]));
+            const double g = sigmoid(linear(W("shared_expert_gate.weight"), x, 1, H)[0]);
             const auto y = swiglu(W("shared_expert.gate_proj.weight"), W("shared_expert.up_proj.weight"),
                                   W("shared_expert.down_proj.weight"), x, H, S);
             for (int i = 0; i < H; ++i) out[size_t(i)] += g * y[size_t(i)];
@@ -298,94 +266,53 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
                          : s.arch == "mixtral"   ? mixtralMlp(dir, s)
                          : s.qwenMoe()           ? qwen2MoeMlp(dir, s)
                                                  : MlpFn{};
-    auto rmsnorm = [&](const std::vector<double>& x, const std::vector<float>& w) {
-        double ss = 0;
-        for (double v : x) ss += v * v;
-        const double scale = 1.0 / std::sqrt(ss / double(x.size()) + eps);
-        std::vector<double> y(x.size());
-        for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * scale * w[i];
-        return y;
-    };
     auto embed = W("model.embed_tokens.weight");
     std::vector<std::vector<double>> h(static_cast<size_t>(T));
     for (int t = 0; t < T; ++t) h[size_t(t)].assign(embed.begin() + long(ids[size_t(t)]) * H, embed.begin() + long(ids[size_t(t)] + 1) * H);
+    const std::vector<float> invFreq = ropeInvFreq(theta, D);
+    const AttentionShape shape{nh, nkv, D, s.window, 1.0 / std::sqrt(double(D))};
+    const int qDim = shape.qDim(), kvDim = shape.kvDim();
     for (int l = 0; l < s.layers; ++l) {
         const std::string p = "model.layers." + std::to_string(l) + ".";
         auto wq = W(p + "self_attn.q_proj.weight"), wk = W(p + "self_attn.k_proj.weight"),
              wv = W(p + "self_attn.v_proj.weight"), wo = W(p + "self_attn.o_proj.weight");
         auto n1 = W(p + "input_layernorm.weight"), n2 = W(p + "post_attention_layernorm.weight");
-        std::vector<std::vector<double>> Q(static_cast<size_t>(T)), K(static_cast<size_t>(T)), V(static_cast<size_t>(T));
+        std::vector<float> bq, bk, bv, qn, kn;
+        if (s.qkvBias()) bq = W(p + "self_attn.q_proj.bias"), bk = W(p + "self_attn.k_proj.bias"), bv = W(p + "self_attn.v_proj.bias");
+        if (s.qkNorm()) qn = W(p + "self_attn.q_norm.weight"), kn = W(p + "self_attn.k_norm.weight");
+        // Every token's q, k and v, rows of qDim and kvDim (k and v: the KV cache from position 0).
+        std::vector<double> Q(size_t(T) * qDim), K(size_t(T) * kvDim), V(size_t(T) * kvDim);
         for (int t = 0; t < T; ++t) {
-            auto x = rmsnorm(h[size_t(t)], n1);
-            Q[size_t(t)] = linear(wq, x, nh * D, H);
-            K[size_t(t)] = linear(wk, x, nkv * D, H);
-            V[size_t(t)] = linear(wv, x, nkv * D, H);
-            if (s.qkvBias()) {
-                auto bq = W(p + "self_attn.q_proj.bias"), bk = W(p + "self_attn.k_proj.bias"), bv = W(p + "self_attn.v_proj.bias");
-                for (size_t i = 0; i < Q[size_t(t)].size(); ++i) Q[size_t(t)][i] += bq[i];
-                for (size_t i = 0; i < K[size_t(t)].size(); ++i) { K[size_t(t)][i] += bk[i]; V[size_t(t)][i] += bv[i]; }
-            }
+            const auto x = rmsnorm(h[size_t(t)], n1, eps);
+            const auto q = linear(wq, x, qDim, H, s.qkvBias() ? &bq : nullptr);
+            const auto k = linear(wk, x, kvDim, H, s.qkvBias() ? &bk : nullptr);
+            const auto v = linear(wv, x, kvDim, H, s.qkvBias() ? &bv : nullptr);
+            double* qt = Q.data() + size_t(t) * qDim;
+            double* kt = K.data() + size_t(t) * kvDim;
+            std::copy(q.begin(), q.end(), qt);
+            std::copy(k.begin(), k.end(), kt);
+            std::copy(v.begin(), v.end(), V.data() + size_t(t) * kvDim);
             // Qwen3: RMSNorm over each head of q and k, before RoPE.
             if (s.qkNorm()) {
-                const auto qn = W(p + "self_attn.q_norm.weight"), kn = W(p + "self_attn.k_norm.weight");
-                auto perHead = [&](std::vector<double>& v, int heads, const std::vector<float>& w) {
-                    for (int hh = 0; hh < heads; ++hh) {
-                        const std::vector<double> head(v.begin() + long(hh) * D, v.begin() + long(hh + 1) * D);
-                        const auto y = rmsnorm(head, w);
-                        std::copy(y.begin(), y.end(), v.begin() + long(hh) * D);
-                    }
-                };
-                perHead(Q[size_t(t)], nh, qn);
-                perHead(K[size_t(t)], nkv, kn);
+                for (int hh = 0; hh < nh; ++hh) rmsnorm(qt + size_t(hh) * D, qt + size_t(hh) * D, D, qn.data(), eps);
+                for (int hh = 0; hh < nkv; ++hh) rmsnorm(kt + size_t(hh) * D, kt + size_t(hh) * D, D, kn.data(), eps);
             }
-            // rotate_half RoPE.
-            auto rope = [&](std::vector<double>& v, int heads) {
-                for (int hh = 0; hh < heads; ++hh)
-                    for (int i = 0; i < D / 2; ++i) {
-                        const float invFreq = float(1.0 / std::pow(theta, double(2 * i) / D));
-                        const double a = double(float(t) * invFreq);
-                        const double c = std::cos(a), sn = std::sin(a);
-                        double& x1 = v[size_t(hh * D + i)];
-                        double& x2 = v[size_t(hh * D + i + D / 2)];
-                        const double r1 = x1 * c - x2 * sn, r2 = x2 * c + x1 * sn;
-                        x1 = r1;
-                        x2 = r2;
-                    }
-            };
-            rope(Q[size_t(t)], nh);
-            rope(K[size_t(t)], nkv);
+            const RopeAngles angles = ropeAngles(invFreq, t);
+            rope(qt, nh, D, angles);
+            rope(kt, nkv, D, angles);
         }
+        const auto attn = attention(shape, Q.data(), K.data(), V.data(), 0, T);
+        std::vector<float> bo;
+        if (s.oBias()) bo = W(p + "self_attn.o_proj.bias");
         for (int t = 0; t < T; ++t) {
-            std::vector<double> attn(size_t(nh * D), 0.0);
-            for (int hh = 0; hh < nh; ++hh) {
-                const int g = hh / (nh / nkv);
-                const int lo = s.window > 0 ? std::max(0, t - s.window + 1) : 0;
-                std::vector<double> sc;
-                double mx = -1e300;
-                for (int j = lo; j <= t; ++j) {
-                    double d = 0;
-                    for (int e = 0; e < D; ++e) d += Q[size_t(t)][size_t(hh * D + e)] * K[size_t(j)][size_t(g * D + e)];
-                    sc.push_back(d / std::sqrt(double(D)));
-                    mx = std::max(mx, sc.back());
-                }
-                double sum = 0;
-                for (double& v : sc) sum += v = std::exp(v - mx);
-                for (int j = lo; j <= t; ++j)
-                    for (int e = 0; e < D; ++e)
-                        attn[size_t(hh * D + e)] += sc[size_t(j - lo)] / sum * V[size_t(j)][size_t(g * D + e)];
-            }
-            auto o = linear(wo, attn, H, nh * D);
-            if (s.oBias()) {
-                const auto bo = W(p + "self_attn.o_proj.bias");
-                for (int i = 0; i < H; ++i) o[size_t(i)] += bo[size_t(i)];
-            }
+            const auto o = linear(wo.data(), attn.data() + size_t(t) * qDim, H, qDim, s.oBias() ? bo.data() : nullptr);
             for (int i = 0; i < H; ++i) h[size_t(t)][size_t(i)] += o[size_t(i)];
         }
         const MlpFn& layerMlp = mlp ? mlp : moeMlp;
         std::vector<float> wg, wu, wd; // the dense MLP, read only when no other MLP runs
         if (!layerMlp) wg = W(p + "mlp.gate_proj.weight"), wu = W(p + "mlp.up_proj.weight"), wd = W(p + "mlp.down_proj.weight");
         for (int t = 0; t < T; ++t) {
-            auto x = rmsnorm(h[size_t(t)], n2);
+            auto x = rmsnorm(h[size_t(t)], n2, eps);
             auto d = layerMlp ? layerMlp(l, t, x) : swiglu(wg, wu, wd, x, H, I);
             for (int i = 0; i < H; ++i) h[size_t(t)][size_t(i)] += d[size_t(i)];
         }
@@ -394,7 +321,7 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
     auto fn = W("model.norm.weight");
     std::vector<float> logits;
     for (int t = 0; t < T; ++t) {
-        auto y = linear(head, rmsnorm(h[size_t(t)], fn), s.vocab, H);
+        auto y = linear(head, rmsnorm(h[size_t(t)], fn, eps), s.vocab, H);
         logits.insert(logits.end(), y.begin(), y.end());
     }
     return logits;

@@ -16,6 +16,7 @@
 #include "moe/builder.h"
 #include "moe/export.h"
 #include "moe/model.h"
+#include "reference_ops.h"
 #include "test_paths.h"
 
 #include <QTemporaryDir>

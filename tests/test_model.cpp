@@ -13,6 +13,7 @@
 #include "moe/generate.h"
 #include "moe/model.h"
 #include "moe/tokenizer.h"
+#include "reference_ops.h"
 #include "test_paths.h"
 
 #include <QtTest/QtTest>

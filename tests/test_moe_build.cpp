@@ -11,6 +11,7 @@
 #include "moe/builder.h"
 #include "moe/dataset.h"
 #include "moe/scoring.h"
+#include "reference_ops.h"
 #include "test_paths.h"
 
 #include <QTemporaryDir>

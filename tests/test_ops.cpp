@@ -13,15 +13,18 @@
 #include "moe/ops.h"
 #include "moe/vk.h"
 
+#include "reference_ops.h"
 #include "test_paths.h"
 
 #include <map>
 #include <QtTest/QtTest>
 
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <numeric>
 #include <random>
+#include <span>
 #include <tuple>
 
 using namespace moe;
@@ -29,6 +32,7 @@ using namespace moe;
 namespace {
 
 using test::nmse;
+namespace ref = moe::test::ref;
 
 constexpr double kNmseLimit = 1e-9;
 
@@ -71,10 +75,13 @@ std::vector<float> readFloats(const vk::Buffer& b, size_t n) {
     return v;
 }
 
-vk::Buffer makeStep(vk::Context& ctx, uint32_t pos0, const std::vector<int32_t>& tokens) {
+vk::Buffer makeStep(vk::Context& ctx, uint32_t pos0, const std::vector<int32_t>& tokens, uint32_t routeFlags = 0,
+                    uint32_t routePin = 0) {
     ops::StepHeader h;
     h.pos0 = pos0;
     h.nTokens = uint32_t(tokens.size());
+    h.routeFlags = routeFlags;
+    h.routePin = routePin;
     vk::Buffer b(ctx, sizeof h + std::max<size_t>(tokens.size(), 1) * 4, vk::MemoryUse::Upload);
     b.upload(&h, sizeof h);
     if (!tokens.empty()) b.upload(tokens.data(), tokens.size() * 4, sizeof h);
@@ -153,14 +160,8 @@ private slots:
         auto b = randomFloats(rng, size_t(rows));
 
         std::vector<float> ref = out0;
-        for (int t = 0; t < tokens; ++t)
-            for (int r = 0; r < rows; ++r) {
-                double s = 0;
-                for (int k = 0; k < cols; ++k) s += double(w.values[size_t(r) * cols + k]) * x[xOff + size_t(t) * xStride + k];
-                if (bias) s += b[size_t(r)];
-                float& o = ref[outOff + size_t(t) * outStride + r];
-                o = float(accumulate ? o + s : s);
-            }
+        ref::matmul(w.values.data(), rows, cols, x, {xOff, xStride}, ref, {outOff, outStride}, tokens,
+                    bias ? b.data() : nullptr, accumulate);
 
         auto W = DeviceMatrix::fromHost(*ctx, dt, uint32_t(rows), uint32_t(cols), w.bytes.data());
         auto X = deviceFloats(*ctx, x);
@@ -201,15 +202,10 @@ private slots:
         auto wu = makeWeights(rng, dt, size_t(rows) * cols);
         auto x = randomFloats(rng, size_t(tokens) * cols);
         std::vector<float> ref(size_t(tokens) * rows);
-        for (int t = 0; t < tokens; ++t)
-            for (int r = 0; r < rows; ++r) {
-                double g = 0, u = 0;
-                for (int k = 0; k < cols; ++k) {
-                    g += double(wg.values[size_t(r) * cols + k]) * x[size_t(t) * cols + k];
-                    u += double(wu.values[size_t(r) * cols + k]) * x[size_t(t) * cols + k];
-                }
-                ref[size_t(t) * rows + r] = float(g / (1 + std::exp(-g)) * u);
-            }
+        for (int t = 0; t < tokens; ++t) {
+            const auto h = ref::gatedLinear(wg.values.data(), wu.values.data(), x.data() + size_t(t) * cols, rows, cols);
+            std::copy(h.begin(), h.end(), ref.begin() + long(t) * rows);
+        }
         auto G = DeviceMatrix::fromHost(*ctx, dt, uint32_t(rows), uint32_t(cols), wg.bytes.data());
         auto U = DeviceMatrix::fromHost(*ctx, dt, uint32_t(rows), uint32_t(cols), wu.bytes.data());
         auto X = deviceFloats(*ctx, x);
@@ -257,20 +253,14 @@ private slots:
         auto out0 = randomFloats(rng, size_t(tokens) * rows);
         std::vector<float> ref = out0;
         for (int t = 0; t < tokens; ++t) {
-            const float* xt = x.data() + xOff + size_t(t) * xStride;
-            double ss = 0;
-            for (int k = 0; k < cols; ++k) ss += double(xt[k]) * xt[k];
-            const double scale = 1.0 / std::sqrt(ss / cols + eps);
+            std::vector<double> xn(static_cast<size_t>(cols));
+            ref::rmsnorm(x.data() + xOff + size_t(t) * xStride, xn.data(), cols, normWeights.data(), eps);
+            // Plain: bias and accumulate on top of the normalised projection.
+            const auto y = gated ? ref::gatedLinear(wg.values.data(), wu.values.data(), xn.data(), rows, cols)
+                                 : ref::linear(wg.values.data(), xn.data(), rows, cols, bias.data());
             for (int r = 0; r < rows; ++r) {
-                double g = 0, u = 0;
-                for (int k = 0; k < cols; ++k) {
-                    const double xn = xt[k] * scale * normWeights[size_t(k)];
-                    g += wg.values[size_t(r) * cols + k] * xn;
-                    u += wu.values[size_t(r) * cols + k] * xn;
-                }
                 float& o = ref[size_t(t) * rows + r];
-                // Plain: bias and accumulate on top of the normalised projection.
-                o = gated ? float(g / (1 + std::exp(-g)) * u) : float(o + g + bias[size_t(r)]);
+                o = gated ? float(y[size_t(r)]) : float(o + y[size_t(r)]);
             }
         }
         auto G = DeviceMatrix::fromHost(*ctx, dt, uint32_t(rows), uint32_t(cols), wg.bytes.data());
@@ -326,12 +316,8 @@ private slots:
         const float eps = 1e-5f;
         auto normWeights = randomFloats(rng, H);
         if (foldedNorm)
-            for (uint32_t t = 0; t < n; ++t) {
-                double ss = 0;
-                for (uint32_t k = 0; k < H; ++k) ss += double(residual0[t * H + k]) * residual0[t * H + k];
-                const double scale = 1.0 / std::sqrt(ss / H + eps);
-                for (uint32_t k = 0; k < H; ++k) x[t * H + k] = float(residual0[t * H + k] * scale * normWeights[k]);
-            }
+            for (uint32_t t = 0; t < n; ++t)
+                ref::rmsnorm(residual0.data() + t * H, x.data() + t * H, int(H), normWeights.data(), eps);
         // Two stacks, as a layer whose experts differ in dtype has: slots 0-2
         // and 3-4, each of whole-expert chunks (rows of slot first + e at e * rows).
         auto stackOf = [&](const HostWeights& w, uint32_t rows, uint32_t cols, uint32_t first, uint32_t count) {
@@ -350,32 +336,15 @@ private slots:
         const DeviceMatrix G1 = stackOf(gate, I, H, 3, 2), U1 = stackOf(up, I, H, 3, 2), D1 = stackOf(down, H, I, 3, 2);
         QCOMPARE(G0.chunks.size(), size_t(2));
 
+        // Softmax, top 2, renormalised weights; each chosen expert's SwiGLU output added in weight order.
         std::vector<float> ref = residual0;
         for (uint32_t t = 0; t < n; ++t) {
-            std::vector<double> p(E);
-            double m = -1e30, sum = 0;
-            for (uint32_t e = 0; e < E; ++e) m = std::max(m, double(logits[t * E + e]));
-            for (uint32_t e = 0; e < E; ++e) sum += p[e] = std::exp(logits[t * E + e] - m);
-            std::vector<uint32_t> order(E);
-            std::iota(order.begin(), order.end(), 0u);
-            std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return p[a] > p[b]; });
-            const double total = p[order[0]] + p[order[1]];
-            for (uint32_t j = 0; j < topK; ++j) {
-                const uint32_t e = order[j];
-                std::vector<double> h(I);
-                for (uint32_t r = 0; r < I; ++r) {
-                    double g = 0, u = 0;
-                    for (uint32_t k = 0; k < H; ++k) {
-                        g += gate.values[(size_t(e) * I + r) * H + k] * double(x[t * H + k]);
-                        u += up.values[(size_t(e) * I + r) * H + k] * double(x[t * H + k]);
-                    }
-                    h[r] = g / (1 + std::exp(-g)) * u;
-                }
-                for (uint32_t r = 0; r < H; ++r) {
-                    double y = 0;
-                    for (uint32_t k = 0; k < I; ++k) y += down.values[(size_t(e) * H + r) * I + k] * h[k];
-                    ref[t * H + r] += float(p[e] / total * y);
-                }
+            const auto w = ref::topKWeights(std::vector<double>(logits.begin() + t * E, logits.begin() + (t + 1) * E),
+                                            int(topK), true);
+            for (int e : ref::topK(w, int(topK))) {
+                const auto y = ref::swiglu(gate.values.data() + size_t(e) * I * H, up.values.data() + size_t(e) * I * H,
+                                           down.values.data() + size_t(e) * H * I, x.data() + t * H, int(H), int(I));
+                for (uint32_t r = 0; r < H; ++r) ref[t * H + r] += float(w[size_t(e)] * y[r]);
             }
         }
 
@@ -425,35 +394,17 @@ private slots:
         std::vector<float> qRef(size_t(tokens) * qDim), kRef = randomFloats(rng, size_t(maxPos) * kvDim);
         std::vector<float> vRef = randomFloats(rng, size_t(maxPos) * kvDim);
         const std::vector<float> k0 = kRef, v0 = vRef;
+        // The projection of each token (rows q, k, v), then RoPE and the cache store.
+        std::vector<double> y(size_t(tokens) * rows);
         for (uint32_t t = 0; t < tokens; ++t) {
             std::vector<double> xt(x.begin() + t * H, x.begin() + (t + 1) * H);
-            if (foldedNorm) {
-                double ss = 0;
-                for (double v : xt) ss += v * v;
-                for (uint32_t k = 0; k < H; ++k) xt[k] *= normWeights[k] / std::sqrt(ss / H + eps);
-            }
-            std::vector<double> y(rows);
-            for (uint32_t r = 0; r < rows; ++r) {
-                for (uint32_t k = 0; k < H; ++k) y[r] += w.values[size_t(r) * H + k] * xt[k];
-                if (withBias) y[r] += bias[r];
-            }
-            const uint32_t pos = pos0 + t;
-            for (uint32_t head = 0; head < rows / D; ++head)
-                for (uint32_t i = 0; i < half; ++i) {
-                    const uint32_t r = head * D + i;
-                    const double a = y[r], b = y[r + half];
-                    const double c = table[pos * half + i], sn = table[maxPos * half + pos * half + i];
-                    if (r < qDim) {
-                        qRef[t * qDim + r] = float(a * c - b * sn), qRef[t * qDim + r + half] = float(b * c + a * sn);
-                    } else if (r < qDim + kvDim) {
-                        const uint32_t o = pos * kvDim + r - qDim;
-                        kRef[o] = float(a * c - b * sn), kRef[o + half] = float(b * c + a * sn);
-                    } else {
-                        const uint32_t o = pos * kvDim + r - qDim - kvDim;
-                        vRef[o] = float(a), vRef[o + half] = float(b);
-                    }
-                }
+            if (foldedNorm) ref::rmsnorm(xt.data(), xt.data(), int(H), normWeights.data(), eps);
+            const auto yt = ref::linear(w.values.data(), xt.data(), int(rows), int(H), withBias ? bias.data() : nullptr);
+            std::copy(yt.begin(), yt.end(), y.begin() + long(t) * rows);
         }
+        const ref::AttentionShape refShape{int(nHeads), int(nKv), int(D)};
+        ref::ropeStore(refShape, y.data(), {0, rows}, y.data(), {qDim, rows}, y.data(), {qDim + kvDim, rows}, qRef, kRef,
+                       vRef, table, int(maxPos), int(pos0), int(tokens));
         auto W = DeviceMatrix::fromHost(*ctx, dt, rows, H, w.bytes.data());
         if (!ops::qkvRopeFits(*ctx, W, tokens)) QSKIP("matvec rows per subgroup are odd here (MOE_MATVEC_ROWS)");
         auto X = deviceFloats(*ctx, x), B = deviceFloats(*ctx, bias), N = deviceFloats(*ctx, normWeights);
@@ -490,12 +441,8 @@ private slots:
         auto X = deviceFloats(*ctx, x);
         vk::Buffer O(*ctx, uint64_t(rows) * 4, vk::MemoryUse::Device);
         run([&](vk::Recorder& rec) { ops::matmul(*ctx, rec, W, {&X, 0, cols}, {&O, 0, rows}, 1); });
-        std::vector<float> ref(rows);
-        for (uint32_t rr = 0; rr < rows; ++rr) {
-            double s = 0;
-            for (uint32_t k = 0; k < cols; ++k) s += double(w[size_t(rr) * cols + k]) * x[k];
-            ref[rr] = float(s);
-        }
+        const auto y = ref::linear(w.data(), x.data(), int(rows), int(cols));
+        const std::vector<float> ref(y.begin(), y.end());
         auto got = readFloats(O, rows);
         const double e = nmse(got, ref);
         QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
@@ -520,12 +467,7 @@ private slots:
         auto x = randomFloats(rng, xOff + size_t(rows) * xStride, 3.0f);
         auto w = randomFloats(rng, size_t(dim));
         std::vector<float> ref(size_t(rows) * dim);
-        for (int r = 0; r < rows; ++r) {
-            double ss = 0;
-            for (int i = 0; i < dim; ++i) ss += double(x[xOff + r * xStride + i]) * x[xOff + r * xStride + i];
-            const double scale = 1.0 / std::sqrt(ss / dim + eps);
-            for (int i = 0; i < dim; ++i) ref[size_t(r) * dim + i] = float(x[xOff + r * xStride + i] * scale * w[i]);
-        }
+        ref::rmsnormRows(x, {xOff, xStride}, ref, {0, size_t(dim)}, rows, dim, w.data(), eps);
         auto X = deviceFloats(*ctx, x);
         auto Wb = deviceFloats(*ctx, w);
         vk::Buffer O(*ctx, ref.size() * 4, vk::MemoryUse::Device);
@@ -545,14 +487,7 @@ private slots:
         auto x = randomFloats(rng, size_t(tokens) * stride, 2.0f);
         auto w = randomFloats(rng, size_t(dim));
         std::vector<float> ref = x;
-        for (int t = 0; t < tokens; ++t)
-            for (int h = 0; h < heads; ++h) {
-                const size_t b = size_t(t) * stride + offset + size_t(h) * dim;
-                double ss = 0;
-                for (int i = 0; i < dim; ++i) ss += double(x[b + i]) * x[b + i];
-                const double scale = 1.0 / std::sqrt(ss / dim + eps);
-                for (int i = 0; i < dim; ++i) ref[b + i] = float(x[b + i] * scale * w[i]);
-            }
+        ref::rmsnormRows(ref, {offset, stride}, ref, {offset, stride}, tokens * heads, dim, w.data(), eps, heads);
         auto X = deviceFloats(*ctx, x);
         auto Wb = deviceFloats(*ctx, w);
         const ops::Act rows{&X, uint32_t(offset), uint32_t(stride)};
@@ -613,7 +548,7 @@ private slots:
         auto g = randomFloats(rng, n, 4.0f), u = randomFloats(rng, n);
         g[0] = -90.0f; // exp overflow side
         std::vector<float> ref(n);
-        for (uint32_t i = 0; i < n; ++i) ref[i] = float(g[i] / (1.0 + std::exp(-double(g[i]))) * u[i]);
+        for (uint32_t i = 0; i < n; ++i) ref[i] = float(ref::silu(g[i]) * u[i]);
         auto G = deviceFloats(*ctx, g), U = deviceFloats(*ctx, u);
         vk::Buffer H(*ctx, n * 4, vk::MemoryUse::Device);
         run([&](vk::Recorder& rec) { ops::siluMul(*ctx, rec, G, U, H, n); });
@@ -689,55 +624,20 @@ private slots:
         QFETCH(int, first);
         QFETCH(int, second);
         QFETCH(int, window);
-        const int total = first + second, maxPos = total + 3, half = headDim / 2;
+        const int total = first + second, maxPos = total + 3;
         const int qDim = heads * headDim, kvDim = kvHeads * headDim;
         const float scale = 1.0f / std::sqrt(float(headDim));
-        std::vector<float> invFreq(half), table(size_t(maxPos) * half * 2);
-        for (int i = 0; i < half; ++i) invFreq[i] = float(1.0 / std::pow(10000.0, 2.0 * i / headDim));
-        for (int p = 0; p < maxPos; ++p)
-            for (int i = 0; i < half; ++i) {
-                table[size_t(p) * half + i] = float(std::cos(double(float(p) * invFreq[i])));
-                table[size_t(maxPos) * half + size_t(p) * half + i] = float(std::sin(double(float(p) * invFreq[i])));
-            }
+        const std::vector<float> table = ref::ropeTable(ref::ropeInvFreq(10000.0, headDim), maxPos);
         auto q = randomFloats(rng, size_t(total) * qDim), k = randomFloats(rng, size_t(total) * kvDim),
              v = randomFloats(rng, size_t(total) * kvDim);
 
-        // CPU reference.
-        auto rotate = [&](std::vector<float>& vec, size_t base, int pos) {
-            for (int i = 0; i < half; ++i) {
-                const double c = table[size_t(pos) * half + i], s = table[size_t(maxPos) * half + size_t(pos) * half + i];
-                const double a = vec[base + i], b = vec[base + i + half];
-                vec[base + i] = float(a * c - b * s);
-                vec[base + i + half] = float(b * c + a * s);
-            }
-        };
-        std::vector<float> qr = q, kr = k;
-        for (int t = 0; t < total; ++t) {
-            for (int h = 0; h < heads; ++h) rotate(qr, size_t(t) * qDim + h * headDim, t);
-            for (int h = 0; h < kvHeads; ++h) rotate(kr, size_t(t) * kvDim + h * headDim, t);
-        }
-        std::vector<float> ref(size_t(total) * qDim);
-        for (int t = 0; t < total; ++t)
-            for (int h = 0; h < heads; ++h) {
-                const int kvh = h / (heads / kvHeads);
-                const int lo = window > 0 ? std::max(0, t + 1 - window) : 0;
-                std::vector<double> s(size_t(t + 1), -1e300);
-                double mx = -1e300;
-                for (int j = lo; j <= t; ++j) {
-                    double d = 0;
-                    for (int e = 0; e < headDim; ++e)
-                        d += double(qr[size_t(t) * qDim + h * headDim + e]) * kr[size_t(j) * kvDim + kvh * headDim + e];
-                    s[size_t(j)] = d * scale;
-                    mx = std::max(mx, s[size_t(j)]);
-                }
-                double sum = 0;
-                for (int j = lo; j <= t; ++j) sum += s[size_t(j)] = std::exp(s[size_t(j)] - mx);
-                for (int e = 0; e < headDim; ++e) {
-                    double o = 0;
-                    for (int j = lo; j <= t; ++j) o += s[size_t(j)] * v[size_t(j) * kvDim + kvh * headDim + e];
-                    ref[size_t(t) * qDim + h * headDim + e] = float(o / sum);
-                }
-            }
+        // CPU reference: every token's RoPE and cache store at once, then attention over the cache.
+        const ref::AttentionShape refShape{heads, kvHeads, headDim, window, scale};
+        std::vector<float> qr(q.size()), kc(size_t(maxPos) * kvDim), vc(size_t(maxPos) * kvDim);
+        ref::ropeStore(refShape, q.data(), {0, size_t(qDim)}, k.data(), {0, size_t(kvDim)}, v.data(), {0, size_t(kvDim)},
+                       qr, kc, vc, table, maxPos, 0, total);
+        const auto att = ref::attention(refShape, qr.data(), kc.data(), vc.data(), 0, total);
+        const std::vector<float> ref(att.begin(), att.end());
 
         vk::Buffer kCache(*ctx, size_t(maxPos) * kvDim * 4, vk::MemoryUse::Device),
             vCache(*ctx, size_t(maxPos) * kvDim * 4, vk::MemoryUse::Device);
@@ -772,6 +672,7 @@ private slots:
         const double e = nmse(got, ref);
         QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
     }
+
 };
 
 QTEST_GUILESS_MAIN(TestOps)

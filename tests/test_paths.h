@@ -2,7 +2,6 @@
 // Where tests find the shared models and the npm tokenizer data.
 #include <cstdlib>
 #include <filesystem>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -30,17 +29,7 @@ template <class F> std::string errorMessage(F&& f) {
     return "<no error thrown>";
 }
 
-// Normalised mean squared error mse(got, ref) / mse(ref, 0): the comparison
-// every numerical test uses (as llama.cpp's op tests do).
-inline double nmse(std::span<const float> got, std::span<const float> ref) {
-    double err = 0, norm = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-        const double d = double(got[i]) - double(ref[i]);
-        err += d * d;
-        norm += double(ref[i]) * double(ref[i]);
-    }
-    return norm > 0 ? err / norm : err;
-}
+// nmse(), the comparison every numerical test uses, is in reference_ops.h.
 
 // True when `message` holds every part; `missing` names the first that is not there.
 inline bool containsAll(const std::string& message, const std::vector<std::string>& parts, std::string& missing) {

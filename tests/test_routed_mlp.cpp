@@ -85,26 +85,15 @@ void install(vk::Context& ctx, Model& model, int layer, const HostLayer& hl, Rou
     model.setMlp(layer, std::make_unique<RoutedMlp>(ctx, std::move(base), std::move(experts), hl.gate, hl.bias, routing));
 }
 
-// W·x + B·(A·x) with the LoRA part optional.
-std::vector<double> project(const std::vector<float>& w, const std::vector<float>& a, const std::vector<float>& b,
-                            const std::vector<double>& x, int rows, int cols) {
-    auto y = linear(w, x, rows, cols);
-    if (!a.empty()) {
-        auto ax = linear(a, x, kRank, cols);
-        auto bax = linear(b, ax, rows, kRank);
-        for (int i = 0; i < rows; ++i) y[size_t(i)] += bax[size_t(i)];
-    }
-    return y;
-}
-
-// The CPU side of a routed layer: every expert computed, mixed by weight.
+// The CPU side of a routed layer: moe_route.comp's routing (ref::Router),
+// then every chosen expert computed and mixed by weight.
 struct ReferenceRouting {
     const std::filesystem::path dir;
     std::map<int, HostLayer> layers;
     RoutingOptions routing;
     int promptTokens = 1 << 30; // sequence mode: tokens from here on are the reply
     int pin = -1;               // slot, experts' count = base
-    std::map<int, std::vector<double>> running, frozen;
+    std::map<int, Router> routers;
     std::map<int, std::vector<double>> usage;
 
     std::vector<double> operator()(int layer, int t, const std::vector<double>& x) {
@@ -116,35 +105,14 @@ struct ReferenceRouting {
         if (it == layers.end()) return swiglu(wg, wu, wd, x, kH, kI);
         const HostLayer& hl = it->second;
         const int E = int(hl.experts.size());
-        auto logits = linear(hl.gate, x, E, kH);
-        if (!hl.bias.empty())
-            for (int e = 0; e < E; ++e) logits[size_t(e)] += hl.bias[size_t(e)];
-        const double mx = *std::max_element(logits.begin(), logits.end());
-        double sum = 0;
-        std::vector<double> probs(static_cast<size_t>(E));
-        for (int e = 0; e < E; ++e) sum += probs[size_t(e)] = std::exp(logits[size_t(e)] - mx);
-        for (auto& v : probs) v /= sum;
-        auto& run = running[layer];
-        if (t == 0) run.assign(size_t(E), 0.0);
-        const double decay = routing.halflife > 0 ? std::exp2(-1.0 / routing.halflife) : 1.0;
-        for (int e = 0; e < E; ++e) run[size_t(e)] = decay * run[size_t(e)] + probs[size_t(e)];
-        std::vector<double> score = routing.mode == RouteMode::Token ? probs : run;
-        if (routing.mode == RouteMode::Sequence) {
-            if (t < promptTokens) frozen[layer] = run;
-            else score = frozen[layer];
-        }
-        std::vector<double> weight(size_t(E + 1), 0.0);
-        if (pin >= 0) {
-            weight[size_t(pin)] = 1.0;
-        } else {
-            std::vector<int> order(static_cast<size_t>(E));
-            std::iota(order.begin(), order.end(), 0);
-            std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return score[size_t(a)] > score[size_t(b)]; });
-            double total = 0;
-            for (uint32_t j = 0; j < routing.topK; ++j) total += score[size_t(order[j])];
-            if (!routing.renormalise && routing.mode == RouteMode::Token) total = 1; // raw probabilities
-            for (uint32_t j = 0; j < routing.topK; ++j) weight[size_t(order[j])] = score[size_t(order[j])] / total;
-        }
+        auto logits = linear(hl.gate, x, E, kH, hl.bias.empty() ? nullptr : &hl.bias);
+        Router& router = routers[layer];
+        // As RoutedMlp sets up moe_route: decay from the half-life, and the
+        // running modes always renormalise (raw weights only for token routing).
+        router.experts = E, router.topK = int(routing.topK), router.mode = int(routing.mode);
+        router.decay = routing.halflife > 0 ? std::exp2(-1.0 / routing.halflife) : 1.0;
+        router.renormalise = routing.renormalise || routing.mode != RouteMode::Token;
+        const auto weight = router.route(t, softmax(logits), t >= promptTokens, pin);
         auto& use = usage[layer];
         use.resize(size_t(E + 1));
         std::vector<double> out(size_t(kH), 0.0);
@@ -153,10 +121,9 @@ struct ReferenceRouting {
             use[size_t(e)] += 1;
             const HostExpert base{};
             const HostExpert& x2 = e < E ? hl.experts[size_t(e)] : base;
-            auto g = project(x2.gate.empty() ? wg : x2.gate, x2.aGate, x2.bGate, x, kI, kH);
-            auto u = project(x2.up.empty() ? wu : x2.up, x2.aUp, x2.bUp, x, kI, kH);
-            for (int i = 0; i < kI; ++i) g[size_t(i)] = g[size_t(i)] / (1 + std::exp(-g[size_t(i)])) * u[size_t(i)];
-            auto d = project(x2.down.empty() ? wd : x2.down, x2.aDown, x2.bDown, g, kH, kI);
+            auto g = loraLinear(x2.gate.empty() ? wg : x2.gate, x2.aGate, x2.bGate, x, kI, kH);
+            siluMulInPlace(g, loraLinear(x2.up.empty() ? wu : x2.up, x2.aUp, x2.bUp, x, kI, kH));
+            auto d = loraLinear(x2.down.empty() ? wd : x2.down, x2.aDown, x2.bDown, g, kH, kI);
             for (int i = 0; i < kH; ++i) out[size_t(i)] += weight[size_t(e)] * d[size_t(i)];
         }
         return out;
