@@ -1,5 +1,7 @@
-// Each compute shader against a CPU reference over random shapes, odd sizes
-// included, and one weight matrix larger than maxStorageBufferRange.
+// Each compute shader against the CPU reference (reference_ops.h) over random
+// shapes, odd sizes included, and one weight matrix larger than
+// maxStorageBufferRange. Every shader has a test of its own here, except the
+// gate-training ones (gate_forward, gate_grad, adamw: test_gate_training).
 //
 // Tolerance: results are compared by normalised mean squared error,
 // NMSE = mse(gpu, ref) / mse(ref, 0). Both sides compute in float32 from the
@@ -673,6 +675,197 @@ private slots:
         QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
     }
 
+    // The tests below come last so that the ones above keep drawing the same
+    // random numbers from `rng`.
+
+    // RoPE and the KV-cache store on their own (rope.comp, ops::ropeStore): q,
+    // k and v read at their offsets and strides, either as the column ranges of
+    // one QKV output (rows padded, starting at an offset) or from buffers of
+    // their own; q rotated into qOut, k rotated and v copied into the cache
+    // rows pos0 + t. Rows of qOut past the step's tokens and the caches' other
+    // positions keep their contents. The table is random, so swapped cos/sin,
+    // a wrong position or a wrong pair (i, i + D/2) all show.
+    // Tolerance: each rotated value is a·cos − b·sin in float32, a few ulp
+    // from the double reference (NMSE ~1e-14), so kNmseLimit as everywhere;
+    // v and every untouched element are copies and must match exactly.
+    void ropeStore_data() {
+        QTest::addColumn<int>("heads");
+        QTest::addColumn<int>("kvHeads");
+        QTest::addColumn<int>("headDim");
+        QTest::addColumn<int>("tokens");
+        QTest::addColumn<int>("pos0");
+        QTest::addColumn<bool>("fused");
+        QTest::newRow("gqa 4/2 d8 fused qkv, prefill at 0") << 4 << 2 << 8 << 5 << 0 << true;
+        QTest::newRow("gqa 6/2 d20 fused qkv, at 7") << 6 << 2 << 20 << 3 << 7 << true;
+        QTest::newRow("mqa 3/1 d64 own buffers, one token at 11") << 3 << 1 << 64 << 1 << 11 << false;
+        QTest::newRow("mha 2/2 d6 own buffers, 70 tokens at 2") << 2 << 2 << 6 << 70 << 2 << false;
+    }
+
+    void ropeStore() {
+        QFETCH(int, heads);
+        QFETCH(int, kvHeads);
+        QFETCH(int, headDim);
+        QFETCH(int, tokens);
+        QFETCH(int, pos0);
+        QFETCH(bool, fused);
+        const int maxPos = pos0 + tokens + 4, half = headDim / 2;
+        const uint32_t qDim = uint32_t(heads * headDim), kvDim = uint32_t(kvHeads * headDim);
+        // Where q, k and v lie: one buffer of rows [pad | q | k | v | pad], or three with their own offsets and strides.
+        const uint32_t base = 5, qkvStride = qDim + 2 * kvDim + 3;
+        const ops::Act qAt = fused ? ops::Act{nullptr, base, qkvStride} : ops::Act{nullptr, 2, qDim + 1};
+        const ops::Act kAt = fused ? ops::Act{nullptr, base + qDim, qkvStride} : ops::Act{nullptr, 1, kvDim + 5};
+        const ops::Act vAt = fused ? ops::Act{nullptr, base + qDim + kvDim, qkvStride} : ops::Act{nullptr, 3, kvDim};
+        auto extent = [&](const ops::Act& a) { return a.offset + size_t(tokens) * a.stride; };
+        const auto qkv = randomFloats(rng, extent(qAt) + 3);
+        const auto kOwn = fused ? std::vector<float>{} : randomFloats(rng, extent(kAt));
+        const auto vOwn = fused ? std::vector<float>{} : randomFloats(rng, extent(vAt));
+        const std::vector<float>& qSrc = qkv;
+        const std::vector<float>& kSrc = fused ? qkv : kOwn;
+        const std::vector<float>& vSrc = fused ? qkv : vOwn;
+        const auto table = randomFloats(rng, size_t(2) * maxPos * half);
+        const auto q0 = randomFloats(rng, size_t(tokens + 2) * qDim); // two rows past the step's
+        const auto k0 = randomFloats(rng, size_t(maxPos) * kvDim), v0 = randomFloats(rng, size_t(maxPos) * kvDim);
+
+        std::vector<float> qRef = q0, kRef = k0, vRef = v0;
+        const ref::AttentionShape refShape{heads, kvHeads, headDim};
+        ref::ropeStore(refShape, qSrc.data(), {qAt.offset, qAt.stride}, kSrc.data(), {kAt.offset, kAt.stride},
+                       vSrc.data(), {vAt.offset, vAt.stride}, qRef, kRef, vRef, table, maxPos, pos0, tokens);
+
+        auto QKV = deviceFloats(*ctx, qkv);
+        auto Kb = fused ? vk::Buffer{} : deviceFloats(*ctx, kOwn);
+        auto Vb = fused ? vk::Buffer{} : deviceFloats(*ctx, vOwn);
+        auto T = deviceFloats(*ctx, table), Q = deviceFloats(*ctx, q0), K = deviceFloats(*ctx, k0),
+             V = deviceFloats(*ctx, v0);
+        auto step = makeStep(*ctx, uint32_t(pos0), std::vector<int32_t>(size_t(tokens), 0));
+        const ops::AttentionShape shape{uint32_t(heads), uint32_t(kvHeads), uint32_t(headDim), 0, 1.0f};
+        run([&](vk::Recorder& rec) {
+            ops::ropeStore(*ctx, rec, shape, step, {&QKV, qAt.offset, qAt.stride},
+                           {fused ? &QKV : &Kb, kAt.offset, kAt.stride}, {fused ? &QKV : &Vb, vAt.offset, vAt.stride},
+                           Q, K, V, T, uint32_t(maxPos), uint32_t(tokens));
+        });
+        const auto qGot = readFloats(Q, q0.size()), kGot = readFloats(K, k0.size()), vGot = readFloats(V, v0.size());
+        const size_t qWritten = size_t(tokens) * qDim;
+        const double eq = nmse(std::span(qGot).first(qWritten), std::span(qRef).first(qWritten));
+        QVERIFY2(eq < kNmseLimit, qPrintable(QString("q: NMSE %1").arg(eq)));
+        const auto kRows = std::span(kGot).subspan(size_t(pos0) * kvDim, size_t(tokens) * kvDim);
+        const double ek = nmse(kRows, std::span(kRef).subspan(size_t(pos0) * kvDim, kRows.size()));
+        QVERIFY2(ek < kNmseLimit, qPrintable(QString("k cache: NMSE %1").arg(ek)));
+        for (size_t i = qWritten; i < q0.size(); ++i) QCOMPARE(qGot[i], q0[i]);
+        for (int pos = 0; pos < maxPos; ++pos)
+            if (pos < pos0 || pos >= pos0 + tokens)
+                for (size_t i = 0; i < kvDim; ++i) QCOMPARE(kGot[size_t(pos) * kvDim + i], k0[size_t(pos) * kvDim + i]);
+        QCOMPARE(vGot, vRef);
+    }
+
+    // A shared expert's per-token gate on its own (sigmoid_scale_rows.comp):
+    // h[t, i] *= sigmoid(s[t]) for the step's rows, the elements after them
+    // untouched; gates of -90 and +90 (exp overflowing either way) give 0 and h.
+    // Tolerance: one exp, divide and multiply per element in float32, a few
+    // ulp (NMSE ~1e-14): kNmseLimit as everywhere.
+    void sigmoidScaleRows_data() {
+        QTest::addColumn<int>("tokens");
+        QTest::addColumn<int>("width");
+        QTest::newRow("1x1") << 1 << 1;
+        QTest::newRow("7x37") << 7 << 37;
+        QTest::newRow("3x200") << 3 << 200;
+        QTest::newRow("130x1") << 130 << 1;
+    }
+
+    void sigmoidScaleRows() {
+        QFETCH(int, tokens);
+        QFETCH(int, width);
+        auto s = randomFloats(rng, size_t(tokens), 3.0f);
+        if (tokens >= 3) s[1] = -90.0f, s[2] = 90.0f;
+        const size_t n = size_t(tokens) * width;
+        const auto h0 = randomFloats(rng, n + 5);
+        std::vector<float> ref = h0;
+        for (size_t i = 0; i < n; ++i) ref[i] = float(h0[i] * ref::sigmoid(s[i / size_t(width)]));
+        auto S = deviceFloats(*ctx, s), Hb = deviceFloats(*ctx, h0);
+        run([&](vk::Recorder& rec) { ops::sigmoidScaleRows(*ctx, rec, S, Hb, uint32_t(tokens), uint32_t(width)); });
+        const auto got = readFloats(Hb, h0.size());
+        for (float v : got) QVERIFY(std::isfinite(v));
+        const double e = nmse(std::span(got).first(n), std::span(ref).first(n));
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+        for (size_t i = n; i < got.size(); ++i) QCOMPARE(got[i], h0[i]);
+    }
+
+    // The router on its own (moe_route.comp, ops::routeTokens) against
+    // ref::Router over two steps: a prompt of 9 tokens at position 0, then 3
+    // tokens at 9 marked as a reply (which only sequence routing heeds). Per
+    // step: each slot's count and token list (in token order), each token's
+    // weights over the slots; the usage counts summed over both steps.
+    // Tolerance: the weights are softmax probabilities or their running sums,
+    // renormalised, in float32: a few ulp each (NMSE ~1e-13), kNmseLimit as
+    // everywhere. The chosen experts must be the very same; random logits
+    // leave no near ties.
+    void routeTokens_data() {
+        QTest::addColumn<int>("experts");
+        QTest::addColumn<int>("topK");
+        QTest::addColumn<int>("mode");
+        QTest::addColumn<double>("decay");
+        QTest::addColumn<bool>("renormalise");
+        QTest::addColumn<int>("pin"); // slot, or -1
+        QTest::newRow("token top-2") << 6 << 2 << 0 << 1.0 << true << -1;
+        QTest::newRow("token top-3 raw weights") << 6 << 3 << 0 << 1.0 << false << -1;
+        QTest::newRow("running top-2") << 6 << 2 << 1 << 1.0 << true << -1;
+        QTest::newRow("running decayed top-1") << 6 << 1 << 1 << 0.7 << true << -1;
+        QTest::newRow("sequence top-2") << 6 << 2 << 2 << 1.0 << true << -1;
+        QTest::newRow("sequence decayed top-3 raw weights") << 6 << 3 << 2 << 0.8 << false << -1;
+        QTest::newRow("pinned to expert 3") << 6 << 2 << 0 << 1.0 << true << 3;
+        QTest::newRow("pinned to the base slot") << 6 << 2 << 1 << 1.0 << true << 6;
+        QTest::newRow("40 experts top-4 (masks of two words)") << 40 << 4 << 0 << 1.0 << true << -1;
+        QTest::newRow("top-k of all 3") << 3 << 3 << 1 << 1.0 << true << -1;
+    }
+
+    void routeTokens() {
+        QFETCH(int, experts);
+        QFETCH(int, topK);
+        QFETCH(int, mode);
+        QFETCH(double, decay);
+        QFETCH(bool, renormalise);
+        QFETCH(int, pin);
+        const uint32_t E = uint32_t(experts), nSlots = E + 1, maxBatch = 9, lists = 160; // ROUTE_LISTS in common.glsl
+        ops::RouteParams rp;
+        rp.experts = E, rp.topK = uint32_t(topK), rp.mode = uint32_t(mode), rp.maxBatch = maxBatch, rp.maxContext = 16;
+        rp.decay = float(decay), rp.renormalise = renormalise ? 1u : 0u;
+        ref::Router router{experts, topK, mode, double(rp.decay), renormalise};
+        vk::Buffer route(*ctx, ops::routeBufferBytes(rp), vk::MemoryUse::Device);
+        vk::Buffer state(*ctx, ops::routeStateBytes(rp), vk::MemoryUse::Device);
+        vk::Buffer usage(*ctx, nSlots * 4, vk::MemoryUse::Device);
+        usage.fillZero();
+        std::vector<double> wantUsage(nSlots, 0.0);
+        for (auto [pos0, n, reply] : {std::tuple{0, 9, false}, std::tuple{9, 3, true}}) {
+            const auto logits = randomFloats(rng, size_t(n) * E, 2.0f);
+            std::vector<float> wantWeights;
+            std::vector<std::vector<uint32_t>> wantLists(nSlots);
+            for (int t = 0; t < n; ++t) {
+                const auto w = router.route(pos0 + t, ref::softmax(logits.data() + size_t(t) * E, E), reply, pin);
+                for (uint32_t s = 0; s < nSlots; ++s) {
+                    wantWeights.push_back(float(w[s]));
+                    if (w[s] != 0) wantLists[s].push_back(uint32_t(t)), wantUsage[s] += 1;
+                }
+            }
+            auto step = makeStep(*ctx, uint32_t(pos0), std::vector<int32_t>(size_t(n), 0), reply ? 1u : 0u,
+                                 pin >= 0 ? uint32_t(pin) + 1 : 0u);
+            auto L = deviceFloats(*ctx, logits);
+            run([&](vk::Recorder& rec) { ops::routeTokens(*ctx, rec, rp, step, L, route, state, usage); });
+            std::vector<uint32_t> words(route.size() / 4);
+            route.download(words.data(), words.size() * 4);
+            for (uint32_t s = 0; s < nSlots; ++s) {
+                const std::vector<uint32_t> got(words.begin() + lists + s * maxBatch,
+                                                words.begin() + lists + s * maxBatch + words[s]);
+                QVERIFY2(got == wantLists[s], qPrintable(QString("step at %1, slot %2: %3 tokens, want %4")
+                                                              .arg(pos0).arg(s).arg(got.size()).arg(wantLists[s].size())));
+            }
+            std::vector<float> gotWeights(size_t(n) * nSlots);
+            std::memcpy(gotWeights.data(), words.data() + lists + nSlots * maxBatch, gotWeights.size() * 4);
+            const double e = nmse(gotWeights, wantWeights);
+            QVERIFY2(e < kNmseLimit, qPrintable(QString("step at %1: weights NMSE %2").arg(pos0).arg(e)));
+        }
+        std::vector<uint32_t> gotUsage(nSlots);
+        usage.download(gotUsage.data(), nSlots * 4);
+        for (uint32_t s = 0; s < nSlots; ++s) QCOMPARE(double(gotUsage[s]), wantUsage[s]);
+    }
 };
 
 QTEST_GUILESS_MAIN(TestOps)
