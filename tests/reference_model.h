@@ -2,7 +2,7 @@
 // Tiny random Llama-family models written as Hugging Face folders, and a plain
 // CPU transcription of the Transformers forward pass to check the engine
 // against (double accumulation). Shared by the architecture and MoE tests.
-#include "moe/model.h"
+#include "moe/session.h"
 #include "moe/safetensors.h"
 #include "reference_ops.h"
 

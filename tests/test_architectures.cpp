@@ -8,7 +8,7 @@
 // logits are O(1) and per-op relative errors ~1e-6, so NMSE < 1e-9 holds
 // with margin, while any structural error (bias dropped, window off by one,
 // GQA mapping, RoPE pairing) gives NMSE > 1e-4.
-#include "moe/model.h"
+#include "moe/session.h"
 #include "reference_model.h"
 #include "test_paths.h"
 

@@ -11,7 +11,7 @@
 // NMSE < 1e-9): a token sent to a wrong expert, a swapped w1/w3 or gate/up
 // half, or unnormalised weights move the logits by far more (NMSE > 1e-4).
 // Gate weights of std 0.6 make exact score ties improbable.
-#include "moe/model.h"
+#include "moe/session.h"
 #include "moe/routed_mlp.h"
 #include "reference_model.h"
 #include "test_paths.h"

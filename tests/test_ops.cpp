@@ -170,8 +170,7 @@ private slots:
         auto O = deviceFloats(*ctx, out0);
         auto B = deviceFloats(*ctx, b);
         run([&](vk::Recorder& rec) {
-            ops::matmul(*ctx, rec, W, {&X, xOff, xStride}, {&O, outOff, outStride}, uint32_t(tokens), bias ? &B : nullptr,
-                        accumulate, ops::MatmulKernel(kernel));
+            ops::matmul(*ctx, rec, W, {&X, xOff, xStride}, {&O, outOff, outStride}, uint32_t(tokens), {.bias = bias ? &B : nullptr, .accumulate = accumulate, .kernel = ops::MatmulKernel(kernel)});
         });
         auto got = readFloats(O, out0.size());
         const double e = nmse(got, ref);
@@ -275,9 +274,9 @@ private slots:
         const ops::Act in{&X, xOff, xStride}, out{&O, 0, uint32_t(rows)};
         run([&](vk::Recorder& rec) {
             if (gated)
-                ops::matmulGated(*ctx, rec, G, U, in, out, uint32_t(tokens), nullptr, &norm);
+                ops::matmulGated(*ctx, rec, G, U, in, out, uint32_t(tokens), {.norm = &norm});
             else
-                ops::matmul(*ctx, rec, G, in, out, uint32_t(tokens), &B, true, ops::MatmulKernel::Vector, nullptr, &norm);
+                ops::matmul(*ctx, rec, G, in, out, uint32_t(tokens), {.bias = &B, .accumulate = true, .kernel = ops::MatmulKernel::Vector, .norm = &norm});
         });
         const double e = nmse(readFloats(O, ref.size()), ref);
         QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
@@ -285,7 +284,7 @@ private slots:
         bool refused = false;
         try {
             run([&](vk::Recorder& rec) {
-                ops::matmul(*ctx, rec, G, in, out, uint32_t(tokens), nullptr, false, ops::MatmulKernel::Tiled, nullptr, &norm);
+                ops::matmul(*ctx, rec, G, in, out, uint32_t(tokens), {.kernel = ops::MatmulKernel::Tiled, .norm = &norm});
             });
         } catch (const Error&) {
             refused = true;
@@ -826,7 +825,7 @@ private slots:
         QFETCH(int, pin);
         const uint32_t E = uint32_t(experts), nSlots = E + 1, maxBatch = 9, lists = 160; // ROUTE_LISTS in common.glsl
         ops::RouteParams rp;
-        rp.experts = E, rp.topK = uint32_t(topK), rp.mode = uint32_t(mode), rp.maxBatch = maxBatch, rp.maxContext = 16;
+        rp.experts = E, rp.topK = uint32_t(topK), rp.mode = RoutingMode(mode), rp.maxBatch = maxBatch, rp.maxContext = 16;
         rp.decay = float(decay), rp.renormalise = renormalise ? 1u : 0u;
         ref::Router router{experts, topK, mode, double(rp.decay), renormalise};
         vk::Buffer route(*ctx, ops::routeBufferBytes(rp), vk::MemoryUse::Device);

@@ -9,6 +9,7 @@
 // the logits by far more (NMSE > 1e-4). Random gates make exact score ties
 // (where float rounding could legitimately flip a choice) improbable.
 #include "moe/routed_mlp.h"
+#include "moe/session.h"
 #include "reference_model.h"
 #include "test_paths.h"
 
@@ -111,7 +112,7 @@ struct ReferenceRouting {
         // running modes always renormalise (raw weights only for token routing).
         router.experts = E, router.topK = int(routing.topK), router.mode = int(routing.mode);
         router.decay = routing.halflife > 0 ? std::exp2(-1.0 / routing.halflife) : 1.0;
-        router.renormalise = routing.renormalise || routing.mode != RouteMode::Token;
+        router.renormalise = routing.renormalise || routing.mode != RoutingMode::Token;
         const auto weight = router.route(t, softmax(logits), t >= promptTokens, pin);
         auto& use = usage[layer];
         use.resize(size_t(E + 1));
@@ -181,14 +182,14 @@ private slots:
         QTest::addColumn<double>("halflife");
         QTest::addColumn<QString>("kind");
         QTest::addColumn<bool>("renormalise");
-        QTest::newRow("token top-2 fine-tuned") << int(RouteMode::Token) << 2 << 0.0 << "fine-tuned" << true;
-        QTest::newRow("token top-1 lora + base") << int(RouteMode::Token) << 1 << 0.0 << "lora" << true;
-        QTest::newRow("running top-2 lora + base") << int(RouteMode::Running) << 2 << 0.0 << "lora" << true;
-        QTest::newRow("running halflife 3 top-1 fine-tuned") << int(RouteMode::Running) << 1 << 3.0 << "fine-tuned" << true;
-        QTest::newRow("token top-3 of 3 fine-tuned") << int(RouteMode::Token) << 3 << 0.0 << "fine-tuned" << true;
+        QTest::newRow("token top-2 fine-tuned") << int(RoutingMode::Token) << 2 << 0.0 << "fine-tuned" << true;
+        QTest::newRow("token top-1 lora + base") << int(RoutingMode::Token) << 1 << 0.0 << "lora" << true;
+        QTest::newRow("running top-2 lora + base") << int(RoutingMode::Running) << 2 << 0.0 << "lora" << true;
+        QTest::newRow("running halflife 3 top-1 fine-tuned") << int(RoutingMode::Running) << 1 << 3.0 << "fine-tuned" << true;
+        QTest::newRow("token top-3 of 3 fine-tuned") << int(RoutingMode::Token) << 3 << 0.0 << "fine-tuned" << true;
         // Qwen2-MoE with norm_topk_prob = false: the top-k probabilities unscaled.
-        QTest::newRow("token top-2 not renormalised") << int(RouteMode::Token) << 2 << 0.0 << "fine-tuned" << false;
-        QTest::newRow("running top-2 renormalises anyway") << int(RouteMode::Running) << 2 << 0.0 << "lora" << false;
+        QTest::newRow("token top-2 not renormalised") << int(RoutingMode::Token) << 2 << 0.0 << "fine-tuned" << false;
+        QTest::newRow("running top-2 renormalises anyway") << int(RoutingMode::Running) << 2 << 0.0 << "lora" << false;
     }
 
     void sparseEqualsDenseMixing() {
@@ -201,7 +202,7 @@ private slots:
         std::vector<HostExpert> experts;
         if (kind == "lora") experts = {HostExpert{}, lora(rng, true), lora(rng, false)};
         else experts = {fineTuned(rng), fineTuned(rng), fineTuned(rng)};
-        RoutingOptions routing{uint32_t(topK), RouteMode(mode), float(halflife)};
+        RoutingOptions routing{uint32_t(topK), RoutingMode(mode), float(halflife)};
         routing.renormalise = renormalise;
         ReferenceRouting ref{modelDir(), {{0, layer(7, experts, true)}, {1, layer(8, experts, false)}}, routing};
 
@@ -226,7 +227,7 @@ private slots:
         std::mt19937 rng(19);
         std::vector<HostExpert> experts;
         for (int e = 0; e < 60; ++e) experts.push_back(fineTuned(rng));
-        const RoutingOptions routing{4, RouteMode::Token, 0};
+        const RoutingOptions routing{4, RoutingMode::Token, 0};
         ReferenceRouting ref{modelDir(), {{1, layer(20, experts, true)}}, routing};
         auto model = Model::load(*ctx, modelDir());
         install(*ctx, *model, 1, ref.layers[1], routing);
@@ -254,7 +255,7 @@ private slots:
 
     void runningSameInOnePrefillOrTokenByToken() {
         std::mt19937 rng(9);
-        const RoutingOptions routing{2, RouteMode::Running, 0};
+        const RoutingOptions routing{2, RoutingMode::Running, 0};
         std::vector<HostExpert> experts{fineTuned(rng), lora(rng, true), HostExpert{}};
         auto model = Model::load(*ctx, modelDir());
         install(*ctx, *model, 1, layer(4, experts, true), routing);
@@ -277,7 +278,7 @@ private slots:
 
     void sequenceKeepsThePromptsChoiceForTheReply() {
         std::mt19937 rng(11);
-        const RoutingOptions routing{1, RouteMode::Sequence, 0};
+        const RoutingOptions routing{1, RoutingMode::Sequence, 0};
         std::vector<HostExpert> experts{fineTuned(rng), fineTuned(rng), fineTuned(rng)};
         ReferenceRouting ref{modelDir(), {{0, layer(12, experts, true)}}, routing};
         ref.promptTokens = 12;
@@ -291,7 +292,7 @@ private slots:
 
     void pinnedSlotSendsEveryTokenThere() {
         std::mt19937 rng(15);
-        RoutingOptions routing{2, RouteMode::Token, 0};
+        RoutingOptions routing{2, RoutingMode::Token, 0};
         routing.baseSlot = true;
         std::vector<HostExpert> experts{fineTuned(rng), lora(rng, true)};
         for (int pin : {1, 2}) { // expert 1, then the base slot

@@ -1,5 +1,7 @@
 #include "app_paths.h"
 
+#include "moe/hf_cache.h"
+
 #include <QCoreApplication>
 #include <QDir>
 #include <QFileInfo>
@@ -37,10 +39,8 @@ QString demoModelsDir() {
 
 QStringList huggingFaceCacheDirs() {
     QStringList candidates;
-    candidates << envDir("HF_HUB_CACHE");
-    if (const QString home = envDir("HF_HOME"); !home.isEmpty()) candidates << home + QStringLiteral("/hub");
-    candidates << QDir::homePath() + QStringLiteral("/.cache/huggingface/hub");
-    QStringList found;
+    for (const auto& root : moe::huggingFaceCacheRoots()) candidates << QString::fromStdString(root.string());
+QStringList found;
     for (const QString& c : candidates) {
         if (c.isEmpty() || !QFileInfo(c).isDir()) continue;
         const QString abs = QFileInfo(c).canonicalFilePath();

@@ -12,7 +12,7 @@ namespace moe::ui {
 // Returns the first that exists, or an empty string.
 QString demoModelsDir();
 
-// Hugging Face hub caches that exist: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub.
+// The Hugging Face hub caches of moe::huggingFaceCacheRoots() that exist.
 QStringList huggingFaceCacheDirs();
 
 // Model folders in a hub cache: models--org--name/snapshots/<rev>/ (the newest

@@ -1,6 +1,7 @@
 // Engine headers with members named `slots` come before any Qt header (Qt's
 // `slots` keyword is a macro).
 #include "moe/builder.h"
+#include "moe/runnable_model.h"
 
 #include "build_controller.h"
 
@@ -91,7 +92,7 @@ bool BuildController::start(const moe::Selector& selector) {
             if (result.moe) {
                 built = std::make_shared<BuiltMoe>();
                 built->context = context;
-                built->moe = std::move(result.moe);
+                built->model = moe::RunnableModel::fromBuilt(std::move(result.moe));
                 built->name = name;
             }
             post([this, report, built] {

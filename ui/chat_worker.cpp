@@ -1,14 +1,8 @@
 #include "chat_worker.h"
 
-#include "moe/mergekit.h"
-#include "moe/builder.h"
-
-#include "moe/chat_prompt.h"
-#include "moe/chat_template.h"
+#include "moe/chat_session.h"
 #include "moe/error.h"
-#include "moe/generate.h"
-#include "moe/model.h"
-#include "moe/tokenizer.h"
+#include "moe/runnable_model.h"
 #include "moe/vk.h"
 
 #include <QElapsedTimer>
@@ -18,20 +12,17 @@
 
 namespace moe::ui {
 
-BuiltMoe::~BuiltMoe() { moe.reset(); }
+BuiltMoe::~BuiltMoe() { model.reset(); }
 
 ChatWorker::ChatWorker(QObject* parent) : QObject(parent) {}
 
-moe::Model& ChatWorker::model() const { return moe_ ? moe_->moe->model() : *model_; }
-const moe::Tokenizer& ChatWorker::tokenizer() const { return moe_ ? moe_->moe->tokenizer() : *tokenizer_; }
-const moe::ChatTemplate& ChatWorker::chatTemplate() const { return moe_ ? moe_->moe->chatTemplate() : *template_; }
-
 namespace {
-QVector<QVector<int>> toQt(const std::vector<std::vector<uint32_t>>& usage) {
+// usage[layer][slot], in the order of the MoE's layers.
+QVector<QVector<int>> toQt(const std::vector<moe::LayerUsage>& usage) {
     QVector<QVector<int>> out;
     for (const auto& layer : usage) {
         QVector<int> row;
-        for (uint32_t n : layer) row.push_back(int(n));
+        for (uint32_t n : layer.tokens) row.push_back(int(n));
         out.push_back(row);
     }
     return out;
@@ -42,20 +33,18 @@ QVector<QVector<int>> toQt(const std::vector<std::vector<uint32_t>>& usage) {
 ChatWorker::~ChatWorker() { unloadModel(); }
 
 void ChatWorker::unloadModel() {
-    session_.reset();
-    moe_.reset();
-    model_.reset();
-    tokenizer_.reset();
-    template_.reset();
-    cached_.clear();
+    chat_.reset();
+    model_ = nullptr;
+    owned_.reset();
+    built_.reset();
     modelPath_.clear();
 }
 
 quint64 ChatWorker::applyExpertBudget() {
-    if (!session_) return 0;
-    moe::Model& m = model();
+    if (!model_) return 0;
+    moe::Model& m = model_->model();
     if (m.pageableExpertBytes() == 0) return 0; // a dense model: nothing to page
-    if (m.expertBudget() != expertBudget_) m.setExpertBudget(expertBudget_);
+    model_->setExpertBudget(expertBudget_);
     return m.expertBudget();
 }
 
@@ -72,24 +61,17 @@ void ChatWorker::loadModel(const QString& path) {
     try {
         if (!context_) context_ = std::make_shared<moe::vk::Context>();
         const std::filesystem::path file = path.toStdString();
-        if (path.endsWith(QStringLiteral(".toml"), Qt::CaseInsensitive)) {
-            auto built = std::make_shared<BuiltMoe>();
-            built->context = context_;
-            // Under the budget from the start: the device never holds every expert.
-            built->moe = moe::MoeModel::load(*context_, moe::loadSelectorAny(file), expertBudget_);
-            built->name = QFileInfo(path).completeBaseName();
-            session_ = std::make_unique<moe::Session>(built->moe->model());
-            moe_ = std::move(built);
-        } else {
-            auto tokenizer = moe::Tokenizer::load(file);
-            auto chatTemplate = std::make_unique<moe::ChatTemplate>(moe::ChatTemplate::fromModelDir(file));
-            auto model = moe::Model::load(*context_, file, {}, expertBudget_);
-            session_ = std::make_unique<moe::Session>(*model);
-            model_ = std::move(model);
-            tokenizer_ = std::move(tokenizer);
-            template_ = std::move(chatTemplate);
-        }
-        finishLoad(path, moe_ ? moe_->name : QFileInfo(path).fileName(), timer.elapsed() / 1000.0);
+        // Under the budget from the start: the device never holds every expert.
+        moe::OpenOptions options;
+        options.expertBudget = expertBudget_;
+        if (path.endsWith(QStringLiteral(".toml"), Qt::CaseInsensitive))
+            owned_ = moe::RunnableModel::openSelector(*context_, file, options);
+        else
+            owned_ = moe::RunnableModel::openModel(*context_, file, options);
+        model_ = owned_.get();
+        chat_ = std::make_unique<moe::ChatSession>(*model_);
+        const QString name = owned_->builtMoe() ? QFileInfo(path).completeBaseName() : QFileInfo(path).fileName();
+        finishLoad(path, name, timer.elapsed() / 1000.0);
     } catch (const std::exception& e) {
         unloadModel();
         emit modelLoadFailed(path, QString::fromStdString(e.what()));
@@ -100,14 +82,15 @@ void ChatWorker::useBuiltMoe(std::shared_ptr<BuiltMoe> built) {
     const QString path = QStringLiteral("moe:%1").arg(built ? built->name : QString());
     emit modelLoading(path);
     unloadModel();
-    if (!built || !built->moe) {
+    if (!built || !built->model) {
         emit modelLoadFailed(path, tr("The MoE was not built (cancelled or failed)."));
         return;
     }
     try {
-        session_ = std::make_unique<moe::Session>(built->moe->model());
-        moe_ = std::move(built);
-        finishLoad(path, moe_->name, 0);
+        model_ = built->model.get();
+        chat_ = std::make_unique<moe::ChatSession>(*model_);
+        built_ = std::move(built);
+        finishLoad(path, built_->name, 0);
     } catch (const std::exception& e) {
         unloadModel();
         emit modelLoadFailed(path, QString::fromStdString(e.what()));
@@ -116,26 +99,25 @@ void ChatWorker::useBuiltMoe(std::shared_ptr<BuiltMoe> built) {
 
 void ChatWorker::finishLoad(const QString& path, const QString& name, double seconds) {
     modelPath_ = path;
-    moe::Model& m = model();
+    moe::Model& m = model_->model();
     LoadedModelInfo info;
     info.path = path;
     info.name = name;
     info.architecture = QString::fromStdString(m.config().architecture);
-    info.device = QString::fromStdString((moe_ ? *moe_->context : *context_).info().name);
+    info.device = QString::fromStdString((built_ ? *built_->context : *context_).info().name);
     info.parameters = qint64(m.parameterCount());
     info.layers = m.config().numLayers;
-    info.contextLength = int(session_->maxContext());
-    info.chatTemplate = !chatTemplate().isFallback();
+    info.contextLength = int(chat_->maxContext());
+    info.chatTemplate = !model_->chatTemplate().isFallback();
     info.loadSeconds = seconds;
     info.expertBudget = applyExpertBudget();
-    info.expertBytes = model().pageableExpertBytes();
-    if (moe_) {
-        const moe::MoeModel& mm = *moe_->moe;
-        for (int l : mm.layers()) info.moeLayers.push_back(l);
-        info.expertsPerLayer = int(mm.expertCount());
-        for (const auto& n : mm.slotNames()) info.expertNames.push_back(QString::fromStdString(n));
-        info.routing = QString::fromLatin1(moe::toString(mm.routing()));
-        info.topK = std::min(mm.selector().topK, int(mm.expertCount()));
+    info.expertBytes = m.pageableExpertBytes();
+    if (const moe::MoeModel* mm = model_->builtMoe()) {
+        for (int l : mm->layers()) info.moeLayers.push_back(l);
+        info.expertsPerLayer = model_->expertsPerLayer();
+        for (const auto& n : model_->slotNames()) info.expertNames.push_back(QString::fromStdString(n));
+        info.routing = QString::fromLatin1(moe::toString(mm->routing()));
+        info.topK = model_->expertsPerToken();
         info.architecture += tr(" + MoE (%1 experts, top-%2)").arg(info.expertsPerLayer).arg(info.topK);
     }
     emit modelLoaded(info);
@@ -144,7 +126,7 @@ void ChatWorker::finishLoad(const QString& path, const QString& name, double sec
 void ChatWorker::generateReply(quint64 requestId, const QVector<ChatTurn>& conversation,
                                const GenerationSettings& settings) {
     stop_.store(false);
-    if (!session_) {
+    if (!chat_) {
         emit replyFailed(requestId, tr("No model is loaded."));
         return;
     }
@@ -153,111 +135,66 @@ void ChatWorker::generateReply(quint64 requestId, const QVector<ChatTurn>& conve
     try {
         std::vector<moe::ChatMessage> messages;
         for (const ChatTurn& t : conversation) messages.push_back({t.role.toStdString(), t.content.toStdString()});
-
-        // Leave room for the reply; drop the oldest exchanges (never the
-        // system prompt or the last message) until the prompt fits.
-        const int contextLength = int(session_->maxContext());
-        const int maxTokens = std::clamp(settings.maxTokens, 1, std::max(1, contextLength - 8));
-        ReplyStats stats;
-        std::vector<int32_t> tokens = moe::encodeChat(chatTemplate(), tokenizer(), messages);
-        const size_t firstDroppable = !messages.empty() && messages.front().role == "system" ? 1 : 0;
-        while (int(tokens.size()) + maxTokens > contextLength && messages.size() > firstDroppable + 1) {
-            messages.erase(messages.begin() + long(firstDroppable));
-            // Templates such as Llama-2's insist on user/assistant alternation starting with user.
-            if (messages.size() > firstDroppable + 1 && messages[firstDroppable].role == "assistant")
-                messages.erase(messages.begin() + long(firstDroppable));
-            stats.droppedMessages = int(conversation.size() - messages.size());
-            tokens = moe::encodeChat(chatTemplate(), tokenizer(), messages);
-        }
-        if (int(tokens.size()) >= contextLength)
-            throw moe::Error("the message is " + std::to_string(tokens.size()) + " tokens long; the model's context holds " +
-                             std::to_string(contextLength));
-
-        // Reuse the KV cache for the common prefix; at least one token is
-        // forwarded so that the last position's logits are fresh.
-        size_t reuse = 0;
-        const size_t limit = std::min<size_t>(cached_.size(), session_->position());
-        while (reuse < limit && reuse < tokens.size() && cached_[reuse] == tokens[reuse]) ++reuse;
-        if (reuse == tokens.size()) --reuse;
-        session_->truncate(uint32_t(reuse));
-        cached_.resize(reuse);
-        stats.promptTokens = int(tokens.size());
-        stats.reusedTokens = int(reuse);
-
-        moe::GenerateOptions options;
-        options.maxTokens = std::min(maxTokens, contextLength - int(tokens.size()));
+        moe::ReplyOptions options;
+        options.maxTokens = settings.maxTokens;
         options.sampling.temperature = float(settings.temperature);
         options.sampling.topP = float(settings.topP);
         options.sampling.topK = settings.topK;
         options.sampling.presencePenalty = float(settings.presencePenalty);
         options.sampling.repetitionPenalty = float(settings.repetitionPenalty);
         options.sampling.seed = settings.seed;
+        options.cancel = &stop_;
 
-        const std::vector<int32_t> prompt(tokens.begin() + long(reuse), tokens.end());
-        model().resetExpertCacheStats(); // this reply's figures
-        moe::TurnRouting pick;
-        if (moe_) {
-            // Route the prompt the MoE's way, then count only the reply's tokens.
-            auto prefill = moe::routedPrefill(*moe_->moe, &pick);
-            options.prefill = [this, prefill](moe::Session& s, std::span<const int32_t> t) {
-                auto logits = prefill(s, t);
-                moe::resetExpertUsage(*moe_->moe, s);
-                return logits;
-            };
-        }
+        ReplyStats stats;
+        const bool builtMoe = model_->builtMoe() != nullptr;
         bool first = true;
         QElapsedTimer sinceUsage;
         sinceUsage.start();
-        auto result = moe::generate(*session_, tokenizer(), prompt, options, [&](const std::string& piece) {
-            if (piece.empty()) return !stop_.load();
+        const moe::ChatReply reply = chat_->reply(messages, options, [&](const std::string& piece) {
             if (first) {
                 stats.secondsToFirstToken = timer.nsecsElapsed() / 1e9;
                 first = false;
             }
             emit replyChunk(requestId, QString::fromStdString(piece));
             // A few small readbacks per second keep the usage chart live.
-            if (moe_ && sinceUsage.elapsed() >= 100) {
-                emit expertUsageUpdated(requestId, toQt(moe::expertUsage(*moe_->moe, *session_)));
+            if (builtMoe && sinceUsage.elapsed() >= 100) {
+                emit expertUsageUpdated(requestId, toQt(chat_->expertUsage()));
                 sinceUsage.restart();
             }
             return !stop_.load();
         });
-        if (moe_) {
-            stats.expertUsage = toQt(moe::expertUsage(*moe_->moe, *session_));
-            stats.routedTokens = result.decodeSteps;
-            if (pick.slot >= 0) {
-                const auto names = moe_->moe->slotNames();
-                stats.likelihoodPick = QString::fromStdString(names.at(size_t(pick.slot)));
-                const std::vector<int>& candidates = pick.candidates;
-                for (size_t i = 0; i < candidates.size(); ++i) {
-                    stats.likelihoodSlots.push_back(QString::fromStdString(names.at(size_t(candidates[i]))));
-                    stats.likelihoodLoss.push_back(pick.loss[i]);
+        stats.promptTokens = reply.promptTokens;
+        stats.reusedTokens = reply.reusedTokens;
+        stats.droppedMessages = reply.droppedMessages;
+        if (builtMoe) {
+            stats.expertUsage = toQt(reply.expertUsage);
+            stats.routedTokens = reply.generation.decodeSteps;
+            if (reply.likelihood.slot >= 0) {
+                const auto names = model_->slotNames();
+                stats.likelihoodPick = QString::fromStdString(names.at(size_t(reply.likelihood.slot)));
+                for (size_t i = 0; i < reply.likelihood.candidates.size(); ++i) {
+                    stats.likelihoodSlots.push_back(
+                        QString::fromStdString(names.at(size_t(reply.likelihood.candidates[i]))));
+                    stats.likelihoodLoss.push_back(reply.likelihood.loss[i]);
                 }
             }
         }
-        if (const uint64_t budget = model().expertBudget()) {
-            const moe::ExpertCacheStats c = model().expertCacheStats();
+        if (const uint64_t budget = model_->model().expertBudget()) {
+            const moe::ExpertCacheStats& c = reply.expertCache.stats;
             ExpertCacheFigures& f = stats.expertCache;
             f.budgetBytes = budget;
             f.hits = c.hits;
             f.misses = c.misses;
             f.evictions = c.evictions;
             f.bytesUploaded = c.bytesUploaded;
-            f.tokens = int(prompt.size()) + result.decodeSteps;
+            f.tokens = int(reply.expertCache.tokens);
         }
-        cached_ = tokens;
-        cached_.insert(cached_.end(), result.tokens.begin(), result.tokens.end());
-        cached_.resize(std::min<size_t>(cached_.size(), session_->position()));
-
-        stats.generatedTokens = int(result.tokens.size());
-        stats.tokensPerSecond = result.decodeTokensPerSecond();
-        stats.stopReason = QString::fromStdString(result.stopReason);
+        stats.generatedTokens = int(reply.generation.tokens.size());
+        stats.tokensPerSecond = reply.generation.decodeTokensPerSecond();
+        stats.stopReason = QString::fromStdString(reply.generation.stopReason);
         if (first) stats.secondsToFirstToken = timer.nsecsElapsed() / 1e9;
         emit replyFinished(requestId, stats);
     } catch (const std::exception& e) {
-        // The session may hold a half-forwarded batch: start the next request from scratch.
-        session_->reset();
-        cached_.clear();
         emit replyFailed(requestId, QString::fromStdString(e.what()));
     }
 }

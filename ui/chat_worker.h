@@ -1,6 +1,7 @@
 #pragma once
-// The engine side of the chat: owns the Vulkan context, the model, its
-// tokenizer and one Session, and lives on its own QThread. Every call into
+// The engine side of the chat: owns the Vulkan context, the model and one
+// moe::ChatSession (the same conversation logic as moe-cli chat and the
+// server), and lives on its own QThread. Every call into
 // the engine happens there; results come back as queued signals. Only
 // requestStop() is called from other threads (it sets an atomic flag).
 #include <QObject>
@@ -13,11 +14,8 @@
 #include <vector>
 
 namespace moe {
-class ChatTemplate;
-class Model;
-class MoeModel;
-class Session;
-class Tokenizer;
+class ChatSession;
+class RunnableModel;
 namespace vk { class Context; }
 } // namespace moe
 
@@ -27,7 +25,7 @@ namespace moe::ui {
 // build to the chat. Members are destroyed in reverse order: the model first.
 struct BuiltMoe {
     std::shared_ptr<moe::vk::Context> context;
-    std::unique_ptr<moe::MoeModel> moe;
+    std::unique_ptr<moe::RunnableModel> model; // a moe::ModelKind::BuiltMoe
     QString name; // shown in the chat's model list
     ~BuiltMoe();
 };
@@ -138,18 +136,14 @@ signals:
 private:
     std::atomic<bool> stop_{false};
     void finishLoad(const QString& path, const QString& name, double seconds);
-    moe::Model& model() const;
-    const moe::Tokenizer& tokenizer() const;
-    const moe::ChatTemplate& chatTemplate() const;
 
     std::shared_ptr<moe::vk::Context> context_;
-    // Either a dense model (model_, tokenizer_, template_) or a MoE (moe_).
-    std::unique_ptr<moe::Model> model_;
-    std::unique_ptr<moe::Tokenizer> tokenizer_;
-    std::unique_ptr<moe::ChatTemplate> template_;
-    std::shared_ptr<BuiltMoe> moe_;
-    std::unique_ptr<moe::Session> session_;
-    std::vector<int32_t> cached_; // the tokens whose keys/values the session holds
+    // The model chatted with: one opened here (owned_) or a MoE handed over by
+    // the build (built_); chat_ holds its KV cache.
+    std::unique_ptr<moe::RunnableModel> owned_;
+    std::shared_ptr<BuiltMoe> built_;
+    moe::RunnableModel* model_ = nullptr;
+    std::unique_ptr<moe::ChatSession> chat_;
     QString modelPath_;
     quint64 expertBudget_ = 0;
     // Applies expertBudget_ to the loaded model; returns the budget in force.

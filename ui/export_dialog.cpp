@@ -118,7 +118,12 @@ bool ExportDialog::startExport() {
         if (!moe::parseExportFormat(format_->currentData().toString().toStdString(), options.format))
             throw moe::Error("unknown format");
         options.dtype = dtype_->currentData().toString().toStdString();
-        options.shardBytes = moe::parseByteSize(shardSize_->text().trimmed().toStdString());
+        const std::string shardSize = shardSize_->text().trimmed().toStdString();
+        try {
+            options.shardBytes = moe::parseByteSize(shardSize);
+        } catch (const moe::Error& e) {
+            throw moe::Error(std::string("shard size ") + e.what());
+        }
     } catch (const std::exception& e) {
         showStatus(tr("<b>Cannot export:</b> %1").arg(QString::fromStdString(e.what()).toHtmlEscaped()));
         emit failed(QString::fromStdString(e.what()));

@@ -1,6 +1,7 @@
 // Engine headers with members named `slots` come before any Qt header (Qt's
 // `slots` keyword is a macro).
 #include "moe/builder.h"
+#include "moe/runnable_model.h"
 
 #include "training_page.h"
 
@@ -169,7 +170,7 @@ void TrainingPage::showConfusion() {
     }
     QStringList names;
     if (auto built = controller_->builtMoe())
-        for (const auto& n : built->moe->slotNames()) names << QString::fromStdString(n);
+        for (const auto& n : built->model->slotNames()) names << QString::fromStdString(n);
     while (names.size() > counts.size()) names.removeLast();
     view_->setConfusion(counts, names);
 }

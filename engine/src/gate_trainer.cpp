@@ -74,7 +74,7 @@ void recordGateForward(vk::Context& ctx, vk::Recorder& rec, const GateFeatureMat
                        const vk::Buffer& labels, const vk::Buffer& probs, const vk::Buffer& tokenLoss,
                        const vk::Buffer& dlogits) {
     const uint32_t tokensPerGroup = ctx.subgroupsPerWorkgroup(); // one subgroup per token
-    const auto& pipe = ctx.pipeline("gate_forward", 7, sizeof(ForwardPush),
+    const auto& pipe = ctx.pipeline(ShaderId::gate_forward, 7, sizeof(ForwardPush),
                                     {ctx.subgroupSize() * tokensPerGroup, nExperts});
     for (const auto& c : features.chunks) {
         ForwardPush p{features.hiddenPadded / 4, c.firstRow, c.rowCount, train ? kFlagTrain : 0u};
@@ -132,7 +132,7 @@ void GateTrainer::recordTraining() {
         recordGateForward(ctx_, rec, l->features, nExperts_, l->params, stepBuffer_, maxBatchTokens_, true, labels_,
                           l->probs, l->tokenLoss, l->dlogits);
     rec.barrier();
-    const auto& grad = ctx_.pipeline("gate_grad", 6, sizeof(GradPush));
+    const auto& grad = ctx_.pipeline(ShaderId::gate_grad, 6, sizeof(GradPush));
     const uint64_t wCount = uint64_t(nExperts_) * hiddenPadded_;
     size_t maxChunks = 0;
     for (auto& l : layers_) maxChunks = std::max(maxChunks, l->features.chunks.size());
@@ -150,7 +150,7 @@ void GateTrainer::recordTraining() {
         }
     }
     rec.barrier();
-    const auto& adam = ctx_.pipeline("adamw", 5, sizeof(AdamPush));
+    const auto& adam = ctx_.pipeline(ShaderId::adamw, 5, sizeof(AdamPush));
     // Without a bias the bias slots stay zero: they are left out of the update.
     const uint32_t count = uint32_t(wCount + (opt_.bias ? nExperts_ : 0));
     AdamPush ap{count, uint32_t(wCount), opt_.beta1, opt_.beta2, opt_.eps, opt_.weightDecay};

@@ -46,6 +46,7 @@ GenerateResult generate(Session& session, const Tokenizer& tokenizer, const std:
         return !onText || onText(piece);
     };
     for (;;) {
+        if (options.cancel && options.cancel->load()) { result.stopReason = "cancelled"; break; }
         if (int(result.tokens.size()) >= options.maxTokens) { result.stopReason = "length"; break; }
         const int32_t next = sampler.sample(logits, history);
         if (tokenizer.isEos(next)) { result.stopReason = "eos"; break; }

@@ -72,4 +72,33 @@ bool applyTest(std::string_view name, const Value& value, const CallArgs& args);
 // Jinja's range(), dict() and namespace().
 void addGlobalFunctions(std::unordered_map<std::string, Value>& globals);
 
+
+// Shared by the value semantics (jinja_values.cpp) and the builtins
+// (jinja_builtins.cpp).
+bool isIntegral(const Value& v);                 // int or bool
+std::int64_t toInteger(const Value& v);          // of an integral value
+double toDouble(const Value& v);                 // of a number
+std::string formatFloat(double v);               // Python's repr of a float
+std::int64_t lengthOf(const Value& v);           // Python's len()
+ValueList dictItems(const ValueDict& d);         // (key, value) tuples
+std::int64_t wrapSub(std::int64_t a, std::int64_t b); // wraps instead of overflowing (no undefined behaviour)
+// Python's `format % args`.
+std::string percentFormat(const std::string& format, const Value& args);
+// A dotted path ("a.b.0") as Jinja's attribute filters take it.
+Value getAttributePath(const Value& object, const std::string& path);
+// The bound method `name` of a dict or a string; undefined when there is none.
+Value dictMethod(const Value& self, std::string_view name);
+Value stringMethod(const Value& self, std::string_view name);
+
+// Strings by code point (Python indexes them so), and Python's case rules.
+std::vector<std::string_view> codePoints(std::string_view s);
+std::size_t codePointCount(std::string_view s);
+char32_t decodeCodePoint(std::string_view unit);
+bool isPythonSpace(char32_t cp);
+char asciiLower(char c);
+char asciiUpper(char c);
+std::string toUpper(std::string s);
+std::string toLower(std::string s);
+std::string capitalize(const std::string& s);
+
 } // namespace moe::jinja::detail

@@ -184,13 +184,4 @@ Selector loadMergekitConfig(const fs::path& yaml) {
     return s;
 }
 
-Selector loadSelectorAny(const fs::path& file) {
-    std::string ext = file.extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (ext == ".toml") return loadSelector(file);
-    if (ext == ".yaml" || ext == ".yml") return loadMergekitConfig(file);
-    throw Error(file.string() + ": unknown selector format \"" + ext +
-                "\" (expected .toml for a selector or .yaml/.yml for a mergekit-moe config)");
-}
-
 } // namespace moe

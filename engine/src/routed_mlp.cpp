@@ -312,14 +312,13 @@ void RoutedMlp::recordRouting(vk::Context& ctx, vk::Recorder& rec, const MlpStep
 
     // Gate logits, then routing on the device.
     const ops::InputNorm* norm = step.inputNorm.weight ? &step.inputNorm : nullptr;
-    ops::matmul(ctx, rec, gate_, in, {&st.logits, 0, E}, n, gateBias_.valid() ? &gateBias_ : nullptr, false,
-                ops::MatmulKernel::Auto, nullptr, norm);
+    ops::matmul(ctx, rec, gate_, in, {&st.logits, 0, E}, n, {.bias = gateBias_.valid() ? &gateBias_ : nullptr, .norm = norm});
     rec.barrier();
     ops::RouteParams rp = st.params;
     rp.topK = routing_.topK;
-    rp.mode = uint32_t(routing_.mode);
+    rp.mode = routing_.mode;
     rp.decay = routing_.halflife > 0 ? float(std::exp2(-1.0 / routing_.halflife)) : 1.0f;
-    rp.renormalise = routing_.renormalise || routing_.mode != RouteMode::Token ? 1u : 0u;
+    rp.renormalise = routing_.renormalise || routing_.mode != RoutingMode::Token ? 1u : 0u;
     ops::routeTokens(ctx, rec, rp, *step.step, st.logits, st.route, st.state, st.usage);
     rec.barrier();
 }
@@ -362,35 +361,32 @@ void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep
         const ops::Act h{sc.hidden, 0, I};
         const bool gateUpLora = x.loraGate || x.loraUp;
         if (!gateUpLora) {
-            ops::matmulGated(ctx, rec, gate, up, in, h, n, &gather);
+            ops::matmulGated(ctx, rec, gate, up, in, h, n, {.expert = &gather});
         } else {
-            ops::matmul(ctx, rec, gate, in, {sc.gate, 0, I}, n, nullptr, false, ops::MatmulKernel::Auto, &gather);
-            ops::matmul(ctx, rec, up, in, {sc.up, 0, I}, n, nullptr, false, ops::MatmulKernel::Auto, &gather);
+            ops::matmul(ctx, rec, gate, in, {sc.gate, 0, I}, n, {.expert = &gather});
+            ops::matmul(ctx, rec, up, in, {sc.up, 0, I}, n, {.expert = &gather});
             const uint32_t r = loraRank_;
             if (x.loraGate)
-                ops::matmul(ctx, rec, x.loraGate->a, in, {&st.loraGate, 0, r}, n, nullptr, false,
-                            ops::MatmulKernel::Auto, &gather);
+                ops::matmul(ctx, rec, x.loraGate->a, in, {&st.loraGate, 0, r}, n, {.expert = &gather});
             if (x.loraUp)
-                ops::matmul(ctx, rec, x.loraUp->a, in, {&st.loraUp, 0, r}, n, nullptr, false,
-                            ops::MatmulKernel::Auto, &gather);
+                ops::matmul(ctx, rec, x.loraUp->a, in, {&st.loraUp, 0, r}, n, {.expert = &gather});
             if (gateUpLora) {
                 rec.barrier();
                 if (x.loraGate)
-                    ops::matmul(ctx, rec, x.loraGate->b, {&st.loraGate, 0, r}, {sc.gate, 0, I}, n, nullptr, true);
+                    ops::matmul(ctx, rec, x.loraGate->b, {&st.loraGate, 0, r}, {sc.gate, 0, I}, n, {.accumulate = true});
                 if (x.loraUp)
-                    ops::matmul(ctx, rec, x.loraUp->b, {&st.loraUp, 0, r}, {sc.up, 0, I}, n, nullptr, true);
+                    ops::matmul(ctx, rec, x.loraUp->b, {&st.loraUp, 0, r}, {sc.up, 0, I}, n, {.accumulate = true});
             }
             rec.barrier();
             ops::siluMul(ctx, rec, *sc.gate, *sc.up, *sc.hidden, n * I);
         }
         rec.barrier();
-        ops::matmul(ctx, rec, down, h, {step.residual, 0, H}, n, nullptr, true, ops::MatmulKernel::Auto, &scatter);
+        ops::matmul(ctx, rec, down, h, {step.residual, 0, H}, n, {.accumulate = true, .expert = &scatter});
         if (x.loraDown) {
             const uint32_t r = loraRank_;
             ops::matmul(ctx, rec, x.loraDown->a, h, {&st.loraDown, 0, r}, n);
             rec.barrier();
-            ops::matmul(ctx, rec, x.loraDown->b, {&st.loraDown, 0, r}, {step.residual, 0, H}, n, nullptr, true,
-                        ops::MatmulKernel::Auto, &scatter);
+            ops::matmul(ctx, rec, x.loraDown->b, {&st.loraDown, 0, r}, {step.residual, 0, H}, n, {.accumulate = true, .expert = &scatter});
         }
         rec.barrier();
     }
@@ -461,7 +457,7 @@ void SharedExpertMoe::recordShared(vk::Context& ctx, vk::Recorder& rec, const Ml
     rec.barrier();
     ops::sigmoidScaleRows(ctx, rec, st.gateScore, *step.scratch.hidden, n, I);
     rec.barrier();
-    ops::matmul(ctx, rec, shared_->down(), h, {step.residual, 0, H}, n, nullptr, /*accumulate=*/true);
+    ops::matmul(ctx, rec, shared_->down(), h, {step.residual, 0, H}, n, {.accumulate = true});
     rec.barrier();
 }
 

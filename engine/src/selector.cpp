@@ -4,6 +4,8 @@
 
 #include "moe/atomic_file.h"
 #include "moe/error.h"
+#include "moe/hf_cache.h"
+#include "moe/mergekit.h"
 
 #include <toml++/toml.h>
 
@@ -29,16 +31,6 @@ const char* toString(GateMode m) {
     return "?";
 }
 
-const char* toString(RoutingMode m) {
-    switch (m) {
-    case RoutingMode::Token: return "token";
-    case RoutingMode::Running: return "running";
-    case RoutingMode::Sequence: return "sequence";
-    case RoutingMode::Likelihood: return "likelihood";
-    }
-    return "?";
-}
-
 const char* toString(ExpertType t) {
     switch (t) {
     case ExpertType::FineTuned: return "fine_tuned";
@@ -60,11 +52,6 @@ template <class E, size_t N> bool parseEnum(const std::string& s, const E (&all)
 
 bool parseGateMode(const std::string& s, GateMode& out) {
     static constexpr GateMode all[] = {GateMode::Trained, GateMode::Hidden, GateMode::CheapEmbed, GateMode::Random};
-    return parseEnum(s, all, out);
-}
-bool parseRoutingMode(const std::string& s, RoutingMode& out) {
-    static constexpr RoutingMode all[] = {RoutingMode::Token, RoutingMode::Running, RoutingMode::Sequence,
-                                          RoutingMode::Likelihood};
     return parseEnum(s, all, out);
 }
 bool parseExpertType(const std::string& s, ExpertType& out) {
@@ -98,60 +85,6 @@ bool looksLikeHubId(const std::string& id) {
     return ok(org) && ok(name);
 }
 
-std::vector<fs::path> hubCacheRoots() {
-    std::vector<fs::path> roots;
-    auto add = [&](const fs::path& p) {
-        if (!p.empty() && std::find(roots.begin(), roots.end(), p) == roots.end()) roots.push_back(p);
-    };
-    auto env = [](const char* name) -> std::string {
-        const char* v = std::getenv(name);
-        return v && *v ? v : "";
-    };
-    if (const std::string v = env("HF_HUB_CACHE"); !v.empty()) add(v);
-    if (const std::string v = env("HUGGINGFACE_HUB_CACHE"); !v.empty()) add(v); // older name
-    if (const std::string v = env("HF_HOME"); !v.empty()) add(fs::path(v) / "hub");
-    if (const std::string v = env("XDG_CACHE_HOME"); !v.empty()) add(fs::path(v) / "huggingface" / "hub");
-    if (const std::string v = env("HOME"); !v.empty()) add(fs::path(v) / ".cache" / "huggingface" / "hub");
-    return roots;
-}
-
-std::string trim(std::string s) {
-    const auto notSpace = [](unsigned char c) { return !std::isspace(c); };
-    s.erase(s.begin(), std::find_if(s.begin(), s.end(), notSpace));
-    s.erase(std::find_if(s.rbegin(), s.rend(), notSpace).base(), s.end());
-    return s;
-}
-
-// The snapshot folder of `id` under one hub cache root, or empty; `looked`
-// gets a note on what was tried.
-fs::path findInHubCache(const fs::path& root, const std::string& id, std::string& looked) {
-    const fs::path repo = root / ("models--" + id.substr(0, id.find('/')) + "--" + id.substr(id.find('/') + 1));
-    std::error_code ec;
-    if (!fs::is_directory(repo, ec)) {
-        looked = repo.string() + " (no such folder)";
-        return {};
-    }
-    const fs::path refMain = repo / "refs" / "main";
-    if (fs::is_regular_file(refMain, ec)) {
-        std::string hash;
-        try {
-            hash = trim(readTextFile(refMain));
-        } catch (const Error&) {
-        }
-        const fs::path snap = repo / "snapshots" / hash;
-        if (!hash.empty() && fs::is_directory(snap, ec)) return snap;
-        looked = snap.string() + " (refs/main names a missing snapshot)";
-        return {};
-    }
-    // No refs/main (e.g. downloaded by revision): a single snapshot is unambiguous.
-    std::vector<fs::path> snaps;
-    for (const auto& e : fs::directory_iterator(repo / "snapshots", ec))
-        if (e.is_directory()) snaps.push_back(e.path());
-    if (snaps.size() == 1) return snaps.front();
-    looked = repo.string() + (snaps.empty() ? " (no snapshots)" : " (no refs/main and several snapshots)");
-    return {};
-}
-
 } // namespace
 
 fs::path resolveModelId(const std::string& id, const fs::path& relativeTo) {
@@ -163,9 +96,9 @@ fs::path resolveModelId(const std::string& id, const fs::path& relativeTo) {
     std::vector<std::string> looked{normalFolder(asPath).string() +
                                     (fs::exists(asPath, ec) ? " (not a folder)" : " (no such folder)")};
     if (looksLikeHubId(id)) {
-        for (const fs::path& root : hubCacheRoots()) {
+        for (const fs::path& root : huggingFaceCacheRoots()) {
             std::string note;
-            const fs::path snap = findInHubCache(root, id, note);
+            const fs::path snap = findInHuggingFaceCache(root, id, note);
             if (!snap.empty()) return normalFolder(snap);
             looked.push_back(note);
         }
@@ -672,5 +605,15 @@ void saveSelector(const Selector& s, const fs::path& file) {
     }
     writeFileAtomic(file, o.str());
 }
+
+Selector loadSelectorAny(const fs::path& file) {
+    std::string ext = file.extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (ext == ".toml") return loadSelector(file);
+    if (ext == ".yaml" || ext == ".yml") return loadMergekitConfig(file);
+    throw Error(file.string() + ": unknown selector format \"" + ext +
+                "\" (expected .toml for a selector or .yaml/.yml for a mergekit-moe config)");
+}
+
 
 } // namespace moe

@@ -8,6 +8,7 @@
 // biases for others) and gets a zero shared expert of width 1 (adds 0). Experts are written dense
 // (LoRA merged: W + alpha/r·B·A); include_base makes the base MLP expert 0.
 // The folder is written under a temporary name and renamed at the end.
+#include "moe/byte_size.h"
 #include "moe/selector.h"
 
 #include <atomic>
@@ -23,8 +24,6 @@ enum class ExportFormat { Mixtral, Qwen2Moe };
 const char* toString(ExportFormat);                          // "mixtral", "qwen2_moe"
 bool parseExportFormat(const std::string& s, ExportFormat& out);
 
-// "5GB", "500MB", "2GiB", "1000000" (bytes) → bytes; throws moe::Error naming the text.
-uint64_t parseByteSize(const std::string& text);
 
 struct ExportOptions {
     std::filesystem::path out;               // must not exist or be empty

@@ -1,10 +1,11 @@
 #pragma once
 // Token-by-token generation over a Session: prefill the prompt, then decode
 // one token per step, streaming text, until EOS, a stop string or the limit.
-#include "moe/model.h"
+#include "moe/session.h"
 #include "moe/sampler.h"
 #include "moe/tokenizer.h"
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
@@ -18,6 +19,8 @@ struct GenerateOptions {
     // Runs the prompt instead of session.forward (MoE likelihood routing picks
     // an expert here); returns the last token's logits.
     std::function<std::span<const float>(Session&, std::span<const int32_t>)> prefill;
+    // Checked before every token: set (from any thread) to stop ("cancelled").
+    const std::atomic<bool>* cancel = nullptr;
 };
 
 struct GenerateResult {

@@ -18,7 +18,5 @@ namespace moe {
 
 // Throws moe::Error "<file>:<line>: <key>: ..." (syntax errors: <file>:<line>:<column>).
 Selector loadMergekitConfig(const std::filesystem::path& yaml);
-// loadSelector for .toml, loadMergekitConfig for .yaml/.yml.
-Selector loadSelectorAny(const std::filesystem::path& file);
 
 } // namespace moe

@@ -2,66 +2,14 @@
 // The compute ops of the forward pass, each recorded into a vk::Recorder.
 // Activations are float32 buffers addressed by element offsets and strides;
 // weights stay in their stored dtype (F32/F16/BF16) on the device.
-#include "moe/safetensors.h"
+#include "moe/device_matrix.h"
+#include "moe/routing.h"
 #include "moe/vk.h"
 
 #include <cstdint>
 #include <vector>
 
 namespace moe {
-
-// A weight matrix [rows, cols] on the device. Rows are padded to a multiple of
-// 8 elements (zero-filled) so shaders load 8 weights at a time, and the rows
-// are split into chunks that each fit maxStorageBufferRange.
-struct DeviceMatrix {
-    struct Chunk {
-        vk::Buffer buffer; // empty when the chunk is a view into another matrix's buffer
-        uint32_t firstRow = 0;
-        uint32_t rowCount = 0;
-        // A view: the chunk's bytes lie in `viewOf` at `viewOffset` (an expert
-        // inside its layer's stacked experts).
-        const vk::Buffer* viewOf = nullptr;
-        uint64_t viewOffset = 0, viewBytes = 0;
-        vk::BufferView binding() const {
-            return viewOf ? vk::BufferView(*viewOf, viewOffset, viewBytes) : vk::BufferView(buffer);
-        }
-    };
-    DType dtype = DType::F32;
-    uint32_t rows = 0;
-    uint32_t cols = 0;
-    uint32_t colsPadded = 0;
-    std::vector<Chunk> chunks;
-    // The memory-mapped file bytes it was uploaded from (row-major, unpadded,
-    // `dtype`), so that a paged-out expert uploads again straight from the
-    // file; null when it was made from host data that does not outlive it.
-    // Whoever frees the chunks to page the matrix out keeps the mapping alive.
-    const std::byte* mappedSource = nullptr;
-    const MappedFile* mappedFile = nullptr;
-
-    // Device bytes of the chunks (a view counts its bytes; the buffer it lies in is not counted again).
-    uint64_t bytes() const;
-    // Device bytes of the chunks when uploaded (bytes() is 0 while paged out).
-    uint64_t residentBytes() const;
-    // Uploads a 2-D F32/F16/BF16 tensor; releases its mapped pages afterwards.
-    static DeviceMatrix upload(vk::Context& ctx, const TensorView& t);
-    // The matrix upload(t) makes, paged out from the start: the chunk layout
-    // and the mapped source, no device memory until uploadFromMapping().
-    static DeviceMatrix mapped(vk::Context& ctx, const TensorView& t);
-    // Uploads 2-D tensors of one dtype and column count as one matrix, their
-    // rows one after another (q, k and v as one projection).
-    static DeviceMatrix uploadStacked(vk::Context& ctx, const std::vector<const TensorView*>& parts);
-    // Uploads host data in `dtype` layout (tests and synthetic weights).
-    static DeviceMatrix fromHost(vk::Context& ctx, DType dtype, uint32_t rows, uint32_t cols, const void* data);
-    // Uploads a paged-out matrix again from its mapped source (same chunks);
-    // returns the bytes uploaded.
-    uint64_t uploadFromMapping(vk::Context& ctx);
-    // Chunk size in rows for a row of `bytesPerRow` (exposed for tests).
-    static uint32_t rowsPerChunk(const vk::Context& ctx, uint64_t bytesPerRow);
-};
-
-// Any F32/F16/BF16 vector tensor as a float32 device buffer (norm weights, biases).
-vk::Buffer uploadAsFloat32(vk::Context& ctx, const TensorView& t);
-vk::Buffer uploadFloats(vk::Context& ctx, const std::vector<float>& values);
 
 namespace ops {
 
@@ -98,18 +46,26 @@ MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested = MatmulKerne
 // matvec folds it, the tiled kernel does not. MOE_FOLD_NORM=0 turns folding off.
 bool foldsInputNorm(uint32_t nTokens);
 
+// What a matmul does besides out = W · x; set by name:
+// matmul(..., {.bias = &b, .accumulate = true}).
+struct MatmulOptions {
+    const vk::Buffer* bias = nullptr;   // float32 [rows], added to each output row
+    bool accumulate = false;            // out += instead of out =
+    MatmulKernel kernel = MatmulKernel::Auto;
+    const ExpertSlot* expert = nullptr; // one expert slot's tokens (nTokens = the slot's capacity)
+    const InputNorm* norm = nullptr;    // only where foldsInputNorm(nTokens): x normalised on the way in
+};
 // out[t, r] (+)= W[r, :] · x[t, :] (+ bias[r]) for t < nTokens.
-// With `expert`, nTokens is the most tokens the slot can hold. With `norm`
-// (only where foldsInputNorm(nTokens)), x is normalised on the way in.
 void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Act& x, const Act& out,
-            uint32_t nTokens, const vk::Buffer* bias = nullptr, bool accumulate = false,
-            MatmulKernel kernel = MatmulKernel::Auto, const ExpertSlot* expert = nullptr,
-            const InputNorm* norm = nullptr);
+            uint32_t nTokens, const MatmulOptions& options = {});
+struct GatedOptions {
+    const ExpertSlot* expert = nullptr;
+    const InputNorm* norm = nullptr;
+};
 // out[t, r] = silu(Wg[r] · x[t]) * (Wu[r] · x[t]) in one pass (the matvec or the
 // tiled kernel, as matmul() chooses).
 void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, const DeviceMatrix& up,
-                 const Act& x, const Act& out, uint32_t nTokens, const ExpertSlot* expert = nullptr,
-                 const InputNorm* norm = nullptr);
+                 const Act& x, const Act& out, uint32_t nTokens, const GatedOptions& options = {});
 
 // Experts of a layer stacked: slots firstSlot .. firstSlot + experts - 1,
 // slot firstSlot + e's rows of each projection at e * rows (gate and up
@@ -134,11 +90,13 @@ void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const std::vector<Stack
                     uint32_t nTokens, const InputNorm* norm = nullptr);
 
 // Routing of one MoE layer's step (moe_route.comp): softmax of `logits`
-// [n, experts], scores in `mode` (0 token, 1 running, 2 sequence), top-k,
+// [n, experts], scores in `mode` (Token, Running or Sequence), top-k,
 // renormalised weights and per-slot token lists into `route`. `state` holds
 // the running sums per position, the frozen prompt choice and probabilities.
 struct RouteParams {
-    uint32_t experts = 0, topK = 1, mode = 0, maxBatch = 0, maxContext = 0;
+    uint32_t experts = 0, topK = 1;
+    RoutingMode mode = RoutingMode::Token;
+    uint32_t maxBatch = 0, maxContext = 0;
     float decay = 1.0f;
     uint32_t renormalise = 1; // 0: the chosen experts keep their raw scores as weights
 };

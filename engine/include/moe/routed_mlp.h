@@ -5,6 +5,7 @@
 // device; no host round trip). Experts are dense fine-tuned MLPs or the base
 // MLP plus low-rank LoRA deltas, kept low-rank.
 #include "moe/model.h"
+#include "moe/routing.h"
 
 #include <optional>
 #include <vector>
@@ -28,11 +29,9 @@ struct ExpertMlp {
     bool hasLora() const { return loraGate || loraUp || loraDown; }
 };
 
-enum class RouteMode : uint32_t { Token = 0, Running = 1, Sequence = 2 };
-
 struct RoutingOptions {
     uint32_t topK = 2;
-    RouteMode mode = RouteMode::Token;
+    RoutingMode mode = RoutingMode::Token; // Token, Running or Sequence (a layer does not score likelihoods)
     float halflife = 0; // running/sequence: tokens for a weight to halve; 0 = plain mean
     bool baseSlot = false; // record the base MLP as a pinnable slot (likelihood routing without include_base)
     // Token mode: the chosen experts' softmax probabilities are scaled to sum

@@ -2,7 +2,7 @@
 // Scoring text with a model: next-token loss, perplexity over windows, and
 // likelihood routing (each candidate expert, pinned in every MoE layer,
 // scores the prompt; the lowest loss decodes the reply).
-#include "moe/model.h"
+#include "moe/session.h"
 #include "moe/tokenizer.h"
 
 #include <functional>

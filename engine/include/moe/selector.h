@@ -54,6 +54,8 @@
 // topology, organization, from_uqff, write_uqff, imatrix, calibration_file,
 // max_seq_len, max_batch_size, hf_cache_path) are accepted and kept verbatim
 // so that such files load and save unchanged; they do not affect a build.
+#include "moe/routing.h"
+
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -65,14 +67,11 @@ namespace moe {
 
 enum class ExpertType { FineTuned, LoraAdapter };
 enum class GateMode { Trained, Hidden, CheapEmbed, Random };
-enum class RoutingMode { Token, Running, Sequence, Likelihood };
 
 const char* toString(GateMode);    // "trained", "hidden", "cheap_embed", "random"
-const char* toString(RoutingMode); // "token", "running", "sequence", "likelihood"
 const char* toString(ExpertType);  // "fine_tuned", "lora_adapter"
 // The inverse; false when `s` names none of them.
 bool parseGateMode(const std::string& s, GateMode& out);
-bool parseRoutingMode(const std::string& s, RoutingMode& out);
 bool parseExpertType(const std::string& s, ExpertType& out);
 
 struct ExpertPrompts {
@@ -132,6 +131,9 @@ Selector loadSelector(const std::filesystem::path& file);
 // it where possible. Loading the result gives back an equal Selector (`file`
 // aside).
 void saveSelector(const Selector& s, const std::filesystem::path& file);
+// A selector file of either kind: loadSelector for .toml, a mergekit-moe
+// config (loadMergekitConfig) for .yaml/.yml.
+Selector loadSelectorAny(const std::filesystem::path& file);
 // A model folder: `id` as a path (relative to `relativeTo`), or a Hugging Face
 // id "org/name" in the local hub cache ($HF_HUB_CACHE, $HF_HOME/hub,
 // ~/.cache/huggingface/hub; snapshot named by refs/main). Throws moe::Error

@@ -2,6 +2,8 @@
 // The Vulkan compute device: instance and device selection, buffers,
 // pipelines (built once, cached on disk), and command recording. Everything
 // the forward pass and the op tests dispatch goes through this layer.
+#include "moe/shader_ids.h"
+
 #include <vulkan/vulkan.h>
 
 #include <atomic>
@@ -196,8 +198,8 @@ public:
     uint64_t validationMessages() const { return validationMessages_.load(); }
 
     // Pipeline for an embedded shader; `specs` are specialization constants
-    // 0..n-1. Built once per (name, specs) and cached.
-    const Pipeline& pipeline(const std::string& shader, uint32_t bindings, uint32_t pushSize,
+    // 0..n-1. Built once per (shader, specs) and cached.
+    const Pipeline& pipeline(ShaderId shader, uint32_t bindings, uint32_t pushSize,
                              const std::vector<uint32_t>& specs = {}, TexelBindings texels = {});
     // The texel view (R32G32B32A32_UINT or R32_SFLOAT) of a buffer range,
     // created once and kept until the buffer is released.

@@ -1,7 +1,6 @@
 #include "moe/vk.h"
 
 #include "moe/error.h"
-#include "moe/shaders.h"
 
 #include <algorithm>
 #include <cctype>
@@ -377,8 +376,10 @@ uint32_t Context::findMemoryType(uint32_t typeBits, MemoryUse use, bool& hostVis
     throw Error("no suitable Vulkan memory type on '" + info_.name + "'");
 }
 
-const Pipeline& Context::pipeline(const std::string& shader, uint32_t bindings, uint32_t pushSize,
+const Pipeline& Context::pipeline(ShaderId shaderId, uint32_t bindings, uint32_t pushSize,
                                   const std::vector<uint32_t>& specs, TexelBindings texels) {
+    if (shaderId == ShaderId::None) throw Error("internal: no shader variant for this dtype and read path");
+    const std::string shader = shaderName(shaderId);
     std::string key = shader;
     for (uint32_t s : specs) key += ":" + std::to_string(s);
     if (texels.any())
@@ -389,7 +390,7 @@ const Pipeline& Context::pipeline(const std::string& shader, uint32_t bindings, 
             throw Error("internal: pipeline " + shader + " requested with different bindings/push size");
         return *it->second;
     }
-    auto code = shaderSpirv(shader);
+    auto code = shaderSpirv(shaderId);
     if (code.empty()) throw Error("internal: no embedded shader named " + shader);
     if (pushSize > info_.maxPushConstantsSize)
         throw Error("internal: push constants of " + shader + " exceed the device limit");

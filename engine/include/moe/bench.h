@@ -1,0 +1,48 @@
+#pragma once
+// The benchmark behind `moe-cli bench`: prefill and decode speed of a model,
+// per-shader device time, the device's copy bandwidth, the bytes a decode
+// step reads, and the process's peak memory. Figures only; printing them is
+// the caller's.
+#include "moe/model.h"
+#include "moe/model_config.h"
+#include "moe/runnable_model.h"
+#include "moe/vk.h"
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+namespace moe::bench {
+
+struct SpeedFigures {
+    double prefill = 0, decode = 0; // tokens per second
+    uint32_t prefillDispatches = 0, decodeDispatches = 0, decodeBarriers = 0;
+    // Under an expert budget: the cache over the prefill and over the decode steps.
+    std::optional<ExpertCacheFigures> prefillCache, decodeCache;
+};
+
+// A prefill of `promptTokens` reproducible random tokens in one batch, then
+// `genTokens` greedy decode steps, after a warm-up.
+SpeedFigures measureSpeed(Model& model, int promptTokens, int genTokens);
+
+// Time per shader in one prefill and in the decode steps after it, from the
+// device's timestamps (a separate run: timestamps slow small steps down).
+struct StepProfiles {
+    std::vector<vk::ProfileEntry> prefill, decode;
+};
+StepProfiles profileSteps(vk::Context& ctx, Model& model, int promptTokens, int genTokens);
+
+// The device's copy bandwidth in bytes per second (read + write), copying a
+// buffer of up to 64 MiB; `texelSource` reads it the way texel weights are read.
+double probeBandwidth(vk::Context& ctx, bool texelSource);
+
+// Parameters one token runs: all but the experts it is not routed to.
+uint64_t activeParameters(const ModelConfig& config, uint64_t parameters);
+// Weight bytes one decode step reads: every weight but the embedding table
+// (one row of it) and, in a native MoE, the experts a token is not routed to.
+uint64_t decodeWeightBytes(const Model& model);
+
+// Peak resident memory of this process (VmHWM), in bytes; 0 where unknown.
+uint64_t peakHostMemory();
+
+} // namespace moe::bench

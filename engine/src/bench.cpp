@@ -1,0 +1,129 @@
+#include "moe/bench.h"
+
+#include "moe/ops.h"
+#include "moe/sampler.h"
+#include "moe/session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <string>
+
+namespace moe::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double secondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Reproducible random token ids past the usual special ids.
+std::vector<int32_t> randomPrompt(const ModelConfig& c, int tokens) {
+    std::mt19937 rng(1234);
+    std::uniform_int_distribution<int32_t> anyToken(3, c.vocabSize - 1);
+    std::vector<int32_t> prompt(static_cast<size_t>(tokens));
+    for (auto& t : prompt) t = anyToken(rng);
+    return prompt;
+}
+
+// A session that holds the prompt in one batch and the decode steps after it.
+std::unique_ptr<Session> benchSession(Model& model, int promptTokens, int genTokens) {
+    return std::make_unique<Session>(model, uint32_t(std::max(promptTokens + genTokens + 1, 16)),
+                                     uint32_t(std::max(promptTokens, 1)));
+}
+
+std::optional<ExpertCacheFigures> cacheFigures(Model& model, uint64_t tokens) {
+    if (model.expertBudget() == 0) return std::nullopt;
+    return ExpertCacheFigures{model.expertCacheStats(), tokens, model.pageableExpertBytes()};
+}
+
+} // namespace
+
+SpeedFigures measureSpeed(Model& model, int promptTokens, int genTokens) {
+    auto sessionOwner = benchSession(model, promptTokens, genTokens);
+    Session& session = *sessionOwner;
+    const std::vector<int32_t> prompt = randomPrompt(model.config(), promptTokens);
+    session.forward(std::span<const int32_t>(prompt.data(), std::min<size_t>(8, prompt.size())));
+    session.forward(std::span<const int32_t>(prompt.data(), 1));
+    session.reset();
+    model.resetExpertCacheStats(); // count the measured tokens only
+    SpeedFigures f;
+    auto tp = Clock::now();
+    auto logits = session.forward(prompt);
+    f.prefill = promptTokens / secondsSince(tp);
+    f.prefillDispatches = session.lastDispatches();
+    f.prefillCache = cacheFigures(model, uint64_t(promptTokens));
+    model.resetExpertCacheStats();
+    int32_t next = argmax(logits);
+    auto td = Clock::now();
+    for (int i = 0; i < genTokens; ++i) {
+        logits = session.forward(std::span<const int32_t>(&next, 1));
+        next = argmax(logits);
+    }
+    f.decode = genTokens / secondsSince(td);
+    f.decodeDispatches = session.lastDispatches();
+    f.decodeBarriers = session.lastBarriers();
+    f.decodeCache = cacheFigures(model, uint64_t(genTokens));
+    return f;
+}
+
+StepProfiles profileSteps(vk::Context& ctx, Model& model, int promptTokens, int genTokens) {
+    ctx.setProfiling(true);
+    StepProfiles out;
+    {
+        auto session = benchSession(model, promptTokens, genTokens);
+        ctx.takeProfile();
+        int32_t next = argmax(session->forward(randomPrompt(model.config(), promptTokens)));
+        out.prefill = ctx.takeProfile();
+        for (int i = 0; i < genTokens; ++i) next = argmax(session->forward(std::span<const int32_t>(&next, 1)));
+        out.decode = ctx.takeProfile();
+    }
+    ctx.setProfiling(false);
+    return out;
+}
+
+double probeBandwidth(vk::Context& ctx, bool texelSource) {
+    const uint64_t bytes = std::min<uint64_t>(64ull << 20, ctx.maxStorageRange());
+    vk::Buffer src(ctx, bytes, vk::MemoryUse::Device), dst(ctx, bytes, vk::MemoryUse::Device);
+    src.fillZero();
+    vk::Recorder rec(ctx);
+    const int reps = 8;
+    rec.begin();
+    for (int i = 0; i < reps; ++i) {
+        ops::copy(ctx, rec, src, dst, bytes, texelSource);
+        rec.barrier();
+    }
+    rec.end();
+    rec.submitAndWait(); // warm-up
+    auto t0 = Clock::now();
+    rec.submitAndWait();
+    return double(bytes) * 2 * reps / secondsSince(t0);
+}
+
+uint64_t activeParameters(const ModelConfig& config, uint64_t params) {
+    if (!config.isMoe()) return params;
+    const uint64_t perExpert = 3ull * uint64_t(config.hiddenSize) * uint64_t(config.expertIntermediateSize());
+    uint64_t sparseLayers = 0;
+    for (int l = 0; l < config.numLayers; ++l) sparseLayers += config.isSparseLayer(l) ? 1 : 0;
+    const uint64_t idle = uint64_t(config.numExperts - config.expertsPerToken) * perExpert * sparseLayers;
+    return params > idle ? params - idle : 0;
+}
+
+uint64_t decodeWeightBytes(const Model& model) {
+    const ModelConfig& c = model.config();
+    const uint64_t elementBytes = dtypeSize(model.weightDType());
+    uint64_t bytes = model.deviceBytes();
+    if (!c.tieWordEmbeddings) bytes -= uint64_t(c.vocabSize) * uint64_t(c.hiddenSize) * elementBytes;
+    if (c.isMoe())
+        bytes -= (model.parameterCount() - activeParameters(c, model.parameterCount())) * elementBytes;
+    return bytes;
+}
+
+uint64_t peakHostMemory() {
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+    return 0;
+}
+
+} // namespace moe::bench

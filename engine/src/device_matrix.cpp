@@ -1,0 +1,178 @@
+#include "moe/device_matrix.h"
+
+#include "moe/error.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+namespace moe {
+namespace {
+
+uint32_t roundUp(uint32_t v, uint32_t m) { return (v + m - 1) / m * m; }
+
+// The dtypes the weight-reading shaders are built for.
+void requireWeightDType(DType t) {
+    if (t != DType::F32 && t != DType::F16 && t != DType::BF16)
+        throw Error(std::string("weights of dtype ") + dtypeName(t) + " are not supported (F32, F16, BF16 are)");
+}
+
+} // namespace
+
+uint64_t DeviceMatrix::bytes() const {
+    uint64_t n = 0;
+    for (const auto& c : chunks) n += c.viewOf ? c.viewBytes : c.buffer.size();
+    return n;
+}
+
+uint64_t DeviceMatrix::residentBytes() const {
+    uint64_t n = 0;
+    for (const auto& c : chunks) n += uint64_t(c.rowCount) * colsPadded * dtypeSize(dtype);
+    return n;
+}
+
+uint32_t DeviceMatrix::rowsPerChunk(const vk::Context& ctx, uint64_t bytesPerRow) {
+    uint64_t limit = std::min<uint64_t>(ctx.maxStorageRange(), ctx.info().maxMemoryAllocationSize
+                                                                    ? ctx.info().maxMemoryAllocationSize
+                                                                    : ctx.maxStorageRange());
+    if (ctx.texelReads()) limit = std::min<uint64_t>(limit, ctx.info().maxTexelBufferElements * 16);
+    uint64_t rows = limit / bytesPerRow;
+    if (rows == 0) throw Error("a single weight row of " + std::to_string(bytesPerRow) +
+                               " bytes exceeds the device's storage-buffer range");
+    return static_cast<uint32_t>(std::min<uint64_t>(rows, 0xffffffffu));
+}
+
+namespace {
+// Rows of one source, row-major and unpadded.
+struct RowSource {
+    const std::byte* data;
+    uint32_t rows;
+};
+
+// Uploads the rows of `sources`, one after another, into padded chunks.
+DeviceMatrix uploadRows(vk::Context& ctx, DType dtype, uint32_t cols, const std::vector<RowSource>& sources) {
+    requireWeightDType(dtype);
+    DeviceMatrix m;
+    m.dtype = dtype;
+    m.rows = 0;
+    for (const auto& s : sources) m.rows += s.rows;
+    if (m.rows == 0) throw Error("internal: empty weight matrix");
+    m.cols = cols;
+    m.colsPadded = roundUp(std::max(cols, 1u), 8);
+    const uint64_t esize = dtypeSize(dtype);
+    const uint64_t srcRow = uint64_t(cols) * esize;
+    const uint64_t dstRow = uint64_t(m.colsPadded) * esize;
+    const uint32_t perChunk = DeviceMatrix::rowsPerChunk(ctx, dstRow);
+    // Source row r of the whole matrix, and how many rows follow it in the same source.
+    auto rowAt = [&](uint32_t r) -> std::pair<const std::byte*, uint32_t> {
+        for (const auto& s : sources) {
+            if (r < s.rows) return {s.data + uint64_t(r) * srcRow, s.rows - r};
+            r -= s.rows;
+        }
+        throw Error("internal: row past the end of a weight matrix");
+    };
+    const uint32_t slabRows = std::max<uint32_t>(1, static_cast<uint32_t>((16ull << 20) / dstRow));
+    std::vector<std::byte> padded;
+    for (uint32_t first = 0; first < m.rows; first += perChunk) {
+        DeviceMatrix::Chunk c;
+        c.firstRow = first;
+        c.rowCount = std::min(perChunk, m.rows - first);
+        c.buffer = vk::Buffer(ctx, uint64_t(c.rowCount) * dstRow, vk::MemoryUse::Device);
+        for (uint32_t r0 = 0; r0 < c.rowCount;) {
+            auto [src, following] = rowAt(first + r0);
+            const uint32_t run = std::min(following, c.rowCount - r0);
+            if (srcRow == dstRow) {
+                c.buffer.upload(src, uint64_t(run) * srcRow, uint64_t(r0) * dstRow);
+                r0 += run;
+                continue;
+            }
+            // Repack into padded rows, a bounded slab at a time.
+            const uint32_t n = std::min(slabRows, run);
+            padded.assign(uint64_t(n) * dstRow, std::byte{0});
+            for (uint32_t r = 0; r < n; ++r) std::memcpy(padded.data() + uint64_t(r) * dstRow, src + uint64_t(r) * srcRow, srcRow);
+            c.buffer.upload(padded.data(), padded.size(), uint64_t(r0) * dstRow);
+            r0 += n;
+        }
+        m.chunks.push_back(std::move(c));
+    }
+    return m;
+}
+} // namespace
+
+DeviceMatrix DeviceMatrix::fromHost(vk::Context& ctx, DType dtype, uint32_t rows, uint32_t cols, const void* data) {
+    if (rows == 0) throw Error("internal: empty weight matrix");
+    return uploadRows(ctx, dtype, cols, {{static_cast<const std::byte*>(data), rows}});
+}
+
+DeviceMatrix DeviceMatrix::uploadStacked(vk::Context& ctx, const std::vector<const TensorView*>& parts) {
+    std::vector<RowSource> sources;
+    for (const TensorView* t : parts) {
+        if (t->shape.size() != 2 || t->dtype != parts[0]->dtype || t->shape[1] != parts[0]->shape[1])
+            throw Error("internal: stacked tensors need one dtype and one column count (" + t->name + ")");
+        sources.push_back({t->data, static_cast<uint32_t>(t->shape[0])});
+    }
+    DeviceMatrix m = uploadRows(ctx, parts[0]->dtype, static_cast<uint32_t>(parts[0]->shape[1]), sources);
+    for (const TensorView* t : parts)
+        if (t->file) t->file->releasePages(t->data, t->nbytes);
+    return m;
+}
+
+DeviceMatrix DeviceMatrix::upload(vk::Context& ctx, const TensorView& t) {
+    if (t.shape.size() != 2)
+        throw Error((t.file ? t.file->path().string() + ": " : std::string()) + "tensor " + t.name +
+                    " should be 2-D but has shape " + t.shapeString());
+    DeviceMatrix m = fromHost(ctx, t.dtype, static_cast<uint32_t>(t.shape[0]), static_cast<uint32_t>(t.shape[1]), t.data);
+    if (t.file) {
+        t.file->releasePages(t.data, t.nbytes);
+        m.mappedSource = t.data;
+        m.mappedFile = t.file;
+    }
+    return m;
+}
+
+DeviceMatrix DeviceMatrix::mapped(vk::Context& ctx, const TensorView& t) {
+    if (t.shape.size() != 2 || !t.file)
+        throw Error("internal: only a 2-D tensor of a mapped file can stay paged out (" + t.name + ")");
+    requireWeightDType(t.dtype);
+    DeviceMatrix m;
+    m.dtype = t.dtype;
+    m.rows = static_cast<uint32_t>(t.shape[0]);
+    m.cols = static_cast<uint32_t>(t.shape[1]);
+    m.colsPadded = roundUp(std::max(m.cols, 1u), 8);
+    if (m.rows == 0) throw Error("internal: empty weight matrix");
+    // The same chunks as fromHost(), so uploadFromMapping() fills them.
+    const uint32_t perChunk = rowsPerChunk(ctx, uint64_t(m.colsPadded) * dtypeSize(m.dtype));
+    for (uint32_t first = 0; first < m.rows; first += perChunk)
+        m.chunks.push_back({vk::Buffer(), first, std::min(perChunk, m.rows - first)});
+    m.mappedSource = t.data;
+    m.mappedFile = t.file;
+    return m;
+}
+
+uint64_t DeviceMatrix::uploadFromMapping(vk::Context& ctx) {
+    if (!mappedSource) throw Error("internal: a weight matrix without a mapped source cannot be uploaded again");
+    DeviceMatrix again = fromHost(ctx, dtype, rows, cols, mappedSource);
+    chunks = std::move(again.chunks);
+    // The pages were only needed for the copy: do not keep them in host memory.
+    const uint64_t sourceBytes = uint64_t(rows) * cols * dtypeSize(dtype);
+    if (mappedFile) mappedFile->releasePages(mappedSource, sourceBytes);
+    return bytes();
+}
+
+vk::Buffer uploadFloats(vk::Context& ctx, const std::vector<float>& values) {
+    vk::Buffer b(ctx, values.size() * sizeof(float), vk::MemoryUse::Device);
+    b.upload(values.data(), values.size() * sizeof(float));
+    return b;
+}
+
+vk::Buffer uploadAsFloat32(vk::Context& ctx, const TensorView& t) {
+    // Padded with zeros to whole 16-byte texels, so that norm weights can be
+    // read as 4-float texels like the activations they scale.
+    std::vector<float> values = toFloat32(t);
+    values.resize(roundUp(uint32_t(values.size()), 4), 0.0f);
+    vk::Buffer b = uploadFloats(ctx, values);
+    if (t.file) t.file->releasePages(t.data, t.nbytes);
+    return b;
+}
+
+} // namespace moe
