@@ -9,8 +9,7 @@
 // floats per fetch, when head_dim is a multiple of 4).
 // Loops over the register arrays have constant bounds (specialization
 // constants): a loop the compiler cannot unroll indexes them dynamically, which
-// CPU drivers turn into per-lane memory accesses (prefill attention took 1.7x
-// as long on lavapipe).
+// CPU drivers turn into per-lane memory accesses (see docs/PERFORMANCE.md).
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require

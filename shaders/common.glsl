@@ -33,8 +33,8 @@ vec2 unpackBf16x2(uint u) { return vec2(uintBitsToFloat(u << 16), uintBitsToFloa
 
 #if defined(TEXEL_READS)
 // Weights read as a uniform texel buffer of 16-byte texels (vk::TexelBindings):
-// lavapipe loads storage buffers one lane at a time, while its texel fetches
-// reached twice the copy bandwidth.
+// lavapipe loads storage buffers one lane at a time but fetches a texel whole
+// (figures in docs/PERFORMANCE.md).
 #undef DECLARE_WEIGHTS
 #undef LOAD8
 #undef LOAD1

@@ -50,8 +50,8 @@ struct ContextOptions {
     bool forceStaging = false; // also MOE_VK_FORCE_STAGING=1: upload through staging even to host-visible memory
     // Weights, matmul inputs and the KV cache read through texel-buffer views
     // instead of storage buffers. Unset: MOE_TEXEL_READS=0/1, else on for CPU
-    // devices (lavapipe loads a storage buffer one lane at a time; its texel
-    // fetches doubled the copy probe's bandwidth here).
+    // devices (lavapipe loads a storage buffer one lane at a time and fetches
+    // texels whole; figures in docs/PERFORMANCE.md).
     std::optional<bool> texelReads;
 };
 
