@@ -1,0 +1,41 @@
+#pragma once
+// ggml's quantized block types, byte for byte as GGUF files hold them:
+// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (blocks of 32 weights) and the k-quants Q4_K,
+// Q5_K, Q6_K (super-blocks of 256). Host-side quantize and dequantize of
+// rows; the shaders read the same layouts.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace moe {
+
+enum class QuantType : uint8_t { Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K };
+
+struct QuantLayout {
+    uint32_t blockElements; // weights per block
+    uint32_t blockBytes;    // bytes per block
+};
+QuantLayout quantLayout(QuantType t);
+const char* toString(QuantType t); // "q8_0", ..., "q6_k" (ggml's names, lower case)
+std::optional<QuantType> parseQuantType(std::string_view name);
+// ggml's type number (GGUF's tensor type field), and back; nullopt when it
+// is not one of the types above.
+uint32_t ggmlTypeId(QuantType t);
+std::optional<QuantType> quantTypeFromGgml(uint32_t ggmlType);
+
+// Bytes of a row of `n` weights; throws moe::Error when `n` is not a whole
+// number of blocks (`what` names the tensor).
+size_t quantRowBytes(QuantType t, size_t n, const std::string& what = {});
+
+// dst[0..n) = the weights of the row's blocks. `src` holds quantRowBytes(t, n) bytes.
+void dequantizeRow(QuantType t, std::span<const std::byte> src, std::span<float> dst);
+// The row's blocks from src[0..n): Q8_0 and the legacy types as ggml's
+// reference quantizers round them; the k-quants with per-block scales (and
+// minimums) fitted to each block's range, quantized to 6 or 8 bits, and the
+// weights rounded against the quantized scales.
+void quantizeRow(QuantType t, std::span<const float> src, std::span<std::byte> dst);
+
+} // namespace moe
