@@ -86,35 +86,19 @@ void dequantQ5(const std::byte* b, float* y, bool withMin) {
 
 // Q4_K: d, dmin, 12 bytes of scales and mins, 128 bytes of nibbles. Each 64
 // weights take 32 bytes: the low nibbles are sub-block 2i, the high 2i + 1.
-void dequantQ4K(const std::byte* b, float* y) {
-    const float d = readHalf(b), dmin = readHalf(b + 2);
-    const std::byte* scales = b + 4;
-    const std::byte* qs = b + 16;
-    for (int pair = 0; pair < 4; ++pair) {
-        uint8_t s0, m0, s1, m1;
-        scaleMinK4(2 * pair, scales, s0, m0);
-        scaleMinK4(2 * pair + 1, scales, s1, m1);
-        for (int l = 0; l < 32; ++l) {
-            const uint8_t q = u8(qs, size_t(32 * pair + l));
-            y[64 * pair + l] = d * float(s0) * float(q & 0xF) - dmin * float(m0);
-            y[64 * pair + 32 + l] = d * float(s1) * float(q >> 4) - dmin * float(m1);
-        }
-    }
-}
-
-// Q5_K: as Q4_K with 32 bytes of fifth bits: weight l of sub-block j has its
-// bit j of qh[l].
-void dequantQ5K(const std::byte* b, float* y) {
+// Q5_K adds 32 bytes of fifth bits before the nibbles: weight l of sub-block
+// j has its fifth bit in bit j of qh[l].
+void dequantTypeOneK(const std::byte* b, float* y, bool fiveBits) {
     const float d = readHalf(b), dmin = readHalf(b + 2);
     const std::byte* scales = b + 4;
     const std::byte* qh = b + 16;
-    const std::byte* qs = b + 48;
+    const std::byte* qs = b + (fiveBits ? 48 : 16);
     for (int pair = 0; pair < 4; ++pair) {
         uint8_t s0, m0, s1, m1;
         scaleMinK4(2 * pair, scales, s0, m0);
         scaleMinK4(2 * pair + 1, scales, s1, m1);
         for (int l = 0; l < 32; ++l) {
-            const uint8_t q = u8(qs, size_t(32 * pair + l)), h = u8(qh, size_t(l));
+            const uint8_t q = u8(qs, size_t(32 * pair + l)), h = fiveBits ? u8(qh, size_t(l)) : 0;
             const int lo = (q & 0xF) | (((h >> (2 * pair)) & 1) << 4);
             const int hi = (q >> 4) | (((h >> (2 * pair + 1)) & 1) << 4);
             y[64 * pair + l] = d * float(s0) * float(lo) - dmin * float(m0);
@@ -332,8 +316,8 @@ void dequantizeRow(QuantType t, std::span<const std::byte> src, std::span<float>
         case QuantType::Q4_1: dequantQ4(b, y, true); break;
         case QuantType::Q5_0: dequantQ5(b, y, false); break;
         case QuantType::Q5_1: dequantQ5(b, y, true); break;
-        case QuantType::Q4_K: dequantQ4K(b, y); break;
-        case QuantType::Q5_K: dequantQ5K(b, y); break;
+        case QuantType::Q4_K: dequantTypeOneK(b, y, false); break;
+        case QuantType::Q5_K: dequantTypeOneK(b, y, true); break;
         case QuantType::Q6_K: dequantQ6K(b, y); break;
         }
     }
