@@ -56,6 +56,28 @@ private slots:
         QCOMPARE(j["chat_template"].get<bool>(), true);
     }
 
+    // A GGUF that llama.cpp wrote (its Llama vocabulary, no tensors): header facts, and an honest "not runnable".
+    void infoReadsAGgufHeader() {
+        const auto file = moe::test::testDataDir() / "llama.cpp-vocab" / "ggml-vocab-llama-spm.gguf";
+        if (!std::filesystem::exists(file)) QSKIP("llama.cpp vocab GGUF not fetched (packaging/fetch-test-data.sh)");
+        auto r = runCli({"info", "--model", QString::fromStdString(file.string()), "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        const auto j = json::parse(r.out);
+        QCOMPARE(j["format"].get<std::string>(), std::string("gguf"));
+        QCOMPARE(j["architecture"].get<std::string>(), std::string("llama"));
+        QCOMPARE(j["tokenizer"].get<std::string>(), std::string("llama"));
+        QCOMPARE(j["tokenizer_vocab"].get<int>(), 32000);
+        QCOMPARE(j["tensors"].get<int>(), 0);
+        QCOMPARE(j["runnable"].get<bool>(), false);
+        QTemporaryDir dir;
+        const QString bad = dir.filePath("bad.gguf");
+        std::ofstream(bad.toStdString()) << "GGUF\x03";
+        r = runCli({"info", "--model", bad});
+        QCOMPARE(r.exitCode, 1);
+        QVERIFY2(r.err.find(bad.toStdString()) != std::string::npos && r.err.find("truncated") != std::string::npos,
+                 r.err.c_str());
+    }
+
     void infoReportsMixtralExperts() {
         moe::test::ref::Spec s{"mixtral", 32, 48, 2, 4, 2, 8, 61};
         s.experts = 4;
