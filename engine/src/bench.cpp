@@ -33,7 +33,7 @@ std::unique_ptr<Session> benchSession(Model& model, int promptTokens, int genTok
 
 std::optional<ExpertCacheFigures> cacheFigures(Model& model, uint64_t tokens) {
     if (model.expertBudget() == 0) return std::nullopt;
-    return ExpertCacheFigures{model.expertCacheStats(), tokens, model.pageableExpertBytes()};
+    return expertCacheFigures(model, tokens);
 }
 
 } // namespace

@@ -131,13 +131,8 @@ void RunnableModel::setExpertBudget(uint64_t bytes) {
     if (m.expertBudget() != bytes) m.setExpertBudget(bytes);
 }
 
-ExpertCacheFigures RunnableModel::expertCache(uint64_t tokens) const {
-    Model& m = const_cast<RunnableModel*>(this)->model();
-    ExpertCacheFigures f;
-    f.stats = m.expertCacheStats();
-    f.tokens = tokens;
-    f.pageableBytes = m.pageableExpertBytes();
-    return f;
+ExpertCacheFigures expertCacheFigures(Model& model, uint64_t tokens) {
+    return {model.expertCacheStats(), tokens, model.pageableExpertBytes()};
 }
 
 } // namespace moe

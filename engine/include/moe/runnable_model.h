@@ -50,6 +50,8 @@ struct ExpertCacheFigures {
     }
     double perToken(uint64_t count) const { return tokens ? double(count) / double(tokens) : 0.0; }
 };
+// The figures of `model`'s expert cache now, over `tokens` forwarded tokens.
+ExpertCacheFigures expertCacheFigures(Model& model, uint64_t tokens);
 
 class RunnableModel {
 public:
@@ -102,7 +104,7 @@ public:
     // Experts under a device memory budget (0 = every expert resident).
     // Throws when the model has no routed experts to page.
     void setExpertBudget(uint64_t bytes);
-    ExpertCacheFigures expertCache(uint64_t tokens) const;
+    ExpertCacheFigures expertCache(uint64_t tokens) { return expertCacheFigures(model(), tokens); }
 
 private:
     RunnableModel() = default;
