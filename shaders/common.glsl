@@ -3,7 +3,9 @@
 // zero-filled, so 8 consecutive weights of a row are one aligned 16/32-byte load.
 
 // Declares the two aliasing views of a weight buffer: 8-element blocks and single elements.
-#if defined(W_F32)
+// (Quantized block types, W_QUANT: see the end of this file and quant.glsl.)
+#if defined(W_QUANT)
+#elif defined(W_F32)
 #define DECLARE_WEIGHTS(B, NAME) \
     layout(binding = B) readonly buffer NAME##_blocks { vec4 NAME##4[]; }; \
     layout(binding = B) readonly buffer NAME##_elems { float NAME##1[]; };
@@ -35,11 +37,14 @@ vec2 unpackBf16x2(uint u) { return vec2(uintBitsToFloat(u << 16), uintBitsToFloa
 // Weights read as a uniform texel buffer of 16-byte texels (vk::TexelBindings):
 // lavapipe loads storage buffers one lane at a time but fetches a texel whole
 // (figures in docs/PERFORMANCE.md).
+#if !defined(W_QUANT)
 #undef DECLARE_WEIGHTS
 #undef LOAD8
 #undef LOAD1
 #define DECLARE_WEIGHTS(B, NAME) layout(binding = B) uniform usamplerBuffer NAME##t;
-#if defined(W_F32)
+#endif
+#if defined(W_QUANT)
+#elif defined(W_F32)
 #define LOAD8(NAME, e, a, b) { a = uintBitsToFloat(texelFetch(NAME##t, int((e) >> 2))); \
     b = uintBitsToFloat(texelFetch(NAME##t, int((e) >> 2) + 1)); }
 #define LOAD1(NAME, e) (uintBitsToFloat(texelFetch(NAME##t, int((e) >> 2))[(e) & 3u]))
@@ -65,6 +70,20 @@ vec2 unpackBf16x2(uint u) { return vec2(uintBitsToFloat(u << 16), uintBitsToFloa
 #endif
 #if !defined(LOADX4)
 #define LOADX4(NAME, i) vec4(LOADX(NAME, i), LOADX(NAME, (i) + 1u), LOADX(NAME, (i) + 2u), LOADX(NAME, (i) + 3u))
+#endif
+
+#if defined(W_QUANT)
+// Blocks as 32-bit words (storage) or 16-byte texels; the loads dequantize
+// (quant.glsl, included after the weight bindings).
+#if defined(TEXEL_READS)
+#define DECLARE_WEIGHTS(B, NAME) layout(binding = B) uniform usamplerBuffer NAME##t;
+#else
+#define DECLARE_WEIGHTS(B, NAME) layout(binding = B) readonly buffer NAME##_words { uint NAME##q[]; };
+#endif
+#define QSEL_w false
+#define QSEL_wu true
+#define LOAD8(NAME, e, a, b) { qload8(QSEL_##NAME, e, a, b); }
+#define LOAD1(NAME, e) qload1(QSEL_##NAME, e)
 #endif
 
 // Workgroup counts above 65535 are split over x and z by the host.

@@ -9,6 +9,9 @@ layout(push_constant) uniform Push { uint dim; uint Kp; uint n_tokens; uint voca
 DECLARE_WEIGHTS(0, w)
 DECLARE_STEP(1)
 layout(binding = 2) writeonly buffer Out { float outv[]; };
+#ifdef W_QUANT
+#include "quant.glsl"
+#endif
 
 void main() {
     const uint idx = FLAT_INVOCATION_ID;

@@ -33,6 +33,9 @@ layout(binding = 5) readonly buffer Route { uint route[]; };
 #else
 layout(binding = 4) readonly buffer Route { uint route[]; };
 #endif
+#ifdef W_QUANT
+#include "quant.glsl"
+#endif
 
 void main() {
     const uint rowBlocks = (p.rows + R - 1u) / R;

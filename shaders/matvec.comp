@@ -63,6 +63,9 @@ layout(binding = 5) readonly buffer Route { uint route[]; };
 layout(binding = 4) readonly buffer Route { uint route[]; };
 #endif
 DECLARE_INPUT(NORM_BINDING, normw)
+#ifdef W_QUANT
+#include "quant.glsl"
+#endif
 #ifdef QKV_ROPE
 layout(binding = 6) writeonly buffer KCache { float kcache[]; };
 layout(binding = 7) writeonly buffer VCache { float vcache[]; };

@@ -13,6 +13,7 @@
 // attention and SiLU use the same limit.
 #include "moe/error.h"
 #include "moe/ops.h"
+#include "moe/quant.h"
 #include "moe/vk.h"
 
 #include "reference_ops.h"
@@ -37,6 +38,17 @@ using test::nmse;
 namespace ref = moe::test::ref;
 
 constexpr double kNmseLimit = 1e-9;
+// Quantized weights: the reference multiplies the dequantized weights (exact
+// floats from the CPU dequantizer), the shader dequantizes the same blocks as
+// it loads them; d·q in float32 either way, so only the summation order
+// differs, within the 1e-10 bound above.
+constexpr double kQuantNmseLimit = 1e-10;
+
+const DType kQuantTypes[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                             DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+// Weights per block: rows of a quantized matrix are whole blocks.
+uint32_t blockOf(DType t) { return isQuantized(t) ? quantLayout(*quantTypeOf(t)).blockElements : 1; }
+double limitFor(DType t) { return isQuantized(t) ? kQuantNmseLimit : kNmseLimit; }
 
 std::vector<float> randomFloats(std::mt19937& rng, size_t n, float scale = 1.0f) {
     std::normal_distribution<float> d(0.0f, scale);
@@ -51,9 +63,18 @@ struct HostWeights {
     std::vector<float> values;
 };
 
+// Block types: the n weights are whole blocks (rows of whole blocks one
+// after another are the same bytes as one long row).
 HostWeights makeWeights(std::mt19937& rng, DType dtype, size_t n) {
     HostWeights w;
     auto v = randomFloats(rng, n, 0.5f);
+    if (auto q = quantTypeOf(dtype)) {
+        w.bytes.resize(quantRowBytes(*q, n));
+        quantizeRow(*q, v, w.bytes);
+        w.values.resize(n);
+        dequantizeRow(*q, w.bytes, w.values);
+        return w;
+    }
     w.values.resize(n);
     w.bytes.resize(n * dtypeSize(dtype));
     for (size_t i = 0; i < n; ++i) {
@@ -141,6 +162,19 @@ private slots:
                                   bias ? " bias" : "", acc ? " acc" : "", aligned ? " aligned" : "")
                         << int(dtypes[d]) << k << s[0] << s[1] << s[2] << bias << acc << aligned;
                 }
+        // Block types: rows of odd block counts (3 and 25 blocks of 32, 1 and 3 super-blocks of 256).
+        for (DType dt : kQuantTypes) {
+            const int qk = int(blockOf(dt));
+            const int quantShapes[][3] = {{7, 3 * qk, 3}, {129, qk == 32 ? 25 * 32 : 256, 5}, {300, 3 * qk, 37}, {33, qk, 1}};
+            for (int k = 1; k <= 2; ++k)
+                for (int i = 0; i < int(std::size(quantShapes)); ++i) {
+                    const auto& s = quantShapes[i];
+                    const bool bias = (s[0] + k) % 2 == 0, acc = i % 2 == 1, aligned = (i + k) % 2 == 0;
+                    QTest::addRow("%s %s %dx%d t%d%s%s%s", dtypeName(dt), k == 1 ? "vector" : "tiled", s[0], s[1], s[2],
+                                  bias ? " bias" : "", acc ? " acc" : "", aligned ? " aligned" : "")
+                        << int(dt) << k << s[0] << s[1] << s[2] << bias << acc << aligned;
+                }
+        }
     }
 
     void matmul() {
@@ -174,7 +208,7 @@ private slots:
         });
         auto got = readFloats(O, out0.size());
         const double e = nmse(got, ref);
-        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+        QVERIFY2(e < limitFor(dt), qPrintable(QString("NMSE %1").arg(e)));
         // Elements outside the written rows keep their values.
         for (uint32_t i = 0; i < outOff; ++i) QCOMPARE(got[i], out0[i]);
     }
@@ -191,6 +225,11 @@ private slots:
         QTest::newRow("bf16 97x43 t21") << int(DType::BF16) << 97 << 43 << 21;
         QTest::newRow("f16 33x24 t5") << int(DType::F16) << 33 << 24 << 5;
         QTest::newRow("f32 70x9 t17") << int(DType::F32) << 70 << 9 << 17;
+        for (DType dt : kQuantTypes) {
+            const int qk = int(blockOf(dt));
+            QTest::addRow("%s 45x%d t1", dtypeName(dt), 3 * qk) << int(dt) << 45 << 3 * qk << 1;
+            QTest::addRow("%s 97x%d t21", dtypeName(dt), qk) << int(dt) << 97 << qk << 21;
+        }
     }
 
     void matmulGated() {
@@ -215,7 +254,7 @@ private slots:
             ops::matmulGated(*ctx, rec, G, U, {&X, 0, uint32_t(cols)}, {&O, 0, uint32_t(rows)}, uint32_t(tokens));
         });
         const double e = nmse(readFloats(O, ref.size()), ref);
-        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+        QVERIFY2(e < limitFor(dt), qPrintable(QString("NMSE %1").arg(e)));
     }
 
     // The RMSNorm folded into the matvec (decode's input norms): x is the raw
@@ -233,6 +272,11 @@ private slots:
         QTest::newRow("bf16 gated 688x256 t1 aligned") << int(DType::BF16) << true << 688 << 256 << 1 << true;
         QTest::newRow("f16 gated 33x43 t2") << int(DType::F16) << true << 33 << 43 << 2 << false;
         QTest::newRow("f32 gated 70x9 t4 aligned") << int(DType::F32) << true << 70 << 9 << 4 << true;
+        for (DType dt : kQuantTypes) {
+            const int cols = 3 * int(blockOf(dt));
+            QTest::addRow("%s 37x%d t2", dtypeName(dt), cols) << int(dt) << false << 37 << cols << 2 << false;
+            QTest::addRow("%s gated 70x%d t1 aligned", dtypeName(dt), cols) << int(dt) << true << 70 << cols << 1 << true;
+        }
     }
 
     void matvecFoldedNorm() {
@@ -279,7 +323,7 @@ private slots:
                 ops::matmul(*ctx, rec, G, in, out, uint32_t(tokens), {.bias = &B, .accumulate = true, .kernel = ops::MatmulKernel::Vector, .norm = &norm});
         });
         const double e = nmse(readFloats(O, ref.size()), ref);
-        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+        QVERIFY2(e < limitFor(dt), qPrintable(QString("NMSE %1").arg(e)));
         // The tiled kernel does not fold norms: asking it to is a programming error, not a wrong result.
         bool refused = false;
         try {
@@ -301,15 +345,23 @@ private slots:
     // in (decode's folded norm): no stack may add into it before every stack
     // has read it.
     void stackedExpertsMatchReference_data() {
+        QTest::addColumn<int>("dtype");
         QTest::addColumn<bool>("foldedNorm");
-        QTest::newRow("separate input") << false;
-        QTest::newRow("residual as input, folded norm") << true;
+        QTest::newRow("bf16 separate input") << int(DType::BF16) << false;
+        QTest::newRow("bf16 residual as input, folded norm") << int(DType::BF16) << true;
+        for (DType dt : kQuantTypes) {
+            QTest::addRow("%s separate input", dtypeName(dt)) << int(dt) << false;
+            QTest::addRow("%s folded norm", dtypeName(dt)) << int(dt) << true;
+        }
     }
 
     void stackedExpertsMatchReference() {
+        QFETCH(int, dtype);
         QFETCH(bool, foldedNorm);
-        const uint32_t E = 5, H = 19, I = 24, topK = 2, n = 3, maxBatch = 8, perChunk = 2;
-        const DType dt = DType::BF16;
+        const DType dt = DType(dtype);
+        // Float weights: odd sizes; block types: whole blocks (3 of them across the hidden size).
+        const uint32_t qk = blockOf(dt), H = isQuantized(dt) ? 3 * qk : 19, I = isQuantized(dt) ? qk : 24;
+        const uint32_t E = 5, topK = 2, n = 3, maxBatch = 8, perChunk = 2;
         auto gate = makeWeights(rng, dt, size_t(E) * I * H), up = makeWeights(rng, dt, size_t(E) * I * H);
         auto down = makeWeights(rng, dt, size_t(E) * H * I);
         auto x = randomFloats(rng, size_t(n) * H), logits = randomFloats(rng, size_t(n) * E, 2.0f);
@@ -326,7 +378,7 @@ private slots:
             m.dtype = dt, m.rows = count * rows, m.cols = cols;
             for (uint32_t e0 = 0; e0 < count; e0 += perChunk) {
                 const uint32_t inChunk = std::min(perChunk, count - e0);
-                const size_t from = size_t(first + e0) * rows * cols * dtypeSize(dt);
+                const size_t from = size_t(first + e0) * rows * rowBytes(dt, cols);
                 DeviceMatrix part = DeviceMatrix::fromHost(*ctx, dt, inChunk * rows, cols, w.bytes.data() + from);
                 m.colsPadded = part.colsPadded;
                 m.chunks.push_back({std::move(part.chunks.at(0).buffer), e0 * rows, inChunk * rows});
@@ -368,7 +420,7 @@ private slots:
                                 {foldedNorm ? &R : &X, 0, H}, {&hidden, 0, I}, {&R, 0, H}, n, foldedNorm ? &norm : nullptr);
         });
         const double e = nmse(readFloats(R, ref.size()), ref);
-        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+        QVERIFY2(e < limitFor(dt), qPrintable(QString("NMSE %1").arg(e)));
     }
 
     // Decode's q/k/v projection with RoPE in its epilogue (ops::qkvRope)
@@ -376,19 +428,23 @@ private slots:
     // rotated by the table's cos/sin at the token's position, q into qOut, k
     // and v into the caches; cache rows of other positions stay untouched.
     void qkvRope_data() {
+        QTest::addColumn<int>("dtype");
         QTest::addColumn<bool>("foldedNorm");
         QTest::addColumn<bool>("withBias");
-        QTest::newRow("plain") << false << false;
-        QTest::newRow("bias, folded norm") << true << true;
+        QTest::newRow("bf16 plain") << int(DType::BF16) << false << false;
+        QTest::newRow("bf16 bias, folded norm") << int(DType::BF16) << true << true;
+        for (DType dt : kQuantTypes) QTest::addRow("%s bias, folded norm", dtypeName(dt)) << int(dt) << true << true;
     }
 
     void qkvRope() {
+        QFETCH(int, dtype);
         QFETCH(bool, foldedNorm);
         QFETCH(bool, withBias);
-        const uint32_t nHeads = 3, nKv = 1, D = 10, half = D / 2, H = 19, tokens = 2, pos0 = 3, maxPos = 8;
+        const DType dt = DType(dtype);
+        const uint32_t H = isQuantized(dt) ? 3 * blockOf(dt) : 19;
+        const uint32_t nHeads = 3, nKv = 1, D = 10, half = D / 2, tokens = 2, pos0 = 3, maxPos = 8;
         const uint32_t qDim = nHeads * D, kvDim = nKv * D, rows = qDim + 2 * kvDim;
         const float eps = 1e-6f;
-        const DType dt = DType::BF16;
         auto w = makeWeights(rng, dt, size_t(rows) * H);
         auto x = randomFloats(rng, size_t(tokens) * H, 2.0f), bias = randomFloats(rng, rows);
         auto normWeights = randomFloats(rng, H), table = randomFloats(rng, size_t(2) * maxPos * half);
@@ -422,7 +478,7 @@ private slots:
                                        std::tuple(readFloats(K, kRef.size()), kRef, "k cache"),
                                        std::tuple(readFloats(V, vRef.size()), vRef, "v cache")}) {
             const double e = nmse(got, want);
-            QVERIFY2(e < kNmseLimit, qPrintable(QString("%1: NMSE %2").arg(what).arg(e)));
+            QVERIFY2(e < limitFor(dt), qPrintable(QString("%1: NMSE %2").arg(what).arg(e)));
         }
     }
 
@@ -506,6 +562,7 @@ private slots:
         QTest::newRow("bf16 100x13") << int(DType::BF16) << 100 << 13;
         QTest::newRow("f16 33x64") << int(DType::F16) << 33 << 64;
         QTest::newRow("f32 5x7") << int(DType::F32) << 5 << 7;
+        for (DType dt : kQuantTypes) QTest::addRow("%s 37x%u", dtypeName(dt), 3 * blockOf(dt)) << int(dt) << 37 << int(3 * blockOf(dt));
     }
 
     void embed() {
@@ -522,6 +579,14 @@ private slots:
         vk::Buffer O(*ctx, tokens.size() * dim * 4, vk::MemoryUse::Device);
         run([&](vk::Recorder& rec) { ops::embed(*ctx, rec, E, step, O, uint32_t(tokens.size())); });
         auto got = readFloats(O, tokens.size() * dim);
+        if (isQuantized(DType(dtype))) {
+            // d·q + m may be fused into one rounding on the device: within an ulp, not bit for bit.
+            std::vector<float> want;
+            for (int32_t t : tokens) want.insert(want.end(), w.values.begin() + long(t) * dim, w.values.begin() + long(t + 1) * dim);
+            const double e = nmse(got, want);
+            QVERIFY2(e < kQuantNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+            return;
+        }
         for (size_t t = 0; t < tokens.size(); ++t)
             for (int i = 0; i < dim; ++i) QCOMPARE(got[t * dim + i], w.values[size_t(tokens[t]) * dim + i]);
     }

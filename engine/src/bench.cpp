@@ -110,11 +110,14 @@ uint64_t activeParameters(const ModelConfig& config, uint64_t params) {
 
 uint64_t decodeWeightBytes(const Model& model) {
     const ModelConfig& c = model.config();
-    const uint64_t elementBytes = dtypeSize(model.weightDType());
+    // The embedding table is read a row per token, not streamed; idle experts
+    // are not read at all (counted at the model's mean bytes per weight).
     uint64_t bytes = model.deviceBytes();
-    if (!c.tieWordEmbeddings) bytes -= uint64_t(c.vocabSize) * uint64_t(c.hiddenSize) * elementBytes;
-    if (c.isMoe())
-        bytes -= (model.parameterCount() - activeParameters(c, model.parameterCount())) * elementBytes;
+    if (!c.tieWordEmbeddings) bytes -= model.embedding().bytes();
+    if (c.isMoe()) {
+        const double perWeight = double(model.deviceBytes()) / double(std::max<uint64_t>(model.parameterCount(), 1));
+        bytes -= uint64_t(double(model.parameterCount() - activeParameters(c, model.parameterCount())) * perWeight);
+    }
     return bytes;
 }
 

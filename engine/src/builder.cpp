@@ -1,4 +1,5 @@
 #include "moe/builder.h"
+#include "moe/quant.h"
 
 #include "moe/dataset.h"
 #include "moe/error.h"
@@ -82,19 +83,14 @@ std::vector<GateWeights> hiddenGates(Session& session, const Tokenizer& tok, con
 std::vector<GateWeights> cheapEmbedGates(const Model& model, const Tokenizer& tok, const Selector& s, size_t nLayers) {
     const TensorView& table = model.weights().require("model.embed_tokens.weight");
     const uint32_t H = uint32_t(model.config().hiddenSize);
+    const size_t rowBytes = moe::rowBytes(table.dtype, H, table.name);
     auto rowOf = [&](int32_t id, std::vector<double>& acc) {
-        const size_t esize = dtypeSize(table.dtype);
-        const std::byte* row = table.data + size_t(id) * H * esize;
-        for (uint32_t h = 0; h < H; ++h) {
-            float v;
-            if (table.dtype == DType::F32) std::memcpy(&v, row + h * 4, 4);
-            else {
-                uint16_t u;
-                std::memcpy(&u, row + h * 2, 2);
-                v = table.dtype == DType::BF16 ? bf16ToFloat(u) : f16ToFloat(u);
-            }
-            acc[h] += v;
-        }
+        TensorView row = table;
+        row.shape = {1, int64_t(H)};
+        row.data = table.data + size_t(id) * rowBytes;
+        row.nbytes = rowBytes;
+        const std::vector<float> v = toFloat32(row);
+        for (uint32_t h = 0; h < H; ++h) acc[h] += v[h];
     };
     auto meanEmbedding = [&](const std::vector<std::string>& prompts) {
         std::vector<double> acc(H, 0.0);

@@ -1,9 +1,11 @@
 #include "moe/device_matrix.h"
 
 #include "moe/error.h"
+#include "moe/quant.h"
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 #include <string>
 
 namespace moe {
@@ -13,9 +15,16 @@ uint32_t roundUp(uint32_t v, uint32_t m) { return (v + m - 1) / m * m; }
 
 // The dtypes the weight-reading shaders are built for.
 void requireWeightDType(DType t) {
-    if (t != DType::F32 && t != DType::F16 && t != DType::BF16)
-        throw Error(std::string("weights of dtype ") + dtypeName(t) + " are not supported (F32, F16, BF16 are)");
+    if (t != DType::F32 && t != DType::F16 && t != DType::BF16 && !isQuantized(t))
+        throw Error(std::string("weights of dtype ") + dtypeName(t) +
+                    " are not supported (F32, F16, BF16 and the quantized block types are)");
 }
+
+// Float rows are padded to 8 elements; a block type's rows are whole blocks already.
+uint32_t paddedCols(DType t, uint32_t cols) { return isQuantized(t) ? cols : roundUp(std::max(cols, 1u), 8); }
+
+// Texel views need whole 16-byte texels; block rows (34, 18, ... bytes) need not end on one.
+uint64_t chunkBufferBytes(uint64_t bytes) { return (bytes + 15) / 16 * 16; }
 
 } // namespace
 
@@ -27,9 +36,11 @@ uint64_t DeviceMatrix::bytes() const {
 
 uint64_t DeviceMatrix::residentBytes() const {
     uint64_t n = 0;
-    for (const auto& c : chunks) n += uint64_t(c.rowCount) * colsPadded * dtypeSize(dtype);
+    for (const auto& c : chunks) n += uint64_t(c.rowCount) * rowBytes();
     return n;
 }
+
+uint64_t DeviceMatrix::rowBytes() const { return moe::rowBytes(dtype, colsPadded); }
 
 uint32_t DeviceMatrix::rowsPerChunk(const vk::Context& ctx, uint64_t bytesPerRow) {
     uint64_t limit = std::min<uint64_t>(ctx.maxStorageRange(), ctx.info().maxMemoryAllocationSize
@@ -49,19 +60,21 @@ struct RowSource {
     uint32_t rows;
 };
 
-// Uploads the rows of `sources`, one after another, into padded chunks.
-DeviceMatrix uploadRows(vk::Context& ctx, DType dtype, uint32_t cols, const std::vector<RowSource>& sources) {
+// Uploads the rows of `sources`, one after another, into padded chunks;
+// destination row r is source row rowOrder[r] when an order is given.
+DeviceMatrix uploadRows(vk::Context& ctx, DType dtype, uint32_t cols, const std::vector<RowSource>& sources,
+                        std::span<const uint32_t> rowOrder = {}) {
     requireWeightDType(dtype);
     DeviceMatrix m;
     m.dtype = dtype;
     m.rows = 0;
     for (const auto& s : sources) m.rows += s.rows;
     if (m.rows == 0) throw Error("internal: empty weight matrix");
+    if (!rowOrder.empty() && rowOrder.size() != m.rows) throw Error("internal: a row order of the wrong length");
     m.cols = cols;
-    m.colsPadded = roundUp(std::max(cols, 1u), 8);
-    const uint64_t esize = dtypeSize(dtype);
-    const uint64_t srcRow = uint64_t(cols) * esize;
-    const uint64_t dstRow = uint64_t(m.colsPadded) * esize;
+    m.colsPadded = paddedCols(dtype, cols);
+    const uint64_t srcRow = rowBytes(dtype, cols);
+    const uint64_t dstRow = m.rowBytes();
     const uint32_t perChunk = DeviceMatrix::rowsPerChunk(ctx, dstRow);
     // Source row r of the whole matrix, and how many rows follow it in the same source.
     auto rowAt = [&](uint32_t r) -> std::pair<const std::byte*, uint32_t> {
@@ -77,19 +90,27 @@ DeviceMatrix uploadRows(vk::Context& ctx, DType dtype, uint32_t cols, const std:
         DeviceMatrix::Chunk c;
         c.firstRow = first;
         c.rowCount = std::min(perChunk, m.rows - first);
-        c.buffer = vk::Buffer(ctx, uint64_t(c.rowCount) * dstRow, vk::MemoryUse::Device);
+        const uint64_t chunkBytes = uint64_t(c.rowCount) * dstRow;
+        c.buffer = vk::Buffer(ctx, chunkBufferBytes(chunkBytes), vk::MemoryUse::Device);
+        if (chunkBytes % 16 != 0) {
+            const std::byte zeros[16] = {};
+            c.buffer.upload(zeros, chunkBufferBytes(chunkBytes) - chunkBytes, chunkBytes);
+        }
         for (uint32_t r0 = 0; r0 < c.rowCount;) {
-            auto [src, following] = rowAt(first + r0);
-            const uint32_t run = std::min(following, c.rowCount - r0);
-            if (srcRow == dstRow) {
+            if (rowOrder.empty() && srcRow == dstRow) {
+                auto [src, following] = rowAt(first + r0);
+                const uint32_t run = std::min(following, c.rowCount - r0);
                 c.buffer.upload(src, uint64_t(run) * srcRow, uint64_t(r0) * dstRow);
                 r0 += run;
                 continue;
             }
-            // Repack into padded rows, a bounded slab at a time.
-            const uint32_t n = std::min(slabRows, run);
+            // Repack into padded (or reordered) rows, a bounded slab at a time.
+            const uint32_t n = std::min(slabRows, c.rowCount - r0);
             padded.assign(uint64_t(n) * dstRow, std::byte{0});
-            for (uint32_t r = 0; r < n; ++r) std::memcpy(padded.data() + uint64_t(r) * dstRow, src + uint64_t(r) * srcRow, srcRow);
+            for (uint32_t r = 0; r < n; ++r) {
+                const uint32_t dst = first + r0 + r;
+                std::memcpy(padded.data() + uint64_t(r) * dstRow, rowAt(rowOrder.empty() ? dst : rowOrder[dst]).first, srcRow);
+            }
             c.buffer.upload(padded.data(), padded.size(), uint64_t(r0) * dstRow);
             r0 += n;
         }
@@ -104,24 +125,46 @@ DeviceMatrix DeviceMatrix::fromHost(vk::Context& ctx, DType dtype, uint32_t rows
     return uploadRows(ctx, dtype, cols, {{static_cast<const std::byte*>(data), rows}});
 }
 
-DeviceMatrix DeviceMatrix::uploadStacked(vk::Context& ctx, const std::vector<const TensorView*>& parts) {
+DeviceMatrix DeviceMatrix::uploadStacked(vk::Context& ctx, const std::vector<const TensorView*>& parts,
+                                         const std::vector<RowOrder>& orders) {
     std::vector<RowSource> sources;
-    for (const TensorView* t : parts) {
+    std::vector<uint32_t> order;
+    if (!orders.empty() && orders.size() != parts.size()) throw Error("internal: one row order per stacked part");
+    uint32_t base = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+        const TensorView* t = parts[i];
         if (t->shape.size() != 2 || t->dtype != parts[0]->dtype || t->shape[1] != parts[0]->shape[1])
             throw Error("internal: stacked tensors need one dtype and one column count (" + t->name + ")");
-        sources.push_back({t->data, static_cast<uint32_t>(t->shape[0])});
+        const auto rows = static_cast<uint32_t>(t->shape[0]);
+        sources.push_back({t->data, rows});
+        if (!orders.empty()) {
+            if (orders[i].empty())
+                for (uint32_t r = 0; r < rows; ++r) order.push_back(base + r);
+            else if (orders[i].size() != rows)
+                throw Error("internal: a row order of the wrong length (" + t->name + ")");
+            else
+                for (uint32_t r : orders[i]) order.push_back(base + r);
+        }
+        base += rows;
     }
-    DeviceMatrix m = uploadRows(ctx, parts[0]->dtype, static_cast<uint32_t>(parts[0]->shape[1]), sources);
+    DeviceMatrix m = uploadRows(ctx, parts[0]->dtype, static_cast<uint32_t>(parts[0]->shape[1]), sources, order);
     for (const TensorView* t : parts)
         if (t->file) t->file->releasePages(t->data, t->nbytes);
     return m;
 }
 
-DeviceMatrix DeviceMatrix::upload(vk::Context& ctx, const TensorView& t) {
+DeviceMatrix DeviceMatrix::upload(vk::Context& ctx, const TensorView& t, const RowOrder& rowOrder) {
     if (t.shape.size() != 2)
         throw Error((t.file ? t.file->path().string() + ": " : std::string()) + "tensor " + t.name +
                     " should be 2-D but has shape " + t.shapeString());
-    DeviceMatrix m = fromHost(ctx, t.dtype, static_cast<uint32_t>(t.shape[0]), static_cast<uint32_t>(t.shape[1]), t.data);
+    if (t.shape[0] == 0) throw Error("internal: empty weight matrix");
+    DeviceMatrix m = uploadRows(ctx, t.dtype, static_cast<uint32_t>(t.shape[1]),
+                                {{t.data, static_cast<uint32_t>(t.shape[0])}}, rowOrder);
+    if (!rowOrder.empty()) {
+        // A reordered matrix cannot be uploaded again from its bytes as they lie.
+        if (t.file) t.file->releasePages(t.data, t.nbytes);
+        return m;
+    }
     if (t.file) {
         t.file->releasePages(t.data, t.nbytes);
         m.mappedSource = t.data;
@@ -138,10 +181,10 @@ DeviceMatrix DeviceMatrix::mapped(vk::Context& ctx, const TensorView& t) {
     m.dtype = t.dtype;
     m.rows = static_cast<uint32_t>(t.shape[0]);
     m.cols = static_cast<uint32_t>(t.shape[1]);
-    m.colsPadded = roundUp(std::max(m.cols, 1u), 8);
+    m.colsPadded = paddedCols(m.dtype, m.cols);
     if (m.rows == 0) throw Error("internal: empty weight matrix");
     // The same chunks as fromHost(), so uploadFromMapping() fills them.
-    const uint32_t perChunk = rowsPerChunk(ctx, uint64_t(m.colsPadded) * dtypeSize(m.dtype));
+    const uint32_t perChunk = rowsPerChunk(ctx, m.rowBytes());
     for (uint32_t first = 0; first < m.rows; first += perChunk)
         m.chunks.push_back({vk::Buffer(), first, std::min(perChunk, m.rows - first)});
     m.mappedSource = t.data;
@@ -154,7 +197,7 @@ uint64_t DeviceMatrix::uploadFromMapping(vk::Context& ctx) {
     DeviceMatrix again = fromHost(ctx, dtype, rows, cols, mappedSource);
     chunks = std::move(again.chunks);
     // The pages were only needed for the copy: do not keep them in host memory.
-    const uint64_t sourceBytes = uint64_t(rows) * cols * dtypeSize(dtype);
+    const uint64_t sourceBytes = uint64_t(rows) * moe::rowBytes(dtype, cols);
     if (mappedFile) mappedFile->releasePages(mappedSource, sourceBytes);
     return bytes();
 }

@@ -3,6 +3,8 @@
 #include "moe/error.h"
 #include "moe/routed_mlp.h"
 
+#include "moe/quant.h"
+
 #include <string>
 
 namespace moe {
@@ -12,7 +14,7 @@ namespace {
 // as a 2-D view over the same mapped bytes.
 TensorView expertSlice(const TensorView& t, int64_t e, int64_t firstRow, int64_t rows) {
     const int64_t cols = t.shape[2];
-    const size_t rowBytes = size_t(cols) * dtypeSize(t.dtype);
+    const size_t rowBytes = moe::rowBytes(t.dtype, size_t(cols), t.name);
     TensorView v = t;
     v.name = t.name + "[" + std::to_string(e) + "]";
     v.shape = {rows, cols};

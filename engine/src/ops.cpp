@@ -17,7 +17,17 @@ WeightType weightType(DType t) {
     case DType::F32: return WeightType::f32;
     case DType::F16: return WeightType::f16;
     case DType::BF16: return WeightType::bf16;
-    default: throw Error(std::string("weights of dtype ") + dtypeName(t) + " are not supported (F32, F16, BF16 are)");
+    case DType::Q8_0: return WeightType::q8_0;
+    case DType::Q4_0: return WeightType::q4_0;
+    case DType::Q4_1: return WeightType::q4_1;
+    case DType::Q5_0: return WeightType::q5_0;
+    case DType::Q5_1: return WeightType::q5_1;
+    case DType::Q4_K: return WeightType::q4_k;
+    case DType::Q5_K: return WeightType::q5_k;
+    case DType::Q6_K: return WeightType::q6_k;
+    default:
+        throw Error(std::string("weights of dtype ") + dtypeName(t) +
+                    " are not supported (F32, F16, BF16 and the quantized block types are)");
     }
 }
 

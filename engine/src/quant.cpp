@@ -342,4 +342,37 @@ void quantizeRow(QuantType t, std::span<const float> src, std::span<std::byte> d
     }
 }
 
+std::optional<QuantType> quantTypeOf(DType t) {
+    switch (t) {
+    case DType::Q8_0: return QuantType::Q8_0;
+    case DType::Q4_0: return QuantType::Q4_0;
+    case DType::Q4_1: return QuantType::Q4_1;
+    case DType::Q5_0: return QuantType::Q5_0;
+    case DType::Q5_1: return QuantType::Q5_1;
+    case DType::Q4_K: return QuantType::Q4_K;
+    case DType::Q5_K: return QuantType::Q5_K;
+    case DType::Q6_K: return QuantType::Q6_K;
+    default: return std::nullopt;
+    }
+}
+
+DType toDType(QuantType t) {
+    switch (t) {
+    case QuantType::Q8_0: return DType::Q8_0;
+    case QuantType::Q4_0: return DType::Q4_0;
+    case QuantType::Q4_1: return DType::Q4_1;
+    case QuantType::Q5_0: return DType::Q5_0;
+    case QuantType::Q5_1: return DType::Q5_1;
+    case QuantType::Q4_K: return DType::Q4_K;
+    case QuantType::Q5_K: return DType::Q5_K;
+    case QuantType::Q6_K: return DType::Q6_K;
+    }
+    throw Error("internal: unknown quant type");
+}
+
+size_t rowBytes(DType t, size_t n, const std::string& what) {
+    if (auto q = quantTypeOf(t)) return quantRowBytes(*q, n, what);
+    return n * dtypeSize(t);
+}
+
 } // namespace moe

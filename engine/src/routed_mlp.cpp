@@ -90,7 +90,7 @@ void RoutedMlp::stackExperts(vk::Context& ctx) {
             // Own matrices are paged in again from their files once unstacked.
             if (m.chunks.size() != 1 || !m.chunks[0].buffer.valid() || (!isBase && !m.mappedSource) || baseSlots > 1)
                 return;
-            const uint64_t rowBytes = uint64_t(m.colsPadded) * dtypeSize(m.dtype);
+            const uint64_t rowBytes = m.rowBytes();
             if (uint64_t(m.rows) * rowBytes % align != 0 || DeviceMatrix::rowsPerChunk(ctx, rowBytes) < m.rows) return;
         }
     }
@@ -122,7 +122,7 @@ void RoutedMlp::stackExperts(vk::Context& ctx) {
             out.rows = group.slotCount * first.rows;
             out.cols = first.cols;
             out.colsPadded = first.colsPadded;
-            const uint64_t rowBytes = uint64_t(first.colsPadded) * dtypeSize(first.dtype);
+            const uint64_t rowBytes = first.rowBytes();
             const uint64_t expertBytes = uint64_t(first.rows) * rowBytes;
             const uint32_t perChunk = DeviceMatrix::rowsPerChunk(ctx, rowBytes) / first.rows;
             for (uint32_t e0 = 0; e0 < group.slotCount; e0 += perChunk) {

@@ -6,6 +6,7 @@
 #include "moe/safetensors.h"
 
 #include "moe/error.h"
+#include "moe/quant.h"
 
 #include <nlohmann/json.hpp>
 
@@ -149,6 +150,14 @@ const char* dtypeName(DType t) {
     case DType::BOOL: return "BOOL";
     case DType::F8_E4M3: return "F8_E4M3";
     case DType::F8_E5M2: return "F8_E5M2";
+    case DType::Q8_0: return "Q8_0";
+    case DType::Q4_0: return "Q4_0";
+    case DType::Q4_1: return "Q4_1";
+    case DType::Q5_0: return "Q5_0";
+    case DType::Q5_1: return "Q5_1";
+    case DType::Q4_K: return "Q4_K";
+    case DType::Q5_K: return "Q5_K";
+    case DType::Q6_K: return "Q6_K";
     }
     return "?";
 }
@@ -167,9 +176,19 @@ size_t dtypeSize(DType t) {
     case DType::BOOL:
     case DType::F8_E4M3:
     case DType::F8_E5M2: return 1;
+    case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q5_1:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K: break;
     }
-    return 0;
+    throw Error(std::string("internal: ") + dtypeName(t) + " is a block type: it has no size per element");
 }
+
+bool isQuantized(DType t) { return t >= DType::Q8_0; }
 
 bool parseDType(const std::string& s, DType& out) {
     static const DType all[] = {DType::F32,  DType::F16, DType::BF16, DType::F64, DType::I64,     DType::I32,
@@ -628,6 +647,17 @@ uint16_t floatToF16(float f) {
 }
 
 std::vector<float> toFloat32(const TensorView& t) {
+    if (auto q = quantTypeOf(t.dtype)) {
+        // Whole rows of blocks: the last dimension is the row.
+        const size_t cols = t.shape.empty() ? 0 : size_t(t.shape.back());
+        const size_t rows = cols ? size_t(t.numel()) / cols : 0;
+        const size_t rb = quantRowBytes(*q, cols, t.name);
+        if (rows * rb != t.nbytes) failTensor(t.file ? t.file->path() : fs::path("<memory>"), t.name, "byte size does not match its shape");
+        std::vector<float> out(rows * cols);
+        for (size_t r = 0; r < rows; ++r)
+            dequantizeRow(*q, {t.data + r * rb, rb}, {out.data() + r * cols, cols});
+        return out;
+    }
     const size_t n = t.nbytes / std::max<size_t>(dtypeSize(t.dtype), 1);
     std::vector<float> out(n);
     // memcpy per element: mapped tensor data need not be aligned.

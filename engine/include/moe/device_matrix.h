@@ -9,9 +9,11 @@
 
 namespace moe {
 
-// A weight matrix [rows, cols] on the device. Rows are padded to a multiple of
-// 8 elements (zero-filled) so shaders load 8 weights at a time, and the rows
-// are split into chunks that each fit maxStorageBufferRange.
+// A weight matrix [rows, cols] on the device. Float rows are padded to a
+// multiple of 8 elements (zero-filled) so shaders load 8 weights at a time;
+// quantized rows are whole blocks of ggml's layout (moe/quant.h), as a GGUF
+// file holds them. The rows are split into chunks that each fit
+// maxStorageBufferRange.
 struct DeviceMatrix {
     struct Chunk {
         vk::Buffer buffer; // empty when the chunk is a view into another matrix's buffer
@@ -37,18 +39,25 @@ struct DeviceMatrix {
     const std::byte* mappedSource = nullptr;
     const MappedFile* mappedFile = nullptr;
 
+    // Bytes of one padded row on the device.
+    uint64_t rowBytes() const;
     // Device bytes of the chunks (a view counts its bytes; the buffer it lies in is not counted again).
     uint64_t bytes() const;
     // Device bytes of the chunks when uploaded (bytes() is 0 while paged out).
     uint64_t residentBytes() const;
-    // Uploads a 2-D F32/F16/BF16 tensor; releases its mapped pages afterwards.
-    static DeviceMatrix upload(vk::Context& ctx, const TensorView& t);
+    // Destination row r is source row order[r] (empty: the rows as they are).
+    using RowOrder = std::vector<uint32_t>;
+    // Uploads a 2-D tensor of a float or block dtype; releases its mapped
+    // pages afterwards. A reordered matrix has no mapped source.
+    static DeviceMatrix upload(vk::Context& ctx, const TensorView& t, const RowOrder& rowOrder = {});
     // The matrix upload(t) makes, paged out from the start: the chunk layout
     // and the mapped source, no device memory until uploadFromMapping().
     static DeviceMatrix mapped(vk::Context& ctx, const TensorView& t);
     // Uploads 2-D tensors of one dtype and column count as one matrix, their
     // rows one after another (q, k and v as one projection).
-    static DeviceMatrix uploadStacked(vk::Context& ctx, const std::vector<const TensorView*>& parts);
+    // `orders`: empty, or one (possibly empty) row order per part.
+    static DeviceMatrix uploadStacked(vk::Context& ctx, const std::vector<const TensorView*>& parts,
+                                      const std::vector<RowOrder>& orders = {});
     // Uploads host data in `dtype` layout (tests and synthetic weights).
     static DeviceMatrix fromHost(vk::Context& ctx, DType dtype, uint32_t rows, uint32_t cols, const void* data);
     // Uploads a paged-out matrix again from its mapped source (same chunks);

@@ -119,6 +119,7 @@ public:
     uint64_t deviceBytes() const;
     uint64_t parameterCount() const { return parameters_; }
     DType weightDType() const { return embed_.dtype; }
+    const DeviceMatrix& embedding() const { return embed_; }
 
     // Replaces layer `layer`'s MLP (dense → routed experts) and returns the old one.
     std::unique_ptr<MlpBlock> setMlp(int layer, std::unique_ptr<MlpBlock> block);

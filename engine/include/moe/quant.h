@@ -3,6 +3,8 @@
 // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (blocks of 32 weights) and the k-quants Q4_K,
 // Q5_K, Q6_K (super-blocks of 256). Host-side quantize and dequantize of
 // rows; the shaders read the same layouts.
+#include "moe/safetensors.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -25,6 +27,13 @@ std::optional<QuantType> parseQuantType(std::string_view name);
 // is not one of the types above.
 uint32_t ggmlTypeId(QuantType t);
 std::optional<QuantType> quantTypeFromGgml(uint32_t ggmlType);
+
+// The block type a DType names (DType::Q4_K → Q4_K), and back.
+std::optional<QuantType> quantTypeOf(DType t);
+DType toDType(QuantType t);
+// Bytes of a row of `n` elements of any dtype, block types included; throws
+// naming `what` when a block type's row is not a whole number of blocks.
+size_t rowBytes(DType t, size_t n, const std::string& what = {});
 
 // Bytes of a row of `n` weights; throws moe::Error when `n` is not a whole
 // number of blocks (`what` names the tensor).

@@ -14,10 +14,16 @@
 
 namespace moe {
 
-enum class DType { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL, F8_E4M3, F8_E5M2 };
+// Element types. The last eight are ggml's quantized block types (moe/quant.h),
+// which safetensors files never hold: GGUF tensors and weights quantized on
+// load carry them, so that one weight path serves every type.
+enum class DType { F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL, F8_E4M3, F8_E5M2,
+                   Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K };
 
 const char* dtypeName(DType t);
+// Bytes per element; throws moe::Error for a block type (see rowBytes in moe/quant.h).
 size_t dtypeSize(DType t);
+bool isQuantized(DType t);
 bool parseDType(const std::string& s, DType& out);
 
 // Read-only mmap of a whole file, released on destruction.
