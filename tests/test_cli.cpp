@@ -56,7 +56,7 @@ private slots:
         QCOMPARE(j["chat_template"].get<bool>(), true);
     }
 
-    // A GGUF that llama.cpp wrote (its Llama vocabulary, no tensors): header facts, and an honest "not runnable".
+    // A GGUF that llama.cpp wrote (its Llama vocabulary, no tensors): header facts, and "not runnable" with the reason.
     void infoReadsAGgufHeader() {
         const auto file = moe::test::testDataDir() / "llama.cpp-vocab" / "ggml-vocab-llama-spm.gguf";
         if (!std::filesystem::exists(file)) QSKIP("llama.cpp vocab GGUF not fetched (packaging/fetch-test-data.sh)");
@@ -69,6 +69,7 @@ private slots:
         QCOMPARE(j["tokenizer_vocab"].get<int>(), 32000);
         QCOMPARE(j["tensors"].get<int>(), 0);
         QCOMPARE(j["runnable"].get<bool>(), false);
+        QVERIFY(j["not_runnable_because"].get<std::string>().find("token_embd.weight") != std::string::npos);
         QTemporaryDir dir;
         const QString bad = dir.filePath("bad.gguf");
         std::ofstream(bad.toStdString()) << "GGUF\x03";

@@ -4,6 +4,7 @@
 // each a clear error naming the file and the key or tensor.
 #include "moe/gguf.h"
 #include "moe/quant.h"
+#include "gguf_builder.h"
 #include "test_paths.h"
 
 #include <QtTest/QtTest>
@@ -12,58 +13,9 @@
 #include <fstream>
 
 using namespace moe;
+using moe::test::GgufBuilder;
 
 namespace {
-
-// A GGUF writer for tests: little-endian fields appended as the spec lays them out.
-struct GgufBuilder {
-    std::vector<uint8_t> bytes;
-    uint64_t kvCount = 0, tensorCount = 0;
-    std::vector<uint8_t> kv, infos, data;
-    uint32_t alignment = 32;
-
-    template <class T> static void put(std::vector<uint8_t>& out, T v) {
-        const auto* p = reinterpret_cast<const uint8_t*>(&v);
-        out.insert(out.end(), p, p + sizeof v);
-    }
-    static void putString(std::vector<uint8_t>& out, const std::string& s) {
-        put<uint64_t>(out, s.size());
-        out.insert(out.end(), s.begin(), s.end());
-    }
-    GgufBuilder& string(const std::string& key, const std::string& value) {
-        putString(kv, key), put<uint32_t>(kv, 8), putString(kv, value), ++kvCount;
-        return *this;
-    }
-    GgufBuilder& u32(const std::string& key, uint32_t value) {
-        putString(kv, key), put<uint32_t>(kv, 4), put<uint32_t>(kv, value), ++kvCount;
-        return *this;
-    }
-    GgufBuilder& f32s(const std::string& key, const std::vector<float>& values) {
-        putString(kv, key), put<uint32_t>(kv, 9), put<uint32_t>(kv, 6), put<uint64_t>(kv, values.size());
-        for (float v : values) put<float>(kv, v);
-        ++kvCount;
-        return *this;
-    }
-    // A tensor with GGUF dims `ne` (innermost first) and its raw bytes.
-    GgufBuilder& tensor(const std::string& name, std::vector<uint64_t> ne, uint32_t type, const std::vector<uint8_t>& raw) {
-        while (data.size() % alignment) data.push_back(0);
-        putString(infos, name), put<uint32_t>(infos, uint32_t(ne.size()));
-        for (uint64_t n : ne) put<uint64_t>(infos, n);
-        put<uint32_t>(infos, type), put<uint64_t>(infos, data.size());
-        data.insert(data.end(), raw.begin(), raw.end());
-        ++tensorCount;
-        return *this;
-    }
-    std::vector<uint8_t> build() const {
-        std::vector<uint8_t> out;
-        put<uint32_t>(out, 0x46554747), put<uint32_t>(out, 3), put<uint64_t>(out, tensorCount), put<uint64_t>(out, kvCount);
-        out.insert(out.end(), kv.begin(), kv.end());
-        out.insert(out.end(), infos.begin(), infos.end());
-        while (out.size() % alignment) out.push_back(0);
-        out.insert(out.end(), data.begin(), data.end());
-        return out;
-    }
-};
 
 std::string write(const QTemporaryDir& dir, const std::string& name, const std::vector<uint8_t>& bytes) {
     const std::string path = dir.filePath(QString::fromStdString(name)).toStdString();

@@ -20,6 +20,7 @@ struct BenchArgs {
     bool asJson = false;
     bool profile = false; // also time each shader over one prefill and the decode steps
     std::string expertBudget;
+    std::string quantize;
     DeviceOptions device;
 };
 
@@ -55,11 +56,12 @@ void printExpertCache(const Model& model, const json& decodeCache) {
 // decode speed of the MoE against its dense base.
 int runBenchSelector(const BenchArgs& a) {
     vk::Context ctx(a.device.context());
-    const Selector s = loadSelectorAny(a.selector);
+    Selector s = loadSelectorAny(a.selector);
+    if (auto q = parseQuantizeOption(a.quantize)) s.quantize = *q;
     auto result = buildWithProgress(ctx, s, a.asJson);
     if (!result.moe) throw Error("the build was cancelled");
     const auto& r = result.report;
-    auto base = Model::load(ctx, s.baseModel);
+    auto base = Model::load(ctx, s.baseModel, {}, 0, s.quantize);
     const bench::SpeedFigures dense = bench::measureSpeed(*base, a.promptTokens, a.genTokens);
     base.reset();
     auto run = RunnableModel::fromBuilt(std::move(result.moe));
@@ -100,7 +102,8 @@ int runBench(const BenchArgs& a) {
     vk::Context ctx(a.device.context());
     // The model alone (no tokenizer needed): the prompt is random token ids.
     const uint64_t budget = parseExpertBudget(a.expertBudget);
-    auto model = Model::load(ctx, a.model, {}, budget);
+    const QuantizeScheme quantize = parseQuantizeOption(a.quantize).value_or(QuantizeScheme::None);
+    auto model = Model::load(ctx, a.model, {}, budget, quantize);
     const double loadSeconds = secondsSince(t0);
     if (budget) {
         if (model->pageableExpertBytes() == 0)
@@ -124,6 +127,8 @@ int runBench(const BenchArgs& a) {
                 {"device_type", ctx.info().type},
                 {"parameters", model->parameterCount()},
                 {"weight_bytes", model->deviceBytes()},
+                {"weight_dtypes", bench::weightDTypes(*model)},
+                {"quantize", toString(quantize)},
                 {"load_seconds", loadSeconds},
                 {"prompt_tokens", a.promptTokens},
                 {"prefill_tokens_per_second", prefillRate},
@@ -171,6 +176,8 @@ int runBench(const BenchArgs& a) {
     }
     std::printf("model           %s (%s, %llu parameters, %s of weights)\n", a.model.c_str(), c.architecture.c_str(),
                 (unsigned long long)model->parameterCount(), mib(model->deviceBytes()).c_str());
+    std::printf("weights         %s%s\n", bench::weightDTypes(*model).c_str(),
+                quantize == QuantizeScheme::None ? "" : (std::string(" (quantized on load: ") + toString(quantize) + ")").c_str());
     std::printf("device          %s (%s)\n", ctx.info().name.c_str(), ctx.info().type.c_str());
     std::printf("load            %.2f s\n", loadSeconds);
     std::printf("prefill         %.1f tokens/s (%d-token prompt, %u dispatches)\n", prefillRate, a.promptTokens,
@@ -202,9 +209,10 @@ Command addBenchCommand(CLI::App& app) {
     auto a = std::make_shared<BenchArgs>();
     auto* cmd = app.add_subcommand("bench", "Measure load, prefill, decode, bandwidth and memory");
     // With a selector: build it, then measure.
-    auto* m = cmd->add_option("--model,-m", a->model, "Model folder");
+    auto* m = cmd->add_option("--model,-m", a->model, "Model folder or .gguf file");
     auto* s = cmd->add_option("--selector,-s", a->selector, "A built MoE: its selector (TOML or mergekit YAML)");
     m->excludes(s);
+    addQuantizeOption(cmd, a->quantize);
     cmd->add_option("--prompt-tokens", a->promptTokens, "Prompt length")->capture_default_str();
     cmd->add_option("--gen-tokens", a->genTokens, "Tokens to decode")->capture_default_str();
     cmd->add_option("--expert-budget", a->expertBudget,

@@ -32,9 +32,10 @@ vk::ContextOptions DeviceOptions::context() const {
 }
 
 void ModelOptions::add(CLI::App* app, bool withRouting, bool withBudget) {
-    auto* m = app->add_option("--model,-m", model, "Model folder");
+    auto* m = app->add_option("--model,-m", model, "Model folder or .gguf file");
     auto* s = app->add_option("--selector,-s", selector, "A built MoE: its selector (TOML or mergekit YAML)");
     m->excludes(s);
+    addQuantizeOption(app, quantize);
     if (withRouting)
         app->add_option("--routing", routing, "Override the MoE's routing: token, running, sequence, likelihood");
     if (withBudget)
@@ -46,6 +47,7 @@ void ModelOptions::add(CLI::App* app, bool withRouting, bool withBudget) {
 OpenOptions ModelOptions::openOptions() const {
     OpenOptions o;
     o.expertBudget = parseExpertBudget(expertBudget);
+    o.quantize = parseQuantizeOption(quantize);
     if (!routing.empty()) o.routing = parseRouting(routing);
     return o;
 }
@@ -59,6 +61,19 @@ std::unique_ptr<RunnableModel> ModelOptions::open(vk::Context& ctx) const {
     if (o.expertBudget && !run->isMoe())
         throw Error("--expert-budget: the model has no routed experts to keep under a budget");
     return run;
+}
+
+void addQuantizeOption(CLI::App* app, std::string& quantize) {
+    app->add_option("--quantize", quantize,
+                    std::string("Quantize 16/32-bit weights on load: ") + quantizeSchemeNames() +
+                        " (a GGUF file's quantized tensors stay as they are)");
+}
+
+std::optional<QuantizeScheme> parseQuantizeOption(const std::string& name) {
+    if (name.empty()) return std::nullopt;
+    const auto s = parseQuantizeScheme(name);
+    if (!s) throw Error("--quantize " + name + ": use " + quantizeSchemeNames());
+    return s;
 }
 
 RoutingMode parseRouting(const std::string& name) {

@@ -50,7 +50,7 @@ struct DeviceOptions {
 // --model DIR or --selector FILE (a built MoE), --routing, --expert-budget.
 struct ModelOptions {
     std::filesystem::path model, selector;
-    std::string routing, expertBudget;
+    std::string routing, expertBudget, quantize;
     // `routing`/`budget`: whether this subcommand takes --routing / --expert-budget.
     void add(CLI::App* app, bool routing, bool budget);
     OpenOptions openOptions() const;
@@ -61,6 +61,9 @@ struct ModelOptions {
 RoutingMode parseRouting(const std::string& name);
 // --expert-budget SIZE in bytes (empty = 0: every expert resident).
 uint64_t parseExpertBudget(const std::string& budget);
+// --quantize NAME (empty = not given); throws naming the option.
+std::optional<QuantizeScheme> parseQuantizeOption(const std::string& name);
+void addQuantizeOption(CLI::App* app, std::string& quantize);
 
 void addSampling(CLI::App* app, SamplingParams& s);
 

@@ -5,10 +5,12 @@
 #include "moe/chat_template.h"
 #include "moe/error.h"
 #include "moe/gguf.h"
+#include "moe/gguf_model.h"
 #include "moe/model_config.h"
 #include "moe/safetensors.h"
 #include "moe/tokenizer.h"
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 
@@ -16,6 +18,7 @@ namespace moe::cli {
 namespace {
 
 uint64_t folderBytes(const std::filesystem::path& dir) {
+    if (std::filesystem::is_regular_file(dir)) return std::filesystem::file_size(dir);
     uint64_t n = 0;
     for (const auto& e : std::filesystem::directory_iterator(dir))
         if (e.is_regular_file()) n += e.file_size();
@@ -35,14 +38,20 @@ json modelFacts(const ModelConfig& c, const std::filesystem::path& dir, uint64_t
 
 int runInfo(const std::filesystem::path& dir, bool asJson) {
     auto config = ModelConfig::load(dir);
-    auto store = WeightStore::openFolder(dir);
+    auto store = openModelWeights(dir);
     uint64_t params = 0;
-    std::string dtype;
+    // The dtypes that hold the weights, most bytes first ("q4_k + q6_k + f32" for a Q4_K_M file).
+    std::map<std::string, uint64_t> bytesByDtype;
     for (const auto& name : store->names()) {
         const auto* t = store->find(name);
         params += uint64_t(t->numel());
-        if (dtype.empty() && name.find("embed_tokens") != std::string::npos) dtype = dtypeName(t->dtype);
+        bytesByDtype[dtypeName(t->dtype)] += t->nbytes;
     }
+    std::vector<std::pair<uint64_t, std::string>> byBytes;
+    for (const auto& [name, bytes] : bytesByDtype) byBytes.emplace_back(bytes, name);
+    std::sort(byBytes.rbegin(), byBytes.rend());
+    std::string dtype;
+    for (const auto& [bytes, name] : byBytes) dtype += (dtype.empty() ? "" : " + ") + name;
     json facts = modelFacts(config, dir, params, dtype);
     try {
         auto tok = Tokenizer::load(dir);
@@ -119,10 +128,15 @@ int runGgufInfo(const std::filesystem::path& file, bool asJson) {
                   {"tokenizer", g->getString("tokenizer.ggml.model").value_or("")},
                   {"tokenizer_vocab", tokens ? tokens->size() : 0},
                   {"chat_template", g->find("tokenizer.chat_template") != nullptr},
-                  {"size_on_disk", std::filesystem::file_size(file)},
-                  // Running GGUF models is the quantization issue's next step.
-                  {"runnable", false},
-                  {"not_runnable_because", "moe-cli reads GGUF headers; running GGUF models is not implemented yet"}};
+                  {"size_on_disk", std::filesystem::file_size(file)}};
+    // Runnable when the engine maps every tensor of the file onto its architecture.
+    try {
+        (void)ggufWeightStore(g, ggufModelConfig(*g));
+        facts["runnable"] = true;
+    } catch (const Error& e) {
+        facts["runnable"] = false;
+        facts["not_runnable_because"] = e.what();
+    }
     if (asJson) {
         std::cout << facts.dump(2) << "\n";
         return 0;
@@ -135,7 +149,10 @@ int runGgufInfo(const std::filesystem::path& file, bool asJson) {
               << "tokenizer     " << facts["tokenizer"].get<std::string>() << " (" << facts["tokenizer_vocab"] << " tokens)\n"
               << "chat template " << (facts["chat_template"].get<bool>() ? "yes" : "no") << "\n"
               << "size on disk  " << mib(std::filesystem::file_size(file)) << "\n"
-              << "runnable      no: " << facts["not_runnable_because"].get<std::string>() << "\n";
+              << "runnable      "
+              << (facts["runnable"].get<bool>() ? std::string("yes")
+                                                : "no: " + facts["not_runnable_because"].get<std::string>())
+              << "\n";
     return 0;
 }
 
@@ -152,7 +169,7 @@ Command addInfoCommand(CLI::App& app) {
     cmd->add_flag("--json", a->asJson, "Machine-readable output");
     return {cmd, [a] {
                 std::error_code ec;
-                return std::filesystem::is_regular_file(a->model, ec) && a->model.extension() == ".gguf"
+                return isGgufPath(a->model) && std::filesystem::is_regular_file(a->model, ec)
                            ? runGgufInfo(a->model, a->asJson)
                            : runInfo(a->model, a->asJson);
             }};

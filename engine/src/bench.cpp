@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cctype>
+#include <cmath>
+#include <map>
 #include <fstream>
 #include <random>
 #include <string>
@@ -119,6 +122,32 @@ uint64_t decodeWeightBytes(const Model& model) {
         bytes -= uint64_t(double(model.parameterCount() - activeParameters(c, model.parameterCount())) * perWeight);
     }
     return bytes;
+}
+
+std::string weightDTypes(const Model& model) {
+    std::map<DType, uint64_t> bytes;
+    auto add = [&](const DeviceMatrix& m) {
+        if (m.rows) bytes[m.dtype] += m.bytes();
+    };
+    add(model.embedding());
+    if (!model.config().tieWordEmbeddings) add(model.lmHead());
+    for (int l = 0; l < model.config().numLayers; ++l) {
+        const LayerWeights& L = model.layer(l);
+        for (const DeviceMatrix* m : {&L.qkv, &L.q, &L.k, &L.v, &L.o}) add(*m);
+        if (const auto* dense = dynamic_cast<const DenseMlp*>(L.mlp.get()))
+            for (const DeviceMatrix* m : {&dense->gate(), &dense->up(), &dense->down()}) add(*m);
+    }
+    uint64_t total = 0;
+    std::vector<std::pair<uint64_t, DType>> order;
+    for (const auto& [dtype, n] : bytes) total += n, order.emplace_back(n, dtype);
+    std::sort(order.rbegin(), order.rend());
+    std::string out;
+    for (const auto& [n, dtype] : order) {
+        std::string name = dtypeName(dtype);
+        std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
+        out += (out.empty() ? "" : " + ") + name + " " + std::to_string(int(std::lround(100.0 * double(n) / double(total)))) + "%";
+    }
+    return out;
 }
 
 uint64_t peakHostMemory() {

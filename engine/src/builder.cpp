@@ -264,7 +264,7 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
     const uint32_t E = uint32_t(facts.nExperts), H = uint32_t(facts.base.hiddenSize);
 
     // The base model alone (dense) captures the router inputs.
-    auto model = Model::load(ctx, s.baseModel);
+    auto model = Model::load(ctx, s.baseModel, {}, 0, s.quantize);
     auto tok = Tokenizer::load(s.baseModel);
     const ChatTemplate tmpl = ChatTemplate::fromModelDir(s.baseModel);
     Session session(*model);

@@ -68,17 +68,18 @@ std::vector<float> expertProjection(const WeightStore& expert, const ExpertSourc
 
 ExpertMlp loadExpertLayer(vk::Context& ctx, const WeightStore& expert, const ExpertSource& source,
                           const WeightStore& base, const MlpNaming& naming, int layer, int hidden, int intermediate,
-                          bool mergeLora, bool pagedOut) {
+                          bool mergeLora, bool pagedOut, QuantizeScheme quantize, int numLayers) {
     const int64_t H = hidden, I = intermediate;
     ExpertMlp e;
     if (!source.lora) {
-        auto matrix = [&](const char* proj, int64_t rows, int64_t cols) {
+        auto matrix = [&](const char* proj, int64_t rows, int64_t cols, WeightRole role) {
             const TensorView& t = expert.require(naming.tensor(layer, proj), {rows, cols});
-            return pagedOut ? DeviceMatrix::mapped(ctx, t) : DeviceMatrix::upload(ctx, t);
+            return pagedOut ? DeviceMatrix::mapped(ctx, t)
+                            : uploadWeight(ctx, t, quantize, WeightPlace{role, layer, numLayers, false, 0});
         };
-        e.gate = matrix("gate_proj", I, H);
-        e.up = matrix("up_proj", I, H);
-        e.down = matrix("down_proj", H, I);
+        e.gate = matrix("gate_proj", I, H, WeightRole::FfnGate);
+        e.up = matrix("up_proj", I, H, WeightRole::FfnUp);
+        e.down = matrix("down_proj", H, I, WeightRole::FfnDown);
         return e;
     }
     if (source.rank <= 0) throw Error(source.dir.string() + ": LoRA rank must be positive");

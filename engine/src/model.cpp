@@ -1,6 +1,7 @@
 #include "moe/model.h"
 
 #include "moe/error.h"
+#include "moe/gguf_model.h"
 #include "moe/routed_mlp.h"
 #include "native_moe.h"
 
@@ -34,10 +35,11 @@ void DenseMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) 
 // ---------------------------------------------------------------- Model
 
 std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path& dir, const LoadProgress& progress,
-                                   uint64_t expertBudget) {
+                                   uint64_t expertBudget, QuantizeScheme quantize) {
     std::unique_ptr<Model> m(new Model(ctx));
+    m->quantize_ = quantize;
     m->config_ = ModelConfig::load(dir);
-    m->store_ = WeightStore::openFolder(dir);
+    m->store_ = openModelWeights(dir);
     const ModelConfig& c = m->config_;
     const WeightStore& w = *m->store_;
     const int64_t H = c.hiddenSize, I = c.intermediateSize, V = c.vocabSize;
@@ -50,24 +52,44 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
     auto tick = [&] {
         if (progress.onTensor) progress.onTensor(++done, total);
     };
-    auto matrix = [&](const std::string& name, std::vector<int64_t> shape) {
+    // GGUF `llama` files hold q and k rows in llama.cpp's interleaved RoPE
+    // order; uploading them in Hugging Face order keeps one RoPE kernel.
+    DeviceMatrix::RowOrder qOrder, kOrder;
+    if (c.qkRowsInterleaved) {
+        qOrder = ggufUninterleavedRows(c.numHeads, c.headDim);
+        kOrder = ggufUninterleavedRows(c.numKvHeads, c.headDim);
+    }
+    auto reorder = [](std::vector<float> v, const DeviceMatrix::RowOrder& order) {
+        if (order.empty()) return v;
+        std::vector<float> out(v.size());
+        for (size_t r = 0; r < order.size(); ++r) out[r] = v[order[r]];
+        return out;
+    };
+    if (quantize != QuantizeScheme::None && expertBudget > 0 && c.isMoe())
+        throw Error(dir.string() + ": quantizing on load and an expert budget do not go together yet (a paged expert "
+                                   "uploads again from its file; use a quantized GGUF file instead)");
+    auto place = [&](WeightRole role, int layer) {
+        return WeightPlace{role, layer, c.numLayers, c.tieWordEmbeddings, c.numExperts};
+    };
+    auto matrix = [&](const std::string& name, std::vector<int64_t> shape, const WeightPlace& where,
+                      const DeviceMatrix::RowOrder& order = {}) {
         const TensorView& t = w.require(name, shape);
         m->parameters_ += uint64_t(t.numel());
-        DeviceMatrix d = DeviceMatrix::upload(ctx, t);
+        DeviceMatrix d = uploadWeight(ctx, t, quantize, where, order);
         tick();
         return d;
     };
-    auto vector = [&](const std::string& name, int64_t n) {
+    auto vector = [&](const std::string& name, int64_t n, const DeviceMatrix::RowOrder& order = {}) {
         const TensorView& t = w.require(name, {n});
         m->parameters_ += uint64_t(t.numel());
-        vk::Buffer b = uploadAsFloat32(ctx, t);
+        vk::Buffer b = order.empty() ? uploadAsFloat32(ctx, t) : uploadFloats(ctx, reorder(toFloat32(t), order));
         tick();
         return b;
     };
 
-    m->embed_ = matrix("model.embed_tokens.weight", {V, H});
+    m->embed_ = matrix("model.embed_tokens.weight", {V, H}, place(WeightRole::Embedding, 0));
     if (const TensorView* head = w.find("lm_head.weight"); head && !c.tieWordEmbeddings) {
-        m->lmHeadOwn_ = matrix("lm_head.weight", {V, H});
+        m->lmHeadOwn_ = matrix("lm_head.weight", {V, H}, place(WeightRole::Output, 0));
         m->lmHead_ = &m->lmHeadOwn_;
     } else if (c.tieWordEmbeddings) {
         m->lmHead_ = &m->embed_;
@@ -85,32 +107,41 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
         const TensorView& tq = w.require(p + "self_attn.q_proj.weight", {qDim, H});
         const TensorView& tk = w.require(p + "self_attn.k_proj.weight", {kvDim, H});
         const TensorView& tv = w.require(p + "self_attn.v_proj.weight", {kvDim, H});
-        if (tq.dtype == tk.dtype && tq.dtype == tv.dtype) {
+        const DType dq = quantizedDType(quantize, place(WeightRole::AttentionQ, l), tq.dtype, H);
+        const DType dk = quantizedDType(quantize, place(WeightRole::AttentionK, l), tk.dtype, H);
+        const DType dv = quantizedDType(quantize, place(WeightRole::AttentionV, l), tv.dtype, H);
+        if (dq == dk && dq == dv) {
             m->parameters_ += uint64_t(tq.numel() + tk.numel() + tv.numel());
-            L.qkv = DeviceMatrix::uploadStacked(ctx, {&tq, &tk, &tv});
+            if (dq != tq.dtype || dq != tk.dtype || dq != tv.dtype) {
+                const HostTensor q = quantizeTensor(tq, dq), k = quantizeTensor(tk, dq), v = quantizeTensor(tv, dq);
+                L.qkv = DeviceMatrix::uploadStacked(ctx, {&q.view, &k.view, &v.view}, {qOrder, kOrder, {}});
+            } else {
+                L.qkv = DeviceMatrix::uploadStacked(ctx, {&tq, &tk, &tv}, {qOrder, kOrder, {}});
+            }
             for (int i = 0; i < 3; ++i) tick();
             if (c.attentionBias) {
                 std::vector<float> bias;
                 for (const char* name : {"q_proj", "k_proj", "v_proj"}) {
                     const TensorView& b = w.require(p + "self_attn." + name + ".bias", {name[0] == 'q' ? qDim : kvDim});
                     m->parameters_ += uint64_t(b.numel());
-                    const auto values = toFloat32(b);
+                    const auto values = reorder(toFloat32(b), name[0] == 'q' ? qOrder : name[0] == 'k' ? kOrder
+                                                                                                       : DeviceMatrix::RowOrder{});
                     bias.insert(bias.end(), values.begin(), values.end());
                     tick();
                 }
                 L.qkvBias = uploadFloats(ctx, bias);
             }
         } else {
-            L.q = matrix(p + "self_attn.q_proj.weight", {qDim, H});
-            L.k = matrix(p + "self_attn.k_proj.weight", {kvDim, H});
-            L.v = matrix(p + "self_attn.v_proj.weight", {kvDim, H});
+            L.q = matrix(p + "self_attn.q_proj.weight", {qDim, H}, place(WeightRole::AttentionQ, l), qOrder);
+            L.k = matrix(p + "self_attn.k_proj.weight", {kvDim, H}, place(WeightRole::AttentionK, l), kOrder);
+            L.v = matrix(p + "self_attn.v_proj.weight", {kvDim, H}, place(WeightRole::AttentionV, l));
             if (c.attentionBias) {
-                L.qBias = vector(p + "self_attn.q_proj.bias", qDim);
-                L.kBias = vector(p + "self_attn.k_proj.bias", kvDim);
+                L.qBias = vector(p + "self_attn.q_proj.bias", qDim, qOrder);
+                L.kBias = vector(p + "self_attn.k_proj.bias", kvDim, kOrder);
                 L.vBias = vector(p + "self_attn.v_proj.bias", kvDim);
             }
         }
-        L.o = matrix(p + "self_attn.o_proj.weight", {H, qDim});
+        L.o = matrix(p + "self_attn.o_proj.weight", {H, qDim}, place(WeightRole::AttentionOutput, l));
         if (c.outputBias) L.oBias = vector(p + "self_attn.o_proj.bias", H);
         if (c.qkNorm) {
             L.qNorm = vector(p + "self_attn.q_norm.weight", c.headDim);
@@ -118,13 +149,13 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
         }
         L.mlpNorm = vector(p + "post_attention_layernorm.weight", H);
         if (c.isSparseLayer(l)) {
-            L.mlp = loadSparseMoe(ctx, c, m->store_, p, m->parameters_, expertBudget > 0);
+            L.mlp = loadSparseMoe(ctx, c, m->store_, p, m->parameters_, expertBudget > 0, quantize, l);
             tick();
             continue;
         }
-        auto gate = matrix(p + "mlp.gate_proj.weight", {I, H});
-        auto up = matrix(p + "mlp.up_proj.weight", {I, H});
-        auto down = matrix(p + "mlp.down_proj.weight", {H, I});
+        auto gate = matrix(p + "mlp.gate_proj.weight", {I, H}, place(WeightRole::FfnGate, l));
+        auto up = matrix(p + "mlp.up_proj.weight", {I, H}, place(WeightRole::FfnUp, l));
+        auto down = matrix(p + "mlp.down_proj.weight", {H, I}, place(WeightRole::FfnDown, l));
         L.mlp = std::make_unique<DenseMlp>(std::move(gate), std::move(up), std::move(down));
     }
     if (expertBudget > 0 && c.isMoe()) m->setExpertBudget(expertBudget);

@@ -5,6 +5,7 @@
 #include "moe/model_config.h"
 
 #include "moe/error.h"
+#include "moe/gguf_model.h"
 
 #include <nlohmann/json.hpp>
 
@@ -386,6 +387,7 @@ void readQwenSlidingWindow(const FieldReader& cfg, ModelConfig& c) {
 } // namespace
 
 ModelConfig ModelConfig::load(const fs::path& dir) {
+    if (isGgufPath(dir)) return ggufModelConfig(*GgufFile::open(dir));
     std::error_code ec;
     const fs::path file = dir / "config.json";
     if (!fs::is_regular_file(file, ec)) {

@@ -2,6 +2,7 @@
 
 #include "moe/error.h"
 #include "moe/expert_loader.h"
+#include "moe/gguf_model.h"
 #include "moe/routed_mlp.h"
 
 #include <algorithm>
@@ -42,7 +43,10 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, co
     m->selector_ = s;
     m->facts_ = facts;
     m->gates_ = gates;
-    m->model_ = base ? std::move(base) : Model::load(ctx, s.baseModel);
+    if (s.quantize != QuantizeScheme::None && expertBudget > 0)
+        throw Error("quantize and an expert budget do not go together yet (a paged expert uploads again from its "
+                    "file; use quantized GGUF experts instead)");
+    m->model_ = base ? std::move(base) : Model::load(ctx, s.baseModel, {}, 0, s.quantize);
     m->tokenizer_ = Tokenizer::load(s.baseModel);
     m->chatTemplate_ = ChatTemplate::fromModelDir(s.baseModel);
     if (gates.size() != facts.layers.size())
@@ -52,7 +56,7 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, co
     MlpNaming naming{s.prefix, s.mlp};
     // Shared with the experts: under a memory budget they upload from these mappings again.
     std::vector<std::shared_ptr<const WeightStore>> stores;
-    for (const auto& e : facts.experts) stores.push_back(WeightStore::openFolder(e.dir));
+    for (const auto& e : facts.experts) stores.push_back(openModelWeights(e.dir));
     m->routing_ = s.routing.value_or(RoutingMode::Token);
     const RoutingOptions routing = routingOptions(s, m->routing_);
     for (size_t li = 0; li < facts.layers.size(); ++li) {
@@ -63,7 +67,8 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, co
             const ExpertFacts& f = facts.experts[e];
             ExpertSource src{f.dir, f.type == ExpertType::LoraAdapter, f.loraRank, f.loraAlpha, f.loraTargets};
             experts.push_back(loadExpertLayer(ctx, *stores[e], src, m->model_->weights(), naming, layer,
-                                              c.hiddenSize, c.intermediateSize, s.mergeLora, expertBudget > 0));
+                                              c.hiddenSize, c.intermediateSize, s.mergeLora, expertBudget > 0,
+                                              s.quantize, c.numLayers));
             experts.back().mappedWeights = stores[e];
         }
         std::unique_ptr<MlpBlock> old = m->model_->takeMlp(layer);

@@ -38,10 +38,12 @@ void checkExpertCount(const TensorView& t, int64_t E, const ModelConfig& c) {
 
 std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
                                         const std::shared_ptr<const WeightStore>& store,
-                                        const std::string& layerPrefix, uint64_t& parameters, bool pagedOut) {
+                                        const std::string& layerPrefix, uint64_t& parameters, bool pagedOut,
+                                        QuantizeScheme quantize, int layer) {
     const WeightStore& w = *store;
-    auto expertMatrix = [&](const TensorView& t, int64_t e) {
-        return pagedOut && e > 0 ? DeviceMatrix::mapped(ctx, t) : DeviceMatrix::upload(ctx, t);
+    auto place = [&](WeightRole role) { return WeightPlace{role, layer, c.numLayers, c.tieWordEmbeddings, c.numExperts}; };
+    auto expertMatrix = [&](const TensorView& t, int64_t e, WeightRole role) {
+        return pagedOut && e > 0 ? DeviceMatrix::mapped(ctx, t) : uploadWeight(ctx, t, quantize, place(role));
     };
     const int64_t H = c.hiddenSize, I = c.expertIntermediateSize(), E = c.numExperts;
     const bool qwen = c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe;
@@ -86,9 +88,9 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
         // Each slice is a view of the mapped file: uploaded (and its pages
         // released) on its own, and uploaded from there again when paged.
         for (int64_t e = 0; e < E; ++e) {
-            gates.push_back(expertMatrix(expertSlice(gateUp, e, 0, I), e));
-            ups.push_back(expertMatrix(expertSlice(gateUp, e, I, I), e));
-            downs.push_back(expertMatrix(expertSlice(down, e, 0, H), e));
+            gates.push_back(expertMatrix(expertSlice(gateUp, e, 0, I), e, WeightRole::FfnGate));
+            ups.push_back(expertMatrix(expertSlice(gateUp, e, I, I), e, WeightRole::FfnUp));
+            downs.push_back(expertMatrix(expertSlice(down, e, 0, H), e, WeightRole::FfnDown));
         }
     } else {
         if (const std::string extra = moePrefix + "experts." + std::to_string(E) + "." + gateProj; w.find(extra))
@@ -96,14 +98,14 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
                         std::to_string(E) + " experts (0 to " + std::to_string(E - 1) + ")");
         for (int64_t e = 0; e < E; ++e) {
             const std::string p = moePrefix + "experts." + std::to_string(e) + ".";
-            auto load = [&](const char* name, int64_t rows, int64_t cols) {
+            auto load = [&](const char* name, int64_t rows, int64_t cols, WeightRole role) {
                 const TensorView& t = w.require(p + name, {rows, cols});
                 parameters += uint64_t(t.numel());
-                return expertMatrix(t, e);
+                return expertMatrix(t, e, role);
             };
-            gates.push_back(load(gateProj, I, H));
-            downs.push_back(load(downProj, H, I));
-            ups.push_back(load(upProj, I, H));
+            gates.push_back(load(gateProj, I, H, WeightRole::FfnGate));
+            downs.push_back(load(downProj, H, I, WeightRole::FfnDown));
+            ups.push_back(load(upProj, I, H, WeightRole::FfnUp));
         }
     }
 
@@ -124,14 +126,14 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
 
     // Qwen2-MoE's shared expert, weighted per token by sigmoid(shared_expert_gate · x).
     const int64_t S = c.sharedExpertIntermediateSize;
-    auto sharedMatrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+    auto sharedMatrix = [&](const std::string& name, int64_t rows, int64_t cols, WeightRole role) {
         const TensorView& t = w.require(moePrefix + name, {rows, cols});
         parameters += uint64_t(t.numel());
-        return DeviceMatrix::upload(ctx, t);
+        return uploadWeight(ctx, t, quantize, place(role));
     };
-    auto sharedGate = sharedMatrix("shared_expert.gate_proj.weight", S, H);
-    auto sharedUp = sharedMatrix("shared_expert.up_proj.weight", S, H);
-    auto sharedDown = sharedMatrix("shared_expert.down_proj.weight", H, S);
+    auto sharedGate = sharedMatrix("shared_expert.gate_proj.weight", S, H, WeightRole::FfnGate);
+    auto sharedUp = sharedMatrix("shared_expert.up_proj.weight", S, H, WeightRole::FfnUp);
+    auto sharedDown = sharedMatrix("shared_expert.down_proj.weight", H, S, WeightRole::FfnDown);
     const TensorView& sharedGateRow = w.require(moePrefix + "shared_expert_gate.weight", {1, H});
     parameters += uint64_t(sharedGateRow.numel());
     return std::make_unique<SharedExpertMoe>(

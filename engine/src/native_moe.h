@@ -23,6 +23,7 @@ namespace moe {
 // them when routing asks for them).
 std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
                                         const std::shared_ptr<const WeightStore>& store,
-                                        const std::string& layerPrefix, uint64_t& parameters, bool pagedOut);
+                                        const std::string& layerPrefix, uint64_t& parameters, bool pagedOut,
+                                        QuantizeScheme quantize = QuantizeScheme::None, int layer = 0);
 
 } // namespace moe

@@ -375,4 +375,24 @@ size_t rowBytes(DType t, size_t n, const std::string& what) {
     return n * dtypeSize(t);
 }
 
+std::optional<QuantizeScheme> parseQuantizeScheme(std::string_view name) {
+    if (name == "none") return QuantizeScheme::None;
+    if (name == "q8_0") return QuantizeScheme::Q8_0;
+    if (name == "q4_0") return QuantizeScheme::Q4_0;
+    if (name == "q4_k" || name == "q4_k_m") return QuantizeScheme::Q4_K;
+    return std::nullopt;
+}
+
+const char* toString(QuantizeScheme s) {
+    switch (s) {
+    case QuantizeScheme::None: return "none";
+    case QuantizeScheme::Q8_0: return "q8_0";
+    case QuantizeScheme::Q4_0: return "q4_0";
+    case QuantizeScheme::Q4_K: return "q4_k";
+    }
+    return "?";
+}
+
+const char* quantizeSchemeNames() { return "q8_0, q4_k (llama.cpp's Q4_K_M mix), q4_0 or none"; }
+
 } // namespace moe

@@ -1,5 +1,7 @@
 #include "moe/runnable_model.h"
 
+#include "moe/gguf_model.h"
+
 #include "moe/error.h"
 
 #include <algorithm>
@@ -21,11 +23,11 @@ RunnableModel::~RunnableModel() = default;
 std::unique_ptr<RunnableModel> RunnableModel::open(vk::Context& ctx, const std::filesystem::path& path,
                                                    const OpenOptions& options) {
     std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) return openModel(ctx, path, options);
+    if (std::filesystem::is_directory(path, ec) || isGgufPath(path)) return openModel(ctx, path, options);
     std::string ext = path.extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
     if (ext == ".toml" || ext == ".yaml" || ext == ".yml") return openSelector(ctx, path, options);
-    throw Error(path.string() + ": not a model folder or a selector (.toml, .yaml, .yml)");
+    throw Error(path.string() + ": not a model folder, a .gguf file or a selector (.toml, .yaml, .yml)");
 }
 
 std::unique_ptr<RunnableModel> RunnableModel::openModel(vk::Context& ctx, const std::filesystem::path& dir,
@@ -34,7 +36,8 @@ std::unique_ptr<RunnableModel> RunnableModel::openModel(vk::Context& ctx, const 
     std::unique_ptr<RunnableModel> r(new RunnableModel());
     r->tokenizer_ = Tokenizer::load(dir);
     r->chatTemplate_ = ChatTemplate::fromModelDir(dir);
-    r->model_ = Model::load(ctx, dir, options.progress, options.expertBudget);
+    r->model_ = Model::load(ctx, dir, options.progress, options.expertBudget,
+                            options.quantize.value_or(QuantizeScheme::None));
     r->kind_ = r->model_->config().isMoe() ? ModelKind::NativeMoe : ModelKind::Dense;
     r->dir_ = r->source_ = dir;
     if (options.expertBudget && r->isMoe()) r->setExpertBudget(options.expertBudget);
@@ -43,7 +46,9 @@ std::unique_ptr<RunnableModel> RunnableModel::openModel(vk::Context& ctx, const 
 
 std::unique_ptr<RunnableModel> RunnableModel::openSelector(vk::Context& ctx, const std::filesystem::path& selector,
                                                            const OpenOptions& options) {
-    auto r = fromBuilt(MoeModel::load(ctx, loadSelectorAny(selector), options.expertBudget));
+    Selector s = loadSelectorAny(selector);
+    if (options.quantize) s.quantize = *options.quantize;
+    auto r = fromBuilt(MoeModel::load(ctx, s, options.expertBudget));
     r->source_ = selector;
     if (options.routing) r->setRouting(*options.routing);
     if (options.expertBudget) r->setExpertBudget(options.expertBudget);

@@ -388,6 +388,17 @@ std::unique_ptr<WeightStore> WeightStore::openFile(const fs::path& file) {
     return store;
 }
 
+std::unique_ptr<WeightStore> WeightStore::fromViews(fs::path where, std::vector<TensorView> views,
+                                                    std::shared_ptr<const void> owner) {
+    auto store = std::make_unique<WeightStore>();
+    store->folder_ = std::move(where);
+    store->views_ = std::move(views);
+    store->owner_ = std::move(owner);
+    for (const TensorView& v : store->views_)
+        if (!store->index_.emplace(v.name, &v).second) failTensor(store->folder_, v.name, "appears twice");
+    return store;
+}
+
 std::unique_ptr<WeightStore> WeightStore::openFolder(const fs::path& dir) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) fail(dir, "not a folder (or it does not exist)");

@@ -4,8 +4,10 @@
 
 #include "moe/atomic_file.h"
 #include "moe/error.h"
+#include "moe/gguf_model.h"
 #include "moe/hf_cache.h"
 #include "moe/mergekit.h"
+#include "moe/quant.h"
 
 #include <toml++/toml.h>
 
@@ -92,9 +94,10 @@ fs::path resolveModelId(const std::string& id, const fs::path& relativeTo) {
     std::error_code ec;
     const fs::path asPath = fs::path(id).is_absolute() ? fs::path(id) : relativeTo / id;
     if (fs::is_directory(asPath, ec)) return normalFolder(asPath);
+    if (isGgufPath(asPath) && fs::is_regular_file(asPath, ec)) return fs::absolute(asPath).lexically_normal();
 
     std::vector<std::string> looked{normalFolder(asPath).string() +
-                                    (fs::exists(asPath, ec) ? " (not a folder)" : " (no such folder)")};
+                                    (fs::exists(asPath, ec) ? " (not a folder or .gguf file)" : " (no such folder)")};
     if (looksLikeHubId(id)) {
         for (const fs::path& root : huggingFaceCacheRoots()) {
             std::string note;
@@ -373,7 +376,7 @@ Selector loadSelector(const fs::path& file) {
         "gate_model_id",  "training",     "loss_csv_path",    "top_k",             "gate_mode",
         "routing",        "routing_halflife", "gate_bias",    "include_base",      "validation_split",
         "seed",           "use_chat_template", "merge_lora",  "anymoe_loss_header", "export_dtype",
-        "export_architecture", "base_expert", "experts"};
+        "export_architecture", "base_expert", "experts", "quantize"};
     r.checkKeys(c, cp, configKeys);
 
     if (auto v = r.integer(c, cp, "hidden_size", 1, kIntMax)) s.hiddenSize = int(*v);
@@ -446,6 +449,11 @@ Selector loadSelector(const fs::path& file) {
         s.exportDtype = *v;
     }
     if (auto v = r.string(c, cp, "export_architecture")) s.exportArchitecture = *v;
+    if (auto v = r.string(c, cp, "quantize")) {
+        const auto q = parseQuantizeScheme(*v);
+        if (!q) r.fail(*c.get("quantize"), cp + ".quantize", "\"" + *v + "\" is not one of " + quantizeSchemeNames());
+        s.quantize = *q;
+    }
 
     if (const toml::table* base = r.table(c, cp, "base_expert", false)) {
         static constexpr std::string_view keys[] = {"positive_prompts", "negative_prompts"};
@@ -585,6 +593,7 @@ void saveSelector(const Selector& s, const fs::path& file) {
     o << "anymoe_loss_header = " << (s.anymoeLossHeader ? "true" : "false") << "\n";
     if (!s.exportDtype.empty()) o << "export_dtype = " << quote(s.exportDtype) << "\n";
     if (!s.exportArchitecture.empty()) o << "export_architecture = " << quote(s.exportArchitecture) << "\n";
+    if (s.quantize != QuantizeScheme::None) o << "quantize = " << quote(toString(s.quantize)) << "\n";
 
     if (s.expertType == ExpertType::LoraAdapter) {
         o << "\n[anymoe.config.expert_type.lora_adapter]\n";

@@ -5,6 +5,7 @@
 
 #include "moe/atomic_file.h"
 #include "moe/error.h"
+#include "moe/gguf_model.h"
 #include "moe/safetensors.h"
 
 #include <nlohmann/json.hpp>
@@ -68,7 +69,7 @@ struct TensorNaming {
 
 void inspectFineTuned(const ModelConfig& base, const fs::path& dir, const std::vector<int>& layers,
                       const TensorNaming& naming, Inspection& out) {
-    const fs::path configFile = dir / "config.json";
+    const fs::path configFile = isGgufPath(dir) ? dir : dir / "config.json";
     ModelConfig cfg;
     try {
         cfg = ModelConfig::load(dir);
@@ -76,7 +77,7 @@ void inspectFineTuned(const ModelConfig& base, const fs::path& dir, const std::v
         out.problems.push_back(e.what());
         return;
     }
-    const fs::path baseConfig = base.dir / "config.json";
+    const fs::path baseConfig = base.fromGguf ? base.dir : base.dir / "config.json";
     auto differs = [&](const char* field, const std::string& mine, const std::string& theirs) {
         if (mine != theirs)
             out.problems.push_back(configFile.string() + ": " + field + " " + mine + " differs from the base's " +
@@ -89,9 +90,9 @@ void inspectFineTuned(const ModelConfig& base, const fs::path& dir, const std::v
     differs("vocab_size", std::to_string(cfg.vocabSize), std::to_string(base.vocabSize));
     if (!out.problems.empty()) return; // tensor shapes would only repeat the same mismatch
 
-    std::unique_ptr<WeightStore> store;
+    std::shared_ptr<const WeightStore> store;
     try {
-        store = WeightStore::openFolder(dir);
+        store = openModelWeights(dir);
     } catch (const Error& e) {
         out.problems.push_back(e.what());
         return;
@@ -101,9 +102,9 @@ void inspectFineTuned(const ModelConfig& base, const fs::path& dir, const std::v
             const std::string name = mlpTensorName(naming.prefix, layer, naming.mlp, proj) + ".weight";
             try {
                 const TensorView& t = store->require(name, projectionShape(base, proj));
-                if (!isFloatDType(t.dtype))
+                if (!isFloatDType(t.dtype) && !isQuantized(t.dtype))
                     out.problems.push_back(t.file->path().string() + ": tensor " + name + ": dtype " +
-                                           dtypeName(t.dtype) + " is not supported (F32, F16, BF16)");
+                                           dtypeName(t.dtype) + " is not supported (F32, F16, BF16 or a GGUF block type)");
                 out.facts.addedBytes += t.nbytes;
             } catch (const Error& e) {
                 out.problems.push_back(e.what());
@@ -294,6 +295,12 @@ Inspection inspectExpert(const ModelConfig& base, const fs::path& dir, const std
     Inspection out;
     out.facts.dir = dir;
     std::error_code ec;
+    if (isGgufPath(dir)) {
+        out.detected = true;
+        out.facts.type = ExpertType::FineTuned;
+        inspectFineTuned(base, dir, layers, naming, out);
+        return out;
+    }
     if (!fs::is_directory(dir, ec)) {
         out.problems.push_back(dir.string() + ": folder does not exist");
         return out;
@@ -343,7 +350,7 @@ SelectionFacts validateSelection(const Selector& s) {
         report();
     }
     const ModelConfig& base = facts.base;
-    const fs::path baseConfig = base.dir / "config.json";
+    const fs::path baseConfig = base.fromGguf ? base.dir : base.dir / "config.json";
 
     if (s.hiddenSize > 0 && s.hiddenSize != base.hiddenSize)
         problems.push_back("anymoe.config.hidden_size " + std::to_string(s.hiddenSize) +
@@ -372,7 +379,7 @@ SelectionFacts validateSelection(const Selector& s) {
     const TensorNaming naming{s.prefix, s.mlp};
     if (!facts.layers.empty()) {
         try {
-            const auto store = WeightStore::openFolder(base.dir);
+            const auto store = openModelWeights(base.dir);
             const std::string name = mlpTensorName(s.prefix, facts.layers.front(), s.mlp, "gate_proj") + ".weight";
             if (!store->find(name))
                 problems.push_back(base.dir.string() + ": no tensor " + name +

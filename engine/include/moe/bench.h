@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace moe::bench {
@@ -41,6 +42,9 @@ uint64_t activeParameters(const ModelConfig& config, uint64_t parameters);
 // Weight bytes one decode step reads: every weight but the embedding table
 // (one row of it) and, in a native MoE, the experts a token is not routed to.
 uint64_t decodeWeightBytes(const Model& model);
+// The dtypes of the dense weight matrices, most bytes first, with their share
+// ("q4_k 71% + q6_k 24% + f32 5%"; a routed layer's experts are not counted).
+std::string weightDTypes(const Model& model);
 
 // Peak resident memory of this process (VmHWM), in bytes; 0 where unknown.
 uint64_t peakHostMemory();

@@ -3,6 +3,7 @@
 // projections (only that layer's tensors are touched in the memory-mapped
 // files), or a LoRA adapter's A and B matrices, kept low-rank (B scaled by
 // alpha/r once, at load) or, on request, merged into dense copies.
+#include "moe/quantize_on_load.h"
 #include "moe/routed_mlp.h"
 #include "moe/safetensors.h"
 
@@ -55,6 +56,7 @@ std::vector<float> expertProjection(const WeightStore& expert, const ExpertSourc
 // (DeviceMatrix::mapped): an expert budget uploads them when routed to.
 ExpertMlp loadExpertLayer(vk::Context& ctx, const WeightStore& expert, const ExpertSource& source,
                           const WeightStore& base, const MlpNaming& naming, int layer, int hidden, int intermediate,
-                          bool mergeLora, bool pagedOut = false);
+                          bool mergeLora, bool pagedOut = false, QuantizeScheme quantize = QuantizeScheme::None,
+                          int numLayers = 1);
 
 } // namespace moe

@@ -6,6 +6,7 @@
 #include "moe/expert_cache.h"
 #include "moe/model_config.h"
 #include "moe/ops.h"
+#include "moe/quantize_on_load.h"
 #include "moe/safetensors.h"
 #include "moe/vk.h"
 
@@ -109,9 +110,12 @@ public:
     // Loads config.json and the safetensors of `dir` onto the device. A
     // native MoE with `expertBudget` > 0 loads under that budget
     // (setExpertBudget): its experts are mapped, not uploaded, so the device
-    // never holds more of them than the budget.
+    // never holds more of them than the budget. `dir` may also be a .gguf
+    // file. With `quantize`, 16/32-bit weight matrices are quantized on the
+    // way to the device (moe/quantize_on_load.h).
     static std::unique_ptr<Model> load(vk::Context& ctx, const std::filesystem::path& dir, const LoadProgress& progress = {},
-                                       uint64_t expertBudget = 0);
+                                       uint64_t expertBudget = 0, QuantizeScheme quantize = QuantizeScheme::None);
+    QuantizeScheme quantizeScheme() const { return quantize_; }
 
     const ModelConfig& config() const { return config_; }
     vk::Context& context() const { return ctx_; }
@@ -120,6 +124,7 @@ public:
     uint64_t parameterCount() const { return parameters_; }
     DType weightDType() const { return embed_.dtype; }
     const DeviceMatrix& embedding() const { return embed_; }
+    const DeviceMatrix& lmHead() const { return *lmHead_; }
 
     // Replaces layer `layer`'s MLP (dense → routed experts) and returns the old one.
     std::unique_ptr<MlpBlock> setMlp(int layer, std::unique_ptr<MlpBlock> block);
@@ -179,6 +184,7 @@ private:
     std::vector<LayerWeights> layers_;
     uint64_t parameters_ = 0;
     uint64_t revision_ = 0;
+    QuantizeScheme quantize_ = QuantizeScheme::None;
 };
 
 } // namespace moe

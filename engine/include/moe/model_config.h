@@ -10,7 +10,12 @@ namespace moe {
 enum class Arch { Llama, Mistral, Qwen2, Mixtral, Qwen2Moe, Qwen3Moe };
 
 struct ModelConfig {
-    std::filesystem::path dir;
+    std::filesystem::path dir;    // the model folder, or the .gguf file
+    // Read from a GGUF file's metadata (moe/gguf_model.h). The q and k rows
+    // are then in llama.cpp's interleaved RoPE order when qkRowsInterleaved
+    // (GGUF `llama`), which the loader undoes.
+    bool fromGguf = false;
+    bool qkRowsInterleaved = false;
     Arch arch = Arch::Llama;
     std::string architecture;     // as in config.json, e.g. "LlamaForCausalLM"
     std::string modelType;        // config.json model_type
@@ -52,7 +57,8 @@ struct ModelConfig {
     std::vector<int> bosTokenIds;
     std::vector<int> eosTokenIds;
 
-    // Throws moe::Error naming config.json and the field on any problem.
+    // Reads config.json from a folder, or the metadata of a .gguf file.
+    // Throws moe::Error naming the file and the field on any problem.
     static ModelConfig load(const std::filesystem::path& dir);
     std::string archName() const;
     bool isMoe() const { return numExperts > 0; }

@@ -47,4 +47,14 @@ void dequantizeRow(QuantType t, std::span<const std::byte> src, std::span<float>
 // weights rounded against the quantized scales.
 void quantizeRow(QuantType t, std::span<const float> src, std::span<std::byte> dst);
 
+// Quantizing 16/32-bit weights on load (moe/quantize_on_load.h).
+// q8_0: every matrix Q8_0. q4_0: Q4_0, the output head Q6_K. q4_k: llama.cpp's
+// Q4_K_M mix (Q4_K; the output head, and attention V and FFN down in the
+// first and last eighth of the layers and every third layer between, Q6_K).
+enum class QuantizeScheme { None, Q8_0, Q4_0, Q4_K };
+std::optional<QuantizeScheme> parseQuantizeScheme(std::string_view name); // "q8_0", "q4_0", "q4_k" (or "q4_k_m"), "none"
+const char* toString(QuantizeScheme s);
+// The names parseQuantizeScheme takes, for messages.
+const char* quantizeSchemeNames();
+
 } // namespace moe

@@ -31,6 +31,9 @@ struct OpenOptions {
     uint64_t expertBudget = 0;
     std::optional<RoutingMode> routing; // built MoEs: overrides the selector's
     LoadProgress progress;
+    // Quantize 16/32-bit weights on load (base and fine-tuned experts); for a
+    // built MoE it overrides the selector's `quantize`.
+    std::optional<QuantizeScheme> quantize;
 };
 
 // Tokens each expert slot received in one MoE layer.

@@ -82,6 +82,10 @@ class WeightStore {
 public:
     static std::unique_ptr<WeightStore> openFolder(const std::filesystem::path& dir);
     static std::unique_ptr<WeightStore> openFile(const std::filesystem::path& file);
+    // Views into memory another object owns (a GGUF file's mapping), kept
+    // alive by `owner`; `where` names the source in messages.
+    static std::unique_ptr<WeightStore> fromViews(std::filesystem::path where, std::vector<TensorView> views,
+                                                  std::shared_ptr<const void> owner);
 
     const TensorView* find(const std::string& name) const;
     // Throws moe::Error "<file>: tensor <name> ..." when missing or when the
@@ -94,6 +98,8 @@ public:
 private:
     std::filesystem::path folder_;
     std::vector<std::unique_ptr<SafetensorsFile>> files_;
+    std::vector<TensorView> views_; // fromViews only
+    std::shared_ptr<const void> owner_;
     std::map<std::string, const TensorView*> index_;
 };
 

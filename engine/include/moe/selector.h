@@ -54,6 +54,7 @@
 // topology, organization, from_uqff, write_uqff, imatrix, calibration_file,
 // max_seq_len, max_batch_size, hf_cache_path) are accepted and kept verbatim
 // so that such files load and save unchanged; they do not affect a build.
+#include "moe/quant.h"
 #include "moe/routing.h"
 
 #include <cstdint>
@@ -116,6 +117,7 @@ struct Selector {
     bool anymoeLossHeader = false;              // loss CSV header in AnyMoE's "Step, Gating layer 0, ..." form
     std::string exportDtype;                    // checkpoint dtype (mergekit `dtype`); empty = the base's
     std::string exportArchitecture;             // mergekit `architecture`, informational
+    QuantizeScheme quantize = QuantizeScheme::None; // base and fine-tuned experts quantized on load
     // mistral.rs runtime options kept verbatim: ("model.dtype", "\"auto\""),
     // ("tokenizer_json", "\"t.json\""); the value is its TOML text.
     std::vector<std::pair<std::string, std::string>> mistralrsOptions;

@@ -1,0 +1,38 @@
+#pragma once
+// A GGUF file as a model: its metadata as a ModelConfig and its tensors under
+// the Hugging Face names the loaders already read, so that a GGUF base,
+// expert or chat model takes the same path as a safetensors folder. The
+// tensors stay views into the file's mapping, quantized types included.
+#include "moe/gguf.h"
+#include "moe/model_config.h"
+#include "moe/safetensors.h"
+
+#include <filesystem>
+#include <memory>
+
+namespace moe {
+
+// Whether `path` names a GGUF file (a regular file called *.gguf) rather
+// than a model folder.
+bool isGgufPath(const std::filesystem::path& path);
+
+// The architecture, sizes, RoPE and token ids of a GGUF model. Throws
+// moe::Error naming the file and the metadata key (or tensor) on anything
+// missing, malformed or unsupported.
+ModelConfig ggufModelConfig(const GgufFile& file);
+
+// The file's tensors under Hugging Face names (model.layers.N.self_attn.q_proj.weight,
+// ...; stacked experts as one view per expert). Every tensor of the file must
+// be one the engine uses; an unknown one is an error naming it.
+std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> file, const ModelConfig& config);
+
+// A model folder's safetensors or a GGUF file's tensors, by the path's kind.
+std::shared_ptr<const WeightStore> openModelWeights(const std::filesystem::path& path);
+
+// llama.cpp's converter stores the q and k rows of `llama` models with each
+// head's two rotation halves interleaved (GGUF row h*d + 2i + s holds Hugging
+// Face row h*d + s*d/2 + i). The order that undoes it: entry r is the GGUF row
+// that Hugging Face row r comes from.
+std::vector<uint32_t> ggufUninterleavedRows(int heads, int headDim);
+
+} // namespace moe

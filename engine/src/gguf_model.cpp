@@ -1,0 +1,368 @@
+// GGUF models: llama.cpp's metadata keys and tensor names mapped onto the
+// engine's ModelConfig and the Hugging Face tensor names the loaders read.
+// Key names, defaults and per-architecture rules follow llama.cpp's loader
+// (llama-arch.cpp, llama-model.cpp, src/models/<arch>.cpp).
+#include "moe/gguf_model.h"
+
+#include "moe/error.h"
+#include "moe/quant.h"
+
+#include <algorithm>
+#include <cctype>
+#include <climits>
+#include <cmath>
+#include <map>
+#include <optional>
+#include <set>
+
+namespace moe {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct GgufArch {
+    const char* name;          // general.architecture
+    Arch arch;                 // dense form (llama with experts becomes Mixtral)
+    const char* architecture;  // the Transformers class of the same model
+};
+constexpr GgufArch kArchs[] = {
+    {"llama", Arch::Llama, "LlamaForCausalLM"},
+    {"qwen2", Arch::Qwen2, "Qwen2ForCausalLM"},
+    {"qwen2moe", Arch::Qwen2Moe, "Qwen2MoeForCausalLM"},
+    {"qwen3moe", Arch::Qwen3Moe, "Qwen3MoeForCausalLM"},
+};
+
+// Typed metadata of one file; every complaint names the file and the key.
+class Meta {
+public:
+    Meta(const GgufFile& f, std::string arch) : f_(f), arch_(std::move(arch)) {}
+    [[noreturn]] void fail(const std::string& key, const std::string& what) const {
+        throw Error(f_.path().string() + ": " + key + ": " + what);
+    }
+    std::string key(const std::string& suffix) const { return arch_ + "." + suffix; }
+
+    std::optional<int> positive(const std::string& k) const {
+        const auto v = f_.getInteger(k);
+        if (!v) return std::nullopt;
+        if (*v <= 0 || *v > INT_MAX) fail(k, std::to_string(*v) + " must be a positive integer");
+        return int(*v);
+    }
+    int positive(const std::string& k, std::optional<int> fallback) const {
+        if (auto v = positive(k)) return *v;
+        if (fallback) return *fallback;
+        fail(k, "missing");
+    }
+    std::optional<int> nonNegative(const std::string& k) const {
+        const auto v = f_.getInteger(k);
+        if (!v) return std::nullopt;
+        if (*v < 0 || *v > INT_MAX) fail(k, std::to_string(*v) + " must be a non-negative integer");
+        return int(*v);
+    }
+    std::optional<double> positiveNumber(const std::string& k) const {
+        const auto v = f_.getNumber(k);
+        if (!v) return std::nullopt;
+        if (!(*v > 0) || !std::isfinite(*v)) fail(k, std::to_string(*v) + " must be a positive number");
+        return *v;
+    }
+    std::optional<int> tokenId(const std::string& k) const { return nonNegative(k); }
+
+private:
+    const GgufFile& f_;
+    std::string arch_;
+};
+
+std::string supportedArchs() {
+    std::string s;
+    for (const auto& a : kArchs) s += (s.empty() ? "" : ", ") + std::string(a.name);
+    return s;
+}
+
+bool allDigits(const std::string& s) {
+    return !s.empty() && s.size() <= 6 && std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
+std::string blk(int l, const char* name) { return "blk." + std::to_string(l) + "." + name; }
+
+// The first dimension of a tensor (its rows, or experts), or nullopt.
+std::optional<int64_t> outerDim(const GgufFile& f, const std::string& name) {
+    const GgufTensor* t = f.findTensor(name);
+    return t ? std::optional<int64_t>(t->shape.front()) : std::nullopt;
+}
+
+} // namespace
+
+bool isGgufPath(const fs::path& path) {
+    std::string ext = path.extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
+    std::error_code ec;
+    return ext == ".gguf" && !fs::is_directory(path, ec);
+}
+
+std::vector<uint32_t> ggufUninterleavedRows(int heads, int headDim) {
+    const uint32_t half = uint32_t(headDim) / 2;
+    std::vector<uint32_t> order(size_t(heads) * size_t(headDim));
+    for (uint32_t h = 0; h < uint32_t(heads); ++h)
+        for (uint32_t s = 0; s < 2; ++s)
+            for (uint32_t i = 0; i < half; ++i)
+                order[h * headDim + s * half + i] = h * headDim + 2 * i + s;
+    return order;
+}
+
+ModelConfig ggufModelConfig(const GgufFile& f) {
+    const std::string file = f.path().string();
+    const auto archName = f.getString("general.architecture");
+    if (!archName) throw Error(file + ": general.architecture: missing");
+    const GgufArch* ga = nullptr;
+    for (const auto& a : kArchs)
+        if (*archName == a.name) ga = &a;
+    if (!ga)
+        throw Error(file + ": general.architecture: \"" + *archName + "\" is not supported (supported: " +
+                    supportedArchs() + ")");
+    const Meta m(f, ga->name);
+
+    ModelConfig c;
+    c.dir = f.path();
+    c.fromGguf = true;
+    c.arch = ga->arch;
+    c.architecture = ga->architecture;
+    c.modelType = ga->name;
+    c.qkRowsInterleaved = c.arch == Arch::Llama; // the converter permutes llama's q and k (LlamaModel.permute)
+
+    const GgufTensor* embd = f.findTensor("token_embd.weight");
+    if (!embd) throw Error(file + ": tensor token_embd.weight: missing");
+    if (embd->shape.size() != 2) throw Error(file + ": tensor token_embd.weight: not a matrix");
+    c.hiddenSize = m.positive(m.key("embedding_length"), std::nullopt);
+    if (embd->shape[1] != c.hiddenSize)
+        throw Error(file + ": tensor token_embd.weight: rows of " + std::to_string(embd->shape[1]) + ", but " +
+                    m.key("embedding_length") + " is " + std::to_string(c.hiddenSize));
+    if (embd->shape[0] > INT_MAX) throw Error(file + ": tensor token_embd.weight: too many rows");
+    c.vocabSize = int(embd->shape[0]);
+    if (auto v = m.positive(m.key("vocab_size")); v && *v != c.vocabSize)
+        m.fail(m.key("vocab_size"), std::to_string(*v) + " disagrees with token_embd.weight's " +
+                                        std::to_string(c.vocabSize) + " rows");
+    c.numLayers = m.positive(m.key("block_count"), std::nullopt);
+    c.intermediateSize = m.positive(m.key("feed_forward_length"), std::nullopt);
+    c.numHeads = m.positive(m.key("attention.head_count"), std::nullopt);
+    c.numKvHeads = m.positive(m.key("attention.head_count_kv"), c.numHeads);
+    if (c.numHeads % c.numKvHeads != 0)
+        m.fail(m.key("attention.head_count_kv"), std::to_string(c.numKvHeads) + " does not divide " +
+                                                     m.key("attention.head_count") + " " + std::to_string(c.numHeads));
+    const auto keyLength = m.positive(m.key("attention.key_length"));
+    if (!keyLength && c.hiddenSize % c.numHeads != 0)
+        m.fail(m.key("attention.key_length"), "missing, and embedding_length is not divisible by head_count");
+    c.headDim = keyLength ? *keyLength : c.hiddenSize / c.numHeads;
+    if (c.headDim % 2 != 0) m.fail(m.key("attention.key_length"), std::to_string(c.headDim) + " must be even for RoPE");
+    if (auto v = m.positive(m.key("attention.value_length")); v && *v != c.headDim)
+        m.fail(m.key("attention.value_length"), std::to_string(*v) + " differs from the key length " +
+                                                    std::to_string(c.headDim) + " (not supported)");
+    if (auto v = m.positive(m.key("rope.dimension_count")); v && *v != c.headDim)
+        m.fail(m.key("rope.dimension_count"), "RoPE over " + std::to_string(*v) + " of the head's " +
+                                                  std::to_string(c.headDim) + " dimensions is not supported");
+    c.maxPositions = m.positive(m.key("context_length"), std::nullopt);
+    const auto eps = m.positiveNumber(m.key("attention.layer_norm_rms_epsilon"));
+    if (!eps) m.fail(m.key("attention.layer_norm_rms_epsilon"), "missing");
+    c.rmsNormEps = float(*eps);
+    c.attentionScale = float(1.0 / std::sqrt(double(c.headDim)));
+    if (auto s = m.positiveNumber(m.key("attention.scale"))) c.attentionScale = float(*s);
+
+    // RoPE: inv_freq[i] = 1 / base^(2i/d), divided by a linear scaling factor
+    // and by rope_freqs[i] (the converter's Llama 3 factors).
+    c.ropeTheta = float(m.positiveNumber(m.key("rope.freq_base")).value_or(10000.0));
+    const int half = c.headDim / 2;
+    std::vector<double> invFreq(static_cast<size_t>(half));
+    for (int i = 0; i < half; ++i) invFreq[size_t(i)] = 1.0 / std::pow(double(c.ropeTheta), 2.0 * i / c.headDim);
+    const std::string scaling = f.getString(m.key("rope.scaling.type")).value_or("none");
+    if (scaling == "linear") {
+        const double factor = m.positiveNumber(m.key("rope.scaling.factor")).value_or(1.0);
+        for (double& v : invFreq) v /= factor;
+    } else if (scaling != "none") {
+        m.fail(m.key("rope.scaling.type"), "\"" + scaling + "\" is not supported (none, linear)");
+    }
+    if (const GgufTensor* t = f.findTensor("rope_freqs.weight")) {
+        if (t->dtype != DType::F32 || t->shape != std::vector<int64_t>{half})
+            throw Error(file + ": tensor rope_freqs.weight: must be f32 [" + std::to_string(half) + "]");
+        const float* factors = reinterpret_cast<const float*>(t->data);
+        for (int i = 0; i < half; ++i) {
+            if (!(factors[i] > 0) || !std::isfinite(factors[i]))
+                throw Error(file + ": tensor rope_freqs.weight: factor " + std::to_string(i) + " is not positive");
+            invFreq[size_t(i)] /= factors[i];
+        }
+    }
+    c.ropeInvFreq.assign(invFreq.begin(), invFreq.end());
+
+    // What the tensors say: biases, q/k norms, tied output.
+    c.attentionBias = f.findTensor(blk(0, "attn_q.bias")) != nullptr;
+    c.outputBias = f.findTensor(blk(0, "attn_output.bias")) != nullptr;
+    c.qkNorm = f.findTensor(blk(0, "attn_q_norm.weight")) != nullptr;
+    c.tieWordEmbeddings = f.findTensor("output.weight") == nullptr;
+    if (c.arch == Arch::Qwen2 && !c.attentionBias) throw Error(file + ": tensor blk.0.attn_q.bias: missing (qwen2 has q/k/v biases)");
+    if (c.arch == Arch::Qwen3Moe && !c.qkNorm) throw Error(file + ": tensor blk.0.attn_q_norm.weight: missing (qwen3moe has q/k norms)");
+
+    if (auto w = m.nonNegative(m.key("attention.sliding_window")); w && *w > 0) {
+        if (c.arch == Arch::Llama) c.arch = Arch::Mistral;
+        c.slidingWindow = *w;
+    }
+
+    // Experts: llama with experts is Mixtral. llama.cpp renormalises the
+    // top-k weights for llama and qwen3moe, not for qwen2moe.
+    c.numExperts = m.nonNegative(m.key("expert_count")).value_or(0);
+    if (c.numExperts > 0) {
+        if (c.arch == Arch::Llama || c.arch == Arch::Mistral) {
+            c.arch = Arch::Mixtral;
+            c.architecture = "MixtralForCausalLM";
+        }
+        if (c.arch == Arch::Qwen2) m.fail(m.key("expert_count"), "qwen2 has no experts (qwen2moe does)");
+        c.numExpertsField = m.key("expert_count");
+        c.expertsPerToken = m.positive(m.key("expert_used_count"), std::nullopt);
+        if (c.expertsPerToken > c.numExperts)
+            m.fail(m.key("expert_used_count"), std::to_string(c.expertsPerToken) + " is more than expert_count " +
+                                                   std::to_string(c.numExperts));
+        c.normTopkProb = c.arch != Arch::Qwen2Moe;
+        if (c.arch != Arch::Mixtral) {
+            const auto width = outerDim(f, blk(0, "ffn_gate_exps.weight"));
+            c.moeIntermediateSize = m.positive(m.key("expert_feed_forward_length"),
+                                               width ? std::optional<int>(int(std::min<int64_t>(*width, INT_MAX))) : std::nullopt);
+        }
+        if (c.arch == Arch::Qwen2Moe) {
+            const auto shared = outerDim(f, blk(0, "ffn_gate_shexp.weight"));
+            c.sharedExpertIntermediateSize =
+                shared ? m.positive(m.key("expert_shared_feed_forward_length"), int(std::min<int64_t>(*shared, INT_MAX))) : 0;
+        }
+        // Layers without a router are dense.
+        for (int l = 0; l < c.numLayers; ++l)
+            if (!f.findTensor(blk(l, "ffn_gate_inp.weight"))) c.mlpOnlyLayers.push_back(l);
+    } else if (c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe) {
+        m.fail(m.key("expert_count"), "missing (a " + *archName + " model has experts)");
+    }
+
+    if (auto id = m.tokenId("tokenizer.ggml.bos_token_id")) c.bosTokenIds = {*id};
+    for (const char* k : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
+        if (auto id = m.tokenId(k); id && std::find(c.eosTokenIds.begin(), c.eosTokenIds.end(), *id) == c.eosTokenIds.end())
+            c.eosTokenIds.push_back(*id);
+    for (int id : c.bosTokenIds)
+        if (id >= c.vocabSize) m.fail("tokenizer.ggml.bos_token_id", std::to_string(id) + " is past the vocabulary");
+    for (int id : c.eosTokenIds)
+        if (id >= c.vocabSize) m.fail("tokenizer.ggml.eos_token_id", std::to_string(id) + " is past the vocabulary");
+    c.torchDtype = "gguf";
+    return c;
+}
+
+std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> file, const ModelConfig& c) {
+    const GgufFile& f = *file;
+    const std::string where = f.path().string();
+    const bool mixtral = c.arch == Arch::Mixtral;
+    const std::string moe = mixtral ? "block_sparse_moe." : "mlp.";
+    const char* gateProj = mixtral ? "w1.weight" : "gate_proj.weight";
+    const char* downProj = mixtral ? "w2.weight" : "down_proj.weight";
+    const char* upProj = mixtral ? "w3.weight" : "up_proj.weight";
+
+    // GGUF block tensor name -> Hugging Face name within the layer.
+    static const std::map<std::string, std::string> kLayerNames = {
+        {"attn_norm.weight", "input_layernorm.weight"},
+        {"attn_q.weight", "self_attn.q_proj.weight"},
+        {"attn_k.weight", "self_attn.k_proj.weight"},
+        {"attn_v.weight", "self_attn.v_proj.weight"},
+        {"attn_output.weight", "self_attn.o_proj.weight"},
+        {"attn_q.bias", "self_attn.q_proj.bias"},
+        {"attn_k.bias", "self_attn.k_proj.bias"},
+        {"attn_v.bias", "self_attn.v_proj.bias"},
+        {"attn_output.bias", "self_attn.o_proj.bias"},
+        {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+        {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+        {"ffn_norm.weight", "post_attention_layernorm.weight"},
+        {"ffn_gate.weight", "mlp.gate_proj.weight"},
+        {"ffn_up.weight", "mlp.up_proj.weight"},
+        {"ffn_down.weight", "mlp.down_proj.weight"},
+        {"ffn_gate_shexp.weight", "mlp.shared_expert.gate_proj.weight"},
+        {"ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight"},
+        {"ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight"},
+    };
+
+    std::vector<TensorView> views;
+    auto view = [&](const GgufTensor& t, std::string name) {
+        TensorView v;
+        v.name = std::move(name);
+        v.dtype = t.dtype ? *t.dtype : toDType(*t.quant);
+        v.shape = t.shape;
+        v.data = t.data;
+        v.nbytes = t.nbytes;
+        v.file = &f.mapping();
+        return v;
+    };
+    auto unknown = [&](const GgufTensor& t) {
+        throw Error(where + ": tensor " + t.name + ": not a tensor of a " + c.modelType +
+                    " model the engine runs (an unsupported feature of this file)");
+    };
+
+    for (const GgufTensor& t : f.tensors()) {
+        if (t.name == "token_embd.weight") views.push_back(view(t, "model.embed_tokens.weight"));
+        else if (t.name == "output_norm.weight") views.push_back(view(t, "model.norm.weight"));
+        else if (t.name == "output.weight") views.push_back(view(t, "lm_head.weight"));
+        else if (t.name == "rope_freqs.weight") continue; // folded into ModelConfig::ropeInvFreq
+        else if (t.name.rfind("blk.", 0) == 0) {
+            const size_t dot = t.name.find('.', 4);
+            if (dot == std::string::npos) unknown(t);
+            const std::string index = t.name.substr(4, dot - 4);
+            if (!allDigits(index)) unknown(t);
+            const int l = std::stoi(index);
+            if (l >= c.numLayers)
+                throw Error(where + ": tensor " + t.name + ": layer " + index + ", but " + c.modelType +
+                            ".block_count is " + std::to_string(c.numLayers));
+            const std::string rest = t.name.substr(dot + 1);
+            const std::string layer = "model.layers." + std::to_string(l) + ".";
+            if (auto it = kLayerNames.find(rest); it != kLayerNames.end()) {
+                views.push_back(view(t, layer + it->second));
+            } else if (rest == "ffn_gate_inp.weight" && c.isMoe()) {
+                views.push_back(view(t, layer + moe + "gate.weight"));
+            } else if (rest == "ffn_gate_inp_shexp.weight" && c.arch == Arch::Qwen2Moe) {
+                TensorView v = view(t, layer + "mlp.shared_expert_gate.weight");
+                v.shape = {1, t.shape.back()};
+                if (t.shape.size() != 1 && !(t.shape.size() == 2 && t.shape[0] == 1))
+                    throw Error(where + ": tensor " + t.name + ": must be a vector of embedding_length weights");
+                views.push_back(std::move(v));
+            } else if (c.isMoe() && (rest == "ffn_gate_exps.weight" || rest == "ffn_up_exps.weight" ||
+                                     rest == "ffn_down_exps.weight")) {
+                if (t.shape.size() != 3 || t.shape[0] != c.numExperts)
+                    throw Error(where + ": tensor " + t.name + ": must be [" + std::to_string(c.numExperts) +
+                                ", rows, columns] (" + c.numExpertsField + " experts)");
+                const char* proj = rest[4] == 'g' ? gateProj : rest[4] == 'u' ? upProj : downProj;
+                const size_t perExpert = t.nbytes / size_t(c.numExperts);
+                for (int e = 0; e < c.numExperts; ++e) {
+                    TensorView v = view(t, layer + moe + "experts." + std::to_string(e) + "." + proj);
+                    v.shape = {t.shape[1], t.shape[2]};
+                    v.data = t.data + size_t(e) * perExpert;
+                    v.nbytes = perExpert;
+                    views.push_back(std::move(v));
+                }
+            } else if (c.isMoe() && rest.rfind("ffn_", 0) == 0) {
+                // Older llama.cpp files: one tensor per expert, blk.N.ffn_gate.E.weight.
+                const size_t d1 = rest.find('.'), d2 = rest.find('.', d1 + 1);
+                const std::string kind = rest.substr(0, d1);
+                const std::string e = d2 == std::string::npos ? "" : rest.substr(d1 + 1, d2 - d1 - 1);
+                if (!allDigits(e) ||
+                    rest.substr(d2 + 1) != "weight" || (kind != "ffn_gate" && kind != "ffn_up" && kind != "ffn_down"))
+                    unknown(t);
+                if (std::stoi(e) >= c.numExperts)
+                    throw Error(where + ": tensor " + t.name + ": expert " + e + ", but " + c.numExpertsField + " is " +
+                                std::to_string(c.numExperts));
+                const char* proj = kind == "ffn_gate" ? gateProj : kind == "ffn_up" ? upProj : downProj;
+                views.push_back(view(t, layer + moe + "experts." + std::to_string(std::stoi(e)) + "." + proj));
+            } else {
+                unknown(t);
+            }
+        } else {
+            unknown(t);
+        }
+    }
+    return WeightStore::fromViews(f.path(), std::move(views), std::move(file));
+}
+
+std::shared_ptr<const WeightStore> openModelWeights(const fs::path& path) {
+    if (!isGgufPath(path)) return WeightStore::openFolder(path);
+    auto file = GgufFile::open(path);
+    const ModelConfig config = ggufModelConfig(*file);
+    return ggufWeightStore(std::move(file), config);
+}
+
+} // namespace moe
