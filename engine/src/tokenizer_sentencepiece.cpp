@@ -59,6 +59,26 @@ public:
         for (int32_t id : special_.eos) specialIds_.insert(id);
     }
 
+    // A model built in memory: the added tokens and special ids come decided.
+    SentencePieceTokenizer(const std::string& serializedModel, const std::string& source,
+                           const std::vector<AddedToken>& addedTokens, const SpecialTokens& special) {
+        const auto status = processor_.LoadFromSerializedProto(serializedModel);
+        if (!status.ok()) throw Error(source + ": SentencePiece refuses the vocabulary: " + status.ToString());
+        modelSize_ = processor_.GetPieceSize();
+        vocabSize_ = modelSize_;
+        for (const auto& token : addedTokens) {
+            vocabSize_ = std::max(vocabSize_, token.id + 1);
+            addedTokens_.add(token);
+            if (token.special) specialIds_.insert(token.id);
+        }
+        special_ = special;
+        if (special_.bos) special_.bosText = piece(*special_.bos);
+        if (!special_.eos.empty()) special_.eosText = piece(special_.eos.front());
+        for (auto id : {special_.bos, special_.unk, special_.pad})
+            if (id) specialIds_.insert(*id);
+        for (int32_t id : special_.eos) specialIds_.insert(id);
+    }
+
     std::vector<int32_t> encode(std::string_view text, bool addSpecial, bool parseSpecial) const override {
         std::vector<int32_t> ids;
         if (addSpecial && special_.addBos) ids.push_back(*special_.bos);
@@ -149,6 +169,16 @@ private:
 };
 
 } // namespace
+
+namespace tokenizer_detail {
+
+std::unique_ptr<Tokenizer> makeSentencePieceTokenizer(const std::string& serializedModel, const std::string& source,
+                                                      const std::vector<AddedToken>& addedTokens,
+                                                      const SpecialTokens& special) {
+    return std::make_unique<SentencePieceTokenizer>(serializedModel, source, addedTokens, special);
+}
+
+} // namespace tokenizer_detail
 
 std::unique_ptr<Tokenizer> Tokenizer::loadSentencePiece(const fs::path& tokenizerModel,
                                                         const fs::path& tokenizerConfig) {

@@ -7,6 +7,8 @@
 
 namespace moe {
 
+class GgufFile;
+
 struct ChatMessage {
     std::string role;    // "system", "user", "assistant"
     std::string content;
@@ -20,6 +22,10 @@ public:
     // form or the list-of-named-templates form, taking "default"); plain
     // fallback when absent. Throws moe::Error naming the file on bad JSON.
     static ChatTemplate fromModelDir(const std::filesystem::path& modelDir);
+    // Reads `tokenizer.chat_template` from a GGUF file's metadata; plain
+    // fallback when absent. Throws moe::Error naming the file and key when it
+    // is not a string.
+    static ChatTemplate fromGguf(const GgufFile& file);
 
     bool isFallback() const { return source_.empty(); }
     const std::string& source() const { return source_; }

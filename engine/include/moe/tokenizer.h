@@ -13,6 +13,8 @@
 
 namespace moe {
 
+class GgufFile;
+
 struct SpecialTokens {
     std::optional<int32_t> bos;
     std::vector<int32_t> eos;       // every id that ends generation
@@ -35,6 +37,14 @@ public:
                                                         const std::filesystem::path& tokenizerConfig = {});
     static std::unique_ptr<Tokenizer> loadHfJson(const std::filesystem::path& tokenizerJson,
                                                  const std::filesystem::path& tokenizerConfig = {});
+    // The tokenizer in a GGUF file's metadata, read as llama.cpp reads it:
+    // tokenizer.ggml.model "llama" (SentencePiece: tokens, scores, token
+    // types, byte fallback) or "gpt2" (byte-level BPE with merges and the
+    // split regexes of the tokenizer.ggml.pre name); special ids and
+    // add_bos/add_eos from the tokenizer.ggml.* keys with llama.cpp's
+    // defaults. Throws moe::Error naming the file and the key for other
+    // models, unknown pre-tokenizers and malformed vocabularies.
+    static std::unique_ptr<Tokenizer> fromGguf(const GgufFile& file);
 
     // Text to ids. `addSpecial` adds BOS/EOS as the tokenizer's config says.
     // Added/special tokens written literally in `text` are recognised when
