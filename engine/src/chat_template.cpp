@@ -4,7 +4,7 @@
 
 #include "jinja.h"
 #include "moe/error.h"
-#include "moe/gguf.h"
+#include "moe/gguf_model.h"
 
 #include <nlohmann/json.hpp>
 
@@ -94,6 +94,7 @@ std::string renderPlain(const std::vector<ChatMessage>& messages, bool addGenera
 ChatTemplate::ChatTemplate(std::string source) : source_(std::move(source)) {}
 
 ChatTemplate ChatTemplate::fromModelDir(const fs::path& modelDir) {
+    if (isGgufPath(modelDir)) return fromGguf(*GgufFile::open(modelDir));
     // Newer transformers save the template as its own file, which then takes
     // precedence over tokenizer_config.json.
     const fs::path jinjaFile = modelDir / "chat_template.jinja";

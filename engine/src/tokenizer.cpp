@@ -3,6 +3,7 @@
 #include "moe/tokenizer.h"
 
 #include "moe/error.h"
+#include "moe/gguf_model.h"
 #include "tokenizer_common.h"
 
 #include <algorithm>
@@ -271,6 +272,7 @@ std::string cleanUpTokenizationSpaces(std::string text) {
 } // namespace tokenizer_detail
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const fs::path& modelDir, bool preferJson) {
+    if (isGgufPath(modelDir)) return fromGguf(*GgufFile::open(modelDir));
     if (!fs::is_directory(modelDir)) throw Error(modelDir.string() + ": tokenizer folder does not exist");
     const fs::path jsonFile = modelDir / "tokenizer.json";
     const fs::path modelFile = modelDir / "tokenizer.model";

@@ -29,7 +29,8 @@ class Tokenizer {
 public:
     virtual ~Tokenizer() = default;
 
-    // Loads the tokenizer of a model folder. Prefers tokenizer.json when
+    // Loads the tokenizer of a model folder, or the vocabulary of a .gguf
+    // file (fromGguf). In a folder it prefers tokenizer.json when
     // `preferJson` and it exists, else tokenizer.model; throws moe::Error
     // naming the folder when neither is there.
     static std::unique_ptr<Tokenizer> load(const std::filesystem::path& modelDir, bool preferJson = true);
