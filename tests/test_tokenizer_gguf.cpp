@@ -400,6 +400,20 @@ private slots:
         QCOMPARE(QString::fromStdString(bpe->decode({3, 5, 4, 6})), QString("ab ab a"));
         QCOMPARE(QString::fromStdString(bpe->decode({3, 6}, false)), QString("ab<|endoftext|>"));
 
+        // A user-defined end-of-turn token is found by its text and becomes a control token, as in llama.cpp.
+        GgufBuilder imEnd;
+        imEnd.string("tokenizer.ggml.model", "gpt2")
+            .string("tokenizer.ggml.pre", "qwen2")
+            .strings("tokenizer.ggml.tokens", {"a", "b", "ab", "<|im_end|>"})
+            .i32s("tokenizer.ggml.token_type", {1, 1, 1, 4})
+            .strings("tokenizer.ggml.merges", {"a b"})
+            .u32("tokenizer.ggml.eos_token_id", 2);
+        const auto ie = Tokenizer::fromGguf(*writeGguf("tiny-im-end.gguf", imEnd));
+        QCOMPARE(ie->special().eos, (std::vector<int32_t>{2, 3}));
+        QCOMPARE(idsText(ie->encode("ab<|im_end|>", false, true)), idsText({2, 3}));
+        QCOMPARE(idsText(ie->encode("ab", false, false)), idsText({2})); // the EOS from the key stays a normal token
+        QCOMPARE(QString::fromStdString(ie->decode({2, 3})), QString(""));
+
         auto withBos = tinyBytePair();
         withBos.u32("tokenizer.ggml.bos_token_id", 6).boolean("tokenizer.ggml.add_bos_token", true);
         const auto wb = Tokenizer::fromGguf(*writeGguf("tiny-bpe-bos.gguf", withBos));

@@ -157,20 +157,8 @@ constexpr std::string_view kEotTexts[] = {
     "<|end_of_text|>", "<EOT>",      "_<EOT>",  "<｜end▁of▁sentence｜>", "<end_of_utterance>",
 };
 constexpr std::string_view kEndOfGenerationTexts[] = {
-    "<|eot_id|>",
-    "<|im_end|>",
-    "<|end|>",
-    "<|return|>",
-    "<|call|>",
-    "<end_of_turn>",
-    "<|endoftext|>",
-    "</s>",
-    "<|eom_id|>",
-    "<EOT>",
-    "_<EOT>",
-    "<|end_of_text|>",
-    "<end_of_utterance>",
-    "<｜end▁of▁sentence｜>",
+    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>",   "<|endoftext|>",      "</s>",
+    "<|eom_id|>", "<EOT>",      "_<EOT>",  "<|end_of_text|>", "<end_of_utterance>", "<｜end▁of▁sentence｜>",
 };
 
 struct Specials {
@@ -203,22 +191,25 @@ Specials readSpecials(const Metadata& meta, const Vocab& vocab, std::optional<in
         const auto it = vocab.ids.find(std::string(text));
         return it == vocab.ids.end() ? std::nullopt : std::optional<int32_t>(it->second);
     };
+    // Tokens found by their text become control tokens, as llama.cpp makes them.
+    std::vector<int32_t> byText;
     if (!eot)
         for (std::string_view text : kEotTexts)
-            if ((eot = findText(text))) break;
-    if (!eom) eom = findText("<|eom_id|>");
+            if ((eot = findText(text))) {
+                byText.push_back(*eot);
+                break;
+            }
+    if (!eom)
+        if ((eom = findText("<|eom_id|>"))) byText.push_back(*eom);
+    for (std::string_view text : kEndOfGenerationTexts)
+        if (auto id = findText(text)) byText.push_back(*id);
 
     for (auto id : {eos, eot, eom})
         if (id) addUnique(t.eos, *id);
-    std::vector<int32_t> byText;
-    for (std::string_view text : kEndOfGenerationTexts)
-        if (auto id = findText(text)) byText.push_back(*id);
-    // gpt-oss ends turns with <|return|> and <|call|>; its <|end|> only closes a message.
-    if (findText("<|return|>") && findText("<|call|>"))
-        if (auto end = findText("<|end|>")) std::erase(byText, *end);
-    for (int32_t id : byText) addUnique(t.eos, id);
-    // llama.cpp makes every end-of-generation token a control token.
-    for (int32_t id : t.eos) s.control.insert(id);
+    for (int32_t id : byText) {
+        addUnique(t.eos, id);
+        s.control.insert(id);
+    }
 
     t.addBos = meta.file.getBool("tokenizer.ggml.add_bos_token").value_or(defaultAddBos);
     t.addEos = meta.file.getBool("tokenizer.ggml.add_eos_token").value_or(false);
