@@ -227,6 +227,7 @@ for name in sorted(f for f in os.listdir(out) if f.endswith(".gguf")):
         "tensor_types": {t["name"]: t["type"] for t in info["tensors"]},
         "perplexity": ppl,
         "greedy": [load(f"{name}.greedy{i}.json")["ids"] for i in range(n_prompts)],
+        "greedy_margins": [load(f"{name}.greedy{i}.json")["margins"] for i in range(n_prompts)],
         "logits": {"ids": logits["ids"], "top5": logits["top"], "last": logits["last_logits"]},
     }
 with open(os.path.join(out, "reference.json"), "w") as f:

@@ -42,14 +42,15 @@ constexpr const char* kUsage = R"(usage: llama-reference COMMAND ...
   quantize IN.gguf OUT.gguf TYPE          TYPE: q8_0 q4_0 q4_k_m q5_k_m q6_k (llama_model_quantize)
   logits MODEL.gguf --ids 1,2,3 [--last-only] [--top K]
                                           logits of every position (no BOS added)
-  greedy MODEL.gguf --ids 1,2,3 --n N     the N argmax next ids (no EOS stop, no sampling)
+  greedy MODEL.gguf --ids 1,2,3 --n N     the N argmax next ids (no EOS stop, no sampling) and
+                                          each step's top-1 minus top-2 logit margin
   tokenize MODEL.gguf --text T [--add-special] [--parse-special]
   perplexity MODEL.gguf --file TEXT --window W [--max-windows K]
                                           the windowing and scoring of `moe-cli perplexity`
   bench MODEL.gguf --prompt-tokens P --gen-tokens G
 
-Runs llama.cpp's CPU backend with nproc threads, an F32 KV cache and flash
-attention off. JSON on stdout; set LLAMA_REFERENCE_VERBOSE=1 for llama.cpp's log.
+Runs llama.cpp's CPU backend with nproc threads (LLAMA_REFERENCE_THREADS
+overrides), an F32 KV cache and flash attention off. JSON on stdout; set LLAMA_REFERENCE_VERBOSE=1 for llama.cpp's log.
 )";
 
 [[noreturn]] void fail(const std::string& msg) { throw std::runtime_error(msg); }
@@ -62,7 +63,14 @@ void logCallback(ggml_log_level level, const char* text, void*) {
     if (gVerbose || last >= GGML_LOG_LEVEL_WARN) std::fputs(text, stderr);
 }
 
-int threadCount() { return int(std::max(1u, std::thread::hardware_concurrency())); }
+// nproc, or LLAMA_REFERENCE_THREADS.
+int threadCount() {
+    if (const char* env = std::getenv("LLAMA_REFERENCE_THREADS")) {
+        const int n = std::atoi(env);
+        if (n > 0) return n;
+    }
+    return int(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 // A float written with the 9 significant digits that round-trip it, so the
 // JSON stays short (nlohmann would print the widened double's 17 digits).
@@ -300,13 +308,22 @@ json cmdGreedy(const Args& a) {
     auto ctx = makeContext(model.get(), uint32_t(ids.size() + size_t(n)), uint32_t(ids.size()));
     decode(ctx.get(), ids, 0, false);
     std::vector<llama_token> out;
+    json margins = json::array(); // top-1 minus top-2 logit at each step: how firm each pick is
     llama_pos pos = llama_pos(ids.size());
     for (long i = 0; i < n; ++i) {
-        const llama_token next = argmax(llama_get_logits_ith(ctx.get(), -1), nVocab);
+        const float* row = llama_get_logits_ith(ctx.get(), -1);
+        const llama_token next = argmax(row, nVocab);
+        float second = -INFINITY;
+        for (int32_t v = 0; v < nVocab; ++v)
+            if (v != next) second = std::max(second, row[v]);
         out.push_back(next);
+        margins.push_back(shortFloat(row[next] - second));
         if (i + 1 < n) decode(ctx.get(), {next}, pos++, false);
     }
-    return {{"prompt", ids}, {"ids", out}, {"eos", llama_vocab_eos(llama_model_get_vocab(model.get()))}};
+    return {{"prompt", ids},
+            {"ids", out},
+            {"margins", margins},
+            {"eos", llama_vocab_eos(llama_model_get_vocab(model.get()))}};
 }
 
 // ---------------------------------------------------------------- tokenize
