@@ -109,7 +109,7 @@ marks=("start=$EPOCHREALTIME")
 step() { marks+=("$1=$EPOCHREALTIME"); } # step NAME: the step NAME ends now
 
 convert() { # convert MODEL_DIR OUTTYPE OUT.gguf [--sentencepiece-vocab]
-  if ! "$python" "$shim" "$llama_dir" ${4:-} "$1" --outtype "$2" --outfile "$3" >"$work/convert.log" 2>&1; then
+  if ! "$python" "$shim" "$llama_dir" "${@:4}" "$1" --outtype "$2" --outfile "$3" >"$work/convert.log" 2>&1; then
     cat "$work/convert.log" >&2
     note "convert_hf_to_gguf.py failed for $1"
     exit 1
