@@ -10,4 +10,6 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$repo/packaging/make-test-ggufs.sh" "$repo/build"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 export QT_QPA_PLATFORM=offscreen
+# Tests that need the fetched or generated test data fail, rather than skip, without it.
+export MOE_REQUIRE_TESTDATA=1
 ctest --test-dir "$repo/build" --output-on-failure --timeout 900
