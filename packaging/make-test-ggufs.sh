@@ -67,10 +67,12 @@ eval_texts=("$models"/eval/*.txt)
 
 # Random models: name=make-random-model arguments. Shapes are multiples of 32
 # (Q8_0 blocks); every model gets the demo base's tokenizer (vocab 4096).
+# qwen2moe without norm_topk_prob, as Qwen2-MoE models ship: GGUF has no key
+# for it and llama.cpp's qwen2moe never renormalises the top-k weights.
 random_models=(
   "qwen2=--arch qwen2 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --seed 11"
   "mixtral=--arch mixtral --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --experts 4 --top-k 2 --seed 12"
-  "qwen2moe=--arch qwen2_moe --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --experts 4 --top-k 2 --moe-intermediate 128 --shared-intermediate 192 --seed 13"
+  "qwen2moe=--arch qwen2_moe --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --experts 4 --top-k 2 --moe-intermediate 128 --shared-intermediate 192 --no-norm-topk --seed 13"
   "qwen3moe=--arch qwen3_moe --hidden 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 32 --intermediate 256 --experts 4 --top-k 2 --moe-intermediate 128 --seed 14"
 )
 random_common="--vocab 4096 --dtype f32 --max-pos 512 --init-std 0.05 --tokenizer-from $models/base"
