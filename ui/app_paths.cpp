@@ -7,11 +7,21 @@
 #include <QFileInfo>
 #include <QStandardPaths>
 
+#include <algorithm>
+
 namespace moe::ui {
 namespace {
 
 bool isModelFolder(const QDir& d) {
     return d.exists(QStringLiteral("config.json")) || d.exists(QStringLiteral("adapter_config.json"));
+}
+
+// The .gguf files directly in `d`, by name.
+QStringList ggufFilesIn(const QDir& d) {
+    QStringList files;
+    for (const QFileInfo& f : d.entryInfoList({QStringLiteral("*.gguf"), QStringLiteral("*.GGUF")}, QDir::Files, QDir::Name))
+        files << f.absoluteFilePath();
+    return files;
 }
 
 QString envDir(const char* name) {
@@ -65,13 +75,23 @@ QStringList huggingFaceSnapshotFolders(const QString& hubDir) {
     return folders;
 }
 
+bool isGgufFile(const QString& path) {
+    const QFileInfo f(path);
+    return f.isFile() && f.suffix().compare(QStringLiteral("gguf"), Qt::CaseInsensitive) == 0;
+}
+
 QStringList modelFoldersIn(const QString& dir) {
+    if (isGgufFile(dir)) return {QFileInfo(dir).absoluteFilePath()};
     const QDir d(dir);
     if (isModelFolder(d)) return {QFileInfo(dir).absoluteFilePath()};
-    QStringList folders;
-    for (const QFileInfo& sub : d.entryInfoList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name))
-        if (isModelFolder(QDir(sub.absoluteFilePath()))) folders << sub.absoluteFilePath();
-    return folders;
+    QStringList models = ggufFilesIn(d);
+    for (const QFileInfo& sub : d.entryInfoList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name)) {
+        const QDir subDir(sub.absoluteFilePath());
+        if (isModelFolder(subDir)) models << sub.absoluteFilePath();
+        else models << ggufFilesIn(subDir); // e.g. a repository of quantized GGUF files
+    }
+    std::sort(models.begin(), models.end());
+    return models;
 }
 
 QString conversationsDir() {

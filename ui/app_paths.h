@@ -19,9 +19,13 @@ QStringList huggingFaceCacheDirs();
 // snapshot of each repository that has a config.json or adapter_config.json).
 QStringList huggingFaceSnapshotFolders(const QString& hubDir);
 
-// Model folders directly inside `dir` (sub-folders with config.json or
-// adapter_config.json), sorted by name; `dir` itself when it is one.
+// Models directly inside `dir`, sorted by name: sub-folders with config.json
+// or adapter_config.json, and .gguf files in `dir` and in its other
+// sub-folders (one level). `dir` itself when it is a model folder or a .gguf file.
 QStringList modelFoldersIn(const QString& dir);
+
+// Whether `path` is a GGUF model file (a regular file named *.gguf).
+bool isGgufFile(const QString& path);
 
 // AppDataLocation/conversations (created on demand).
 QString conversationsDir();

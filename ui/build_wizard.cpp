@@ -51,6 +51,8 @@ std::filesystem::path fs(const QString& s) { return std::filesystem::path(s.toSt
 
 QString errorStyle() { return QStringLiteral("color: #b3261e;"); }
 
+QString ggufFilter() { return QWizard::tr("GGUF model (*.gguf)"); }
+
 QStringList lines(const QPlainTextEdit* edit) {
     QStringList out;
     for (const QString& l : edit->toPlainText().split(QLatin1Char('\n')))
@@ -78,7 +80,7 @@ BuildWizard::BuildWizard(ModelLibrary* library, QWidget* parent)
     : QWizard(parent), library_(library), basePath_(new QLineEdit), baseLibrary_(new QComboBox), baseFacts_(new QLabel),
       experts_(new QTableWidget(0, 3)), expertsMessage_(new QLabel), includeBase_(new QCheckBox(tr("Include the base MLP as expert 0"))),
       layerGrid_(new QWidget), rangeFirst_(new QSpinBox), rangeLast_(new QSpinBox), memory_(new QLabel), gateMode_(new QComboBox),
-      routing_(new QComboBox), datasetBox_(new QGroupBox(tr("Gate-training dataset"))), datasetPath_(new QLineEdit),
+      routing_(new QComboBox), quantize_(new QComboBox), datasetBox_(new QGroupBox(tr("Gate-training dataset"))), datasetPath_(new QLineEdit),
       dataset_(new QTableWidget(0, 2)), datasetMessage_(new QLabel), promptsBox_(new QGroupBox(tr("Prompts per expert"))),
       promptsExpert_(new QComboBox), positive_(new QPlainTextEdit), negative_(new QPlainTextEdit), topK_(new QSpinBox),
       validationSplit_(new QDoubleSpinBox), lr_(new QDoubleSpinBox), epochs_(new QSpinBox), batch_(new QSpinBox),
@@ -111,9 +113,11 @@ QWizardPage* BuildWizard::makeBasePage() {
     page->setTitle(tr("Base model"));
     page->setSubTitle(tr("The model whose attention, embeddings and (optionally) MLP the MoE keeps."));
     auto* browse = new QPushButton(tr("Folder…"));
+    auto* browseGguf = new QPushButton(tr("GGUF file…"));
     auto* row = new QHBoxLayout;
     row->addWidget(basePath_, 1);
     row->addWidget(browse);
+    row->addWidget(browseGguf);
     baseLibrary_->addItem(tr("From the library…"), QString());
     if (library_)
         for (const ModelEntry& e : library_->entries())
@@ -122,12 +126,16 @@ QWizardPage* BuildWizard::makeBasePage() {
     baseFacts_->setTextInteractionFlags(Qt::TextSelectableByMouse);
     auto* form = new QFormLayout(page);
     form->addRow(tr("Library"), baseLibrary_);
-    form->addRow(tr("Folder"), row);
+    form->addRow(tr("Folder or file"), row);
     form->addRow(baseFacts_);
     page->complete = [this] { return base_.has_value(); };
     connect(browse, &QPushButton::clicked, this, [this] {
         const QString dir = QFileDialog::getExistingDirectory(this, tr("Base model folder"), basePath_->text());
         if (!dir.isEmpty()) setBase(dir);
+    });
+    connect(browseGguf, &QPushButton::clicked, this, [this] {
+        const QString file = QFileDialog::getOpenFileName(this, tr("Base model GGUF file"), basePath_->text(), ggufFilter());
+        if (!file.isEmpty()) setBase(file);
     });
     connect(baseLibrary_, &QComboBox::activated, this, [this](int i) {
         if (const QString p = baseLibrary_->itemData(i).toString(); !p.isEmpty()) setBase(p);
@@ -149,6 +157,8 @@ QWizardPage* BuildWizard::makeExpertsPage() {
     expertsMessage_->setWordWrap(true);
     expertsMessage_->setStyleSheet(errorStyle());
     auto* add = new QPushButton(tr("Add folder…"));
+    auto* addGguf = new QPushButton(tr("Add GGUF…"));
+    addGguf->setToolTip(tr("A fine-tuned model of the base as a .gguf file"));
     auto* fromLibrary = new QComboBox;
     fromLibrary->addItem(tr("Add from the library…"), QString());
     if (library_)
@@ -158,7 +168,7 @@ QWizardPage* BuildWizard::makeExpertsPage() {
     auto* up = new QPushButton(tr("Up"));
     auto* down = new QPushButton(tr("Down"));
     auto* buttons = new QHBoxLayout;
-    for (QWidget* w : {static_cast<QWidget*>(add), static_cast<QWidget*>(fromLibrary), static_cast<QWidget*>(remove),
+    for (QWidget* w : {static_cast<QWidget*>(add), static_cast<QWidget*>(addGguf), static_cast<QWidget*>(fromLibrary), static_cast<QWidget*>(remove),
                        static_cast<QWidget*>(up), static_cast<QWidget*>(down)})
         buttons->addWidget(w);
     buttons->addStretch(1);
@@ -176,6 +186,10 @@ QWizardPage* BuildWizard::makeExpertsPage() {
     connect(add, &QPushButton::clicked, this, [this] {
         const QString dir = QFileDialog::getExistingDirectory(this, tr("Expert folder"), basePath_->text());
         if (!dir.isEmpty()) addExpert(dir);
+    });
+    connect(addGguf, &QPushButton::clicked, this, [this] {
+        const QString file = QFileDialog::getOpenFileName(this, tr("Expert GGUF file"), basePath_->text(), ggufFilter());
+        if (!file.isEmpty()) addExpert(file);
     });
     connect(fromLibrary, &QComboBox::activated, this, [this, fromLibrary](int i) {
         if (const QString p = fromLibrary->itemData(i).toString(); !p.isEmpty()) addExpert(p);
@@ -232,6 +246,12 @@ QWizardPage* BuildWizard::makeRoutingPage() {
     routing_->addItem(tr("best on validation (after training)"), -1);
     for (auto m : {moe::RoutingMode::Token, moe::RoutingMode::Running, moe::RoutingMode::Sequence, moe::RoutingMode::Likelihood})
         routing_->addItem(QString::fromLatin1(moe::toString(m)), int(m));
+    quantize_->addItem(tr("Off (weights as stored)"), int(moe::QuantizeScheme::None));
+    quantize_->addItem(tr("Q8_0"), int(moe::QuantizeScheme::Q8_0));
+    quantize_->addItem(tr("Q4_K (Q4_K_M mix)"), int(moe::QuantizeScheme::Q4_K));
+    quantize_->addItem(tr("Q4_0"), int(moe::QuantizeScheme::Q4_0));
+    quantize_->setToolTip(tr("Quantize the base's and the fine-tuned experts' 16/32-bit weights when the MoE loads "
+                             "(the selector's quantize key). Already quantized GGUF weights stay as they are."));
     topK_->setRange(1, 64);
     validationSplit_->setRange(0, 0.9);
     validationSplit_->setDecimals(3);
@@ -273,6 +293,7 @@ QWizardPage* BuildWizard::makeRoutingPage() {
     form->addRow(tr("Routing"), routing_);
     form->addRow(tr("Experts per token (top-k)"), topK_);
     form->addRow(tr("Validation split"), validationSplit_);
+    form->addRow(tr("Quantize on load"), quantize_);
     auto* layout = new QVBoxLayout(page);
     layout->addLayout(form);
     layout->addWidget(datasetBox_, 1);
@@ -637,6 +658,7 @@ void BuildWizard::setSelector(const moe::Selector& s) {
     gateMode_->setCurrentIndex(gateMode_->findData(int(s.gateMode)));
     routing_->setCurrentIndex(routing_->findData(s.routing ? int(*s.routing) : -1));
     topK_->setValue(s.topK);
+    quantize_->setCurrentIndex(std::max(0, quantize_->findData(int(s.quantize))));
     validationSplit_->setValue(s.validationSplit);
     datasetPath_->setText(qs(s.datasetJson));
     if (!s.datasetJson.empty()) loadDatasetFile(qs(s.datasetJson));
@@ -685,6 +707,7 @@ moe::Selector BuildWizard::selector() const {
     const int routing = routing_->currentData().toInt();
     s.routing = routing < 0 ? std::nullopt : std::optional(moe::RoutingMode(routing));
     s.topK = topK_->value();
+    s.quantize = moe::QuantizeScheme(quantize_->currentData().toInt());
     s.validationSplit = validationSplit_->value();
     s.datasetJson = fs(datasetPath_->text());
 
@@ -740,14 +763,15 @@ void BuildWizard::updateSummary() {
     QStringList layers;
     for (int l : s.layers) layers << QString::number(l);
     QString text = tr("<b>Base</b>: %1<br><b>Experts</b> (%2): %3%4<br><b>Layers</b>: %5<br>"
-                      "<b>Gate</b>: %6 · <b>routing</b>: %7 · <b>top-k</b>: %8 · <b>validation</b>: %9<br>")
+                      "<b>Gate</b>: %6 · <b>routing</b>: %7 · <b>top-k</b>: %8 · <b>validation</b>: %9 · <b>quantize</b>: %10<br>")
                        .arg(qs(s.baseModel).toHtmlEscaped(), QString::fromLatin1(moe::toString(s.expertType)),
                             experts.join(QStringLiteral(", ")).toHtmlEscaped(), s.includeBase ? tr(" + the base as expert 0") : QString(),
                             layers.isEmpty() ? tr("all") : layers.join(QStringLiteral(", ")),
                             QString::fromLatin1(moe::toString(s.gateMode)),
                             s.routing ? QString::fromLatin1(moe::toString(*s.routing)) : tr("best on validation"))
                        .arg(s.topK)
-                       .arg(s.validationSplit);
+                       .arg(s.validationSplit)
+                       .arg(s.quantize == moe::QuantizeScheme::None ? tr("off") : QString::fromLatin1(moe::toString(s.quantize)));
     if (s.gateMode == moe::GateMode::Trained)
         text += tr("<b>Dataset</b>: %1 (%2 rows)<br><b>Training</b>: lr %3, %4 epochs, batch %5, seed %6")
                     .arg(qs(s.datasetJson).toHtmlEscaped())

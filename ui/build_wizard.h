@@ -53,6 +53,8 @@ public:
     QLabel* memoryLabel() const { return memory_; }
     QComboBox* gateModeBox() const { return gateMode_; }
     QComboBox* routingBox() const { return routing_; }
+    // Selector::quantize: the base and fine-tuned experts quantized on load (data: the scheme as an int).
+    QComboBox* quantizeBox() const { return quantize_; }
     QLineEdit* datasetPathEdit() const { return datasetPath_; }
     QTableWidget* datasetTable() const { return dataset_; }
     QLabel* datasetMessage() const { return datasetMessage_; }
@@ -64,7 +66,7 @@ public:
     QSpinBox* seedBox() const { return seed_; }
     QLabel* summaryLabel() const { return summary_; }
 
-    // Expert rows: adding checks compatibility with the base; a type other
+    // Expert rows (a folder or a .gguf file): adding checks compatibility with the base; a type other
     // than the rows' is refused with the reason (false, message shown).
     bool addExpert(const QString& folder);
     void moveExpert(int row, int delta);
@@ -115,6 +117,7 @@ private:
     QLabel* memory_;
     QComboBox* gateMode_;
     QComboBox* routing_;
+    QComboBox* quantize_;
     QWidget* datasetBox_;
     QLineEdit* datasetPath_;
     QTableWidget* dataset_;

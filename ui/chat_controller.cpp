@@ -78,6 +78,11 @@ void ChatController::setExpertBudget(quint64 bytes) {
     QMetaObject::invokeMethod(worker_, [w = worker_, bytes] { w->setExpertBudget(bytes); }, Qt::QueuedConnection);
 }
 
+void ChatController::setQuantize(std::optional<moe::QuantizeScheme> scheme) {
+    quantize_ = scheme;
+    QMetaObject::invokeMethod(worker_, [w = worker_, scheme] { w->setQuantize(scheme); }, Qt::QueuedConnection);
+}
+
 bool ChatController::send(const QString& text) {
     const QString trimmed = text.trimmed();
     if (trimmed.isEmpty()) return false;

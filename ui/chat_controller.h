@@ -32,6 +32,12 @@ public:
     // the engine applies it on its thread, to this model and the next ones.
     void setExpertBudget(quint64 bytes);
     quint64 expertBudget() const { return expertBudget_; }
+    // Quantize on load (nullopt = off): the engine uses it for the models
+    // loaded after the call, not the one loaded now.
+    void setQuantize(std::optional<moe::QuantizeScheme> scheme);
+    std::optional<moe::QuantizeScheme> quantize() const { return quantize_; }
+    // The worker, for tests: read its state only while it is idle.
+    const ChatWorker* worker() const { return worker_; }
     void setSystemPrompt(const QString& text) { conversation_.systemPrompt = text; }
 
     const Conversation& conversation() const { return conversation_; }
@@ -80,6 +86,7 @@ private:
     Conversation conversation_;
     GenerationSettings settings_;
     quint64 expertBudget_ = 0;
+    std::optional<moe::QuantizeScheme> quantize_;
     LoadedModelInfo modelInfo_;
     std::shared_ptr<BuiltMoe> builtMoe_; // the last MoE handed over, chosen again by its "moe:" path
     bool modelLoaded_ = false;

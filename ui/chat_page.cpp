@@ -30,6 +30,9 @@
 #include <QToolButton>
 #include <QVBoxLayout>
 
+#include <algorithm>
+#include <optional>
+
 namespace moe::ui {
 
 void ChatInput::keyPressEvent(QKeyEvent* event) {
@@ -131,7 +134,7 @@ ChatPage::ChatPage(ChatController* controller, ModelLibrary* library, QWidget* p
       repetitionPenalty_(doubleBox(1, 2, 0.05, 2)), seed_(intBox(0, 2147483647)), firstTokenLabel_(new QLabel(tr("–"))),
       tokensPerSecondLabel_(new QLabel(tr("–"))), replyTokensLabel_(new QLabel(tr("–"))), promptLabel_(new QLabel(tr("–"))),
       expertUsageBox_(new QGroupBox(tr("Expert usage (last reply)"))), expertUsage_(new ExpertUsageView), routingLabel_(new QLabel),
-      expertBudget_(new QLineEdit), expertBudgetHint_(new QLabel),
+      expertBudget_(new QLineEdit), expertBudgetHint_(new QLabel), quantize_(new QComboBox),
       expertCacheBox_(new QGroupBox(tr("Expert cache (last reply)"))), cacheHits_(new QLabel), cacheMisses_(new QLabel),
       cacheHitRate_(new QLabel), cacheUploaded_(new QLabel), errorLabel_(new QLabel), streamTimer_(new QTimer(this)) {
     // Left: saved conversations.
@@ -238,6 +241,9 @@ ChatPage::ChatPage(ChatController* controller, ModelLibrary* library, QWidget* p
                                   .arg(info.device)
                                   .arg(info.loadSeconds, 0, 'f', 2)
                                   .arg(info.chatTemplate ? QString() : tr("\nno chat template: plain \"role: text\" lines")));
+        if (!info.quantize.isEmpty())
+            modelStatus_->setText(modelStatus_->text() + tr("\nquantized on load: %1 · %2 of weights on the device")
+                                                             .arg(info.quantize, humanBytes(qint64(info.deviceBytes))));
         expertUsageBox_->setVisible(!info.moeLayers.isEmpty());
         expertUsage_->clear();
         routingLabel_->setVisible(!info.moeLayers.isEmpty());
@@ -322,6 +328,25 @@ void ChatPage::buildSidePanel(QWidget* panel) {
     expertBudgetHint_->setWordWrap(true);
     expertBudgetHint_->setStyleSheet(QStringLiteral("color: palette(mid);"));
     modelLayout->addWidget(expertBudgetHint_);
+    // Quantize on load: the engine quantizes 16/32-bit weights on the worker
+    // thread while the model loads.
+    auto* quantizeRow = new QHBoxLayout;
+    auto* quantizeLabel = new QLabel(tr("Quantize on load"));
+    quantizeLabel->setBuddy(quantize_);
+    quantize_->setObjectName(QStringLiteral("quantizeOnLoad"));
+    quantize_->addItem(tr("Off"), QString());
+    quantize_->addItem(tr("Q8_0"), QStringLiteral("q8_0"));
+    quantize_->addItem(tr("Q4_K (Q4_K_M mix)"), QStringLiteral("q4_k"));
+    quantize_->addItem(tr("Q4_0"), QStringLiteral("q4_0"));
+    quantize_->setToolTip(tr("Quantize the model's 16/32-bit weights while it loads: less device memory and faster "
+                             "decoding for a little accuracy. Q4_K uses llama.cpp's Q4_K_M mix (Q6_K for the output "
+                             "head and some V and FFN-down matrices). Weights already quantized in a GGUF file stay as "
+                             "they are; Off leaves a built MoE's selector to its own quantize key. Applies to models "
+                             "loaded after the change: choose the model again to reload it."));
+    quantizeRow->addWidget(quantizeLabel);
+    quantizeRow->addWidget(quantize_, 1);
+    modelLayout->addLayout(quantizeRow);
+    connect(quantize_, &QComboBox::currentIndexChanged, this, &ChatPage::applyQuantizeChoice);
     connect(expertBudget_, &QLineEdit::editingFinished, this, &ChatPage::applyExpertBudgetText);
     connect(controller_, &ChatController::expertBudgetApplied, this, &ChatPage::showExpertBudgetHint);
     layout->addWidget(modelGroup);
@@ -425,10 +450,12 @@ void ChatPage::loadSettings() {
     seed_->setValue(settings.value(QStringLiteral("seed"), 0).toInt());
     systemPrompt_->setPlainText(settings.value(QStringLiteral("systemPrompt")).toString());
     expertBudget_->setText(settings.value(QStringLiteral("expertBudget")).toString());
+    quantize_->setCurrentIndex(std::max(0, quantize_->findData(settings.value(QStringLiteral("quantize")).toString())));
     pendingModel_ = settings.value(QStringLiteral("model")).toString();
     settings.endGroup();
     readSettingsFromPanel();
     applyExpertBudgetText(); // before the last session's model loads
+    applyQuantizeChoice();
     refreshModels();
 }
 
@@ -444,6 +471,7 @@ void ChatPage::saveSettings() const {
     settings.setValue(QStringLiteral("seed"), seed_->value());
     settings.setValue(QStringLiteral("systemPrompt"), systemPrompt_->toPlainText());
     settings.setValue(QStringLiteral("expertBudget"), expertBudget_->text().trimmed());
+    settings.setValue(QStringLiteral("quantize"), quantize_->currentData().toString());
     if (controller_->isModelLoaded()) settings.setValue(QStringLiteral("model"), controller_->modelInfo().path);
     settings.endGroup();
 }
@@ -460,7 +488,7 @@ void ChatPage::refreshModels() {
     modelBox_->clear();
     for (const ModelEntry& e : library_->entries())
         if (e.isChatLoadable())
-            modelBox_->addItem(style()->standardIcon(QStyle::SP_DirIcon), QStringLiteral("%1  (%2)").arg(e.name, kindName(e.kind)),
+            modelBox_->addItem(style()->standardIcon(e.gguf ? QStyle::SP_FileIcon : QStyle::SP_DirIcon), QStringLiteral("%1  (%2)").arg(e.name, kindName(e.kind)),
                                e.path);
     const int row = modelBox_->findData(current);
     modelBox_->setCurrentIndex(row);
@@ -561,6 +589,14 @@ void ChatPage::applyExpertBudgetText() {
     }
     if (bytes == controller_->expertBudget()) return;
     controller_->setExpertBudget(bytes);
+}
+
+void ChatPage::applyQuantizeChoice() {
+    const QString name = quantize_->currentData().toString();
+    std::optional<moe::QuantizeScheme> scheme;
+    if (!name.isEmpty()) scheme = moe::parseQuantizeScheme(name.toStdString());
+    if (scheme == controller_->quantize()) return;
+    controller_->setQuantize(scheme);
 }
 
 void ChatPage::showExpertBudgetHint() {

@@ -67,6 +67,9 @@ public:
     // reply under a budget show in expertCacheBox().
     QLineEdit* expertBudgetEdit() const { return expertBudget_; }
     QGroupBox* expertCacheBox() const { return expertCacheBox_; }
+    // Quantize on load: Off, Q8_0, Q4_K (the Q4_K_M mix), Q4_0 (data: the
+    // scheme's name, empty for Off). Applies to the models loaded after a change.
+    QComboBox* quantizeBox() const { return quantize_; }
     QVector<MessageWidget*> messageWidgets() const { return messages_; }
     QString statusText() const;
 
@@ -90,6 +93,7 @@ private:
     void showExpertCache(const ExpertCacheFigures& figures);
     void applyExpertBudgetText();
     void showExpertBudgetHint();
+    void applyQuantizeChoice();
     void flushStreaming();
     void scrollToBottom();
     void readSettingsFromPanel();
@@ -126,6 +130,7 @@ private:
     QLabel* routingLabel_; // MoE routing mode; likelihood picks with each candidate's prompt loss
     QLineEdit* expertBudget_;
     QLabel* expertBudgetHint_; // the model's expert bytes and the budget in force
+    QComboBox* quantize_;
     QGroupBox* expertCacheBox_;
     QLabel* cacheHits_;
     QLabel* cacheMisses_;

@@ -53,6 +53,14 @@ void ChatWorker::setExpertBudget(quint64 bytes) {
     emit expertBudgetApplied(applyExpertBudget());
 }
 
+moe::OpenOptions ChatWorker::openOptions() const {
+    moe::OpenOptions options;
+    // Under the budget from the start: the device never holds every expert.
+    options.expertBudget = expertBudget_;
+    options.quantize = quantize_;
+    return options;
+}
+
 void ChatWorker::loadModel(const QString& path) {
     emit modelLoading(path);
     unloadModel();
@@ -61,9 +69,7 @@ void ChatWorker::loadModel(const QString& path) {
     try {
         if (!context_) context_ = std::make_shared<moe::vk::Context>();
         const std::filesystem::path file = path.toStdString();
-        // Under the budget from the start: the device never holds every expert.
-        moe::OpenOptions options;
-        options.expertBudget = expertBudget_;
+        const moe::OpenOptions options = openOptions();
         if (path.endsWith(QStringLiteral(".toml"), Qt::CaseInsensitive))
             owned_ = moe::RunnableModel::openSelector(*context_, file, options);
         else
@@ -112,6 +118,8 @@ void ChatWorker::finishLoad(const QString& path, const QString& name, double sec
     info.loadSeconds = seconds;
     info.expertBudget = applyExpertBudget();
     info.expertBytes = m.pageableExpertBytes();
+    if (m.quantizeScheme() != moe::QuantizeScheme::None) info.quantize = QString::fromLatin1(moe::toString(m.quantizeScheme()));
+    info.deviceBytes = m.deviceBytes();
     if (const moe::MoeModel* mm = model_->builtMoe()) {
         for (int l : mm->layers()) info.moeLayers.push_back(l);
         info.expertsPerLayer = model_->expertsPerLayer();

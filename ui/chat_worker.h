@@ -9,12 +9,16 @@
 #include <QStringList>
 #include <QVector>
 
+#include "moe/quant.h"
+
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace moe {
 class ChatSession;
+struct OpenOptions;
 class RunnableModel;
 namespace vk { class Context; }
 } // namespace moe
@@ -66,6 +70,10 @@ struct LoadedModelInfo {
     // budget keeps partly on the device; 0 = nothing to page.
     quint64 expertBytes = 0;
     quint64 expertBudget = 0; // the budget in force; 0 = every expert resident
+    // The scheme the engine quantized the weights with on load ("q8_0",
+    // "q4_k", ...; empty = none), read back from the loaded model.
+    QString quantize;
+    quint64 deviceBytes = 0; // the model's weights on the device
 };
 
 // The expert cache over one reply, when an expert budget is in force.
@@ -105,6 +113,10 @@ public:
     // Thread-safe: the running generation stops at its next token.
     void requestStop() { stop_.store(true); }
 
+    // What loadModel passes to moe::RunnableModel::openModel / openSelector.
+    moe::OpenOptions openOptions() const;
+    std::optional<moe::QuantizeScheme> quantize() const { return quantize_; }
+
 public slots:
     // A model folder, or a selector (.toml) whose MoE was built (gates saved).
     void loadModel(const QString& path);
@@ -114,6 +126,9 @@ public slots:
     // Experts under a memory budget (bytes; 0 = none): applied to the loaded
     // model, if it has routed experts, and to every model loaded later.
     void setExpertBudget(quint64 bytes);
+    // Quantize 16/32-bit weights on load (nullopt = as stored; for a selector,
+    // its own `quantize` key): applies to the models loaded after the call.
+    void setQuantize(std::optional<moe::QuantizeScheme> scheme) { quantize_ = scheme; }
     // Renders the whole conversation with the model's chat template and
     // generates the assistant's reply. Tokens already in the KV cache (the
     // common prefix with the last request) are not recomputed: a regenerate
@@ -146,6 +161,7 @@ private:
     std::unique_ptr<moe::ChatSession> chat_;
     QString modelPath_;
     quint64 expertBudget_ = 0;
+    std::optional<moe::QuantizeScheme> quantize_;
     // Applies expertBudget_ to the loaded model; returns the budget in force.
     quint64 applyExpertBudget();
 };

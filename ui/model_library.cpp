@@ -66,7 +66,7 @@ QVariant ModelLibrary::data(const QModelIndex& index, int role) const {
     if (role == Qt::DecorationRole && index.column() == Name) {
         QStyle* style = QApplication::style();
         if (invalid) return style->standardIcon(QStyle::SP_MessageBoxWarning);
-        if (e->kind == ModelKind::LoraAdapter) return style->standardIcon(QStyle::SP_FileIcon);
+        if (e->kind == ModelKind::LoraAdapter || e->gguf) return style->standardIcon(QStyle::SP_FileIcon);
         return style->standardIcon(QStyle::SP_DirIcon);
     }
     if (role != Qt::DisplayRole) return {};

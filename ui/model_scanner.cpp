@@ -3,6 +3,8 @@
 #include "app_paths.h"
 
 #include "moe/error.h"
+#include "moe/gguf_model.h"
+#include "moe/model_config.h"
 #include "moe/safetensors.h"
 
 #include <QDir>
@@ -13,7 +15,9 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 
+#include <algorithm>
 #include <map>
+#include <vector>
 
 namespace moe::ui {
 namespace {
@@ -88,6 +92,47 @@ void readWeights(ModelEntry& e) {
     }
 }
 
+// A GGUF file through the engine: its metadata as a ModelConfig (which
+// refuses architectures and settings the engine cannot run) and its tensors
+// under Hugging Face names (which refuses tensors it does not know).
+ModelEntry inspectGgufFile(ModelEntry e) {
+    e.gguf = true;
+    e.sizeOnDisk = QFileInfo(e.path).size();
+    try {
+        const moe::ModelConfig c = moe::ModelConfig::load(e.path.toStdString());
+        e.architecture = QString::fromStdString(c.architecture);
+        e.layers = c.numLayers;
+        e.hiddenSize = c.hiddenSize;
+        e.intermediateSize = c.intermediateSize;
+        e.vocabSize = c.vocabSize;
+        e.experts = c.numExperts;
+        e.topK = c.expertsPerToken;
+        const auto store = moe::openModelWeights(e.path.toStdString());
+        std::map<std::string, size_t> bytesByDtype;
+        size_t total = 0;
+        for (const auto& name : store->names()) {
+            const auto* t = store->find(name);
+            e.parameters += t->numel();
+            bytesByDtype[moe::dtypeName(t->dtype)] += t->nbytes;
+            total += t->nbytes;
+        }
+        if (store->names().empty()) throw moe::Error(e.path.toStdString() + ": no tensors in the file");
+        // The mix, biggest first: a Q4_K_M file reads "Q4_K + Q6_K" (its F32 norms are too small to count).
+        std::vector<std::pair<size_t, std::string>> mix;
+        for (const auto& [dtype, bytes] : bytesByDtype)
+            if (bytes * 100 >= total) mix.emplace_back(bytes, dtype);
+        std::sort(mix.begin(), mix.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+        QStringList names;
+        for (const auto& m : mix) names << QString::fromStdString(m.second);
+        e.dtype = names.join(QStringLiteral(" + "));
+        e.kind = e.experts > 0 ? ModelKind::NativeMoe : ModelKind::Base;
+    } catch (const std::exception& ex) {
+        e.error = QString::fromStdString(ex.what());
+        e.kind = ModelKind::Invalid;
+    }
+    return e;
+}
+
 } // namespace
 
 QString kindName(ModelKind kind) {
@@ -106,6 +151,7 @@ ModelEntry inspectModelFolder(const QString& folder, ModelSourceType source) {
     e.path = QFileInfo(folder).absoluteFilePath();
     e.name = displayName(e.path, source);
     e.source = source;
+    if (isGgufFile(e.path)) return inspectGgufFile(e);
     const QDir dir(e.path);
     if (!QFileInfo(e.path).isDir()) {
         e.error = QStringLiteral("Model folder not found: %1").arg(e.path);
@@ -194,7 +240,7 @@ QVector<ModelEntry> scanModelSources(const QVector<ModelSource>& sources) {
     QStringList seen;
     for (const ModelSource& source : sources) {
         QStringList folders;
-        if (!QFileInfo(source.path).isDir()) {
+        if (!QFileInfo(source.path).isDir() && !isGgufFile(source.path)) {
             ModelEntry missing;
             missing.path = source.path;
             missing.name = QFileInfo(source.path).fileName();
@@ -210,7 +256,7 @@ QVector<ModelEntry> scanModelSources(const QVector<ModelSource>& sources) {
             empty.path = QFileInfo(source.path).absoluteFilePath();
             empty.name = QFileInfo(source.path).fileName();
             empty.source = source.type;
-            empty.error = QStringLiteral("%1: no model here (no config.json or adapter_config.json in it or its sub-folders)")
+            empty.error = QStringLiteral("%1: no model here (no config.json, adapter_config.json or .gguf file in it or its sub-folders)")
                               .arg(empty.path);
             entries << empty;
         }

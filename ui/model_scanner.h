@@ -1,7 +1,9 @@
 #pragma once
 // Facts about local model folders, read from config.json / adapter_config.json
 // and the safetensors headers (moe::WeightStore maps the files; no weight is
-// read or uploaded). Plain functions, safe to run on a worker thread.
+// read or uploaded), and about GGUF files, read through the engine
+// (moe::ModelConfig::load and moe::openModelWeights on the file). Plain
+// functions, safe to run on a worker thread.
 #include <QMetaType>
 #include <QString>
 #include <QStringList>
@@ -26,8 +28,9 @@ struct ModelSource {
 };
 
 struct ModelEntry {
-    QString path;          // absolute folder
-    QString name;          // folder name, or org/name for the Hugging Face cache
+    QString path;          // absolute folder, or the absolute .gguf file
+    QString name;          // folder or file name, or org/name for the Hugging Face cache
+    bool gguf = false;     // a GGUF file rather than a folder
     ModelSourceType source = ModelSourceType::UserFolder;
     ModelKind kind = ModelKind::Invalid;
     QString architecture;  // config.json architectures[0]; "LoRA r 8, alpha 16" for adapters
@@ -36,8 +39,8 @@ struct ModelEntry {
     int hiddenSize = 0;
     int intermediateSize = 0;
     int vocabSize = 0;
-    QString dtype;         // the dtype holding most tensor bytes
-    qint64 sizeOnDisk = 0; // bytes of the folder's files (symlinks followed)
+    QString dtype;         // the dtype holding most tensor bytes; GGUF: the types holding ≥ 1 % of them, "Q4_K + Q6_K"
+    qint64 sizeOnDisk = 0; // bytes of the folder's files (symlinks followed), or of the GGUF file
     int experts = 0;       // native MoE: experts per layer
     int topK = 0;          // native MoE: experts per token
     QString baseModel;     // expert / LoRA: the listed base it belongs to (absolute path), if known
@@ -49,11 +52,14 @@ struct ModelEntry {
     bool isChatLoadable() const { return kind == ModelKind::Base || kind == ModelKind::Expert; }
 };
 
-// Reads one folder. Never throws: problems end up in `error`.
+// Reads one folder or .gguf file (a GGUF the engine cannot run, by its
+// architecture or its tensors, is Invalid with the engine's message). Never
+// throws: problems end up in `error`.
 ModelEntry inspectModelFolder(const QString& folder, ModelSourceType source = ModelSourceType::UserFolder);
 
-// Expands the sources into model folders (a demo / user folder: the folder
-// itself or its model sub-folders; a hub cache: its newest snapshots), inspects
+// Expands the sources into model folders and GGUF files (a demo / user folder:
+// the folder itself or its model sub-folders and .gguf files, see
+// modelFoldersIn; a hub cache: its newest snapshots), inspects
 // each and classifies base / expert. A source that does not exist or holds no
 // model becomes an Invalid entry with the reason.
 QVector<ModelEntry> scanModelSources(const QVector<ModelSource>& sources);

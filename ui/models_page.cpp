@@ -25,7 +25,7 @@ ModelsPage::ModelsPage(ModelLibrary* library, QWidget* parent)
     auto* rescanButton = new QPushButton(style()->standardIcon(QStyle::SP_BrowserReload), tr("Rescan"));
     chatButton_->setIcon(style()->standardIcon(QStyle::SP_MediaPlay));
     removeButton_->setIcon(style()->standardIcon(QStyle::SP_TrashIcon));
-    addButton->setToolTip(tr("Add a model folder, or a folder of model folders"));
+    addButton->setToolTip(tr("Add a model folder, or a folder of model folders and .gguf files"));
     removeButton_->setToolTip(tr("Forget a folder you added (nothing is deleted on disk)"));
 
     auto* toolbar = new QHBoxLayout;
@@ -147,7 +147,7 @@ void ModelsPage::showDetails() {
     if (!e) {
         details_->setText(library_->isScanning() ? tr("Scanning…")
                                                  : tr("No model selected. Add a folder with Hugging Face models "
-                                                      "(config.json + *.safetensors) or LoRA adapters."));
+                                                      "(config.json + *.safetensors), GGUF files or LoRA adapters."));
         details_->setStyleSheet(QString());
         return;
     }

@@ -18,6 +18,7 @@
 
 
 #include "test_paths.h"
+#include "tiny_gguf.h"
 #include "ui_test_env.h"
 
 #include <QCheckBox>
@@ -137,7 +138,8 @@ private slots:
             << w->datasetPathEdit()->text() << QString::number(w->datasetTable()->rowCount())
             << QString::number(w->topKBox()->value()) << QString::number(w->validationSplitBox()->value())
             << QString::number(w->lrBox()->value()) << QString::number(w->epochsBox()->value())
-            << QString::number(w->batchBox()->value()) << QString::number(w->seedBox()->value());
+            << QString::number(w->batchBox()->value()) << QString::number(w->seedBox()->value())
+            << w->quantizeBox()->currentText();
         return out;
     }
 
@@ -419,6 +421,66 @@ private slots:
         const QString message = failed.first().first().toString();
         QVERIFY2(message.contains("bad.json") && message.contains("rows[1]"), qPrintable(message));
         QVERIFY(window_->trainingPage()->stageText().contains("rows[1]"));
+    }
+
+    // GGUF files as base and fine-tuned expert (the engine's ModelConfig and
+    // compatibility checks read them like folders), and the quantize-on-load
+    // choice on the Routing page written to the selector as `quantize`.
+    void ggufBaseAndExpertWithQuantize() {
+        const QString dir = tmp_.path() + "/gguf";
+        QVERIFY(QDir().mkpath(dir));
+        const QString base = dir + "/tiny-base.gguf", expert = dir + "/tiny-chat.Q8_0.gguf", code = dir + "/tiny-code.gguf";
+        QVERIFY(moe::test::writeGguf(base, moe::test::tinyLlamaGguf(false)));
+        QVERIFY(moe::test::writeGguf(expert, moe::test::tinyLlamaGguf(true)));
+        QVERIFY(moe::test::writeGguf(code, moe::test::tinyLlamaGguf(false)));
+        BuildWizard wizard(window_->library());
+        wizard.basePathEdit()->setText(base);
+        emit wizard.basePathEdit()->editingFinished();
+        QVERIFY2(wizard.page(BuildWizard::BasePage)->isComplete(), qPrintable(wizard.baseFacts()->text()));
+        QVERIFY2(wizard.baseFacts()->text().contains("LlamaForCausalLM") && wizard.baseFacts()->text().contains("hidden 32"),
+                 qPrintable(wizard.baseFacts()->text()));
+        QCOMPARE(wizard.layerBoxes().size(), 1);
+        QVERIFY2(wizard.addExpert(expert), qPrintable(wizard.expertsMessage()->text()));
+        QCOMPARE(wizard.expertsTable()->item(0, 0)->text(), QStringLiteral("tiny-chat.Q8_0.gguf"));
+        QCOMPARE(wizard.expertsTable()->item(0, 1)->text(), QStringLiteral("fine_tuned"));
+        QVERIFY(wizard.page(BuildWizard::ExpertsPage)->isComplete());
+        // A GGUF of another shape is refused with the engine's reason.
+        const QString other = dir + "/wide.gguf";
+        QVERIFY(moe::test::writeGguf(other, moe::test::tinyLlamaGguf(false, [](moe::test::GgufBuilder& b) {
+            b.u32("llama.block_count", 2);
+        })));
+        QVERIFY(!wizard.addExpert(other));
+        QVERIFY(!wizard.expertsMessage()->text().isEmpty());
+        wizard.removeExpert(1);
+        QVERIFY2(wizard.addExpert(code), qPrintable(wizard.expertsMessage()->text()));
+
+        wizard.gateModeBox()->setCurrentIndex(wizard.gateModeBox()->findText("random")); // no dataset needed
+        QComboBox* quantize = wizard.quantizeBox();
+        QCOMPARE(quantize->currentData().toInt(), int(moe::QuantizeScheme::None));
+        QCOMPARE(wizard.selector().quantize, moe::QuantizeScheme::None);
+        quantize->setCurrentIndex(quantize->findData(int(moe::QuantizeScheme::Q4_K)));
+        QCOMPARE(wizard.selector().quantize, moe::QuantizeScheme::Q4_K);
+        const QString path = tmp_.path() + "/gguf.toml";
+        QString error;
+        QVERIFY2(wizard.saveSelector(path, &error), qPrintable(error));
+        QFile saved(path);
+        QVERIFY(saved.open(QIODevice::ReadOnly));
+        const QByteArray toml = saved.readAll();
+        QVERIFY2(toml.contains("quantize = \"q4_k\""), toml.constData());
+        QVERIFY2(toml.contains("tiny-base.gguf") && toml.contains("tiny-chat.Q8_0.gguf"), toml.constData());
+        const moe::Selector back = moe::loadSelectorAny(path.toStdString());
+        QCOMPARE(back.quantize, moe::QuantizeScheme::Q4_K);
+        QCOMPARE(QString::fromStdString(back.baseModel.string()), base);
+        BuildWizard reopened(window_->library());
+        QVERIFY2(reopened.openSelector(path, &error), qPrintable(error));
+        QCOMPARE(reopened.quantizeBox()->currentData().toInt(), int(moe::QuantizeScheme::Q4_K));
+        // The builder's validation reads the GGUF experts' MLP tensors: 2 experts × 3 matrices of 32 × 32.
+        wizard.selectLayers("none"); // the label follows the layer boxes
+        wizard.selectLayers("all");
+        for (BuildWizard* w : {&wizard, &reopened})
+            QTRY_VERIFY2(w->memoryLabel()->text().contains("for 1 layers"), qPrintable(w->memoryLabel()->text()));
+        QCOMPARE(pageState(&reopened), pageState(&wizard));
+        QVERIFY(reopened.summaryLabel()->text().contains("q4_k"));
     }
 
     void cleanupTestCase() { window_.reset(); }

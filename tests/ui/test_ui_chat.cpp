@@ -1,13 +1,16 @@
 // The chat page with the demo base model on the real engine: streamed replies,
 // Enter to send, Stop, Regenerate, the conversation saved after every message,
 // a UI thread that keeps running while the engine works, and a native MoE under
-// an expert budget set in the side panel.
+// an expert budget set in the side panel; the quantize-on-load choice saved in
+// the settings and used by the engine for the next model loaded.
 #include "chat_controller.h"
 #include "chat_page.h"
 #include "conversation.h"
 #include "expert_usage_view.h"
 #include "main_window.h"
 #include "model_library.h"
+
+#include "moe/runnable_model.h"
 
 #include "reference_model.h"
 #include "test_paths.h"
@@ -19,7 +22,9 @@
 #include <QJsonObject>
 #include <QGroupBox>
 #include <QLabel>
+#include <QComboBox>
 #include <QLineEdit>
+#include <QSettings>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -50,6 +55,7 @@ class TestUiChat : public QObject {
     QTemporaryDir tmp_;
     std::unique_ptr<MainWindow> window_;
     QString basePath_;
+    quint64 baseDeviceBytes_ = 0; // the demo base's weights on the device, as stored
 
     ChatController* chat() { return window_->chat(); }
     ChatPage* page() { return window_->chatPage(); }
@@ -78,6 +84,9 @@ private slots:
         QCOMPARE(chat()->modelInfo().path, basePath_);
         QVERIFY(chat()->modelInfo().moeLayers.isEmpty());
         QVERIFY(!page()->expertUsageView()->isVisibleTo(page())); // dense model: no expert usage
+        QVERIFY(chat()->modelInfo().quantize.isEmpty());
+        baseDeviceBytes_ = chat()->modelInfo().deviceBytes;
+        QVERIFY(baseDeviceBytes_ > 0);
     }
 
     void cleanupTestCase() { window_.reset(); }
@@ -336,6 +345,66 @@ private slots:
         QTRY_VERIFY_WITH_TIMEOUT(!chat()->isModelLoading(), 60000);
         QVERIFY2(chat()->isModelLoaded(), qPrintable(page()->statusText()));
         QCOMPARE(chat()->modelInfo().expertBudget, expertBytes / 2);
+    }
+
+    // Quantize on load: the combo next to the expert budget goes to the
+    // worker's OpenOptions for the models loaded after the change (the one
+    // loaded stays as it is), is saved in the settings like the budget, and a
+    // saved choice is in force before the next session's model loads.
+    void quantizeOnLoadRoundTripsAndReachesTheWorker() {
+        QComboBox* box = page()->quantizeBox();
+        QStringList names;
+        for (int i = 0; i < box->count(); ++i) names << box->itemText(i);
+        QCOMPARE(names, QStringList({"Off", "Q8_0", "Q4_K (Q4_K_M mix)", "Q4_0"}));
+        QVERIFY(box->toolTip().contains("loaded after"));
+        page()->chooseModel(basePath_);
+        QTRY_VERIFY_WITH_TIMEOUT(!chat()->isModelLoading(), 120000);
+        QVERIFY2(chat()->isModelLoaded(), qPrintable(page()->statusText()));
+
+        box->setCurrentIndex(box->findData(QStringLiteral("q8_0")));
+        QVERIFY(chat()->quantize() == moe::QuantizeScheme::Q8_0);
+        QVERIFY(chat()->modelInfo().quantize.isEmpty()); // the loaded model is not reloaded
+        page()->saveSettings();
+        QCOMPARE(QSettings().value("chat/quantize").toString(), QStringLiteral("q8_0"));
+
+        // The next load runs under it: the engine reports the scheme it applied.
+        page()->chooseModel(basePath_);
+        QTRY_VERIFY_WITH_TIMEOUT(!chat()->isModelLoading(), 120000);
+        QVERIFY2(chat()->isModelLoaded(), qPrintable(page()->statusText()));
+        QVERIFY(chat()->worker()->openOptions().quantize == moe::QuantizeScheme::Q8_0);
+        QCOMPARE(chat()->modelInfo().quantize, QStringLiteral("q8_0"));
+        QVERIFY2(chat()->modelInfo().deviceBytes < baseDeviceBytes_,
+                 qPrintable(QString("%1 vs %2").arg(chat()->modelInfo().deviceBytes).arg(baseDeviceBytes_)));
+        QVERIFY2(page()->statusText().contains("quantized on load: q8_0"), qPrintable(page()->statusText()));
+        // It still chats.
+        chat()->newChat();
+        page()->applySettings(greedy(4));
+        QSignalSpy finished(chat(), &ChatController::replyFinished);
+        typeAndSend("Hello");
+        QVERIFY(finished.wait(120000));
+        QCOMPARE(finished.first().at(1).value<ReplyStats>().generatedTokens, 4);
+
+        // A saved choice comes back with the settings, before any model loads.
+        QSettings().setValue("chat/quantize", "q4_k");
+        page()->loadSettings();
+        QCOMPARE(box->currentData().toString(), QStringLiteral("q4_k"));
+        QVERIFY(chat()->quantize() == moe::QuantizeScheme::Q4_K);
+        page()->chooseModel(basePath_);
+        QTRY_VERIFY_WITH_TIMEOUT(!chat()->isModelLoading(), 120000);
+        QVERIFY2(chat()->isModelLoaded(), qPrintable(page()->statusText()));
+        QCOMPARE(chat()->modelInfo().quantize, QStringLiteral("q4_k"));
+
+        // Off: weights as stored again.
+        box->setCurrentIndex(box->findData(QString()));
+        QVERIFY(!chat()->quantize());
+        page()->saveSettings();
+        QCOMPARE(QSettings().value("chat/quantize").toString(), QString());
+        page()->chooseModel(basePath_);
+        QTRY_VERIFY_WITH_TIMEOUT(!chat()->isModelLoading(), 120000);
+        QVERIFY(chat()->isModelLoaded());
+        QVERIFY(!chat()->worker()->openOptions().quantize);
+        QVERIFY(chat()->modelInfo().quantize.isEmpty());
+        QCOMPARE(chat()->modelInfo().deviceBytes, baseDeviceBytes_);
     }
 };
 

@@ -8,6 +8,7 @@
 
 #include "moe/safetensors.h"
 #include "test_paths.h"
+#include "tiny_gguf.h"
 #include "ui_test_env.h"
 
 #include <QFile>
@@ -187,6 +188,88 @@ private slots:
         QCOMPARE(e.parameters, qint64(8 * 4 + 3 * 4));
         QCOMPARE(e.dtype, QStringLiteral("F32"));
         QVERIFY(!e.isChatLoadable());
+    }
+
+    // GGUF files in a user folder and its sub-folders, inspected through the
+    // engine: facts, the dtype mix, base / expert by shape, and the engine's
+    // error for a file it cannot run (its architecture, or a tensor it does not know).
+    void ggufFilesAreListedWithTheirFacts() {
+        const QString dir = tmp_.path() + "/gguf-models";
+        QVERIFY(QDir().mkpath(dir + "/fine-tunes"));
+        QVERIFY(QDir().mkpath(dir + "/broken"));
+        const QString base = dir + "/tiny-base.Q8_0.gguf", expert = dir + "/fine-tunes/tiny-chat.gguf";
+        const QString badArch = dir + "/gpt2.gguf", badTensor = dir + "/broken/sinks.gguf";
+        QVERIFY(moe::test::writeGguf(base, moe::test::tinyLlamaGguf(true)));
+        QVERIFY(moe::test::writeGguf(expert, moe::test::tinyLlamaGguf(false)));
+        QVERIFY(moe::test::writeGguf(badArch, moe::test::tinyLlamaGguf(false, {}, "gpt2")));
+        QVERIFY(moe::test::writeGguf(badTensor, moe::test::tinyLlamaGguf(false, [](moe::test::GgufBuilder& b) {
+            b.tensor("blk.0.attn_sinks.weight", {2}, 0, std::vector<uint8_t>(8, 0));
+        })));
+        writeText(dir + "/README.md", "not a model");
+
+        const QVector<ModelEntry> entries = scanModelSources({{dir, ModelSourceType::UserFolder}});
+        QCOMPARE(entries.size(), 4);
+        auto find = [&](const QString& path) -> const ModelEntry* {
+            for (const ModelEntry& e : entries)
+                if (e.path == QFileInfo(path).absoluteFilePath()) return &e;
+            return nullptr;
+        };
+        const ModelEntry* b = find(base);
+        QVERIFY(b);
+        QVERIFY2(b->isValid(), qPrintable(b->error));
+        QVERIFY(b->gguf);
+        QCOMPARE(b->name, QStringLiteral("tiny-base.Q8_0.gguf"));
+        QCOMPARE(b->kind, ModelKind::Base);
+        QCOMPARE(b->architecture, QStringLiteral("LlamaForCausalLM"));
+        QCOMPARE(b->layers, 1);
+        QCOMPARE(b->hiddenSize, 32);
+        QCOMPARE(b->intermediateSize, 32);
+        QCOMPARE(b->vocabSize, 8);
+        QCOMPARE(b->parameters, moe::test::kTinyLlamaParameters);
+        QCOMPARE(b->dtype, QStringLiteral("Q8_0 + F32")); // matrices Q8_0, embeddings and norms F32
+        QCOMPARE(b->sizeOnDisk, QFileInfo(base).size());
+        QVERIFY(b->isChatLoadable());
+
+        const ModelEntry* x = find(expert);
+        QVERIFY(x);
+        QVERIFY2(x->isValid(), qPrintable(x->error));
+        QCOMPARE(x->kind, ModelKind::Expert); // same shape as the base, one level down
+        QCOMPARE(x->baseModel, b->path);
+        QCOMPARE(x->dtype, QStringLiteral("F32"));
+        QCOMPARE(x->parameters, moe::test::kTinyLlamaParameters);
+
+        const ModelEntry* arch = find(badArch);
+        QVERIFY(arch);
+        QCOMPARE(arch->kind, ModelKind::Invalid);
+        QCOMPARE(kindName(arch->kind), QStringLiteral("error"));
+        for (const char* part : {"general.architecture", "gpt2", "not supported"})
+            QVERIFY2(arch->error.contains(part), qPrintable(arch->error));
+        QVERIFY2(arch->error.contains(badArch), qPrintable(arch->error));
+        const ModelEntry* sinks = find(badTensor);
+        QVERIFY(sinks);
+        QCOMPARE(sinks->kind, ModelKind::Invalid);
+        QVERIFY2(sinks->error.contains("blk.0.attn_sinks.weight"), qPrintable(sinks->error));
+
+        // In the window: the table's cells and the error in the status column.
+        MainWindow window;
+        window.show();
+        window.start();
+        QTRY_VERIFY_WITH_TIMEOUT(!window.library()->isScanning(), 60000);
+        window.modelsPage()->addFolder(dir);
+        QTRY_VERIFY_WITH_TIMEOUT(!window.library()->isScanning(), 60000);
+        const ModelLibrary& lib = *window.library();
+        const int row = lib.rowOfPath(b->path);
+        QVERIFY(row >= 0);
+        QCOMPARE(lib.data(lib.index(row, ModelLibrary::DType)).toString(), QStringLiteral("Q8_0 + F32"));
+        QCOMPARE(lib.data(lib.index(row, ModelLibrary::Kind)).toString(), QStringLiteral("base"));
+        QCOMPARE(lib.data(lib.index(row, ModelLibrary::Layers)).toString(), QStringLiteral("1"));
+        QCOMPARE(lib.data(lib.index(row, ModelLibrary::Size)).toString(), humanBytes(QFileInfo(base).size()));
+        const int bad = lib.rowOfPath(arch->path);
+        QVERIFY(bad >= 0);
+        QCOMPARE(lib.data(lib.index(bad, ModelLibrary::Kind)).toString(), QStringLiteral("error"));
+        QCOMPARE(lib.data(lib.index(bad, ModelLibrary::Location)).toString(), arch->error);
+        window.modelsPage()->removeFolder(QDir::cleanPath(dir));
+        QTRY_VERIFY_WITH_TIMEOUT(!window.library()->isScanning(), 60000);
     }
 
     void huggingFaceCacheIsDiscovered() {
