@@ -82,8 +82,13 @@ vec2 unpackBf16x2(uint u) { return vec2(uintBitsToFloat(u << 16), uintBitsToFloa
 #endif
 #define QSEL_w false
 #define QSEL_wu true
-#define LOAD8(NAME, e, a, b) { qload8(QSEL_##NAME, e, a, b); }
-#define LOAD1(NAME, e) qload1(QSEL_##NAME, e)
+// `base`: the row's first word (row * Kp, Kp the row's words); K its weights.
+#define LOAD8R(NAME, base, K, col, a, b) { qload8(QSEL_##NAME, base, K, col, a, b); }
+#define LOAD1R(NAME, base, K, col) qload1(QSEL_##NAME, base, K, col)
+#else
+// `base`: the row's first element (row * Kp); K unused.
+#define LOAD8R(NAME, base, K, col, a, b) LOAD8(NAME, (base) + (col), a, b)
+#define LOAD1R(NAME, base, K, col) LOAD1(NAME, (base) + (col))
 #endif
 
 // Workgroup counts above 65535 are split over x and z by the host.

@@ -20,5 +20,5 @@ void main() {
     const uint i = idx % p.dim;
     const uint tok = min(step.tokens[t], p.vocab - 1u); // the host validates ids; never read out of bounds
     if (tok < p.first_row || tok >= p.first_row + p.row_count) return;
-    outv[idx] = LOAD1(w, (tok - p.first_row) * p.Kp + i);
+    outv[idx] = LOAD1R(w, (tok - p.first_row) * p.Kp, p.dim, i);
 }

@@ -66,10 +66,10 @@ void main() {
     const uint kFull = (p.K / 8u) * 8u;
     for (uint k = 0; k < kFull; k += 8u) {
         vec4 wa[R], wb[R];
-        for (uint i = 0; i < R; ++i) LOAD8(w, wr[i] + k, wa[i], wb[i])
+        for (uint i = 0; i < R; ++i) LOAD8R(w, wr[i], p.K, k, wa[i], wb[i])
 #ifdef GATED
         vec4 ua[R], ub[R];
-        for (uint i = 0; i < R; ++i) LOAD8(wu, wr[i] + k, ua[i], ub[i])
+        for (uint i = 0; i < R; ++i) LOAD8R(wu, wr[i], p.K, k, ua[i], ub[i])
 #endif
         for (uint t = 0; t < TOKENS; ++t) {
             const uint xi = xb[t] + k;
@@ -88,9 +88,9 @@ void main() {
     for (uint k = kFull; k < p.K; ++k)
         for (uint q = 0; q < QUADS; ++q) {
             const uint i = 4u * q;
-            const vec4 wk = vec4(LOAD1(w, wr[i] + k), LOAD1(w, wr[i + 1u] + k), LOAD1(w, wr[i + 2u] + k), LOAD1(w, wr[i + 3u] + k));
+            const vec4 wk = vec4(LOAD1R(w, wr[i], p.K, k), LOAD1R(w, wr[i + 1u], p.K, k), LOAD1R(w, wr[i + 2u], p.K, k), LOAD1R(w, wr[i + 3u], p.K, k));
 #ifdef GATED
-            const vec4 uk = vec4(LOAD1(wu, wr[i] + k), LOAD1(wu, wr[i + 1u] + k), LOAD1(wu, wr[i + 2u] + k), LOAD1(wu, wr[i + 3u] + k));
+            const vec4 uk = vec4(LOAD1R(wu, wr[i], p.K, k), LOAD1R(wu, wr[i + 1u], p.K, k), LOAD1R(wu, wr[i + 2u], p.K, k), LOAD1R(wu, wr[i + 3u], p.K, k));
 #endif
             for (uint t = 0; t < TOKENS; ++t) {
                 const float xk = LOADX(x, xb[t] + k);

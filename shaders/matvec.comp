@@ -161,6 +161,34 @@ void main() {
 #endif
         }
         const uint stride = gl_SubgroupSize * SPLIT_K;
+#if defined(W_QUANT)
+        // 64 weights a step, so that a lane reads whole texels of blocks
+        // (quant.glsl); inputs past K (a row of an odd number of 32-blocks) are zeros.
+        const uint chunks = (p.K + 63u) / 64u;
+        for (uint c = part * gl_SubgroupSize + lane; c < chunks; c += stride) {
+            const uint k0 = c * 64u;
+            vec4 xs[16];
+            for (uint i = 0u; i < 16u; ++i) {
+                const uint k = k0 + 4u * i;
+                const bool inside = k < p.K;
+                xs[i] = inside ? LOADX4(x, xbase + k) : vec4(0.0);
+                if (NORM_INPUT) {
+                    sumsq += dot(xs[i], xs[i]);
+                    xs[i] *= inside ? LOADX4(normw, k) : vec4(0.0);
+                }
+#if defined(EXPERTS) && !defined(GATED)
+                xs[i] *= routeWeight;
+#endif
+            }
+            const vec4 xg = qsums16(xs);
+            for (uint r = 0; r < ROWS; ++r) {
+                acc[r] += qdot64(false, wbase[r], p.K, c, xs, xg);
+#ifdef GATED
+                accu[r] += qdot64(true, wbase[r], p.K, c, xs, xg);
+#endif
+            }
+        }
+#else
         for (uint b = part * gl_SubgroupSize + lane; b < blocks; b += stride) {
             const uint xi = xbase + b * 8u;
             vec4 x0 = LOADX4(x, xi), x1 = LOADX4(x, xi + 4u);
@@ -175,10 +203,10 @@ void main() {
 #endif
             for (uint r = 0; r < ROWS; ++r) {
                 vec4 a0, a1;
-                LOAD8(w, wbase[r] + b * 8u, a0, a1)
+                LOAD8R(w, wbase[r], p.K, b * 8u, a0, a1)
                 acc[r] += dot(a0, x0) + dot(a1, x1);
 #ifdef GATED
-                LOAD8(wu, wbase[r] + b * 8u, a0, a1)
+                LOAD8R(wu, wbase[r], p.K, b * 8u, a0, a1)
                 accu[r] += dot(a0, x0) + dot(a1, x1);
 #endif
             }
@@ -193,12 +221,13 @@ void main() {
             xk *= routeWeight;
 #endif
             for (uint r = 0; r < ROWS; ++r) {
-                acc[r] += LOAD1(w, wbase[r] + k) * xk;
+                acc[r] += LOAD1R(w, wbase[r], p.K, k) * xk;
 #ifdef GATED
-                accu[r] += LOAD1(wu, wbase[r] + k) * xk;
+                accu[r] += LOAD1R(wu, wbase[r], p.K, k) * xk;
 #endif
             }
         }
+#endif
     } // choices
     float sums[PARTIALS];
     sums[ROWS * SUMS] = NORM_INPUT ? subgroupAdd(sumsq) : 0.0;

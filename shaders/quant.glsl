@@ -1,30 +1,19 @@
-// Weights in ggml's quantized block layouts (moe/quant.h), dequantized as
-// they are loaded: LOAD8 and LOAD1 of common.glsl for the W_Q* variants.
-// Included by a weight-reading shader after its weight bindings (w, and wu
-// when GATED). Element e of the matrix lies in block e / QK at byte
-// (e / QK) * BLOCK_BYTES: rows are whole blocks, one after another. Blocks
-// of 34, 18, 22 or 210 bytes do not keep 4-byte alignment, so bytes are read
-// from 32-bit words at any byte address.
+// Weights in ggml's quantized block types (moe/quant.h), dequantized as they
+// are read. Included by a weight-reading shader after its weight bindings (w,
+// and wu when GATED). `rw` is a row's first 32-bit word (row * Kp, Kp being
+// the row's words for these types) and K its weights.
+//
+// The host lays each row out (DeviceMatrix, device_matrix.cpp) so that a
+// lane reads whole 16-byte texels: the legacy types' quants of all blocks
+// first (32 or 16 bytes a block), then their per-block scales (and Q5_0's
+// and Q5_1's high bits) in a second plane; the row padded to whole pairs of
+// blocks (Kc weights). Q4_K and Q5_K blocks stay as ggml has them (144 and
+// 176 bytes, texel-aligned); Q6_K's quants (192 bytes a block) come first,
+// then the 16 scale bytes of every block, then the float16 d of every block.
+// Rows are padded to whole texels.
 
-#if defined(W_Q8_0)
-const uint QK = 32u, BLOCK_BYTES = 34u;
-#elif defined(W_Q4_0)
-const uint QK = 32u, BLOCK_BYTES = 18u;
-#elif defined(W_Q4_1)
-const uint QK = 32u, BLOCK_BYTES = 20u;
-#elif defined(W_Q5_0)
-const uint QK = 32u, BLOCK_BYTES = 22u;
-#elif defined(W_Q5_1)
-const uint QK = 32u, BLOCK_BYTES = 24u;
-#elif defined(W_Q4_K)
-const uint QK = 256u, BLOCK_BYTES = 144u;
-#elif defined(W_Q5_K)
-const uint QK = 256u, BLOCK_BYTES = 176u;
-#elif defined(W_Q6_K)
-const uint QK = 256u, BLOCK_BYTES = 210u;
-#endif
-
-// Word i of the weights (`up`: the GATED up projection wu, else w).
+// Word i of the weights, and the texel-aligned four words from i (`up`: the
+// GATED up projection wu, else w).
 uint qword(bool up, uint i) {
 #if defined(TEXEL_READS)
 #if defined(GATED)
@@ -38,123 +27,246 @@ uint qword(bool up, uint i) {
     return wq[i];
 #endif
 }
+uvec4 qvec4(bool up, uint i) {
+#if defined(TEXEL_READS)
+#if defined(GATED)
+    if (up) return texelFetch(wut, int(i >> 2));
+#endif
+    return texelFetch(wt, int(i >> 2));
+#else
+#if defined(GATED)
+    if (up) return uvec4(wuq[i], wuq[i + 1u], wuq[i + 2u], wuq[i + 3u]);
+#endif
+    return uvec4(wq[i], wq[i + 1u], wq[i + 2u], wq[i + 3u]);
+#endif
+}
 
-// The 4 bytes at byte address `a` (any alignment), little-endian.
-uint qbytes4(bool up, uint a) {
-    const uint i = a >> 2, s = (a & 3u) * 8u;
-    const uint lo = qword(up, i);
-    return s == 0u ? lo : (lo >> s) | (qword(up, i + 1u) << (32u - s));
-}
-uint qbyte(bool up, uint a) { return (qword(up, a >> 2) >> ((a & 3u) * 8u)) & 0xffu; }
-// The float16 at an even byte address.
-float qhalf(bool up, uint a) {
-    const uint w = qword(up, a >> 2);
-    return unpackHalf2x16((a & 2u) != 0u ? w >> 16 : w).x;
-}
-// The 4 bytes of q as unsigned, signed, low-nibble and high-nibble values.
-vec4 u8x4(uint q) { return vec4((uvec4(q) >> uvec4(0u, 8u, 16u, 24u)) & 0xffu); }
+// Half h (0: low, 1: high) of a word as a float16.
+float half16(uint w, uint h) { return unpackHalf2x16(w >> (16u * h)).x; }
+uint byteOf(uint w, uint k) { return (w >> (8u * k)) & 0xffu; }
+// The 4 bytes of q as signed values, as low nibbles and as high nibbles.
 vec4 i8x4(uint q) { return vec4((ivec4(q) << ivec4(24, 16, 8, 0)) >> 24); }
 vec4 lo4x4(uint q) { return vec4((uvec4(q) >> uvec4(0u, 8u, 16u, 24u)) & 0xfu); }
 vec4 hi4x4(uint q) { return vec4((uvec4(q) >> uvec4(4u, 12u, 20u, 28u)) & 0xfu); }
 // Bits 0..3 of `bits` as 0 or 1.
 vec4 bits4(uint bits) { return vec4((uvec4(bits) >> uvec4(0u, 1u, 2u, 3u)) & 1u); }
+// Bit s of each of the 4 bytes of h as 0 or 1.
+vec4 byteBits(uint h, uint s) { return vec4((uvec4(h) >> (uvec4(0u, 8u, 16u, 24u) + s)) & 1u); }
+
+// Words of the quants plane of a row of Kc weights (where the legacy types'
+// scale plane starts).
+#if defined(W_Q8_0)
+uint qplaneWords(uint Kc) { return Kc / 4u; }
+#else
+uint qplaneWords(uint Kc) { return Kc / 8u; }
+#endif
+uint paddedK(uint K) { return (K + 63u) & ~63u; }
+
+#if defined(W_Q4_K)
+#define KQ_BLOCK_WORDS 36u
+#define KQ_QS 4u
+#elif defined(W_Q5_K)
+#define KQ_BLOCK_WORDS 44u
+#define KQ_QS 12u
+#endif
 
 #if defined(W_Q4_K) || defined(W_Q5_K)
-// The 6-bit scale and minimum of sub-block j (0..7), packed in the 12 bytes at `a`.
-vec2 scaleMinK4(bool up, uint a, uint j) {
-    if (j < 4u) return vec2(qbyte(up, a + j) & 63u, qbyte(up, a + j + 4u) & 63u);
-    const uint s = qbyte(up, a + j + 4u);
-    return vec2((s & 0xfu) | ((qbyte(up, a + j - 4u) >> 6) << 4), (s >> 4) | ((qbyte(up, a + j) >> 6) << 4));
+// The 6-bit scale and minimum of sub-block j (0..7) from the 12 bytes (words
+// s0, s1, s2) after d and dmin.
+vec2 scaleMinK4(uint s0, uint s1, uint s2, uint j) {
+    if (j < 4u) return vec2(byteOf(s0, j) & 63u, byteOf(s1, j) & 63u);
+    const uint k = j - 4u, s = byteOf(s2, k);
+    return vec2((s & 0xfu) | ((byteOf(s0, k) >> 6) << 4), (s >> 4) | ((byteOf(s1, k) >> 6) << 4));
 }
 #endif
 
-// Weights e .. e + 7 (e a multiple of 8, so all in one block).
-void qload8(bool up, uint e, out vec4 lo, out vec4 hi) {
-    const uint a = (e / QK) * BLOCK_BYTES, o = e % QK;
+// The sums of xs[0..3], xs[4..7], xs[8..11], xs[12..15] (16 inputs each),
+// which the block offsets and minimums multiply: once per 64 inputs, for all rows.
+vec4 qsums16(vec4 xs[16]) {
+    vec4 g = vec4(0.0);
+    for (uint i = 0u; i < 4u; ++i)
+        g += vec4(dot(xs[i], vec4(1.0)), dot(xs[4u + i], vec4(1.0)), dot(xs[8u + i], vec4(1.0)), dot(xs[12u + i], vec4(1.0)));
+    return g;
+}
+
+// 4 weights of a 32-block from nibble word q (low or high nibbles, `shift` 0
+// or 4) and, for the 5-bit types, their fifth bits from qh >> first.
+vec4 nib4(uint q, uint shift) { return vec4((uvec4(q) >> (uvec4(0u, 8u, 16u, 24u) + shift)) & 0xfu); }
+vec4 nib5(uint q, uint shift, uint qh) {
+    return vec4(((uvec4(q) >> (uvec4(0u, 8u, 16u, 24u) + shift)) & 0xfu) | (((uvec4(qh) >> uvec4(0u, 1u, 2u, 3u)) & 1u) << 4));
+}
+
+// Σ weight·x over weights 64c .. 64c + 63 of the row at word rw: xs[0..7]
+// hold the first 32 inputs, xs[8..15] the next 32 (zeros past K); xg = qsums16(xs).
+float qdot64(bool up, uint rw, uint K, uint c, vec4 xs[16], vec4 xg) {
+    float sa = 0.0, sb = 0.0; // the halves' dot products
+    const float xa = xg.x + xg.y, xb = xg.z + xg.w;
 #if defined(W_Q8_0)
-    const float d = qhalf(up, a);
-    lo = d * i8x4(qbytes4(up, a + 2u + o));
-    hi = d * i8x4(qbytes4(up, a + 6u + o));
+    const uvec4 a0 = qvec4(up, rw + 16u * c), a1 = qvec4(up, rw + 16u * c + 4u);
+    const uvec4 b0 = qvec4(up, rw + 16u * c + 8u), b1 = qvec4(up, rw + 16u * c + 12u);
+    sa = dot(i8x4(a0.x), xs[0]) + dot(i8x4(a0.y), xs[1]) + dot(i8x4(a0.z), xs[2]) + dot(i8x4(a0.w), xs[3]) +
+         dot(i8x4(a1.x), xs[4]) + dot(i8x4(a1.y), xs[5]) + dot(i8x4(a1.z), xs[6]) + dot(i8x4(a1.w), xs[7]);
+    sb = dot(i8x4(b0.x), xs[8]) + dot(i8x4(b0.y), xs[9]) + dot(i8x4(b0.z), xs[10]) + dot(i8x4(b0.w), xs[11]) +
+         dot(i8x4(b1.x), xs[12]) + dot(i8x4(b1.y), xs[13]) + dot(i8x4(b1.z), xs[14]) + dot(i8x4(b1.w), xs[15]);
+    const uint d = qword(up, rw + qplaneWords(paddedK(K)) + c);
+    return half16(d, 0u) * sa + half16(d, 1u) * sb;
 #elif defined(W_Q4_0) || defined(W_Q4_1) || defined(W_Q5_0) || defined(W_Q5_1)
-    // Byte j of the nibbles holds weight j (low nibble) and j + 16 (high).
-#if defined(W_Q4_0)
-    const uint qs = a + 2u;
-#elif defined(W_Q4_1)
-    const uint qs = a + 4u;
-#elif defined(W_Q5_0)
-    const uint qs = a + 6u;
+    // A block's 16 bytes: byte j holds weight j (low nibble) and j + 16 (high).
+    const uvec4 a = qvec4(up, rw + 8u * c), b = qvec4(up, rw + 8u * c + 4u);
+    const uint tail = rw + qplaneWords(paddedK(K));
+#if defined(W_Q5_0) || defined(W_Q5_1)
+    // Per block 8 bytes: qh (weight k's fifth bit is bit k), then d (Q5_0) or d and m.
+    const uvec4 t = qvec4(up, tail + 4u * c);
+    const uint qha = t.x, qhb = t.z;
+    for (uint k = 0u; k < 4u; ++k) {
+        sa += dot(nib5(a[k], 0u, qha >> (4u * k)), xs[k]) + dot(nib5(a[k], 4u, qha >> (16u + 4u * k)), xs[4u + k]);
+        sb += dot(nib5(b[k], 0u, qhb >> (4u * k)), xs[8u + k]) + dot(nib5(b[k], 4u, qhb >> (16u + 4u * k)), xs[12u + k]);
+    }
+#if defined(W_Q5_0)
+    return half16(t.y, 0u) * (sa - 16.0 * xa) + half16(t.w, 0u) * (sb - 16.0 * xb);
 #else
-    const uint qs = a + 8u;
+    return half16(t.y, 0u) * sa + half16(t.y, 1u) * xa + half16(t.w, 0u) * sb + half16(t.w, 1u) * xb;
 #endif
-    const uint j = o & 15u;
-    const uint q0 = qbytes4(up, qs + j), q1 = qbytes4(up, qs + j + 4u);
+#else
+    for (uint k = 0u; k < 4u; ++k) {
+        sa += dot(lo4x4(a[k]), xs[k]) + dot(hi4x4(a[k]), xs[4u + k]);
+        sb += dot(lo4x4(b[k]), xs[8u + k]) + dot(hi4x4(b[k]), xs[12u + k]);
+    }
+#if defined(W_Q4_0)
+    const uint d = qword(up, tail + c); // both blocks' float16 scales
+    return half16(d, 0u) * (sa - 8.0 * xa) + half16(d, 1u) * (sb - 8.0 * xb);
+#else
+    // Per block 4 bytes: d and m; this pair's 8 bytes share a texel.
+    const uvec4 t = qvec4(up, (tail + 2u * c) & ~3u);
+    const uint da = (c & 1u) == 0u ? t.x : t.z, db = (c & 1u) == 0u ? t.y : t.w;
+    return half16(da, 0u) * sa + half16(da, 1u) * xa + half16(db, 0u) * sb + half16(db, 1u) * xb;
+#endif
+#endif
+#elif defined(W_Q4_K) || defined(W_Q5_K)
+    // Weights 64cc .. 64cc + 63 of block bk: sub-block 2cc from the low
+    // nibbles of 32 bytes, 2cc + 1 from their high nibbles.
+    const uint bk = c / 4u, cc = c % 4u, base = rw + KQ_BLOCK_WORDS * bk;
+    const uvec4 h = qvec4(up, base);
+    const vec2 smA = scaleMinK4(h.y, h.z, h.w, 2u * cc), smB = scaleMinK4(h.y, h.z, h.w, 2u * cc + 1u);
+    const uvec4 q0 = qvec4(up, base + KQ_QS + 8u * cc), q1 = qvec4(up, base + KQ_QS + 8u * cc + 4u);
+#if defined(W_Q5_K)
+    // The fifth bit of weight l of sub-block s is bit s of qh[l].
+    const uvec4 h0 = qvec4(up, base + 4u), h1 = qvec4(up, base + 8u);
+    for (uint k = 0u; k < 4u; ++k) {
+        sa += dot(lo4x4(q0[k]), xs[k]) + dot(lo4x4(q1[k]), xs[4u + k]) +
+              16.0 * (dot(byteBits(h0[k], 2u * cc), xs[k]) + dot(byteBits(h1[k], 2u * cc), xs[4u + k]));
+        sb += dot(hi4x4(q0[k]), xs[8u + k]) + dot(hi4x4(q1[k]), xs[12u + k]) +
+              16.0 * (dot(byteBits(h0[k], 2u * cc + 1u), xs[8u + k]) + dot(byteBits(h1[k], 2u * cc + 1u), xs[12u + k]));
+    }
+#else
+    for (uint k = 0u; k < 4u; ++k) {
+        sa += dot(lo4x4(q0[k]), xs[k]) + dot(lo4x4(q1[k]), xs[4u + k]);
+        sb += dot(hi4x4(q0[k]), xs[8u + k]) + dot(hi4x4(q1[k]), xs[12u + k]);
+    }
+#endif
+    const float d = half16(h.x, 0u), dmin = half16(h.x, 1u);
+    return d * (smA.x * sa + smB.x * sb) - dmin * (smA.y * xa + smB.y * xb);
+#elif defined(W_Q6_K)
+    // Weights 64q .. 64q + 63 of block bk: parts 2u and 2u + 1 of its
+    // 128-weight half n (u = q % 2). Part p, weight l: the low (p < 2) or high
+    // nibble of ql[64n + 32(p % 2) + l], plus 16 times bits 2p..2p+1 of
+    // qh[32n + l], minus 32; times d and the signed scale of its 16.
+    const uint bk = c / 4u, q = c % 4u, n = q / 2u, u = q % 2u, nb = K / 256u;
+    const uint base = rw + 48u * bk;
+    const uvec4 l0 = qvec4(up, base + 16u * n), l1 = qvec4(up, base + 16u * n + 4u);
+    const uvec4 l2 = qvec4(up, base + 16u * n + 8u), l3 = qvec4(up, base + 16u * n + 12u);
+    const uvec4 g0 = qvec4(up, base + 32u + 8u * n), g1 = qvec4(up, base + 36u + 8u * n);
+    // qh shifts of parts 2u and 2u + 1, and the ql nibble (low for u = 0, high for 1)
+    const uint sA = 4u * u, sB = 4u * u + 2u, ns = 4u * u;
+    float s[4]; // per 16 weights: Σ (value + 32) x
+    for (uint gi = 0u; gi < 4u; ++gi) s[gi] = 0.0;
+    for (uint k = 0u; k < 4u; ++k) {
+        // Part 2u: ql bytes l0, l1 (weights 0..31); part 2u + 1: l2, l3.
+        s[0] += dot(vec4(((uvec4(l0[k]) >> (uvec4(0u, 8u, 16u, 24u) + ns)) & 0xfu) | (((uvec4(g0[k]) >> (uvec4(0u, 8u, 16u, 24u) + sA)) & 3u) << 4)), xs[k]);
+        s[1] += dot(vec4(((uvec4(l1[k]) >> (uvec4(0u, 8u, 16u, 24u) + ns)) & 0xfu) | (((uvec4(g1[k]) >> (uvec4(0u, 8u, 16u, 24u) + sA)) & 3u) << 4)), xs[4u + k]);
+        s[2] += dot(vec4(((uvec4(l2[k]) >> (uvec4(0u, 8u, 16u, 24u) + ns)) & 0xfu) | (((uvec4(g0[k]) >> (uvec4(0u, 8u, 16u, 24u) + sB)) & 3u) << 4)), xs[8u + k]);
+        s[3] += dot(vec4(((uvec4(l3[k]) >> (uvec4(0u, 8u, 16u, 24u) + ns)) & 0xfu) | (((uvec4(g1[k]) >> (uvec4(0u, 8u, 16u, 24u) + sB)) & 3u) << 4)), xs[12u + k]);
+    }
+    // The 4 scales of these parts: bytes 8n + 4u .. 8n + 4u + 3 of the block's 16.
+    const uint sw = qword(up, rw + 48u * nb + 4u * bk + 2u * n + u);
+    const float d = half16(qword(up, rw + 52u * nb + bk / 2u), bk & 1u);
+    float total = 0.0;
+    for (uint gi = 0u; gi < 4u; ++gi) total += float(int(byteOf(sw, gi) << 24) >> 24) * (s[gi] - 32.0 * xg[gi]);
+    return d * total;
+#endif
+}
+
+// Weights col .. col + 7 (col a multiple of 8, so all in one block) of the row at word rw.
+void qload8(bool up, uint rw, uint K, uint col, out vec4 lo, out vec4 hi) {
+#if defined(W_Q8_0)
+    const uint j = col / 32u, o = col % 32u, q = rw + 8u * j + o / 4u;
+    const float d = half16(qword(up, rw + qplaneWords(paddedK(K)) + j / 2u), j & 1u);
+    lo = d * i8x4(qword(up, q));
+    hi = d * i8x4(qword(up, q + 1u));
+#elif defined(W_Q4_0) || defined(W_Q4_1) || defined(W_Q5_0) || defined(W_Q5_1)
+    const uint j = col / 32u, o = col % 32u, q = rw + 4u * j + (o & 15u) / 4u;
+    const uint tail = rw + qplaneWords(paddedK(K));
+    const uint q0 = qword(up, q), q1 = qword(up, q + 1u);
     lo = o < 16u ? lo4x4(q0) : hi4x4(q0);
     hi = o < 16u ? lo4x4(q1) : hi4x4(q1);
-    const float d = qhalf(up, a);
-#if defined(W_Q5_0) || defined(W_Q5_1)
-    // Weight k's fifth bit is bit k of the 32-bit qh.
-#if defined(W_Q5_0)
-    const uint qh = qbytes4(up, a + 2u) >> o;
-#else
-    const uint qh = qbytes4(up, a + 4u) >> o;
-#endif
-    lo += 16.0 * bits4(qh);
-    hi += 16.0 * bits4(qh >> 4);
-#endif
 #if defined(W_Q4_0)
+    const float d = half16(qword(up, tail + j / 2u), j & 1u);
     lo = d * (lo - 8.0);
     hi = d * (hi - 8.0);
-#elif defined(W_Q5_0)
-    lo = d * (lo - 16.0);
-    hi = d * (hi - 16.0);
+#elif defined(W_Q4_1)
+    const uint dm = qword(up, tail + j);
+    lo = half16(dm, 0u) * lo + half16(dm, 1u);
+    hi = half16(dm, 0u) * hi + half16(dm, 1u);
 #else
-    const float m = qhalf(up, a + 2u);
-    lo = d * lo + m;
-    hi = d * hi + m;
+    const uint qh = qword(up, tail + 2u * j) >> o, dw = qword(up, tail + 2u * j + 1u);
+    lo += 16.0 * bits4(qh);
+    hi += 16.0 * bits4(qh >> 4);
+#if defined(W_Q5_0)
+    lo = half16(dw, 0u) * (lo - 16.0);
+    hi = half16(dw, 0u) * (hi - 16.0);
+#else
+    lo = half16(dw, 0u) * lo + half16(dw, 1u);
+    hi = half16(dw, 0u) * hi + half16(dw, 1u);
+#endif
 #endif
 #elif defined(W_Q4_K) || defined(W_Q5_K)
     // Each 64 weights: sub-block 2c from the low nibbles of 32 bytes, 2c + 1 from their high nibbles.
+    const uint bk = col / 256u, o = col % 256u, base = rw + KQ_BLOCK_WORDS * bk;
     const uint c = o / 64u, w = o % 64u, l = w % 32u, sub = 2u * c + w / 32u;
-    const vec2 sm = scaleMinK4(up, a + 4u, sub);
-    const float d = qhalf(up, a) * sm.x, m = qhalf(up, a + 2u) * sm.y;
-#if defined(W_Q4_K)
-    const uint qs = a + 16u;
-#else
-    const uint qs = a + 48u;
-#endif
-    const uint q0 = qbytes4(up, qs + 32u * c + l), q1 = qbytes4(up, qs + 32u * c + l + 4u);
+    const uint dm = qword(up, base);
+    const vec2 sm = scaleMinK4(qword(up, base + 1u), qword(up, base + 2u), qword(up, base + 3u), sub);
+    const float d = half16(dm, 0u) * sm.x, m = half16(dm, 1u) * sm.y;
+    const uint q = base + KQ_QS + (32u * c + l) / 4u;
+    const uint q0 = qword(up, q), q1 = qword(up, q + 1u);
     lo = w < 32u ? lo4x4(q0) : hi4x4(q0);
     hi = w < 32u ? lo4x4(q1) : hi4x4(q1);
 #if defined(W_Q5_K)
-    // The fifth bit of weight l of sub-block s is bit s of qh[l].
-    const uint h0 = qbytes4(up, a + 16u + l), h1 = qbytes4(up, a + 16u + l + 4u);
-    lo += 16.0 * vec4((uvec4(h0) >> (uvec4(0u, 8u, 16u, 24u) + sub)) & 1u);
-    hi += 16.0 * vec4((uvec4(h1) >> (uvec4(0u, 8u, 16u, 24u) + sub)) & 1u);
+    const uint h0 = qword(up, base + 4u + l / 4u), h1 = qword(up, base + 5u + l / 4u);
+    lo += 16.0 * byteBits(h0, sub);
+    hi += 16.0 * byteBits(h1, sub);
 #endif
     lo = d * lo - m;
     hi = d * hi - m;
 #elif defined(W_Q6_K)
-    // Per 128 weights: four runs of 32 from the low / high nibbles of 64 ql
-    // bytes and 2-bit pairs of 32 qh bytes, a signed 8-bit scale per 16.
+    const uint bk = col / 256u, o = col % 256u, nb = K / 256u, base = rw + 48u * bk;
     const uint n = o / 128u, r = o % 128u, part = r / 32u, l = r % 32u;
-    const uint ql = a + 64u * n + l + (part & 1u) * 32u, qh = a + 128u + 32u * n + l;
-    const uint l0 = qbytes4(up, ql), l1 = qbytes4(up, ql + 4u);
-    const uint h0 = qbytes4(up, qh), h1 = qbytes4(up, qh + 4u);
+    const uint ql = base + (64u * n + l + (part & 1u) * 32u) / 4u, qh = base + 32u + (32u * n + l) / 4u;
+    const uint l0 = qword(up, ql), l1 = qword(up, ql + 1u);
+    const uint h0 = qword(up, qh), h1 = qword(up, qh + 1u);
     const uint shift = 2u * part;
-    const vec4 high0 = vec4((uvec4(h0) >> (uvec4(0u, 8u, 16u, 24u) + shift)) & 3u);
-    const vec4 high1 = vec4((uvec4(h1) >> (uvec4(0u, 8u, 16u, 24u) + shift)) & 3u);
-    lo = (part < 2u ? lo4x4(l0) : hi4x4(l0)) + 16.0 * high0 - 32.0;
-    hi = (part < 2u ? lo4x4(l1) : hi4x4(l1)) + 16.0 * high1 - 32.0;
-    const uint sb = qbyte(up, a + 192u + 8u * n + l / 16u + 2u * part);
-    const float d = qhalf(up, a + 208u) * float(int(sb << 24) >> 24);
+    lo = (part < 2u ? lo4x4(l0) : hi4x4(l0)) + 16.0 * vec4((uvec4(h0) >> (uvec4(0u, 8u, 16u, 24u) + shift)) & 3u) - 32.0;
+    hi = (part < 2u ? lo4x4(l1) : hi4x4(l1)) + 16.0 * vec4((uvec4(h1) >> (uvec4(0u, 8u, 16u, 24u) + shift)) & 3u) - 32.0;
+    const uint si = 8u * n + l / 16u + 2u * part; // scale index within the block's 16
+    const uint sb = byteOf(qword(up, rw + 48u * nb + 4u * bk + si / 4u), si & 3u);
+    const float d = half16(qword(up, rw + 52u * nb + bk / 2u), bk & 1u) * float(int(sb << 24) >> 24);
     lo *= d;
     hi *= d;
 #endif
 }
 
-float qload1(bool up, uint e) {
+float qload1(bool up, uint rw, uint K, uint col) {
     vec4 lo, hi;
-    qload8(up, e & ~7u, lo, hi);
-    const uint k = e & 7u;
+    qload8(up, rw, K, col & ~7u, lo, hi);
+    const uint k = col & 7u;
     return k < 4u ? lo[k] : hi[k - 4u];
 }

@@ -105,6 +105,9 @@ int runBench(const BenchArgs& a) {
     const QuantizeScheme quantize = parseQuantizeOption(a.quantize).value_or(QuantizeScheme::None);
     auto model = Model::load(ctx, a.model, {}, budget, quantize);
     const double loadSeconds = secondsSince(t0);
+    // Peak host memory of the load alone (mapped pages, host copies, and on
+    // CPU drivers the device memory itself), before sessions add theirs.
+    const uint64_t loadPeak = bench::peakHostMemory();
     if (budget) {
         if (model->pageableExpertBytes() == 0)
             throw Error("--expert-budget: the model has no routed experts to keep under a budget");
@@ -130,6 +133,8 @@ int runBench(const BenchArgs& a) {
                 {"weight_dtypes", bench::weightDTypes(*model)},
                 {"quantize", toString(quantize)},
                 {"load_seconds", loadSeconds},
+                {"load_peak_host_memory_bytes", loadPeak},
+                {"load_peak_host_memory_over_weights", double(loadPeak) / double(model->deviceBytes())},
                 {"prompt_tokens", a.promptTokens},
                 {"prefill_tokens_per_second", prefillRate},
                 {"generated_tokens", a.genTokens},
@@ -179,7 +184,8 @@ int runBench(const BenchArgs& a) {
     std::printf("weights         %s%s\n", bench::weightDTypes(*model).c_str(),
                 quantize == QuantizeScheme::None ? "" : (std::string(" (quantized on load: ") + toString(quantize) + ")").c_str());
     std::printf("device          %s (%s)\n", ctx.info().name.c_str(), ctx.info().type.c_str());
-    std::printf("load            %.2f s\n", loadSeconds);
+    std::printf("load            %.2f s, peak host memory %s (%.2f x weight bytes)\n", loadSeconds, mib(loadPeak).c_str(),
+                double(loadPeak) / double(model->deviceBytes()));
     std::printf("prefill         %.1f tokens/s (%d-token prompt, %u dispatches)\n", prefillRate, a.promptTokens,
                 speed.prefillDispatches);
     std::printf("decode          %.1f tokens/s (%d tokens, %u dispatches and %u barriers per token)\n", decodeRate,

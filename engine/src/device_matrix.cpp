@@ -20,8 +20,84 @@ void requireWeightDType(DType t) {
                     " are not supported (F32, F16, BF16 and the quantized block types are)");
 }
 
-// Float rows are padded to 8 elements; a block type's rows are whole blocks already.
-uint32_t paddedCols(DType t, uint32_t cols) { return isQuantized(t) ? cols : roundUp(std::max(cols, 1u), 8); }
+// The device layout of block types (shaders/quant.glsl), chosen so that a
+// shader lane reads whole 16-byte texels of a row: for Q8_0, Q4_0, Q4_1,
+// Q5_0 and Q5_1 the quants of every block first (32 or 16 bytes each), then
+// a plane of per-block scales (Q8_0, Q4_0: d; Q4_1: d, m; Q5_0: qh, d and 2
+// zero bytes; Q5_1: qh, d, m), the row padded with zero blocks to a whole
+// pair; Q6_K's quants (ql and qh, 192 bytes a block), then every block's 16
+// scales, then every block's d; Q4_K and Q5_K as ggml stores them. Rows are
+// padded to whole texels.
+bool legacyBlocks(DType t) {
+    return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q5_0 || t == DType::Q5_1;
+}
+bool repackedOnDevice(DType t) { return legacyBlocks(t) || t == DType::Q6_K; }
+
+struct LegacyLayout {
+    size_t blockBytes; // ggml's block
+    size_t quantBytes; // the block's quants (the last bytes of its block)
+    size_t tailBytes;  // its entry in the scale plane
+};
+LegacyLayout legacyLayout(DType t) {
+    switch (t) {
+    case DType::Q8_0: return {34, 32, 2};
+    case DType::Q4_0: return {18, 16, 2};
+    case DType::Q4_1: return {20, 16, 4};
+    case DType::Q5_0: return {22, 16, 8};
+    default: return {24, 16, 8}; // Q5_1
+    }
+}
+
+// Float rows are padded to 8 elements; block rows to whole pairs of legacy
+// blocks (k-quant rows are whole blocks already).
+uint32_t paddedCols(DType t, uint32_t cols) {
+    if (legacyBlocks(t)) return roundUp(cols, 64);
+    return isQuantized(t) ? cols : roundUp(std::max(cols, 1u), 8);
+}
+
+uint64_t deviceRowBytes(DType t, uint32_t colsPadded) {
+    if (legacyBlocks(t)) {
+        const LegacyLayout l = legacyLayout(t);
+        return (uint64_t(colsPadded / 32) * (l.quantBytes + l.tailBytes) + 15) / 16 * 16;
+    }
+    if (t == DType::Q6_K) return (uint64_t(colsPadded / 256) * 210 + 15) / 16 * 16;
+    return moe::rowBytes(t, colsPadded);
+}
+
+// One row of `cols` weights from ggml's layout into the device layout
+// (`dst` holds deviceRowBytes zero bytes).
+void packDeviceRow(DType t, const std::byte* src, uint32_t cols, std::byte* dst) {
+    if (t == DType::Q6_K) {
+        const uint32_t blocks = cols / 256;
+        for (uint32_t b = 0; b < blocks; ++b) {
+            const std::byte* in = src + size_t(b) * 210;
+            std::memcpy(dst + size_t(b) * 192, in, 192);                        // ql, qh
+            std::memcpy(dst + size_t(blocks) * 192 + size_t(b) * 16, in + 192, 16); // scales
+            std::memcpy(dst + size_t(blocks) * 208 + size_t(b) * 2, in + 208, 2);   // d
+        }
+        return;
+    }
+    const LegacyLayout l = legacyLayout(t);
+    const uint32_t blocks = cols / 32, padded = paddedCols(t, cols) / 32;
+    std::byte* tail = dst + size_t(padded) * l.quantBytes;
+    for (uint32_t b = 0; b < blocks; ++b) {
+        const std::byte* in = src + size_t(b) * l.blockBytes;
+        std::memcpy(dst + size_t(b) * l.quantBytes, in + (l.blockBytes - l.quantBytes), l.quantBytes);
+        std::byte* entry = tail + size_t(b) * l.tailBytes;
+        switch (t) {
+        case DType::Q5_0: // qh, then d
+            std::memcpy(entry, in + 2, 4);
+            std::memcpy(entry + 4, in, 2);
+            break;
+        case DType::Q5_1: // qh, then d and m
+            std::memcpy(entry, in + 4, 4);
+            std::memcpy(entry + 4, in, 4);
+            break;
+        default: // d (and m)
+            std::memcpy(entry, in, l.tailBytes);
+        }
+    }
+}
 
 // Texel views need whole 16-byte texels; block rows (34, 18, ... bytes) need not end on one.
 uint64_t chunkBufferBytes(uint64_t bytes) { return (bytes + 15) / 16 * 16; }
@@ -40,7 +116,7 @@ uint64_t DeviceMatrix::residentBytes() const {
     return n;
 }
 
-uint64_t DeviceMatrix::rowBytes() const { return moe::rowBytes(dtype, colsPadded); }
+uint64_t DeviceMatrix::rowBytes() const { return deviceRowBytes(dtype, colsPadded); }
 
 uint32_t DeviceMatrix::rowsPerChunk(const vk::Context& ctx, uint64_t bytesPerRow) {
     uint64_t limit = std::min<uint64_t>(ctx.maxStorageRange(), ctx.info().maxMemoryAllocationSize
@@ -97,7 +173,7 @@ DeviceMatrix uploadRows(vk::Context& ctx, DType dtype, uint32_t cols, const std:
             c.buffer.upload(zeros, chunkBufferBytes(chunkBytes) - chunkBytes, chunkBytes);
         }
         for (uint32_t r0 = 0; r0 < c.rowCount;) {
-            if (rowOrder.empty() && srcRow == dstRow) {
+            if (rowOrder.empty() && srcRow == dstRow && !repackedOnDevice(dtype)) {
                 auto [src, following] = rowAt(first + r0);
                 const uint32_t run = std::min(following, c.rowCount - r0);
                 c.buffer.upload(src, uint64_t(run) * srcRow, uint64_t(r0) * dstRow);
@@ -109,7 +185,11 @@ DeviceMatrix uploadRows(vk::Context& ctx, DType dtype, uint32_t cols, const std:
             padded.assign(uint64_t(n) * dstRow, std::byte{0});
             for (uint32_t r = 0; r < n; ++r) {
                 const uint32_t dst = first + r0 + r;
-                std::memcpy(padded.data() + uint64_t(r) * dstRow, rowAt(rowOrder.empty() ? dst : rowOrder[dst]).first, srcRow);
+                const std::byte* row = rowAt(rowOrder.empty() ? dst : rowOrder[dst]).first;
+                if (repackedOnDevice(dtype))
+                    packDeviceRow(dtype, row, cols, padded.data() + uint64_t(r) * dstRow);
+                else
+                    std::memcpy(padded.data() + uint64_t(r) * dstRow, row, srcRow);
             }
             c.buffer.upload(padded.data(), padded.size(), uint64_t(r0) * dstRow);
             r0 += n;

@@ -12,6 +12,13 @@ namespace moe {
 using namespace tuning;
 namespace {
 
+// The shaders' Kp: a row's elements for float weights, its 32-bit words for
+// block types (quant.glsl addresses rows in words).
+uint32_t rowStride(const DeviceMatrix& m) {
+    return isQuantized(m.dtype) ? static_cast<uint32_t>(m.rowBytes() / 4) : m.colsPadded;
+}
+
+
 WeightType weightType(DType t) {
     switch (t) {
     case DType::F32: return WeightType::f32;
@@ -111,7 +118,7 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (const auto& c : w.chunks) {
-        MatmulPush p{c.rowCount, w.cols, w.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
+        MatmulPush p{c.rowCount, w.cols, rowStride(w), nTokens, x.offset, x.stride, out.offset, out.stride,
                      c.firstRow, (bias ? kFlagBias : 0u) | (accumulate ? kFlagAccumulate : 0u)};
         setRoute(p, expert);
         p.eps = norm ? norm->eps : 0.0f;
@@ -142,7 +149,7 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (size_t i = 0; i < gate.chunks.size(); ++i) {
         const auto& c = gate.chunks[i];
-        MatmulPush p{c.rowCount, gate.cols, gate.colsPadded, nTokens, x.offset, x.stride, out.offset, out.stride,
+        MatmulPush p{c.rowCount, gate.cols, rowStride(gate), nTokens, x.offset, x.stride, out.offset, out.stride,
                      c.firstRow, 0u};
         setRoute(p, expert);
         p.eps = norm ? norm->eps : 0.0f;
@@ -185,7 +192,7 @@ void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const std::vector<Stack
             ctx.pipeline(shader.id, 7, sizeof(MatmulPush), matvecSpecs(ctx, norm), shader.texels);
         for (size_t i = 0; i < gate.chunks.size(); ++i) {
             const auto& c = gate.chunks[i];
-            p.rows = inter, p.K = gate.cols, p.Kp = gate.colsPadded;
+            p.rows = inter, p.K = gate.cols, p.Kp = rowStride(gate);
             p.xOffset = x.offset, p.xStride = x.stride, p.outOffset = h.offset, p.outStride = h.stride;
             p.routeSlot = e.firstSlot + c.firstRow / inter, p.chunkExperts = c.rowCount / inter;
             rec.dispatchFlat(pipe,
@@ -203,7 +210,7 @@ void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const std::vector<Stack
         for (const auto& c : down.chunks) {
             // After the gated passes, and after the previous chunk: every chunk adds into the same residual rows.
             rec.barrier();
-            p.rows = hidden, p.K = down.cols, p.Kp = down.colsPadded;
+            p.rows = hidden, p.K = down.cols, p.Kp = rowStride(down);
             p.xOffset = h.offset, p.xStride = h.stride, p.outOffset = residual.offset, p.outStride = residual.stride;
             p.routeSlot = e.firstSlot + c.firstRow / hidden, p.chunkExperts = c.rowCount / hidden;
             rec.dispatchFlat(pipe,
@@ -257,7 +264,7 @@ void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const
     const WeightShader shader = weightShader(ctx, WeightFamily::embed, table.dtype, 1u, 0u);
     const auto& pipe = ctx.pipeline(shader.id, 3, sizeof(Push), {}, shader.texels);
     for (const auto& c : table.chunks) {
-        Push p{table.cols, table.colsPadded, nTokens, table.rows, c.firstRow, c.rowCount};
+        Push p{table.cols, rowStride(table), nTokens, table.rows, c.firstRow, c.rowCount};
         rec.dispatchFlat(pipe, {c.binding(), step, out}, &p, sizeof p, (uint64_t(nTokens) * table.cols + 63) / 64);
     }
 }
@@ -278,7 +285,7 @@ void qkvRope(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const
     const WeightShader shader = weightShader(ctx, WeightFamily::matvec_qkv_rope, w.dtype, 1u, 1u << 1 | 1u << 5, &x, &normBuf);
     const vk::Pipeline& pipe = ctx.pipeline(shader.id, 10, sizeof(MatmulPush), matvecSpecs(ctx, norm), shader.texels);
     const auto& c = w.chunks[0];
-    MatmulPush p{c.rowCount, w.cols, w.colsPadded, nTokens, x.offset, x.stride, 0, qDim, 0, bias ? kFlagBias : 0u};
+    MatmulPush p{c.rowCount, w.cols, rowStride(w), nTokens, x.offset, x.stride, 0, qDim, 0, bias ? kFlagBias : 0u};
     p.eps = norm ? norm->eps : 0.0f;
     p.qDim = qDim, p.kvDim = kvDim, p.headDim = s.headDim, p.sinOffset = tableMaxPos * (s.headDim / 2);
     rec.dispatchFlat(pipe,

@@ -11,8 +11,9 @@ namespace moe {
 
 // A weight matrix [rows, cols] on the device. Float rows are padded to a
 // multiple of 8 elements (zero-filled) so shaders load 8 weights at a time;
-// quantized rows are whole blocks of ggml's layout (moe/quant.h), as a GGUF
-// file holds them. The rows are split into chunks that each fit
+// quantized rows are whole blocks of ggml's layout (moe/quant.h), laid out
+// on the device so that shaders read aligned words (Q8_0/Q4_0/Q5_0 in pairs
+// of blocks, Q6_K padded to 212 bytes; see device_matrix.cpp). The rows are split into chunks that each fit
 // maxStorageBufferRange.
 struct DeviceMatrix {
     struct Chunk {
