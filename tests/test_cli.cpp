@@ -207,6 +207,46 @@ private slots:
         QVERIFY(j["decode_tokens_per_second"].get<double>() > 0);
     }
 
+    // GGUF files as --model and in selectors: llama.cpp's F16 file of the base
+    // generates what the safetensors base does (its tokenizer from the file);
+    // a Q4_K_M base with GGUF experts builds and decodes as a MoE.
+    void ggufModelsEndToEnd() {
+        const auto g = std::filesystem::absolute(moe::test::testDataDir() / "gguf");
+        if (!std::filesystem::exists(g / "base-f16.gguf")) {
+            const char* need = std::getenv("MOE_REQUIRE_TESTDATA");
+            if (need && *need && std::string(need) != "0") QFAIL("no .testdata/gguf: run packaging/make-test-ggufs.sh");
+            QSKIP("no .testdata/gguf (packaging/make-test-ggufs.sh)");
+        }
+        const QString prompt = "The license grants";
+        auto st = runCli({"generate", "--model", modelPath("base"), "--prompt", prompt, "--temperature", "0", "-n", "12", "--json"});
+        auto gg = runCli({"generate", "--model", QString::fromStdString((g / "base-f16.gguf").string()), "--prompt", prompt,
+                          "--temperature", "0", "-n", "12", "--json"});
+        QVERIFY2(st.exitCode == 0, st.err.c_str());
+        QVERIFY2(gg.exitCode == 0, gg.err.c_str());
+        const auto a = json::parse(st.out), b = json::parse(gg.out);
+        QCOMPARE(b["prompt_ids"].get<std::vector<int>>(), a["prompt_ids"].get<std::vector<int>>());
+        QCOMPARE(b["token_ids"].get<std::vector<int>>(), a["token_ids"].get<std::vector<int>>());
+
+        auto q = runCli({"generate", "--model", QString::fromStdString((g / "base-f16.gguf").string()), "--prompt", prompt,
+                         "--quantize", "q8_0", "-n", "4", "--json"});
+        QVERIFY2(q.exitCode == 0, q.err.c_str());
+        QCOMPARE(json::parse(q.out)["token_ids"].size(), size_t(4));
+        auto bad = runCli({"generate", "--model", modelPath("base"), "--prompt", prompt, "--quantize", "q3_k"});
+        QCOMPARE(bad.exitCode, 1);
+        QVERIFY2(bad.err.find("--quantize q3_k") != std::string::npos, bad.err.c_str());
+
+        QTemporaryDir dir;
+        const std::string sel = dir.filePath("moe.toml").toStdString();
+        std::ofstream(sel) << "[model]\nmodel_id = \"" << (g / "base-q4_k_m.gguf").string() << "\"\n\n[anymoe]\nmodel_ids = [\""
+                           << (g / "expert-code-q4_k_m.gguf").string() << "\", \"" << (g / "expert-code-f16.gguf").string()
+                           << "\"]\nlayers = [1, 3]\n\n[anymoe.config]\ngate_mode = \"random\"\nrouting = \"token\"\n"
+                              "top_k = 2\n";
+        auto r = runCli({"bench", "--selector", QString::fromStdString(sel), "--prompt-tokens", "8", "--gen-tokens", "4",
+                         "--json"});
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        QVERIFY(json::parse(r.out)["moe_decode_tokens_per_second"].get<double>() > 0);
+    }
+
     void streamsTextAndPrintsRates() {
         auto r = runCli({"generate", "--model", modelPath("base"), "--prompt", "import os", "-n", "8", "--seed", "3"});
         QCOMPARE(r.exitCode, 0);
