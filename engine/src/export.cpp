@@ -171,7 +171,7 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
         for (int l = 0; l < c.numLayers; ++l)
             for (const auto& [proj, n] : {std::pair{"q_proj", q}, {"k_proj", kv}, {"v_proj", kv}})
                 plan.push_back({"model.layers." + std::to_string(l) + ".self_attn." + proj + ".bias", {n},
-                                [n] { return std::vector<float>(size_t(n), 0.0f); }});
+                                [n = n] { return std::vector<float>(size_t(n), 0.0f); }});
     }
     for (int l = 0; l < c.numLayers; ++l) {
         const std::string p = "model.layers." + std::to_string(l) + (qwen ? ".mlp." : ".block_sparse_moe.");

@@ -482,7 +482,8 @@ struct MacroNode : Node {
         std::vector<bool> given(params.size(), false);
         for (std::size_t i = 0; i < params.size() && i < args.positional.size(); ++i) given[i] = true;
         for (const auto& [key, value] : args.named) {
-            const auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == key; });
+            const std::string& named = key;  // (clang 14 cannot capture a structured binding)
+            const auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == named; });
             if (it == params.end()) {
                 extraNamed.set(Value(key), value);
                 continue;
