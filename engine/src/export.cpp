@@ -2,6 +2,7 @@
 
 #include "moe/atomic_file.h"
 #include "moe/builder.h"
+#include "json_input.h"
 #include "moe/error.h"
 #include "moe/expert_loader.h"
 #include "moe/gate_training.h"
@@ -285,7 +286,9 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
     rep.files.push_back("model.safetensors.index.json");
 
     // config.json: the base's, as Mixtral.
-    ojson config = ojson::parse(readTextFile(c.dir / "config.json"));
+    const std::string configText = readTextFile(c.dir / "config.json");
+    checkJsonDepth(configText, c.dir / "config.json");
+    ojson config = ojson::parse(configText);
     for (const char* key : {"attention_bias", "mlp_bias", "pretraining_tp", "use_sliding_window", "max_window_layers",
                             "layer_types"})
         config.erase(key);
