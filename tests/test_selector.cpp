@@ -522,6 +522,8 @@ target_modules = ["gate_proj"]
             {"{\"rows\": [{\"prompt\": \"a\", \"expert\": 4294967296}]}", {"d.json", "rows[0].expert", "too large"}},
             {"{\"rows\": [{\"prompt\": \"a\", \"expert\": 18446744073709551615}]}",
              {"d.json", "rows[0].expert", "too large"}},
+            // A number past double's range: nlohmann's out_of_range escaped as another exception type.
+            {"{\"rows\": [{\"prompt\": \"a\", \"expert\": 1e999}]}", {"d.json", "number overflow"}},
             // Nesting a million deep (nlohmann parses it; printing it overflowed the stack).
             {"{\"rows\": [{\"prompt\": \"a\", \"expert\": " + std::string(1000000, '[') + std::string(1000000, ']') +
                  "}]}",
@@ -640,6 +642,12 @@ target_modules = ["gate_proj"]
         QVERIFY2(problem.find("bias") != std::string::npos && problem.find("...") != std::string::npos &&
                      problem.size() < 2000,
                  problem.substr(0, 300).c_str());
+        // Found by fuzz_adapter_config: a number past double's range ended the process.
+        writeText(hostile / "adapter_config.json", "{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": -2e+308}");
+        problem = checkExpertCompatibility(base, hostile);
+        QVERIFY2(problem.find((hostile / "adapter_config.json").string()) != std::string::npos &&
+                     problem.find("number overflow") != std::string::npos,
+                 problem.c_str());
     }
 
     void loraAdapterTensorsAreChecked() {

@@ -767,6 +767,11 @@ private slots:
         }
         fs::remove(folder / "generation_config.json");
 
+        // A number past double's range is an error naming the file (it escaped as nlohmann's out_of_range).
+        writeFile(file, tokenizerJson(", \"c\": 1e999", "", "null"));
+        expectError({file.string(), "number overflow"});
+        writeFile(file, tokenizerJson("", "", "null"));
+
         // A million levels of nesting, in tokenizer.json and in its config.
         const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
         writeFile(config, "{\"bos_token\": " + deep + "}");

@@ -32,7 +32,11 @@ void checkJsonDepth(std::string_view text, const std::filesystem::path& file) {
 
 nlohmann::json parseJsonChecked(std::string_view text, const std::filesystem::path& file) {
     checkJsonDepth(text, file);
-    return nlohmann::json::parse(text.begin(), text.end());
+    try {
+        return nlohmann::json::parse(text.begin(), text.end());
+    } catch (const nlohmann::json::out_of_range& e) { // a number such as 1e999 (not a syntax error)
+        throw Error(file.string() + ": " + e.what());
+    }
 }
 
 std::string jsonSnippet(const nlohmann::json& value, std::size_t maxBytes) {

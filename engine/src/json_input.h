@@ -23,7 +23,8 @@ constexpr int kMaxJsonDepth = 64;
 void checkJsonDepth(std::string_view text, const std::filesystem::path& file);
 
 // checkJsonDepth, then nlohmann::json::parse (which still throws its own
-// parse_error on bad syntax, as callers expect).
+// parse_error on bad syntax, as callers expect; a number out of range, such
+// as 1e999, is a moe::Error naming the file).
 nlohmann::json parseJsonChecked(std::string_view text, const std::filesystem::path& file);
 
 // The value's JSON text for a message, cut to about `maxBytes` ("..." added).
