@@ -14,6 +14,8 @@ packages=(
   python3-torch python3-numpy python3-sentencepiece python3-yaml python3-tqdm
   libpcre2-dev libutf8proc-dev libcli11-dev libyaml-cpp-dev
   xvfb xauth
+  # packaging/run-fuzzers.sh: clang's libFuzzer with ASan + UBSan
+  clang libfuzzer-14-dev
   desktop-file-utils appstream dpkg-dev
 )
 # npm fetches tokenizer test data; use the machine's own Node.js if it has one.

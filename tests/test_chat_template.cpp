@@ -7,6 +7,7 @@
 #include "moe/chat_template.h"
 #include "moe/error.h"
 #include "moe/tokenizer.h"
+#include "jinja.h"
 #include "test_paths.h"
 
 #include <QTemporaryDir>
@@ -40,6 +41,7 @@ private slots:
     void raiseExceptionMessage();
     void syntaxErrorsNameTheLine();
     void runtimeErrorsNameTheLine();
+    void hostileTemplatesAreBounded();
     void fallbackFormat();
     void templateSources();
     void encodeChatAddsExactlyOneBos();
@@ -726,6 +728,65 @@ void TestChatTemplate::encodeChatAddsExactlyOneBos() {
     QCOMPARE(plainIds[0], bos);
     QVERIFY(plainIds[1] != bos);
     QCOMPARE(plainIds, tokenizer->encode(plain.render(messages, true, "<s>", "</s>"), true, true));
+}
+
+// Templates that would run forever, grow without bound or nest values until
+// the stack overflows (hand-written and found by fuzz/fuzz_chat_template):
+// each stops with moe::Error naming the template and the line.
+void TestChatTemplate::hostileTemplatesAreBounded() {
+    // Plain string literals: moc stops reading at some raw string literals.
+    EXPECT_ERROR_CONTAINING(renderText("{% for a in range(100000) %}\n{% for b in range(100000) %}{{ a }}"
+                                       "{% endfor %}{% endfor %}"),
+                            "chat template error on line 2: the template took more than 500000 steps");
+    EXPECT_ERROR_CONTAINING(renderText("{% macro f(n) %}{% if n > 0 %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}"
+                                       "{% endmacro %}{{ f(60) }}"),
+                            "steps");
+    // Strings and lists that double each pass.
+    EXPECT_ERROR_CONTAINING(renderText("{% set ns = namespace(s='x') %}{% for i in range(64) %}"
+                                       "{% set ns.s = ns.s ~ ns.s %}{% endfor %}"),
+                            "line 1: a string of more than 16 MiB");
+    EXPECT_ERROR_CONTAINING(renderText("{% set ns = namespace(l=[1]) %}{% for i in range(64) %}"
+                                       "{% set ns.l = ns.l + ns.l %}{% endfor %}"),
+                            "a list of more than 1048576 items");
+    EXPECT_ERROR_CONTAINING(renderText("{{ 'x' * 100000000 }}"), "repetition result is too large");
+    EXPECT_ERROR_CONTAINING(renderText("{{ (['x' * 100000] * 100000)|join('-') }}"), "repetition result is too large");
+    EXPECT_ERROR_CONTAINING(renderText("{{ ('x' * 100000).replace('x', 'y' * 1000) }}"), "a string of more than 16 MiB");
+    EXPECT_ERROR_CONTAINING(renderText("{{ '%999999999d' % 1 }}"), "format width or precision 999999999 is too large");
+    EXPECT_ERROR_CONTAINING(renderText("{{ '%99999999999999999999s' % 'a' }}"), "is too large");
+    EXPECT_ERROR_CONTAINING(renderText("{{ '%d' % 1e300 }}"), "out of range");
+    EXPECT_ERROR_CONTAINING(renderText("{{ 'a'|indent(999999999999, true) }}"), "a string of more than 16 MiB");
+    EXPECT_ERROR_CONTAINING(renderText("{{ [1]|tojson(indent=99999999999) }}"), "a string of more than 16 MiB");
+    // Output past 16 MiB, a few bytes at a time.
+    EXPECT_ERROR_CONTAINING(renderText("{% for i in range(100000) %}{% for j in range(4) %}{{ 'x' * 1000 }}"
+                                       "{% endfor %}{% endfor %}"),
+                            "the rendered text passes 16777216 bytes");
+    // Values nested until the stack would overflow when printed or freed.
+    EXPECT_ERROR_CONTAINING(renderText("{% set ns = namespace(l=[]) %}{% for i in range(100000) %}"
+                                       "{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l }}"),
+                            "values nested more than 100 levels deep");
+    EXPECT_ERROR_CONTAINING(renderText("{% set ns = namespace(d={}) %}{% for i in range(100000) %}"
+                                       "{% set ns.d = {'a': ns.d} %}{% endfor %}{{ ns.d|tojson }}"),
+                            "values nested more than 100 levels deep");
+    // A namespace that holds itself prints as an error (and is freed after the render).
+    EXPECT_ERROR_CONTAINING(renderText("{% set ns = namespace(a=1) %}{% set ns.a = ns %}{{ ns }}"),
+                            "cannot be printed");
+    // Deep syntax is refused while parsing.
+    EXPECT_ERROR_CONTAINING(renderText("{{ " + std::string(10000, '(') + "1" + std::string(10000, ')') + " }}"),
+                            "nested too deeply");
+    // Real templates stay far inside the limits.
+    std::vector<ChatMessage> many;
+    for (int i = 0; i < 2000; ++i) many.push_back({i % 2 ? "assistant" : "user", "message " + std::to_string(i)});
+    QVERIFY(render("{% for m in messages %}{{ m.role }}: {{ m.content | trim }}\n{% endfor %}", many).size() > 20000);
+
+    // A render can be cancelled from another thread (checked at every step).
+    std::atomic<bool> cancel{true};
+    jinja::Options options;
+    options.name = "my template";
+    options.cancel = &cancel;
+    const jinja::Template t("line one\n{% for i in range(10) %}{{ i }}{% endfor %}", options);
+    EXPECT_ERROR_CONTAINING(t.render({}), "my template error on line 1: rendering was cancelled");
+    cancel = false;
+    COMPARE_TEXT(t.render({}), "line one\n0123456789");
 }
 
 QTEST_MAIN(TestChatTemplate)

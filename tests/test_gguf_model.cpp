@@ -291,6 +291,9 @@ private slots:
     }
 
     void damagedModelsAreClearErrors() {
+        // Sizes that size allocations are bounded (a key_length of 2^30 asked for an 8 GiB RoPE table).
+        expectError("huge-head.gguf", tinyLlama([](GgufBuilder& b) { b.u32("llama.attention.key_length", 1u << 30); }),
+                    {"llama.attention.key_length", "1073741824 is larger than any model has (at most 4096)"});
         expectError("arch.gguf", tinyLlama([](GgufBuilder&) {}, "gpt2"), {"general.architecture", "gpt2", "not supported"});
         expectError("yarn.gguf", tinyLlama([](GgufBuilder& b) { b.string("llama.rope.scaling.type", "yarn"); }),
                     {"llama.rope.scaling.type", "yarn", "not supported"});

@@ -535,6 +535,70 @@ private slots:
 
     // ---- config.json -----------------------------------------------------
 
+    // Hostile files (hand-written; the classes fuzz/fuzz_safetensors,
+    // fuzz_shard_index and fuzz_config cover): JSON nested a million deep,
+    // which nlohmann parses but whose dump() in an error message overflowed
+    // the stack, and shard names that leave the model folder.
+    void hostileFiles() {
+        const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+
+        json config = llamaConfig();
+        const fs::path deepConfig = newFolder("deep-config");
+        writeBytes(deepConfig / "config.json", "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": " +
+                                                    deep + "}");
+        EXPECT_ERROR(ModelConfig::load(deepConfig), (deepConfig / "config.json").string(), "nested deeper than 64");
+        // Values shallow enough to parse are quoted short in messages.
+        const fs::path longValue = newFolder("long-value");
+        config["hidden_size"] = json::array();
+        for (int i = 0; i < 100000; ++i) config["hidden_size"].push_back(i);
+        writeBytes(longValue / "config.json", config.dump());
+        const std::string message = moe::test::errorMessage([&] { ModelConfig::load(longValue); });
+        QVERIFY2(message.find("hidden_size") != std::string::npos && message.find("...") != std::string::npos &&
+                     message.size() < 1000,
+                 message.c_str());
+
+        // Files are read only up to a size that fits their kind: a config is kilobytes.
+        const fs::path bigConfig = newFolder("big-config");
+        writeBytes(bigConfig / "config.json", "{\"a\": \"" + std::string(17 << 20, 'x') + "\"}");
+        EXPECT_ERROR(ModelConfig::load(bigConfig), (bigConfig / "config.json").string(), "more than the 16 MiB");
+
+        // Sizes that size allocations have upper bounds (head_dim 2^30 asked for a 2 GiB RoPE table).
+        config = llamaConfig();
+        config["head_dim"] = 1 << 30;
+        EXPECT_ERROR(ModelConfig::load(writeConfigFolder("huge-head-dim", config)), "config.json", "field head_dim",
+                     "1073741824 is larger than any model has (at most 4096)");
+        config = llamaConfig();
+        config["num_hidden_layers"] = 2147483647;
+        EXPECT_ERROR(ModelConfig::load(writeConfigFolder("huge-layers", config)), "field num_hidden_layers",
+                     "at most 1024");
+
+        const fs::path deepHeader = tmpPath("deep-header.safetensors");
+        const std::string header = "{\"a\": {\"dtype\": \"F32\", \"shape\": " + deep + ", \"data_offsets\": [0, 0]}}";
+        writeBytes(deepHeader, rawSafetensors(header, 0));
+        EXPECT_ERROR(SafetensorsFile{deepHeader}, deepHeader.string(), "nested deeper than 64");
+
+        const fs::path deepIndex = newFolder("deep-index");
+        writeBytes(deepIndex / "model.safetensors.index.json", "{\"weight_map\": " + deep + "}");
+        EXPECT_ERROR(WeightStore::openFolder(deepIndex), "model.safetensors.index.json", "nested deeper than 64");
+
+        // Shard names are file names of the folder: "../", absolute and sub-folder paths are refused
+        // even when the file they name exists.
+        const std::vector<float> values = {1, 2, 3, 4};
+        const fs::path outside = newFolder("outside");
+        writeSafetensors(outside / "model-00001-of-00001.safetensors", {{"a", DType::F32, {4}, asBytes(values)}});
+        const fs::path escaping = newFolder("escaping");
+        fs::create_directories(escaping / "sub");
+        fs::copy_file(outside / "model-00001-of-00001.safetensors", escaping / "sub" / "model.safetensors");
+        for (const std::string& shard : {"../" + outside.filename().string() + "/model-00001-of-00001.safetensors",
+                                         (outside / "model-00001-of-00001.safetensors").string(),
+                                         std::string("sub/model.safetensors"), std::string(".."), std::string("")}) {
+            writeBytes(escaping / "model.safetensors.index.json",
+                       json{{"weight_map", {{"a", shard}}}}.dump());
+            EXPECT_ERROR(WeightStore::openFolder(escaping), "model.safetensors.index.json", "tensor a",
+                         "without a folder part");
+        }
+    }
+
     void badConfigs() {
         const fs::path invalid = newFolder("invalid-json");
         writeBytes(invalid / "config.json", "{\"hidden_size\": 256,");

@@ -519,6 +519,15 @@ target_modules = ["gate_proj"]
              {"d.json", "rows[2].expert", "negative"}},
             {"{\"rows\": [{\"prompt\": \"a\", \"expert\": 0, \"image_urls\": \"x.png\"}]}",
              {"d.json", "rows[0].image_urls", "array"}},
+            {"{\"rows\": [{\"prompt\": \"a\", \"expert\": 4294967296}]}", {"d.json", "rows[0].expert", "too large"}},
+            {"{\"rows\": [{\"prompt\": \"a\", \"expert\": 18446744073709551615}]}",
+             {"d.json", "rows[0].expert", "too large"}},
+            // A number past double's range: nlohmann's out_of_range escaped as another exception type.
+            {"{\"rows\": [{\"prompt\": \"a\", \"expert\": 1e999}]}", {"d.json", "number overflow"}},
+            // Nesting a million deep (nlohmann parses it; printing it overflowed the stack).
+            {"{\"rows\": [{\"prompt\": \"a\", \"expert\": " + std::string(1000000, '[') + std::string(1000000, ']') +
+                 "}]}",
+             {"d.json", "nested deeper than 64", "line 1"}},
         };
         for (const Case& c : cases) {
             writeText(dir / "d.json", c.json);
@@ -532,6 +541,8 @@ target_modules = ["gate_proj"]
         writeText(dir / "d.json", cases[0].json);
         EXPECT_ERROR(loadDataset(dir / "d.json"), "d.json:3:25:");
         EXPECT_ERROR(loadDataset(dir / "missing.json"), "missing.json", "cannot open");
+        // Only regular files are read: /dev/zero would never end.
+        EXPECT_ERROR(loadDataset("/dev/zero"), "/dev/zero", "not a regular file");
     }
 
     // --- validation -------------------------------------------------------
@@ -613,6 +624,30 @@ target_modules = ["gate_proj"]
         ExpertType type = ExpertType::FineTuned;
         QCOMPARE(checkExpertCompatibility(base, models_ / "lora-tech", &type), std::string());
         QCOMPARE(type, ExpertType::LoraAdapter);
+
+        // A hostile adapter_config.json (the class fuzz/fuzz_adapter_config covers): nesting a
+        // million deep, and a huge value, are reported naming the file, quoted short.
+        const fs::path hostile = newFolder("hostile-lora");
+        fs::copy_file(models_ / "lora-tech" / "adapter_model.safetensors", hostile / "adapter_model.safetensors");
+        writeText(hostile / "adapter_config.json", "{\"peft_type\": " + std::string(1000000, '[') +
+                                                       std::string(1000000, ']') + "}");
+        std::string problem = checkExpertCompatibility(base, hostile);
+        QVERIFY2(problem.find((hostile / "adapter_config.json").string()) != std::string::npos &&
+                     problem.find("nested deeper than 64") != std::string::npos,
+                 problem.c_str());
+        writeText(hostile / "adapter_config.json",
+                  "{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": 16, \"target_modules\": [\"gate_proj\"], "
+                  "\"bias\": \"" + std::string(100000, 'x') + "\"}");
+        problem = checkExpertCompatibility(base, hostile);
+        QVERIFY2(problem.find("bias") != std::string::npos && problem.find("...") != std::string::npos &&
+                     problem.size() < 2000,
+                 problem.substr(0, 300).c_str());
+        // Found by fuzz_adapter_config: a number past double's range ended the process.
+        writeText(hostile / "adapter_config.json", "{\"peft_type\": \"LORA\", \"r\": 8, \"lora_alpha\": -2e+308}");
+        problem = checkExpertCompatibility(base, hostile);
+        QVERIFY2(problem.find((hostile / "adapter_config.json").string()) != std::string::npos &&
+                     problem.find("number overflow") != std::string::npos,
+                 problem.c_str());
     }
 
     void loraAdapterTensorsAreChecked() {

@@ -700,6 +700,86 @@ private slots:
         message = moe::test::errorMessage([&] { Tokenizer::load(folder); });
         QVERIFY2(message.find((folder / "tokenizer.model").string()) != std::string::npos, message.c_str());
     }
+
+    // Hostile files (found by fuzz/fuzz_tokenizer_json and by hand): token ids
+    // index the table of pieces, so an id past the vocabulary or past 32 bits
+    // asked for gigabytes (2^31 pieces) or wrapped to another id; JSON nested a
+    // million deep overflowed the stack. Each is a clear error naming the
+    // file and the field.
+    void hostileIdsAndNestingAreRefused() {
+        QTemporaryDir dir;
+        QVERIFY(dir.isValid());
+        const fs::path folder = dir.path().toStdString();
+        const fs::path file = folder / "tokenizer.json";
+        const fs::path config = folder / "tokenizer_config.json";
+        auto tokenizerJson = [](const std::string& vocabExtra, const std::string& addedExtra,
+                                const std::string& postProcessor) {
+            return "{\"added_tokens\": [{\"id\": 3, \"content\": \"<s>\", \"special\": true}" + addedExtra +
+                   "], \"post_processor\": " + postProcessor +
+                   ", \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2" + vocabExtra +
+                   "}, \"merges\": [\"a b\"]}}";
+        };
+        auto expectError = [&](const std::vector<std::string>& parts) {
+            const std::string message = moe::test::errorMessage([&] { Tokenizer::load(folder); });
+            std::string missing;
+            QVERIFY2(moe::test::containsAll(message, parts, missing),
+                     qPrintable(QString::fromStdString("expected \"" + missing + "\" in: " + message)));
+        };
+        // The well-formed file loads.
+        writeFile(file, tokenizerJson("", "", "null"));
+        QCOMPARE(Tokenizer::load(folder)->vocabSize(), 4);
+
+        writeFile(file, tokenizerJson(", \"far\": 2147483647", "", "null"));
+        expectError({file.string(), "model.vocab[\"far\"]", "2147483647", "past the vocabulary"});
+        writeFile(file, tokenizerJson(", \"far\": 18446744073709551615", "", "null"));
+        expectError({file.string(), "model.vocab[\"far\"]", "past the vocabulary"});
+        writeFile(file, tokenizerJson("", ", {\"id\": 4294967299, \"content\": \"<wrap>\"}", "null"));
+        expectError({file.string(), "added_tokens[1].id", "4294967299", "past the vocabulary"});
+        writeFile(file, tokenizerJson("", ", {\"id\": -2, \"content\": \"<neg>\"}", "null"));
+        expectError({file.string(), "added_tokens[1].id", "non-negative"});
+        const std::string templated = "{\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": "
+                                      "{\"id\": \"<s>\"}}, {\"Sequence\": {\"id\": \"A\"}}], "
+                                      "\"special_tokens\": {\"<s>\": {\"ids\": ";
+        writeFile(file, tokenizerJson("", "", templated + "[1099511627776]}}}"));
+        expectError({file.string(), "post_processor.special_tokens[\"<s>\"].ids", "past the vocabulary"});
+        writeFile(file, tokenizerJson("", "", templated + "[\"x\"]}}}"));
+        expectError({file.string(), "post_processor.special_tokens[\"<s>\"].ids", "list of token ids"});
+        writeFile(file, tokenizerJson("", "", "{\"type\": \"BertProcessing\", \"sep\": [\"</s>\", 2]}"));
+        expectError({file.string(), "post_processor.cls", "missing"});
+        writeFile(file, tokenizerJson("", "", "{\"type\": \"BertProcessing\", \"cls\": [\"<s>\", 70000], "
+                                              "\"sep\": [\"</s>\", 2]}"));
+        expectError({file.string(), "post_processor.cls", "70000", "past the vocabulary"});
+
+        // tokenizer_config.json's added tokens: ids past 32 bits, and past the vocabulary.
+        writeFile(file, tokenizerJson("", "", "null"));
+        writeFile(config, "{\"added_tokens_decoder\": {\"4294967297\": {\"content\": \"x\"}}}");
+        expectError({config.string(), "added_tokens_decoder", "4294967297", "not a token id"});
+        writeFile(config, "{\"added_tokens_decoder\": {\"5x\": {\"content\": \"x\"}}}");
+        expectError({config.string(), "'5x'", "not a token id"});
+        writeFile(config, "{\"added_tokens_decoder\": {\"2000000000\": {\"content\": \"x\"}}}");
+        expectError({config.string(), "added_tokens_decoder.2000000000", "past the vocabulary"});
+        // eos ids past 32 bits in a config next to it are not ids: skipped.
+        writeFile(config, "{\"eos_token\": \"<s>\"}");
+        writeFile(folder / "generation_config.json", "{\"eos_token_id\": [4294967299, -1, 1]}");
+        {
+            const auto tok = Tokenizer::load(folder);
+            QCOMPARE(tok->special().eos, (std::vector<int32_t>{3, 1}));
+        }
+        fs::remove(folder / "generation_config.json");
+
+        // A number past double's range is an error naming the file (it escaped as nlohmann's out_of_range).
+        writeFile(file, tokenizerJson(", \"c\": 1e999", "", "null"));
+        expectError({file.string(), "number overflow"});
+        writeFile(file, tokenizerJson("", "", "null"));
+
+        // A million levels of nesting, in tokenizer.json and in its config.
+        const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+        writeFile(config, "{\"bos_token\": " + deep + "}");
+        expectError({config.string(), "nested deeper than 64"});
+        fs::remove(config);
+        writeFile(file, "{\"model\": " + deep + "}");
+        expectError({file.string(), "nested deeper than 64", "line 1"});
+    }
 };
 
 QTEST_MAIN(TestTokenizer)

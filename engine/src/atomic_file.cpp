@@ -22,15 +22,25 @@ namespace {
 
 } // namespace
 
-std::string readTextFile(const std::filesystem::path& file) {
+std::string readTextFile(const std::filesystem::path& file, std::uintmax_t maxBytes) {
     std::error_code ec;
     if (std::filesystem::is_directory(file, ec)) throw Error(file.string() + ": is a folder, not a file");
     std::ifstream in(file, std::ios::binary);
     if (!in) fail(file, "cannot open");
-    std::ostringstream s;
-    s << in.rdbuf();
+    // After opening, so that the checks are of the file read (symlinks followed).
+    const auto status = std::filesystem::status(file, ec);
+    if (ec || !std::filesystem::is_regular_file(status)) throw Error(file.string() + ": not a regular file");
+    const std::uintmax_t size = std::filesystem::file_size(file, ec);
+    if (ec) throw Error(file.string() + ": cannot read its size: " + ec.message());
+    if (size > maxBytes)
+        throw Error(file.string() + ": " + std::to_string(size) + " bytes, more than the " +
+                    std::to_string(maxBytes >> 20) + " MiB such a file may have");
+    // Read at most maxBytes + 1, in case the file grew since.
+    std::string bytes(static_cast<size_t>(size), '\0');
+    in.read(bytes.data(), std::streamsize(size));
     if (in.bad()) throw Error(file.string() + ": read failed");
-    return s.str();
+    bytes.resize(static_cast<size_t>(in.gcount()));
+    return bytes;
 }
 
 void writeFileAtomic(const std::filesystem::path& path, std::string_view content) {

@@ -3,6 +3,8 @@
 #include "moe/chat_template.h"
 
 #include "jinja.h"
+#include "json_input.h"
+#include "moe/atomic_file.h"
 #include "moe/error.h"
 #include "moe/gguf_model.h"
 
@@ -19,17 +21,9 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string readTextFile(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error("cannot read " + path.string());
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
 json readJsonFile(const fs::path& path) {
     try {
-        return json::parse(readTextFile(path));
+        return parseJsonChecked(readTextFile(path), path);
     } catch (const json::exception& e) {
         throw Error(path.string() + ": invalid JSON: " + e.what());
     }

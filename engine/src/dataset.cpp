@@ -2,6 +2,7 @@
 #include "moe/dataset.h"
 
 #include "moe/atomic_file.h"
+#include "json_input.h"
 #include "moe/error.h"
 
 #include <nlohmann/json.hpp>
@@ -52,7 +53,7 @@ std::vector<DatasetRow> loadDataset(const fs::path& file) {
     const std::string text = readTextFile(file);
     json root;
     try {
-        root = json::parse(text);
+        root = parseJsonChecked(text, file);
     } catch (const json::parse_error& e) {
         // e.what() is "[json.exception...] parse error at line L, column C: <why>"; keep <why>.
         std::string why = e.what();
@@ -86,9 +87,9 @@ std::vector<DatasetRow> loadDataset(const fs::path& file) {
             throw Error(at + ".expert: expected an integer label, got " + typeName(*expert));
         if (expert->is_number_unsigned() ? expert->get<uint64_t>() > uint64_t(std::numeric_limits<int>::max())
                                          : expert->get<int64_t>() > std::numeric_limits<int>::max())
-            throw Error(at + ".expert: " + expert->dump() + " is too large");
+            throw Error(at + ".expert: " + jsonSnippet(*expert) + " is too large");
         if (!expert->is_number_unsigned() && expert->get<int64_t>() < 0)
-            throw Error(at + ".expert: " + expert->dump() + " is negative");
+            throw Error(at + ".expert: " + jsonSnippet(*expert) + " is negative");
         row.expert = expert->get<int>();
 
         if (const auto urls = r.find("image_urls"); urls != r.end() && !urls->is_null()) {

@@ -2,6 +2,7 @@
 
 #include "moe/atomic_file.h"
 #include "moe/builder.h"
+#include "json_input.h"
 #include "moe/error.h"
 #include "moe/expert_loader.h"
 #include "moe/gate_training.h"
@@ -171,7 +172,7 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
         for (int l = 0; l < c.numLayers; ++l)
             for (const auto& [proj, n] : {std::pair{"q_proj", q}, {"k_proj", kv}, {"v_proj", kv}})
                 plan.push_back({"model.layers." + std::to_string(l) + ".self_attn." + proj + ".bias", {n},
-                                [n] { return std::vector<float>(size_t(n), 0.0f); }});
+                                [n = n] { return std::vector<float>(size_t(n), 0.0f); }});
     }
     for (int l = 0; l < c.numLayers; ++l) {
         const std::string p = "model.layers." + std::to_string(l) + (qwen ? ".mlp." : ".block_sparse_moe.");
@@ -285,7 +286,9 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
     rep.files.push_back("model.safetensors.index.json");
 
     // config.json: the base's, as Mixtral.
-    ojson config = ojson::parse(readTextFile(c.dir / "config.json"));
+    const std::string configText = readTextFile(c.dir / "config.json");
+    checkJsonDepth(configText, c.dir / "config.json");
+    ojson config = ojson::parse(configText);
     for (const char* key : {"attention_bias", "mlp_bias", "pretraining_tp", "use_sliding_window", "max_window_layers",
                             "layer_types"})
         config.erase(key);

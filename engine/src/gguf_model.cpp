@@ -46,7 +46,23 @@ public:
         const auto v = f_.getInteger(k);
         if (!v) return std::nullopt;
         if (*v <= 0 || *v > INT_MAX) fail(k, std::to_string(*v) + " must be a positive integer");
+        checkBound(k, *v);
         return int(*v);
+    }
+    // Sizes that size allocations before the tensors are checked have upper
+    // bounds far above any released model (those of config.json's fields).
+    void checkBound(const std::string& k, int64_t v) const {
+        static const std::pair<const char*, int64_t> kBounds[] = {
+            {"embedding_length", int64_t(1) << 17}, {"feed_forward_length", int64_t(1) << 20},
+            {"expert_feed_forward_length", int64_t(1) << 20}, {"expert_shared_feed_forward_length", int64_t(1) << 20},
+            {"block_count", 1024}, {"attention.head_count", 1024}, {"attention.head_count_kv", 1024},
+            {"attention.key_length", 4096}, {"attention.value_length", 4096}, {"rope.dimension_count", 4096},
+            {"context_length", int64_t(1) << 24}, {"vocab_size", int64_t(1) << 24}, {"expert_count", 1024},
+            {"expert_used_count", 1024}, {"attention.sliding_window", int64_t(1) << 24},
+        };
+        for (const auto& [suffix, most] : kBounds)
+            if (k == key(suffix) && v > most)
+                fail(k, std::to_string(v) + " is larger than any model has (at most " + std::to_string(most) + ")");
     }
     int positive(const std::string& k, std::optional<int> fallback) const {
         if (auto v = positive(k)) return *v;
@@ -57,6 +73,7 @@ public:
         const auto v = f_.getInteger(k);
         if (!v) return std::nullopt;
         if (*v < 0 || *v > INT_MAX) fail(k, std::to_string(*v) + " must be a non-negative integer");
+        checkBound(k, *v);
         return int(*v);
     }
     std::optional<double> positiveNumber(const std::string& k) const {

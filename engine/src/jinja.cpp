@@ -77,6 +77,7 @@ public:
         for (const auto& node : body) {
             Flow flow;
             try {
+                step();
                 flow = node->render(*this);
             } catch (EvalError& e) {
                 if (e.line == 0) e.line = node->line;
@@ -85,6 +86,14 @@ public:
             if (flow != Flow::Normal) return flow;
         }
         return Flow::Normal;
+    }
+
+    // Appends rendered text, refusing output past Options::maxOutputBytes
+    // (captured blocks count on their own buffer the same way).
+    void emit(std::string_view text) {
+        if (output.size() + text.size() > maxOutputBytes)
+            fail("the rendered text passes " + std::to_string(maxOutputBytes) + " bytes");
+        output += text;
     }
 
     // Renders `body` into its own buffer (set blocks, filter blocks, macros).
@@ -105,6 +114,7 @@ public:
     }
 
     Value filter(const FilterCall& call, const Value& subject) {
+        step();
         return applyFilter(call.name, subject, evalArgs(call.args));
     }
 
@@ -126,6 +136,7 @@ public:
     };
 
     std::string output;
+    std::size_t maxOutputBytes = 0;
     std::shared_ptr<Scope> rootScope;     // render variables and top-level sets; macros see these
     std::shared_ptr<Scope> currentScope;  // innermost loop pass or macro call
     int callDepth = 0;                    // nested macro calls
@@ -201,6 +212,7 @@ struct CallExpr : Expr {
         const Value fn = callee->eval(r);
         if (fn.isUndefined()) failUndefined(fn);
         if (!fn.isFunction()) fail("'" + typeName(fn) + "' object is not callable");
+        step();
         return fn.asFunction()(r.evalArgs(args));
     }
     ExprPtr callee;
@@ -318,7 +330,7 @@ struct ConditionalExpr : Expr {
 struct TextNode : Node {
     TextNode(int line, std::string text) : Node(line), text(std::move(text)) {}
     Flow render(Renderer& r) const override {
-        r.output += text;
+        r.emit(text);
         return Flow::Normal;
     }
     std::string text;
@@ -327,7 +339,7 @@ struct TextNode : Node {
 struct OutputNode : Node {
     OutputNode(int line, ExprPtr expr) : Node(line), expr(std::move(expr)) {}
     Flow render(Renderer& r) const override {
-        r.output += str(expr->eval(r));
+        r.emit(str(expr->eval(r)));
         return Flow::Normal;
     }
     ExprPtr expr;
@@ -389,6 +401,7 @@ struct ForNode : Node {
         if (filter) {
             ValueList kept;
             for (Value& item : items) {
+                step();
                 Renderer::ScopeSwitch scope(r, outer);
                 bindTargets(r, targets, item);
                 if (truthy(filter->eval(r))) kept.push_back(std::move(item));
@@ -403,6 +416,7 @@ struct ForNode : Node {
         for (std::size_t i = 0; i < items.size(); ++i) {
             // A fresh scope per iteration: Jinja forgets `set`s made in the
             // previous pass (namespaces are how templates carry state).
+            step();
             Renderer::ScopeSwitch scope(r, outer);
             bindTargets(r, targets, items[i]);
             r.assign("loop", makeLoopObject(items, i));
@@ -451,7 +465,7 @@ struct FilterBlockNode : Node {
     Flow render(Renderer& r) const override {
         Value v(r.capture(body));
         for (const auto& call : filters) v = r.filter(call, v);
-        r.output += str(v);
+        r.emit(str(v));
         return Flow::Normal;
     }
     std::vector<FilterCall> filters;
@@ -466,6 +480,7 @@ struct MacroNode : Node {
     }
     Value call(Renderer& r, const CallArgs& args) const {
         if (r.callDepth >= kMaxCallDepth) fail("macro '" + name + "' recursed too deeply");
+        step();
         ++r.callDepth;
         struct DepthGuard {
             int& depth;
@@ -482,7 +497,8 @@ struct MacroNode : Node {
         std::vector<bool> given(params.size(), false);
         for (std::size_t i = 0; i < params.size() && i < args.positional.size(); ++i) given[i] = true;
         for (const auto& [key, value] : args.named) {
-            const auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == key; });
+            const std::string& named = key;  // (clang 14 cannot capture a structured binding)
+            const auto it = std::find_if(params.begin(), params.end(), [&](const auto& p) { return p.first == named; });
             if (it == params.end()) {
                 extraNamed.set(Value(key), value);
                 continue;
@@ -1484,6 +1500,23 @@ std::string Template::render(const std::vector<std::pair<std::string, Value>>& v
     addGlobalFunctions(root->variables);
     for (const auto& [name, value] : variables) root->variables[name] = value;
     Renderer renderer(root);
+    renderer.maxOutputBytes = program_->options.maxOutputBytes;
+    RenderBudget budget;
+    budget.maxSteps = program_->options.maxSteps;
+    budget.cancel = program_->options.cancel;
+    // Installed for the render; on the way out (errors included) it empties
+    // the namespaces the render made, freeing any that hold themselves.
+    struct BudgetScope {
+        RenderBudget* budget;
+        RenderBudget* saved;
+        explicit BudgetScope(RenderBudget* b) : budget(b), saved(currentBudget()) { currentBudget() = b; }
+        ~BudgetScope() {
+            currentBudget() = nullptr;
+            for (const auto& weak : budget->namespaces)
+                if (auto ns = weak.lock()) ns->clear();
+            currentBudget() = saved;
+        }
+    } scope(&budget);
     try {
         renderer.renderBody(program_->body);
     } catch (const EvalError& e) {

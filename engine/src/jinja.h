@@ -4,6 +4,8 @@
 // float, bool, None, list, dict), so a template written for transformers
 // renders the same text here: same truthiness, same str() of numbers and
 // lists, same handling of undefined names.
+#include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -74,6 +76,7 @@ public:
     ValueDict& namespaceAttributes() const { return *std::get<NamespaceRef>(data_).attributes; }
     const NativeFunction& asFunction() const { return *std::get<FunctionRef>(data_); }
     const std::string& undefinedReason() const { return std::get<Undefined>(data_).reason; }
+    int listDepth() const;  // of a list or tuple: 1 + the deepest item's nesting
 
     // Identity of shared objects (namespaces, functions), for `is sameas`.
     const void* identity() const;
@@ -88,6 +91,7 @@ private:
     struct ListRef {
         std::shared_ptr<const ValueList> items;
         bool tuple = false;
+        int depth = 1; // nesting of lists/dicts/namespaces, this one included
     };
     using DictRef = std::shared_ptr<const ValueDict>;
     using FunctionRef = std::shared_ptr<const NativeFunction>;
@@ -107,9 +111,13 @@ public:
     const std::vector<std::pair<Value, Value>>& entries() const { return entries_; }
     std::size_t size() const { return entries_.size(); }
     bool empty() const { return entries_.empty(); }
+    // Nesting of the values held (0 when empty); grows as set() adds deeper ones.
+    int depth() const { return depth_; }
+    void clear() { entries_.clear(); }
 
 private:
     std::vector<std::pair<Value, Value>> entries_;
+    int depth_ = 0;
 };
 
 // Python's str() of a value as Jinja prints it ("" for undefined).
@@ -122,6 +130,16 @@ struct Options {
     bool keepTrailingNewline = false;
     // Starts every error message, e.g. "chat template syntax error on line 3".
     std::string name = "template";
+    // Bounds on one render, so that no template can run or grow without end
+    // (each error names the template and the line): statements executed,
+    // loop passes, macro and function calls and filters count as steps (long
+    // lists count in proportion); the rendered text's size; and a flag
+    // another thread may set to stop the render (moe::Error "... cancelled").
+    // Strings are capped at 16 MiB, lists at 2^20 items, values at 100 levels
+    // of nesting (jinja_values.h).
+    std::int64_t maxSteps = 500'000;
+    std::size_t maxOutputBytes = std::size_t(16) << 20;
+    const std::atomic<bool>* cancel = nullptr;
 };
 
 class Template {

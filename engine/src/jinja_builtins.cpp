@@ -162,6 +162,13 @@ Value splitString(const std::string& s, const Value& sepValue, std::int64_t maxS
     return Value::list(std::move(parts));
 }
 
+// `n` spaces (none for n <= 0), refused past kMaxStringBytes.
+std::string spaces(std::int64_t n) {
+    if (n <= 0) return {};
+    checkStringSize(static_cast<std::uint64_t>(n) > kMaxStringBytes ? kMaxStringBytes + 1 : static_cast<std::size_t>(n));
+    return std::string(static_cast<std::size_t>(n), ' ');
+}
+
 std::string replaceString(const std::string& s, const std::string& old, const std::string& replacement,
                           std::int64_t count) {
     std::string out;
@@ -170,18 +177,18 @@ std::string replaceString(const std::string& s, const std::string& old, const st
         const auto units = codePoints(s);
         for (std::size_t i = 0; i <= units.size(); ++i) {
             if (count < 0 || done < count) {
-                out += replacement;
+                appendChecked(out, replacement);
                 ++done;
             }
-            if (i < units.size()) out += units[i];
+            if (i < units.size()) appendChecked(out, units[i]);
         }
         return out;
     }
     std::size_t start = 0;
     for (std::size_t at; (count < 0 || done < count) && (at = s.find(old, start)) != std::string::npos;
          start = at + old.size(), ++done) {
-        out.append(s, start, at - start);
-        out += replacement;
+        appendChecked(out, std::string_view(s).substr(start, at - start));
+        appendChecked(out, replacement);
     }
     out.append(s, start);
     return out;
@@ -310,8 +317,8 @@ const std::unordered_map<std::string_view, StringMethod>& stringMethods() {
                  if (!items[i].isString())
                      fail("sequence item " + std::to_string(i) + ": expected str instance, " + typeName(items[i]) +
                           " found");
-                 if (i) out += s;
-                 out += items[i].asString();
+                 if (i) appendChecked(out, s);
+                 appendChecked(out, items[i].asString());
              }
              return Value(std::move(out));
          }},
@@ -458,8 +465,11 @@ std::string jsonKey(const Value& key) {
 }
 
 void writeJson(std::string& out, const Value& v, const JsonStyle& style, int depth) {
+    if (depth > kMaxValueDepth + 1) fail("a value nested more than " + std::to_string(kMaxValueDepth) + " levels deep cannot be written as JSON");
+    checkStringSize(out.size());
     auto newline = [&](int level) {
         if (!style.indent) return;
+        checkStringSize(out.size() + 1 + static_cast<std::size_t>(level) * style.indent->size());
         out += '\n';
         for (int i = 0; i < level; ++i) out += *style.indent;
     };
@@ -517,9 +527,7 @@ Value toJson(const Value& value, const CallArgs& a) {
     style.ensureAscii = truthy(args[0]);
     if (args.has(1) && !args[1].isNone()) {
         style.indent = args[1].isString() ? args[1].asString()
-                                          : std::string(static_cast<std::size_t>(std::max<std::int64_t>(
-                                                            0, requireInteger(args[1], "indent"))),
-                                                        ' ');
+                                          : spaces(requireInteger(args[1], "indent"));
         style.itemSeparator = ",";  // json.dumps drops the space when indenting
     }
     if (args.has(2) && !args[2].isNone()) {
@@ -776,9 +784,7 @@ Value indentText(const Value& value, const CallArgs& a) {
     const Value width = args.get(0, Value(4));
     const std::string pad = width.isString()
                                 ? width.asString()
-                                : std::string(static_cast<std::size_t>(std::max<std::int64_t>(
-                                                  0, requireInteger(width, "width"))),
-                                              ' ');
+                                : spaces(requireInteger(width, "width"));
     const bool first = truthy(args[1]);
     const bool blank = truthy(args[2]);
     const std::string s = str(value);
@@ -791,8 +797,8 @@ Value indentText(const Value& value, const CallArgs& a) {
     for (std::size_t i = 0; i < lines.size(); ++i) {
         if (i) out += '\n';
         const bool indentThis = (i > 0 || first) && (blank || !lines[i].empty());
-        if (indentThis) out += pad;
-        out += lines[i];
+        if (indentThis) appendChecked(out, pad);
+        appendChecked(out, lines[i]);
     }
     return Value(std::move(out));
 }
@@ -858,10 +864,10 @@ const std::unordered_map<std::string_view, FilterFn>& filters() {
              std::string out;
              bool first = true;
              for (const Value& item : iterate(v)) {
-                 if (!first) out += separator;
+                 if (!first) appendChecked(out, separator);
                  first = false;
                  const bool byAttribute = args.has(1) && !args[1].isNone();
-                 out += str(byAttribute ? getAttributePath(item, str(args[1])) : item);
+                 appendChecked(out, str(byAttribute ? getAttributePath(item, str(args[1])) : item));
              }
              return Value(std::move(out));
          }},

@@ -24,8 +24,66 @@ void failUndefined(const Value& value) {
     fail(reason.empty() ? "value is undefined" : reason);
 }
 
+RenderBudget*& currentBudget() {
+    thread_local RenderBudget* budget = nullptr;
+    return budget;
+}
+
+void step(std::int64_t units) {
+    RenderBudget* b = currentBudget();
+    if (!b) return;
+    b->steps += units;
+    if (b->steps > b->maxSteps)
+        fail("the template took more than " + std::to_string(b->maxSteps) +
+             " steps (statements, loop passes, calls); a loop that never ends?");
+    if (b->cancel && b->cancel->load(std::memory_order_relaxed)) fail("rendering was cancelled");
+}
+
 // Too-large results are refused rather than exhausting memory.
-constexpr std::size_t kMaxStringBytes = std::size_t(1) << 28;
+void checkStringSize(std::size_t bytes) {
+    if (bytes > kMaxStringBytes)
+        fail("a string of more than " + std::to_string(kMaxStringBytes >> 20) + " MiB (" + std::to_string(bytes) +
+             " bytes) is too large");
+}
+
+void appendChecked(std::string& out, std::string_view piece) {
+    checkStringSize(out.size() + piece.size());
+    out += piece;
+}
+
+int depthOf(const Value& v) {
+    if (v.isList()) return v.listDepth();
+    if (v.isDict()) return v.asDict().depth() + 1;
+    if (v.isNamespace()) return v.namespaceAttributes().depth() + 1;
+    return 0;
+}
+
+namespace {
+int checkedDepth(int depth) {
+    if (depth > kMaxValueDepth)
+        fail("values nested more than " + std::to_string(kMaxValueDepth) + " levels deep (lists, dicts, namespaces)");
+    return depth;
+}
+int listDepthOf(const ValueList& items) {
+    if (items.size() > kMaxItems)
+        fail("a list of more than " + std::to_string(kMaxItems) + " items (" + std::to_string(items.size()) +
+             ") is too large");
+    step(static_cast<std::int64_t>(items.size() / 256));
+    int depth = 0;
+    std::size_t bytes = items.size() * sizeof(Value);
+    for (const Value& item : items) {
+        depth = std::max(depth, depthOf(item));
+        if (item.isString()) bytes += item.asString().size();
+    }
+    if (RenderBudget* b = currentBudget()) {
+        b->bytes += bytes;
+        if (b->bytes > kMaxBuiltBytes)
+            fail("the template built more than " + std::to_string(kMaxBuiltBytes >> 20) +
+                 " MiB of lists (strings in lists are copies)");
+    }
+    return checkedDepth(depth + 1);
+}
+} // namespace
 
 // ---------------------------------------------------------------------------
 // UTF-8: Python indexes strings by code point, so slicing and length must
@@ -117,7 +175,9 @@ Value::Value(bool b) : data_(b) {}
 Value::Value(int i) : data_(static_cast<std::int64_t>(i)) {}
 Value::Value(std::int64_t i) : data_(i) {}
 Value::Value(double d) : data_(d) {}
-Value::Value(std::string s) : data_(std::move(s)) {}
+Value::Value(std::string s) : data_(std::move(s)) {
+    if (currentBudget()) checkStringSize(std::get<std::string>(data_).size());
+}
 Value::Value(const char* s) : data_(std::string(s)) {}
 
 Value Value::undefined(std::string reason) {
@@ -132,14 +192,17 @@ Value Value::none() {
 }
 Value Value::list(ValueList items) {
     Value v;
-    v.data_ = ListRef{std::make_shared<const ValueList>(std::move(items)), false};
+    const int depth = listDepthOf(items);
+    v.data_ = ListRef{std::make_shared<const ValueList>(std::move(items)), false, depth};
     return v;
 }
 Value Value::tuple(ValueList items) {
     Value v;
-    v.data_ = ListRef{std::make_shared<const ValueList>(std::move(items)), true};
+    const int depth = listDepthOf(items);
+    v.data_ = ListRef{std::make_shared<const ValueList>(std::move(items)), true, depth};
     return v;
 }
+int Value::listDepth() const { return std::get<ListRef>(data_).depth; }
 Value Value::dict(ValueDict entries) {
     Value v;
     v.data_ = std::make_shared<const ValueDict>(std::move(entries));
@@ -147,7 +210,9 @@ Value Value::dict(ValueDict entries) {
 }
 Value Value::makeNamespace(ValueDict attributes) {
     Value v;
-    v.data_ = NamespaceRef{std::make_shared<ValueDict>(std::move(attributes))};
+    auto dict = std::make_shared<ValueDict>(std::move(attributes));
+    if (RenderBudget* budget = currentBudget()) budget->namespaces.push_back(dict);
+    v.data_ = NamespaceRef{std::move(dict)};
     return v;
 }
 Value Value::function(NativeFunction fn) {
@@ -260,6 +325,18 @@ std::string reprString(std::string_view s) {
 }
 
 std::string repr(const Value& v) {
+    // A namespace can hold itself (`set ns.a = ns`): printing must stop.
+    thread_local int depth = 0;
+    struct Guard {
+        Guard() {
+            if (++depth > kMaxValueDepth + 1) {
+                depth = 0;
+                fail("a value nested more than " + std::to_string(kMaxValueDepth) +
+                     " levels deep cannot be printed (a namespace that holds itself?)");
+            }
+        }
+        ~Guard() { depth = depth > 0 ? depth - 1 : 0; }
+    } guard;
     switch (v.kind()) {
     case Value::Kind::Undefined: return "Undefined";
     case Value::Kind::None: return "None";
@@ -272,7 +349,7 @@ std::string repr(const Value& v) {
         std::string out = v.isTuple() ? "(" : "[";
         for (std::size_t i = 0; i < items.size(); ++i) {
             if (i) out += ", ";
-            out += repr(items[i]);
+            appendChecked(out, repr(items[i]));
         }
         if (v.isTuple()) return out + (items.size() == 1 ? ",)" : ")");
         return out + "]";
@@ -285,7 +362,7 @@ std::string repr(const Value& v) {
         for (const auto& [key, value] : d.entries()) {
             if (!first) out += ", ";
             first = false;
-            out += repr(key) + ": " + repr(value);
+            appendChecked(out, repr(key) + ": " + repr(value));
         }
         out += "}";
         return v.isDict() ? out : "<Namespace " + out + ">";
@@ -394,12 +471,18 @@ const Value* ValueDict::find(std::string_view key) const {
 }
 
 void ValueDict::set(Value key, Value value) {
+    const int depth = std::max({depth_, depthOf(key), depthOf(value)});
+    checkedDepth(depth + 1);  // the dict itself is one level more
+    depth_ = depth;
+    step(static_cast<std::int64_t>(entries_.size() / 256));
     for (auto& entry : entries_) {
         if (pyEquals(entry.first, key)) {
             entry.second = std::move(value);
             return;
         }
     }
+    if (entries_.size() >= kMaxItems)
+        fail("a dict of more than " + std::to_string(kMaxItems) + " entries is too large");
     entries_.emplace_back(std::move(key), std::move(value));
 }
 
@@ -428,6 +511,13 @@ std::int64_t wrapSub(std::int64_t a, std::int64_t b) {
 }
 std::int64_t wrapMul(std::int64_t a, std::int64_t b) {
     return static_cast<std::int64_t>(static_cast<std::uint64_t>(a) * static_cast<std::uint64_t>(b));
+}
+
+// The bytes a copy of `items` takes: lists hold strings by value.
+std::size_t listBytes(const ValueList& items) {
+    std::size_t n = 0;
+    for (const Value& v : items) n += sizeof(Value) + (v.isString() ? v.asString().size() : 0);
+    return n;
 }
 
 template <typename T>
@@ -481,8 +571,8 @@ Value multiply(const Value& a, const Value& b) {
     }
     if (a.isString() && isIntegral(b)) return Value(repeat(a.asString(), toInteger(b), a.asString().size()));
     if (isIntegral(a) && b.isString()) return Value(repeat(b.asString(), toInteger(a), b.asString().size()));
-    if (a.isList() && isIntegral(b)) return sameSequenceKind(a, repeat(a.asList(), toInteger(b), a.asList().size() * 64));
-    if (isIntegral(a) && b.isList()) return sameSequenceKind(b, repeat(b.asList(), toInteger(a), b.asList().size() * 64));
+    if (a.isList() && isIntegral(b)) return sameSequenceKind(a, repeat(a.asList(), toInteger(b), listBytes(a.asList())));
+    if (isIntegral(a) && b.isList()) return sameSequenceKind(b, repeat(b.asList(), toInteger(a), listBytes(b.asList())));
     failOperands("*", a, b);
 }
 
@@ -528,13 +618,18 @@ std::string percentFormat(const std::string& format, const Value& args) {
         std::string flags;
         while (++i < format.size() && std::string_view("-+ #0").find(format[i]) != std::string_view::npos)
             flags += format[i];
+        // Widths and precisions are bounded: snprintf gets at most 400, text
+        // padding at most kMaxStringBytes.
         auto number = [&]() {
             std::string digits;
             if (i < format.size() && format[i] == '*') {
                 ++i;
-                return std::to_string(requireInteger(take(), "* width"));
+                const std::int64_t n = requireInteger(take(), "* width");
+                if (n < 0 || n > static_cast<std::int64_t>(kMaxStringBytes)) fail("format width " + std::to_string(n) + " is out of range");
+                return std::to_string(n);
             }
             while (i < format.size() && isAsciiDigit(format[i])) digits += format[i++];
+            if (digits.size() > 8) fail("format width or precision " + digits + " is too large");
             return digits;
         };
         const std::string width = number();
@@ -552,7 +647,11 @@ std::string percentFormat(const std::string& format, const Value& args) {
             continue;
         }
         std::string spec = "%" + flags + width + precision;
-        char buffer[512];
+        const bool wide = (!width.empty() && std::stoll(width) > 400) ||
+                          (precision.size() > 1 && std::stoll(precision.substr(1)) > 400);
+        if (wide && conversion != 's' && conversion != 'r')
+            fail("format width or precision past 400 for %" + std::string(1, conversion));
+        char buffer[1024];
         if (conversion == 's' || conversion == 'r') {
             std::string text = conversion == 's' ? str(take()) : repr(take());
             if (!precision.empty()) text = text.substr(0, static_cast<std::size_t>(std::stoll(precision.substr(1))));
@@ -561,10 +660,12 @@ std::string percentFormat(const std::string& format, const Value& args) {
                 const std::string fill(pad - text.size(), ' ');
                 text = flags.find('-') != std::string::npos ? text + fill : fill + text;
             }
-            out += text;
+            appendChecked(out, text);
         } else if (std::string_view("dixXoc").find(conversion) != std::string_view::npos) {
             const Value& v = take();
             if (!isNumber(v)) fail(std::string("%") + conversion + " format: a number is required, not " + typeName(v));
+            if (v.isFloat() && !(std::fabs(v.asFloat()) < 9.2e18))
+                fail(std::string("%") + conversion + " format: " + formatFloat(v.asFloat()) + " is out of range");
             const long long n = v.isFloat() ? static_cast<long long>(v.asFloat()) : toInteger(v);
             if (conversion == 'c') {
                 spec += 'c';
@@ -638,6 +739,7 @@ bool contains(const Value& container, const Value& item) {
         if (!item.isString()) fail("'in <string>' requires string as left operand, not " + typeName(item));
         return container.asString().find(item.asString()) != std::string::npos;
     case Value::Kind::List:
+        step(static_cast<std::int64_t>(container.asList().size() / 256));
         return std::any_of(container.asList().begin(), container.asList().end(),
                            [&](const Value& v) { return pyEquals(v, item); });
     case Value::Kind::Dict: return container.asDict().find(item) != nullptr;
@@ -649,6 +751,8 @@ bool contains(const Value& container, const Value& item) {
 // The items a `for` loop or a filter walks: list items, dict keys, string
 // characters; undefined walks as empty, like Jinja's Undefined.
 ValueList iterate(const Value& v) {
+    if (v.isList()) step(static_cast<std::int64_t>(v.asList().size() / 256));
+    else if (v.isString()) step(static_cast<std::int64_t>(v.asString().size() / 256));
     switch (v.kind()) {
     case Value::Kind::List: return v.asList();
     case Value::Kind::Dict: {

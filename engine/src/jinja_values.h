@@ -22,6 +22,33 @@ public:
 };
 
 [[noreturn]] void fail(const std::string& message);
+
+// Limits on what one render can build (see Options in jinja.h for the rest).
+constexpr std::size_t kMaxStringBytes = std::size_t(16) << 20;
+constexpr std::size_t kMaxItems = std::size_t(1) << 20;  // one list, tuple or dict
+constexpr int kMaxValueDepth = 100;                      // lists/dicts/namespaces inside each other
+constexpr std::size_t kMaxBuiltBytes = std::size_t(512) << 20; // all lists one render builds
+
+// The step budget of the render running on this thread (Template::render
+// installs it); values built outside a render are not counted.
+struct RenderBudget {
+    std::int64_t steps = 0, maxSteps = 0;
+    std::size_t bytes = 0;  // of the lists built
+    const std::atomic<bool>* cancel = nullptr;
+    // Namespaces made by the render: emptied when it ends, which frees those
+    // that hold themselves (`set ns.a = ns`).
+    std::vector<std::weak_ptr<ValueDict>> namespaces;
+};
+RenderBudget*& currentBudget();
+// Counts `units` steps; throws EvalError when the budget is spent or the
+// render was cancelled.
+void step(std::int64_t units = 1);
+// Throws EvalError when a string of `bytes` would pass kMaxStringBytes.
+void checkStringSize(std::size_t bytes);
+// Appends, refusing a result past kMaxStringBytes.
+void appendChecked(std::string& out, std::string_view piece);
+// Nesting depth of a value: 0 for scalars, 1 for a flat list, and so on.
+int depthOf(const Value& v);
 // Using an undefined value where Jinja's Undefined refuses: its reason.
 [[noreturn]] void failUndefined(const Value& value);
 void requireDefined(const Value& value);

@@ -71,7 +71,7 @@ private:
 
 Selector loadMergekitConfig(const fs::path& yaml) {
     const std::string name = yaml.string();
-    const std::string text = readTextFile(yaml);
+    const std::string text = readTextFile(yaml, kMaxSmallFileBytes);
     YAML::Node root;
     try {
         root = YAML::Load(text);

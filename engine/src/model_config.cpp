@@ -4,6 +4,8 @@
 // sparse MoE layers, with the keys and defaults of Transformers' config classes.
 #include "moe/model_config.h"
 
+#include "json_input.h"
+#include "moe/atomic_file.h"
 #include "moe/error.h"
 #include "moe/gguf_model.h"
 
@@ -44,15 +46,41 @@ std::string supportedList(bool modelTypes) {
 }
 
 json readJson(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path.string() + ": cannot open");
-    std::stringstream text;
-    text << in.rdbuf();
+    const std::string text = readTextFile(path, kMaxSmallFileBytes);
     try {
-        return json::parse(text.str());
+        return parseJsonChecked(text, path);
     } catch (const json::exception& e) {
         throw Error(path.string() + ": not valid JSON: " + e.what());
     }
+}
+
+// Upper bounds of the fields that size allocations (tables, caches, one
+// buffer per layer or expert), far above any released model, so that a
+// hostile config.json cannot make the loader allocate without end before the
+// tensors are checked. 0 = no bound.
+int64_t sizeBound(const std::string& field) {
+    static const std::pair<const char*, int64_t> kBounds[] = {
+        {"vocab_size", int64_t(1) << 24},
+        {"hidden_size", int64_t(1) << 17},
+        {"intermediate_size", int64_t(1) << 20},
+        {"moe_intermediate_size", int64_t(1) << 20},
+        {"shared_expert_intermediate_size", int64_t(1) << 20},
+        {"num_hidden_layers", 1024},
+        {"num_attention_heads", 1024},
+        {"num_key_value_heads", 1024},
+        {"head_dim", 4096},
+        {"max_position_embeddings", int64_t(1) << 24},
+        {"original_max_position_embeddings", int64_t(1) << 24},
+        {"sliding_window", int64_t(1) << 24},
+        {"num_local_experts", 1024},
+        {"num_experts", 1024},
+        {"num_experts_per_tok", 1024},
+        {"decoder_sparse_step", 1024},
+        {"max_window_layers", 1024},
+    };
+    for (const auto& [name, most] : kBounds)
+        if (field == name) return most;
+    return 0;
 }
 
 // Typed access to one JSON object; every complaint names the file and field.
@@ -86,7 +114,8 @@ public:
         const json* v = find(field);
         if (!v) return fallback;
         if (!v->is_number_integer() || v->get<int64_t>() < 0 || v->get<int64_t>() > INT_MAX)
-            fail(field, "must be a non-negative integer, got " + v->dump());
+            fail(field, "must be a non-negative integer, got " + jsonSnippet(*v));
+        checkUpperBound(field, v->get<int64_t>());
         return v->get<int>();
     }
 
@@ -103,14 +132,14 @@ public:
     bool boolean(const std::string& field, bool fallback) const {
         const json* v = find(field);
         if (!v) return fallback;
-        if (!v->is_boolean()) fail(field, "must be true or false, got " + v->dump());
+        if (!v->is_boolean()) fail(field, "must be true or false, got " + jsonSnippet(*v));
         return v->get<bool>();
     }
 
     std::string string(const std::string& field) const {
         const json* v = find(field);
         if (!v) return {};
-        if (!v->is_string()) fail(field, "must be a string, got " + v->dump());
+        if (!v->is_string()) fail(field, "must be a string, got " + jsonSnippet(*v));
         return v->get<std::string>();
     }
 
@@ -121,7 +150,7 @@ public:
         if (!v) return ids;
         auto add = [&](const json& item) {
             if (!item.is_number_integer() || item.get<int64_t>() < 0 || item.get<int64_t>() > INT_MAX)
-                fail(field, "must be a token id or a list of token ids, got " + v->dump());
+                fail(field, "must be a token id or a list of token ids, got " + jsonSnippet(*v));
             ids.push_back(item.get<int>());
         };
         if (v->is_array())
@@ -134,12 +163,17 @@ public:
 private:
     int positiveIntValue(const std::string& field, const json& v) const {
         if (!v.is_number_integer() || v.get<int64_t>() <= 0 || v.get<int64_t>() > INT_MAX)
-            fail(field, "must be a positive integer, got " + v.dump());
+            fail(field, "must be a positive integer, got " + jsonSnippet(v));
+        checkUpperBound(field, v.get<int64_t>());
         return v.get<int>();
+    }
+    void checkUpperBound(const std::string& field, int64_t value) const {
+        if (const int64_t most = sizeBound(field); most > 0 && value > most)
+            fail(field, std::to_string(value) + " is larger than any model has (at most " + std::to_string(most) + ")");
     }
     double positiveNumberValue(const std::string& field, const json& v) const {
         if (!v.is_number() || !(v.get<double>() > 0) || !std::isfinite(v.get<double>()))
-            fail(field, "must be a positive number, got " + v.dump());
+            fail(field, "must be a positive number, got " + jsonSnippet(v));
         return v.get<double>();
     }
 
@@ -152,7 +186,7 @@ Arch detectArch(const FieldReader& cfg, std::string& architecture, std::string& 
     modelType = cfg.string("model_type");
     if (const json* archs = cfg.find("architectures")) {
         if (!archs->is_array() || archs->empty() || !(*archs)[0].is_string())
-            cfg.fail("architectures", "must be a non-empty list of names, got " + archs->dump());
+            cfg.fail("architectures", "must be a non-empty list of names, got " + jsonSnippet(*archs));
         architecture = (*archs)[0].get<std::string>();
         for (const auto& a : kSupported)
             if (architecture == a.architecture) return a.arch;
@@ -191,7 +225,7 @@ Rope readRope(const FieldReader& cfg, const fs::path& file, int headDim, double 
         objectField = "rope_parameters";
     }
     if (object && !object->is_object())
-        cfg.fail(objectField, "must be an object or null, got " + object->dump());
+        cfg.fail(objectField, "must be an object or null, got " + jsonSnippet(*object));
     const json empty = json::object();
     const FieldReader rs(file, object ? *object : empty, objectField + ".");
 
@@ -321,11 +355,11 @@ void readQwenMoeFields(const FieldReader& cfg, ModelConfig& c) {
     c.moeIntermediateSize = cfg.positiveInt("moe_intermediate_size", d.moeIntermediate);
     c.decoderSparseStep = cfg.positiveInt("decoder_sparse_step", 1);
     if (const json* only = cfg.find("mlp_only_layers")) {
-        if (!only->is_array()) cfg.fail("mlp_only_layers", "must be a list of layer indices, got " + only->dump());
+        if (!only->is_array()) cfg.fail("mlp_only_layers", "must be a list of layer indices, got " + jsonSnippet(*only));
         for (const auto& v : *only) {
             if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= c.numLayers)
                 cfg.fail("mlp_only_layers", "must list layers 0 to " + std::to_string(c.numLayers - 1) + ", got " +
-                                                v.dump());
+                                                jsonSnippet(v));
             c.mlpOnlyLayers.push_back(v.get<int>());
         }
     }
@@ -353,11 +387,11 @@ void readQwen2MoeSlidingWindow(const FieldReader& cfg, ModelConfig& c) {
     std::vector<bool> sliding(size_t(c.numLayers), false);
     if (const json* types = cfg.find("layer_types")) {
         if (!types->is_array() || types->size() != size_t(c.numLayers))
-            cfg.fail("layer_types", "must list " + std::to_string(c.numLayers) + " layer types, got " + types->dump());
+            cfg.fail("layer_types", "must list " + std::to_string(c.numLayers) + " layer types, got " + jsonSnippet(*types));
         for (size_t i = 0; i < types->size(); ++i) {
             const json& t = (*types)[i];
             if (t != "sliding_attention" && t != "full_attention")
-                cfg.fail("layer_types", "entries must be \"full_attention\" or \"sliding_attention\", got " + t.dump());
+                cfg.fail("layer_types", "entries must be \"full_attention\" or \"sliding_attention\", got " + jsonSnippet(t));
             sliding[i] = t == "sliding_attention";
         }
         setUniformWindow(cfg, c, window, sliding, "layer_types");

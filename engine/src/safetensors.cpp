@@ -5,6 +5,7 @@
 // data section. Tensor "data_offsets" are relative to the data section.
 #include "moe/safetensors.h"
 
+#include "json_input.h"
 #include "moe/error.h"
 #include "moe/quant.h"
 
@@ -94,7 +95,7 @@ json parseJsonFile(const fs::path& path) {
     MappedFile file(path);
     try {
         const auto* begin = reinterpret_cast<const char*>(file.data());
-        return json::parse(begin, begin + file.size());
+        return parseJsonChecked(std::string_view(begin, file.size()), path);
     } catch (const json::exception& e) {
         fail(path, std::string("not valid JSON: ") + e.what());
     }
@@ -287,7 +288,7 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : file_(std::make_unique<
     json header;
     try {
         const auto* text = reinterpret_cast<const char*>(file_->data() + 8);
-        header = json::parse(text, text + headerLen);
+        header = parseJsonChecked(std::string_view(text, size_t(headerLen)), path);
     } catch (const json::exception& e) {
         fail(path, std::string("header is not valid JSON: ") + e.what());
     }
@@ -330,7 +331,7 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : file_(std::make_unique<
         for (const auto& dim : *shapeIt) {
             uint64_t d = 0;
             if (!asNonNegativeInt(dim, d) || d > uint64_t(std::numeric_limits<int64_t>::max()))
-                failTensor(path, name, "shape " + shapeIt->dump() + " is not a list of non-negative integers");
+                failTensor(path, name, "shape " + jsonSnippet(*shapeIt) + " is not a list of non-negative integers");
             view.shape.push_back(static_cast<int64_t>(d));
         }
 
@@ -339,9 +340,9 @@ SafetensorsFile::SafetensorsFile(const fs::path& path) : file_(std::make_unique<
         uint64_t begin = 0, end = 0;
         if (!offsetsIt->is_array() || offsetsIt->size() != 2 || !asNonNegativeInt((*offsetsIt)[0], begin) ||
             !asNonNegativeInt((*offsetsIt)[1], end))
-            failTensor(path, name, "data_offsets " + offsetsIt->dump() + " is not [begin, end]");
+            failTensor(path, name, "data_offsets " + jsonSnippet(*offsetsIt) + " is not [begin, end]");
         if (begin > end)
-            failTensor(path, name, "data_offsets " + offsetsIt->dump() + " has begin after end");
+            failTensor(path, name, "data_offsets " + jsonSnippet(*offsetsIt) + " has begin after end");
         if (end > dataSize)
             failTensor(path, name,
                        "data range [" + std::to_string(dataStart + begin) + ", " + std::to_string(dataStart + end) +
@@ -418,8 +419,15 @@ std::unique_ptr<WeightStore> WeightStore::openFolder(const fs::path& dir) {
             const auto shardName = shardValue.get<std::string>();
             auto shardIt = shards.find(shardName);
             if (shardIt == shards.end()) {
+                // A shard is a file of this folder: a name with a folder part ("../x",
+                // "/etc/x", "sub/x") could read files outside the model.
+                const fs::path shardFile(shardName);
+                if (shardName.empty() || shardFile.has_parent_path() || shardFile.is_absolute() ||
+                    shardName == "." || shardName == ".." || shardName.find('\\') != std::string::npos)
+                    fail(indexPath, "weight_map names shard \"" + shardName + "\" for tensor " + tensor +
+                                        ": a shard must be a file name in the model folder, without a folder part");
                 const fs::path shardPath = dir / shardName;
-                if (fs::path(shardName).is_absolute() || !fs::is_regular_file(shardPath, ec))
+                if (!fs::is_regular_file(shardPath, ec))
                     fail(indexPath, "weight_map names shard " + shardName + " for tensor " + tensor + ", but " +
                                         shardPath.string() + " does not exist");
                 store->files_.push_back(std::make_unique<SafetensorsFile>(shardPath));

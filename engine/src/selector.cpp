@@ -280,7 +280,7 @@ ExpertPrompts readPrompts(const TomlReader& r, const toml::table& t, const std::
 
 Selector loadSelector(const fs::path& file) {
     const std::string name = file.string();
-    const std::string text = readTextFile(file);
+    const std::string text = readTextFile(file, kMaxSmallFileBytes);
     toml::table root;
     try {
         root = toml::parse(text, name);

@@ -2,11 +2,15 @@
 // matching, UTF-8 helpers and the streaming decoder.
 #include "moe/tokenizer.h"
 
+#include "json_input.h"
+#include "moe/atomic_file.h"
 #include "moe/error.h"
 #include "moe/gguf_model.h"
 #include "tokenizer_common.h"
 
 #include <algorithm>
+#include <charconv>
+#include <climits>
 #include <fstream>
 #include <sstream>
 
@@ -18,12 +22,9 @@ using json = nlohmann::json;
 namespace tokenizer_detail {
 
 json readJsonFile(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw Error(file.string() + ": cannot open file");
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
+    const std::string text = readTextFile(file, kMaxLargeFileBytes);
     try {
-        return json::parse(buffer.str());
+        return parseJsonChecked(text, file);
     } catch (const json::parse_error& e) {
         throw Error(file.string() + ": malformed JSON: " + e.what());
     }
@@ -55,12 +56,20 @@ bool boolOr(const json& object, const char* field, bool fallback) {
     return it != object.end() && it->is_boolean() ? it->get<bool>() : fallback;
 }
 
+// Ids outside 0..INT32_MAX are not ids; they are skipped (as are ids past the
+// vocabulary, by the callers).
+void appendEosId(const json& value, std::vector<int32_t>& ids) {
+    if (value.is_number_unsigned() ? value.get<uint64_t>() <= uint64_t(INT32_MAX)
+                                   : value.is_number_integer() && value.get<int64_t>() >= 0 &&
+                                         value.get<int64_t>() <= INT32_MAX)
+        addUnique(ids, static_cast<int32_t>(value.get<int64_t>()));
+}
+
 void appendEosIds(const json& value, std::vector<int32_t>& ids) {
-    if (value.is_number_integer()) {
-        addUnique(ids, value.get<int32_t>());
-    } else if (value.is_array()) {
-        for (const auto& v : value)
-            if (v.is_number_integer()) addUnique(ids, v.get<int32_t>());
+    if (value.is_array()) {
+        for (const auto& v : value) appendEosId(v, ids);
+    } else {
+        appendEosId(value, ids);
     }
 }
 
@@ -129,11 +138,12 @@ TokenizerConfig readTokenizerConfig(const fs::path& file) {
         if (!decoder->is_object()) throw Error(file.string() + ": field 'added_tokens_decoder' must be an object");
         for (const auto& [key, entry] : decoder->items()) {
             AddedToken token;
-            try {
-                token.id = static_cast<int32_t>(std::stol(key));
-            } catch (const std::exception&) {
-                throw Error(file.string() + ": added_tokens_decoder key '" + key + "' is not a token id");
-            }
+            int64_t id = -1;
+            const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+            if (ec != std::errc() || end != key.data() + key.size() || id < 0 || id > INT32_MAX)
+                throw Error(file.string() + ": added_tokens_decoder key '" + key +
+                            "' is not a token id (0 to " + std::to_string(INT32_MAX) + ")");
+            token.id = static_cast<int32_t>(id);
             if (!entry.is_object() || !entry.contains("content") || !entry["content"].is_string())
                 throw Error(file.string() + ": added_tokens_decoder." + key + ".content must be a string");
             token.content = entry["content"].get<std::string>();
@@ -159,6 +169,13 @@ std::vector<int32_t> generationEosIds(const fs::path& modelDir) {
         } catch (const Error&) {}
     }
     return ids;
+}
+
+void checkTokenId(int64_t id, int64_t limit, const fs::path& file, const std::string& field) {
+    if (id < 0) throw Error(file.string() + ": " + field + ": token id " + std::to_string(id) + " is negative");
+    if (id >= limit)
+        throw Error(file.string() + ": " + field + ": token id " + std::to_string(id) +
+                    " is past the vocabulary (the files list " + std::to_string(limit) + " tokens)");
 }
 
 void addUnique(std::vector<int32_t>& ids, int32_t id) {

@@ -212,7 +212,13 @@ using Normalizer = std::function<void(std::string&)>;
 using PreTokenizer = std::function<void(std::vector<PreToken>&)>;
 using Decoder = std::function<void(std::vector<std::string>&)>;
 
+// A JSON integer as int64 for range checks (unsigned values past INT64_MAX saturate).
+int64_t jsonInteger(const json& v) {
+    return v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX) ? INT64_MAX : v.get<int64_t>();
+}
+
 // Reading helpers that report the file and the JSON path of a bad field.
+
 struct JsonContext {
     const fs::path& file;
 
@@ -597,6 +603,12 @@ private:
         const std::string modelType = ctx.stringOr(*model, "type", "BPE", "model");
         if (modelType != "BPE") ctx.fail("model.type", "'" + modelType + "' models are not supported (only BPE)");
 
+        {
+            const auto vocab = model->find("vocab");
+            const auto added = root.find("added_tokens");
+            idLimit_ = int64_t(vocab != model->end() ? vocab->size() : 0) +
+                       int64_t(added != root.end() && added->is_array() ? added->size() : 0);
+        }
         loadVocab(*model, ctx);
         loadAddedTokens(root, ctx);
         loadMerges(*model, ctx);
@@ -703,8 +715,10 @@ private:
         if (vocab == model.end() || !vocab->is_object()) ctx.fail("model.vocab", "missing or not an object");
         pieceToId_.reserve(vocab->size());
         for (const auto& [piece, id] : vocab->items()) {
-            if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX)
+            if (!id.is_number_integer() || (!id.is_number_unsigned() && id.get<int64_t>() < 0))
                 ctx.fail("model.vocab[\"" + piece + "\"]", "expected a non-negative token id");
+            checkTokenId(jsonInteger(id),
+                         idLimit_, ctx.file, "model.vocab[\"" + piece + "\"]");
             setPiece(id.get<int32_t>(), piece, true);
         }
     }
@@ -717,10 +731,13 @@ private:
             const json& entry = (*list)[i];
             const std::string where = "added_tokens[" + std::to_string(i) + "]";
             if (!entry.is_object() || !entry.contains("id") || !entry["id"].is_number_integer() ||
-                entry["id"].get<int64_t>() < 0)
+                (!entry["id"].is_number_unsigned() && entry["id"].get<int64_t>() < 0))
                 ctx.fail(where + ".id", "expected a non-negative token id");
+            const json& id = entry["id"];
+            checkTokenId(jsonInteger(id),
+                         idLimit_, ctx.file, where + ".id");
             AddedToken token;
-            token.id = entry["id"].get<int32_t>();
+            token.id = id.get<int32_t>();
             token.content = ctx.string(entry, "content", where);
             token.special = ctx.boolOr(entry, "special", false, where);
             token.lstrip = ctx.boolOr(entry, "lstrip", false, where);
@@ -784,7 +801,15 @@ private:
                 std::vector<int32_t> ids;
                 const json* specials = node.contains("special_tokens") ? &node["special_tokens"] : nullptr;
                 if (specials && specials->contains(name) && (*specials)[name].contains("ids")) {
-                    for (const json& id : (*specials)[name]["ids"]) ids.push_back(id.get<int32_t>());
+                    const std::string field = where + ".special_tokens[\"" + name + "\"].ids";
+                    const json& list = (*specials)[name]["ids"];
+                    if (!list.is_array()) ctx.fail(field, "expected a list of token ids");
+                    for (const json& id : list) {
+                        if (!id.is_number_integer()) ctx.fail(field, "expected a list of token ids");
+                        checkTokenId(jsonInteger(id),
+                                     vocabSize(), ctx.file, field);
+                        ids.push_back(id.get<int32_t>());
+                    }
                 } else if (auto it = addedPieceToId_.find(name); it != addedPieceToId_.end()) {
                     ids.push_back(it->second);
                 } else if (auto it = pieceToId_.find(name); it != pieceToId_.end()) {
@@ -797,9 +822,12 @@ private:
             }
         } else if (type == "RobertaProcessing" || type == "BertProcessing") {
             for (const char* key : {"cls", "sep"}) {
-                const json& pair = node.at(key);
+                if (!node.contains(key)) ctx.fail(where + "." + key, "missing");
+                const json& pair = node[key];
                 if (!pair.is_array() || pair.size() != 2 || !pair[1].is_number_integer())
                     ctx.fail(where + "." + key, "expected [token, id]");
+                checkTokenId(jsonInteger(pair[1]),
+                             vocabSize(), ctx.file, where + "." + key);
                 (std::string(key) == "cls" ? prefix : suffix).push_back(pair[1].get<int32_t>());
             }
         } else if (type != "ByteLevel") { // ByteLevel only adjusts offsets
@@ -819,8 +847,9 @@ private:
     // (transformers rebuilds the template from add_bos_token/add_eos_token).
     void applyConfig(const TokenizerConfig& config, const fs::path& configFile,
                      const std::vector<int32_t>& templatePrefix, const std::vector<int32_t>& templateSuffix) {
+        const int64_t limit = std::max<int64_t>(vocabSize(), idLimit_) + int64_t(config.addedTokens.size());
         for (const AddedToken& token : config.addedTokens) {
-            if (token.id < 0) continue;
+            checkTokenId(token.id, limit, configFile, "added_tokens_decoder." + std::to_string(token.id));
             setPiece(token.id, token.content, false);
             addedTokens_.add(token);
             if (token.special) specialIds_.insert(token.id);
@@ -955,6 +984,7 @@ private:
     }
 
     std::vector<std::string> idToPiece_;
+    int64_t idLimit_ = 0; // vocabulary entries plus added tokens of tokenizer.json: ids must be below
     std::unordered_map<std::string, int32_t> pieceToId_;      // model vocabulary
     std::unordered_map<std::string, int32_t> addedPieceToId_; // added tokens
     std::unordered_map<uint64_t, Merge> merges_;

@@ -29,6 +29,8 @@ public:
         const TokenizerConfig config = readTokenizerConfig(configFile);
         for (const auto& token : config.addedTokens) {
             // Tokens added after training (e.g. a <pad> at 32000) get ids past the model's pieces.
+            checkTokenId(token.id, int64_t(modelSize_) + int64_t(config.addedTokens.size()), configFile,
+                         "added_tokens_decoder." + std::to_string(token.id));
             vocabSize_ = std::max(vocabSize_, token.id + 1);
             addedTokens_.add(token);
             if (token.special) specialIds_.insert(token.id);

@@ -4,6 +4,7 @@
 #include "moe/validate.h"
 
 #include "moe/atomic_file.h"
+#include "json_input.h"
 #include "moe/error.h"
 #include "moe/gguf_model.h"
 #include "moe/safetensors.h"
@@ -139,7 +140,7 @@ void inspectLora(const ModelConfig& base, const fs::path& dir, const std::vector
     const fs::path configFile = dir / "adapter_config.json";
     json cfg;
     try {
-        cfg = json::parse(readTextFile(configFile));
+        cfg = parseJsonChecked(readTextFile(configFile, kMaxSmallFileBytes), configFile);
     } catch (const json::parse_error& e) {
         out.problems.push_back(configFile.string() + ": not valid JSON: " + e.what());
         return;
@@ -155,16 +156,16 @@ void inspectLora(const ModelConfig& base, const fs::path& dir, const std::vector
         out.problems.push_back(configFile.string() + ": " + field + ": " + what);
     };
     if (auto it = cfg.find("peft_type"); it != cfg.end() && !(it->is_string() && *it == "LORA"))
-        problem("peft_type", it->dump() + " is not supported (only LORA)");
+        problem("peft_type", jsonSnippet(*it) + " is not supported (only LORA)");
 
     const auto r = cfg.find("r");
     if (r == cfg.end() || !r->is_number_integer() || r->get<int64_t>() < 1 || r->get<int64_t>() > 1 << 20)
-        problem("r", r == cfg.end() ? "missing" : r->dump() + " is not a positive integer");
+        problem("r", r == cfg.end() ? "missing" : jsonSnippet(*r) + " is not a positive integer");
     else
         out.facts.loraRank = r->get<int>();
     const auto alpha = cfg.find("lora_alpha");
     if (alpha == cfg.end() || !alpha->is_number() || !(alpha->get<double>() > 0))
-        problem("lora_alpha", alpha == cfg.end() ? "missing" : alpha->dump() + " is not a positive number");
+        problem("lora_alpha", alpha == cfg.end() ? "missing" : jsonSnippet(*alpha) + " is not a positive number");
     else
         out.facts.loraAlpha = alpha->get<double>();
 
@@ -181,16 +182,16 @@ void inspectLora(const ModelConfig& base, const fs::path& dir, const std::vector
         if (auto it = cfg.find(field); it != cfg.end() && it->is_object() && !it->empty())
             problem(field, "per-module ranks or alphas are not supported");
     if (auto it = cfg.find("bias"); it != cfg.end() && it->is_string() && *it != "none")
-        problem("bias", it->dump() + " is not supported (only \"none\")");
+        problem("bias", jsonSnippet(*it) + " is not supported (only \"none\")");
 
     std::vector<std::string> adapterTargets;
     const auto targets = cfg.find("target_modules");
     if (targets == cfg.end() || targets->is_null()) {
         problem("target_modules", "missing");
     } else if (targets->is_string()) {
-        problem("target_modules", "a regular expression (" + targets->dump() + ") is not supported; list the modules");
+        problem("target_modules", "a regular expression (" + jsonSnippet(*targets) + ") is not supported; list the modules");
     } else if (!targets->is_array()) {
-        problem("target_modules", "expected a list of module names, got " + targets->dump());
+        problem("target_modules", "expected a list of module names, got " + jsonSnippet(*targets));
     } else {
         for (const auto& t : *targets)
             if (t.is_string()) adapterTargets.push_back(t.get<std::string>());
