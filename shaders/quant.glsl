@@ -41,6 +41,19 @@ uvec4 qvec4(bool up, uint i) {
 #endif
 }
 
+// Words i and i + 1 (i even: both lie in one texel).
+uvec2 qword2(bool up, uint i) {
+#if defined(TEXEL_READS)
+    const uvec4 t = qvec4(up, i & ~3u);
+    return (i & 2u) != 0u ? t.zw : t.xy;
+#else
+#if defined(GATED)
+    if (up) return uvec2(wuq[i], wuq[i + 1u]);
+#endif
+    return uvec2(wq[i], wq[i + 1u]);
+#endif
+}
+
 // Half h (0: low, 1: high) of a word as a float16.
 float half16(uint w, uint h) { return unpackHalf2x16(w >> (16u * h)).x; }
 uint byteOf(uint w, uint k) { return (w >> (8u * k)) & 0xffu; }
@@ -196,19 +209,21 @@ float qdot64(bool up, uint rw, uint K, uint c, vec4 xs[16], vec4 xg) {
 #endif
 }
 
-// Weights col .. col + 7 (col a multiple of 8, so all in one block) of the row at word rw.
+// Weights col .. col + 7 (col a multiple of 8, so all in one block) of the
+// row at word rw: their quants are two words of one texel (qword2).
 void qload8(bool up, uint rw, uint K, uint col, out vec4 lo, out vec4 hi) {
 #if defined(W_Q8_0)
-    const uint j = col / 32u, o = col % 32u, q = rw + 8u * j + o / 4u;
+    const uint j = col / 32u, o = col % 32u;
+    const uvec2 q = qword2(up, rw + 8u * j + o / 4u);
     const float d = half16(qword(up, rw + qplaneWords(paddedK(K)) + j / 2u), j & 1u);
-    lo = d * i8x4(qword(up, q));
-    hi = d * i8x4(qword(up, q + 1u));
+    lo = d * i8x4(q.x);
+    hi = d * i8x4(q.y);
 #elif defined(W_Q4_0) || defined(W_Q4_1) || defined(W_Q5_0) || defined(W_Q5_1)
-    const uint j = col / 32u, o = col % 32u, q = rw + 4u * j + (o & 15u) / 4u;
+    const uint j = col / 32u, o = col % 32u;
     const uint tail = rw + qplaneWords(paddedK(K));
-    const uint q0 = qword(up, q), q1 = qword(up, q + 1u);
-    lo = o < 16u ? lo4x4(q0) : hi4x4(q0);
-    hi = o < 16u ? lo4x4(q1) : hi4x4(q1);
+    const uvec2 q = qword2(up, rw + 4u * j + (o & 15u) / 4u);
+    lo = o < 16u ? lo4x4(q.x) : hi4x4(q.x);
+    hi = o < 16u ? lo4x4(q.y) : hi4x4(q.y);
 #if defined(W_Q4_0)
     const float d = half16(qword(up, tail + j / 2u), j & 1u);
     lo = d * (lo - 8.0);
@@ -218,44 +233,43 @@ void qload8(bool up, uint rw, uint K, uint col, out vec4 lo, out vec4 hi) {
     lo = half16(dm, 0u) * lo + half16(dm, 1u);
     hi = half16(dm, 0u) * hi + half16(dm, 1u);
 #else
-    const uint qh = qword(up, tail + 2u * j) >> o, dw = qword(up, tail + 2u * j + 1u);
+    const uvec2 t = qword2(up, tail + 2u * j); // qh, then d (and m)
+    const uint qh = t.x >> o;
     lo += 16.0 * bits4(qh);
     hi += 16.0 * bits4(qh >> 4);
 #if defined(W_Q5_0)
-    lo = half16(dw, 0u) * (lo - 16.0);
-    hi = half16(dw, 0u) * (hi - 16.0);
+    lo = half16(t.y, 0u) * (lo - 16.0);
+    hi = half16(t.y, 0u) * (hi - 16.0);
 #else
-    lo = half16(dw, 0u) * lo + half16(dw, 1u);
-    hi = half16(dw, 0u) * hi + half16(dw, 1u);
+    lo = half16(t.y, 0u) * lo + half16(t.y, 1u);
+    hi = half16(t.y, 0u) * hi + half16(t.y, 1u);
 #endif
 #endif
 #elif defined(W_Q4_K) || defined(W_Q5_K)
     // Each 64 weights: sub-block 2c from the low nibbles of 32 bytes, 2c + 1 from their high nibbles.
     const uint bk = col / 256u, o = col % 256u, base = rw + KQ_BLOCK_WORDS * bk;
     const uint c = o / 64u, w = o % 64u, l = w % 32u, sub = 2u * c + w / 32u;
-    const uint dm = qword(up, base);
-    const vec2 sm = scaleMinK4(qword(up, base + 1u), qword(up, base + 2u), qword(up, base + 3u), sub);
-    const float d = half16(dm, 0u) * sm.x, m = half16(dm, 1u) * sm.y;
-    const uint q = base + KQ_QS + (32u * c + l) / 4u;
-    const uint q0 = qword(up, q), q1 = qword(up, q + 1u);
-    lo = w < 32u ? lo4x4(q0) : hi4x4(q0);
-    hi = w < 32u ? lo4x4(q1) : hi4x4(q1);
+    const uvec4 h = qvec4(up, base); // d, dmin and the 12 scale bytes
+    const vec2 sm = scaleMinK4(h.y, h.z, h.w, sub);
+    const float d = half16(h.x, 0u) * sm.x, m = half16(h.x, 1u) * sm.y;
+    const uvec2 q = qword2(up, base + KQ_QS + (32u * c + l) / 4u);
+    lo = w < 32u ? lo4x4(q.x) : hi4x4(q.x);
+    hi = w < 32u ? lo4x4(q.y) : hi4x4(q.y);
 #if defined(W_Q5_K)
-    const uint h0 = qword(up, base + 4u + l / 4u), h1 = qword(up, base + 5u + l / 4u);
-    lo += 16.0 * byteBits(h0, sub);
-    hi += 16.0 * byteBits(h1, sub);
+    const uvec2 qh = qword2(up, base + 4u + l / 4u);
+    lo += 16.0 * byteBits(qh.x, sub);
+    hi += 16.0 * byteBits(qh.y, sub);
 #endif
     lo = d * lo - m;
     hi = d * hi - m;
 #elif defined(W_Q6_K)
     const uint bk = col / 256u, o = col % 256u, nb = K / 256u, base = rw + 48u * bk;
     const uint n = o / 128u, r = o % 128u, part = r / 32u, l = r % 32u;
-    const uint ql = base + (64u * n + l + (part & 1u) * 32u) / 4u, qh = base + 32u + (32u * n + l) / 4u;
-    const uint l0 = qword(up, ql), l1 = qword(up, ql + 1u);
-    const uint h0 = qword(up, qh), h1 = qword(up, qh + 1u);
+    const uvec2 ql = qword2(up, base + (64u * n + l + (part & 1u) * 32u) / 4u);
+    const uvec2 qh = qword2(up, base + 32u + (32u * n + l) / 4u);
     const uint shift = 2u * part;
-    lo = (part < 2u ? lo4x4(l0) : hi4x4(l0)) + 16.0 * vec4((uvec4(h0) >> (uvec4(0u, 8u, 16u, 24u) + shift)) & 3u) - 32.0;
-    hi = (part < 2u ? lo4x4(l1) : hi4x4(l1)) + 16.0 * vec4((uvec4(h1) >> (uvec4(0u, 8u, 16u, 24u) + shift)) & 3u) - 32.0;
+    lo = (part < 2u ? lo4x4(ql.x) : hi4x4(ql.x)) + 16.0 * vec4((uvec4(qh.x) >> (uvec4(0u, 8u, 16u, 24u) + shift)) & 3u) - 32.0;
+    hi = (part < 2u ? lo4x4(ql.y) : hi4x4(ql.y)) + 16.0 * vec4((uvec4(qh.y) >> (uvec4(0u, 8u, 16u, 24u) + shift)) & 3u) - 32.0;
     const uint si = 8u * n + l / 16u + 2u * part; // scale index within the block's 16
     const uint sb = byteOf(qword(up, rw + 48u * nb + 4u * bk + si / 4u), si & 3u);
     const float d = half16(qword(up, rw + 52u * nb + bk / 2u), bk & 1u) * float(int(sb << 24) >> 24);

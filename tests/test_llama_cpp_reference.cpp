@@ -76,15 +76,19 @@ std::vector<int32_t> greedy(Model& m, const std::vector<int32_t>& prompt, size_t
 
 } // namespace
 
+// Without the generated data: a skip, or a failure where the data is required
+// (run-tests.sh). A macro, so that it returns from the test function.
+#define SKIP_OR_FAIL(what)              \
+    do {                                \
+        if (requireData()) QFAIL(what); \
+        QSKIP(what);                    \
+    } while (0)
+
 class TestLlamaCppReference : public QObject {
     Q_OBJECT
     std::unique_ptr<vk::Context> ctx;
     json reference;
 
-    void skipOrFail(const char* what) {
-        if (requireData()) QFAIL(what);
-        QSKIP(what);
-    }
 
 private slots:
     void initTestCase() {
@@ -110,7 +114,7 @@ private slots:
     // The same ids from the same text, and the same logits for the same ids.
     void files() {
         QFETCH(QString, file);
-        if (reference.is_null()) skipOrFail("no .testdata/gguf/reference.json: run packaging/make-test-ggufs.sh");
+        if (reference.is_null()) SKIP_OR_FAIL("no .testdata/gguf/reference.json: run packaging/make-test-ggufs.sh");
         const std::string name = file.toStdString();
         if (!reference["models"].contains(name)) QFAIL(("reference.json has no entry for " + name).c_str());
         const json& r = reference["models"][name];
@@ -163,8 +167,9 @@ private slots:
     }
     void perplexityMatches() {
         QFETCH(QString, file);
-        if (reference.is_null()) skipOrFail("no .testdata/gguf/reference.json: run packaging/make-test-ggufs.sh");
+        if (reference.is_null()) SKIP_OR_FAIL("no .testdata/gguf/reference.json: run packaging/make-test-ggufs.sh");
         const std::string name = file.toStdString();
+        if (!reference["models"].contains(name)) QFAIL(("reference.json has no entry for " + name).c_str());
         const json& r = reference["models"][name];
         const json& settings = reference["settings"]["perplexity"];
         const auto path = ggufDir() / name;
@@ -195,9 +200,11 @@ private slots:
     }
     void sameAsSafetensorsSource() {
         QFETCH(QString, name);
-        if (reference.is_null()) skipOrFail("no .testdata/gguf/reference.json: run packaging/make-test-ggufs.sh");
+        if (reference.is_null()) SKIP_OR_FAIL("no .testdata/gguf/reference.json: run packaging/make-test-ggufs.sh");
         const auto folder = ggufDir() / name.toStdString();
         const auto file = ggufDir() / (name.toStdString() + "-f32.gguf");
+        if (!reference["models"].contains(file.filename().string()))
+            QFAIL(("reference.json has no entry for " + file.filename().string()).c_str());
         const auto ids = reference["models"][file.filename().string()]["logits"]["ids"].get<std::vector<int32_t>>();
         auto logits = [&](const std::filesystem::path& p) {
             auto m = Model::load(*ctx, p);
