@@ -36,6 +36,17 @@ inline double nmse(std::span<const float> got, std::span<const float> ref) {
     return norm > 0 ? err / norm : err;
 }
 
+// NMSE and the largest absolute difference: how the model tests compare logits.
+struct Diff {
+    double nmse = 0, maxAbs = 0;
+};
+inline Diff compare(std::span<const float> got, std::span<const float> ref) {
+    double maxAbs = 0;
+    for (size_t i = 0; i < ref.size() && i < got.size(); ++i)
+        maxAbs = std::max(maxAbs, std::abs(double(got[i]) - double(ref[i])));
+    return {nmse(got, ref), maxAbs};
+}
+
 } // namespace moe::test
 
 namespace moe::test::ref {

@@ -132,15 +132,6 @@ void writeBase(const std::string& path, const TypeFor& typeFor, bool dequantized
     writeFile(path, b.build());
 }
 
-struct Diff {
-    double nmse = 0, maxAbs = 0;
-};
-Diff compare(std::span<const float> got, std::span<const float> ref) {
-    double maxAbs = 0;
-    for (size_t i = 0; i < ref.size(); ++i) maxAbs = std::max(maxAbs, std::abs(double(got[i]) - ref[i]));
-    return {test::nmse(got, ref), maxAbs};
-}
-
 std::vector<float> allLogits(Model& m, const std::vector<int32_t>& ids) {
     Session session(m, 0, 64);
     std::vector<float> all;
@@ -248,7 +239,7 @@ private slots:
         auto m = Model::load(*ctx, path("base-f32.gguf"));
         const auto all = allLogits(*m, r["token_ids"].get<std::vector<int32_t>>());
         QCOMPARE(all.size(), ref.size());
-        const Diff d = compare(all, ref);
+        const test::Diff d = test::compare(all, ref);
         qInfo("prompt %d: NMSE %.3g, max |dlogit| %.3g", prompt, d.nmse, d.maxAbs);
         QVERIFY2(d.nmse < kNmseLimit, qPrintable(QString("NMSE %1").arg(d.nmse)));
         QVERIFY2(d.maxAbs < kMaxAbsLimit, qPrintable(QString("max abs %1").arg(d.maxAbs)));
@@ -282,7 +273,7 @@ private slots:
         QCOMPARE(mq->weightDType(), toDType(q));
         mq.reset();
         auto mt = Model::load(*ctx, twin);
-        const Diff d = compare(got, allLogits(*mt, ids));
+        const test::Diff d = test::compare(got, allLogits(*mt, ids));
         qInfo("%s: NMSE %.3g, max |dlogit| %.3g; device %llu bytes for %llu bytes of tensors (%.3fx)", qPrintable(type),
               d.nmse, d.maxAbs, (unsigned long long)device, (unsigned long long)tensorBytes, double(device) / double(tensorBytes));
         QVERIFY2(d.nmse < kNmseLimit, qPrintable(QString("NMSE %1").arg(d.nmse)));

@@ -29,16 +29,6 @@ using nlohmann::json;
 
 namespace {
 
-struct Diff {
-    double nmse = 0, maxAbs = 0;
-};
-
-Diff compare(std::span<const float> got, std::span<const float> ref) {
-    double maxAbs = 0;
-    for (size_t i = 0; i < ref.size(); ++i) maxAbs = std::max(maxAbs, std::abs(double(got[i]) - ref[i]));
-    return {test::nmse(got, ref), maxAbs};
-}
-
 constexpr double kNmseLimit = 1e-8;
 constexpr double kMaxAbsLimit = 2e-3;
 
@@ -91,7 +81,7 @@ private slots:
         std::vector<float> all;
         auto last = session.forward(ids, &all);
         QCOMPARE(all.size(), ref.size());
-        const Diff d = compare(all, ref);
+        const test::Diff d = test::compare(all, ref);
         qInfo("%s prompt %d: %zu tokens, NMSE %.3g, max |dlogit| %.3g", qPrintable(modelName), prompt, ids.size(), d.nmse, d.maxAbs);
         QVERIFY2(d.nmse < kNmseLimit, qPrintable(QString("NMSE %1").arg(d.nmse)));
         QVERIFY2(d.maxAbs < kMaxAbsLimit, qPrintable(QString("max abs %1").arg(d.maxAbs)));
@@ -156,7 +146,7 @@ private slots:
         const size_t V = size_t(m.config().vocabSize);
         for (size_t t = 0; t < ids.size(); ++t) {
             auto logits = stepped.forward(std::span<const int32_t>(&ids[t], 1));
-            const Diff d = compare(logits, std::span<const float>(all.data() + t * V, V));
+            const test::Diff d = test::compare(logits, std::span<const float>(all.data() + t * V, V));
             QVERIFY2(d.nmse < 1e-10, qPrintable(QString("position %1: NMSE %2").arg(t).arg(d.nmse)));
         }
         QCOMPARE(stepped.position(), uint32_t(ids.size()));
@@ -181,7 +171,7 @@ private slots:
         std::vector<float> mine(logits.begin(), logits.end());
         auto baseLogits = sb.forward(ids);
         for (float v : mine) QVERIFY(std::isfinite(v));
-        const Diff d = compare(mine, baseLogits);
+        const test::Diff d = test::compare(mine, baseLogits);
         QVERIFY2(d.maxAbs > 1e-3, "an expert should not give exactly the base's logits");
         QVERIFY2(d.nmse < 0.5, qPrintable(QString("expert far from base: NMSE %1").arg(d.nmse)));
     }

@@ -24,6 +24,7 @@
 //    tokenize the same through both routes.
 #include "moe/error.h"
 #include "moe/tokenizer.h"
+#include "llama_cpp_vocab_cases.h"
 #include "test_paths.h"
 
 #include <QTemporaryDir>
@@ -97,36 +98,9 @@ QString missingModels(const fs::path& location) {
         if (!fs::exists(location)) QFAIL(qPrintable(missingModels(location)));                                         \
     } while (false)
 
-struct ExpectedCase {
-    std::string text;
-    std::vector<int32_t> ids;
-};
-
-// llama.cpp's vocab tests: .inp holds the texts, each followed by a line
-// "__ggml_vocab_test__"; .out holds one line of space-separated ids per text.
-std::vector<ExpectedCase> readLlamaCppCases(const fs::path& inp) {
-    const std::string raw = readFile(inp);
-    const std::string separator = "\n__ggml_vocab_test__\n";
-    std::vector<ExpectedCase> cases;
-    for (size_t pos = 0; pos < raw.size();) {
-        const size_t next = raw.find(separator, pos);
-        cases.push_back({raw.substr(pos, next == std::string::npos ? std::string::npos : next - pos), {}});
-        if (next == std::string::npos) break;
-        pos = next + separator.size();
-    }
-    std::istringstream out(readFile(fs::path(inp).replace_extension(".out")));
-    std::string line;
-    for (size_t i = 0; std::getline(out, line); ++i) {
-        if (i >= cases.size()) throw std::runtime_error(inp.string() + ": more id lines than texts");
-        std::istringstream ids(line);
-        for (int32_t id; ids >> id;) cases[i].ids.push_back(id);
-    }
-    return cases;
-}
-
 // Encodes every case (no BOS, special tokens not parsed, as transformers'
 // encode(add_special_tokens=False) of plain text); returns the mismatches.
-QStringList compareCases(const Tokenizer& tok, const std::vector<ExpectedCase>& cases) {
+QStringList compareCases(const Tokenizer& tok, const std::vector<moe::test::ExpectedCase>& cases) {
     QStringList failures;
     for (size_t i = 0; i < cases.size(); ++i) {
         const auto ids = tok.encode(cases[i].text, false, false);
@@ -276,7 +250,7 @@ GgufVocab readGgufVocab(const fs::path& file) {
 // cases, and the first lines of the demo models' held-out text.
 std::vector<std::string> crossCheckTexts() {
     std::vector<std::string> texts;
-    for (const auto& c : readLlamaCppCases(testData("llama.cpp-vocab/ggml-vocab-llama-spm.gguf.inp")))
+    for (const auto& c : moe::test::readLlamaCppCases(testData("llama.cpp-vocab/ggml-vocab-llama-spm.gguf.inp")))
         texts.push_back(c.text);
     const json cases = json::parse(readFile(moe::test::modelsDir() / "reference/tokenizer_cases.json"));
     for (const auto& c : cases["cases"]) texts.push_back(c["text"].get<std::string>());
@@ -501,7 +475,7 @@ private slots:
         REQUIRE_TEST_DATA(cases);
         const auto tok = Tokenizer::load(file.parent_path());
         QCOMPARE(QString::fromStdString(tok->kind()), QString("bpe-byte-level"));
-        const auto expected = readLlamaCppCases(cases);
+        const auto expected = moe::test::readLlamaCppCases(cases);
         QCOMPARE(expected.size(), size_t(46));
         const QStringList failures = compareCases(*tok, expected);
         qInfo("qwen3: %d/%d llama.cpp qwen2 cases pass", int(expected.size()) - int(failures.size()),
@@ -530,7 +504,7 @@ private slots:
         REQUIRE_TEST_DATA(cases);
         const auto tok = Tokenizer::load(file.parent_path());
         QCOMPARE(QString::fromStdString(tok->kind()), QString("bpe-byte-level"));
-        const auto expected = readLlamaCppCases(cases);
+        const auto expected = moe::test::readLlamaCppCases(cases);
         QCOMPARE(expected.size(), size_t(46));
         const QStringList failures = compareCases(*tok, expected);
         qInfo("llama3: %d/%d llama.cpp llama-bpe cases pass", int(expected.size()) - int(failures.size()),
@@ -557,7 +531,7 @@ private slots:
         writeFile(model, sentencePieceBpeModel(pieces));
         const auto tok = Tokenizer::loadSentencePiece(model);
         QCOMPARE(tok->vocabSize(), 32000);
-        const auto expected = readLlamaCppCases(gguf.string() + ".inp");
+        const auto expected = moe::test::readLlamaCppCases(gguf.string() + ".inp");
         const QStringList failures = compareCases(*tok, expected);
         qInfo("llama2 (SentencePiece): %d/%d llama.cpp llama-spm cases pass",
               int(expected.size()) - int(failures.size()), int(expected.size()));

@@ -11,6 +11,8 @@
 #include "moe/error.h"
 #include "moe/gguf.h"
 #include "moe/tokenizer.h"
+#include "gguf_builder.h"
+#include "llama_cpp_vocab_cases.h"
 #include "test_paths.h"
 #include "tokenizer_common.h"
 
@@ -25,16 +27,10 @@
 #include <sstream>
 
 using namespace moe;
+using moe::test::GgufBuilder;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string readFile(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    std::ostringstream buffer;
-    buffer << in.rdbuf();
-    return buffer.str();
-}
 
 QString idsText(const std::vector<int32_t>& ids) {
     QStringList parts;
@@ -62,86 +58,6 @@ fs::path vocabFile(const std::string& name) { return moe::test::testDataDir() / 
             QSKIP(qPrintable(message_));                                                                               \
         }                                                                                                              \
     } while (false)
-
-struct ExpectedCase {
-    std::string text;
-    std::vector<int32_t> ids;
-};
-
-// llama.cpp's vocab tests: .inp holds the texts, each followed by a line
-// "__ggml_vocab_test__"; .out holds one line of space-separated ids per text.
-std::vector<ExpectedCase> readLlamaCppCases(const fs::path& inp) {
-    const std::string raw = readFile(inp);
-    const std::string separator = "\n__ggml_vocab_test__\n";
-    std::vector<ExpectedCase> cases;
-    for (size_t pos = 0; pos < raw.size();) {
-        const size_t next = raw.find(separator, pos);
-        cases.push_back({raw.substr(pos, next == std::string::npos ? std::string::npos : next - pos), {}});
-        if (next == std::string::npos) break;
-        pos = next + separator.size();
-    }
-    std::istringstream out(readFile(fs::path(inp).replace_extension(".out")));
-    std::string line;
-    for (size_t i = 0; std::getline(out, line); ++i) {
-        if (i >= cases.size()) throw std::runtime_error(inp.string() + ": more id lines than texts");
-        std::istringstream ids(line);
-        for (int32_t id; ids >> id;) cases[i].ids.push_back(id);
-    }
-    return cases;
-}
-
-// A GGUF writer for tests: little-endian fields appended as the spec lays them out.
-struct GgufBuilder {
-    uint64_t kvCount = 0;
-    std::vector<uint8_t> kv;
-
-    template <class T>
-    static void put(std::vector<uint8_t>& out, T v) {
-        const auto* p = reinterpret_cast<const uint8_t*>(&v);
-        out.insert(out.end(), p, p + sizeof v);
-    }
-    static void putString(std::vector<uint8_t>& out, const std::string& s) {
-        put<uint64_t>(out, s.size());
-        out.insert(out.end(), s.begin(), s.end());
-    }
-    GgufBuilder& string(const std::string& key, const std::string& value) {
-        putString(kv, key), put<uint32_t>(kv, 8), putString(kv, value), ++kvCount;
-        return *this;
-    }
-    GgufBuilder& u32(const std::string& key, uint32_t value) {
-        putString(kv, key), put<uint32_t>(kv, 4), put<uint32_t>(kv, value), ++kvCount;
-        return *this;
-    }
-    GgufBuilder& boolean(const std::string& key, bool value) {
-        putString(kv, key), put<uint32_t>(kv, 7), put<uint8_t>(kv, value ? 1 : 0), ++kvCount;
-        return *this;
-    }
-    GgufBuilder& strings(const std::string& key, const std::vector<std::string>& values) {
-        putString(kv, key), put<uint32_t>(kv, 9), put<uint32_t>(kv, 8), put<uint64_t>(kv, values.size());
-        for (const auto& v : values) putString(kv, v);
-        ++kvCount;
-        return *this;
-    }
-    GgufBuilder& f32s(const std::string& key, const std::vector<float>& values) {
-        putString(kv, key), put<uint32_t>(kv, 9), put<uint32_t>(kv, 6), put<uint64_t>(kv, values.size());
-        for (float v : values) put<float>(kv, v);
-        ++kvCount;
-        return *this;
-    }
-    GgufBuilder& i32s(const std::string& key, const std::vector<int32_t>& values) {
-        putString(kv, key), put<uint32_t>(kv, 9), put<uint32_t>(kv, 5), put<uint64_t>(kv, values.size());
-        for (int32_t v : values) put<int32_t>(kv, v);
-        ++kvCount;
-        return *this;
-    }
-    std::vector<uint8_t> build() const {
-        std::vector<uint8_t> out;
-        put<uint32_t>(out, 0x46554747), put<uint32_t>(out, 3), put<uint64_t>(out, 0), put<uint64_t>(out, kvCount);
-        out.insert(out.end(), kv.begin(), kv.end());
-        while (out.size() % 32) out.push_back(0);
-        return out;
-    }
-};
 
 // A tiny SentencePiece vocabulary: "▁ab" is made by merging "▁a" (the best score) with "b".
 GgufBuilder tinySentencePiece() {
@@ -231,7 +147,7 @@ private slots:
         }
         QCOMPARE(QString::fromStdString(tok->kind()), kind);
         QCOMPARE(size_t(tok->vocabSize()), file->require("tokenizer.ggml.tokens").strings.size());
-        const auto expected = readLlamaCppCases(path.string() + ".inp");
+        const auto expected = moe::test::readLlamaCppCases(path.string() + ".inp");
         QCOMPARE(int(expected.size()), cases);
         QStringList failures, roundTrips;
         for (size_t i = 0; i < expected.size(); ++i) {
