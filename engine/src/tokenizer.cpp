@@ -286,6 +286,19 @@ std::string cleanUpTokenizationSpaces(std::string text) {
     return text;
 }
 
+// "<0x41>" -> 0x41; -1 for anything else.
+int byteTokenValue(std::string_view token) {
+    if (token.size() != 6 || !token.starts_with("<0x") || token[5] != '>') return -1;
+    auto hex = [](char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        return -1;
+    };
+    const int hi = hex(token[3]), lo = hex(token[4]);
+    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
 } // namespace tokenizer_detail
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const fs::path& modelDir, bool preferJson) {

@@ -92,6 +92,9 @@ inline constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD"; // U+FFFD
 // Hugging Face's clean_up_tokenization_spaces (" ." -> ".", " n't" -> "n't", ...).
 std::string cleanUpTokenizationSpaces(std::string text);
 
+// A byte-fallback piece "<0xNN>" as its byte value; -1 for any other piece.
+int byteTokenValue(std::string_view token);
+
 // Tokenizers built from a vocabulary in memory (a GGUF file's metadata)
 // instead of files on disk. `source` names the origin in error messages; the
 // special ids and BOS/EOS rules come decided in `special` (ids in range).

@@ -79,19 +79,6 @@ bool isIntegerType(GgufType t) {
 }
 bool isNumberType(GgufType t) { return isIntegerType(t) || t == GgufType::F32 || t == GgufType::F64; }
 
-// "<0x41>" -> 0x41; -1 for anything else.
-int byteTokenValue(std::string_view token) {
-    if (token.size() != 6 || !token.starts_with("<0x") || token[5] != '>') return -1;
-    auto hex = [](char c) {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        return -1;
-    };
-    const int hi = hex(token[3]), lo = hex(token[4]);
-    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
-}
-
 // The vocabulary arrays, checked against each other.
 struct Vocab {
     std::vector<std::string> tokens;
