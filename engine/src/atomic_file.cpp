@@ -44,52 +44,59 @@ std::string readTextFile(const std::filesystem::path& file, std::uintmax_t maxBy
 }
 
 void writeFileAtomic(const std::filesystem::path& path, std::string_view content) {
-    // "<path>.tmp-XXXXXXXX" in the same folder, so the rename stays on one file system.
+    AtomicFileWriter out(path);
+    out.write(content);
+    out.commit();
+}
+
+AtomicFileWriter::AtomicFileWriter(std::filesystem::path path) : path_(std::move(path)) {
+    // In the same folder as the target, so the rename stays on one file system.
     std::random_device rd;
     std::mt19937_64 rng((uint64_t(rd()) << 32) ^ rd() ^ uint64_t(::getpid()));
-    std::filesystem::path tmp;
-    int fd = -1;
-    for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
+    for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
         char suffix[32];
         std::snprintf(suffix, sizeof suffix, ".tmp-%08x", static_cast<unsigned>(rng()));
-        tmp = path;
-        tmp += suffix;
-        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd < 0 && errno != EEXIST) fail(tmp, "cannot create");
+        tmp_ = path_;
+        tmp_ += suffix;
+        fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd_ < 0 && errno != EEXIST) fail(tmp_, "cannot create");
     }
-    if (fd < 0) fail(path, "cannot create a temporary file next to it");
-    const char* p = content.data();
-    size_t left = content.size();
-    while (left > 0) {
-        const ssize_t n = ::write(fd, p, left);
+    if (fd_ < 0) fail(path_, "cannot create a temporary file next to it");
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!tmp_.empty()) ::unlink(tmp_.c_str());
+}
+
+void AtomicFileWriter::write(const void* data, size_t bytes) {
+    if (fd_ < 0) throw Error(path_.string() + ": written after it was committed");
+    const char* p = static_cast<const char*>(data);
+    while (bytes > 0) {
+        const ssize_t n = ::write(fd_, p, bytes);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            const int err = errno;
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            errno = err;
-            fail(tmp, "write failed");
-        }
+        if (n < 0) fail(tmp_, "write failed");
         p += n;
-        left -= size_t(n);
+        bytes -= size_t(n);
+        written_ += uint64_t(n);
     }
+}
+
+void AtomicFileWriter::commit() {
+    if (fd_ < 0) throw Error(path_.string() + ": committed twice");
     // Data must be on disk before the rename makes it visible under the final name.
-    const bool synced = ::fsync(fd) == 0;
+    const bool synced = ::fsync(fd_) == 0;
     int err = errno;
-    const bool closed = ::close(fd) == 0;
+    const bool closed = ::close(fd_) == 0;
+    fd_ = -1;
     if (synced) err = errno;
     if (!synced || !closed) {
-        ::unlink(tmp.c_str());
         errno = err;
-        fail(tmp, "cannot flush to disk");
+        fail(tmp_, "cannot flush to disk");
     }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-        const int err = errno;
-        ::unlink(tmp.c_str());
-        errno = err;
-        fail(path, "cannot rename " + tmp.filename().string() + " into place");
-    }
-    const std::filesystem::path parent = path.parent_path().empty() ? "." : path.parent_path();
+    if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail(path_, "cannot rename " + tmp_.filename().string() + " into place");
+    tmp_.clear();
+    const std::filesystem::path parent = path_.parent_path().empty() ? "." : path_.parent_path();
     if (const int dirFd = ::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dirFd >= 0) {
         ::fsync(dirFd); // persists the rename; failure only weakens crash safety
         ::close(dirFd);

@@ -107,6 +107,28 @@ std::optional<int64_t> outerDim(const GgufFile& f, const std::string& name) {
     return t ? std::optional<int64_t>(t->shape.front()) : std::nullopt;
 }
 
+// GGUF block tensor name -> Hugging Face name within the layer.
+const std::map<std::string, std::string> kLayerNames = {
+    {"attn_norm.weight", "input_layernorm.weight"},
+    {"attn_q.weight", "self_attn.q_proj.weight"},
+    {"attn_k.weight", "self_attn.k_proj.weight"},
+    {"attn_v.weight", "self_attn.v_proj.weight"},
+    {"attn_output.weight", "self_attn.o_proj.weight"},
+    {"attn_q.bias", "self_attn.q_proj.bias"},
+    {"attn_k.bias", "self_attn.k_proj.bias"},
+    {"attn_v.bias", "self_attn.v_proj.bias"},
+    {"attn_output.bias", "self_attn.o_proj.bias"},
+    {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+    {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+    {"ffn_norm.weight", "post_attention_layernorm.weight"},
+    {"ffn_gate.weight", "mlp.gate_proj.weight"},
+    {"ffn_up.weight", "mlp.up_proj.weight"},
+    {"ffn_down.weight", "mlp.down_proj.weight"},
+    {"ffn_gate_shexp.weight", "mlp.shared_expert.gate_proj.weight"},
+    {"ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight"},
+    {"ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight"},
+};
+
 } // namespace
 
 bool isGgufPath(const fs::path& path) {
@@ -274,27 +296,6 @@ std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> fil
     const char* downProj = mixtral ? "w2.weight" : "down_proj.weight";
     const char* upProj = mixtral ? "w3.weight" : "up_proj.weight";
 
-    // GGUF block tensor name -> Hugging Face name within the layer.
-    static const std::map<std::string, std::string> kLayerNames = {
-        {"attn_norm.weight", "input_layernorm.weight"},
-        {"attn_q.weight", "self_attn.q_proj.weight"},
-        {"attn_k.weight", "self_attn.k_proj.weight"},
-        {"attn_v.weight", "self_attn.v_proj.weight"},
-        {"attn_output.weight", "self_attn.o_proj.weight"},
-        {"attn_q.bias", "self_attn.q_proj.bias"},
-        {"attn_k.bias", "self_attn.k_proj.bias"},
-        {"attn_v.bias", "self_attn.v_proj.bias"},
-        {"attn_output.bias", "self_attn.o_proj.bias"},
-        {"attn_q_norm.weight", "self_attn.q_norm.weight"},
-        {"attn_k_norm.weight", "self_attn.k_norm.weight"},
-        {"ffn_norm.weight", "post_attention_layernorm.weight"},
-        {"ffn_gate.weight", "mlp.gate_proj.weight"},
-        {"ffn_up.weight", "mlp.up_proj.weight"},
-        {"ffn_down.weight", "mlp.down_proj.weight"},
-        {"ffn_gate_shexp.weight", "mlp.shared_expert.gate_proj.weight"},
-        {"ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight"},
-        {"ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight"},
-    };
 
     std::vector<TensorView> views;
     auto view = [&](const GgufTensor& t, std::string name) {
@@ -373,6 +374,12 @@ std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> fil
         }
     }
     return WeightStore::fromViews(f.path(), std::move(views), std::move(file));
+}
+
+std::string ggufLayerTensorName(const std::string& hfName) {
+    for (const auto& [gguf, hf] : kLayerNames)
+        if (hf == hfName) return gguf;
+    return {};
 }
 
 std::shared_ptr<const WeightStore> openModelWeights(const fs::path& path) {

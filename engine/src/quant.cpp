@@ -380,6 +380,8 @@ std::optional<QuantizeScheme> parseQuantizeScheme(std::string_view name) {
     if (name == "q8_0") return QuantizeScheme::Q8_0;
     if (name == "q4_0") return QuantizeScheme::Q4_0;
     if (name == "q4_k" || name == "q4_k_m") return QuantizeScheme::Q4_K;
+    if (name == "q5_k" || name == "q5_k_m") return QuantizeScheme::Q5_K;
+    if (name == "q6_k") return QuantizeScheme::Q6_K;
     return std::nullopt;
 }
 
@@ -389,10 +391,12 @@ const char* toString(QuantizeScheme s) {
     case QuantizeScheme::Q8_0: return "q8_0";
     case QuantizeScheme::Q4_0: return "q4_0";
     case QuantizeScheme::Q4_K: return "q4_k";
+    case QuantizeScheme::Q5_K: return "q5_k";
+    case QuantizeScheme::Q6_K: return "q6_k";
     }
     return "?";
 }
 
-const char* quantizeSchemeNames() { return "q8_0, q4_k (llama.cpp's Q4_K_M mix), q4_0 or none"; }
+const char* quantizeSchemeNames() { return "q8_0, q4_k (llama.cpp's Q4_K_M mix), q5_k (Q5_K_M mix), q6_k, q4_0 or none"; }
 
 } // namespace moe

@@ -56,21 +56,27 @@ DType quantizedDType(QuantizeScheme s, const WeightPlace& p, DType source, int64
     if (s == QuantizeScheme::None || isQuantized(source)) return source;
     if (source != DType::F32 && source != DType::F16 && source != DType::BF16) return source;
     const bool output = p.role == WeightRole::Output || (p.role == WeightRole::Embedding && p.tiedEmbedding);
+    const bool eightExperts = p.experts == 8;
+    const bool attentionKv = p.role == WeightRole::AttentionK || p.role == WeightRole::AttentionV;
+    // The output head at Q6_K, or Q8_0 where 256 does not divide its rows.
+    const QuantType outputType = cols % 256 == 0 ? QuantType::Q6_K : QuantType::Q8_0;
     QuantType q = QuantType::Q8_0;
     switch (s) {
     case QuantizeScheme::None: return source;
     case QuantizeScheme::Q8_0: q = QuantType::Q8_0; break;
     case QuantizeScheme::Q4_0:
-        // The output head at Q6_K, or Q8_0 where 256 does not divide its rows.
-        q = output ? (cols % 256 == 0 ? QuantType::Q6_K : QuantType::Q8_0) : QuantType::Q4_0;
+    case QuantizeScheme::Q6_K:
+        q = output ? outputType : eightExperts && attentionKv ? QuantType::Q8_0
+                                  : s == QuantizeScheme::Q4_0 ? QuantType::Q4_0 : QuantType::Q6_K;
         break;
     case QuantizeScheme::Q4_K:
-        q = QuantType::Q4_K;
-        if (output) q = cols % 256 == 0 ? QuantType::Q6_K : QuantType::Q8_0;
-        else if (p.role == WeightRole::AttentionV)
-            q = p.experts == 8 ? QuantType::Q8_0 : useMoreBits(p.layer, p.layers) ? QuantType::Q6_K : QuantType::Q4_K;
+    case QuantizeScheme::Q5_K:
+        q = s == QuantizeScheme::Q4_K ? QuantType::Q4_K : QuantType::Q5_K;
+        if (output) q = outputType;
+        else if (eightExperts && attentionKv) q = QuantType::Q8_0;
+        else if (p.role == WeightRole::AttentionV && useMoreBits(p.layer, p.layers)) q = QuantType::Q6_K;
         else if (p.role == WeightRole::FfnDown && useMoreBits(p.layer, p.layers)) q = QuantType::Q6_K;
-        else if (p.role == WeightRole::AttentionOutput && p.experts == 8) q = QuantType::Q5_K;
+        else if (p.role == WeightRole::AttentionOutput && eightExperts) q = QuantType::Q5_K;
         break;
     }
     const auto fitted = fitRow(q, cols);

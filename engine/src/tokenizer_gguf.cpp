@@ -8,6 +8,7 @@
 #include "moe/error.h"
 #include "moe/gguf.h"
 #include "moe/tokenizer.h"
+#include "gguf_vocab.h"
 #include "tokenizer_common.h"
 
 #include <algorithm>
@@ -424,6 +425,19 @@ std::unique_ptr<Tokenizer> bytePairFromGguf(const Metadata& meta) {
 }
 
 } // namespace
+
+std::string ggufPreTokenizerName(const std::vector<std::string>& regexes, bool ignoreMerges) {
+    // Hugging Face writes the contractions case-insensitively; llama.cpp spells the cases out.
+    static const std::string kCaseless = "(?i:'s|'t|'re|'ve|'m|'ll|'d)";
+    static const std::string kSpelled = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])";
+    std::vector<std::string> normalised = regexes;
+    for (std::string& r : normalised)
+        for (size_t at = r.find(kCaseless); at != std::string::npos; at = r.find(kCaseless, at + kSpelled.size()))
+            r.replace(at, kCaseless.size(), kSpelled);
+    for (const auto& spec : preTokenizerSpecs())
+        if (spec.regexes == normalised && spec.ignoreMerges == ignoreMerges) return std::string(spec.names.front());
+    return {};
+}
 
 std::unique_ptr<Tokenizer> Tokenizer::fromGguf(const GgufFile& file) {
     const Metadata meta{file};

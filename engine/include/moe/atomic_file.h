@@ -21,4 +21,28 @@ std::string readTextFile(const std::filesystem::path& file, std::uintmax_t maxBy
 // Throws moe::Error naming the file on any failure (the temporary is removed).
 void writeFileAtomic(const std::filesystem::path& path, std::string_view content);
 
+// The same for a file written in pieces (exports of many gigabytes): the
+// temporary "<path>.tmp-XXXXXXXX" is created at construction and removed by
+// the destructor unless commit() renamed it into place. Every failure throws
+// moe::Error naming the file.
+class AtomicFileWriter {
+public:
+    explicit AtomicFileWriter(std::filesystem::path path);
+    ~AtomicFileWriter();
+    AtomicFileWriter(const AtomicFileWriter&) = delete;
+    AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+    void write(const void* data, size_t bytes);
+    void write(std::string_view s) { write(s.data(), s.size()); }
+    uint64_t written() const { return written_; }
+    // fsync, rename over `path`, fsync of the folder.
+    void commit();
+    const std::filesystem::path& temporaryPath() const { return tmp_; }
+
+private:
+    std::filesystem::path path_, tmp_;
+    int fd_ = -1;
+    uint64_t written_ = 0;
+};
+
 } // namespace moe

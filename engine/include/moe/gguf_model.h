@@ -26,6 +26,10 @@ ModelConfig ggufModelConfig(const GgufFile& file);
 // be one the engine uses; an unknown one is an error naming it.
 std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> file, const ModelConfig& config);
 
+// The GGUF name within a block (attn_q.weight) of a Hugging Face tensor name
+// within a layer (self_attn.q_proj.weight), or empty when GGUF has none.
+std::string ggufLayerTensorName(const std::string& hfName);
+
 // A model folder's safetensors or a GGUF file's tensors, by the path's kind.
 std::shared_ptr<const WeightStore> openModelWeights(const std::filesystem::path& path);
 

@@ -51,8 +51,11 @@ void quantizeRow(QuantType t, std::span<const float> src, std::span<std::byte> d
 // q8_0: every matrix Q8_0. q4_0: Q4_0, the output head Q6_K. q4_k: llama.cpp's
 // Q4_K_M mix (Q4_K; the output head, and attention V and FFN down in the
 // first and last eighth of the layers and every third layer between, Q6_K).
-enum class QuantizeScheme { None, Q8_0, Q4_0, Q4_K };
-std::optional<QuantizeScheme> parseQuantizeScheme(std::string_view name); // "q8_0", "q4_0", "q4_k" (or "q4_k_m"), "none"
+// q5_k: the Q5_K_M mix (the same with Q5_K). q6_k: every matrix Q6_K.
+// Models of 8 experts get attention K and V at Q8_0, as llama.cpp gives them.
+enum class QuantizeScheme { None, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K };
+// "q8_0", "q4_0", "q4_k" (or "q4_k_m"), "q5_k" (or "q5_k_m"), "q6_k", "none"
+std::optional<QuantizeScheme> parseQuantizeScheme(std::string_view name);
 const char* toString(QuantizeScheme s);
 // The names parseQuantizeScheme takes, for messages.
 const char* quantizeSchemeNames();
