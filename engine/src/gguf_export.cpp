@@ -420,7 +420,7 @@ void planNativeMoeLayer(Plan& plan, const ModelConfig& c, std::shared_ptr<const 
                     std::move(parts));
     }
     if (c.arch == Arch::Qwen2Moe && store->find(moe + "shared_expert_gate.weight"))
-        vector("ffn_gate_inp_shexp.weight", moe + "shared_expert_gate.weight", {H});
+        vector("ffn_gate_inp_shexp.weight", moe + "shared_expert_gate.weight", {1, H}); // as the converter writes it
 }
 
 } // namespace
