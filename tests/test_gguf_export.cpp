@@ -324,6 +324,44 @@ private slots:
         checkBuiltMoeInLlamaCpp(s, o.out);
     }
 
+    // Byte-level BPE vocabularies (Qwen3's, Llama 3's tokenizer.json) written
+    // as tokenizer.ggml.model gpt2: llama.cpp tokenizes the export as our
+    // tokenizer.json tokenizer does (llama.cpp picks its pre-tokenizer by the
+    // tokenizer.ggml.pre name the export chose).
+    void bytePairVocabularyTokenizesAsLlamaCpp() {
+        if (llamaReference().empty()) SKIP_OR_FAIL("llama-reference was not built (no llama.cpp libraries)");
+#ifndef MOE_MAKE_RANDOM_MODEL
+        QSKIP("make-random-model not built");
+#else
+        const std::vector<std::string> texts = {"Hello world, it's 12345 tokens!", "  two spaces\n\tand tabs\n\n",
+                                                "UTF-8: na\xc3\xafve caf\xc3\xa9 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x9a\x80",
+                                                "<|im_start|>user\nWe've a'll DON'T<|im_end|>"};
+        for (const char* vocab : {"qwen3", "llama3"}) {
+            const fs::path source = test::testDataDir() / vocab;
+            if (!fs::is_regular_file(source / "tokenizer.json")) SKIP_OR_FAIL("no .testdata tokenizer.json vocabularies");
+            const fs::path dir = out(std::string("bpe-") + vocab);
+            QProcess make;
+            make.start(MOE_MAKE_RANDOM_MODEL, {"--arch", "qwen2", "--hidden", "32", "--layers", "1", "--heads", "2",
+                                               "--kv-heads", "1", "--intermediate", "64", "--vocab", vocab == std::string("qwen3") ? "151936" : "128256",
+                                               "--dtype", "f16", "--tokenizer-from", QString::fromStdString(source.string()),
+                                               "--out", QString::fromStdString(dir.string())});
+            QVERIFY(make.waitForFinished(120000) && make.exitCode() == 0);
+            GgufExportOptions o;
+            o.out = out(std::string("bpe-") + vocab + ".gguf");
+            o.modelfile = false;
+            exportModelGguf(dir, o);
+            QCOMPARE(GgufFile::open(o.out)->getString("tokenizer.ggml.model").value_or(""), std::string("gpt2"));
+            const auto ours = Tokenizer::load(dir);
+            for (const auto& text : texts) {
+                const json theirs = runLlamaCpp({"tokenize", QString::fromStdString(o.out.string()), "--text",
+                                                 QString::fromStdString(text), "--parse-special"});
+                QVERIFY(theirs.is_object());
+                QCOMPARE(theirs["ids"].get<std::vector<int32_t>>(), ours->encode(text, false, true));
+            }
+        }
+#endif
+    }
+
     void refusals() {
         const Selector s = loadSelector(writeSelector({"expert-code", "expert-legal", "expert-tech"}, "", "gate_bias = true\n"));
         QVERIFY(buildMoe(*ctx, s).moe);
