@@ -1,10 +1,14 @@
 // Engine headers come before any Qt header (Qt's `slots` keyword is a macro).
 #include "moe/error.h"
 #include "moe/export.h"
+#include "moe/gguf_export.h"
 
 #include "export_dialog.h"
 
 #include <QComboBox>
+#include <QDesktopServices>
+#include <QSignalBlocker>
+#include <QUrl>
 #include <QDialogButtonBox>
 #include <QDir>
 #include <QFileDialog>
@@ -22,16 +26,14 @@ namespace moe::ui {
 ExportDialog::ExportDialog(const moe::Selector& selector, QWidget* parent)
     : QDialog(parent), selector_(selector), format_(new QComboBox), dtype_(new QComboBox), shardSize_(new QLineEdit),
       output_(new QLineEdit), browse_(new QPushButton(tr("Browse…"))), progress_(new QProgressBar), status_(new QLabel),
+      expectedSize_(new QLabel), openFolder_(new QPushButton(tr("Open folder"))),
       exportButton_(new QPushButton(tr("Export"))), cancelButton_(new QPushButton(tr("Close"))) {
     setWindowTitle(tr("Export the MoE"));
     format_->addItem(tr("Mixtral (MixtralForCausalLM)"), QStringLiteral("mixtral"));
     format_->addItem(tr("Qwen2-MoE (Qwen2MoeForCausalLM; unrouted layers stay dense)"), QStringLiteral("qwen2_moe"));
-    const QString selectorDtype = QString::fromStdString(selector.exportDtype);
-    dtype_->addItem(selectorDtype.isEmpty() ? tr("as the base model") : tr("selector's export_dtype (%1)").arg(selectorDtype),
-                    QString());
-    dtype_->addItem(QStringLiteral("bf16"), QStringLiteral("bf16"));
-    dtype_->addItem(QStringLiteral("f16"), QStringLiteral("f16"));
-    dtype_->addItem(QStringLiteral("f32"), QStringLiteral("f32"));
+    format_->addItem(tr("GGUF (llama.cpp, Ollama, LM Studio)"), QStringLiteral("gguf"));
+    openFolder_->setVisible(false);
+    expectedSize_->setVisible(false);
     shardSize_->setText(QStringLiteral("5GB"));
     shardSize_->setToolTip(tr("Largest safetensors file, e.g. 5GB, 500MB, 2GiB"));
     // Default: "<selector stem>-hf" beside the selector.
@@ -54,9 +56,11 @@ ExportDialog::ExportDialog(const moe::Selector& selector, QWidget* parent)
     form->addRow(tr("Format"), format_);
     form->addRow(tr("Weights"), dtype_);
     form->addRow(tr("Shard size"), shardSize_);
-    form->addRow(tr("Output folder"), outputRow);
+    form->addRow(tr("Output"), outputRow);
+    form->addRow(QString(), expectedSize_);
 
     auto* buttons = new QDialogButtonBox;
+    buttons->addButton(openFolder_, QDialogButtonBox::ActionRole);
     buttons->addButton(exportButton_, QDialogButtonBox::AcceptRole);
     buttons->addButton(cancelButton_, QDialogButtonBox::RejectRole);
     exportButton_->setDefault(true);
@@ -73,9 +77,15 @@ ExportDialog::ExportDialog(const moe::Selector& selector, QWidget* parent)
         const QString dir = QFileDialog::getExistingDirectory(this, tr("Folder to create the export in"), start);
         if (!dir.isEmpty())
             output_->setText(QDir(dir).filePath(QFileInfo(output_->text()).fileName().isEmpty()
-                                                    ? QStringLiteral("moe-hf")
+                                                    ? (isGguf() ? QStringLiteral("moe.gguf") : QStringLiteral("moe-hf"))
                                                     : QFileInfo(output_->text()).fileName()));
     });
+    connect(format_, &QComboBox::currentIndexChanged, this, &ExportDialog::formatChanged);
+    connect(dtype_, &QComboBox::currentIndexChanged, this, &ExportDialog::updateExpectedSize);
+    connect(openFolder_, &QPushButton::clicked, this, [this] {
+        QDesktopServices::openUrl(QUrl::fromLocalFile(QFileInfo(output_->text().trimmed()).absolutePath()));
+    });
+    formatChanged();
     connect(exportButton_, &QPushButton::clicked, this, &ExportDialog::startExport);
     connect(cancelButton_, &QPushButton::clicked, this, &ExportDialog::reject);
 }
@@ -83,6 +93,84 @@ ExportDialog::ExportDialog(const moe::Selector& selector, QWidget* parent)
 ExportDialog::~ExportDialog() {
     cancel_.store(true);
     if (thread_) thread_->wait();
+    if (sizeThread_) sizeThread_->wait();
+}
+
+bool ExportDialog::isGguf() const { return format_->currentData().toString() == QLatin1String("gguf"); }
+
+QString ExportDialog::expectedSizeText() const { return expectedSize_->text(); }
+
+// The dtype choices and the output's form follow the format.
+void ExportDialog::formatChanged() {
+    const bool gguf = isGguf();
+    if (dtype_->count() > 0 && gguf == (dtype_->findData(QStringLiteral("q4_k_m")) >= 0)) return; // same kind of export
+    const QSignalBlocker block(dtype_);
+    dtype_->clear();
+    if (gguf) {
+        for (const char* t : {"f16", "bf16", "f32", "q8_0", "q6_k", "q5_k_m", "q4_k_m"})
+            dtype_->addItem(QString::fromLatin1(t), QString::fromLatin1(t));
+        dtype_->setCurrentIndex(dtype_->findData(QStringLiteral("q4_k_m")));
+    } else {
+        const QString selectorDtype = QString::fromStdString(selector_.exportDtype);
+        dtype_->addItem(selectorDtype.isEmpty() ? tr("as the base model")
+                                                : tr("selector's export_dtype (%1)").arg(selectorDtype),
+                        QString());
+        for (const char* t : {"bf16", "f16", "f32"}) dtype_->addItem(QString::fromLatin1(t), QString::fromLatin1(t));
+    }
+    shardSize_->setEnabled(!gguf);
+    // The output's form follows: "NAME-hf" folder or "NAME.gguf" file.
+    QString outText = output_->text();
+    if (gguf && outText.endsWith(QLatin1String("-hf"))) outText = outText.chopped(3) + QStringLiteral(".gguf");
+    else if (!gguf && outText.endsWith(QLatin1String(".gguf"))) outText = outText.chopped(5) + QStringLiteral("-hf");
+    output_->setText(outText);
+    showStatus(gguf ? tr("Writes one GGUF file, quantized as chosen, with an Ollama Modelfile beside it: llama.cpp, "
+                         "Ollama and LM Studio run it as a Mixtral-style MoE. The file appears only when complete.")
+                    : tr("Writes a standard Hugging Face MoE checkpoint (config.json, safetensors shards with an "
+                         "index, tokenizer, model card) that Transformers, vLLM, SGLang, TGI and llama.cpp "
+                         "(after GGUF conversion) load. The folder appears only when complete."));
+    openFolder_->setVisible(false);
+    updateExpectedSize();
+}
+
+// Plans the GGUF export on a worker thread (validation and the gates' file
+// are read) and shows its size; a change while one runs plans again after it.
+void ExportDialog::updateExpectedSize() {
+    expectedSize_->setVisible(isGguf());
+    if (!isGguf()) return;
+    if (sizeThread_) {
+        sizePending_ = true;
+        return;
+    }
+    moe::GgufExportOptions options;
+    if (!moe::parseGgufFileType(dtype_->currentData().toString().toStdString(), options.type)) return;
+    options.out = "expected-size.gguf";
+    options.dryRun = true;
+    expectedSize_->setText(tr("expected size: computing…"));
+    auto text = std::make_shared<QString>();
+    const moe::Selector selector = selector_;
+    sizeThread_ = QThread::create([selector, options, text] {
+        try {
+            const auto r = moe::exportMoeGguf(selector, options);
+            QString types;
+            for (const auto& [type, count] : r.tensorTypes)
+                types += (types.isEmpty() ? QString() : QStringLiteral(", ")) + QString::fromStdString(type) +
+                         QStringLiteral(" ") + QString::number(count);
+            *text = tr("expected size: %1 MB (%2 tensors: %3)").arg(double(r.bytes) / 1e6, 0, 'f', 1).arg(r.tensors).arg(types);
+        } catch (const std::exception& e) {
+            *text = tr("cannot export as GGUF: %1").arg(QString::fromStdString(e.what()));
+        }
+    });
+    sizeThread_->setObjectName(QStringLiteral("moe-export-size"));
+    connect(sizeThread_, &QThread::finished, this, [this, text] {
+        sizeThread_->deleteLater();
+        sizeThread_ = nullptr;
+        expectedSize_->setText(*text);
+        if (sizePending_) {
+            sizePending_ = false;
+            updateExpectedSize();
+        }
+    });
+    sizeThread_->start();
 }
 
 QString ExportDialog::statusText() const { return status_->text(); }
@@ -113,16 +201,23 @@ void ExportDialog::reject() {
 
 bool ExportDialog::startExport() {
     if (running_) return false;
+    const bool gguf = isGguf();
     moe::ExportOptions options;
+    moe::GgufExportOptions ggufOptions;
     try {
-        if (!moe::parseExportFormat(format_->currentData().toString().toStdString(), options.format))
-            throw moe::Error("unknown format");
-        options.dtype = dtype_->currentData().toString().toStdString();
-        const std::string shardSize = shardSize_->text().trimmed().toStdString();
-        try {
-            options.shardBytes = moe::parseByteSize(shardSize);
-        } catch (const moe::Error& e) {
-            throw moe::Error(std::string("shard size ") + e.what());
+        if (gguf) {
+            if (!moe::parseGgufFileType(dtype_->currentData().toString().toStdString(), ggufOptions.type))
+                throw moe::Error("unknown GGUF type");
+        } else {
+            if (!moe::parseExportFormat(format_->currentData().toString().toStdString(), options.format))
+                throw moe::Error("unknown format");
+            options.dtype = dtype_->currentData().toString().toStdString();
+            const std::string shardSize = shardSize_->text().trimmed().toStdString();
+            try {
+                options.shardBytes = moe::parseByteSize(shardSize);
+            } catch (const moe::Error& e) {
+                throw moe::Error(std::string("shard size ") + e.what());
+            }
         }
     } catch (const std::exception& e) {
         showStatus(tr("<b>Cannot export:</b> %1").arg(QString::fromStdString(e.what()).toHtmlEscaped()));
@@ -131,14 +226,15 @@ bool ExportDialog::startExport() {
     }
     const QString out = output_->text().trimmed();
     if (out.isEmpty()) {
-        showStatus(tr("<b>Cannot export:</b> choose an output folder."));
-        emit failed(tr("no output folder"));
+        showStatus(tr("<b>Cannot export:</b> choose an output %1.").arg(gguf ? tr("file") : tr("folder")));
+        emit failed(tr("no output"));
         return false;
     }
-    options.out = QDir::cleanPath(QFileInfo(out).absoluteFilePath()).toStdString();
+    options.out = ggufOptions.out = QDir::cleanPath(QFileInfo(out).absoluteFilePath()).toStdString();
 
     cancel_.store(false);
     setRunning(true);
+    openFolder_->setVisible(false);
     progress_->setRange(0, 0); // busy until the first progress report
     showStatus(tr("Exporting to %1…").arg(QString::fromStdString(options.out.string()).toHtmlEscaped()));
     if (thread_) thread_->wait(); // the last one has ended already (running_ was false)
@@ -146,30 +242,37 @@ bool ExportDialog::startExport() {
 
     struct Outcome {
         moe::ExportReport report;
+        moe::GgufExportReport gguf;
         QString error;
     };
     auto outcome = std::make_shared<Outcome>();
     const moe::Selector selector = selector_;
-    thread_ = QThread::create([this, selector, options, outcome] {
+    thread_ = QThread::create([this, selector, options, ggufOptions, gguf, outcome] {
         // Progress is queued to the UI thread: this lambda never touches widgets.
-        auto onProgress = [this](const moe::ExportProgress& p) {
-            const int done = int(p.done), total = int(p.total);
-            const QString stage = QString::fromStdString(p.stage);
-            QMetaObject::invokeMethod(this, [this, done, total, stage] {
+        auto report = [this](size_t doneCount, size_t totalCount, bool tensors) {
+            const int done = int(doneCount), total = int(totalCount);
+            QMetaObject::invokeMethod(this, [this, done, total, tensors] {
                 if (!running_) return;
                 progress_->setRange(0, std::max(total, 1));
                 progress_->setValue(done);
-                progress_->setFormat(stage == QLatin1String("tensors") ? tr("tensor %v of %m") : tr("%p %"));
+                progress_->setFormat(tensors ? tr("tensor %v of %m") : tr("%p %"));
             }, Qt::QueuedConnection);
         };
         try {
-            outcome->report = moe::exportMoe(selector, options, onProgress, &cancel_);
+            if (gguf)
+                outcome->gguf = moe::exportMoeGguf(
+                    selector, ggufOptions, [&](const moe::GgufExportProgress& p) { report(p.done, p.total, true); },
+                    &cancel_);
+            else
+                outcome->report = moe::exportMoe(
+                    selector, options,
+                    [&](const moe::ExportProgress& p) { report(p.done, p.total, p.stage == "tensors"); }, &cancel_);
         } catch (const std::exception& e) {
             outcome->error = QString::fromStdString(e.what());
         }
     });
     thread_->setObjectName(QStringLiteral("moe-export"));
-    connect(thread_, &QThread::finished, this, [this, outcome] {
+    connect(thread_, &QThread::finished, this, [this, outcome, gguf] {
         setRunning(false);
         if (!outcome->error.isEmpty()) {
             progress_->setRange(0, 1);
@@ -179,8 +282,7 @@ bool ExportDialog::startExport() {
             emit failed(outcome->error);
             return;
         }
-        const moe::ExportReport& r = outcome->report;
-        if (r.cancelled) {
+        if (gguf ? outcome->gguf.cancelled : outcome->report.cancelled) {
             progress_->setRange(0, 1);
             progress_->setValue(0);
             showStatus(tr("Cancelled: nothing was written."));
@@ -189,16 +291,27 @@ bool ExportDialog::startExport() {
         }
         progress_->setRange(0, 1);
         progress_->setValue(1);
-        const QString folder = QString::fromStdString(r.out.string());
+        const auto& r = outcome->report;
+        const auto& g = outcome->gguf;
+        const QString where = QString::fromStdString(gguf ? g.out.string() : r.out.string());
         QString text = tr("Exported %1 experts (top-%2), %3 tensors, %4 MB to <b>%5</b>.")
-                           .arg(r.experts)
-                           .arg(r.expertsPerToken)
-                           .arg(r.tensors)
-                           .arg(double(r.bytes) / 1e6, 0, 'f', 1)
-                           .arg(folder.toHtmlEscaped());
-        for (const auto& w : r.warnings) text += QStringLiteral("<br>⚠ ") + QString::fromStdString(w).toHtmlEscaped();
+                           .arg(gguf ? g.experts : r.experts)
+                           .arg(gguf ? g.expertsPerToken : r.expertsPerToken)
+                           .arg(gguf ? g.tensors : r.tensors)
+                           .arg(double(gguf ? g.bytes : r.bytes) / 1e6, 0, 'f', 1)
+                           .arg(where.toHtmlEscaped());
+        for (const auto& w : gguf ? g.warnings : r.warnings)
+            text += QStringLiteral("<br>⚠ ") + QString::fromStdString(w).toHtmlEscaped();
+        if (gguf) {
+            const QString stem = QFileInfo(where).completeBaseName();
+            text += tr("<br><br>Run it:<br><tt>ollama create %1 -f %2</tt><br>LM Studio: copy it into "
+                       "<tt>~/.lmstudio/models/moe-studio/%1/</tt><br><tt>llama-server -m %3</tt>")
+                        .arg(stem.toHtmlEscaped(), QString::fromStdString(g.modelfile.string()).toHtmlEscaped(),
+                             where.toHtmlEscaped());
+        }
         showStatus(text);
-        emit exported(folder);
+        openFolder_->setVisible(true);
+        emit exported(where);
     });
     thread_->start();
     return true;

@@ -1,8 +1,12 @@
 #pragma once
-// "Export…" for a built MoE: format, dtype, shard size and output folder, then
-// moe::exportMoe on a worker thread with a progress bar and Cancel. The engine
-// writes into a temporary folder and renames it at the end, so a cancelled or
-// failed export leaves nothing behind.
+// "Export…" for a built MoE: format (Mixtral / Qwen2-MoE checkpoint folder, or
+// one GGUF file for llama.cpp, Ollama and LM Studio), dtype or quant type,
+// shard size and output, then moe::exportMoe / moe::exportMoeGguf on a worker
+// thread with a progress bar and Cancel. A GGUF export's size is planned (on a
+// worker thread) and shown before anything is written; afterwards the dialog
+// offers to open the folder and shows the commands that run the file. The
+// engine writes under a temporary name and renames at the end, so a cancelled
+// or failed export leaves nothing behind.
 #include "moe/selector.h"
 
 #include <QDialog>
@@ -42,6 +46,10 @@ public:
     QProgressBar* progressBar() const { return progress_; }
     QPushButton* exportButton() const { return exportButton_; }
     QPushButton* cancelButton() const { return cancelButton_; }
+    QPushButton* openFolderButton() const { return openFolder_; }
+    // "expected size: …" of a GGUF export, planned without writing.
+    QString expectedSizeText() const;
+    bool isSizing() const { return sizeThread_ != nullptr; }
 
 signals:
     void exported(const QString& folder); // finished, folder complete
@@ -54,6 +62,9 @@ protected:
 private:
     void setRunning(bool running);
     void showStatus(const QString& text);
+    bool isGguf() const;
+    void formatChanged();
+    void updateExpectedSize();
 
     moe::Selector selector_;
     QComboBox* format_;
@@ -63,6 +74,10 @@ private:
     QPushButton* browse_;
     QProgressBar* progress_;
     QLabel* status_;
+    QLabel* expectedSize_;
+    QPushButton* openFolder_;
+    QThread* sizeThread_ = nullptr;
+    bool sizePending_ = false;
     QPushButton* exportButton_;
     QPushButton* cancelButton_;
     QThread* thread_ = nullptr;

@@ -109,6 +109,34 @@ private slots:
         dialog->close();
     }
 
+    void exportsGgufWithItsSizeFirst() {
+        ExportDialog dialog(moe::loadSelector(built));
+        dialog.formatBox()->setCurrentIndex(dialog.formatBox()->findData(QStringLiteral("gguf")));
+        QCOMPARE(dialog.outputEdit()->text(), QString::fromStdString((root / "built.gguf").string()));
+        QCOMPARE(dialog.dtypeBox()->currentData().toString(), QStringLiteral("q4_k_m"));
+        QVERIFY(!dialog.shardSizeEdit()->isEnabled());
+        // The size is planned on a worker thread, before anything is written.
+        QTRY_VERIFY_WITH_TIMEOUT(!dialog.isSizing() && dialog.expectedSizeText().contains(QLatin1String("expected size: ")) &&
+                                     !dialog.expectedSizeText().contains(QLatin1String("computing")),
+                                 60000);
+        QVERIFY2(dialog.expectedSizeText().contains(QLatin1String("q4_k")), qPrintable(dialog.expectedSizeText()));
+        QVERIFY(!fs::exists(root / "built.gguf"));
+        QSignalSpy done(&dialog, &ExportDialog::exported);
+        QVERIFY(dialog.startExport());
+        QTRY_VERIFY_WITH_TIMEOUT(!dialog.isRunning(), 120000);
+        QCOMPARE(done.count(), 1);
+        const fs::path file = root / "built.gguf";
+        QVERIFY(fs::is_regular_file(file));
+        QVERIFY(fs::is_regular_file(root / "built.Modelfile"));
+        const double mb = double(fs::file_size(file)) / 1e6;
+        QVERIFY2(dialog.expectedSizeText().contains(QString::number(mb, 'f', 1) + QLatin1String(" MB")),
+                 qPrintable(dialog.expectedSizeText() + QString(" vs %1 MB").arg(mb)));
+        QVERIFY2(dialog.statusText().contains(QLatin1String("ollama create built")), qPrintable(dialog.statusText()));
+        QVERIFY(dialog.openFolderButton()->isVisibleTo(&dialog));
+        const moe::ModelConfig c = moe::ModelConfig::load(file);
+        QCOMPARE(c.numExperts, 3);
+    }
+
     void cancelLeavesNothingBehind() {
         ExportDialog dialog(moe::loadSelector(built));
         const fs::path out = root / "cancelled-export";
