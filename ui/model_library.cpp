@@ -38,6 +38,7 @@ QVariant ModelLibrary::headerData(int section, Qt::Orientation orientation, int 
     case DType: return tr("Dtype");
     case Size: return tr("Size");
     case Experts: return tr("Experts (top-k)");
+    case Source: return tr("Source");
     case Location: return tr("Location / status");
     }
     return {};
@@ -60,7 +61,10 @@ QVariant ModelLibrary::data(const QModelIndex& index, int role) const {
     }
     const bool invalid = !e->isValid();
     if (role == Qt::ForegroundRole && invalid) return QBrush(QColor(0xc0, 0x20, 0x20));
-    if (role == Qt::ToolTipRole) return invalid ? e->error : e->path;
+    if (role == Qt::ToolTipRole) {
+        const QString where = e->storeSource.isEmpty() ? e->path : tr("%1\nmanifest %2").arg(e->path, e->storeSource);
+        return invalid ? e->error : where;
+    }
     if (role == Qt::TextAlignmentRole && index.column() >= Parameters && index.column() <= Size)
         return int(Qt::AlignRight | Qt::AlignVCenter);
     if (role == Qt::DecorationRole && index.column() == Name) {
@@ -83,6 +87,7 @@ QVariant ModelLibrary::data(const QModelIndex& index, int role) const {
     case Experts:
         return e->kind == ModelKind::NativeMoe ? QStringLiteral("%1 (top-%2)").arg(e->experts).arg(e->topK)
                                                 : QStringLiteral("–");
+    case Source: return sourceName(e->source);
     case Location: return invalid ? e->error : e->path;
     }
     return {};
@@ -90,6 +95,7 @@ QVariant ModelLibrary::data(const QModelIndex& index, int role) const {
 
 void ModelLibrary::scan(const QVector<ModelSource>& sources) {
     const quint64 generation = ++generation_;
+    latest_->store(generation);
     scanning_ = true;
     emit scanStarted();
     auto* watcher = new QFutureWatcher<QVector<ModelEntry>>(this);
@@ -97,7 +103,9 @@ void ModelLibrary::scan(const QVector<ModelSource>& sources) {
         takeResult(generation, watcher->result());
         watcher->deleteLater();
     });
-    watcher->setFuture(QtConcurrent::run([sources] { return scanModelSources(sources); }));
+    watcher->setFuture(QtConcurrent::run([sources, latest = latest_, generation] {
+        return scanModelSources(sources, [&] { return latest->load() != generation; });
+    }));
 }
 
 void ModelLibrary::takeResult(quint64 generation, QVector<ModelEntry> result) {

@@ -6,12 +6,15 @@
 #include <QAbstractTableModel>
 #include <QFutureWatcher>
 
+#include <atomic>
+#include <memory>
+
 namespace moe::ui {
 
 class ModelLibrary : public QAbstractTableModel {
     Q_OBJECT
 public:
-    enum Column { Name, Kind, Architecture, Parameters, Layers, Hidden, DType, Size, Experts, Location, ColumnCount };
+    enum Column { Name, Kind, Architecture, Parameters, Layers, Hidden, DType, Size, Experts, Source, Location, ColumnCount };
     enum Role { EntryRole = Qt::UserRole + 1, PathRole, SortRole /* numbers for the numeric columns */ };
 
     explicit ModelLibrary(QObject* parent = nullptr);
@@ -22,8 +25,8 @@ public:
     QVariant data(const QModelIndex& index, int role = Qt::DisplayRole) const override;
     QVariant headerData(int section, Qt::Orientation orientation, int role = Qt::DisplayRole) const override;
 
-    // Starts a scan of `sources`; a scan already running is superseded (its
-    // result is dropped). scanFinished() follows on the UI thread.
+    // Starts a scan of `sources`; a scan already running is superseded (told
+    // to stop, its result dropped). scanFinished() follows on the UI thread.
     void scan(const QVector<ModelSource>& sources);
     bool isScanning() const { return scanning_; }
 
@@ -40,6 +43,8 @@ private:
 
     QVector<ModelEntry> entries_;
     quint64 generation_ = 0;
+    // The newest generation, shared with the workers so that a superseded scan stops early.
+    std::shared_ptr<std::atomic<quint64>> latest_ = std::make_shared<std::atomic<quint64>>(0);
     bool scanning_ = false;
 };
 

@@ -5,6 +5,7 @@
 #include "moe/error.h"
 #include "moe/gguf_model.h"
 #include "moe/model_config.h"
+#include "moe/model_stores.h"
 #include "moe/safetensors.h"
 
 #include <QDir>
@@ -133,7 +134,56 @@ ModelEntry inspectGgufFile(ModelEntry e) {
     return e;
 }
 
+moe::ModelStore engineStore(ModelSourceType type) {
+    switch (type) {
+    case ModelSourceType::LmStudio: return moe::ModelStore::LmStudio;
+    case ModelSourceType::Gpt4All: return moe::ModelStore::Gpt4All;
+    case ModelSourceType::Ollama: return moe::ModelStore::Ollama;
+    default: return moe::ModelStore::Folder;
+    }
+}
+
+// An entry of another app's store, with the engine's facts; one the engine
+// cannot run keeps them beside the reason.
+ModelEntry storeEntry(const moe::StoreModel& m, ModelSourceType source) {
+    ModelEntry e;
+    e.path = QString::fromStdString(m.path.string());
+    e.name = QString::fromStdString(m.name);
+    e.source = source;
+    if (m.source != m.path) e.storeSource = QString::fromStdString(m.source.string());
+    e.gguf = m.format == "gguf";
+    e.architecture = QString::fromStdString(m.architecture);
+    e.parameters = qint64(m.parameters);
+    e.layers = m.layers;
+    e.hiddenSize = m.hiddenSize;
+    e.intermediateSize = m.intermediateSize;
+    e.vocabSize = m.vocabSize;
+    e.dtype = QString::fromStdString(m.quant);
+    e.sizeOnDisk = qint64(m.sizeOnDisk);
+    e.experts = m.experts;
+    e.topK = m.expertsPerToken;
+    if (m.runnable) e.kind = m.experts > 0 ? ModelKind::NativeMoe : ModelKind::Base;
+    else e.error = QString::fromStdString(m.error);
+    return e;
+}
+
 } // namespace
+
+QString sourceName(ModelSourceType type) {
+    switch (type) {
+    case ModelSourceType::Demo: return QStringLiteral("demo");
+    case ModelSourceType::HuggingFaceCache: return QStringLiteral("Hugging Face cache");
+    case ModelSourceType::UserFolder: return QStringLiteral("added folder");
+    case ModelSourceType::LmStudio: return QStringLiteral("LM Studio");
+    case ModelSourceType::Gpt4All: return QStringLiteral("GPT4All");
+    case ModelSourceType::Ollama: return QStringLiteral("Ollama");
+    }
+    return {};
+}
+
+bool isAppStore(ModelSourceType type) {
+    return type == ModelSourceType::LmStudio || type == ModelSourceType::Gpt4All || type == ModelSourceType::Ollama;
+}
 
 QString kindName(ModelKind kind) {
     switch (kind) {
@@ -235,10 +285,18 @@ void classifyModels(QVector<ModelEntry>& entries) {
     }
 }
 
-QVector<ModelEntry> scanModelSources(const QVector<ModelSource>& sources) {
+QVector<ModelEntry> scanModelSources(const QVector<ModelSource>& sources, const std::function<bool()>& cancelled) {
     QVector<ModelEntry> entries;
     QStringList seen;
     for (const ModelSource& source : sources) {
+        if (cancelled && cancelled()) break;
+        if (isAppStore(source.type)) {
+            // Two Ollama names can share one blob: each is listed, as Ollama lists them.
+            const auto models = moe::scanModelStore({engineStore(source.type), source.path.toStdString()}, {},
+                                                    [&](const moe::StoreModel&) { return !(cancelled && cancelled()); });
+            for (const moe::StoreModel& m : models) entries << storeEntry(m, source.type);
+            continue;
+        }
         QStringList folders;
         if (!QFileInfo(source.path).isDir() && !isGgufFile(source.path)) {
             ModelEntry missing;
@@ -261,6 +319,7 @@ QVector<ModelEntry> scanModelSources(const QVector<ModelSource>& sources) {
             entries << empty;
         }
         for (const QString& folder : folders) {
+            if (cancelled && cancelled()) break;
             const QString canonical = QFileInfo(folder).canonicalFilePath();
             if (seen.contains(canonical)) continue;
             seen << canonical;

@@ -9,6 +9,8 @@
 #include <QStringList>
 #include <QVector>
 
+#include <functional>
+
 namespace moe::ui {
 
 enum class ModelKind {
@@ -20,7 +22,11 @@ enum class ModelKind {
 };
 QString kindName(ModelKind kind);
 
-enum class ModelSourceType { Demo, HuggingFaceCache, UserFolder };
+// Demo, the hub cache and added folders are scanned here; the other apps'
+// stores through the engine (moe/model_stores.h).
+enum class ModelSourceType { Demo, HuggingFaceCache, UserFolder, LmStudio, Gpt4All, Ollama };
+QString sourceName(ModelSourceType type); // "LM Studio", "Ollama", "added folder", ...
+bool isAppStore(ModelSourceType type);    // LM Studio, GPT4All or Ollama
 
 struct ModelSource {
     QString path;
@@ -29,7 +35,8 @@ struct ModelSource {
 
 struct ModelEntry {
     QString path;          // absolute folder, or the absolute .gguf file
-    QString name;          // folder or file name, or org/name for the Hugging Face cache
+    QString name;          // folder or file name, org/name for the Hugging Face cache, the app's name in its store
+    QString storeSource;   // an Ollama model: its manifest (path is the GGUF blob)
     bool gguf = false;     // a GGUF file rather than a folder
     ModelSourceType source = ModelSourceType::UserFolder;
     ModelKind kind = ModelKind::Invalid;
@@ -39,7 +46,8 @@ struct ModelEntry {
     int hiddenSize = 0;
     int intermediateSize = 0;
     int vocabSize = 0;
-    QString dtype;         // the dtype holding most tensor bytes; GGUF: the types holding ≥ 1 % of them, "Q4_K + Q6_K"
+    QString dtype;         // the dtype holding most tensor bytes; GGUF: the types holding ≥ 1 % of them, "Q4_K + Q6_K";
+                           // another app's store: the file type, "Q4_K_M"
     qint64 sizeOnDisk = 0; // bytes of the folder's files (symlinks followed), or of the GGUF file
     int experts = 0;       // native MoE: experts per layer
     int topK = 0;          // native MoE: experts per token
@@ -59,10 +67,12 @@ ModelEntry inspectModelFolder(const QString& folder, ModelSourceType source = Mo
 
 // Expands the sources into model folders and GGUF files (a demo / user folder:
 // the folder itself or its model sub-folders and .gguf files, see
-// modelFoldersIn; a hub cache: its newest snapshots), inspects
+// modelFoldersIn; a hub cache: its newest snapshots; an app's store: its
+// models as moe::scanModelStore lists them), inspects
 // each and classifies base / expert. A source that does not exist or holds no
-// model becomes an Invalid entry with the reason.
-QVector<ModelEntry> scanModelSources(const QVector<ModelSource>& sources);
+// model becomes an Invalid entry with the reason. `cancelled`, polled between
+// models, ends the scan early (the result is then partial).
+QVector<ModelEntry> scanModelSources(const QVector<ModelSource>& sources, const std::function<bool()>& cancelled = {});
 
 // Sets Base / Expert on the valid full checkpoints and links experts and
 // adapters to their base: checkpoints of one architecture and shape form a

@@ -3,6 +3,8 @@
 #include "app_paths.h"
 #include "model_library.h"
 
+#include "moe/model_stores.h"
+
 #include <QDir>
 #include <QFileDialog>
 #include <QHBoxLayout>
@@ -107,6 +109,16 @@ QVector<ModelSource> ModelsPage::sources() const {
     if (const QString demo = demoModelsDir(); !demo.isEmpty()) list.push_back({demo, ModelSourceType::Demo});
     for (const QString& hub : huggingFaceCacheDirs()) list.push_back({hub, ModelSourceType::HuggingFaceCache});
     for (const QString& folder : userFolders_) list.push_back({folder, ModelSourceType::UserFolder});
+    // The models other apps keep (the hub caches are already listed above).
+    for (const moe::StoreRoot& root : moe::modelStoreRoots()) {
+        const QString path = QString::fromStdString(root.path.string());
+        switch (root.store) {
+        case moe::ModelStore::LmStudio: list.push_back({path, ModelSourceType::LmStudio}); break;
+        case moe::ModelStore::Gpt4All: list.push_back({path, ModelSourceType::Gpt4All}); break;
+        case moe::ModelStore::Ollama: list.push_back({path, ModelSourceType::Ollama}); break;
+        default: break;
+        }
+    }
     return list;
 }
 
@@ -151,14 +163,23 @@ void ModelsPage::showDetails() {
         details_->setStyleSheet(QString());
         return;
     }
+    const QString from = isAppStore(e->source) ? tr(" (from %1)").arg(sourceName(e->source)) : QString();
+    const QString manifest = e->storeSource.isEmpty() ? QString() : tr("<br>manifest: %1").arg(e->storeSource.toHtmlEscaped());
     if (!e->isValid()) {
-        details_->setText(tr("<b>%1</b> cannot be used:<br>%2").arg(e->name.toHtmlEscaped(), e->error.toHtmlEscaped()));
+        QString text = tr("<b>%1</b>%2 cannot be used:<br>%3").arg(e->name.toHtmlEscaped(), from, e->error.toHtmlEscaped());
+        // What the header said, when it could be read (another app's model of an architecture the engine lacks).
+        if (!e->architecture.isEmpty())
+            text += tr("<br>%1 · %2 parameters · %3 · %4 on disk")
+                        .arg(e->architecture.toHtmlEscaped(), QLocale().toString(e->parameters), e->dtype.toHtmlEscaped(),
+                             humanBytes(e->sizeOnDisk));
+        details_->setText(text + manifest);
         details_->setStyleSheet(QStringLiteral("color: #c02020;"));
         return;
     }
     details_->setStyleSheet(QString());
-    QString text = tr("<b>%1</b> — %2, %3<br>%4").arg(e->name.toHtmlEscaped(), kindName(e->kind), e->architecture.toHtmlEscaped(),
-                                                        e->path.toHtmlEscaped());
+    QString text = tr("<b>%1</b>%2 — %3, %4<br>%5%6")
+                       .arg(e->name.toHtmlEscaped(), from, kindName(e->kind), e->architecture.toHtmlEscaped(),
+                            e->path.toHtmlEscaped(), manifest);
     text += tr("<br>%1 parameters · %2 · %3 on disk").arg(QLocale().toString(e->parameters), e->dtype, humanBytes(e->sizeOnDisk));
     if (e->layers > 0)
         text += tr(" · %1 layers · hidden %2 · intermediate %3 · vocabulary %4")

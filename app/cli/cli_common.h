@@ -27,6 +27,7 @@ struct Command {
 
 Command addDevicesCommand(CLI::App& app);
 Command addInfoCommand(CLI::App& app);
+Command addModelsCommand(CLI::App& app);
 Command addGenerateCommand(CLI::App& app);
 Command addChatCommand(CLI::App& app);
 Command addBenchCommand(CLI::App& app);

@@ -39,7 +39,11 @@ bool knownType(uint32_t t) { return t <= uint32_t(GgufType::F64); }
 
 class Reader {
 public:
-    Reader(const MappedFile& f) : path_(f.path().string()), begin_(f.data()), end_(f.data() + f.size()) {}
+    // `limit` (0: none) stops reading at that byte, as if the file ended there.
+    Reader(const MappedFile& f, uint64_t limit)
+        : path_(f.path().string()), begin_(f.data()),
+          end_(f.data() + (limit && limit < f.size() ? size_t(limit) : f.size())),
+          limited_(limit && limit < f.size()), limit_(limit) {}
 
     [[noreturn]] void fail(const std::string& where, const std::string& what) const {
         throw Error(path_ + ": " + (where.empty() ? std::string() : where + ": ") + what);
@@ -49,7 +53,8 @@ public:
 
     template <class T> T read(const std::string& where) {
         if (remaining() < sizeof(T))
-            fail(where, "the file ends at byte " + std::to_string(offset()) + ", inside the header (truncated?)");
+            fail(where, limited_ ? "the header is longer than the " + std::to_string(limit_) + " bytes read of it"
+                                 : "the file ends at byte " + std::to_string(offset()) + ", inside the header (truncated?)");
         T v;
         std::memcpy(&v, pos_, sizeof(T));
         pos_ += sizeof(T);
@@ -60,7 +65,7 @@ public:
         const uint64_t n = read<uint64_t>(where);
         if (n > remaining())
             fail(where, "a string of " + std::to_string(n) + " bytes at byte " + std::to_string(offset() - 8) +
-                            " runs past the end of the file (" + std::to_string(remaining()) + " bytes left)");
+                            " runs past the end of the file (" + std::to_string(remaining()) + " bytes left)" + endNote());
         if (n > maxBytes) fail(where, "a string of " + std::to_string(n) + " bytes (at most " + std::to_string(maxBytes) + ")");
         std::string s(reinterpret_cast<const char*>(pos_), size_t(n));
         pos_ += n;
@@ -98,7 +103,7 @@ public:
             // the file cannot hold is refused before anything is allocated.
             if (n > remaining() / minEncodedBytes(v.elementType))
                 fail(where, "an array of " + std::to_string(n) + " " + toString(v.elementType) +
-                                " values, more than the " + std::to_string(remaining()) + " bytes left in the file hold");
+                                " values, more than the " + std::to_string(remaining()) + " bytes left in the file hold" + endNote());
             for (uint64_t k = 0; k < n; ++k) {
                 GgufValue item = readValue(v.elementType, where, depth + 1);
                 if (item.isInteger() || item.type == GgufType::Bool) v.ints.push_back(item.i);
@@ -119,25 +124,44 @@ public:
 
     void seek(uint64_t to) { pos_ = begin_ + to; }
 
+    // What a count or length running past the end means: a cut file, or a header over the bound.
+    std::string endNote() const {
+        return limited_ ? " (the header is longer than the " + std::to_string(limit_) + " bytes read of it)" : " (truncated?)";
+    }
+
 private:
     std::string path_;
     const std::byte* begin_;
     const std::byte* end_;
+    bool limited_;
+    uint64_t limit_;
     const std::byte* pos_ = begin_;
 };
 
 struct TypeName {
     uint32_t id;
     const char* name;
+    uint32_t blockElements, blockBytes; // ggml's type traits (gguf-py's GGML_QUANT_SIZES)
 };
-// ggml's type table (ggml.h), for messages about types we do not read.
+// ggml's type table (ggml.h): names for messages, block sizes to bound the
+// data of tensors we do not read (GgufOpenOptions::keepUnreadTypes).
 constexpr TypeName kGgmlTypes[] = {
-    {0, "f32"},      {1, "f16"},     {2, "q4_0"},    {3, "q4_1"},    {6, "q5_0"},     {7, "q5_1"},    {8, "q8_0"},
-    {9, "q8_1"},     {10, "q2_k"},   {11, "q3_k"},   {12, "q4_k"},   {13, "q5_k"},    {14, "q6_k"},   {15, "q8_k"},
-    {16, "iq2_xxs"}, {17, "iq2_xs"}, {18, "iq3_xxs"}, {19, "iq1_s"}, {20, "iq4_nl"},  {21, "iq3_s"},  {22, "iq2_s"},
-    {23, "iq4_xs"},  {24, "i8"},     {25, "i16"},    {26, "i32"},    {27, "i64"},     {28, "f64"},    {29, "iq1_m"},
-    {30, "bf16"},    {34, "tq1_0"},  {35, "tq2_0"},  {39, "mxfp4"},
+    {0, "f32", 1, 4},          {1, "f16", 1, 2},          {2, "q4_0", 32, 18},     {3, "q4_1", 32, 20},
+    {6, "q5_0", 32, 22},       {7, "q5_1", 32, 24},       {8, "q8_0", 32, 34},     {9, "q8_1", 32, 36},
+    {10, "q2_k", 256, 84},     {11, "q3_k", 256, 110},    {12, "q4_k", 256, 144},  {13, "q5_k", 256, 176},
+    {14, "q6_k", 256, 210},    {15, "q8_k", 256, 292},    {16, "iq2_xxs", 256, 66}, {17, "iq2_xs", 256, 74},
+    {18, "iq3_xxs", 256, 98},  {19, "iq1_s", 256, 50},    {20, "iq4_nl", 32, 18},  {21, "iq3_s", 256, 110},
+    {22, "iq2_s", 256, 82},    {23, "iq4_xs", 256, 136},  {24, "i8", 1, 1},        {25, "i16", 1, 2},
+    {26, "i32", 1, 4},         {27, "i64", 1, 8},         {28, "f64", 1, 8},       {29, "iq1_m", 256, 56},
+    {30, "bf16", 1, 2},        {34, "tq1_0", 256, 54},    {35, "tq2_0", 256, 66},  {39, "mxfp4", 32, 17},
+    {40, "nvfp4", 64, 36},     {41, "q1_0", 128, 18},     {42, "q2_0", 64, 18},
 };
+
+const TypeName* ggmlType(uint32_t id) {
+    for (const auto& t : kGgmlTypes)
+        if (t.id == id) return &t;
+    return nullptr;
+}
 
 } // namespace
 
@@ -161,8 +185,7 @@ const char* toString(GgufType t) {
 }
 
 std::string ggmlTypeName(uint32_t id) {
-    for (const auto& t : kGgmlTypes)
-        if (t.id == id) return t.name;
+    if (const TypeName* t = ggmlType(id)) return t->name;
     return "type " + std::to_string(id);
 }
 
@@ -186,10 +209,12 @@ int64_t GgufTensor::numel() const {
     return n;
 }
 
-std::shared_ptr<const GgufFile> GgufFile::open(const std::filesystem::path& path) {
+std::shared_ptr<const GgufFile> GgufFile::open(const std::filesystem::path& path) { return open(path, {}); }
+
+std::shared_ptr<const GgufFile> GgufFile::open(const std::filesystem::path& path, const GgufOpenOptions& options) {
     std::shared_ptr<GgufFile> g(new GgufFile());
     g->file_ = std::make_unique<MappedFile>(path);
-    Reader r(*g->file_);
+    Reader r(*g->file_, options.maxHeaderBytes);
     if (r.read<uint32_t>("header") != kMagic) r.fail("header", "not a GGUF file (no \"GGUF\" magic)");
     g->version_ = r.read<uint32_t>("header");
     if (g->version_ < 2 || g->version_ > 3)
@@ -199,10 +224,10 @@ std::shared_ptr<const GgufFile> GgufFile::open(const std::filesystem::path& path
     // A key-value pair takes at least 13 bytes, a tensor entry at least 24.
     if (kvCount > r.remaining() / 13)
         r.fail("metadata count", std::to_string(kvCount) + " entries cannot fit in the " +
-                                     std::to_string(r.remaining()) + " bytes left");
+                                     std::to_string(r.remaining()) + " bytes left" + r.endNote());
     if (tensorCount > r.remaining() / 24)
         r.fail("tensor count", std::to_string(tensorCount) + " tensors cannot fit in the " +
-                                   std::to_string(r.remaining()) + " bytes left");
+                                   std::to_string(r.remaining()) + " bytes left" + r.endNote());
 
     for (uint64_t k = 0; k < kvCount; ++k) {
         const std::string where = "metadata entry " + std::to_string(k);
@@ -248,6 +273,11 @@ std::shared_ptr<const GgufFile> GgufFile::open(const std::filesystem::path& path
                 r.fail(where, "rows of " + std::to_string(ne[0]) + " weights are not whole " + toString(*t.quant) +
                                   " blocks of " + std::to_string(quantLayout(*t.quant).blockElements));
             rowBytes = quantRowBytes(*t.quant, size_t(ne[0]));
+        } else if (const TypeName* known = ggmlType(t.ggmlType); known && options.keepUnreadTypes) {
+            if (uint64_t(ne[0]) % known->blockElements != 0)
+                r.fail(where, "rows of " + std::to_string(ne[0]) + " weights are not whole " + known->name +
+                                  " blocks of " + std::to_string(known->blockElements));
+            rowBytes = size_t(ne[0]) / known->blockElements * known->blockBytes;
         } else
             r.fail(where, "tensor type " + ggmlTypeName(t.ggmlType) + " (" + std::to_string(t.ggmlType) +
                               ") is not supported (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k are)");

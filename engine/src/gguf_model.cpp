@@ -11,6 +11,7 @@
 #include <cctype>
 #include <climits>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
@@ -135,7 +136,12 @@ bool isGgufPath(const fs::path& path) {
     std::string ext = path.extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
     std::error_code ec;
-    return ext == ".gguf" && !fs::is_directory(path, ec);
+    if (ext == ".gguf") return !fs::is_directory(path, ec);
+    // Ollama's blobs (blobs/sha256-<hex>) are GGUF files without the extension: known by their magic.
+    if (!fs::is_regular_file(path, ec)) return false;
+    std::ifstream in(path, std::ios::binary);
+    char magic[4] = {};
+    return in.read(magic, 4) && std::string(magic, 4) == "GGUF";
 }
 
 std::vector<uint32_t> ggufUninterleavedRows(int heads, int headDim) {
@@ -299,6 +305,10 @@ std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> fil
 
     std::vector<TensorView> views;
     auto view = [&](const GgufTensor& t, std::string name) {
+        // A file opened with GgufOpenOptions::keepUnreadTypes can hold types the engine cannot read.
+        if (!t.dtype && !t.quant)
+            throw Error(where + ": tensor " + t.name + ": tensor type " + ggmlTypeName(t.ggmlType) +
+                        " is not supported (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k are)");
         TensorView v;
         v.name = std::move(name);
         v.dtype = t.dtype ? *t.dtype : toDType(*t.quant);

@@ -59,10 +59,22 @@ struct GgufTensor {
     int64_t numel() const;
 };
 
+// How much of a file GgufFile::open accepts, for listing files rather than running them.
+struct GgufOpenOptions {
+    // Keep tensors of ggml types the engine does not read (iq2_xxs, ...),
+    // with neither dtype nor quant set and their data still bounds-checked,
+    // instead of refusing the file.
+    bool keepUnreadTypes = false;
+    // Refuse a header (metadata and tensor table) longer than this (0: no
+    // limit): what reading it allocates is then bounded by this, not by the file.
+    uint64_t maxHeaderBytes = 0;
+};
+
 class GgufFile {
 public:
     // Throws moe::Error "<file>: <key or tensor>: <problem>" on any defect.
     static std::shared_ptr<const GgufFile> open(const std::filesystem::path& path);
+    static std::shared_ptr<const GgufFile> open(const std::filesystem::path& path, const GgufOpenOptions& options);
 
     const std::filesystem::path& path() const { return file_->path(); }
     uint32_t version() const { return version_; }

@@ -12,8 +12,8 @@
 
 namespace moe {
 
-// Whether `path` names a GGUF file (a regular file called *.gguf) rather
-// than a model folder.
+// Whether `path` names a GGUF file (called *.gguf, or a regular file that
+// starts with the GGUF magic, as Ollama's blobs do) rather than a model folder.
 bool isGgufPath(const std::filesystem::path& path);
 
 // The architecture, sizes, RoPE and token ids of a GGUF model. Throws
