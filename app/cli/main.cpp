@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
     using namespace moe::cli;
     const std::vector<Command> commands = {addDevicesCommand(app),    addInfoCommand(app),  addGenerateCommand(app),
                                            addBenchCommand(app),      addPerplexityCommand(app), addBuildCommand(app),
-                                           addRouteEvalCommand(app),  addExportCommand(app), addChatCommand(app)};
+                                           addRouteEvalCommand(app),  addExportCommand(app), addChatCommand(app),
+                                           addServeCommand(app)};
     CLI11_PARSE(app, argc, argv);
     try {
         for (const Command& c : commands)
