@@ -17,6 +17,9 @@
 #                   @node-llama-cpp/linux-x64 (x86-64 Linux only); SOURCE: the
 #                   commit and packages. Used by tools/llama_reference.cpp and
 #                   packaging/make-test-ggufs.sh.
+#   DEST/npm-openai/node_modules/openai/  the official OpenAI client for Node.js
+#                   (no dependencies), which tests/test_server.js drives against
+#                   moe-cli serve. Its own stamp: a new pin refetches only it.
 #
 # Only `npm pack` is used (no install, no package scripts run).
 set -euo pipefail
@@ -37,6 +40,31 @@ llama_cpp_libs_package="@node-llama-cpp/linux-x64@3.22.1"
 llama_cpp_source_paths=(convert_hf_to_gguf.py conversion gguf-py include/llama.h ggml/include LICENSE)
 # Extra binary files taken from the bundle besides the .inp/.out texts.
 llama_cpp_extra_files=("models/ggml-vocab-llama-spm.gguf" "models/ggml-vocab-phi-3.gguf" "models/ggml-vocab-llama-bpe.gguf" "models/ggml-vocab-qwen2.gguf" "models/ggml-vocab-qwen35.gguf" "models/ggml-vocab-gpt-2.gguf" "models/ggml-vocab-starcoder.gguf" "models/ggml-vocab-refact.gguf" "models/ggml-vocab-mpt.gguf" "models/ggml-vocab-falcon.gguf" "models/ggml-vocab-deepseek-coder.gguf" "models/ggml-vocab-deepseek-llm.gguf" "models/ggml-vocab-command-r.gguf" "models/ggml-vocab-bert-bge.gguf")
+
+# The OpenAI client: fetched apart from the rest, under its own stamp.
+openai_package="openai@6.49.0"
+fetch_openai() {
+  local folder="$dest/npm-openai" stamp="format=1 $openai_package" tmp tarball
+  if [ -f "$folder/.stamp" ] && [ "$(cat "$folder/.stamp")" = "$stamp" ]; then return 0; fi
+  echo "fetch-test-data: $openai_package -> npm-openai/"
+  tmp=$(mktemp -d)
+  if ! tarball=$(cd "$tmp" && npm pack --silent --ignore-scripts "$openai_package" 2>"$tmp/npm-errors.log" | tail -n 1) ||
+    [ -z "$tarball" ] || [ ! -f "$tmp/$tarball" ]; then
+    echo "fetch-test-data: npm pack $openai_package failed:" >&2
+    cat "$tmp/npm-errors.log" >&2
+    rm -rf "$tmp"
+    exit 1
+  fi
+  mkdir -p "$tmp/npm-openai/node_modules"
+  tar -xzf "$tmp/$tarball" -C "$tmp"
+  mv "$tmp/package" "$tmp/npm-openai/node_modules/openai"
+  echo "$stamp" >"$tmp/npm-openai/.stamp"
+  mkdir -p "$dest"
+  rm -rf "${folder:?}"
+  mv "$tmp/npm-openai" "$folder"
+  rm -rf "$tmp"
+}
+if command -v npm >/dev/null 2>&1 && command -v tar >/dev/null 2>&1; then fetch_openai; fi
 
 stamp_file="$dest/.fetch-test-data.stamp"
 with_libs=no

@@ -13,6 +13,8 @@ packages=(
   # /usr/bin/python3 with these runs llama.cpp's convert_hf_to_gguf.py (packaging/make-test-ggufs.sh)
   python3-torch python3-numpy python3-sentencepiece python3-yaml python3-tqdm
   libpcre2-dev libutf8proc-dev libcli11-dev libyaml-cpp-dev
+  # moe-cli serve: the OpenAI-compatible HTTP server (server/)
+  libcpp-httplib-dev
   xvfb xauth
   # packaging/run-fuzzers.sh: clang's libFuzzer with ASan + UBSan
   clang libfuzzer-14-dev

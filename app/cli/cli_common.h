@@ -35,6 +35,7 @@ Command addBuildCommand(CLI::App& app);
 Command addExportCommand(CLI::App& app);
 Command addRouteEvalCommand(CLI::App& app);
 Command addPerplexityCommand(CLI::App& app);
+Command addServeCommand(CLI::App& app);
 
 using Clock = std::chrono::steady_clock;
 double secondsSince(Clock::time_point t);

@@ -13,7 +13,7 @@ int main(int argc, char** argv) {
     const std::vector<Command> commands = {addDevicesCommand(app),    addInfoCommand(app),  addGenerateCommand(app),
                                            addBenchCommand(app),      addPerplexityCommand(app), addBuildCommand(app),
                                            addRouteEvalCommand(app),  addExportCommand(app), addChatCommand(app),
-                                           addModelsCommand(app)};
+                                           addModelsCommand(app),     addServeCommand(app)};
     CLI11_PARSE(app, argc, argv);
     try {
         for (const Command& c : commands)

@@ -34,9 +34,13 @@ GenerateResult generate(Session& session, const Tokenizer& tokenizer, const std:
     for (const auto& s : options.stopStrings)
         if (s.empty()) throw Error("a stop string must not be empty");
 
+    std::unique_lock<std::mutex> turn;
+    if (options.forwardLock) turn = std::unique_lock<std::mutex>(*options.forwardLock, std::defer_lock);
     auto t0 = Clock::now();
+    if (turn.mutex()) turn.lock();
     session.setReply(false);
     std::span<const float> logits = options.prefill ? options.prefill(session, prompt) : session.forward(prompt);
+    if (turn.mutex()) turn.unlock();
     session.setReply(true); // sequence routing keeps the prompt's choice for the reply
     result.promptSeconds = secondsSince(t0);
     auto decodeStart = Clock::now();
@@ -74,7 +78,9 @@ GenerateResult generate(Session& session, const Tokenizer& tokenizer, const std:
         }
         if (int(result.tokens.size()) >= options.maxTokens) { result.stopReason = "length"; break; }
         if (session.position() >= session.maxContext()) { result.stopReason = "context"; break; }
+        if (turn.mutex()) turn.lock();
         logits = session.forward(std::span<const int32_t>(&next, 1));
+        if (turn.mutex()) turn.unlock();
         ++result.decodeSteps;
     }
     if (result.stopReason != "stop" && result.stopReason != "cancelled") {

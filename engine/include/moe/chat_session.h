@@ -7,6 +7,7 @@
 // moe-cli chat, the app's chat and the server, so that all three give the
 // same tokens for the same conversation.
 #include "moe/chat_template.h"
+#include "moe/error.h"
 #include "moe/generate.h"
 #include "moe/runnable_model.h"
 #include "moe/sampler.h"
@@ -14,6 +15,7 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -25,6 +27,15 @@ struct ReplyOptions {
     std::vector<std::string> stopStrings;
     // Stops the reply at its next token when set (from any thread).
     const std::atomic<bool>* cancel = nullptr;
+    // Sessions of one model replying on several threads (the server's slots)
+    // take turns on it per forward pass under this lock (null: not shared).
+    std::mutex* forwardLock = nullptr;
+};
+
+// The prompt does not fit the context even with every droppable message left out.
+class PromptTooLong : public Error {
+public:
+    using Error::Error;
 };
 
 struct ChatReply {
@@ -45,9 +56,21 @@ public:
     // The assistant's reply to `conversation` (system, user and assistant
     // messages, the last one the user's). `onText` receives each piece of
     // text as soon as it is final; returning false stops the reply. Throws
-    // moe::Error when even the last message alone does not fit the context.
+    // PromptTooLong when even the last message alone does not fit the context.
     ChatReply reply(const std::vector<ChatMessage>& conversation, const ReplyOptions& options,
                     const std::function<bool(const std::string&)>& onText = {});
+    // A continuation of plain text (no chat template: the server's
+    // /v1/completions), with the same KV-prefix reuse, routing and stops.
+    // PromptTooLong when the prompt fills the context.
+    ChatReply complete(const std::string& prompt, const ReplyOptions& options,
+                       const std::function<bool(const std::string&)>& onText = {});
+
+    // The tokens reply() forwards for `conversation` with room for `maxTokens`
+    // (oldest exchanges dropped: counted in `droppedMessages`), and complete()
+    // for `prompt`, so that a caller can refuse a prompt before replying.
+    std::vector<int32_t> renderConversation(const std::vector<ChatMessage>& conversation, int maxTokens,
+                                            int* droppedMessages = nullptr) const;
+    std::vector<int32_t> encodePrompt(const std::string& prompt) const;
     // Usage of the reply in progress so far (for a live chart).
     std::vector<LayerUsage> expertUsage() const { return model_.expertUsage(session_); }
     // Forgets the KV cache (the next reply forwards everything).
@@ -58,6 +81,10 @@ public:
     uint32_t maxContext() const { return session_.maxContext(); }
 
 private:
+    ChatReply run(const std::vector<int32_t>& tokens, int maxTokens, const ReplyOptions& options,
+                  const std::function<bool(const std::string&)>& onText);
+    int replyBudget(int maxTokens) const;
+
     RunnableModel& model_;
     Session session_;
     std::vector<int32_t> cached_; // the tokens whose keys and values the session holds

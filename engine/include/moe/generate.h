@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,9 @@ struct GenerateOptions {
     std::function<std::span<const float>(Session&, std::span<const int32_t>)> prefill;
     // Checked before every token: set (from any thread) to stop ("cancelled").
     const std::atomic<bool>* cancel = nullptr;
+    // Held around the prefill and every decode step: sessions of one model
+    // generating on several threads take turns on it (null: not shared).
+    std::mutex* forwardLock = nullptr;
 };
 
 struct GenerateResult {
