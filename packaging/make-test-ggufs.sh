@@ -74,6 +74,7 @@ random_models=(
   "mixtral=--arch mixtral --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --experts 4 --top-k 2 --seed 12"
   "qwen2moe=--arch qwen2_moe --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --experts 4 --top-k 2 --moe-intermediate 128 --shared-intermediate 192 --no-norm-topk --seed 13"
   "qwen3moe=--arch qwen3_moe --hidden 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 32 --intermediate 256 --experts 4 --top-k 2 --moe-intermediate 128 --seed 14"
+  "qwen3=--arch qwen3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 64 --intermediate 256 --tie-embeddings --seed 15"
 )
 random_common="--vocab 4096 --dtype f32 --max-pos 512 --init-std 0.05 --tokenizer-from $models/base"
 random_q8_0=(mixtral qwen3moe)

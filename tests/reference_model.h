@@ -27,7 +27,7 @@ using nlohmann::json;
 
 
 struct Spec {
-    std::string arch; // "llama", "mistral", "qwen2", "mixtral", "qwen2_moe", "qwen3_moe"
+    std::string arch; // "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe"
     int hidden, inter, layers, heads, kvHeads, headDim, vocab;
     int window = 0;
     bool tied = false;
@@ -43,11 +43,11 @@ struct Spec {
     int moeInter = 0, sharedInter = 0, sparseStep = 1;
     std::vector<int> mlpOnly;
     bool normTopk = false;
-    // llama / qwen3_moe attention_bias: biases on q, k, v and o
+    // llama / qwen3 / qwen3_moe attention_bias: biases on q, k, v and o
     bool attentionBias = false;
     bool qkvBias() const { return arch == "qwen2" || arch == "qwen2_moe" || attentionBias; }
     bool oBias() const { return attentionBias; }
-    bool qkNorm() const { return arch == "qwen3_moe"; }
+    bool qkNorm() const { return arch == "qwen3" || arch == "qwen3_moe"; }
     bool qwenMoe() const { return arch == "qwen2_moe" || arch == "qwen3_moe"; }
     bool sparse(int layer) const {
         if (arch == "mixtral") return true;
@@ -56,7 +56,9 @@ struct Spec {
     }
 };
 
-inline double ropeTheta(const Spec& s) { return s.arch == "qwen2" || s.arch == "mixtral" || s.qwenMoe() ? 1e6 : 1e4; }
+inline double ropeTheta(const Spec& s) {
+    return s.arch == "qwen2" || s.arch == "qwen3" || s.arch == "mixtral" || s.qwenMoe() ? 1e6 : 1e4;
+}
 
 struct HostTensor {
     DType dtype = DType::F32;
@@ -146,6 +148,7 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
                          : s.arch == "mixtral" ? "MixtralForCausalLM"
                          : s.arch == "qwen2_moe" ? "Qwen2MoeForCausalLM"
                          : s.arch == "qwen3_moe" ? "Qwen3MoeForCausalLM"
+                         : s.arch == "qwen3"     ? "Qwen3ForCausalLM"
                                                : "LlamaForCausalLM";
     json c = {{"architectures", {archName}}, {"model_type", s.arch}, {"hidden_size", s.hidden},
               {"intermediate_size", s.inter}, {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
@@ -167,10 +170,13 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
         c["norm_topk_prob"] = s.normTopk;
     }
     if (s.arch == "qwen3_moe") c.erase("shared_expert_intermediate_size"); // Qwen3-MoE has no shared expert
-    if (s.arch == "llama" || s.arch == "qwen3_moe") c["attention_bias"] = s.attentionBias;
+    if (s.arch == "llama" || s.arch == "qwen3" || s.arch == "qwen3_moe") c["attention_bias"] = s.attentionBias;
     if (s.qkvBias() || s.qkNorm()) {
-        c["use_sliding_window"] = false;
-        c["sliding_window"] = 4096;
+        // Qwen2 and Qwen3 slide on the layers from max_window_layers on: all of them.
+        const bool slides = s.window > 0 && (s.arch == "qwen2" || s.arch == "qwen3");
+        c["use_sliding_window"] = slides;
+        c["sliding_window"] = slides ? s.window : 4096;
+        if (slides) c["max_window_layers"] = 0;
     }
     std::ofstream(dir / "config.json") << c.dump(2);
 }

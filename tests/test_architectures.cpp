@@ -1,5 +1,5 @@
-// Llama, Mistral (sliding window) and Qwen2 (q/k/v biases, tied embeddings)
-// on tiny random models of odd shapes, generated here, against a plain CPU
+// Llama, Mistral (sliding window), Qwen2 (q/k/v biases, tied embeddings) and
+// Qwen3 (per-head q/k norms, head_dim of its own, attention_bias) on tiny random models of odd shapes, generated here, against a plain CPU
 // transcription of the Transformers forward pass. Also checks that loading
 // names the file and tensor for a missing tensor or a wrong shape.
 //
@@ -55,6 +55,11 @@ private slots:
         QTest::newRow("qwen2 mixed dtypes") << "qwen2" << 32 << 48 << 4 << 2 << 8 << 0 << false << int(DType::BF16) << false
                                             << QString(".k_proj.weight");
         QTest::newRow("qwen2 biases tied bf16") << "qwen2" << 48 << 80 << 6 << 2 << 8 << 0 << true << int(DType::BF16) << false << QString();
+        // Qwen3: q/k norms before RoPE, head_dim larger than hidden / heads, tied embeddings.
+        QTest::newRow("qwen3 q/k norms tied f32") << "qwen3" << 32 << 48 << 4 << 2 << 16 << 0 << true << int(DType::F32) << false << QString();
+        QTest::newRow("qwen3 attention_bias window 6 bf16") << "qwen3" << 48 << 64 << 6 << 3 << 8 << 6 << false << int(DType::BF16) << true << QString();
+        QTest::newRow("qwen3 mixed dtypes") << "qwen3" << 32 << 48 << 4 << 2 << 8 << 0 << false << int(DType::BF16) << false
+                                            << QString(".k_proj.weight");
     }
 
     void forwardMatchesCpuReference() {

@@ -107,7 +107,7 @@ private slots:
         for (const char* f : {"base-f32.gguf", "base-f16.gguf", "base-q8_0.gguf", "base-q4_k_m.gguf", "base-q4_0.gguf",
                               "expert-code-f16.gguf", "expert-code-q4_k_m.gguf", "random-qwen2-f32.gguf",
                               "random-mixtral-f32.gguf", "random-mixtral-q8_0.gguf", "random-qwen2moe-f32.gguf",
-                              "random-qwen3moe-f32.gguf", "random-qwen3moe-q8_0.gguf"})
+                              "random-qwen3moe-f32.gguf", "random-qwen3moe-q8_0.gguf", "random-qwen3-f32.gguf"})
             QTest::newRow(f) << QString(f);
     }
 
@@ -195,7 +195,7 @@ private slots:
     // The converter's file and its safetensors source through our two loaders.
     void sameAsSafetensorsSource_data() {
         QTest::addColumn<QString>("name");
-        for (const char* f : {"random-qwen2", "random-mixtral", "random-qwen2moe", "random-qwen3moe"})
+        for (const char* f : {"random-qwen2", "random-mixtral", "random-qwen2moe", "random-qwen3moe", "random-qwen3"})
             QTest::newRow(f) << QString(f);
     }
     void sameAsSafetensorsSource() {

@@ -730,6 +730,31 @@ private slots:
         c = llamaConfig();
         c["attention_bias"] = true;
         QCOMPARE(ModelConfig::load(writeConfigFolder("llama-bias", c)).attentionBias, true);
+
+        // Qwen3: q/k norms always, attention_bias on q/k/v/o, head_dim 128
+        // when missing (Qwen3Config), the window on layers from max_window_layers on.
+        c = llamaConfig();
+        c["architectures"] = {"Qwen3ForCausalLM"};
+        c["model_type"] = "qwen3";
+        c.erase("head_dim");
+        c["attention_bias"] = true;
+        cfg = ModelConfig::load(writeConfigFolder("qwen3", c));
+        QCOMPARE(cfg.arch, Arch::Qwen3);
+        QVERIFY(cfg.qkNorm && cfg.attentionBias && cfg.outputBias);
+        QCOMPARE(cfg.headDim, 128);
+        QCOMPARE(cfg.slidingWindow, 0);
+        c["head_dim"] = 32;
+        c["use_sliding_window"] = true;
+        c["sliding_window"] = 64;
+        c["max_window_layers"] = 0;
+        QCOMPARE(ModelConfig::load(writeConfigFolder("qwen3-window", c)).slidingWindow, 64);
+        c["max_window_layers"] = 2;
+        EXPECT_ERROR(ModelConfig::load(writeConfigFolder("qwen3-mixed", c)), "config.json", "max_window_layers");
+        c.erase("max_window_layers");
+        c["layer_types"] = {"sliding_attention", "full_attention"};
+        EXPECT_ERROR(ModelConfig::load(writeConfigFolder("qwen3-types", c)), "config.json", "layer_types", "4 layer types");
+        c["layer_types"] = json::array({"sliding_attention", "sliding_attention", "sliding_attention", "sliding_attention"});
+        QCOMPARE(ModelConfig::load(writeConfigFolder("qwen3-types-ok", c)).slidingWindow, 64);
     }
 
     void ropeScaling() {

@@ -36,8 +36,9 @@ namespace {
 
 constexpr const char* kUsage = R"(usage: make-random-model --out DIR [options]
 
-  --preset qwen2-0.5b      Qwen2 shapes of Qwen2-0.5B (other flags override)
-  --arch llama|mistral|qwen2|mixtral|qwen2_moe|qwen3_moe
+  --preset NAME            shapes of a released model (other flags override):
+                           qwen2-0.5b (Qwen2-0.5B), qwen3-0.6b (Qwen3-0.6B)
+  --arch llama|mistral|qwen2|qwen3|mixtral|qwen2_moe|qwen3_moe
   --experts N              MoE archs: experts per layer (default 8)
   --top-k N                MoE archs: experts per token (default 2)
   --moe-intermediate N     qwen2_moe, qwen3_moe: expert width (default
@@ -50,14 +51,14 @@ constexpr const char* kUsage = R"(usage: make-random-model --out DIR [options]
                            (mlp.gate, mlp.experts.gate_up_proj [E, 2I, H] with
                            the gate rows first, mlp.experts.down_proj [E, H, I])
                            instead of one tensor per expert and projection
-  --attention-bias         llama, qwen3_moe: attention_bias (q/k/v/o biases)
+  --attention-bias         llama, qwen3, qwen3_moe: attention_bias (q/k/v/o biases)
   --init-std X             standard deviation of the matrices (default 0.02)
   --hidden N  --layers N  --heads N  --kv-heads N  --intermediate N  --vocab N
   --head-dim N             default hidden / heads
   --dtype bf16|f16|f32     default bf16
   --seed S                 default 0
   --tie-embeddings         no lm_head.weight; the embedding is reused
-  --sliding-window N       mistral / mixtral / qwen2 only
+  --sliding-window N       mistral / mixtral / qwen2 / qwen3 only
   --max-pos N              max_position_embeddings (default 2048)
   --rope-theta X           default 10000 (qwen2: 1000000)
   --shards N               split into N files with model.safetensors.index.json
@@ -109,7 +110,22 @@ int parsePositive(const std::string& flag, const std::string& text) {
 }
 
 void applyPreset(Options& o, const std::string& preset) {
-    if (preset != "qwen2-0.5b") usageError("unknown --preset \"" + preset + "\" (known: qwen2-0.5b)");
+    if (preset == "qwen3-0.6b") {
+        o.arch = "qwen3";
+        o.hidden = 1024;
+        o.layers = 28;
+        o.heads = 16;
+        o.kvHeads = 8;
+        o.headDim = 128;
+        o.intermediate = 3072;
+        o.vocab = 151936;
+        o.tieEmbeddings = true;
+        o.dtype = moe::DType::BF16;
+        o.maxPositions = 40960;
+        o.ropeTheta = 1000000.0;
+        return;
+    }
+    if (preset != "qwen2-0.5b") usageError("unknown --preset \"" + preset + "\" (known: qwen2-0.5b, qwen3-0.6b)");
     o.arch = "qwen2";
     o.hidden = 896;
     o.layers = 24;
@@ -219,15 +235,15 @@ Options parseArgs(int argc, char** argv) {
     }
 
     if (o.out.empty()) usageError("--out DIR is required");
-    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && !o.moe())
-        usageError("--arch must be llama, mistral, qwen2, mixtral, qwen2_moe or qwen3_moe, got \"" + o.arch + "\"");
+    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "qwen3" && !o.moe())
+        usageError("--arch must be llama, mistral, qwen2, qwen3, mixtral, qwen2_moe or qwen3_moe, got \"" + o.arch + "\"");
     const bool qwenMoeFlags = o.moeIntermediate || o.decoderSparseStep != 1 || !o.mlpOnlyLayers.empty() || !o.normTopk;
     if (qwenMoeFlags && !o.qwenMoe())
         usageError("--moe-intermediate, --decoder-sparse-step, --mlp-only-layers and --no-norm-topk need --arch "
                    "qwen2_moe or qwen3_moe");
     if (o.sharedIntermediate && o.arch != "qwen2_moe") usageError("--shared-intermediate needs --arch qwen2_moe");
-    if (o.attentionBias && o.arch != "llama" && o.arch != "qwen3_moe")
-        usageError("--attention-bias needs --arch llama or qwen3_moe");
+    if (o.attentionBias && o.arch != "llama" && o.arch != "qwen3" && o.arch != "qwen3_moe")
+        usageError("--attention-bias needs --arch llama, qwen3 or qwen3_moe");
     for (int layer : o.mlpOnlyLayers)
         if (o.layers > 0 && layer >= o.layers) usageError("--mlp-only-layers names layer " + std::to_string(layer) +
                                                           ", but the model has " + std::to_string(o.layers));
@@ -247,7 +263,7 @@ Options parseArgs(int argc, char** argv) {
     if (o.headDim % 2 != 0) usageError("the head dimension must be even");
     if (o.slidingWindow > 0 && o.arch == "llama") usageError("--sliding-window needs another --arch than llama");
     // Mixtral's and Qwen's released models use 1e6 (and Transformers' Mixtral defaults to it).
-    if (o.ropeTheta == 0) o.ropeTheta = o.arch == "qwen2" || o.moe() ? 1000000.0 : 10000.0;
+    if (o.ropeTheta == 0) o.ropeTheta = o.arch == "qwen2" || o.arch == "qwen3" || o.moe() ? 1000000.0 : 10000.0;
     if (o.moeIntermediate == 0) o.moeIntermediate = o.intermediate;
     if (o.sharedIntermediate == 0) o.sharedIntermediate = o.intermediate;
     return o;
@@ -352,7 +368,7 @@ std::vector<PlannedTensor> planTensors(const Options& o) {
         if (qkvBias) plan.push_back({p + "self_attn.v_proj.bias", {kv}, Init::Bias});
         plan.push_back({p + "self_attn.o_proj.weight", {h, q}, Init::Matrix});
         if (o.attentionBias) plan.push_back({p + "self_attn.o_proj.bias", {h}, Init::Bias});
-        if (o.arch == "qwen3_moe") { // per-head RMSNorm of q and k
+        if (o.arch == "qwen3" || o.arch == "qwen3_moe") { // per-head RMSNorm of q and k
             plan.push_back({p + "self_attn.q_norm.weight", {o.headDim}, Init::Norm});
             plan.push_back({p + "self_attn.k_norm.weight", {o.headDim}, Init::Norm});
         }
@@ -420,6 +436,7 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
                            : o.arch == "mixtral" ? "MixtralForCausalLM"
                            : o.arch == "qwen2_moe" ? "Qwen2MoeForCausalLM"
                            : o.arch == "qwen3_moe" ? "Qwen3MoeForCausalLM"
+                           : o.arch == "qwen3" ? "Qwen3ForCausalLM"
                                                  : "Qwen2ForCausalLM";
     const char* torchDtype = o.dtype == moe::DType::BF16 ? "bfloat16"
                            : o.dtype == moe::DType::F16  ? "float16"
@@ -454,7 +471,8 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
             c["router_aux_loss_coef"] = 0.02;
             c["output_router_logits"] = false;
         }
-    } else if (o.arch == "qwen2" || o.qwenMoe()) {
+    } else if (o.arch == "qwen2" || o.arch == "qwen3" || o.qwenMoe()) {
+        if (o.arch == "qwen3") c["attention_bias"] = o.attentionBias;
         if (o.qwenMoe()) {
             if (o.arch == "qwen3_moe") c["attention_bias"] = o.attentionBias;
             c["num_experts"] = o.experts;
@@ -526,7 +544,7 @@ int run(const Options& o) {
     // Token ids: from the tokenizer's own model when one is copied, else
     // Qwen2's for the Qwen vocabulary, else the Llama convention 1 / 2.
     ojson bos = 1, eos = 2;
-    if (o.arch == "qwen2" && o.vocab > 151645) {
+    if ((o.arch == "qwen2" || o.arch == "qwen3") && o.vocab > 151645) {
         bos = 151643;
         eos = 151645;
     }

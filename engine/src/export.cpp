@@ -112,6 +112,10 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
     if (c.outputBias)
         throw Error(c.dir.string() + "/config.json: the base (" + c.architecture +
                     ") has attention_bias, whose o_proj bias neither Mixtral nor Qwen2-MoE has");
+    if (c.qkNorm)
+        throw Error(c.dir.string() + "/config.json: the base (" + c.architecture +
+                    ") normalises each head's q and k, which neither Mixtral nor Qwen2-MoE does; exporting it would "
+                    "change the model");
     if (c.attentionBias && !qwen)
         throw Error(c.dir.string() + "/config.json: the base (" + c.architecture +
                     ") has q/k/v biases, which Mixtral has not; export it as qwen2_moe");

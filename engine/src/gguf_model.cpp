@@ -30,6 +30,7 @@ struct GgufArch {
 constexpr GgufArch kArchs[] = {
     {"llama", Arch::Llama, "LlamaForCausalLM"},
     {"qwen2", Arch::Qwen2, "Qwen2ForCausalLM"},
+    {"qwen3", Arch::Qwen3, "Qwen3ForCausalLM"},
     {"qwen2moe", Arch::Qwen2Moe, "Qwen2MoeForCausalLM"},
     {"qwen3moe", Arch::Qwen3Moe, "Qwen3MoeForCausalLM"},
 };
@@ -242,7 +243,8 @@ ModelConfig ggufModelConfig(const GgufFile& f) {
     c.qkNorm = f.findTensor(blk(0, "attn_q_norm.weight")) != nullptr;
     c.tieWordEmbeddings = f.findTensor("output.weight") == nullptr;
     if (c.arch == Arch::Qwen2 && !c.attentionBias) throw Error(file + ": tensor blk.0.attn_q.bias: missing (qwen2 has q/k/v biases)");
-    if (c.arch == Arch::Qwen3Moe && !c.qkNorm) throw Error(file + ": tensor blk.0.attn_q_norm.weight: missing (qwen3moe has q/k norms)");
+    if ((c.arch == Arch::Qwen3 || c.arch == Arch::Qwen3Moe) && !c.qkNorm)
+        throw Error(file + ": tensor blk.0.attn_q_norm.weight: missing (" + *archName + " has q/k norms)");
 
     if (auto w = m.nonNegative(m.key("attention.sliding_window")); w && *w > 0) {
         if (c.arch == Arch::Llama) c.arch = Arch::Mistral;
@@ -258,6 +260,7 @@ ModelConfig ggufModelConfig(const GgufFile& f) {
             c.architecture = "MixtralForCausalLM";
         }
         if (c.arch == Arch::Qwen2) m.fail(m.key("expert_count"), "qwen2 has no experts (qwen2moe does)");
+        if (c.arch == Arch::Qwen3) m.fail(m.key("expert_count"), "qwen3 has no experts (qwen3moe does)");
         c.numExpertsField = m.key("expert_count");
         c.expertsPerToken = m.positive(m.key("expert_used_count"), std::nullopt);
         if (c.expertsPerToken > c.numExperts)

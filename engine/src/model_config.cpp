@@ -1,6 +1,6 @@
 // Reads a Hugging Face config.json (+ generation_config.json) for the Llama
-// family: Llama, Mistral and Qwen2 share one decoder layout and differ only in
-// biases, sliding window and defaults; Mixtral, Qwen2-MoE and Qwen3-MoE add
+// family: Llama, Mistral, Qwen2 and Qwen3 share one decoder layout and differ
+// only in biases, q/k norms, sliding window and defaults; Mixtral, Qwen2-MoE and Qwen3-MoE add
 // sparse MoE layers, with the keys and defaults of Transformers' config classes.
 #include "moe/model_config.h"
 
@@ -34,6 +34,7 @@ constexpr SupportedArch kSupported[] = {
     {"LlamaForCausalLM", "llama", Arch::Llama},
     {"MistralForCausalLM", "mistral", Arch::Mistral},
     {"Qwen2ForCausalLM", "qwen2", Arch::Qwen2},
+    {"Qwen3ForCausalLM", "qwen3", Arch::Qwen3},
     {"MixtralForCausalLM", "mixtral", Arch::Mixtral},
     {"Qwen2MoeForCausalLM", "qwen2_moe", Arch::Qwen2Moe},
     {"Qwen3MoeForCausalLM", "qwen3_moe", Arch::Qwen3Moe},
@@ -286,12 +287,18 @@ struct ArchDefaults {
     double rmsNormEps = 1e-6;
     int kvHeads = 0;      // 0: num_attention_heads
     int maxPositions = 0; // 0: required
+    int headDim = 0;      // 0: hidden_size / num_attention_heads
     int experts = 0, expertsPerToken = 0, moeIntermediate = 0, sharedIntermediate = 0;
 };
 
 ArchDefaults archDefaults(Arch arch) {
     ArchDefaults d;
     switch (arch) {
+    case Arch::Qwen3:
+        d.kvHeads = 32;
+        d.maxPositions = 32768;
+        d.headDim = 128;
+        break;
     case Arch::Mixtral:
         d.ropeTheta = 1e6; // MixtralConfig.default_theta
         d.rmsNormEps = 1e-5;
@@ -379,26 +386,48 @@ void setUniformWindow(const FieldReader& cfg, ModelConfig& c, int window, const 
     c.slidingWindow = window;
 }
 
+// Entries of layer_types, one per layer: true where a layer slides.
+std::vector<bool> readLayerTypes(const FieldReader& cfg, const ModelConfig& c) {
+    const json* types = cfg.find("layer_types");
+    if (!types->is_array() || types->size() != size_t(c.numLayers))
+        cfg.fail("layer_types", "must list " + std::to_string(c.numLayers) + " layer types, got " + jsonSnippet(*types));
+    std::vector<bool> sliding(types->size());
+    for (size_t i = 0; i < types->size(); ++i) {
+        const json& t = (*types)[i];
+        if (t != "sliding_attention" && t != "full_attention")
+            cfg.fail("layer_types", "entries must be \"full_attention\" or \"sliding_attention\", got " + jsonSnippet(t));
+        sliding[i] = t == "sliding_attention";
+    }
+    return sliding;
+}
+
 // Qwen2-MoE (Transformers 5): layer_types when given, else layers i even and
 // below max_window_layers slide, all only with use_sliding_window.
 void readQwen2MoeSlidingWindow(const FieldReader& cfg, ModelConfig& c) {
     const bool use = cfg.boolean("use_sliding_window", false);
     const int window = use ? cfg.positiveInt("sliding_window", 4096) : 0;
-    std::vector<bool> sliding(size_t(c.numLayers), false);
-    if (const json* types = cfg.find("layer_types")) {
-        if (!types->is_array() || types->size() != size_t(c.numLayers))
-            cfg.fail("layer_types", "must list " + std::to_string(c.numLayers) + " layer types, got " + jsonSnippet(*types));
-        for (size_t i = 0; i < types->size(); ++i) {
-            const json& t = (*types)[i];
-            if (t != "sliding_attention" && t != "full_attention")
-                cfg.fail("layer_types", "entries must be \"full_attention\" or \"sliding_attention\", got " + jsonSnippet(t));
-            sliding[i] = t == "sliding_attention";
-        }
-        setUniformWindow(cfg, c, window, sliding, "layer_types");
+    if (cfg.has("layer_types")) {
+        setUniformWindow(cfg, c, window, readLayerTypes(cfg, c), "layer_types");
         return;
     }
+    std::vector<bool> sliding(size_t(c.numLayers), false);
     const int windowLayers = cfg.nonNegativeInt("max_window_layers", 28);
     for (int i = 0; i < c.numLayers; ++i) sliding[size_t(i)] = use && i % 2 == 0 && i < windowLayers;
+    setUniformWindow(cfg, c, window, sliding, "max_window_layers");
+}
+
+// Qwen3 (Qwen3Config.__post_init__): layer_types when given, else the
+// layers from max_window_layers on slide, all only with use_sliding_window.
+void readQwen3SlidingWindow(const FieldReader& cfg, ModelConfig& c) {
+    const bool use = cfg.boolean("use_sliding_window", false);
+    const int window = use ? cfg.positiveInt("sliding_window", 4096) : 0;
+    if (cfg.has("layer_types")) {
+        setUniformWindow(cfg, c, window, readLayerTypes(cfg, c), "layer_types");
+        return;
+    }
+    const int windowFrom = cfg.nonNegativeInt("max_window_layers", 28);
+    std::vector<bool> sliding(size_t(c.numLayers));
+    for (int i = 0; i < c.numLayers; ++i) sliding[size_t(i)] = use && i >= windowFrom;
     setUniformWindow(cfg, c, window, sliding, "max_window_layers");
 }
 
@@ -449,12 +478,12 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     if (c.numHeads % c.numKvHeads != 0)
         cfg.fail("num_key_value_heads", std::to_string(c.numKvHeads) + " does not divide num_attention_heads " +
                                             std::to_string(c.numHeads));
-    if (!cfg.has("head_dim") && c.hiddenSize % c.numHeads != 0)
+    if (!cfg.has("head_dim") && defaults.headDim == 0 && c.hiddenSize % c.numHeads != 0)
         cfg.fail("head_dim", "missing, and hidden_size " + std::to_string(c.hiddenSize) +
                                  " is not divisible by num_attention_heads " + std::to_string(c.numHeads));
-    // head_dim may differ from hidden_size / heads (e.g. Mistral NeMo); RoPE
-    // rotates pairs, so it must be even.
-    c.headDim = cfg.positiveInt("head_dim", c.hiddenSize / c.numHeads);
+    // head_dim may differ from hidden_size / heads (e.g. Mistral NeMo, Qwen3);
+    // RoPE rotates pairs, so it must be even.
+    c.headDim = cfg.positiveInt("head_dim", defaults.headDim > 0 ? defaults.headDim : c.hiddenSize / c.numHeads);
     if (c.headDim % 2 != 0) cfg.fail("head_dim", std::to_string(c.headDim) + " must be even for rotary embeddings");
     c.maxPositions = defaults.maxPositions > 0 ? cfg.positiveInt("max_position_embeddings", defaults.maxPositions)
                                                : cfg.positiveInt("max_position_embeddings");
@@ -480,6 +509,13 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
         if (cfg.has("sliding_window")) c.slidingWindow = cfg.positiveInt("sliding_window");
         readExpertCount(cfg, c, {"num_local_experts", "num_experts"}, defaults.experts);
         c.normTopkProb = true;
+        break;
+    case Arch::Qwen3:
+        // Qwen2's layout with Qwen3 attention: attention_bias on q, k, v and
+        // o, per-head q/k norms; layers from max_window_layers on slide.
+        c.attentionBias = c.outputBias = cfg.boolean("attention_bias", false);
+        c.qkNorm = true;
+        readQwen3SlidingWindow(cfg, c);
         break;
     case Arch::Qwen3Moe:
         readQwenMoeFields(cfg, c);
@@ -532,6 +568,7 @@ std::string ModelConfig::archName() const {
     case Arch::Llama: return "Llama";
     case Arch::Mistral: return "Mistral";
     case Arch::Qwen2: return "Qwen2";
+    case Arch::Qwen3: return "Qwen3";
     case Arch::Mixtral: return "Mixtral";
     case Arch::Qwen2Moe: return "Qwen2-MoE";
     case Arch::Qwen3Moe: return "Qwen3-MoE";

@@ -7,7 +7,7 @@
 
 namespace moe {
 
-enum class Arch { Llama, Mistral, Qwen2, Mixtral, Qwen2Moe, Qwen3Moe };
+enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Qwen3Moe };
 
 struct ModelConfig {
     std::filesystem::path dir;    // the model folder, or the .gguf file

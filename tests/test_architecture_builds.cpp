@@ -1,0 +1,263 @@
+// A MoE built on a tiny random base of each architecture, from random
+// fine-tunes of it (all layers) and from LoRA adapters (a layer subset): the
+// engine's sparse logits, prefill then decode, against the CPU transcription
+// of the base (tests/reference_model.h) whose MLPs are replaced by the dense
+// mixture the routing describes (softmax of the gate over the MLP input,
+// top-2, renormalised; each chosen expert's MLP). Then gates trained on the
+// demo dataset, route-eval and perplexity on the Qwen3 base.
+//
+// Tolerance: as in test_architectures (float32 against double on the same
+// weights, NMSE < 1e-9); a wrong expert, weight or activation gives > 1e-4.
+#include "moe/builder.h"
+#include "moe/dataset.h"
+#include "moe/gate_training.h"
+#include "moe/moe_model.h"
+#include "moe/scoring.h"
+#include "moe/validate.h"
+#include "reference_model.h"
+#include "test_paths.h"
+
+#include <QTemporaryDir>
+#include <QtTest/QtTest>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <random>
+
+using namespace moe;
+using namespace moe::test::ref;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kVocab = 4096; // the demo base's tokenizer
+
+Spec specOf(const std::string& arch) {
+    Spec s{arch, 48, 80, 2, 4, 2, 16, kVocab};
+    if (arch == "qwen3") s.tied = true;
+    return s;
+}
+
+// The demo base's tokenizer in a random model's folder (the MoE loads one).
+void copyTokenizer(const fs::path& dir) {
+    for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"}) {
+        const fs::path src = test::modelsDir() / "base" / name;
+        if (fs::exists(src)) fs::copy_file(src, dir / name, fs::copy_options::overwrite_existing);
+    }
+}
+
+// A PEFT LoRA adapter of gate, up and down on `layers`, rank r, random A and B.
+void writeLora(const fs::path& dir, const Spec& s, const std::vector<int>& layers, int r, float alpha, uint32_t seed) {
+    fs::create_directories(dir);
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 0.2f);
+    std::vector<std::vector<std::byte>> storage;
+    std::vector<TensorToWrite> out;
+    auto add = [&](const std::string& name, int64_t rows, int64_t cols) {
+        std::vector<float> v(size_t(rows * cols));
+        for (float& x : v) x = normal(rng);
+        storage.emplace_back(v.size() * 4);
+        std::memcpy(storage.back().data(), v.data(), v.size() * 4);
+        out.push_back({name, DType::F32, {rows, cols}, storage.back()});
+    };
+    for (int l : layers)
+        for (const char* proj : {"gate_proj", "up_proj", "down_proj"}) {
+            const bool down = proj[0] == 'd';
+            const int64_t in = down ? s.inter : s.hidden, outDim = down ? s.hidden : s.inter;
+            const std::string p = "base_model.model.model.layers." + std::to_string(l) + ".mlp." + proj + ".";
+            add(p + "lora_A.weight", r, in);
+            add(p + "lora_B.weight", outDim, r);
+        }
+    writeSafetensors(dir / "adapter_model.safetensors", out);
+    const nlohmann::json cfg = {{"peft_type", "LORA"}, {"r", r}, {"lora_alpha", alpha},
+                                {"target_modules", {"gate_proj", "up_proj", "down_proj"}},
+                                {"base_model_name_or_path", "../base"}, {"bias", "none"}, {"fan_in_fan_out", false},
+                                {"use_rslora", false}, {"use_dora", false}, {"task_type", "CAUSAL_LM"}};
+    std::ofstream(dir / "adapter_config.json") << cfg.dump(1);
+}
+
+// One expert's dense MLP weights for a layer: a fine-tune's own, or the base's plus (alpha / r) B A.
+ExpertWeights expertMlp(const fs::path& base, const fs::path& expert, bool lora, const Spec& s, int layer, int r,
+                        float alpha) {
+    const std::string p = "model.layers." + std::to_string(layer) + ".mlp.";
+    auto store = WeightStore::openFolder(lora ? base : expert);
+    ExpertWeights w{toFloat32(store->require(p + "gate_proj.weight")), toFloat32(store->require(p + "up_proj.weight")),
+                    toFloat32(store->require(p + "down_proj.weight"))};
+    if (!lora) return w;
+    auto ad = WeightStore::openFile(expert / "adapter_model.safetensors");
+    const double scale = double(alpha) / r;
+    auto apply = [&](std::vector<float>& m, const char* proj, int rows, int cols) {
+        const std::string q = "base_model.model." + p + proj + ".";
+        if (!ad->find(q + "lora_A.weight")) return;
+        const auto A = toFloat32(ad->require(q + "lora_A.weight")), B = toFloat32(ad->require(q + "lora_B.weight"));
+        for (int i = 0; i < rows; ++i)
+            for (int j = 0; j < cols; ++j) {
+                double d = 0;
+                for (int k = 0; k < r; ++k) d += double(B[size_t(i * r + k)]) * A[size_t(k * cols + j)];
+                m[size_t(i * cols + j)] += float(scale * d);
+            }
+    };
+    apply(w.gate, "gate_proj", s.inter, s.hidden);
+    apply(w.up, "up_proj", s.inter, s.hidden);
+    apply(w.down, "down_proj", s.hidden, s.inter);
+    return w;
+}
+
+} // namespace
+
+class TestArchitectureBuilds : public QObject {
+    Q_OBJECT
+    std::unique_ptr<vk::Context> ctx;
+
+private slots:
+    void initTestCase() { ctx = std::make_unique<vk::Context>(); }
+    void cleanupTestCase() { ctx.reset(); }
+
+    void sparseLogitsEqualDenseMixture_data() {
+        QTest::addColumn<QString>("arch");
+        QTest::addColumn<bool>("lora");
+        for (const char* arch : {"llama", "qwen3"})
+            for (bool lora : {false, true})
+                QTest::newRow(qPrintable(QString("%1 %2").arg(arch, lora ? "LoRA experts, layer 1" : "fine-tuned experts")))
+                    << QString(arch) << lora;
+    }
+
+    void sparseLogitsEqualDenseMixture() {
+        QFETCH(QString, arch);
+        QFETCH(bool, lora);
+        const Spec s = specOf(arch.toStdString());
+        QTemporaryDir tmp;
+        const fs::path root = tmp.path().toStdString();
+        const fs::path base = root / "base";
+        fs::create_directories(base);
+        writeModel(base, s, 1);
+        copyTokenizer(base);
+        const int rank = 4;
+        const float alpha = 8;
+        const std::vector<int> loraLayers{1};
+        Selector sel;
+        sel.modelId = base.string();
+        sel.baseModel = base;
+        for (int e = 0; e < 3; ++e) {
+            const fs::path d = root / ("expert" + std::to_string(e));
+            fs::create_directories(d);
+            if (lora) {
+                writeLora(d, s, loraLayers, rank, alpha, 30 + e);
+            } else {
+                writeModel(d, s, 20 + e); // a "fine-tune": every weight differs, the MoE takes the MLPs
+                copyTokenizer(d);
+            }
+            sel.expertIds.push_back(d.string());
+            sel.experts.push_back(d);
+        }
+        sel.expertType = lora ? ExpertType::LoraAdapter : ExpertType::FineTuned;
+        sel.gateMode = GateMode::Random;
+        sel.training = false;
+        sel.topK = 2;
+        sel.routing = RoutingMode::Token;
+        if (lora) sel.layers = loraLayers;
+        const SelectionFacts facts = validateSelection(sel);
+        std::vector<GateWeights> gates;
+        for (size_t l = 0; l < facts.layers.size(); ++l)
+            gates.push_back(randomGate(3, uint32_t(s.hidden), 5 + l, false));
+        auto moe = MoeModel::load(*ctx, sel, facts, gates, nullptr);
+
+        std::vector<int32_t> ids;
+        std::mt19937 rng(4);
+        for (int i = 0; i < 13; ++i) ids.push_back(int32_t(rng() % kVocab));
+        Session session(moe->model(), 64, 8);
+        const auto got = prefillThenDecode(session, ids, 9);
+
+        // The dense mixture on the CPU.
+        std::map<std::pair<int, int>, ExpertWeights> weights;
+        for (int l : facts.layers)
+            for (int e = 0; e < 3; ++e) weights[{l, e}] = expertMlp(base, sel.experts[size_t(e)], lora, s, l, rank, alpha);
+        auto baseStore = std::shared_ptr<WeightStore>(WeightStore::openFolder(base).release());
+        const MlpFn mixture = [&](int layer, int, const std::vector<double>& x) {
+            const auto it = std::find(facts.layers.begin(), facts.layers.end(), layer);
+            if (it == facts.layers.end()) {
+                const std::string p = "model.layers." + std::to_string(layer) + ".mlp.";
+                return swiglu(toFloat32(baseStore->require(p + "gate_proj.weight")),
+                              toFloat32(baseStore->require(p + "up_proj.weight")),
+                              toFloat32(baseStore->require(p + "down_proj.weight")), x, s.hidden, s.inter);
+            }
+            const GateWeights& g = gates[size_t(it - facts.layers.begin())];
+            const auto w = topKWeights(linear(g.weight, x, 3, s.hidden), 2, true);
+            std::vector<double> y(size_t(s.hidden), 0.0);
+            for (int e = 0; e < 3; ++e) {
+                if (w[size_t(e)] == 0) continue;
+                const ExpertWeights& ew = weights[{layer, e}];
+                const auto d = swiglu(ew.gate, ew.up, ew.down, x, s.hidden, s.inter);
+                for (int i = 0; i < s.hidden; ++i) y[size_t(i)] += w[size_t(e)] * d[size_t(i)];
+            }
+            return y;
+        };
+        const auto want = referenceLogits(base, s, ids, mixture);
+        QCOMPARE(got.size(), want.size());
+        const double e = test::nmse(got, want);
+        qInfo("%s: NMSE %.3g", qPrintable(QTest::currentDataTag()), e);
+        QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
+    // Gates trained on the demo dataset over a random Qwen3 base with random
+    // fine-tunes: training runs and lowers the loss, route-eval and
+    // perplexity run on the built MoE.
+    void trainedGatesRouteEvalAndPerplexity() {
+        const Spec s = specOf("qwen3");
+        QTemporaryDir tmp;
+        const fs::path root = tmp.path().toStdString();
+        const fs::path base = root / "base";
+        fs::create_directories(base);
+        writeModel(base, s, 1);
+        copyTokenizer(base);
+        Selector sel;
+        sel.file = root / "moe.toml";
+        sel.modelId = base.string();
+        sel.baseModel = base;
+        sel.datasetJson = test::modelsDir() / "amoe.json";
+        for (int e = 0; e < 3; ++e) {
+            const fs::path d = root / ("expert" + std::to_string(e));
+            fs::create_directories(d);
+            writeModel(d, s, 20 + e);
+            copyTokenizer(d);
+            sel.expertIds.push_back(d.string());
+            sel.experts.push_back(d);
+        }
+        sel.expertType = ExpertType::FineTuned;
+        sel.epochs = 4;
+        sel.batchSize = 8;
+        sel.topK = 2;
+        BuildResult b = buildMoe(*ctx, sel);
+        QVERIFY(b.moe);
+        QVERIFY(b.report.trainSteps > 0);
+        double first = 0, last = 0;
+        int nFirst = 0, nLast = 0;
+        for (const auto& r : b.report.history) {
+            for (double v : r.loss) QVERIFY(std::isfinite(v));
+            if (r.epoch == 1) first += r.loss[0], ++nFirst;
+            if (r.epoch == sel.epochs) last += r.loss[0], ++nLast;
+        }
+        qInfo("layer 0 loss: epoch 1 %.4f, epoch %d %.4f", first / nFirst, sel.epochs, last / nLast);
+        QVERIFY(last / nLast < first / nFirst);
+
+        auto capture = Model::load(*ctx, base);
+        Session captureSession(*capture);
+        const auto rows = loadDataset(test::modelsDir() / "amoe.json");
+        const auto acc = evaluateRouting(captureSession, b.moe->tokenizer(), b.moe->chatTemplate(), rows,
+                                         b.moe->layers(), b.moe->gates(), b.moe->expertCount(), RoutingMode::Token, 0,
+                                         sel.useChatTemplate);
+        QCOMPARE(acc.size(), size_t(s.layers));
+        for (const auto& a : acc) QVERIFY(a.token >= 0 && a.token <= 1);
+
+        Session session(b.moe->model(), 129, 129);
+        PerplexityOptions opt;
+        opt.window = 128;
+        opt.maxWindows = 2;
+        const auto ppl = perplexity(session, b.moe->tokenizer(), "The quick brown fox jumps over the lazy dog. " "Permission is hereby granted, free of charge, to any person obtaining a copy of this software.", opt);
+        qInfo("perplexity %.1f over %zu tokens", ppl.perplexity, ppl.tokens);
+        QVERIFY(std::isfinite(ppl.perplexity) && ppl.perplexity > 1 && ppl.tokens > 0);
+    }
+};
+
+QTEST_GUILESS_MAIN(TestArchitectureBuilds)
+#include "test_architecture_builds.moc"
