@@ -185,9 +185,14 @@ private slots:
         QCOMPARE(r.exitCode, 1);
         QVERIFY2(r.err.find("build the MoE first") != std::string::npos && r.err.find("gate") != std::string::npos,
                  r.err.c_str());
-        r = runCli({"export", sel, "--out", dir.path() + "/out", "--format", "gguf"});
+        r = runCli({"export", sel, "--out", dir.path() + "/out", "--format", "safetensors"});
         QCOMPARE(r.exitCode, 1);
-        QVERIFY2(r.err.find("mixtral or qwen2_moe") != std::string::npos, r.err.c_str());
+        QVERIFY2(r.err.find("mixtral, qwen2_moe or gguf") != std::string::npos, r.err.c_str());
+        // GGUF export of an unbuilt MoE says the same as the folder export.
+        r = runCli({"export", sel, "--out", dir.path() + "/out.gguf", "--format", "gguf"});
+        QVERIFY2(r.exitCode == 1 && r.err.find("build the MoE first") != std::string::npos, r.err.c_str());
+        r = runCli({"export", sel, "--out", dir.path() + "/out.gguf", "--format", "gguf", "--dtype", "q3_k"});
+        QVERIFY2(r.exitCode == 1 && r.err.find("q4_k_m") != std::string::npos, r.err.c_str());
         r = runCli({"export", sel, "--out", dir.path() + "/out", "--shard-size", "lots"});
         QVERIFY2(r.exitCode == 1 && r.err.find("lots") != std::string::npos, r.err.c_str());
         QVERIFY(!QFileInfo::exists(dir.path() + "/out"));
