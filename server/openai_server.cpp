@@ -5,6 +5,7 @@
 #include "moe/openai_request.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -115,6 +116,16 @@ bool sameKey(const std::string& a, const std::string& b) {
     return diff == 0;
 }
 
+// The request an httplib worker thread is answering: httplib runs the
+// routing, the handler, a stream's content provider and the logger of one
+// request on one thread, so the logger finds here when it began and its tokens.
+struct RequestTrace {
+    Clock::time_point start;
+    int promptTokens = 0, completionTokens = 0;
+    bool active = false;
+};
+thread_local RequestTrace currentTrace;
+
 } // namespace
 
 struct OpenAiServer::Impl {
@@ -132,6 +143,8 @@ struct OpenAiServer::Impl {
     uint64_t idSalt = 0;
     std::mutex forwardMutex;      // slots take turns on the model per forward pass
     std::shared_mutex routingMutex; // a request in another routing mode has the model to itself
+    ServerEvents events;
+    std::atomic<int> inFlight{0};
 
     Impl(RunnableModel& m, ServerOptions o, ServerLog l)
         : model(m), options(std::move(o)), log(std::move(l)),
@@ -144,6 +157,32 @@ struct OpenAiServer::Impl {
 
     void say(const std::string& line) const {
         if (log) log(line);
+    }
+
+    // Request events for an app (setEvents): begin after the headers, end in the logger.
+    void beginTrace() {
+        if (currentTrace.active) --inFlight; // one the logger never saw: not in flight any more
+        currentTrace = {Clock::now(), 0, 0, true};
+        const int n = ++inFlight;
+        if (events.requestStarted) events.requestStarted(n);
+    }
+    void endTrace(const httplib::Request& req, const httplib::Response& res) {
+        RequestRecord rec{req.method, req.path, res.status};
+        if (currentTrace.active) {
+            rec.promptTokens = currentTrace.promptTokens;
+            rec.completionTokens = currentTrace.completionTokens;
+            rec.seconds = std::chrono::duration<double>(Clock::now() - currentTrace.start).count();
+            currentTrace.active = false;
+            rec.started = true;
+            rec.inFlight = --inFlight;
+        } else {
+            rec.inFlight = inFlight.load();
+        }
+        if (events.requestFinished) events.requestFinished(rec);
+    }
+    static void noteTokens(const ChatReply& reply) {
+        currentTrace.promptTokens = reply.promptTokens;
+        currentTrace.completionTokens = int(reply.generation.tokens.size());
     }
 
     std::string newId(const char* prefix) {
@@ -240,6 +279,7 @@ struct OpenAiServer::Impl {
         }
         const std::string id = newId(chat ? "chatcmpl" : "cmpl");
         auto logDone = [this, t0, path = req.path](const ChatReply& reply, const char* how) {
+            noteTokens(reply);
             char line[200];
             std::snprintf(line, sizeof line, "%s %s: %d prompt (%d reused) + %zu tokens, %s, %.2f s", path.c_str(), how,
                           reply.promptTokens, reply.reusedTokens, reply.generation.tokens.size(),
@@ -341,8 +381,16 @@ struct OpenAiServer::Impl {
     void routes() {
         http.new_task_queue = [n = size_t(std::max(32, 4 * options.parallel + 16))] { return new httplib::ThreadPool(n); };
         http.set_payload_max_length(options.maxBodyBytes);
+        // SO_REUSEADDR only: httplib's default SO_REUSEPORT lets a second server of
+        // the same user bind a port already served (the kernel then splits the
+        // connections between them), so a port in use would not be refused.
+        http.set_socket_options([](socket_t sock) {
+            const int yes = 1;
+            ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+        });
         http.set_keep_alive_timeout(5);
         http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+            beginTrace();
             if (options.apiKey.empty() || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
             const std::string auth = req.get_header_value("Authorization");
             if (sameKey(auth, "Bearer " + options.apiKey)) return httplib::Server::HandlerResponse::Unhandled;
@@ -368,6 +416,7 @@ struct OpenAiServer::Impl {
         }));
         http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
             say(req.method + " " + req.path + " " + std::to_string(res.status));
+            endTrace(req, res);
         });
 
         http.Get("/health", guarded([this](const httplib::Request&, httplib::Response& res) {
@@ -450,5 +499,7 @@ std::string OpenAiServer::address() const {
     return "http://" + (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + std::to_string(impl_->port);
 }
 ServerStatus OpenAiServer::status() const { return impl_->status(); }
+int OpenAiServer::inFlight() const { return impl_->inFlight.load(); }
+void OpenAiServer::setEvents(ServerEvents events) { impl_->events = std::move(events); }
 
 } // namespace moe::server

@@ -7,6 +7,8 @@
 #include "chat_page.h"
 #include "model_library.h"
 #include "models_page.h"
+#include "server_controller.h"
+#include "server_page.h"
 #include "training_page.h"
 #include "training_view.h"
 
@@ -36,6 +38,7 @@ MainWindow::MainWindow(QWidget* parent)
     : QMainWindow(parent), library_(new ModelLibrary(this)), chat_(new ChatController(this)),
       sidebar_(new QListWidget), stack_(new QStackedWidget), modelsPage_(new ModelsPage(library_)),
       buildPage_(new BuildPage), build_(new BuildController(this)), trainingPage_(new TrainingPage(build_)), chatPage_(new ChatPage(chat_, library_)),
+      server_(new ServerController(this)), serverPage_(new ServerPage(server_, library_, build_)),
       deviceLabel_(new QLabel(tr("Vulkan: probing…"))) {
     initMoeUiResources();
     setWindowTitle(tr("MoE Studio"));
@@ -49,7 +52,8 @@ MainWindow::MainWindow(QWidget* parent)
     const Entry entries[] = {{tr("Models"), QStyle::SP_DriveHDIcon, modelsPage_},
                              {tr("Build"), QStyle::SP_FileDialogNewFolder, buildPage_},
                              {tr("Training"), QStyle::SP_ComputerIcon, trainingPage_},
-                             {tr("Chat"), QStyle::SP_MessageBoxQuestion, chatPage_}};
+                             {tr("Chat"), QStyle::SP_MessageBoxQuestion, chatPage_},
+                             {tr("Local server"), QStyle::SP_DriveNetIcon, serverPage_}};
     for (const Entry& e : entries) {
         auto* item = new QListWidgetItem(style()->standardIcon(e.icon), e.name);
         sidebar_->addItem(item);
@@ -75,6 +79,9 @@ MainWindow::MainWindow(QWidget* parent)
 
     connect(modelsPage_, &ModelsPage::statusMessage, this, [this](const QString& t) { statusBar()->showMessage(t, 5000); });
     connect(chatPage_, &ChatPage::statusMessage, this, [this](const QString& t) { statusBar()->showMessage(t, 5000); });
+    connect(server_, &ServerController::errorOccurred, this, [this](const QString& message) {
+        statusBar()->showMessage(tr("Local server: %1").arg(message.section(QLatin1Char('\n'), 0, 0)), 10000);
+    });
     connect(modelsPage_, &ModelsPage::chatRequested, this, [this](const QString& path) {
         showPage(Chat);
         chatPage_->chooseModel(path);
@@ -144,9 +151,10 @@ void MainWindow::start() {
     QSettings settings;
     if (const QByteArray geometry = settings.value(QStringLiteral("window/geometry")).toByteArray(); !geometry.isEmpty())
         restoreGeometry(geometry);
-    showPage(Page(std::clamp(settings.value(QStringLiteral("window/page"), int(Models)).toInt(), 0, int(Chat))));
+    showPage(Page(std::clamp(settings.value(QStringLiteral("window/page"), int(Models)).toInt(), 0, int(Server))));
     modelsPage_->loadSettings();
     chatPage_->loadSettings();
+    serverPage_->loadSettings();
     modelsPage_->rescan();
     probeDevice();
 }
@@ -177,12 +185,14 @@ void MainWindow::saveSettings() const {
     settings.setValue(QStringLiteral("window/page"), int(currentPage()));
     modelsPage_->saveSettings();
     chatPage_->saveSettings();
+    serverPage_->saveSettings();
 }
 
 void MainWindow::closeEvent(QCloseEvent* event) {
     saveSettings();
     chat_->stop();
     build_->stop();
+    server_->stop();
     event->accept();
 }
 

@@ -1,5 +1,6 @@
 #pragma once
-// MoE Studio's main window: a sidebar (Models, Build, Training, Chat) over a
+// MoE Studio's main window: a sidebar (Models, Build, Training, Chat, Local
+// server) over a
 // stack of pages, and a status bar with the Vulkan device. Geometry, the
 // current page, folders and chat settings are kept in QSettings.
 #include <QMainWindow>
@@ -17,13 +18,15 @@ class ChatController;
 class ChatPage;
 class ModelLibrary;
 class ModelsPage;
+class ServerController;
+class ServerPage;
 class TrainingPage;
 class TrainingView;
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
 public:
-    enum Page { Models = 0, Build, Training, Chat };
+    enum Page { Models = 0, Build, Training, Chat, Server };
 
     explicit MainWindow(QWidget* parent = nullptr);
     ~MainWindow() override;
@@ -42,6 +45,8 @@ public:
     TrainingView* trainingView() const;
     TrainingPage* trainingPage() const { return trainingPage_; }
     BuildController* builder() const { return build_; }
+    ServerController* server() const { return server_; }
+    ServerPage* serverPage() const { return serverPage_; }
     // Loads a selector and starts its build on the Training page; false (with
     // the reason in the status bar and on the Training page) when it does not load.
     bool buildFromSelector(const QString& path);
@@ -72,6 +77,8 @@ private:
     BuildWizard* wizard_ = nullptr;
     TrainingPage* trainingPage_;
     ChatPage* chatPage_;
+    ServerController* server_;
+    ServerPage* serverPage_;
     QLabel* deviceLabel_;
     QString deviceName_;
 };

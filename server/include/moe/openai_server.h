@@ -35,6 +35,24 @@ struct ServerStatus {
 // One line per request and per start/stop; never the key or message text.
 using ServerLog = std::function<void(const std::string&)>;
 
+// One answered HTTP request, for an app's request log: never the key, never
+// any message or reply text.
+struct RequestRecord {
+    std::string method, path;
+    int status = 0;
+    int promptTokens = 0, completionTokens = 0; // completions; 0 for the other endpoints
+    double seconds = 0;  // from its headers to its last byte (0 when httplib refused it before routing)
+    int inFlight = 0;    // requests still in flight once this one is done
+    bool started = false; // requestStarted was called for it (not for one httplib refused before routing)
+};
+
+// Called on the server's threads (keep them short: queue the news to a UI
+// thread). inFlight counts the requests between their headers and their last byte.
+struct ServerEvents {
+    std::function<void(int inFlight)> requestStarted;
+    std::function<void(const RequestRecord&)> requestFinished;
+};
+
 class OpenAiServer {
 public:
     // Creates the slots (their KV caches) at once; throws moe::Error on bad options.
@@ -54,6 +72,10 @@ public:
     const std::string& modelName() const;
     std::string address() const; // http://host:port
     ServerStatus status() const;
+    // Requests being answered now (any endpoint, streams until their last byte).
+    int inFlight() const;
+    // Before bind()/start(): what an app hears of each request.
+    void setEvents(ServerEvents events);
 
 private:
     struct Impl;
