@@ -1,5 +1,5 @@
 // moe-cli serve: a local OpenAI-compatible server (moe_server) over a model
-// or a built MoE, until the process is stopped.
+// or a built MoE (quantized on load with --quantize), until the process is stopped.
 #include "cli_common.h"
 
 #include "moe/openai_server.h"
@@ -21,6 +21,9 @@ int runServe(const ServeArgs& a) {
     std::signal(SIGPIPE, SIG_IGN);
     vk::Context ctx(a.device.context());
     auto run = a.model.open(ctx);
+    if (const QuantizeScheme q = run->model().quantizeScheme(); q != QuantizeScheme::None)
+        std::fprintf(stderr, "weights quantized on load: %s (%s on the device)\n", toString(q),
+                     mib(run->model().deviceBytes()).c_str());
     server::OpenAiServer srv(*run, a.server, [](const std::string& line) {
         std::fprintf(stderr, "serve: %s\n", line.c_str());
         std::fflush(stderr);

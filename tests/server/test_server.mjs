@@ -2,7 +2,8 @@
 // npm package, fetched by packaging/fetch-test-data.sh) and by curl, on a free
 // loopback port: models, chat and text completions streamed and not, every
 // error case with its status, an aborted stream, the API key, a load of 16
-// clients x 10 requests, and a built MoE's expert usage.
+// clients x 10 requests, a built MoE's expert usage, and a model quantized on
+// load (--quantize).
 //   node test_server.mjs MOE_CLI MODELS_DIR OPENAI_MODULE_DIR
 import { spawn, execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
@@ -264,6 +265,39 @@ try {
     assert.equal(Object.keys(legal.moe.likelihood.prompt_loss).length, 4); // 3 experts + the base
     assert.equal(legal.moe.likelihood.pick, 'lora-legal');
     assert.equal((await mc.chat.completions.create(q)).moe.routing, 'running'); // the server's mode again
+  });
+
+  await test('a port another server listens on is refused', async () => {
+    const port = new URL(dense.url).port;
+    const second = await new Promise((resolve) => execFile(moeCli, ['serve', '--model', join(modelsDir, 'base'),
+      '--port', port], (err, out, errText) => resolve({ code: err ? err.code : 0, errText })));
+    assert.equal(second.code, 1);
+    assert.match(second.errText, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}`));
+    assert.equal((await health(dense.url)).status, 'ok'); // the first one serves on
+  });
+
+  await test('--quantize: a model quantized on load answers as generate --quantize does', async () => {
+    const prompt = 'def main():';
+    for (const scheme of ['q8_0', 'q4_k']) {
+      const qs = await startServer(['--model', join(modelsDir, 'base'), '--quantize', scheme, '--parallel', '1']);
+      assert.match(qs.logText(), new RegExp(`weights quantized on load: ${scheme} `));
+      const qc = new OpenAI({ apiKey: 'none', baseURL: qs.url + '/v1', maxRetries: 0, timeout: 60000 });
+      const r = await qc.completions.create({ model: 'base', prompt, max_tokens: 8, temperature: 0, repeat_penalty: 1 });
+      const gen = JSON.parse(await new Promise((resolve, reject) => execFile(moeCli,
+        ['generate', '--model', join(modelsDir, 'base'), '--prompt', prompt, '--temperature', '0', '--repeat-penalty', '1',
+          '-n', '8', '--quantize', scheme, '--json'], { maxBuffer: 1 << 24 },
+        (err, out, errText) => (err ? reject(new Error(errText)) : resolve(out)))));
+      assert.ok(r.choices[0].text.length > 0, scheme);
+      assert.equal(r.choices[0].text, gen.text, scheme);
+      assert.equal(r.usage.completion_tokens, gen.token_ids.length, scheme);
+      assert.equal(r.usage.prompt_tokens, gen.prompt_tokens, scheme);
+      qs.kill('SIGTERM');
+    }
+    // A scheme it does not know: exit 1 naming the option.
+    const bad = await new Promise((resolve) => execFile(moeCli, ['serve', '--model', join(modelsDir, 'base'),
+      '--port', '0', '--quantize', 'q3_k'], (err, out, errText) => resolve({ code: err ? err.code : 0, errText })));
+    assert.equal(bad.code, 1);
+    assert.match(bad.errText, /--quantize q3_k/);
   });
 } catch (e) {
   failed = true;
