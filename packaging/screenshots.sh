@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Saves screenshots of MoE Studio's main pages (Models, Build, Training, and
-# Chat after a short real chat with the demo base model) into docs/screenshots/,
+# Saves screenshots of MoE Studio's main pages (Models, Build, Training, Chat
+# after a short real chat with the demo base model, and the Local server
+# running on port 8080) into docs/screenshots/,
 # running the app under Xvfb with fresh settings.
 #   packaging/screenshots.sh [BUILD_DIR]   (default: ./build)
 set -euo pipefail

@@ -42,8 +42,11 @@ ServerPage::ServerPage(ServerController* controller, ModelLibrary* library, Buil
     auto* settingsBox = new QGroupBox(tr("Server"));
     auto* form = new QFormLayout(settingsBox);
     switch_->setCheckable(true);
-    switch_->setMinimumWidth(120);
-    form->addRow(tr("Serve"), switch_);
+    switch_->setMinimumWidth(140);
+    auto* switchRow = new QHBoxLayout;
+    switchRow->addWidget(switch_);
+    switchRow->addStretch(1);
+    form->addRow(tr("Serve"), switchRow);
     modelBox_->setPlaceholderText(tr("Choose a model…"));
     modelBox_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
     form->addRow(tr("Model"), modelBox_);

@@ -8,6 +8,8 @@
 #include "chat_page.h"
 #include "main_window.h"
 #include "model_library.h"
+#include "server_controller.h"
+#include "server_page.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
@@ -136,6 +138,20 @@ int screenshots(MainWindow& window, const QString& dir, const QString& prompt) {
         waitUntil([] { return false; }, 200); // let the last Markdown render and scroll settle
     }
     ok &= grabTo(window, dir, QStringLiteral("chat"));
+
+    // The Local server running with the first base model on the default port
+    // (8080; if something holds it, the picture shows the page's error).
+    window.showPage(MainWindow::Server);
+    ServerPage* serverPage = window.serverPage();
+    for (const ModelEntry& e : window.library()->entries())
+        if (e.kind == ModelKind::Base && serverPage->chooseModel(e.path)) break;
+    serverPage->switchButton()->click();
+    ServerController* server = window.server();
+    waitUntil([&] { return server->state() != ServerController::State::Starting; }, 120000);
+    waitUntil([] { return false; }, 200);
+    ok &= grabTo(window, dir, QStringLiteral("server"));
+    server->stop();
+    waitUntil([&] { return server->state() == ServerController::State::Stopped; }, 30000);
     return ok ? 0 : 1;
 }
 
