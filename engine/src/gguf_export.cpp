@@ -292,12 +292,18 @@ void checkExpressible(const ModelConfig& c, const std::string& arch) {
         throw Error(c.dir.string() + ": an o_proj bias, which GGUF " + arch + " has not");
 }
 
+std::string slidingWindowWarning(const std::string& arch, int window) {
+    return "llama.cpp's `" + arch + "` attends over the whole context, not the model's sliding window of " +
+           std::to_string(window) + " tokens: replies differ past that length";
+}
+
 std::string archFor(const ModelConfig& c) {
     switch (c.arch) {
     case Arch::Llama:
     case Arch::Mistral:
     case Arch::Mixtral: return "llama";
     case Arch::Qwen2: return "qwen2";
+    case Arch::Qwen3: return "qwen3";
     case Arch::Qwen2Moe: return "qwen2moe";
     case Arch::Qwen3Moe: return "qwen3moe";
     default: break;
@@ -433,9 +439,13 @@ GgufExportReport exportModelGguf(const fs::path& model, const GgufExportOptions&
     Plan plan;
     plan.keepQuantized = schemeOf(o.type) != QuantizeScheme::None;
     plan.arch = archFor(c);
-    if (c.slidingWindow > 0 && plan.arch == "llama")
-        plan.warnings.push_back("llama.cpp's `llama` attends over the whole context, not the model's sliding window of " +
-                                std::to_string(c.slidingWindow) + " tokens: replies differ past that length");
+    if (c.slidingWindow > 0) plan.warnings.push_back(slidingWindowWarning(plan.arch, c.slidingWindow));
+    // llama.cpp renormalises the top-k weights for llama and qwen3moe and
+    // never for qwen2moe (GGUF has no key for it).
+    if (c.isMoe() && c.normTopkProb != (plan.arch != "qwen2moe"))
+        throw Error(c.dir.string() + ": norm_topk_prob " + (c.normTopkProb ? "true" : "false") + ": llama.cpp's " +
+                    plan.arch + (c.normTopkProb ? " never renormalises" : " always renormalises") +
+                    " the top-k expert weights, so the export would route differently");
     plan.experts = c.numExperts;
     plan.expertsPerToken = c.expertsPerToken;
     const bool interleave = plan.arch == "llama" && !c.qkRowsInterleaved;
@@ -454,8 +464,11 @@ GgufExportReport exportMoeGguf(const Selector& s, const GgufExportOptions& o,
     const SelectionFacts facts = validateSelection(s);
     const ModelConfig& c = facts.base;
     if (c.isMoe()) throw Error(c.dir.string() + ": the base is already a sparse MoE");
-    if (c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2)
+    if (c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2 && c.arch != Arch::Qwen3)
         throw Error(c.dir.string() + ": GGUF export of a MoE built on " + c.architecture + " is not supported yet");
+    // Qwen3 bases keep their q/k norms as llama.cpp's qwen3moe, which routes
+    // as the built MoE does (softmax, top-k, renormalised).
+    const bool qwen3 = c.arch == Arch::Qwen3;
     const fs::path gates = gatesFile(s);
     std::error_code ec;
     if (!fs::exists(gates, ec))
@@ -473,10 +486,8 @@ GgufExportReport exportMoeGguf(const Selector& s, const GgufExportOptions& o,
 
     Plan plan;
     plan.keepQuantized = schemeOf(o.type) != QuantizeScheme::None;
-    plan.arch = "llama";
-    if (c.slidingWindow > 0)
-        plan.warnings.push_back("llama.cpp's `llama` attends over the whole context, not the base's sliding window of " +
-                                std::to_string(c.slidingWindow) + " tokens: replies differ past that length");
+    plan.arch = qwen3 ? "qwen3moe" : "llama";
+    if (c.slidingWindow > 0) plan.warnings.push_back(slidingWindowWarning(plan.arch, c.slidingWindow));
     plan.experts = E;
     plan.expertsPerToken = std::clamp(s.topK, 1, E);
     RoutingMode routing = s.routing.value_or(RoutingMode::Token);
@@ -491,7 +502,7 @@ GgufExportReport exportMoeGguf(const Selector& s, const GgufExportOptions& o,
                                 "never renormalises the top-k weights, which the built MoE does");
 
     auto base = openModelWeights(s.baseModel);
-    const bool interleave = !c.qkRowsInterleaved;
+    const bool interleave = plan.arch == "llama" && !c.qkRowsInterleaved;
     planCommon(plan, c, base, interleave, /*withMlp=*/false);
 
     std::vector<std::shared_ptr<const WeightStore>> expertStores;
@@ -503,7 +514,7 @@ GgufExportReport exportMoeGguf(const Selector& s, const GgufExportOptions& o,
     if (padded > 0) {
         const uint64_t mlpBytes = uint64_t(3) * uint64_t(H) * uint64_t(I);
         std::ostringstream w;
-        w << padded << " layer(s) were not chosen; llama.cpp's `llama` MoE has experts in every layer, so each holds "
+        w << padded << " layer(s) were not chosen; llama.cpp's `" << plan.arch << "` MoE has experts in every layer, so each holds "
           << "the base MLP " << E << " times behind a zero gate (same output; " << (E - 1) * padded << " extra MLP copies, "
           << (uint64_t(E - 1) * uint64_t(padded) * mlpBytes) << " more weights)";
         plan.warnings.push_back(w.str());
