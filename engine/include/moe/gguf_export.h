@@ -15,7 +15,8 @@
 // bases (q/k norms, which `llama` has not) become `qwen3moe`, which routes
 // as `llama` does; Q/K are permuted for `llama` only.
 //
-// Tensors are made, quantized and written one at a time under a temporary
+// Tensors are made, quantized and written a chunk of rows at a time (each
+// chunk's mapped source pages dropped once written) under a temporary
 // name, renamed at the end; a cancelled export leaves nothing. An Ollama
 // Modelfile is written beside the file.
 #include "moe/selector.h"
