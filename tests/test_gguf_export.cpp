@@ -5,7 +5,8 @@
 //   byte (an F32 export copies the weights; the Q/K interleave, expert
 //   stacking and tokenizer tables are where mistakes would show);
 // - built MoEs (fine-tuned experts in every layer; LoRA experts on a layer
-//   subset) exported to F32 run in llama.cpp (the llama-reference tool over
+//   subset; fine-tuned experts on a layer subset of a Qwen3 base, written as
+//   qwen3moe) exported to F32 run in llama.cpp (the llama-reference tool over
 //   its prebuilt libraries) with the same greedy tokens as the built MoE,
 //   and load back in the engine with the built MoE's logits (NMSE < 1e-9:
 //   same weights, same kernels);
@@ -19,6 +20,7 @@
 #include "moe/gguf_export.h"
 #include "moe/model.h"
 #include "moe/moe_model.h"
+#include "moe/safetensors.h"
 #include "moe/sampler.h"
 #include "moe/scoring.h"
 #include "moe/session.h"
@@ -200,6 +202,7 @@ private slots:
             {gguf / "random-mixtral", "random-mixtral-f32.gguf"},
             {gguf / "random-qwen2moe", "random-qwen2moe-f32.gguf"},
             {gguf / "random-qwen3moe", "random-qwen3moe-f32.gguf"},
+            {gguf / "random-qwen3", "random-qwen3-f32.gguf"},
         };
         for (const auto& [model, converted] : cases) {
             GgufExportOptions o;
@@ -306,6 +309,85 @@ private slots:
             QVERIFY2(std::abs(ourRatio / theirRatio - 1) < 0.002,
                      qPrintable(QString("%1: ratios %2 and %3").arg(toString(type)).arg(ourRatio).arg(theirRatio)));
         }
+    }
+
+    // A MoE built on a random Qwen3 base (q/k norms, tied head) from random
+    // fine-tunes of its shape, on a layer subset: written as llama.cpp's
+    // qwen3moe (q/k norms kept, Q/K not permuted, the unchosen layer's base
+    // MLP as every expert), it runs in llama.cpp with the built MoE's greedy
+    // tokens and loads back with its logits.
+    void qwen3BaseMoeRunsInLlamaCpp() {
+        if (llamaReference().empty()) SKIP_OR_FAIL("llama-reference was not built (no llama.cpp libraries)");
+#ifndef MOE_MAKE_RANDOM_MODEL
+        QSKIP("make-random-model not built");
+#else
+        const fs::path root = out("qwen3-moe");
+        auto make = [&](const std::string& name, int seed) {
+            QProcess p;
+            p.start(MOE_MAKE_RANDOM_MODEL,
+                    {"--arch", "qwen3", "--hidden", "128", "--layers", "3", "--heads", "4", "--kv-heads", "2", "--head-dim",
+                     "32", "--intermediate", "256", "--tie-embeddings", "--vocab", "4096", "--dtype", "f32", "--max-pos",
+                     "512", "--init-std", "0.05", "--seed", QString::number(seed), "--tokenizer-from",
+                     QString::fromStdString((models / "base").string()), "--out", QString::fromStdString((root / name).string())});
+            return p.waitForFinished(120000) && p.exitCode() == 0;
+        };
+        QVERIFY(make("base", 31));
+        for (int e = 0; e < 3; ++e) QVERIFY(make("expert" + std::to_string(e), 40 + e));
+        std::ofstream(root / "selector.toml")
+            << "[model]\nmodel_id = " << quoted(root / "base") << "\n\n[anymoe]\ndataset_json = "
+            << quoted(models / "amoe.json") << "\nmodel_ids = [" << quoted(root / "expert0") << ", "
+            << quoted(root / "expert1") << ", " << quoted(root / "expert2")
+            << "]\nlayers = [0, 2]\n\n[anymoe.config]\nepochs = 2\nrouting = \"token\"\ngate_bias = false\n";
+        const Selector s = loadSelector(root / "selector.toml");
+        QVERIFY(buildMoe(*ctx, s).moe);
+
+        GgufExportOptions o;
+        o.out = out("qwen3-moe-f32.gguf");
+        o.type = GgufFileType::F32;
+        const auto rep = exportMoeGguf(s, o);
+        QCOMPARE(rep.architecture, std::string("qwen3moe"));
+        QVERIFY2(!rep.warnings.empty() && rep.warnings.back().find("`qwen3moe` MoE has experts in every layer") != std::string::npos,
+                 rep.warnings.empty() ? "no warning" : rep.warnings.back().c_str());
+        const auto file = GgufFile::open(o.out);
+        QCOMPARE(file->getString("general.architecture").value_or(""), std::string("qwen3moe"));
+        for (const char* key : {"qwen3moe.block_count", "qwen3moe.expert_count", "qwen3moe.expert_used_count",
+                                "qwen3moe.expert_feed_forward_length", "qwen3moe.attention.key_length"})
+            QVERIFY2(file->find(key) && file->find(key)->type == GgufType::U32, key);
+        QCOMPARE(file->getInteger("qwen3moe.expert_feed_forward_length").value_or(0), int64_t(256));
+        QCOMPARE(file->getInteger("qwen3moe.attention.key_length").value_or(0), int64_t(32));
+        for (int l = 0; l < 3; ++l)
+            for (const char* t : {"attn_q_norm.weight", "attn_k_norm.weight", "ffn_gate_inp.weight", "ffn_down_exps.weight"})
+                QVERIFY2(file->findTensor("blk." + std::to_string(l) + "." + t), t);
+        QVERIFY(!file->findTensor("output.weight")); // tied, as the base
+        // Q is the base's as it is: qwen3moe rotates halves, as Hugging Face does.
+        const auto base = WeightStore::openFolder(root / "base");
+        const TensorView& q = base->require("model.layers.1.self_attn.q_proj.weight");
+        const GgufTensor* gq = file->findTensor("blk.1.attn_q.weight");
+        QVERIFY(gq && gq->nbytes == q.nbytes && std::memcmp(gq->data, q.data, q.nbytes) == 0);
+        checkBuiltMoeInLlamaCpp(s, o.out);
+#endif
+    }
+
+    // A native MoE whose routing llama.cpp's architecture cannot reproduce is refused.
+    void nativeMoeRoutingMismatchIsRefused() {
+#ifndef MOE_MAKE_RANDOM_MODEL
+        QSKIP("make-random-model not built");
+#else
+        const fs::path dir = out("qwen3moe-no-norm");
+        QProcess p;
+        p.start(MOE_MAKE_RANDOM_MODEL, {"--arch", "qwen3_moe", "--hidden", "64", "--layers", "1", "--heads", "2",
+                                        "--kv-heads", "1", "--head-dim", "32", "--intermediate", "128", "--experts", "4",
+                                        "--top-k", "2", "--moe-intermediate", "64", "--no-norm-topk", "--vocab", "4096",
+                                        "--tokenizer-from", QString::fromStdString((models / "base").string()), "--out",
+                                        QString::fromStdString(dir.string())});
+        QVERIFY(p.waitForFinished(120000) && p.exitCode() == 0);
+        GgufExportOptions o;
+        o.out = out("qwen3moe-no-norm.gguf");
+        const std::string e = test::errorMessage([&] { exportModelGguf(dir, o); });
+        QVERIFY2(e.find("norm_topk_prob false") != std::string::npos && e.find("qwen3moe always renormalises") != std::string::npos,
+                 e.c_str());
+        QVERIFY(!fs::exists(o.out));
+#endif
     }
 
     void loraLayerSubsetRunsInLlamaCpp() {

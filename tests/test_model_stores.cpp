@@ -26,6 +26,7 @@
 #include <map>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 using namespace moe;
 using nlohmann::json;
@@ -204,6 +205,18 @@ private slots:
         writeBytes(hub_ / "models--moe-demo--base" / "refs" / "main", "0123abcd");
         for (const char* f : {"config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json"})
             if (fs::exists(test::modelsDir() / "base" / f)) fs::create_symlink(fs::absolute(test::modelsDir() / "base" / f), snap / f);
+        // A repository of GGUF files only (no config.json), as huggingface_hub
+        // lays out `hf download TheBloke/X-GGUF`: snapshot links into blobs/.
+        const fs::path ggufRepo = hub_ / "models--TheBloke--Base-GGUF";
+        const fs::path ggufSnap = ggufRepo / "snapshots" / "89abcdef";
+        fs::create_directories(ggufSnap);
+        writeBytes(ggufRepo / "refs" / "main", "89abcdef");
+        for (const char* f : {"base-q8_0.gguf", "base-q4_k_m.gguf"}) {
+            const std::string blob = sha256Hex(readBytes(g / f));
+            place(g / f, ggufRepo / "blobs" / blob);
+            fs::create_symlink(fs::path("../../blobs") / blob, ggufSnap / f);
+        }
+        writeBytes(ggufSnap / "README.md", "# GGUF files\n");
     }
 
     void findsTheStoreFolders() {
@@ -335,7 +348,23 @@ private slots:
 
     void huggingFaceCacheIsListed() {
         REQUIRE_GGUFS();
-        const auto models = scanModelStore({ModelStore::HuggingFaceCache, hub_});
+        auto models = scanModelStore({ModelStore::HuggingFaceCache, hub_});
+        QCOMPARE(models.size(), size_t(3));
+        // A repository holding only GGUF files: each file a runnable entry.
+        for (const auto& [name, file] : std::map<std::string, std::string>{{"TheBloke/Base-GGUF/base-q8_0.gguf", "base-q8_0.gguf"},
+                                                                            {"TheBloke/Base-GGUF/base-q4_k_m.gguf", "base-q4_k_m.gguf"}}) {
+            const StoreModel* m = byName(models, name);
+            QVERIFY2(m, name.c_str());
+            QCOMPARE(m->store, ModelStore::HuggingFaceCache);
+            checkAgainstLlamaCpp(*m, file);
+            QCOMPARE(m->path, hub_ / "models--TheBloke--Base-GGUF" / "snapshots" / "89abcdef" / file);
+        }
+        // Without the config.json folders (the app scans those itself).
+        StoreScanLimits ggufOnly;
+        ggufOnly.modelFolders = false;
+        QCOMPARE(scanModelStore({ModelStore::HuggingFaceCache, hub_}, ggufOnly).size(), size_t(2));
+        models.erase(std::remove_if(models.begin(), models.end(), [](const StoreModel& m) { return m.format == "gguf"; }),
+                     models.end());
         QCOMPARE(models.size(), size_t(1));
         QCOMPARE(models[0].name, std::string("moe-demo/base"));
         QVERIFY2(models[0].runnable, models[0].error.c_str());
@@ -372,6 +401,91 @@ private slots:
         EXPECT_ERROR(GgufFile::open(file, {true, 64}), file.string(), "longer than the 64 bytes");
     }
 
+    // What a crash, a full disk, a download in progress or a careless link
+    // leaves in a store: each listed with the reason, none stops the scan.
+    void awkwardFilesAreListedWithTheReason() {
+        REQUIRE_GGUFS();
+        const fs::path root = fs::path(tmp_.path().toStdString()) / "awkward";
+        const fs::path repo = root / "pub" / "Repo-GGUF";
+        const std::string q8 = readBytes(ggufDir() / "base-q8_0.gguf");
+        writeBytes(repo / "good.gguf", q8);
+        // A download in progress (as LM Studio and browsers name it), cut in the tensor data.
+        writeBytes(repo / "next.gguf.part", q8.substr(0, q8.size() / 3));
+        writeBytes(repo / "cut.gguf", q8.substr(0, 200)); // cut inside the header
+        fs::create_directories(repo / "folder.gguf");
+        fs::create_symlink("self.gguf", repo / "self.gguf");          // a link to itself
+        fs::create_symlink("nowhere.gguf", repo / "dangling.gguf");  // a link to nothing
+        fs::create_directory_symlink("..", repo / "loop");            // a folder loop
+        writeBytes(repo / "locked.gguf", q8);
+        fs::permissions(repo / "locked.gguf", fs::perms::none);
+        const bool asRoot = ::geteuid() == 0; // root reads it anyway
+
+        std::vector<StoreModel> models;
+        QCOMPARE(test::errorMessage([&] { models = scanModelStore({ModelStore::LmStudio, root}); }), std::string("<no error thrown>"));
+        fs::permissions(repo / "locked.gguf", fs::perms::owner_read | fs::perms::owner_write);
+        auto entry = [&](const std::string& file) -> const StoreModel& {
+            static const StoreModel none;
+            const StoreModel* m = byName(models, "pub/Repo-GGUF/" + file);
+            if (!m) qWarning("no entry for %s", file.c_str());
+            return m ? *m : none;
+        };
+        QCOMPARE(models.size(), size_t(7)); // the loop is not followed: no entry is listed twice
+        QVERIFY2(entry("good.gguf").runnable, entry("good.gguf").error.c_str());
+        for (const auto& [file, why] : std::vector<std::pair<std::string, std::string>>{
+                 {"next.gguf.part", "an unfinished download"},
+                 {"cut.gguf", "(truncated?)"},
+                 {"folder.gguf", "a folder, not a GGUF file"},
+                 {"self.gguf", "cannot read"},
+                 {"dangling.gguf", "cannot read"}}) {
+            const StoreModel& m = entry(file);
+            QVERIFY2(!m.runnable, file.c_str());
+            QVERIFY2(m.error.find(why) != std::string::npos && m.error.find((repo / file).string()) != std::string::npos,
+                     (file + ": " + m.error).c_str());
+        }
+        QCOMPARE(entry("next.gguf.part").sizeOnDisk, uint64_t(q8.size() / 3));
+        if (asRoot) QVERIFY2(entry("locked.gguf").runnable, entry("locked.gguf").error.c_str());
+        else QVERIFY2(entry("locked.gguf").error.find("cannot open") != std::string::npos, entry("locked.gguf").error.c_str());
+
+        // Header reads are bounded: 32 MiB by default, and a longer header is refused unread.
+        QCOMPARE(StoreScanLimits{}.maxHeaderBytes, uint64_t(32) << 20);
+        StoreScanLimits small;
+        small.maxHeaderBytes = 4096; // the demo vocabulary alone is longer
+        const StoreModel bounded = inspectGgufModel(repo / "good.gguf", small);
+        QVERIFY(!bounded.runnable);
+        QVERIFY2(bounded.error.find("longer than the 4096 bytes") != std::string::npos, bounded.error.c_str());
+    }
+
+    // llama.cpp's split files (gguf-split: NAME-00001-of-00003.gguf, ...) are
+    // one model whose size is all the parts'; MoE Studio says it cannot run it.
+    void splitGgufsAreOneModel() {
+        REQUIRE_GGUFS();
+        const fs::path root = fs::path(tmp_.path().toStdString()) / "split";
+        const std::string q8 = readBytes(ggufDir() / "base-q8_0.gguf");
+        for (int part = 1; part <= 3; ++part)
+            writeBytes(root / "pub" / "Big-GGUF" / ("big-0000" + std::to_string(part) + "-of-00003.gguf"), q8);
+        writeBytes(root / "pub" / "Gap-GGUF" / "gap-00001-of-00002.gguf", q8);        // part 2 missing
+        writeBytes(root / "pub" / "Orphan-GGUF" / "orphan-00002-of-00002.gguf", q8);  // part 1 missing
+        const auto models = scanModelStore({ModelStore::LmStudio, root});
+        QCOMPARE(models.size(), size_t(3));
+        const StoreModel* big = byName(models, "pub/Big-GGUF/big-00001-of-00003.gguf");
+        QVERIFY(big);
+        QVERIFY(!big->runnable);
+        QCOMPARE(big->sizeOnDisk, uint64_t(3 * q8.size()));
+        QCOMPARE(big->architecture, std::string("llama"));
+        QCOMPARE(big->parameters, 3 * inspectGgufModel(ggufDir() / "base-q8_0.gguf").parameters);
+        QVERIFY2(big->error.find("split in 3 parts") != std::string::npos &&
+                     big->error.find("cannot run split GGUFs") != std::string::npos &&
+                     big->error.find("llama-gguf-split --merge big-00001-of-00003.gguf big.gguf") != std::string::npos,
+                 big->error.c_str());
+        const StoreModel* gap = byName(models, "pub/Gap-GGUF/gap-00001-of-00002.gguf");
+        QVERIFY(gap && !gap->runnable);
+        QVERIFY2(gap->error.find("gap-00002-of-00002.gguf") != std::string::npos, gap->error.c_str());
+        const StoreModel* orphan = byName(models, "pub/Orphan-GGUF/orphan-00002-of-00002.gguf");
+        QVERIFY(orphan && !orphan->runnable);
+        QVERIFY2(orphan->error.find("first part orphan-00001-of-00002.gguf is missing") != std::string::npos,
+                 orphan->error.c_str());
+    }
+
     void cliListsTheStoresAsJson() {
         REQUIRE_GGUFS();
         const fs::path extra = fs::path(tmp_.path().toStdString()) / "my-models";
@@ -381,7 +495,7 @@ private slots:
         const json j = json::parse(r.out);
         const auto api = scanModelStores({extra});
         QCOMPARE(j.size(), api.size());
-        QCOMPARE(j.size(), size_t(1 + 6 + 1 + 2 + 1 + 6 + 1)); // hub, LM Studio, old LM Studio, GPT4All, $OLLAMA_MODELS, Ollama, --dir
+        QCOMPARE(j.size(), size_t(3 + 6 + 1 + 2 + 1 + 6 + 1)); // hub, LM Studio, old LM Studio, GPT4All, $OLLAMA_MODELS, Ollama, --dir
         for (size_t i = 0; i < api.size(); ++i) {
             QCOMPARE(j[i]["name"].get<std::string>(), api[i].name);
             QCOMPARE(j[i]["store"].get<std::string>(), std::string(storeId(api[i].store)));
@@ -405,6 +519,10 @@ private slots:
         const json mine = find("mine.gguf");
         QCOMPARE(mine["store"].get<std::string>(), std::string("folder"));
         QCOMPARE(mine["quant"].get<std::string>(), std::string("Q8_0"));
+        const json hubGguf = find("TheBloke/Base-GGUF/base-q4_k_m.gguf");
+        QCOMPARE(hubGguf["store"].get<std::string>(), std::string("huggingface"));
+        QCOMPARE(hubGguf["format"].get<std::string>(), std::string("gguf"));
+        QCOMPARE(hubGguf["runnable"].get<bool>(), true);
         const json gone = find("gone:latest");
         QCOMPARE(gone["runnable"].get<bool>(), false);
         QVERIFY(gone["not_runnable_because"].get<std::string>().find("missing") != std::string::npos);
@@ -413,6 +531,7 @@ private slots:
         r = runCli({"models"});
         QVERIFY2(r.exitCode == 0, r.err.c_str());
         for (const char* part : {"NAME", "tiny-base:latest", "Ollama", "LM Studio", "GPT4All", "moe-demo/base",
+                                 "TheBloke/Base-GGUF/base-q8_0.gguf",
                                  "Hugging Face cache", "Q4_K_M", "no: ", "unfinished GPT4All download"})
             QVERIFY2(r.out.find(part) != std::string::npos, (std::string(part) + " not in:\n" + r.out).c_str());
     }

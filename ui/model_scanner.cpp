@@ -307,6 +307,17 @@ QVector<ModelEntry> scanModelSources(const QVector<ModelSource>& sources, const 
             entries << missing;
             continue;
         }
+        if (source.type == ModelSourceType::HuggingFaceCache) {
+            // The GGUF files of the hub's repositories (a *-GGUF repository has
+            // no config.json), each a runnable entry, as the engine lists them:
+            // split files as one model, unfinished downloads with the reason.
+            moe::StoreScanLimits limits;
+            limits.modelFolders = false;
+            const auto models = moe::scanModelStore({moe::ModelStore::HuggingFaceCache, source.path.toStdString()}, limits,
+                                                    [&](const moe::StoreModel&) { return !(cancelled && cancelled()); });
+            for (const moe::StoreModel& m : models)
+                if (m.format == "gguf") entries << storeEntry(m, source.type);
+        }
         folders = source.type == ModelSourceType::HuggingFaceCache ? huggingFaceSnapshotFolders(source.path)
                                                                     : modelFoldersIn(source.path);
         if (folders.isEmpty() && source.type == ModelSourceType::UserFolder) {

@@ -85,15 +85,38 @@ DType floatDType(GgufFileType t) {
 
 using Values = std::function<std::vector<float>()>;
 
-// One tensor of the file: float parts (stacked experts are one part per
-// expert, so that only one expert is held as float32 at a time), encoded
-// when written; or bytes kept as they are (an already quantized source).
+// One piece of a tensor (stacked experts are one part per expert): a mapped
+// source tensor read as it is, streamed in row chunks whose source pages are
+// dropped once written; or values made whole (reordered q/k rows, a LoRA
+// expert, a router), whose sources `release` drops afterwards.
+struct Part {
+    std::shared_ptr<const WeightStore> store;
+    std::string tensor;                   // mapped: the source tensor's name
+    std::vector<int64_t> expectedShape;   // checked when read (empty: any)
+    Values values;                        // or computed
+    std::function<void()> release;
+};
+
+Part mappedPart(std::shared_ptr<const WeightStore> store, std::string tensor, std::vector<int64_t> expectedShape = {}) {
+    return {std::move(store), std::move(tensor), std::move(expectedShape), {}, {}};
+}
+Part computedPart(Values values, std::function<void()> release = {}) {
+    return {nullptr, {}, {}, std::move(values), std::move(release)};
+}
+
+// Drops the source pages of a store's tensor (when it is mapped).
+void releaseTensor(const WeightStore& store, const std::string& name) {
+    if (const TensorView* t = store.find(name); t && t->file) t->file->releasePages(t->data, t->nbytes);
+}
+
+// One tensor of the file, encoded part by part when written. `keep`: the
+// source's type as it is (an already quantized source).
 struct Planned {
     std::string name;
     std::vector<int64_t> shape;
     DType type = DType::F32;
-    std::vector<Values> parts;
-    std::function<std::vector<std::byte>()> raw;
+    std::vector<Part> parts;
+    bool keep = false;
     uint64_t numel() const {
         uint64_t n = 1;
         for (int64_t d : shape) n *= uint64_t(d);
@@ -170,7 +193,7 @@ void chooseTypes(Plan& plan, const ModelConfig& c, GgufFileType type) {
     const bool tied = std::none_of(plan.tensors.begin(), plan.tensors.end(),
                                    [](const Planned& t) { return t.name == "output.weight"; });
     for (Planned& t : plan.tensors) {
-        if (t.raw) continue; // kept as the source has it
+        if (t.keep) continue; // kept as the source has it
         const auto role = roleOf(t.name);
         if (t.shape.size() < 2 || !role) {
             t.type = DType::F32;
@@ -212,20 +235,16 @@ void planCommon(Plan& plan, const ModelConfig& c, std::shared_ptr<const WeightSt
                 bool withMlp) {
     auto add = [&](const std::string& gguf, const std::string& hf) {
         const TensorView& t = store->require(hf);
-        Planned p{gguf, t.shape, t.dtype, {}, {}};
+        Planned p{gguf, t.shape, t.dtype, {}, false};
         const bool qk = interleaveQk && (hf.find("q_proj.") != std::string::npos || hf.find("k_proj.") != std::string::npos);
-        if (plan.keepQuantized && isQuantized(t.dtype) && !qk) {
-            p.raw = [store, hf] {
-                const TensorView& v = store->require(hf);
-                const auto* b = v.data;
-                return std::vector<std::byte>(b, b + v.nbytes);
-            };
+        if (!qk) {
+            p.keep = plan.keepQuantized && isQuantized(t.dtype);
+            p.parts.push_back(mappedPart(store, hf));
         } else {
             const int heads = hf.find("q_proj.") != std::string::npos ? c.numHeads : c.numKvHeads;
-            p.parts.push_back([store, hf, qk, heads, d = c.headDim] {
-                auto v = toFloat32(store->require(hf));
-                return qk ? interleaveRows(v, heads, d) : v;
-            });
+            p.parts.push_back(computedPart(
+                [store, hf, heads, d = c.headDim] { return interleaveRows(toFloat32(store->require(hf)), heads, d); },
+                [store, hf] { releaseTensor(*store, hf); }));
         }
         plan.tensors.push_back(std::move(p));
     };
@@ -236,7 +255,7 @@ void planCommon(Plan& plan, const ModelConfig& c, std::shared_ptr<const WeightSt
         if (plan.arch != "llama")
             throw Error(c.dir.string() + ": RoPE scaling: GGUF " + plan.arch + " cannot hold this model's RoPE frequencies");
         plan.tensors.push_back({"rope_freqs.weight", {int64_t(factors->size())}, DType::F32,
-                                {[f = *factors] { return f; }}, {}});
+                                {computedPart([f = *factors] { return f; })}, false});
     }
     for (int l = 0; l < c.numLayers; ++l) {
         const std::string prefix = "model.layers." + std::to_string(l) + ".";
@@ -254,9 +273,9 @@ void planCommon(Plan& plan, const ModelConfig& c, std::shared_ptr<const WeightSt
 }
 
 // A layer's stacked experts: [E, rows, cols] from one float part per expert.
-void planExperts(Plan& plan, int layer, const std::string& which, std::vector<int64_t> shape, std::vector<Values> parts) {
+void planExperts(Plan& plan, int layer, const std::string& which, std::vector<int64_t> shape, std::vector<Part> parts) {
     plan.tensors.push_back({"blk." + std::to_string(layer) + ".ffn_" + which + "_exps.weight",
-                            {int64_t(parts.size()), shape[0], shape[1]}, DType::F32, std::move(parts), {}});
+                            {int64_t(parts.size()), shape[0], shape[1]}, DType::F32, std::move(parts), false});
 }
 
 // The architecture keys llama.cpp reads.
@@ -292,12 +311,18 @@ void checkExpressible(const ModelConfig& c, const std::string& arch) {
         throw Error(c.dir.string() + ": an o_proj bias, which GGUF " + arch + " has not");
 }
 
+std::string slidingWindowWarning(const std::string& arch, int window) {
+    return "llama.cpp's `" + arch + "` attends over the whole context, not the model's sliding window of " +
+           std::to_string(window) + " tokens: replies differ past that length";
+}
+
 std::string archFor(const ModelConfig& c) {
     switch (c.arch) {
     case Arch::Llama:
     case Arch::Mistral:
     case Arch::Mixtral: return "llama";
     case Arch::Qwen2: return "qwen2";
+    case Arch::Qwen3: return "qwen3";
     case Arch::Qwen2Moe: return "qwen2moe";
     case Arch::Qwen3Moe: return "qwen3moe";
     default: break;
@@ -308,6 +333,40 @@ std::string archFor(const ModelConfig& c) {
 std::optional<double> jsonNumber(const nlohmann::json& j, const char* key) {
     if (j.is_object() && j.contains(key) && j[key].is_number()) return j[key].get<double>();
     return std::nullopt;
+}
+
+// A mapped source tensor written as `t.type`, a chunk of rows at a time,
+// each chunk's source pages dropped once written: the export's memory is a
+// chunk, not the tensor, and not the mapped files read so far.
+void writeMapped(const TensorView& src, const Planned& t, const GgufWriter::TensorSink& put) {
+    constexpr size_t kChunkBytes = size_t(16) << 20;
+    auto release = [&](const std::byte* p, size_t n) {
+        if (src.file) src.file->releasePages(p, n);
+    };
+    if (src.dtype == t.type) { // as it is
+        for (size_t at = 0; at < src.nbytes; at += kChunkBytes) {
+            const size_t n = std::min(kChunkBytes, src.nbytes - at);
+            put({src.data + at, n});
+            release(src.data + at, n);
+        }
+        return;
+    }
+    const int64_t cols = src.shape.empty() ? 1 : src.shape.back();
+    const size_t rows = cols > 0 ? size_t(src.numel() / cols) : 0;
+    const size_t srcRow = rows ? src.nbytes / rows : 0;
+    const size_t perChunk = std::max<size_t>(1, kChunkBytes / 4 / size_t(std::max<int64_t>(cols, 1)));
+    for (size_t r = 0; r < rows; r += perChunk) {
+        TensorView rowsView = src;
+        const size_t n = std::min(perChunk, rows - r);
+        rowsView.shape = {int64_t(n), cols};
+        rowsView.data = src.data + r * srcRow;
+        rowsView.nbytes = n * srcRow;
+        const bool direct = quantTypeOf(t.type) && !isQuantized(src.dtype) &&
+                            (src.dtype == DType::F32 || src.dtype == DType::F16 || src.dtype == DType::BF16);
+        const auto bytes = direct ? quantizeTensor(rowsView, t.type).bytes : encode(toFloat32(rowsView), t.type, cols, t.name);
+        put(bytes);
+        release(rowsView.data, rowsView.nbytes);
+    }
 }
 
 // Writes the plan: metadata, tokenizer, tensors, Modelfile.
@@ -367,23 +426,21 @@ GgufExportReport writePlan(Plan& plan, const ModelConfig& c, const GgufExportOpt
     if (o.dryRun) return rep;
 
     fs::create_directories(out.parent_path(), ec);
-    std::vector<std::byte> current;
     size_t done = 0;
-    const bool written = w.write(
+    const bool written = w.writeStreamed(
         out,
-        [&](size_t i) -> std::span<const std::byte> {
+        [&](size_t i, const GgufWriter::TensorSink& put) {
             const Planned& t = plan.tensors[i];
-            if (t.raw) {
-                current = t.raw();
-            } else {
-                current.clear();
-                for (const Values& part : t.parts) {
-                    const auto bytes = encode(part(), t.type, t.shape.back(), t.name);
-                    current.insert(current.end(), bytes.begin(), bytes.end());
+            for (const Part& part : t.parts) {
+                if (part.store) {
+                    writeMapped(part.store->require(part.tensor, part.expectedShape), t, put);
+                } else {
+                    const auto bytes = encode(part.values(), t.type, t.shape.back(), t.name);
+                    put(bytes);
                 }
+                if (part.release) part.release();
             }
             if (onProgress) onProgress({++done, plan.tensors.size(), t.name});
-            return current;
         },
         cancel);
     if (!written) {
@@ -405,17 +462,15 @@ void planNativeMoeLayer(Plan& plan, const ModelConfig& c, std::shared_ptr<const 
     const std::string moe = layer + (mixtral ? "block_sparse_moe." : "mlp.");
     auto vector = [&](const std::string& gguf, const std::string& hf, std::vector<int64_t> shape) {
         plan.tensors.push_back({"blk." + std::to_string(l) + "." + gguf, std::move(shape), DType::F32,
-                                {[store, hf] { return toFloat32(store->require(hf)); }}, {}});
+                                {mappedPart(store, hf)}, false});
     };
     vector("ffn_gate_inp.weight", moe + "gate.weight", {c.numExperts, c.hiddenSize});
     const int I = c.expertIntermediateSize(), H = c.hiddenSize;
     for (const auto& [which, hf] : {std::pair{"gate", mixtral ? "w1" : "gate_proj"}, {"up", mixtral ? "w3" : "up_proj"},
                                     {"down", mixtral ? "w2" : "down_proj"}}) {
-        std::vector<Values> parts;
+        std::vector<Part> parts;
         for (int e = 0; e < c.numExperts; ++e)
-            parts.push_back([store, name = moe + "experts." + std::to_string(e) + "." + hf + ".weight"] {
-                return toFloat32(store->require(name));
-            });
+            parts.push_back(mappedPart(store, moe + "experts." + std::to_string(e) + "." + hf + ".weight"));
         planExperts(plan, l, which, std::string(which) == "down" ? std::vector<int64_t>{H, I} : std::vector<int64_t>{I, H},
                     std::move(parts));
     }
@@ -433,9 +488,13 @@ GgufExportReport exportModelGguf(const fs::path& model, const GgufExportOptions&
     Plan plan;
     plan.keepQuantized = schemeOf(o.type) != QuantizeScheme::None;
     plan.arch = archFor(c);
-    if (c.slidingWindow > 0 && plan.arch == "llama")
-        plan.warnings.push_back("llama.cpp's `llama` attends over the whole context, not the model's sliding window of " +
-                                std::to_string(c.slidingWindow) + " tokens: replies differ past that length");
+    if (c.slidingWindow > 0) plan.warnings.push_back(slidingWindowWarning(plan.arch, c.slidingWindow));
+    // llama.cpp renormalises the top-k weights for llama and qwen3moe and
+    // never for qwen2moe (GGUF has no key for it).
+    if (c.isMoe() && c.normTopkProb != (plan.arch != "qwen2moe"))
+        throw Error(c.dir.string() + ": norm_topk_prob " + (c.normTopkProb ? "true" : "false") + ": llama.cpp's " +
+                    plan.arch + (c.normTopkProb ? " never renormalises" : " always renormalises") +
+                    " the top-k expert weights, so the export would route differently");
     plan.experts = c.numExperts;
     plan.expertsPerToken = c.expertsPerToken;
     const bool interleave = plan.arch == "llama" && !c.qkRowsInterleaved;
@@ -454,8 +513,11 @@ GgufExportReport exportMoeGguf(const Selector& s, const GgufExportOptions& o,
     const SelectionFacts facts = validateSelection(s);
     const ModelConfig& c = facts.base;
     if (c.isMoe()) throw Error(c.dir.string() + ": the base is already a sparse MoE");
-    if (c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2)
+    if (c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2 && c.arch != Arch::Qwen3)
         throw Error(c.dir.string() + ": GGUF export of a MoE built on " + c.architecture + " is not supported yet");
+    // Qwen3 bases keep their q/k norms as llama.cpp's qwen3moe, which routes
+    // as the built MoE does (softmax, top-k, renormalised).
+    const bool qwen3 = c.arch == Arch::Qwen3;
     const fs::path gates = gatesFile(s);
     std::error_code ec;
     if (!fs::exists(gates, ec))
@@ -473,10 +535,8 @@ GgufExportReport exportMoeGguf(const Selector& s, const GgufExportOptions& o,
 
     Plan plan;
     plan.keepQuantized = schemeOf(o.type) != QuantizeScheme::None;
-    plan.arch = "llama";
-    if (c.slidingWindow > 0)
-        plan.warnings.push_back("llama.cpp's `llama` attends over the whole context, not the base's sliding window of " +
-                                std::to_string(c.slidingWindow) + " tokens: replies differ past that length");
+    plan.arch = qwen3 ? "qwen3moe" : "llama";
+    if (c.slidingWindow > 0) plan.warnings.push_back(slidingWindowWarning(plan.arch, c.slidingWindow));
     plan.experts = E;
     plan.expertsPerToken = std::clamp(s.topK, 1, E);
     RoutingMode routing = s.routing.value_or(RoutingMode::Token);
@@ -491,7 +551,7 @@ GgufExportReport exportMoeGguf(const Selector& s, const GgufExportOptions& o,
                                 "never renormalises the top-k weights, which the built MoE does");
 
     auto base = openModelWeights(s.baseModel);
-    const bool interleave = !c.qkRowsInterleaved;
+    const bool interleave = plan.arch == "llama" && !c.qkRowsInterleaved;
     planCommon(plan, c, base, interleave, /*withMlp=*/false);
 
     std::vector<std::shared_ptr<const WeightStore>> expertStores;
@@ -503,7 +563,7 @@ GgufExportReport exportMoeGguf(const Selector& s, const GgufExportOptions& o,
     if (padded > 0) {
         const uint64_t mlpBytes = uint64_t(3) * uint64_t(H) * uint64_t(I);
         std::ostringstream w;
-        w << padded << " layer(s) were not chosen; llama.cpp's `llama` MoE has experts in every layer, so each holds "
+        w << padded << " layer(s) were not chosen; llama.cpp's `" << plan.arch << "` MoE has experts in every layer, so each holds "
           << "the base MLP " << E << " times behind a zero gate (same output; " << (E - 1) * padded << " extra MLP copies, "
           << (uint64_t(E - 1) * uint64_t(padded) * mlpBytes) << " more weights)";
         plan.warnings.push_back(w.str());
@@ -513,25 +573,28 @@ GgufExportReport exportMoeGguf(const Selector& s, const GgufExportOptions& o,
         const bool routed = g != gateOf.end();
         std::vector<float> router = routed ? gateWeights[g->second].weight : std::vector<float>(size_t(E) * H, 0.0f);
         plan.tensors.push_back({"blk." + std::to_string(l) + ".ffn_gate_inp.weight", {E, H}, DType::F32,
-                                {[router] { return router; }}, {}});
+                                {computedPart([router] { return router; })}, false});
         for (const auto& [which, proj] : {std::pair{"gate", "gate_proj"}, {"up", "up_proj"}, {"down", "down_proj"}}) {
-            std::vector<Values> parts;
+            std::vector<Part> parts;
+            const std::vector<int64_t> shape = std::string(which) == "down" ? std::vector<int64_t>{H, I} : std::vector<int64_t>{I, H};
+            const std::string tensor = naming.tensor(l, proj);
             for (int e = 0; e < E; ++e) {
                 const int expert = s.includeBase ? e - 1 : e;
-                if (!routed || expert < 0) {
-                    parts.push_back([base, naming, l, proj = std::string(proj)] {
-                        return toFloat32(base->require(naming.tensor(l, proj)));
-                    });
+                const ExpertFacts* f = routed && expert >= 0 ? &facts.experts[size_t(expert)] : nullptr;
+                if (!f) {
+                    parts.push_back(mappedPart(base, tensor, shape));
+                } else if (f->type != ExpertType::LoraAdapter) {
+                    parts.push_back(mappedPart(expertStores[size_t(expert)], tensor, shape));
                 } else {
-                    const ExpertFacts& f = facts.experts[size_t(expert)];
-                    const ExpertSource src{f.dir, f.type == ExpertType::LoraAdapter, f.loraRank, f.loraAlpha, f.loraTargets};
-                    parts.push_back([store = expertStores[size_t(expert)], base, src, naming, l, proj = std::string(proj), H, I] {
-                        return expertProjection(*store, src, *base, naming, l, proj, H, I);
-                    });
+                    const ExpertSource src{f->dir, true, f->loraRank, f->loraAlpha, f->loraTargets};
+                    parts.push_back(computedPart(
+                        [store = expertStores[size_t(expert)], base, src, naming, l, proj = std::string(proj), H, I] {
+                            return expertProjection(*store, src, *base, naming, l, proj, H, I);
+                        },
+                        [base, tensor] { releaseTensor(*base, tensor); }));
                 }
             }
-            planExperts(plan, l, which, std::string(which) == "down" ? std::vector<int64_t>{H, I} : std::vector<int64_t>{I, H},
-                        std::move(parts));
+            planExperts(plan, l, which, shape, std::move(parts));
         }
     }
 

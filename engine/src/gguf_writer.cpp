@@ -179,17 +179,29 @@ uint64_t GgufWriter::fileBytes() const { return header().size() + dataBytes_; }
 bool GgufWriter::write(const std::filesystem::path& path,
                        const std::function<std::span<const std::byte>(size_t)>& bytesOf,
                        const std::atomic<bool>* cancel) const {
+    return writeStreamed(path, [&](size_t i, const TensorSink& put) { put(bytesOf(i)); }, cancel);
+}
+
+bool GgufWriter::writeStreamed(const std::filesystem::path& path,
+                               const std::function<void(size_t, const TensorSink&)>& writeTensor,
+                               const std::atomic<bool>* cancel) const {
     AtomicFileWriter out(path);
     out.write(header());
     const std::string zeros(kAlignment, '\0');
     for (size_t i = 0; i < tensors_.size(); ++i) {
         if (cancel && cancel->load()) return false;
         const Tensor& t = tensors_[i];
-        const std::span<const std::byte> bytes = bytesOf(i);
-        if (bytes.size() != t.bytes)
-            throw Error(path.string() + ": tensor " + t.name + ": " + std::to_string(bytes.size()) +
-                        " bytes given, " + std::to_string(t.bytes) + " expected");
-        out.write(bytes.data(), bytes.size());
+        uint64_t given = 0;
+        auto wrongSize = [&](uint64_t bytes) {
+            return Error(path.string() + ": tensor " + t.name + ": " + std::to_string(bytes) + " bytes given, " +
+                         std::to_string(t.bytes) + " expected");
+        };
+        writeTensor(i, [&](std::span<const std::byte> piece) {
+            if (given + piece.size() > t.bytes) throw wrongSize(given + piece.size());
+            out.write(piece.data(), piece.size());
+            given += piece.size();
+        });
+        if (given != t.bytes) throw wrongSize(given);
         out.write(zeros.data(), size_t(alignUp(t.bytes, kAlignment) - t.bytes));
     }
     if (cancel && cancel->load()) return false;

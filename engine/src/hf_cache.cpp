@@ -58,8 +58,10 @@ fs::path findInHuggingFaceCache(const fs::path& root, const std::string& id, std
     }
     // No refs/main (e.g. downloaded by revision): a single snapshot is unambiguous.
     std::vector<fs::path> snaps;
-    for (const auto& e : fs::directory_iterator(repo / "snapshots", ec))
-        if (e.is_directory()) snaps.push_back(e.path());
+    for (fs::directory_iterator it(repo / "snapshots", ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code dec;
+        if (it->is_directory(dec)) snaps.push_back(it->path());
+    }
     if (snaps.size() == 1) return snaps.front();
     looked = repo.string() + (snaps.empty() ? " (no snapshots)" : " (no refs/main and several snapshots)");
     return {};

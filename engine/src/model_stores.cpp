@@ -42,6 +42,18 @@ std::string upper(std::string s) {
 
 bool hasGgufExtension(const fs::path& p) { return lower(p.extension().string()) == ".gguf"; }
 
+// A GGUF file still being downloaded: NAME.gguf.part and the suffixes
+// downloaders (LM Studio, browsers, curl -C) write until the file is whole.
+bool isPartialGguf(const fs::path& p) {
+    static const char* const kSuffixes[] = {".part", ".partial", ".download", ".crdownload", ".incomplete", ".tmp"};
+    const std::string name = lower(p.filename().string());
+    for (const char* suffix : kSuffixes) {
+        const std::string tail = std::string(".gguf") + suffix;
+        if (name.size() > tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0) return true;
+    }
+    return false;
+}
+
 // The type of a file, following links; a broken link or an unreadable
 // folder comes back as not_found / none with `why` set.
 fs::file_status statusOf(const fs::path& p, std::string& why) {
@@ -56,6 +68,7 @@ std::string notARegularFile(const fs::path& p) {
     std::string why;
     const fs::file_status s = statusOf(p, why);
     if (!why.empty()) return why;
+    if (s.type() == fs::file_type::not_found) return p.string() + ": cannot read: no such file (a broken link?)";
     if (fs::is_directory(s)) return p.string() + ": a folder, not a GGUF file";
     if (!fs::is_regular_file(s)) return p.string() + ": not a regular file";
     return {};
@@ -137,7 +150,7 @@ std::vector<fs::path> ggufPathsUnder(const fs::path& dir, int maxDepth, Collecto
         const fs::directory_entry& e = *it;
         std::error_code tec;
         const bool isDir = e.is_directory(tec) && !e.is_symlink(tec);
-        if (hasGgufExtension(e.path())) {
+        if (hasGgufExtension(e.path()) || isPartialGguf(e.path())) {
             found.push_back(e.path());
             if (isDir) it.disable_recursion_pending();
         } else if (isDir && it.depth() >= maxDepth) {
@@ -235,13 +248,14 @@ StoreModel inspectSplitGguf(const fs::path& first, const SplitName& split, const
             for (const GgufTensor& t : g->tensors()) m.parameters += uint64_t(t.numel());
             std::error_code ec;
             m.sizeOnDisk += fs::file_size(p, ec);
-        } catch (const Error& e) {
+        } catch (const std::exception& e) {
             if (missing.empty()) missing = e.what();
         }
     }
-    const std::string note = first.string() + ": part 1 of " + std::to_string(split.count) +
-                             " of a split GGUF (the engine reads one-file GGUFs: join the parts with "
-                             "llama-gguf-split --merge)";
+    const std::string note = first.string() + ": a GGUF split in " + std::to_string(split.count) +
+                             " parts, listed as one model; MoE Studio cannot run split GGUFs yet (it reads "
+                             "one-file GGUFs): join the parts with llama-gguf-split --merge " +
+                             first.filename().string() + " " + split.stem + ".gguf";
     m.error = missing.empty() ? note : note + "; " + missing;
     return m;
 }
@@ -251,11 +265,22 @@ StoreModel inspectSplitGguf(const fs::path& first, const SplitName& split, const
 std::optional<StoreModel> ggufEntry(const fs::path& file, ModelStore store, std::string name, const StoreScanLimits& limits) {
     StoreModel m;
     const auto split = splitName(file);
-    if (split && split->part > 1 && split->part <= split->count &&
-        notARegularFile(file.parent_path() / partFileName(*split, 1, file.extension().string())).empty())
+    const fs::path firstPart = split ? file.parent_path() / partFileName(*split, 1, file.extension().string()) : fs::path();
+    if (split && split->part > 1 && split->part <= split->count && notARegularFile(firstPart).empty())
         return std::nullopt; // listed with part 1
     if (split && split->part == 1 && split->count > 1 && notARegularFile(file).empty()) m = inspectSplitGguf(file, *split, limits);
     else m = inspectGgufModel(file, limits);
+    if (split && split->part > 1 && split->part <= split->count) {
+        m.runnable = false;
+        m.error = file.string() + ": part " + std::to_string(split->part) + " of a GGUF split in " +
+                  std::to_string(split->count) + " parts, whose first part " + firstPart.filename().string() +
+                  " is missing";
+    }
+    if (isPartialGguf(file)) {
+        m.runnable = false;
+        m.error = file.string() + ": an unfinished download (the downloader renames it to a .gguf file when it is complete)" +
+                  (m.error.empty() ? "" : "; " + m.error);
+    }
     m.store = store;
     m.name = std::move(name);
     m.source = file;
@@ -302,7 +327,7 @@ void scanHuggingFaceCache(const StoreRoot& root, Collector& c) {
         std::string looked;
         const fs::path snapshot = findInHuggingFaceCache(root.path, id, looked);
         if (snapshot.empty()) continue; // a repository of another kind, or a download in progress
-        if (isModelFolder(snapshot)) {
+        if (c.limits().modelFolders && isModelFolder(snapshot)) {
             StoreModel m = inspectModelFolder(snapshot);
             m.store = ModelStore::HuggingFaceCache;
             m.name = id;
@@ -583,12 +608,21 @@ StoreModel inspectModelFolder(const fs::path& dir) {
 
 std::vector<StoreModel> scanModelStore(const StoreRoot& root, const StoreScanLimits& limits, const StoreModelCallback& onModel) {
     Collector c(limits, onModel);
-    switch (root.store) {
-    case ModelStore::HuggingFaceCache: scanHuggingFaceCache(root, c); break;
-    case ModelStore::LmStudio: scanGgufFolder(root, std::min(limits.maxDepth, 3), c); break; // <publisher>/<repo>/*.gguf
-    case ModelStore::Gpt4All: scanGgufFolder(root, 0, c); break;                              // *.gguf in the folder
-    case ModelStore::Ollama: scanOllama(root, c); break;
-    case ModelStore::Folder: scanUserFolder(root, c); break;
+    try {
+        switch (root.store) {
+        case ModelStore::HuggingFaceCache: scanHuggingFaceCache(root, c); break;
+        case ModelStore::LmStudio: scanGgufFolder(root, std::min(limits.maxDepth, 3), c); break; // <publisher>/<repo>/*.gguf
+        case ModelStore::Gpt4All: scanGgufFolder(root, 0, c); break;                              // *.gguf in the folder
+        case ModelStore::Ollama: scanOllama(root, c); break;
+        case ModelStore::Folder: scanUserFolder(root, c); break;
+        }
+    } catch (const std::exception& e) { // a file system error the walk did not expect: the entries so far, and why it stopped
+        StoreModel m;
+        m.store = root.store;
+        m.name = "(scan stopped)";
+        m.path = m.source = root.path;
+        m.error = root.path.string() + ": the scan stopped: " + e.what();
+        c.add(std::move(m));
     }
     std::vector<StoreModel> models = c.finish(root);
     if (root.store != ModelStore::Folder) setSorted(models);

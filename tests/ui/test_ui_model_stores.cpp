@@ -142,6 +142,39 @@ private slots:
                  qPrintable(window.modelsPage()->detailsLabel()->text()));
     }
 
+    // A Hugging Face repository of GGUF files only (no config.json; the
+    // snapshot links into blobs/, as huggingface_hub writes it): each file is
+    // a runnable entry of the hub cache; a split model is one entry that
+    // says it cannot be run.
+    void huggingFaceGgufRepositoriesAreListed() {
+        const QString hub = tmp_.path() + "/gguf-hub";
+        const QString repo = hub + "/models--TheBloke--Tiny-GGUF";
+        QVERIFY(writeFile(repo + "/refs/main", "abc123"));
+        QVERIFY(writeFile(repo + "/blobs/" + sha256(q8_), q8_));
+        QVERIFY(QDir().mkpath(repo + "/snapshots/abc123"));
+        QVERIFY(QFile::link("../../blobs/" + sha256(q8_), repo + "/snapshots/abc123/tiny-Q8_0.gguf"));
+        QVERIFY(writeFile(repo + "/snapshots/abc123/split/tiny-00001-of-00002.gguf", f32_));
+        QVERIFY(writeFile(repo + "/snapshots/abc123/split/tiny-00002-of-00002.gguf", f32_));
+        ModelLibrary lib;
+        lib.scan({{hub, ModelSourceType::HuggingFaceCache}});
+        QTRY_VERIFY_WITH_TIMEOUT(!lib.isScanning(), 60000);
+        QCOMPARE(lib.rowCount(), 2);
+        const ModelEntry* tiny = findByName(lib, "TheBloke/Tiny-GGUF/tiny-Q8_0.gguf");
+        QVERIFY(tiny);
+        QVERIFY2(tiny->isValid(), qPrintable(tiny->error));
+        QVERIFY(tiny->gguf);
+        QVERIFY(tiny->isChatLoadable());
+        QCOMPARE(tiny->source, ModelSourceType::HuggingFaceCache);
+        QCOMPARE(tiny->parameters, moe::test::kTinyLlamaParameters);
+        QCOMPARE(lib.data(lib.index(lib.rowOfPath(tiny->path), ModelLibrary::Source)).toString(),
+                 QStringLiteral("Hugging Face cache"));
+        const ModelEntry* split = findByName(lib, "TheBloke/Tiny-GGUF/split/tiny-00001-of-00002.gguf");
+        QVERIFY(split);
+        QCOMPARE(split->kind, ModelKind::Invalid);
+        QCOMPARE(split->sizeOnDisk, qint64(2 * f32_.size()));
+        QVERIFY2(split->error.contains("cannot run split GGUFs"), qPrintable(split->error));
+    }
+
     // A newer scan supersedes a running one; the library ends with the newer result.
     void aRescanSupersedesTheRunningScan() {
         ModelLibrary lib;

@@ -7,13 +7,16 @@
 // A built MoE becomes llama.cpp's Mixtral layout under the `llama`
 // architecture: llama.expert_count / expert_used_count, blk.N.ffn_gate_inp
 // and stacked ffn_{gate,up,down}_exps, softmax -> top-k -> renormalised, as
-// the built MoE routes. llama.cpp's `llama` needs experts in every layer, so
-// a layer that was not chosen holds the base MLP as every expert behind a
-// zero gate (the report says what that costs). Qwen2 bases go the same way
-// with their q/k/v biases: llama.cpp's qwen2moe never renormalises the top-k
-// weights, so it could not run the built MoE faithfully.
+// the built MoE routes. llama.cpp's MoE architectures need experts in every
+// layer, so a layer that was not chosen holds the base MLP as every expert
+// behind a zero gate (the report says what that costs). Qwen2 bases go the
+// same way with their q/k/v biases: llama.cpp's qwen2moe never renormalises
+// the top-k weights, so it could not run the built MoE faithfully. Qwen3
+// bases (q/k norms, which `llama` has not) become `qwen3moe`, which routes
+// as `llama` does; Q/K are permuted for `llama` only.
 //
-// Tensors are made, quantized and written one at a time under a temporary
+// Tensors are made, quantized and written a chunk of rows at a time (each
+// chunk's mapped source pages dropped once written) under a temporary
 // name, renamed at the end; a cancelled export leaves nothing. An Ollama
 // Modelfile is written beside the file.
 #include "moe/selector.h"

@@ -51,6 +51,13 @@ public:
     // the wrong size).
     bool write(const std::filesystem::path& path, const std::function<std::span<const std::byte>(size_t)>& bytesOf,
                const std::atomic<bool>* cancel = nullptr) const;
+    // The same with each tensor given in pieces: writeTensor(i, put) calls
+    // put once per piece, in order, the pieces adding up to tensorBytes(i),
+    // so that not even one tensor need be held whole.
+    using TensorSink = std::function<void(std::span<const std::byte>)>;
+    bool writeStreamed(const std::filesystem::path& path,
+                       const std::function<void(size_t, const TensorSink&)>& writeTensor,
+                       const std::atomic<bool>* cancel = nullptr) const;
 
     static constexpr uint32_t kAlignment = 32;
 

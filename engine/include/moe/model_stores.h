@@ -55,14 +55,21 @@ struct StoreScanLimits {
     size_t maxDirectoryEntries = 100000;        // directory entries visited per root
     int maxDepth = 4;                           // folders below the root
     uint64_t maxManifestBytes = 1 << 20;        // an Ollama manifest
-    uint64_t maxHeaderBytes = uint64_t(256) << 20; // a GGUF header (metadata and tensor table)
+    uint64_t maxHeaderBytes = uint64_t(32) << 20;  // a GGUF header (metadata and tensor table)
+    bool modelFolders = true;                   // the hub cache: its config.json folders too, not only its GGUF files
 };
+
+// A split GGUF (NAME-00001-of-00003.gguf, ...) is one entry, its size all the
+// parts', and not runnable: the engine reads one-file GGUFs. A file being
+// downloaded (GPT4All's incomplete-NAME.gguf, NAME.gguf.part and the like) is
+// listed with that reason.
 
 // Called with each entry as it is found; returning false stops the scan
 // (cancel). May be empty.
 using StoreModelCallback = std::function<bool(const StoreModel&)>;
 
-// The entries of one root, in a stable order (by name).
+// The entries of one root, in a stable order (by name). Never throws: a
+// problem with the root itself is an entry with the reason.
 std::vector<StoreModel> scanModelStore(const StoreRoot& root, const StoreScanLimits& limits = {},
                                        const StoreModelCallback& onModel = {});
 // All of modelStoreRoots(), then `extraFolders` as ModelStore::Folder roots.
