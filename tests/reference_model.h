@@ -55,6 +55,10 @@ struct Spec {
     double ropeLocalTheta = 10000;
     // gemma3: a Gemma3ForConditionalGeneration checkpoint (text_config, language_model.model.* tensors)
     bool multimodal = false;
+    // gemma3: rope_scaling linear on the global layers (0 = none), written as
+    // Transformers 5's per-layer-type rope_parameters with ropeParameters.
+    double ropeLinearFactor = 0;
+    bool ropeParameters = false;
     bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }
     bool slides(int layer) const { return window > 0 && (!gemma() || (layer + 1) % slidingPattern != 0); }
     bool qkNorm() const { return arch == "qwen3" || arch == "qwen3_moe" || arch == "gemma3"; }
@@ -191,6 +195,17 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
         if (s.arch == "gemma3") {
             c["model_type"] = "gemma3_text";
             c["rope_local_base_freq"] = s.ropeLocalTheta;
+            const json global = s.ropeLinearFactor > 0
+                                    ? json{{"rope_type", "linear"}, {"factor", s.ropeLinearFactor}, {"rope_theta", ropeTheta(s)}}
+                                    : json{{"rope_type", "default"}, {"rope_theta", ropeTheta(s)}};
+            if (s.ropeParameters) {
+                c.erase("rope_theta");
+                c.erase("rope_local_base_freq");
+                c["rope_parameters"] = {{"full_attention", global},
+                                        {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", s.ropeLocalTheta}}}};
+            } else if (s.ropeLinearFactor > 0) {
+                c["rope_scaling"] = {{"rope_type", "linear"}, {"factor", s.ropeLinearFactor}};
+            }
         }
     }
     if (s.arch == "mixtral") {
@@ -332,7 +347,10 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
         h[size_t(t)].assign(embed.begin() + long(ids[size_t(t)]) * H, embed.begin() + long(ids[size_t(t)] + 1) * H);
         for (double& x : h[size_t(t)]) x *= embedScale;
     }
-    const std::vector<float> globalFreq = ropeInvFreq(theta, D), localFreq = ropeInvFreq(s.ropeLocalTheta, D);
+    std::vector<float> globalFreq = ropeInvFreq(theta, D);
+    const std::vector<float> localFreq = ropeInvFreq(s.ropeLocalTheta, D);
+    if (s.ropeLinearFactor > 0)
+        for (float& f : globalFreq) f = float(double(f) / s.ropeLinearFactor);
     const double scale = 1.0 / std::sqrt(gemma && s.queryPreAttnScalar > 0 ? s.queryPreAttnScalar : double(D));
     const AttentionShape globalShape{nh, nkv, D, gemma ? 0 : s.window, scale, gemma ? s.attnSoftcap : 0.0};
     const int qDim = globalShape.qDim(), kvDim = globalShape.kvDim();

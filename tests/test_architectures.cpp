@@ -112,15 +112,19 @@ private slots:
         QTest::addColumn<double>("finalCap");
         QTest::addColumn<int>("dtype");
         QTest::addColumn<bool>("multimodal");
+        QTest::addColumn<double>("ropeFactor"); // gemma3: rope_scaling linear on the global layers
+        QTest::addColumn<bool>("ropeParameters"); // written as Transformers 5's per-layer-type rope_parameters
         // Caps of 1.5 and 2: scores and logits far past them, tanh saturated.
-        QTest::newRow("gemma2 caps saturated f32") << "gemma2" << 4 << 2 << 24.0 << 1.5 << 2.0 << int(DType::F32) << false;
+        QTest::newRow("gemma2 caps saturated f32") << "gemma2" << 4 << 2 << 24.0 << 1.5 << 2.0 << int(DType::F32) << false << 0.0 << false;
         // Gemma 2's defaults (50, 30): mostly the linear part of tanh.
-        QTest::newRow("gemma2 default caps bf16") << "gemma2" << 4 << 2 << 16.0 << 50.0 << 30.0 << int(DType::BF16) << false;
+        QTest::newRow("gemma2 default caps bf16") << "gemma2" << 4 << 2 << 16.0 << 50.0 << 30.0 << int(DType::BF16) << false << 0.0 << false;
         // Every third layer global (rope_theta 1e6), the rest sliding (rope_local_base_freq 1e4).
-        QTest::newRow("gemma3 pattern 3 f32") << "gemma3" << 6 << 3 << 24.0 << 0.0 << 0.0 << int(DType::F32) << false;
-        QTest::newRow("gemma3 final cap bf16") << "gemma3" << 4 << 2 << 16.0 << 0.0 << 5.0 << int(DType::BF16) << false;
+        QTest::newRow("gemma3 pattern 3 f32") << "gemma3" << 6 << 3 << 24.0 << 0.0 << 0.0 << int(DType::F32) << false << 0.0 << false;
+        QTest::newRow("gemma3 final cap bf16") << "gemma3" << 4 << 2 << 16.0 << 0.0 << 5.0 << int(DType::BF16) << false << 0.0 << false;
         // A Gemma3ForConditionalGeneration checkpoint: text_config, language_model.model.* tensors, a vision tensor ignored.
-        QTest::newRow("gemma3 vision checkpoint f16") << "gemma3" << 3 << 3 << 16.0 << 0.0 << 0.0 << int(DType::F16) << true;
+        QTest::newRow("gemma3 rope_scaling linear 8 f32") << "gemma3" << 6 << 3 << 16.0 << 0.0 << 0.0 << int(DType::F32) << false << 8.0 << false;
+        QTest::newRow("gemma3 rope_parameters per layer type f32") << "gemma3" << 6 << 3 << 16.0 << 0.0 << 0.0 << int(DType::F32) << false << 8.0 << true;
+        QTest::newRow("gemma3 vision checkpoint f16") << "gemma3" << 3 << 3 << 16.0 << 0.0 << 0.0 << int(DType::F16) << true << 0.0 << false;
     }
     void gemmaMatchesCpuReference() {
         QFETCH(QString, arch);
@@ -131,12 +135,16 @@ private slots:
         QFETCH(double, finalCap);
         QFETCH(int, dtype);
         QFETCH(bool, multimodal);
+        QFETCH(double, ropeFactor);
+        QFETCH(bool, ropeParameters);
         Spec s{arch.toStdString(), 64, 96, layers, 4, 2, 16, 97, 8, true, DType(dtype)};
         s.queryPreAttnScalar = qpas;
         s.attnSoftcap = attnCap;
         s.finalSoftcap = finalCap;
         s.slidingPattern = pattern;
         s.multimodal = multimodal;
+        s.ropeLinearFactor = ropeFactor;
+        s.ropeParameters = ropeParameters;
         QTemporaryDir dir;
         writeModel(dir.path().toStdString(), s, 21);
         std::vector<int32_t> ids;

@@ -224,9 +224,12 @@ struct Rope {
 // inv_freq[i] = 1 / theta^(2i / headDim), then the scaling. Computed in double
 // and rounded once; Transformers computes in float32, which differs by at most
 // an ulp or so.
-Rope readRope(const FieldReader& cfg, const fs::path& file, int headDim, double defaultTheta) {
-    const json* object = cfg.find("rope_scaling");
-    std::string objectField = "rope_scaling";
+// `given`: read this object (named `givenField`) instead, as for Gemma 3's
+// per-layer-type rope_parameters.
+Rope readRope(const FieldReader& cfg, const fs::path& file, int headDim, double defaultTheta,
+              const json* given = nullptr, const std::string& givenField = {}) {
+    const json* object = given ? given : cfg.find("rope_scaling");
+    std::string objectField = given ? givenField : "rope_scaling";
     if (!object) {
         object = cfg.find("rope_parameters");
         objectField = "rope_parameters";
@@ -503,14 +506,27 @@ void readGemmaFields(const FieldReader& cfg, const fs::path& file, ModelConfig& 
         for (int i = 0; i < c.numLayers; ++i) c.slidingLayers[size_t(i)] = (i + 1) % pattern != 0;
     }
     if (!gemma2) {
-        // Sliding layers rotate with rope_local_base_freq and no scaling.
+        // Sliding layers rotate with rope_local_base_freq and no scaling;
+        // Transformers 5 writes rope_parameters per layer type instead.
+        const json* params = cfg.has("rope_scaling") ? nullptr : cfg.find("rope_parameters");
+        if (params && params->is_object() && params->contains("full_attention")) {
+            const Rope global = readRope(cfg, file, c.headDim, 1e6, &(*params)["full_attention"], "rope_parameters.full_attention");
+            c.ropeTheta = static_cast<float>(global.theta);
+            c.ropeInvFreq = global.invFreq;
+            if (params->contains("sliding_attention")) {
+                const Rope sliding = readRope(cfg, file, c.headDim, 10000.0, &(*params)["sliding_attention"],
+                                              "rope_parameters.sliding_attention");
+                c.ropeLocalTheta = static_cast<float>(sliding.theta);
+                c.ropeLocalInvFreq = sliding.invFreq;
+                return;
+            }
+        }
         c.ropeLocalTheta = static_cast<float>(cfg.positiveNumber("rope_local_base_freq", 10000.0));
         const int half = c.headDim / 2;
         c.ropeLocalInvFreq.resize(size_t(half));
         for (int i = 0; i < half; ++i)
             c.ropeLocalInvFreq[size_t(i)] = static_cast<float>(1.0 / std::pow(double(c.ropeLocalTheta), 2.0 * i / c.headDim));
     }
-    (void)file;
 }
 
 } // namespace
