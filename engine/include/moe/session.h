@@ -93,7 +93,6 @@ private:
     // The attention of layer l (its window) and its RoPE table.
     ops::AttentionShape layerAttention(size_t layer) const;
     const vk::Buffer& ropeTable(size_t layer) const;
-    // Gemma's post-feed-forward norm: x_ += norm(mlpOut_).
     std::vector<vk::Buffer> kCache_, vCache_;
     std::vector<int> captureLayers_;
     std::vector<vk::Buffer> captureBuffers_;
