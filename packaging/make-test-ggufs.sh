@@ -69,12 +69,18 @@ eval_texts=("$models"/eval/*.txt)
 # (Q8_0 blocks); every model gets the demo base's tokenizer (vocab 4096).
 # qwen2moe without norm_topk_prob, as Qwen2-MoE models ship: GGUF has no key
 # for it and llama.cpp's qwen2moe never renormalises the top-k weights.
+# gemma2/gemma3: a window of 8 that the prompts plus 16 greedy tokens cross;
+# query_pre_attn_scalar = head_dim (llama.cpp scales by head_dim^-0.5 whatever
+# the config says, as Gemma's released 2B/9B/1B/4B/12B are); gemma3 with 6
+# layers, since llama.cpp's gemma3 always makes every 6th layer global.
 random_models=(
   "qwen2=--arch qwen2 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --seed 11"
   "mixtral=--arch mixtral --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --experts 4 --top-k 2 --seed 12"
   "qwen2moe=--arch qwen2_moe --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --experts 4 --top-k 2 --moe-intermediate 128 --shared-intermediate 192 --no-norm-topk --seed 13"
   "qwen3moe=--arch qwen3_moe --hidden 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 32 --intermediate 256 --experts 4 --top-k 2 --moe-intermediate 128 --seed 14"
   "qwen3=--arch qwen3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 64 --intermediate 256 --tie-embeddings --seed 15"
+  "gemma2=--arch gemma2 --hidden 128 --layers 4 --heads 4 --kv-heads 2 --head-dim 32 --intermediate 256 --sliding-window 8 --attn-softcap 20 --final-softcap 15 --tie-embeddings --seed 16"
+  "gemma3=--arch gemma3 --hidden 128 --layers 6 --heads 4 --kv-heads 2 --head-dim 32 --intermediate 256 --sliding-window 8 --tie-embeddings --seed 17"
 )
 random_common="--vocab 4096 --dtype f32 --max-pos 512 --init-std 0.05 --tokenizer-from $models/base"
 random_q8_0=(mixtral qwen3moe)

@@ -20,7 +20,7 @@ layout(constant_id = 1) const uint MAX_DIMS_PER_LANE = 32u;
 layout(constant_id = 2) const uint QUERIES = 1u;
 layout(push_constant) uniform Push {
     uint n_tokens; uint n_heads; uint n_kv_heads; uint head_dim;
-    uint q_stride; uint kv_stride; uint out_stride; uint window; float scale;
+    uint q_stride; uint kv_stride; uint out_stride; uint window; float scale; float softcap;
 } p;
 DECLARE_STEP(0)
 DECLARE_INPUT(1, q)
@@ -72,7 +72,10 @@ void main() {
             const uint pos = posFirst + i;
             const uint firstI = (p.window > 0u && pos + 1u > p.window) ? pos + 1u - p.window : 0u;
             const bool visible = i < nq && j <= pos && j >= firstI;
-            const float score = visible ? dotv[i] * p.scale : NEG_BIG;
+            float score = dotv[i] * p.scale;
+            // Gemma 2: scores soft-capped to (-softcap, softcap).
+            if (p.softcap > 0.0) score = p.softcap * safeTanh(score / p.softcap);
+            score = visible ? score : NEG_BIG;
             const float new_max = max(running_max[i], subgroupMax(score));
             const float correction = exp(running_max[i] - new_max);
             weight[i] = visible ? exp(score - new_max) : 0.0;

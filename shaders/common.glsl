@@ -111,6 +111,15 @@ const uint FLAG_ACCUMULATE = 2u;
 // routing weight; either way only the expert's count of slots is computed.
 const uint FLAG_GATHER = 4u;
 const uint FLAG_SCATTER = 8u;
+// Gated projections: the gate's activation is the tanh GELU (GeGLU, Gemma)
+// instead of silu (SwiGLU).
+const uint FLAG_GELU = 16u;
+// tanh of an argument clamped where tanh is ±1 in float32 already, so that
+// implementations computing it from exponentials never see inf / inf.
+float safeTanh(float x) { return tanh(clamp(x, -15.0, 15.0)); }
+// gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x³))).
+float geluTanh(float x) { return 0.5 * x * (1.0 + safeTanh(0.7978845608028654 * (x + 0.044715 * x * x * x))); }
+float gateAct(float g, uint flags) { return (flags & FLAG_GELU) != 0u ? geluTanh(g) : g / (1.0 + exp(-g)); }
 // Route buffer layout (32-bit words): counts[160], then lists[slots][max_batch],
 // then weights[max_batch][slots] (floats), then chosen masks[max_batch][5].
 const uint ROUTE_LISTS = 160u;

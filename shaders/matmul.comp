@@ -6,7 +6,7 @@
 // R rows (both are specialization constants: MOE_MATMUL_TOKENS/_QUADS).
 // (Barriers and shared-memory gathers are what CPU drivers such as lavapipe
 // run slowest; GPUs serve the repeated x reads from cache.)
-// GATED: out = silu(Wg·x) * (Wu·x) (SwiGLU), both products from one x load.
+// GATED: out = act(Wg·x) * (Wu·x) (SwiGLU, or GeGLU with FLAG_GELU), both products from one x load.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -115,7 +115,7 @@ void main() {
             const uint o = p.out_offset + orow * p.out_stride + p.row_base + r0 + i;
 #ifdef GATED
             const float g = acc[t * QUADS + i / 4u][i % 4u];
-            float v = g / (1.0 + exp(-g)) * accu[t * QUADS + i / 4u][i % 4u];
+            float v = gateAct(g, p.flags) * accu[t * QUADS + i / 4u][i % 4u];
 #else
             float v = acc[t * QUADS + i / 4u][i % 4u];
 #endif

@@ -2,7 +2,7 @@
 // out[t, r] (+)= W[r, :] · x[t, :] (+ bias[r]) for few tokens (decode).
 // One subgroup per ROWS rows and no barriers: lanes stride over 8-weight
 // blocks, each x block is loaded once for all ROWS rows, and every row ends
-// with a subgroup sum. GATED: out = silu(Wg·x) * (Wu·x) (SwiGLU).
+// with a subgroup sum. GATED: out = act(Wg·x) * (Wu·x) (SwiGLU, or GeGLU with FLAG_GELU).
 // SPLIT_K > 1 (GPUs): that many subgroups of the workgroup share the same
 // rows, each taking every SPLIT_K-th stretch of the row, and their sums meet
 // in shared memory after one barrier: more loads in flight for matrices with
@@ -284,7 +284,7 @@ void main() {
         if (subgroupElect() && row < p.rows) {
             const uint o = p.out_offset + orow * p.out_stride + p.row_base + row;
 #ifdef GATED
-            outv[o] = sum / (1.0 + exp(-sum)) * sumu;
+            outv[o] = gateAct(sum, p.flags) * sumu;
 #else
 #ifdef EXPERTS
             float v = sum;

@@ -27,7 +27,7 @@ using nlohmann::json;
 
 
 struct Spec {
-    std::string arch; // "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe"
+    std::string arch; // "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "gemma2", "gemma3"
     int hidden, inter, layers, heads, kvHeads, headDim, vocab;
     int window = 0;
     bool tied = false;
@@ -47,7 +47,22 @@ struct Spec {
     bool attentionBias = false;
     bool qkvBias() const { return arch == "qwen2" || arch == "qwen2_moe" || attentionBias; }
     bool oBias() const { return attentionBias; }
-    bool qkNorm() const { return arch == "qwen3" || arch == "qwen3_moe"; }
+    // gemma2 / gemma3: query_pre_attn_scalar, soft-caps (0 = null), every
+    // slidingPattern-th layer global (gemma2: 2), rope_local_base_freq.
+    double queryPreAttnScalar = 0; // 0: headDim
+    double attnSoftcap = 0, finalSoftcap = 0;
+    int slidingPattern = 2;
+    double ropeLocalTheta = 10000;
+    // gemma3: a Gemma3ForConditionalGeneration checkpoint (text_config, language_model.model.* tensors)
+    bool multimodal = false;
+    // gemma3: rope_scaling linear on the global layers (0 = none), written as
+    // Transformers 5's per-layer-type rope_parameters with ropeParameters.
+    double ropeLinearFactor = 0;
+    bool ropeParameters = false;
+    bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }
+    bool slides(int layer) const { return window > 0 && (!gemma() || (layer + 1) % slidingPattern != 0); }
+    bool qkNorm() const { return arch == "qwen3" || arch == "qwen3_moe" || arch == "gemma3"; }
+    std::string prefix() const { return multimodal ? "language_model.model." : "model."; }
     bool qwenMoe() const { return arch == "qwen2_moe" || arch == "qwen3_moe"; }
     bool sparse(int layer) const {
         if (arch == "mixtral") return true;
@@ -57,7 +72,7 @@ struct Spec {
 };
 
 inline double ropeTheta(const Spec& s) {
-    return s.arch == "qwen2" || s.arch == "qwen3" || s.arch == "mixtral" || s.qwenMoe() ? 1e6 : 1e4;
+    return s.arch == "qwen2" || s.arch == "qwen3" || s.arch == "mixtral" || s.qwenMoe() || s.arch == "gemma3" ? 1e6 : 1e4;
 }
 
 struct HostTensor {
@@ -89,13 +104,21 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
         tensors[name] = std::move(t);
     };
     const int64_t H = s.hidden, I = s.inter, q = int64_t(s.heads) * s.headDim, kv = int64_t(s.kvHeads) * s.headDim;
-    add("model.embed_tokens.weight", {s.vocab, H}, 0.5f);
+    // Gemma stores norms as w of (1 + w): around 0.
+    const float normMean = s.gemma() ? 0.0f : 1.0f;
+    const std::string m = s.prefix();
+    add(m + "embed_tokens.weight", {s.vocab, H}, 0.5f);
     if (!s.tied) add("lm_head.weight", {s.vocab, H}, 0.1f);
-    add("model.norm.weight", {H}, 0.1f, 1.0f);
+    add(m + "norm.weight", {H}, 0.1f, normMean);
+    if (s.multimodal) add("vision_tower.vision_model.post_layernorm.weight", {8}, 0.1f); // not loaded
     for (int l = 0; l < s.layers; ++l) {
-        const std::string p = "model.layers." + std::to_string(l) + ".";
-        add(p + "input_layernorm.weight", {H}, 0.1f, 1.0f);
-        add(p + "post_attention_layernorm.weight", {H}, 0.1f, 1.0f);
+        const std::string p = m + "layers." + std::to_string(l) + ".";
+        add(p + "input_layernorm.weight", {H}, 0.1f, normMean);
+        add(p + "post_attention_layernorm.weight", {H}, 0.1f, normMean);
+        if (s.gemma()) {
+            add(p + "pre_feedforward_layernorm.weight", {H}, 0.1f, normMean);
+            add(p + "post_feedforward_layernorm.weight", {H}, 0.1f, normMean);
+        }
         add(p + "self_attn.q_proj.weight", {q, H}, 0.2f);
         add(p + "self_attn.k_proj.weight", {kv, H}, 0.2f);
         add(p + "self_attn.v_proj.weight", {kv, H}, 0.2f);
@@ -107,8 +130,8 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
         }
         if (s.oBias()) add(p + "self_attn.o_proj.bias", {H}, 0.5f);
         if (s.qkNorm()) {
-            add(p + "self_attn.q_norm.weight", {s.headDim}, 0.3f, 1.0f);
-            add(p + "self_attn.k_norm.weight", {s.headDim}, 0.3f, 1.0f);
+            add(p + "self_attn.q_norm.weight", {s.headDim}, 0.3f, normMean);
+            add(p + "self_attn.k_norm.weight", {s.headDim}, 0.3f, normMean);
         }
         if (s.sparse(l)) {
             const bool mixtral = s.arch == "mixtral";
@@ -149,6 +172,8 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
                          : s.arch == "qwen2_moe" ? "Qwen2MoeForCausalLM"
                          : s.arch == "qwen3_moe" ? "Qwen3MoeForCausalLM"
                          : s.arch == "qwen3"     ? "Qwen3ForCausalLM"
+                         : s.arch == "gemma2"    ? "Gemma2ForCausalLM"
+                         : s.arch == "gemma3"    ? (s.multimodal ? "Gemma3ForConditionalGeneration" : "Gemma3ForCausalLM")
                                                : "LlamaForCausalLM";
     json c = {{"architectures", {archName}}, {"model_type", s.arch}, {"hidden_size", s.hidden},
               {"intermediate_size", s.inter}, {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
@@ -156,6 +181,33 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
               {"max_position_embeddings", 256}, {"rms_norm_eps", 1e-6}, {"rope_theta", ropeTheta(s)},
               {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"}, {"bos_token_id", 1}, {"eos_token_id", 2}};
     if (s.arch == "mistral" || s.arch == "mixtral") c["sliding_window"] = s.window > 0 ? json(s.window) : json(nullptr);
+    if (s.gemma()) {
+        c.erase("hidden_act");
+        c["hidden_activation"] = "gelu_pytorch_tanh";
+        c["query_pre_attn_scalar"] = s.queryPreAttnScalar > 0 ? s.queryPreAttnScalar : double(s.headDim);
+        c["attn_logit_softcapping"] = s.attnSoftcap > 0 ? json(s.attnSoftcap) : json(nullptr);
+        c["final_logit_softcapping"] = s.finalSoftcap > 0 ? json(s.finalSoftcap) : json(nullptr);
+        c["sliding_window"] = s.window > 0 ? s.window : 4096;
+        std::vector<std::string> types;
+        for (int l = 0; l < s.layers; ++l) types.push_back(s.slides(l) ? "sliding_attention" : "full_attention");
+        if (s.window > 0) c["layer_types"] = types;
+        else c["layer_types"] = std::vector<std::string>(size_t(s.layers), "full_attention");
+        if (s.arch == "gemma3") {
+            c["model_type"] = "gemma3_text";
+            c["rope_local_base_freq"] = s.ropeLocalTheta;
+            const json global = s.ropeLinearFactor > 0
+                                    ? json{{"rope_type", "linear"}, {"factor", s.ropeLinearFactor}, {"rope_theta", ropeTheta(s)}}
+                                    : json{{"rope_type", "default"}, {"rope_theta", ropeTheta(s)}};
+            if (s.ropeParameters) {
+                c.erase("rope_theta");
+                c.erase("rope_local_base_freq");
+                c["rope_parameters"] = {{"full_attention", global},
+                                        {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", s.ropeLocalTheta}}}};
+            } else if (s.ropeLinearFactor > 0) {
+                c["rope_scaling"] = {{"rope_type", "linear"}, {"factor", s.ropeLinearFactor}};
+            }
+        }
+    }
     if (s.arch == "mixtral") {
         c["num_local_experts"] = s.experts;
         c["num_experts_per_tok"] = s.topK;
@@ -170,8 +222,14 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
         c["norm_topk_prob"] = s.normTopk;
     }
     if (s.arch == "qwen3_moe") c.erase("shared_expert_intermediate_size"); // Qwen3-MoE has no shared expert
+    if (s.multimodal) {
+        json text = c;
+        text.erase("architectures");
+        c = {{"architectures", {"Gemma3ForConditionalGeneration"}}, {"model_type", "gemma3"}, {"text_config", text},
+             {"vision_config", {{"model_type", "siglip_vision_model"}}}, {"bos_token_id", 1}, {"eos_token_id", 2}};
+    }
     if (s.arch == "llama" || s.arch == "qwen3" || s.arch == "qwen3_moe") c["attention_bias"] = s.attentionBias;
-    if (s.qkvBias() || s.qkNorm()) {
+    if ((s.qkvBias() || s.qkNorm()) && !s.gemma()) {
         // Qwen2 and Qwen3 slide on the layers from max_window_layers on: all of them.
         const bool slides = s.window > 0 && (s.arch == "qwen2" || s.arch == "qwen3");
         c["use_sliding_window"] = slides;
@@ -272,20 +330,44 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
                          : s.arch == "mixtral"   ? mixtralMlp(dir, s)
                          : s.qwenMoe()           ? qwen2MoeMlp(dir, s)
                                                  : MlpFn{};
-    auto embed = W("model.embed_tokens.weight");
+    const bool gemma = s.gemma();
+    // Gemma's RMSNorm scales by (1 + w), computed in float32.
+    auto N = [&](const std::string& n) {
+        auto w = W(n);
+        if (gemma)
+            for (float& x : w) x = 1.0f + x;
+        return w;
+    };
+    const std::string m = s.prefix();
+    auto embed = W(m + "embed_tokens.weight");
+    // Gemma: embeddings times sqrt(hidden) (float32 here: the models are float32 or the scale is exact).
+    const double embedScale = gemma ? double(std::sqrt(float(H))) : 1.0;
     std::vector<std::vector<double>> h(static_cast<size_t>(T));
-    for (int t = 0; t < T; ++t) h[size_t(t)].assign(embed.begin() + long(ids[size_t(t)]) * H, embed.begin() + long(ids[size_t(t)] + 1) * H);
-    const std::vector<float> invFreq = ropeInvFreq(theta, D);
-    const AttentionShape shape{nh, nkv, D, s.window, 1.0 / std::sqrt(double(D))};
-    const int qDim = shape.qDim(), kvDim = shape.kvDim();
+    for (int t = 0; t < T; ++t) {
+        h[size_t(t)].assign(embed.begin() + long(ids[size_t(t)]) * H, embed.begin() + long(ids[size_t(t)] + 1) * H);
+        for (double& x : h[size_t(t)]) x *= embedScale;
+    }
+    std::vector<float> globalFreq = ropeInvFreq(theta, D);
+    const std::vector<float> localFreq = ropeInvFreq(s.ropeLocalTheta, D);
+    if (s.ropeLinearFactor > 0)
+        for (float& f : globalFreq) f = float(double(f) / s.ropeLinearFactor);
+    const double scale = 1.0 / std::sqrt(gemma && s.queryPreAttnScalar > 0 ? s.queryPreAttnScalar : double(D));
+    const AttentionShape globalShape{nh, nkv, D, gemma ? 0 : s.window, scale, gemma ? s.attnSoftcap : 0.0};
+    const int qDim = globalShape.qDim(), kvDim = globalShape.kvDim();
     for (int l = 0; l < s.layers; ++l) {
-        const std::string p = "model.layers." + std::to_string(l) + ".";
+        AttentionShape shape = globalShape;
+        if (gemma && s.slides(l)) shape.window = s.window;
+        // Gemma 3: sliding layers rotate with rope_local_base_freq.
+        const std::vector<float>& invFreq = s.arch == "gemma3" && s.slides(l) ? localFreq : globalFreq;
+        const std::string p = m + "layers." + std::to_string(l) + ".";
         auto wq = W(p + "self_attn.q_proj.weight"), wk = W(p + "self_attn.k_proj.weight"),
              wv = W(p + "self_attn.v_proj.weight"), wo = W(p + "self_attn.o_proj.weight");
-        auto n1 = W(p + "input_layernorm.weight"), n2 = W(p + "post_attention_layernorm.weight");
+        auto n1 = N(p + "input_layernorm.weight"), n2 = N(p + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
+        std::vector<float> postAttn, postMlp;
+        if (gemma) postAttn = N(p + "post_attention_layernorm.weight"), postMlp = N(p + "post_feedforward_layernorm.weight");
         std::vector<float> bq, bk, bv, qn, kn;
         if (s.qkvBias()) bq = W(p + "self_attn.q_proj.bias"), bk = W(p + "self_attn.k_proj.bias"), bv = W(p + "self_attn.v_proj.bias");
-        if (s.qkNorm()) qn = W(p + "self_attn.q_norm.weight"), kn = W(p + "self_attn.k_norm.weight");
+        if (s.qkNorm()) qn = N(p + "self_attn.q_norm.weight"), kn = N(p + "self_attn.k_norm.weight");
         // Every token's q, k and v, rows of qDim and kvDim (k and v: the KV cache from position 0).
         std::vector<double> Q(size_t(T) * qDim), K(size_t(T) * kvDim), V(size_t(T) * kvDim);
         for (int t = 0; t < T; ++t) {
@@ -311,7 +393,8 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
         std::vector<float> bo;
         if (s.oBias()) bo = W(p + "self_attn.o_proj.bias");
         for (int t = 0; t < T; ++t) {
-            const auto o = linear(wo.data(), attn.data() + size_t(t) * qDim, H, qDim, s.oBias() ? bo.data() : nullptr);
+            auto o = linear(wo.data(), attn.data() + size_t(t) * qDim, H, qDim, s.oBias() ? bo.data() : nullptr);
+            if (gemma) o = rmsnorm(o, postAttn, eps); // Gemma: the attention output normalised before the residual add
             for (int i = 0; i < H; ++i) h[size_t(t)][size_t(i)] += o[size_t(i)];
         }
         const MlpFn& layerMlp = mlp ? mlp : moeMlp;
@@ -319,15 +402,18 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
         if (!layerMlp) wg = W(p + "mlp.gate_proj.weight"), wu = W(p + "mlp.up_proj.weight"), wd = W(p + "mlp.down_proj.weight");
         for (int t = 0; t < T; ++t) {
             auto x = rmsnorm(h[size_t(t)], n2, eps);
-            auto d = layerMlp ? layerMlp(l, t, x) : swiglu(wg, wu, wd, x, H, I);
+            auto d = layerMlp ? layerMlp(l, t, x) : swiglu(wg, wu, wd, x, H, I, gemma);
+            if (gemma) d = rmsnorm(d, postMlp, eps);
             for (int i = 0; i < H; ++i) h[size_t(t)][size_t(i)] += d[size_t(i)];
         }
     }
     auto head = s.tied ? embed : W("lm_head.weight");
-    auto fn = W("model.norm.weight");
+    auto fn = N(m + "norm.weight");
     std::vector<float> logits;
     for (int t = 0; t < T; ++t) {
         auto y = linear(head, rmsnorm(h[size_t(t)], fn, eps), s.vocab, H);
+        if (gemma && s.finalSoftcap > 0)
+            for (double& v : y) v = softcap(v, s.finalSoftcap);
         logits.insert(logits.end(), y.begin(), y.end());
     }
     return logits;

@@ -63,9 +63,17 @@ inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 // silu(x) = x·sigmoid(x), written as the shaders and Transformers do.
 inline double silu(double x) { return x / (1.0 + std::exp(-x)); }
 
-// g[i] = silu(g[i]) * u[i] (the SwiGLU activation).
-inline void siluMulInPlace(std::vector<double>& g, const std::vector<double>& u) {
-    for (size_t i = 0; i < g.size(); ++i) g[i] = silu(g[i]) * u[i];
+// gelu_pytorch_tanh: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x³))) (Gemma's GeGLU).
+inline double geluTanh(double x) {
+    return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
+}
+inline double gateAct(double x, bool gelu) { return gelu ? geluTanh(x) : silu(x); }
+// cap * tanh(x / cap) (Gemma's soft-capping of attention scores and logits).
+inline double softcap(double x, double cap) { return cap * std::tanh(x / cap); }
+
+// g[i] = act(g[i]) * u[i] (SwiGLU, or GeGLU with `gelu`).
+inline void siluMulInPlace(std::vector<double>& g, const std::vector<double>& u, bool gelu = false) {
+    for (size_t i = 0; i < g.size(); ++i) g[i] = gateAct(g[i], gelu) * u[i];
 }
 
 // Softmax of n values (shifted by their maximum).
@@ -124,22 +132,24 @@ inline void matmul(const float* w, int rows, int cols, const std::vector<float>&
     }
 }
 
-// silu(Wg · x) * (Wu · x) (ops::matmulGated for one token).
-template <class X> std::vector<double> gatedLinear(const float* wg, const float* wu, const X* x, int rows, int cols) {
+// act(Wg · x) * (Wu · x) (ops::matmulGated for one token; silu, or the tanh GELU with `gelu`).
+template <class X>
+std::vector<double> gatedLinear(const float* wg, const float* wu, const X* x, int rows, int cols, bool gelu = false) {
     auto g = linear(wg, x, rows, cols);
-    siluMulInPlace(g, linear(wu, x, rows, cols));
+    siluMulInPlace(g, linear(wu, x, rows, cols), gelu);
     return g;
 }
 
-// SwiGLU MLP: down(silu(gate·x) * (up·x)), gate and up [I, H], down [H, I].
+// SwiGLU MLP: down(silu(gate·x) * (up·x)), gate and up [I, H], down [H, I]; GeGLU with `gelu`.
 template <class X>
-std::vector<double> swiglu(const float* wg, const float* wu, const float* wd, const X* x, int H, int I) {
-    const auto h = gatedLinear(wg, wu, x, I, H);
+std::vector<double> swiglu(const float* wg, const float* wu, const float* wd, const X* x, int H, int I, bool gelu = false) {
+    const auto h = gatedLinear(wg, wu, x, I, H, gelu);
     return linear(wd, h.data(), H, I);
 }
 inline std::vector<double> swiglu(const std::vector<float>& wg, const std::vector<float>& wu,
-                                  const std::vector<float>& wd, const std::vector<double>& x, int H, int I) {
-    return swiglu(wg.data(), wu.data(), wd.data(), x.data(), H, I);
+                                  const std::vector<float>& wd, const std::vector<double>& x, int H, int I,
+                                  bool gelu = false) {
+    return swiglu(wg.data(), wu.data(), wd.data(), x.data(), H, I, gelu);
 }
 
 // ---- Norms ------------------------------------------------------------------
@@ -237,6 +247,7 @@ struct AttentionShape {
     int heads = 0, kvHeads = 0, headDim = 0;
     int window = 0; // sliding window in tokens, 0 = none
     double scale = 0;
+    double softcap = 0; // scores soft-capped (Gemma 2); 0 = none
     int qDim() const { return heads * headDim; }
     int kvDim() const { return kvHeads * headDim; }
 };
@@ -286,7 +297,9 @@ std::vector<double> attention(const AttentionShape& s, const T* q, const T* kCac
                 const T* kj = kCache + size_t(j) * kvDim + size_t(g) * D;
                 double d = 0;
                 for (int e = 0; e < D; ++e) d += double(qh[e]) * double(kj[e]);
-                mx = std::max(mx, w[size_t(j - lo)] = d * s.scale);
+                d *= s.scale;
+                if (s.softcap > 0) d = softcap(d, s.softcap);
+                mx = std::max(mx, w[size_t(j - lo)] = d);
             }
             double sum = 0;
             for (double& x : w) sum += x = std::exp(x - mx);

@@ -97,6 +97,115 @@ private slots:
         QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
     }
 
+    // Gemma 2 and 3: GeGLU, (1 + w) norms, four norms per layer, scaled
+    // embeddings, query_pre_attn_scalar, soft-capping (Gemma 2), q/k norms
+    // and two RoPE bases (Gemma 3), sliding layers alternating with global
+    // ones. 23 tokens over a window of 8: prefill (17 in batches of 8) and
+    // decode both attend past the window on the sliding layers. Same
+    // tolerance as above: tanh and the GELU are float32 on both sides.
+    void gemmaMatchesCpuReference_data() {
+        QTest::addColumn<QString>("arch");
+        QTest::addColumn<int>("layers");
+        QTest::addColumn<int>("pattern");
+        QTest::addColumn<double>("qpas");
+        QTest::addColumn<double>("attnCap");
+        QTest::addColumn<double>("finalCap");
+        QTest::addColumn<int>("dtype");
+        QTest::addColumn<bool>("multimodal");
+        QTest::addColumn<double>("ropeFactor"); // gemma3: rope_scaling linear on the global layers
+        QTest::addColumn<bool>("ropeParameters"); // written as Transformers 5's per-layer-type rope_parameters
+        // Caps of 1.5 and 2: scores and logits far past them, tanh saturated.
+        QTest::newRow("gemma2 caps saturated f32") << "gemma2" << 4 << 2 << 24.0 << 1.5 << 2.0 << int(DType::F32) << false << 0.0 << false;
+        // Gemma 2's defaults (50, 30): mostly the linear part of tanh.
+        QTest::newRow("gemma2 default caps bf16") << "gemma2" << 4 << 2 << 16.0 << 50.0 << 30.0 << int(DType::BF16) << false << 0.0 << false;
+        // Every third layer global (rope_theta 1e6), the rest sliding (rope_local_base_freq 1e4).
+        QTest::newRow("gemma3 pattern 3 f32") << "gemma3" << 6 << 3 << 24.0 << 0.0 << 0.0 << int(DType::F32) << false << 0.0 << false;
+        QTest::newRow("gemma3 final cap bf16") << "gemma3" << 4 << 2 << 16.0 << 0.0 << 5.0 << int(DType::BF16) << false << 0.0 << false;
+        // A Gemma3ForConditionalGeneration checkpoint: text_config, language_model.model.* tensors, a vision tensor ignored.
+        QTest::newRow("gemma3 rope_scaling linear 8 f32") << "gemma3" << 6 << 3 << 16.0 << 0.0 << 0.0 << int(DType::F32) << false << 8.0 << false;
+        QTest::newRow("gemma3 rope_parameters per layer type f32") << "gemma3" << 6 << 3 << 16.0 << 0.0 << 0.0 << int(DType::F32) << false << 8.0 << true;
+        QTest::newRow("gemma3 vision checkpoint f16") << "gemma3" << 3 << 3 << 16.0 << 0.0 << 0.0 << int(DType::F16) << true << 0.0 << false;
+    }
+    void gemmaMatchesCpuReference() {
+        QFETCH(QString, arch);
+        QFETCH(int, layers);
+        QFETCH(int, pattern);
+        QFETCH(double, qpas);
+        QFETCH(double, attnCap);
+        QFETCH(double, finalCap);
+        QFETCH(int, dtype);
+        QFETCH(bool, multimodal);
+        QFETCH(double, ropeFactor);
+        QFETCH(bool, ropeParameters);
+        Spec s{arch.toStdString(), 64, 96, layers, 4, 2, 16, 97, 8, true, DType(dtype)};
+        s.queryPreAttnScalar = qpas;
+        s.attnSoftcap = attnCap;
+        s.finalSoftcap = finalCap;
+        s.slidingPattern = pattern;
+        s.multimodal = multimodal;
+        s.ropeLinearFactor = ropeFactor;
+        s.ropeParameters = ropeParameters;
+        QTemporaryDir dir;
+        writeModel(dir.path().toStdString(), s, 21);
+        std::vector<int32_t> ids;
+        std::mt19937 rng(5);
+        for (int i = 0; i < 23; ++i) ids.push_back(int32_t(rng() % 97));
+        const auto ref = referenceLogits(dir.path().toStdString(), s, ids);
+
+        auto model = Model::load(*ctx, dir.path().toStdString());
+        const ModelConfig& c = model->config();
+        QCOMPARE(c.layerWindow(0), pattern == 1 ? 0 : 8);
+        QCOMPARE(c.layerWindow(pattern - 1), 0);
+        QCOMPARE(c.localRope(0), arch == "gemma3");
+        Session session(*model, 64, 8);
+        const std::vector<float> got = prefillThenDecode(session, ids, 17);
+        QCOMPARE(got.size(), ref.size());
+        const double e = test::nmse(got, ref);
+        const size_t V = 97;
+        int sameArgmax = 0;
+        float most = 0;
+        for (size_t t = 0; t < ids.size(); ++t) {
+            const auto row = [&](const std::vector<float>& v) { return std::span<const float>(v.data() + t * V, V); };
+            const auto g = row(got), r = row(ref);
+            sameArgmax += std::max_element(g.begin(), g.end()) - g.begin() == std::max_element(r.begin(), r.end()) - r.begin();
+            for (float x : r) most = std::max(most, std::abs(x));
+        }
+        qInfo("%s: NMSE %.3g, argmax equal at %d of %zu positions, largest |logit| %.3g", QTest::currentDataTag(), e,
+              sameArgmax, ids.size(), most);
+        QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
+        QCOMPARE(sameArgmax, int(ids.size()));
+        if (finalCap > 0) QVERIFY(most <= finalCap);
+    }
+
+    // Gemma configs the engine cannot run as Transformers would: clear errors naming the field.
+    void gemmaBadConfigs_data() {
+        QTest::addColumn<QString>("field");
+        QTest::addColumn<QString>("value"); // JSON; "absent" = removed
+        QTest::addColumn<QString>("expected");
+        QTest::newRow("no head_dim") << "head_dim" << "absent" << "field head_dim: missing";
+        QTest::newRow("attn softcap 0") << "attn_logit_softcapping" << "0" << "field attn_logit_softcapping: must be a positive number";
+        QTest::newRow("final softcap 0") << "final_logit_softcapping" << "0.0" << "field final_logit_softcapping: must be a positive number";
+        QTest::newRow("relu") << "hidden_activation" << "\"relu\"" << "field hidden_activation: \"relu\" is not supported";
+        QTest::newRow("layer_types short") << "layer_types" << "[\"full_attention\"]" << "field layer_types: must list 2 layer types";
+        QTest::newRow("rope_scaling yarn") << "rope_scaling" << "{\"rope_type\": \"yarn\", \"factor\": 4}" << "\"yarn\" is not supported";
+    }
+    void gemmaBadConfigs() {
+        QFETCH(QString, field);
+        QFETCH(QString, value);
+        QFETCH(QString, expected);
+        Spec s{"gemma2", 32, 48, 2, 2, 1, 16, 31, 4, true};
+        QTemporaryDir dir;
+        const std::filesystem::path d = dir.path().toStdString();
+        writeModel(d, s, 1);
+        json c = json::parse(std::ifstream(d / "config.json"));
+        if (value == "absent") c.erase(field.toStdString());
+        else c[field.toStdString()] = json::parse(value.toStdString());
+        std::ofstream(d / "config.json") << c.dump();
+        const auto msg = test::errorMessage([&] { ModelConfig::load(d); });
+        QVERIFY2(msg.find(expected.toStdString()) != std::string::npos && msg.find("config.json") != std::string::npos,
+                 msg.c_str());
+    }
+
     void missingTensorAndWrongShapeNameFileAndTensor() {
         Spec s{"llama", 16, 24, 1, 2, 2, 8, 31};
         QTemporaryDir dir;

@@ -33,6 +33,7 @@ private slots:
     void llama31();
     void zephyr();
     void gemma();
+    void gemma3();
     void whitespaceControl();
     void expressions();
     void loopsAndScopes();
@@ -372,6 +373,50 @@ const std::string kZephyr = R"TPL({% for message in messages %}
 const std::string kGemma =
     R"TPL({{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == 'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %})TPL";
 
+// gemma-3-1b-it: the system message becomes the first user turn's prefix;
+// content may be a string or a list of parts.
+const std::string kGemma3 = R"TPL({{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- if messages[0]['content'] is string -%}
+        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+    {%- else -%}
+        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}
+    {%- endif -%}
+    {%- set loop_messages = messages[1:] -%}
+{%- else -%}
+    {%- set first_user_prefix = "" -%}
+    {%- set loop_messages = messages -%}
+{%- endif -%}
+{%- for message in loop_messages -%}
+    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+        {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+    {%- endif -%}
+    {%- if (message['role'] == 'assistant') -%}
+        {%- set role = "model" -%}
+    {%- else -%}
+        {%- set role = message['role'] -%}
+    {%- endif -%}
+    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+    {%- if message['content'] is string -%}
+        {{ message['content'] | trim }}
+    {%- elif message['content'] is iterable -%}
+        {%- for item in message['content'] -%}
+            {%- if item['type'] == 'image' -%}
+                {{ '<start_of_image>' }}
+            {%- elif item['type'] == 'text' -%}
+                {{ item['text'] | trim }}
+            {%- endif -%}
+        {%- endfor -%}
+    {%- else -%}
+        {{ raise_exception("Invalid content type") }}
+    {%- endif -%}
+    {{ '<end_of_turn>\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{'<start_of_turn>model\n'}}
+{%- endif -%}
+)TPL";
+
 } // namespace
 
 // The demo model's own tokenizer_config.json: Llama-2 chat format, the
@@ -477,6 +522,22 @@ void TestChatTemplate::gemma() {
                  "<start_of_turn>model\n");
     COMPARE_TEXT(moe::test::errorMessage([&] { render(kGemma, conversation(true)); }), "System role not supported");
     COMPARE_TEXT(moe::test::errorMessage([&] { render(kGemma, {{"assistant", "first"}}); }),
+                 "Conversation roles must alternate user/assistant/user/assistant/...");
+}
+
+// Gemma 3 (and Gemma 2's it models, the same turns): the system prompt
+// folded into the first user turn.
+void TestChatTemplate::gemma3() {
+    COMPARE_TEXT(render(kGemma3, conversation(true), true, "<bos>", "<eos>"),
+                 "<bos><start_of_turn>user\nYou are helpful.\n\nHello<end_of_turn>\n"
+                 "<start_of_turn>model\nHi there!<end_of_turn>\n"
+                 "<start_of_turn>user\nHow are you?<end_of_turn>\n"
+                 "<start_of_turn>model\n");
+    COMPARE_TEXT(render(kGemma3, conversation(false), false, "<bos>", "<eos>"),
+                 "<bos><start_of_turn>user\nHello<end_of_turn>\n"
+                 "<start_of_turn>model\nHi there!<end_of_turn>\n"
+                 "<start_of_turn>user\nHow are you?<end_of_turn>\n");
+    COMPARE_TEXT(moe::test::errorMessage([&] { render(kGemma3, {{"assistant", "first"}}); }),
                  "Conversation roles must alternate user/assistant/user/assistant/...");
 }
 

@@ -174,6 +174,42 @@ private slots:
                  r.out.c_str());
     }
 
+    // A MoE on a Gemma base: no format holds it (no standard Gemma MoE
+    // exists; llama.cpp runs no Gemma with experts), so every export format
+    // refuses with that reason and writes nothing.
+    void exportOfAGemmaMoeIsRefused() {
+        QTemporaryDir dir;
+        const std::filesystem::path root = dir.path().toStdString();
+        const moe::test::ref::Spec s{"gemma2", 32, 48, 2, 2, 1, 16, 4096, 8, true};
+        for (const char* name : {"base", "e0", "e1", "e2"}) {
+            std::filesystem::create_directories(root / name);
+            moe::test::ref::writeModel(root / name, s, name[0] == 'b' ? 1 : 2 + uint32_t(name[1]));
+            for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"})
+                if (std::filesystem::exists(moe::test::modelsDir() / "base" / f))
+                    std::filesystem::copy_file(moe::test::modelsDir() / "base" / f, root / name / f);
+        }
+        const std::string m = std::filesystem::absolute(moe::test::modelsDir()).string();
+        const QString sel = dir.path() + "/sel.toml";
+        std::ofstream(sel.toStdString()) << "[model]\nmodel_id = \"" << (root / "base").string() << "\"\n\n[anymoe]\n"
+                                         << "dataset_json = \"" << m << "/amoe.json\"\nmodel_ids = [\""
+                                         << (root / "e0").string() << "\", \"" << (root / "e1").string() << "\", \""
+                                         << (root / "e2").string() << "\"]\n\n[anymoe.config]\n";
+        for (const char* format : {"mixtral", "qwen2_moe"}) {
+            const auto r = runCli({"export", sel, "--out", dir.path() + "/out", "--format", format});
+            QCOMPARE(r.exitCode, 1);
+            QVERIFY2(r.err.find("no standard sparse-MoE checkpoint format exists for Gemma") != std::string::npos &&
+                         r.err.find("Gemma2ForCausalLM") != std::string::npos,
+                     r.err.c_str());
+        }
+        const auto r = runCli({"export", sel, "--out", dir.path() + "/out.gguf", "--format", "gguf"});
+        QCOMPARE(r.exitCode, 1);
+        QVERIFY2(r.err.find("llama.cpp's gemma2 architecture has no experts") != std::string::npos &&
+                     r.err.find("no llama.cpp build could run") != std::string::npos,
+                 r.err.c_str());
+        QVERIFY(!QFileInfo::exists(dir.path() + "/out"));
+        QVERIFY(!QFileInfo::exists(dir.path() + "/out.gguf"));
+    }
+
     void exportNeedsABuiltMoeAndAKnownFormat() {
         QTemporaryDir dir;
         const std::string m = std::filesystem::absolute(moe::test::modelsDir()).string();

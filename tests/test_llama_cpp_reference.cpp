@@ -17,7 +17,11 @@
 // quantized files, 0.05% for 16/32-bit ones. Greedy continuations must match
 // where both sides compute the same function (F32) and may part only after
 // a near-tie elsewhere: we require the first 4 tokens to agree for every
-// file.
+// file. Gemma's F32 files: llama.cpp's CPU GELU reads a table indexed by the
+// F16-rounded input (GGML_GELU_FP16), a relative error up to ~5e-4 per
+// activation where our shaders compute tanh in float32, so their logits
+// differ by NMSE < 1e-5 (the F16 class's limit) while the greedy tokens must
+// still all agree.
 #include "moe/gguf_model.h"
 #include "moe/model.h"
 #include "moe/sampler.h"
@@ -59,7 +63,10 @@ std::string dtypeClass(const json& model) {
     return "quantized";
 }
 
-double logitLimit(const std::string& cls) { return cls == "f32" ? 1e-8 : cls == "f16" ? 1e-5 : 1e-3; }
+double logitLimit(const std::string& cls, const std::string& name) {
+    if (cls == "f32" && name.find("gemma") != std::string::npos) return 1e-5;
+    return cls == "f32" ? 1e-8 : cls == "f16" ? 1e-5 : 1e-3;
+}
 double perplexityLimit(const std::string& cls) { return cls == "quantized" ? 0.002 : 0.0005; }
 
 std::vector<int32_t> greedy(Model& m, const std::vector<int32_t>& prompt, size_t n) {
@@ -107,7 +114,8 @@ private slots:
         for (const char* f : {"base-f32.gguf", "base-f16.gguf", "base-q8_0.gguf", "base-q4_k_m.gguf", "base-q4_0.gguf",
                               "expert-code-f16.gguf", "expert-code-q4_k_m.gguf", "random-qwen2-f32.gguf",
                               "random-mixtral-f32.gguf", "random-mixtral-q8_0.gguf", "random-qwen2moe-f32.gguf",
-                              "random-qwen3moe-f32.gguf", "random-qwen3moe-q8_0.gguf", "random-qwen3-f32.gguf"})
+                              "random-qwen3moe-f32.gguf", "random-qwen3moe-q8_0.gguf", "random-qwen3-f32.gguf",
+                              "random-gemma2-f32.gguf", "random-gemma3-f32.gguf"})
             QTest::newRow(f) << QString(f);
     }
 
@@ -121,9 +129,14 @@ private slots:
         const std::string cls = dtypeClass(r);
         const auto path = ggufDir() / name;
 
-        auto tok = Tokenizer::load(path);
-        for (const auto& p : reference["prompts"])
-            QCOMPARE(tok->encode(p["text"].get<std::string>(), true, false), p["ids"].get<std::vector<int32_t>>());
+        // Gemma's converter writes add_space_prefix false, so its files
+        // tokenize the prompts differently from base-f16.gguf, which gave the
+        // prompt ids; the logits and greedy runs below start from those ids.
+        if (name.find("gemma") == std::string::npos) {
+            auto tok = Tokenizer::load(path);
+            for (const auto& p : reference["prompts"])
+                QCOMPARE(tok->encode(p["text"].get<std::string>(), true, false), p["ids"].get<std::vector<int32_t>>());
+        }
 
         auto m = Model::load(*ctx, path);
         const auto ids = r["logits"]["ids"].get<std::vector<int32_t>>();
@@ -143,8 +156,8 @@ private slots:
                      qPrintable(QString("position %1: our argmax %2 is not llama.cpp's top 2").arg(t).arg(mine)));
         }
         qInfo("%s: last-position logits NMSE %.3g (limit %.0e); argmax = llama.cpp's top 1 at %d of %zu positions",
-              name.c_str(), e, logitLimit(cls), top1Agree, ids.size());
-        QVERIFY2(e < logitLimit(cls), qPrintable(QString("NMSE %1").arg(e)));
+              name.c_str(), e, logitLimit(cls, name), top1Agree, ids.size());
+        QVERIFY2(e < logitLimit(cls, name), qPrintable(QString("NMSE %1").arg(e)));
 
         const auto& prompts = reference["prompts"];
         for (size_t p = 0; p < prompts.size(); ++p) {
@@ -195,7 +208,8 @@ private slots:
     // The converter's file and its safetensors source through our two loaders.
     void sameAsSafetensorsSource_data() {
         QTest::addColumn<QString>("name");
-        for (const char* f : {"random-qwen2", "random-mixtral", "random-qwen2moe", "random-qwen3moe", "random-qwen3"})
+        for (const char* f : {"random-qwen2", "random-mixtral", "random-qwen2moe", "random-qwen3moe", "random-qwen3",
+                              "random-gemma2", "random-gemma3"})
             QTest::newRow(f) << QString(f);
     }
     void sameAsSafetensorsSource() {

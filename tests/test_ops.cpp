@@ -930,6 +930,137 @@ private slots:
         usage.download(gotUsage.data(), nSlots * 4);
         for (uint32_t s = 0; s < nSlots; ++s) QCOMPARE(double(gotUsage[s]), wantUsage[s]);
     }
+
+    // ---- Gemma's ops (appended so that the tests above draw the same numbers)
+
+    // GeGLU: the gated matvec (1 token), the tiled kernel (21 tokens) and the
+    // element-wise pass with the tanh GELU; gate inputs far out (±90) stay finite.
+    void gatedGelu_data() {
+        QTest::addColumn<int>("dtype");
+        QTest::addColumn<int>("tokens");
+        QTest::newRow("bf16 matvec") << int(DType::BF16) << 1;
+        QTest::newRow("f32 tiled") << int(DType::F32) << 21;
+        QTest::newRow("q8_0 matvec") << int(DType::Q8_0) << 1;
+    }
+    void gatedGelu() {
+        QFETCH(int, dtype);
+        QFETCH(int, tokens);
+        const DType dt = DType(dtype);
+        const int rows = 37, cols = isQuantized(dt) ? int(2 * blockOf(dt)) : 29;
+        auto wg = makeWeights(rng, dt, size_t(rows) * cols), wu = makeWeights(rng, dt, size_t(rows) * cols);
+        auto x = randomFloats(rng, size_t(tokens) * cols, 2.0f);
+        std::vector<float> ref(size_t(tokens) * rows);
+        for (int t = 0; t < tokens; ++t) {
+            const auto h = ref::gatedLinear(wg.values.data(), wu.values.data(), x.data() + size_t(t) * cols, rows, cols, true);
+            std::copy(h.begin(), h.end(), ref.begin() + long(t) * rows);
+        }
+        auto G = DeviceMatrix::fromHost(*ctx, dt, uint32_t(rows), uint32_t(cols), wg.bytes.data());
+        auto U = DeviceMatrix::fromHost(*ctx, dt, uint32_t(rows), uint32_t(cols), wu.bytes.data());
+        auto X = deviceFloats(*ctx, x);
+        vk::Buffer O(*ctx, ref.size() * 4, vk::MemoryUse::Device);
+        run([&](vk::Recorder& rec) {
+            ops::matmulGated(*ctx, rec, G, U, {&X, 0, uint32_t(cols)}, {&O, 0, uint32_t(rows)}, uint32_t(tokens),
+                             {.act = Activation::GeluTanh});
+        });
+        double e = nmse(readFloats(O, ref.size()), ref);
+        QVERIFY2(e < limitFor(dt), qPrintable(QString("gated NMSE %1").arg(e)));
+
+        const uint32_t n = 1001;
+        auto g = randomFloats(rng, n, 4.0f), u = randomFloats(rng, n);
+        g[0] = -90.0f, g[1] = 90.0f;
+        std::vector<float> want(n);
+        for (uint32_t i = 0; i < n; ++i) want[i] = float(ref::geluTanh(g[i]) * u[i]);
+        auto Gb = deviceFloats(*ctx, g), Ub = deviceFloats(*ctx, u);
+        vk::Buffer H(*ctx, n * 4, vk::MemoryUse::Device);
+        run([&](vk::Recorder& rec) { ops::siluMul(*ctx, rec, Gb, Ub, H, n, Activation::GeluTanh); });
+        const auto got = readFloats(H, n);
+        QVERIFY(std::isfinite(got[0]) && std::isfinite(got[1]));
+        e = nmse(got, want);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("element-wise NMSE %1").arg(e)));
+    }
+
+    // rmsnorm with `accumulate`: out += the normalised rows (Gemma's post-norms).
+    void rmsnormAccumulate() {
+        const int rows = 6, dim = 45;
+        const float eps = 1e-6f;
+        auto x = randomFloats(rng, size_t(rows) * dim, 3.0f), w = randomFloats(rng, size_t(dim));
+        auto out0 = randomFloats(rng, size_t(rows) * dim);
+        std::vector<float> normed(size_t(rows) * dim), ref = out0;
+        ref::rmsnormRows(x, {0, size_t(dim)}, normed, {0, size_t(dim)}, rows, dim, w.data(), eps);
+        for (size_t i = 0; i < ref.size(); ++i) ref[i] += normed[i];
+        auto X = deviceFloats(*ctx, x), Wb = deviceFloats(*ctx, w), O = deviceFloats(*ctx, out0);
+        run([&](vk::Recorder& rec) {
+            ops::rmsnorm(*ctx, rec, {&X, 0, uint32_t(dim)}, Wb, {&O, 0, uint32_t(dim)}, rows, dim, eps, 1, true);
+        });
+        const double e = nmse(readFloats(O, ref.size()), ref);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
+    // Final-logit soft-capping in place from an offset; values far past the
+    // cap saturate at ±cap, the rest of the buffer is untouched.
+    void softcap() {
+        const uint32_t n = 777, offset = 5;
+        const float cap = 3.0f;
+        auto x = randomFloats(rng, offset + n + 4, 6.0f);
+        x[offset] = 1e30f, x[offset + 1] = -1e30f;
+        std::vector<float> ref = x;
+        for (uint32_t i = 0; i < n; ++i) ref[offset + i] = float(ref::softcap(x[offset + i], cap));
+        auto X = deviceFloats(*ctx, x);
+        run([&](vk::Recorder& rec) { ops::softcap(*ctx, rec, X, offset, n, cap); });
+        const auto got = readFloats(X, x.size());
+        QCOMPARE(got[offset], cap);
+        QCOMPARE(got[offset + 1], -cap);
+        for (uint32_t i = 0; i < offset; ++i) QCOMPARE(got[i], x[i]);
+        for (size_t i = offset + n; i < x.size(); ++i) QCOMPARE(got[i], x[i]);
+        const double e = nmse(got, ref);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
+    // Embeddings times a scale (Gemma's sqrt(hidden)): the stored value times
+    // the scale in float32, exactly.
+    void embedScaled() {
+        const int vocab = 19, dim = 13;
+        auto w = makeWeights(rng, DType::BF16, size_t(vocab) * dim);
+        const std::vector<int32_t> tokens{3, 0, 18, 7};
+        auto E = DeviceMatrix::fromHost(*ctx, DType::BF16, uint32_t(vocab), uint32_t(dim), w.bytes.data());
+        auto step = makeStep(*ctx, 0, tokens);
+        vk::Buffer O(*ctx, tokens.size() * dim * 4, vk::MemoryUse::Device);
+        const float scale = std::sqrt(float(1152));
+        run([&](vk::Recorder& rec) { ops::embed(*ctx, rec, E, step, O, uint32_t(tokens.size()), scale); });
+        const auto got = readFloats(O, tokens.size() * dim);
+        for (size_t t = 0; t < tokens.size(); ++t)
+            for (int i = 0; i < dim; ++i) QCOMPARE(got[t * dim + i], w.values[size_t(tokens[t]) * dim + i] * scale);
+    }
+
+    // Attention with soft-capped scores (Gemma 2), with and without a
+    // window, prefill (several queries per subgroup) and one-token decode:
+    // scores = cap · tanh(q·k · scale / cap), with scores far past the cap.
+    void attentionSoftcap_data() {
+        QTest::addColumn<int>("tokens");
+        QTest::addColumn<int>("window");
+        QTest::newRow("prefill 11") << 11 << 0;
+        QTest::newRow("prefill 11 window 4") << 11 << 4;
+        QTest::newRow("decode at 9 window 4") << 1 << 4;
+    }
+    void attentionSoftcap() {
+        QFETCH(int, tokens);
+        QFETCH(int, window);
+        const int heads = 4, kvHeads = 2, D = 16, pos0 = tokens == 1 ? 9 : 0, total = pos0 + tokens;
+        const float scale = 0.25f, cap = 2.0f;
+        auto q = randomFloats(rng, size_t(tokens) * heads * D, 3.0f);
+        auto k = randomFloats(rng, size_t(total) * kvHeads * D, 3.0f), v = randomFloats(rng, size_t(total) * kvHeads * D);
+        const ref::AttentionShape rs{heads, kvHeads, D, window, scale, cap};
+        const auto att = ref::attention(rs, q.data(), k.data(), v.data(), pos0, tokens);
+        const std::vector<float> ref(att.begin(), att.end());
+        auto Q = deviceFloats(*ctx, q), K = deviceFloats(*ctx, k), V = deviceFloats(*ctx, v);
+        vk::Buffer O(*ctx, ref.size() * 4, vk::MemoryUse::Device);
+        auto step = makeStep(*ctx, uint32_t(pos0), std::vector<int32_t>(size_t(tokens), 0));
+        const ops::AttentionShape shape{uint32_t(heads), uint32_t(kvHeads), uint32_t(D), uint32_t(window), scale, cap};
+        run([&](vk::Recorder& rec) { ops::attention(*ctx, rec, shape, step, Q, K, V, O, uint32_t(tokens)); });
+        const double e = nmse(readFloats(O, ref.size()), ref);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
 };
 
 QTEST_GUILESS_MAIN(TestOps)

@@ -37,8 +37,9 @@ namespace {
 constexpr const char* kUsage = R"(usage: make-random-model --out DIR [options]
 
   --preset NAME            shapes of a released model (other flags override):
-                           qwen2-0.5b (Qwen2-0.5B), qwen3-0.6b (Qwen3-0.6B)
-  --arch llama|mistral|qwen2|qwen3|mixtral|qwen2_moe|qwen3_moe
+                           qwen2-0.5b (Qwen2-0.5B), qwen3-0.6b (Qwen3-0.6B),
+                           gemma2-2b (Gemma-2-2B), gemma3-1b (Gemma-3-1B)
+  --arch llama|mistral|qwen2|qwen3|mixtral|qwen2_moe|qwen3_moe|gemma2|gemma3
   --experts N              MoE archs: experts per layer (default 8)
   --top-k N                MoE archs: experts per token (default 2)
   --moe-intermediate N     qwen2_moe, qwen3_moe: expert width (default
@@ -58,7 +59,13 @@ constexpr const char* kUsage = R"(usage: make-random-model --out DIR [options]
   --dtype bf16|f16|f32     default bf16
   --seed S                 default 0
   --tie-embeddings         no lm_head.weight; the embedding is reused
-  --sliding-window N       mistral / mixtral / qwen2 / qwen3 only
+  --sliding-window N       mistral / mixtral / qwen2 / qwen3 / gemma2 / gemma3
+                           (gemma: default 4096, on the sliding layers only)
+  --query-pre-attn-scalar X  gemma2, gemma3: attention scale X^-0.5 (default head dim)
+  --attn-softcap X         gemma2: attn_logit_softcapping (default 50; 0 = null)
+  --final-softcap X        gemma2, gemma3: final_logit_softcapping (gemma2
+                           default 30, gemma3 default null; 0 = null)
+  --sliding-window-pattern N  gemma3: every Nth layer global (default 6)
   --max-pos N              max_position_embeddings (default 2048)
   --rope-theta X           default 10000 (qwen2: 1000000)
   --shards N               split into N files with model.safetensors.index.json
@@ -85,6 +92,10 @@ struct Options {
     bool normTopk = true;
     bool attentionBias = false;
     float initStd = 0.02f;
+    double queryPreAttnScalar = 0;          // gemma: 0 = head dim
+    double attnSoftcap = -1, finalSoftcap = -1; // gemma: -1 = the architecture's default, 0 = null
+    int slidingPattern = 6;                  // gemma3
+    bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }
     bool qwenMoe() const { return arch == "qwen2_moe" || arch == "qwen3_moe"; }
     bool moe() const { return arch == "mixtral" || qwenMoe(); }
     bool sparseLayer(int layer) const {
@@ -110,6 +121,24 @@ int parsePositive(const std::string& flag, const std::string& text) {
 }
 
 void applyPreset(Options& o, const std::string& preset) {
+    if (preset == "gemma2-2b" || preset == "gemma3-1b") {
+        const bool g2 = preset == "gemma2-2b";
+        o.arch = g2 ? "gemma2" : "gemma3";
+        o.hidden = g2 ? 2304 : 1152;
+        o.layers = 26;
+        o.heads = g2 ? 8 : 4;
+        o.kvHeads = g2 ? 4 : 1;
+        o.headDim = 256;
+        o.intermediate = g2 ? 9216 : 6912;
+        o.vocab = g2 ? 256000 : 262144;
+        o.tieEmbeddings = true;
+        o.dtype = moe::DType::BF16;
+        o.maxPositions = g2 ? 8192 : 32768;
+        o.ropeTheta = g2 ? 10000.0 : 1000000.0;
+        o.slidingWindow = g2 ? 4096 : 512;
+        o.queryPreAttnScalar = 256;
+        return;
+    }
     if (preset == "qwen3-0.6b") {
         o.arch = "qwen3";
         o.hidden = 1024;
@@ -125,7 +154,7 @@ void applyPreset(Options& o, const std::string& preset) {
         o.ropeTheta = 1000000.0;
         return;
     }
-    if (preset != "qwen2-0.5b") usageError("unknown --preset \"" + preset + "\" (known: qwen2-0.5b, qwen3-0.6b)");
+    if (preset != "qwen2-0.5b") usageError("unknown --preset \"" + preset + "\" (known: qwen2-0.5b, qwen3-0.6b, gemma2-2b, gemma3-1b)");
     o.arch = "qwen2";
     o.hidden = 896;
     o.layers = 24;
@@ -218,6 +247,19 @@ Options parseArgs(int argc, char** argv) {
                 o.initStd = 0;
             }
             if (!(o.initStd > 0)) usageError("--init-std needs a positive number, got \"" + value + "\"");
+        } else if (flag == "--query-pre-attn-scalar" || flag == "--attn-softcap" || flag == "--final-softcap") {
+            double v = -1;
+            try {
+                size_t used = 0;
+                v = std::stod(value, &used);
+                if (used != value.size()) v = -1;
+            } catch (const std::exception&) {
+            }
+            const bool scalar = flag == "--query-pre-attn-scalar";
+            if (!(scalar ? v > 0 : v >= 0)) usageError(flag + " needs a " + (scalar ? "positive" : "non-negative") + " number, got \"" + value + "\"");
+            (scalar ? o.queryPreAttnScalar : flag == "--attn-softcap" ? o.attnSoftcap : o.finalSoftcap) = v;
+        } else if (flag == "--sliding-window-pattern") {
+            o.slidingPattern = parsePositive(flag, value);
         } else if (flag == "--rope-theta") {
             try {
                 o.ropeTheta = std::stod(value);
@@ -235,8 +277,12 @@ Options parseArgs(int argc, char** argv) {
     }
 
     if (o.out.empty()) usageError("--out DIR is required");
-    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "qwen3" && !o.moe())
-        usageError("--arch must be llama, mistral, qwen2, qwen3, mixtral, qwen2_moe or qwen3_moe, got \"" + o.arch + "\"");
+    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "qwen3" && !o.moe() && !o.gemma())
+        usageError("--arch must be llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, gemma2 or gemma3, got \"" +
+                   o.arch + "\"");
+    if (!o.gemma() && (o.queryPreAttnScalar > 0 || o.attnSoftcap >= 0 || o.finalSoftcap >= 0))
+        usageError("--query-pre-attn-scalar, --attn-softcap and --final-softcap need --arch gemma2 or gemma3");
+    if (o.arch == "gemma3" && o.attnSoftcap > 0) usageError("--attn-softcap needs --arch gemma2 (Gemma 3 has none)");
     const bool qwenMoeFlags = o.moeIntermediate || o.decoderSparseStep != 1 || !o.mlpOnlyLayers.empty() || !o.normTopk;
     if (qwenMoeFlags && !o.qwenMoe())
         usageError("--moe-intermediate, --decoder-sparse-step, --mlp-only-layers and --no-norm-topk need --arch "
@@ -263,7 +309,14 @@ Options parseArgs(int argc, char** argv) {
     if (o.headDim % 2 != 0) usageError("the head dimension must be even");
     if (o.slidingWindow > 0 && o.arch == "llama") usageError("--sliding-window needs another --arch than llama");
     // Mixtral's and Qwen's released models use 1e6 (and Transformers' Mixtral defaults to it).
-    if (o.ropeTheta == 0) o.ropeTheta = o.arch == "qwen2" || o.arch == "qwen3" || o.moe() ? 1000000.0 : 10000.0;
+    if (o.ropeTheta == 0)
+        o.ropeTheta = o.arch == "qwen2" || o.arch == "qwen3" || o.moe() || o.arch == "gemma3" ? 1000000.0 : 10000.0;
+    if (o.gemma()) {
+        if (o.slidingWindow == 0) o.slidingWindow = 4096;
+        if (o.queryPreAttnScalar == 0) o.queryPreAttnScalar = o.headDim;
+        if (o.attnSoftcap < 0) o.attnSoftcap = o.arch == "gemma2" ? 50.0 : 0.0;
+        if (o.finalSoftcap < 0) o.finalSoftcap = o.arch == "gemma2" ? 30.0 : 0.0;
+    }
     if (o.moeIntermediate == 0) o.moeIntermediate = o.intermediate;
     if (o.sharedIntermediate == 0) o.sharedIntermediate = o.intermediate;
     return o;
@@ -287,7 +340,7 @@ uint64_t mixSeed(uint64_t a, uint64_t b, uint64_t c) {
     return splitmix64(s);
 }
 
-enum class Init { Matrix, Norm, Bias };
+enum class Init { Matrix, Norm, GemmaNorm, Bias };
 
 struct PlannedTensor {
     std::string name;
@@ -329,9 +382,10 @@ std::vector<std::byte> generate(const PlannedTensor& t, size_t tensorIndex, moe:
                 const float u1 = float((r >> 40) + 1) * 0x1p-24f;
                 const float u2 = float((r >> 8) & 0xffffff) * 0x1p-24f;
                 float a, b;
-                if (t.init == Init::Norm) { // 1 ± 0.1, uniform
-                    a = 1.0f + 0.2f * (u1 - 0.5f);
-                    b = 1.0f + 0.2f * (u2 - 0.5f);
+                if (t.init == Init::Norm || t.init == Init::GemmaNorm) { // 1 ± 0.1, uniform; Gemma's w of (1 + w): ± 0.1
+                    const float mean = t.init == Init::Norm ? 1.0f : 0.0f;
+                    a = mean + 0.2f * (u1 - 0.5f);
+                    b = mean + 0.2f * (u2 - 0.5f);
                 } else {
                     const float stddev = t.init == Init::Matrix ? matrixStd : 0.01f;
                     const float radius = stddev * std::sqrt(-2.0f * std::log(u1));
@@ -356,10 +410,11 @@ std::vector<PlannedTensor> planTensors(const Options& o) {
     const int64_t h = o.hidden, q = int64_t(o.heads) * o.headDim, kv = int64_t(o.kvHeads) * o.headDim;
     const bool qkvBias = o.arch == "qwen2" || o.arch == "qwen2_moe" || o.attentionBias;
     std::vector<PlannedTensor> plan;
+    const Init norm = o.gemma() ? Init::GemmaNorm : Init::Norm;
     plan.push_back({"model.embed_tokens.weight", {o.vocab, h}, Init::Matrix});
     for (int l = 0; l < o.layers; ++l) {
         const std::string p = "model.layers." + std::to_string(l) + ".";
-        plan.push_back({p + "input_layernorm.weight", {h}, Init::Norm});
+        plan.push_back({p + "input_layernorm.weight", {h}, norm});
         plan.push_back({p + "self_attn.q_proj.weight", {q, h}, Init::Matrix});
         if (qkvBias) plan.push_back({p + "self_attn.q_proj.bias", {q}, Init::Bias});
         plan.push_back({p + "self_attn.k_proj.weight", {kv, h}, Init::Matrix});
@@ -368,11 +423,15 @@ std::vector<PlannedTensor> planTensors(const Options& o) {
         if (qkvBias) plan.push_back({p + "self_attn.v_proj.bias", {kv}, Init::Bias});
         plan.push_back({p + "self_attn.o_proj.weight", {h, q}, Init::Matrix});
         if (o.attentionBias) plan.push_back({p + "self_attn.o_proj.bias", {h}, Init::Bias});
-        if (o.arch == "qwen3" || o.arch == "qwen3_moe") { // per-head RMSNorm of q and k
-            plan.push_back({p + "self_attn.q_norm.weight", {o.headDim}, Init::Norm});
-            plan.push_back({p + "self_attn.k_norm.weight", {o.headDim}, Init::Norm});
+        if (o.arch == "qwen3" || o.arch == "qwen3_moe" || o.arch == "gemma3") { // per-head RMSNorm of q and k
+            plan.push_back({p + "self_attn.q_norm.weight", {o.headDim}, norm});
+            plan.push_back({p + "self_attn.k_norm.weight", {o.headDim}, norm});
         }
-        plan.push_back({p + "post_attention_layernorm.weight", {h}, Init::Norm});
+        plan.push_back({p + "post_attention_layernorm.weight", {h}, norm});
+        if (o.gemma()) { // the MLP's own norms before and after it
+            plan.push_back({p + "pre_feedforward_layernorm.weight", {h}, norm});
+            plan.push_back({p + "post_feedforward_layernorm.weight", {h}, norm});
+        }
         const int64_t e = o.experts;
         const int64_t inter = o.arch == "mixtral" ? o.intermediate : o.moeIntermediate;
         if (!o.sparseLayer(l)) {
@@ -405,7 +464,7 @@ std::vector<PlannedTensor> planTensors(const Options& o) {
             plan.push_back({moe + "shared_expert_gate.weight", {1, h}, Init::Matrix});
         }
     }
-    plan.push_back({"model.norm.weight", {h}, Init::Norm});
+    plan.push_back({"model.norm.weight", {h}, norm});
     if (!o.tieEmbeddings) plan.push_back({"lm_head.weight", {o.vocab, h}, Init::Matrix});
     return plan;
 }
@@ -437,13 +496,15 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
                            : o.arch == "qwen2_moe" ? "Qwen2MoeForCausalLM"
                            : o.arch == "qwen3_moe" ? "Qwen3MoeForCausalLM"
                            : o.arch == "qwen3" ? "Qwen3ForCausalLM"
+                           : o.arch == "gemma2" ? "Gemma2ForCausalLM"
+                           : o.arch == "gemma3" ? "Gemma3ForCausalLM"
                                                  : "Qwen2ForCausalLM";
     const char* torchDtype = o.dtype == moe::DType::BF16 ? "bfloat16"
                            : o.dtype == moe::DType::F16  ? "float16"
                                                          : "float32";
     ojson c;
     c["architectures"] = {architecture};
-    c["model_type"] = o.arch;
+    c["model_type"] = o.arch == "gemma3" ? "gemma3_text" : o.arch;
     if (o.arch == "llama") {
         c["attention_bias"] = o.attentionBias;
         c["mlp_bias"] = false;
@@ -451,7 +512,8 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
     c["attention_dropout"] = 0.0;
     c["bos_token_id"] = bos;
     c["eos_token_id"] = eos;
-    c["hidden_act"] = "silu";
+    if (o.gemma()) c["hidden_activation"] = "gelu_pytorch_tanh";
+    else c["hidden_act"] = "silu";
     c["hidden_size"] = o.hidden;
     c["head_dim"] = o.headDim;
     c["initializer_range"] = 0.02;
@@ -492,6 +554,22 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
         if (o.arch == "qwen2_moe")
             c["layer_types"] = std::vector<std::string>(size_t(o.layers), o.slidingWindow > 0 ? "sliding_attention"
                                                                                                 : "full_attention");
+    }
+    if (o.gemma()) {
+        c["attention_bias"] = false;
+        c["query_pre_attn_scalar"] = o.queryPreAttnScalar;
+        if (o.arch == "gemma2") c["attn_logit_softcapping"] = o.attnSoftcap > 0 ? ojson(o.attnSoftcap) : ojson(nullptr);
+        c["final_logit_softcapping"] = o.finalSoftcap > 0 ? ojson(o.finalSoftcap) : ojson(nullptr);
+        c["sliding_window"] = o.slidingWindow;
+        // Gemma 2: even layers slide; Gemma 3: all but every slidingPattern-th.
+        const int pattern = o.arch == "gemma2" ? 2 : o.slidingPattern;
+        std::vector<std::string> types;
+        for (int l = 0; l < o.layers; ++l) types.push_back((l + 1) % pattern ? "sliding_attention" : "full_attention");
+        c["layer_types"] = types;
+        if (o.arch == "gemma3") {
+            c["sliding_window_pattern"] = o.slidingPattern;
+            c["rope_local_base_freq"] = 10000.0;
+        }
     }
     c["tie_word_embeddings"] = o.tieEmbeddings;
     c["torch_dtype"] = torchDtype;

@@ -81,7 +81,7 @@ std::vector<GateWeights> hiddenGates(Session& session, const Tokenizer& tok, con
 
 // mergekit's `cheap_embed`: the same rows at every layer, from token embeddings.
 std::vector<GateWeights> cheapEmbedGates(const Model& model, const Tokenizer& tok, const Selector& s, size_t nLayers) {
-    const TensorView& table = model.weights().require("model.embed_tokens.weight");
+    const TensorView& table = model.weights().require(model.config().weightPrefix + "embed_tokens.weight");
     const uint32_t H = uint32_t(model.config().hiddenSize);
     const size_t rowBytes = moe::rowBytes(table.dtype, H, table.name);
     auto rowOf = [&](int32_t id, std::vector<double>& acc) {

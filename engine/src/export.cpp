@@ -95,6 +95,12 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
 
     const SelectionFacts facts = validateSelection(s);
     const ModelConfig& c = facts.base;
+    if (c.isGemma())
+        throw Error(c.dir.string() + "/config.json: the base is " + c.archName() + " (" + c.architecture +
+                    "), and no standard sparse-MoE checkpoint format exists for Gemma: Mixtral and Qwen2-MoE have "
+                    "neither its (1 + w) norms, its norms after attention and MLP, GeGLU, scaled embeddings nor "
+                    "soft-capping, so any file written would be another model. The build runs in MoE Studio "
+                    "itself (moe-cli chat, serve, bench)");
     const fs::path gates = gatesFile(s);
     if (!fs::exists(gates, ec))
         throw Error(gates.string() + ": no gates here; build the MoE first (moe-cli build " +

@@ -513,6 +513,12 @@ GgufExportReport exportMoeGguf(const Selector& s, const GgufExportOptions& o,
     const SelectionFacts facts = validateSelection(s);
     const ModelConfig& c = facts.base;
     if (c.isMoe()) throw Error(c.dir.string() + ": the base is already a sparse MoE");
+    if (c.isGemma())
+        throw Error(c.dir.string() + ": the base is " + c.archName() + " (" + c.architecture +
+                    "); llama.cpp's " + (c.arch == Arch::Gemma2 ? "gemma2" : "gemma3") +
+                    " architecture has no experts and its MoE architectures have no Gemma layers, so no llama.cpp "
+                    "build could run a GGUF of this MoE; none is written. The build runs in MoE Studio itself "
+                    "(moe-cli chat, serve, bench)");
     if (c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2 && c.arch != Arch::Qwen3)
         throw Error(c.dir.string() + ": GGUF export of a MoE built on " + c.architecture + " is not supported yet");
     // Qwen3 bases keep their q/k norms as llama.cpp's qwen3moe, which routes

@@ -33,6 +33,8 @@ constexpr GgufArch kArchs[] = {
     {"qwen3", Arch::Qwen3, "Qwen3ForCausalLM"},
     {"qwen2moe", Arch::Qwen2Moe, "Qwen2MoeForCausalLM"},
     {"qwen3moe", Arch::Qwen3Moe, "Qwen3MoeForCausalLM"},
+    {"gemma2", Arch::Gemma2, "Gemma2ForCausalLM"},
+    {"gemma3", Arch::Gemma3, "Gemma3ForCausalLM"},
 };
 
 // Typed metadata of one file; every complaint names the file and the key.
@@ -250,6 +252,34 @@ ModelConfig ggufModelConfig(const GgufFile& f) {
         if (c.arch == Arch::Llama) c.arch = Arch::Mistral;
         c.slidingWindow = *w;
     }
+    if (c.isGemma()) {
+        // As llama.cpp runs gemma2 / gemma3: the converter stored 1 + w in
+        // the norms, GeGLU, post-norms, embeddings times sqrt(n_embd), every
+        // 2nd (gemma2) or 6th (gemma3) layer global, Gemma 3's sliding layers
+        // on RoPE base 10000, and q scaled by head_dim^-0.5 (n_embd /
+        // n_head for the 27B models, which llama.cpp knows by their layers).
+        const bool gemma2 = c.arch == Arch::Gemma2;
+        c.hiddenAct = Activation::GeluTanh;
+        c.postNorms = true;
+        c.embedScale = std::sqrt(float(c.hiddenSize));
+        if (c.slidingWindow == 0) {
+            if (!gemma2) m.fail(m.key("attention.sliding_window"), "missing");
+            c.slidingWindow = 4096; // llama.cpp's default for gemma2
+        }
+        const int pattern = gemma2 ? 2 : 6;
+        c.slidingLayers.resize(size_t(c.numLayers));
+        for (int i = 0; i < c.numLayers; ++i) c.slidingLayers[size_t(i)] = i % pattern < pattern - 1;
+        if (c.numLayers == (gemma2 ? 46 : 62)) c.attentionScale = float(1.0 / std::sqrt(double(c.hiddenSize / c.numHeads)));
+        if (gemma2) c.attnSoftcap = float(m.positiveNumber(m.key("attn_logit_softcapping")).value_or(50.0));
+        c.finalSoftcap = float(m.positiveNumber(m.key("final_logit_softcapping")).value_or(gemma2 ? 30.0 : 0.0));
+        if (!gemma2) {
+            c.ropeLocalTheta = 10000.0f;
+            c.ropeLocalInvFreq.resize(size_t(half));
+            for (int i = 0; i < half; ++i)
+                c.ropeLocalInvFreq[size_t(i)] = float(1.0 / std::pow(10000.0, 2.0 * i / c.headDim));
+        }
+        if (!gemma2 && !c.qkNorm) throw Error(file + ": tensor blk.0.attn_q_norm.weight: missing (gemma3 has q/k norms)");
+    }
 
     // Experts: llama with experts is Mixtral. llama.cpp renormalises the
     // top-k weights for llama and qwen3moe, not for qwen2moe.
@@ -342,7 +372,13 @@ std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> fil
                             ".block_count is " + std::to_string(c.numLayers));
             const std::string rest = t.name.substr(dot + 1);
             const std::string layer = "model.layers." + std::to_string(l) + ".";
-            if (auto it = kLayerNames.find(rest); it != kLayerNames.end()) {
+            if (c.isGemma() && (rest == "ffn_norm.weight" || rest == "post_attention_norm.weight" ||
+                                rest == "post_ffw_norm.weight")) {
+                // Gemma's four norms: ffn_norm is the pre-feed-forward one.
+                views.push_back(view(t, layer + (rest == "ffn_norm.weight"            ? "pre_feedforward_layernorm.weight"
+                                                 : rest == "post_attention_norm.weight" ? "post_attention_layernorm.weight"
+                                                                                        : "post_feedforward_layernorm.weight")));
+            } else if (auto it = kLayerNames.find(rest); it != kLayerNames.end()) {
                 views.push_back(view(t, layer + it->second));
             } else if (rest == "ffn_gate_inp.weight" && c.isMoe()) {
                 views.push_back(view(t, layer + moe + "gate.weight"));

@@ -26,7 +26,8 @@ void DenseMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) 
     const uint32_t hidden = gate_.cols, inter = gate_.rows;
     const ops::Act in{&input, 0, hidden};
     const ops::Act h{scratch.hidden, 0, inter};
-    ops::matmulGated(ctx, rec, gate_, up_, in, h, nTokens, {.norm = step.inputNorm.weight ? &step.inputNorm : nullptr});
+    ops::matmulGated(ctx, rec, gate_, up_, in, h, nTokens,
+                     {.norm = step.inputNorm.weight ? &step.inputNorm : nullptr, .act = step.act});
     rec.barrier();
     ops::matmul(ctx, rec, down_, h, {&residual, 0, hidden}, nTokens, {.accumulate = true});
     rec.barrier();
@@ -47,7 +48,8 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
 
     size_t total = 3;
     for (int l = 0; l < c.numLayers; ++l)
-        total += (c.isSparseLayer(l) ? 7 : 9) + (c.attentionBias ? 3 : 0) + (c.outputBias ? 1 : 0) + (c.qkNorm ? 2 : 0);
+        total += (c.isSparseLayer(l) ? 7 : 9) + (c.attentionBias ? 3 : 0) + (c.outputBias ? 1 : 0) + (c.qkNorm ? 2 : 0) +
+                 (c.postNorms ? 2 : 0);
     size_t done = 0;
     auto tick = [&] {
         if (progress.onTensor) progress.onTensor(++done, total);
@@ -86,8 +88,24 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
         tick();
         return b;
     };
+    // A norm's weights; Gemma's (1 + w) added here in float32, as its RMSNorm does.
+    auto norm = [&](const std::string& name, int64_t n) {
+        if (c.normOffset == 0) return vector(name, n);
+        const TensorView& t = w.require(name, {n});
+        m->parameters_ += uint64_t(t.numel());
+        std::vector<float> v = toFloat32(t);
+        for (float& x : v) x += c.normOffset;
+        tick();
+        return uploadFloats(ctx, v);
+    };
+    // A vision checkpoint's language model: language_model.model.* (as
+    // released) or model.language_model.* (as Transformers 5 saves it).
+    std::string prefix = c.weightPrefix;
+    if (prefix != "model." && !w.find(prefix + "embed_tokens.weight") && w.find("model.language_model.embed_tokens.weight"))
+        prefix = "model.language_model.";
+    m->config_.weightPrefix = prefix;
 
-    m->embed_ = matrix("model.embed_tokens.weight", {V, H}, place(WeightRole::Embedding, 0));
+    m->embed_ = matrix(prefix + "embed_tokens.weight", {V, H}, place(WeightRole::Embedding, 0));
     if (const TensorView* head = w.find("lm_head.weight"); head && !c.tieWordEmbeddings) {
         m->lmHeadOwn_ = matrix("lm_head.weight", {V, H}, place(WeightRole::Output, 0));
         m->lmHead_ = &m->lmHeadOwn_;
@@ -97,13 +115,13 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
     } else {
         w.require("lm_head.weight", {V, H}); // throws, naming the folder and tensor
     }
-    m->finalNorm_ = vector("model.norm.weight", H);
+    m->finalNorm_ = norm(prefix + "norm.weight", H);
 
     m->layers_.resize(size_t(c.numLayers));
     for (int l = 0; l < c.numLayers; ++l) {
-        const std::string p = "model.layers." + std::to_string(l) + ".";
+        const std::string p = prefix + "layers." + std::to_string(l) + ".";
         LayerWeights& L = m->layers_[size_t(l)];
-        L.attnNorm = vector(p + "input_layernorm.weight", H);
+        L.attnNorm = norm(p + "input_layernorm.weight", H);
         const TensorView& tq = w.require(p + "self_attn.q_proj.weight", {qDim, H});
         const TensorView& tk = w.require(p + "self_attn.k_proj.weight", {kvDim, H});
         const TensorView& tv = w.require(p + "self_attn.v_proj.weight", {kvDim, H});
@@ -144,10 +162,17 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
         L.o = matrix(p + "self_attn.o_proj.weight", {H, qDim}, place(WeightRole::AttentionOutput, l));
         if (c.outputBias) L.oBias = vector(p + "self_attn.o_proj.bias", H);
         if (c.qkNorm) {
-            L.qNorm = vector(p + "self_attn.q_norm.weight", c.headDim);
-            L.kNorm = vector(p + "self_attn.k_norm.weight", c.headDim);
+            L.qNorm = norm(p + "self_attn.q_norm.weight", c.headDim);
+            L.kNorm = norm(p + "self_attn.k_norm.weight", c.headDim);
         }
-        L.mlpNorm = vector(p + "post_attention_layernorm.weight", H);
+        if (c.postNorms) {
+            // Gemma: post_attention_layernorm follows attention; the MLP has a norm before and after.
+            L.postAttnNorm = norm(p + "post_attention_layernorm.weight", H);
+            L.mlpNorm = norm(p + "pre_feedforward_layernorm.weight", H);
+            L.postMlpNorm = norm(p + "post_feedforward_layernorm.weight", H);
+        } else {
+            L.mlpNorm = vector(p + "post_attention_layernorm.weight", H);
+        }
         if (c.isSparseLayer(l)) {
             L.mlp = loadSparseMoe(ctx, c, m->store_, p, m->parameters_, expertBudget > 0, quantize, l);
             tick();
@@ -167,7 +192,7 @@ uint64_t Model::deviceBytes() const {
     for (const auto& L : layers_)
         n += L.attnNorm.size() + L.mlpNorm.size() + L.qkv.bytes() + L.q.bytes() + L.k.bytes() + L.v.bytes() +
              L.o.bytes() + L.qkvBias.size() + L.qBias.size() + L.kBias.size() + L.vBias.size() + L.oBias.size() +
-             L.qNorm.size() + L.kNorm.size() + (L.mlp ? L.mlp->deviceBytes() : 0);
+             L.qNorm.size() + L.kNorm.size() + L.postAttnNorm.size() + L.postMlpNorm.size() + (L.mlp ? L.mlp->deviceBytes() : 0);
     return n;
 }
 

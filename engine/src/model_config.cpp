@@ -8,6 +8,7 @@
 #include "moe/atomic_file.h"
 #include "moe/error.h"
 #include "moe/gguf_model.h"
+#include "moe/safetensors.h"
 
 #include <nlohmann/json.hpp>
 
@@ -38,6 +39,11 @@ constexpr SupportedArch kSupported[] = {
     {"MixtralForCausalLM", "mixtral", Arch::Mixtral},
     {"Qwen2MoeForCausalLM", "qwen2_moe", Arch::Qwen2Moe},
     {"Qwen3MoeForCausalLM", "qwen3_moe", Arch::Qwen3Moe},
+    {"Gemma2ForCausalLM", "gemma2", Arch::Gemma2},
+    {"Gemma3ForCausalLM", "gemma3_text", Arch::Gemma3},
+    // The language model of a Gemma 3 vision checkpoint (text_config); the
+    // vision tower is not loaded.
+    {"Gemma3ForConditionalGeneration", "gemma3", Arch::Gemma3},
 };
 
 std::string supportedList(bool modelTypes) {
@@ -218,9 +224,12 @@ struct Rope {
 // inv_freq[i] = 1 / theta^(2i / headDim), then the scaling. Computed in double
 // and rounded once; Transformers computes in float32, which differs by at most
 // an ulp or so.
-Rope readRope(const FieldReader& cfg, const fs::path& file, int headDim, double defaultTheta) {
-    const json* object = cfg.find("rope_scaling");
-    std::string objectField = "rope_scaling";
+// `given`: read this object (named `givenField`) instead, as for Gemma 3's
+// per-layer-type rope_parameters.
+Rope readRope(const FieldReader& cfg, const fs::path& file, int headDim, double defaultTheta,
+              const json* given = nullptr, const std::string& givenField = {}) {
+    const json* object = given ? given : cfg.find("rope_scaling");
+    std::string objectField = given ? givenField : "rope_scaling";
     if (!object) {
         object = cfg.find("rope_parameters");
         objectField = "rope_parameters";
@@ -321,6 +330,15 @@ ArchDefaults archDefaults(Arch arch) {
         d.experts = 128;
         d.expertsPerToken = 8;
         d.moeIntermediate = 768;
+        break;
+    case Arch::Gemma2: // Gemma2Config (head_dim is required: see readGemmaFields)
+        d.kvHeads = 4;
+        d.maxPositions = 8192;
+        break;
+    case Arch::Gemma3: // Gemma3TextConfig
+        d.kvHeads = 4;
+        d.maxPositions = 131072;
+        d.ropeTheta = 1e6;
         break;
     default:
         break;
@@ -447,6 +465,70 @@ void readQwenSlidingWindow(const FieldReader& cfg, ModelConfig& c) {
     }
 }
 
+
+// A soft-capping value: absent = Transformers' default, null = none, else a
+// positive number (0 would divide by zero in cap * tanh(x / cap)).
+float readSoftcap(const FieldReader& cfg, const std::string& field, double fallback) {
+    const json* v = cfg.find(field);
+    if (!v) return cfg.has(field) || fallback == 0 ? 0.0f : static_cast<float>(fallback);
+    if (!v->is_number() || !(v->get<double>() > 0) || !std::isfinite(v->get<double>()))
+        cfg.fail(field, "must be a positive number or null (no soft-capping), got " + jsonSnippet(*v));
+    return static_cast<float>(v->get<double>());
+}
+
+// Gemma 2 and 3 (Gemma2Config, Gemma3TextConfig): GeGLU, (1 + w) norms,
+// four norms per layer, scaled embeddings, query_pre_attn_scalar, and
+// sliding layers alternating with global ones.
+void readGemmaFields(const FieldReader& cfg, const fs::path& file, ModelConfig& c) {
+    const std::string act = cfg.has("hidden_activation") ? cfg.string("hidden_activation") : "gelu_pytorch_tanh";
+    if (act != "gelu_pytorch_tanh")
+        cfg.fail("hidden_activation", "\"" + act + "\" is not supported (only gelu_pytorch_tanh)");
+    c.hiddenAct = Activation::GeluTanh;
+    c.normOffset = 1.0f;
+    c.postNorms = true;
+    c.tieWordEmbeddings = cfg.boolean("tie_word_embeddings", true);
+    if (cfg.boolean("attention_bias", false)) cfg.fail("attention_bias", "true is not supported");
+    // Transformers: scaling = query_pre_attn_scalar ** -0.5.
+    const double qpas = cfg.positiveNumber("query_pre_attn_scalar", 256);
+    c.attentionScale = static_cast<float>(1.0 / std::sqrt(qpas));
+    const bool gemma2 = c.arch == Arch::Gemma2;
+    c.attnSoftcap = readSoftcap(cfg, "attn_logit_softcapping", gemma2 ? 50.0 : 0.0);
+    c.finalSoftcap = readSoftcap(cfg, "final_logit_softcapping", gemma2 ? 30.0 : 0.0);
+    c.qkNorm = !gemma2;
+    c.slidingWindow = cfg.positiveInt("sliding_window", 4096);
+    if (cfg.has("layer_types")) {
+        c.slidingLayers = readLayerTypes(cfg, c);
+    } else {
+        // Gemma 2: even layers slide; Gemma 3: all but every
+        // sliding_window_pattern-th ("sliding" when (i + 1) % pattern != 0).
+        const int pattern = gemma2 ? 2 : cfg.positiveInt("sliding_window_pattern", cfg.positiveInt("_sliding_window_pattern", 6));
+        c.slidingLayers.resize(size_t(c.numLayers));
+        for (int i = 0; i < c.numLayers; ++i) c.slidingLayers[size_t(i)] = (i + 1) % pattern != 0;
+    }
+    if (!gemma2) {
+        // Sliding layers rotate with rope_local_base_freq and no scaling;
+        // Transformers 5 writes rope_parameters per layer type instead.
+        const json* params = cfg.has("rope_scaling") ? nullptr : cfg.find("rope_parameters");
+        if (params && params->is_object() && params->contains("full_attention")) {
+            const Rope global = readRope(cfg, file, c.headDim, 1e6, &(*params)["full_attention"], "rope_parameters.full_attention");
+            c.ropeTheta = static_cast<float>(global.theta);
+            c.ropeInvFreq = global.invFreq;
+            if (params->contains("sliding_attention")) {
+                const Rope sliding = readRope(cfg, file, c.headDim, 10000.0, &(*params)["sliding_attention"],
+                                              "rope_parameters.sliding_attention");
+                c.ropeLocalTheta = static_cast<float>(sliding.theta);
+                c.ropeLocalInvFreq = sliding.invFreq;
+                return;
+            }
+        }
+        c.ropeLocalTheta = static_cast<float>(cfg.positiveNumber("rope_local_base_freq", 10000.0));
+        const int half = c.headDim / 2;
+        c.ropeLocalInvFreq.resize(size_t(half));
+        for (int i = 0; i < half; ++i)
+            c.ropeLocalInvFreq[size_t(i)] = static_cast<float>(1.0 / std::pow(double(c.ropeLocalTheta), 2.0 * i / c.headDim));
+    }
+}
+
 } // namespace
 
 ModelConfig ModelConfig::load(const fs::path& dir) {
@@ -459,14 +541,25 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     }
     const json root = readJson(file);
     if (!root.is_object()) throw Error(file.string() + ": not a JSON object");
-    const FieldReader cfg(file, root);
+    const FieldReader top(file, root);
 
     ModelConfig c;
     c.dir = dir;
-    c.arch = detectArch(cfg, c.architecture, c.modelType);
+    c.arch = detectArch(top, c.architecture, c.modelType);
+    // Gemma 3 vision checkpoints keep the language model's fields in text_config.
+    const bool nested = c.architecture == "Gemma3ForConditionalGeneration";
+    const json* text = nested ? top.find("text_config") : nullptr;
+    if (nested && (!text || !text->is_object())) top.fail("text_config", "missing (the language model's settings)");
+    const FieldReader cfg(file, nested ? *text : root, nested ? "text_config." : "");
+    if (nested) c.weightPrefix = "language_model.model.";
 
-    const std::string act = cfg.string("hidden_act");
-    if (!act.empty() && act != "silu") cfg.fail("hidden_act", "\"" + act + "\" is not supported (only silu)");
+    if (!c.isGemma()) {
+        const std::string act = cfg.string("hidden_act");
+        if (!act.empty() && act != "silu") cfg.fail("hidden_act", "\"" + act + "\" is not supported (only silu)");
+    } else if (!cfg.has("head_dim")) {
+        // Gemma's head_dim (256 in the released models) is not hidden / heads.
+        cfg.fail("head_dim", "missing (Gemma's head size is not hidden_size / num_attention_heads; give it)");
+    }
 
     c.vocabSize = cfg.positiveInt("vocab_size");
     c.hiddenSize = cfg.positiveInt("hidden_size");
@@ -535,12 +628,26 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
         c.attentionBias = true; // Qwen2 always has q/k/v biases
         readQwenSlidingWindow(cfg, c);
         break;
+    case Arch::Gemma2:
+    case Arch::Gemma3:
+        break; // below, after the shared fields
     }
 
     c.tieWordEmbeddings = cfg.boolean("tie_word_embeddings", false);
     c.torchDtype = cfg.has("torch_dtype") ? cfg.string("torch_dtype") : cfg.string("dtype");
+    if (c.torchDtype.empty()) c.torchDtype = top.has("torch_dtype") ? top.string("torch_dtype") : top.string("dtype");
+    if (c.isGemma()) {
+        readGemmaFields(cfg, file, c);
+        // Transformers scales by sqrt(hidden) cast to the hidden states' dtype.
+        const float scale = std::sqrt(float(c.hiddenSize));
+        c.embedScale = c.torchDtype == "bfloat16" ? bf16ToFloat(floatToBf16(scale))
+                     : c.torchDtype == "float16"  ? f16ToFloat(floatToF16(scale))
+                                                  : scale;
+    }
     c.bosTokenIds = cfg.tokenIds("bos_token_id");
     c.eosTokenIds = cfg.tokenIds("eos_token_id");
+    if (nested && c.bosTokenIds.empty()) c.bosTokenIds = top.tokenIds("bos_token_id");
+    if (nested && c.eosTokenIds.empty()) c.eosTokenIds = top.tokenIds("eos_token_id");
 
     // generation_config.json often lists extra end tokens (e.g. <|im_end|> and
     // <|endoftext|>); generation stops on any of them.
@@ -572,6 +679,8 @@ std::string ModelConfig::archName() const {
     case Arch::Mixtral: return "Mixtral";
     case Arch::Qwen2Moe: return "Qwen2-MoE";
     case Arch::Qwen3Moe: return "Qwen3-MoE";
+    case Arch::Gemma2: return "Gemma 2";
+    case Arch::Gemma3: return "Gemma 3";
     }
     return "?";
 }

@@ -66,7 +66,8 @@ struct MatmulPush {
     uint32_t topK = 0, chunkExperts = 0; // matvec.comp with EXPERTS
     uint32_t qDim = 0, kvDim = 0, headDim = 0, sinOffset = 0; // matvec.comp with QKV_ROPE
 };
-constexpr uint32_t kFlagBias = 1, kFlagAccumulate = 2, kFlagGather = 4, kFlagScatter = 8;
+constexpr uint32_t kFlagBias = 1, kFlagAccumulate = 2, kFlagGather = 4, kFlagScatter = 8, kFlagGelu = 16;
+uint32_t actFlag(Activation act) { return act == Activation::GeluTanh ? kFlagGelu : 0u; }
 constexpr uint32_t kRouteLists = 160; // ROUTE_LISTS in common.glsl
 constexpr uint32_t kMaxSlots = 160;   // MAX_SLOTS in moe_route.comp
 constexpr uint32_t kMaskWords = 5;    // MASK_WORDS in moe_route.comp
@@ -150,7 +151,7 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
     for (size_t i = 0; i < gate.chunks.size(); ++i) {
         const auto& c = gate.chunks[i];
         MatmulPush p{c.rowCount, gate.cols, rowStride(gate), nTokens, x.offset, x.stride, out.offset, out.stride,
-                     c.firstRow, 0u};
+                     c.firstRow, actFlag(options.act)};
         setRoute(p, expert);
         p.eps = norm ? norm->eps : 0.0f;
         if (vector)
@@ -165,7 +166,7 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
 
 void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const std::vector<StackedExperts>& stacks,
                     const ExpertSlot& route, uint32_t topK, const Act& x, const Act& h, const Act& residual,
-                    uint32_t nTokens, const InputNorm* norm) {
+                    uint32_t nTokens, const InputNorm* norm, Activation act) {
     if (nTokens == 0 || stacks.empty()) return;
     for (const StackedExperts& e : stacks)
         if (e.experts == 0 || e.gate->rows % e.experts || e.down->rows % e.experts || e.gate->rows != e.up->rows ||
@@ -184,6 +185,7 @@ void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const std::vector<Stack
     // residual (which is x itself when the norm is folded); each writes only
     // the h rows of pairs whose slot it holds.
     p.eps = norm ? norm->eps : 0.0f;
+    p.flags = actFlag(act);
     for (const StackedExperts& e : stacks) {
         const DeviceMatrix &gate = *e.gate, &up = *e.up;
         const WeightShader shader =
@@ -246,25 +248,26 @@ void routeTokens(vk::Context& ctx, vk::Recorder& rec, const RouteParams& rp, con
 }
 
 void rmsnorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer& weight, const Act& out,
-             uint32_t rows, uint32_t dim, float eps, uint32_t rowsPerToken) {
+             uint32_t rows, uint32_t dim, float eps, uint32_t rowsPerToken, bool accumulate) {
     struct Push {
         uint32_t rows, dim, xOffset, xStride, outOffset, outStride;
         float eps;
-        uint32_t rowsPerToken;
-    } p{rows, dim, x.offset, x.stride, out.offset, out.stride, eps, std::max(rowsPerToken, 1u)};
+        uint32_t rowsPerToken, accumulate;
+    } p{rows, dim, x.offset, x.stride, out.offset, out.stride, eps, std::max(rowsPerToken, 1u), accumulate ? 1u : 0u};
     const auto& pipe = ctx.pipeline(ShaderId::rmsnorm, 3, sizeof p, {ctx.subgroupSize()});
     rec.dispatchFlat(pipe, {*x.buffer, weight, *out.buffer}, &p, sizeof p, rows);
 }
 
 void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const vk::Buffer& step,
-           const vk::Buffer& out, uint32_t nTokens) {
+           const vk::Buffer& out, uint32_t nTokens, float scale) {
     struct Push {
         uint32_t dim, Kp, nTokens, vocab, firstRow, rowCount;
+        float scale;
     };
     const WeightShader shader = weightShader(ctx, WeightFamily::embed, table.dtype, 1u, 0u);
     const auto& pipe = ctx.pipeline(shader.id, 3, sizeof(Push), {}, shader.texels);
     for (const auto& c : table.chunks) {
-        Push p{table.cols, rowStride(table), nTokens, table.rows, c.firstRow, c.rowCount};
+        Push p{table.cols, rowStride(table), nTokens, table.rows, c.firstRow, c.rowCount, scale};
         rec.dispatchFlat(pipe, {c.binding(), step, out}, &p, sizeof p, (uint64_t(nTokens) * table.cols + 63) / 64);
     }
 }
@@ -314,9 +317,9 @@ void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, con
                uint32_t nTokens) {
     struct Push {
         uint32_t nTokens, nHeads, nKvHeads, headDim, qStride, kvStride, outStride, window;
-        float scale;
+        float scale, softcap;
     } p{nTokens, s.nHeads, s.nKvHeads, s.headDim, s.nHeads * s.headDim, s.nKvHeads * s.headDim,
-        s.nHeads * s.headDim, s.window, s.scale};
+        s.nHeads * s.headDim, s.window, s.scale, s.softcap};
     const uint32_t S = ctx.subgroupSize();
     const uint32_t dimsPerLane = (s.headDim + S - 1) / S;
     // Texel reads of q, K and V (bindings 1-3); four floats per fetch when
@@ -336,12 +339,22 @@ void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, con
 }
 
 void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk::Buffer& u, const vk::Buffer& h,
-             uint32_t n) {
+             uint32_t n, Activation act) {
     struct Push {
-        uint32_t n;
-    } p{n};
+        uint32_t n, flags;
+    } p{n, actFlag(act)};
     const auto& pipe = ctx.pipeline(ShaderId::silu_mul, 3, sizeof p);
     rec.dispatchFlat(pipe, {g, u, h}, &p, sizeof p, (n + 63) / 64);
+}
+
+void softcap(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& x, uint32_t offset, uint32_t n, float cap) {
+    if (!(cap > 0)) throw Error("internal: soft-capping needs a positive cap");
+    struct Push {
+        uint32_t n, offset;
+        float cap;
+    } p{n, offset, cap};
+    const auto& pipe = ctx.pipeline(ShaderId::softcap, 1, sizeof p);
+    rec.dispatchFlat(pipe, {x}, &p, sizeof p, (n + 63) / 64);
 }
 
 void sigmoidScaleRows(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& s, const vk::Buffer& h, uint32_t nTokens,

@@ -339,7 +339,8 @@ void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep
         std::vector<ops::StackedExperts> stacks;
         for (const ExpertStack::Group& g : stack_->groups)
             stacks.push_back({&g.gate, &g.up, &g.down, g.slotCount, g.firstSlot});
-        ops::stackedExperts(ctx, rec, stacks, route, routing_.topK, in, {sc.hidden, 0, I}, {step.residual, 0, H}, n, norm);
+        ops::stackedExperts(ctx, rec, stacks, route, routing_.topK, in, {sc.hidden, 0, I}, {step.residual, 0, H}, n, norm,
+                            step.act);
         rec.barrier();
         return;
     }
@@ -361,7 +362,7 @@ void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep
         const ops::Act h{sc.hidden, 0, I};
         const bool gateUpLora = x.loraGate || x.loraUp;
         if (!gateUpLora) {
-            ops::matmulGated(ctx, rec, gate, up, in, h, n, {.expert = &gather});
+            ops::matmulGated(ctx, rec, gate, up, in, h, n, {.expert = &gather, .act = step.act});
         } else {
             ops::matmul(ctx, rec, gate, in, {sc.gate, 0, I}, n, {.expert = &gather});
             ops::matmul(ctx, rec, up, in, {sc.up, 0, I}, n, {.expert = &gather});
@@ -378,7 +379,7 @@ void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep
                     ops::matmul(ctx, rec, x.loraUp->b, {&st.loraUp, 0, r}, {sc.up, 0, I}, n, {.accumulate = true});
             }
             rec.barrier();
-            ops::siluMul(ctx, rec, *sc.gate, *sc.up, *sc.hidden, n * I);
+            ops::siluMul(ctx, rec, *sc.gate, *sc.up, *sc.hidden, n * I, step.act);
         }
         rec.barrier();
         ops::matmul(ctx, rec, down, h, {step.residual, 0, H}, n, {.accumulate = true, .expert = &scatter});
@@ -453,7 +454,7 @@ void SharedExpertMoe::recordShared(vk::Context& ctx, vk::Recorder& rec, const Ml
     const ops::Act in{step.input, 0, H};
     const ops::Act h{step.scratch.hidden, 0, I};
     ops::matmul(ctx, rec, sharedGate_, in, {&st.gateScore, 0, 1}, n);
-    ops::matmulGated(ctx, rec, shared_->gate(), shared_->up(), in, h, n);
+    ops::matmulGated(ctx, rec, shared_->gate(), shared_->up(), in, h, n, {.act = step.act});
     rec.barrier();
     ops::sigmoidScaleRows(ctx, rec, st.gateScore, *step.scratch.hidden, n, I);
     rec.barrier();

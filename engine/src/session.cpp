@@ -15,12 +15,14 @@ constexpr uint32_t kFloat = sizeof(float);
 const vk::Buffer* bias(const vk::Buffer& b) { return b.valid() ? &b : nullptr; }
 } // namespace
 
+float Session::embedScale() const { return model_.config().embedScale > 0 ? model_.config().embedScale : 1.0f; }
+
 Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(model), ctx_(model.context()) {
     const ModelConfig& c = model.config();
     maxContext_ = maxContext ? maxContext : std::min<uint32_t>(uint32_t(c.maxPositions > 0 ? c.maxPositions : 4096), 4096u);
     maxBatch_ = std::max<uint32_t>(1, std::min(maxBatch, maxContext_));
     attn_ = {uint32_t(c.numHeads), uint32_t(c.numKvHeads), uint32_t(c.headDim), uint32_t(c.slidingWindow),
-             c.attentionScale > 0 ? c.attentionScale : 1.0f / std::sqrt(float(c.headDim))};
+             c.attentionScale > 0 ? c.attentionScale : 1.0f / std::sqrt(float(c.headDim)), c.attnSoftcap};
     const uint64_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
     const uint64_t qDim = uint64_t(c.numHeads) * c.headDim, kvDim = uint64_t(c.numKvHeads) * c.headDim;
     uint32_t inter = 0;
@@ -39,6 +41,7 @@ Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(
     up_ = dev(maxBatch_ * inter);
     hidden_ = dev(maxBatch_ * inter);
     logits_ = vk::Buffer(ctx_, uint64_t(logitRows_) * V * kFloat, vk::MemoryUse::Readback);
+    if (c.postNorms) mlpOut_ = dev(maxBatch_ * H);
     for (int l = 0; l < c.numLayers; ++l) {
         kCache_.push_back(dev(uint64_t(maxContext_) * kvDim));
         vCache_.push_back(dev(uint64_t(maxContext_) * kvDim));
@@ -54,15 +57,19 @@ Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(
     // RoPE table as Transformers computes it: angle = float(pos) * inv_freq in
     // float32, then cos/sin of that angle.
     const uint32_t half = uint32_t(c.headDim) / 2;
-    if (c.ropeInvFreq.size() != half) throw Error("internal: RoPE frequencies do not match head_dim");
-    std::vector<float> table(size_t(maxContext_) * half * 2);
-    for (uint32_t p = 0; p < maxContext_; ++p)
-        for (uint32_t i = 0; i < half; ++i) {
-            const float angle = float(p) * c.ropeInvFreq[i];
-            table[size_t(p) * half + i] = float(std::cos(double(angle)));
-            table[size_t(maxContext_) * half + size_t(p) * half + i] = float(std::sin(double(angle)));
-        }
-    ropeTable_ = uploadFloats(ctx_, table);
+    auto ropeTable = [&](const std::vector<float>& invFreq) {
+        if (invFreq.size() != half) throw Error("internal: RoPE frequencies do not match head_dim");
+        std::vector<float> table(size_t(maxContext_) * half * 2);
+        for (uint32_t p = 0; p < maxContext_; ++p)
+            for (uint32_t i = 0; i < half; ++i) {
+                const float angle = float(p) * invFreq[i];
+                table[size_t(p) * half + i] = float(std::cos(double(angle)));
+                table[size_t(maxContext_) * half + size_t(p) * half + i] = float(std::sin(double(angle)));
+            }
+        return uploadFloats(ctx_, table);
+    };
+    ropeTable_ = ropeTable(c.ropeInvFreq);
+    if (!c.ropeLocalInvFreq.empty()) ropeLocalTable_ = ropeTable(c.ropeLocalInvFreq);
     recordedRevision_ = ~model.revision(); // states are created by the first forward()
 }
 
@@ -85,8 +92,35 @@ void Session::setCaptureLayers(std::vector<int> layers) {
     prefill_.reset();
 }
 
+ops::AttentionShape Session::layerAttention(size_t l) const {
+    ops::AttentionShape s = attn_;
+    s.window = uint32_t(model_.config().layerWindow(int(l)));
+    return s;
+}
+
+const vk::Buffer& Session::ropeTable(size_t l) const {
+    return model_.config().localRope(int(l)) ? ropeLocalTable_ : ropeTable_;
+}
+
 MlpStep Session::mlpStep(size_t l, uint32_t n) {
-    return {&xn_, &x_, {&gate_, &up_, &hidden_}, &step_, mlpStates_[l].get(), n};
+    // With post-norms the block adds into mlpOut_, normalised into x_ afterwards.
+    MlpStep step{&xn_, mlpOut_.valid() ? &mlpOut_ : &x_, {&gate_, &up_, &hidden_}, &step_, mlpStates_[l].get(), n};
+    step.act = model_.config().hiddenAct;
+    return step;
+}
+
+void Session::recordMlpPrologue(vk::Recorder& rec, uint32_t n) {
+    if (!mlpOut_.valid()) return;
+    rec.fill(vk::BufferView(mlpOut_, 0, uint64_t(n) * uint32_t(model_.config().hiddenSize) * kFloat), 0);
+    rec.barrier();
+}
+
+void Session::recordMlpEpilogue(vk::Recorder& rec, size_t l, uint32_t n) {
+    if (!mlpOut_.valid()) return;
+    const ModelConfig& c = model_.config();
+    const uint32_t H = uint32_t(c.hiddenSize);
+    ops::rmsnorm(ctx_, rec, {&mlpOut_, 0, H}, model_.layers_[l].postMlpNorm, {&x_, 0, H}, n, H, c.rmsNormEps, 1, true);
+    rec.barrier();
 }
 
 void Session::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
@@ -100,7 +134,9 @@ void Session::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
     } else {
         recordMlpNorm(rec, l, n);
     }
+    recordMlpPrologue(rec, n);
     mlp.record(ctx_, rec, step);
+    recordMlpEpilogue(rec, l, n);
 }
 
 void Session::recordQkvThenRope(vk::Recorder& rec, size_t l, uint32_t n, const ops::Act& in, const ops::InputNorm* inNorm) {
@@ -127,7 +163,7 @@ void Session::recordQkvThenRope(vk::Recorder& rec, size_t l, uint32_t n, const o
         ops::rmsnorm(ctx_, rec, k, L.kNorm, k, n * attn_.nKvHeads, D, c.rmsNormEps, attn_.nKvHeads);
         rec.barrier();
     }
-    ops::ropeStore(ctx_, rec, attn_, step_, q, k, v, q_, kCache_[l], vCache_[l], ropeTable_, maxContext_, n);
+    ops::ropeStore(ctx_, rec, attn_, step_, q, k, v, q_, kCache_[l], vCache_[l], ropeTable(l), maxContext_, n);
 }
 
 void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
@@ -148,14 +184,22 @@ void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
     // Decode of the usual layout: RoPE in the QKV projection's epilogue.
     if (L.qkv.rows && !L.qNorm.valid() && ops::qkvRopeFits(ctx_, L.qkv, n)) {
         ops::qkvRope(ctx_, rec, attn_, L.qkv, in, bias(L.qkvBias), inNorm, step_, q_, kCache_[l], vCache_[l],
-                     ropeTable_, maxContext_, n);
+                     ropeTable(l), maxContext_, n);
     } else {
         recordQkvThenRope(rec, l, n, in, inNorm);
     }
     rec.barrier();
-    ops::attention(ctx_, rec, attn_, step_, q_, kCache_[l], vCache_[l], attnOut_, n);
+    ops::attention(ctx_, rec, layerAttention(l), step_, q_, kCache_[l], vCache_[l], attnOut_, n);
     rec.barrier();
-    ops::matmul(ctx_, rec, L.o, {&attnOut_, 0, qDim}, {&x_, 0, H}, n, {.bias = bias(L.oBias), .accumulate = true});
+    if (!L.postAttnNorm.valid()) {
+        ops::matmul(ctx_, rec, L.o, {&attnOut_, 0, qDim}, {&x_, 0, H}, n, {.bias = bias(L.oBias), .accumulate = true});
+        rec.barrier();
+        return;
+    }
+    // Gemma: x += post_attention_layernorm(o_proj(attention)); xn_ is free again here.
+    ops::matmul(ctx_, rec, L.o, {&attnOut_, 0, qDim}, {&xn_, 0, H}, n, {.bias = bias(L.oBias)});
+    rec.barrier();
+    ops::rmsnorm(ctx_, rec, {&xn_, 0, H}, L.postAttnNorm, {&x_, 0, H}, n, H, c.rmsNormEps, 1, true);
     rec.barrier();
 }
 
@@ -186,7 +230,7 @@ void Session::runPagedStep(uint32_t n, bool allRows) {
         barriers += r.barrierCount();
     };
     vk::Recorder* rec = &nextSegment();
-    ops::embed(ctx_, *rec, model_.embed_, step_, x_, n);
+    ops::embed(ctx_, *rec, model_.embed_, step_, x_, n, embedScale());
     rec->barrier();
     for (size_t l = 0; l < model_.layers_.size(); ++l) {
         RoutedMlp* routed = model_.routedPart(l);
@@ -200,6 +244,7 @@ void Session::runPagedStep(uint32_t n, bool allRows) {
         auto* shared = dynamic_cast<SharedExpertMoe*>(model_.layers_[l].mlp.get());
         MlpStep routedStep = step;
         if (shared) routedStep.state = &SharedExpertMoe::routedState(*step.state);
+        recordMlpPrologue(*rec, n);
         routed->recordRouting(ctx_, *rec, routedStep);
         // The usage counters grow by each slot's tokens of this step.
         const std::vector<uint32_t> before = RoutedMlp::usage(*routedStep.state);
@@ -210,6 +255,7 @@ void Session::runPagedStep(uint32_t n, bool allRows) {
         rec = &nextSegment();
         routed->recordExperts(ctx_, *rec, routedStep, &tokensPerSlot);
         if (shared) shared->recordShared(ctx_, *rec, step);
+        recordMlpEpilogue(*rec, l, n);
     }
     recordHead(*rec, n, allRows);
     submit(*rec);
@@ -220,7 +266,7 @@ void Session::runPagedStep(uint32_t n, bool allRows) {
 
 void Session::recordStep(vk::Recorder& rec, uint32_t n, bool allRows) {
     rec.begin();
-    ops::embed(ctx_, rec, model_.embed_, step_, x_, n);
+    ops::embed(ctx_, rec, model_.embed_, step_, x_, n, embedScale());
     rec.barrier();
     for (size_t l = 0; l < model_.layers_.size(); ++l) recordLayer(rec, l, n);
     recordHead(rec, n, allRows);
@@ -235,11 +281,15 @@ void Session::recordHead(vk::Recorder& rec, uint32_t n, bool allRows) {
     const ops::InputNorm norm{&model_.finalNorm_, c.rmsNormEps};
     if (ops::foldsInputNorm(rows)) {
         ops::matmul(ctx_, rec, *model_.lmHead_, {&x_, firstRow * H, H}, {&logits_, 0, V}, rows, {.norm = &norm});
-        return;
+    } else {
+        ops::rmsnorm(ctx_, rec, {&x_, firstRow * H, H}, model_.finalNorm_, {&xn_, 0, H}, rows, H, c.rmsNormEps);
+        rec.barrier();
+        ops::matmul(ctx_, rec, *model_.lmHead_, {&xn_, 0, H}, {&logits_, 0, V}, rows);
     }
-    ops::rmsnorm(ctx_, rec, {&x_, firstRow * H, H}, model_.finalNorm_, {&xn_, 0, H}, rows, H, c.rmsNormEps);
-    rec.barrier();
-    ops::matmul(ctx_, rec, *model_.lmHead_, {&xn_, 0, H}, {&logits_, 0, V}, rows);
+    if (c.finalSoftcap > 0) {
+        rec.barrier();
+        ops::softcap(ctx_, rec, logits_, 0, rows * V, c.finalSoftcap);
+    }
 }
 
 std::vector<std::pair<int, std::vector<uint32_t>>> Session::expertUsage() const {

@@ -48,6 +48,7 @@ struct MlpStep {
     // un-normalised residual and the block folds this norm into the
     // projections that read it.
     ops::InputNorm inputNorm;
+    Activation act = Activation::Silu; // the gate activation of every expert (the model's)
 };
 
 // Records a layer's feed-forward block: residual[t] += MLP(input[t]).
@@ -90,6 +91,7 @@ private:
 
 struct LayerWeights {
     vk::Buffer attnNorm, mlpNorm; // float32
+    vk::Buffer postAttnNorm, postMlpNorm; // float32, Gemma's norms of the attention and MLP outputs; else empty
     // q, k and v as one projection (rows q, then k, then v: one dispatch);
     // separate matrices only when their dtypes differ.
     DeviceMatrix qkv;

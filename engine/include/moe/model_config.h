@@ -7,7 +7,11 @@
 
 namespace moe {
 
-enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Qwen3Moe };
+enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Qwen3Moe, Gemma2, Gemma3 };
+
+// The MLP's gate activation: SwiGLU (silu) or GeGLU with the tanh GELU
+// (Gemma's gelu_pytorch_tanh).
+enum class Activation { Silu, GeluTanh };
 
 struct ModelConfig {
     std::filesystem::path dir;    // the model folder, or the .gguf file
@@ -19,6 +23,9 @@ struct ModelConfig {
     Arch arch = Arch::Llama;
     std::string architecture;     // as in config.json, e.g. "LlamaForCausalLM"
     std::string modelType;        // config.json model_type
+    // Where the decoder's tensors are: "model." (model.embed_tokens.weight,
+    // model.layers.N.…), or a vision checkpoint's language model's prefix.
+    std::string weightPrefix = "model.";
     int vocabSize = 0;
     int hiddenSize = 0;
     int intermediateSize = 0;
@@ -35,7 +42,31 @@ struct ModelConfig {
     bool tieWordEmbeddings = false;
     bool attentionBias = false;     // q/k/v biases (Qwen2; Llama and Qwen3 with attention_bias)
     bool outputBias = false;        // o_proj bias too (Llama and Qwen3 attention_bias; never Qwen2)
-    bool qkNorm = false;            // per-head RMSNorm of q and k before RoPE (Qwen3)
+    bool qkNorm = false;            // per-head RMSNorm of q and k before RoPE (Qwen3, Gemma 3)
+    // Gemma: RMSNorm scales by (1 + w); the loader adds normOffset to every
+    // norm weight of a safetensors checkpoint (llama.cpp's converter already
+    // stored 1 + w in GGUF files, so there it is 0).
+    float normOffset = 0;
+    Activation hiddenAct = Activation::Silu;
+    // Gemma 2/3: four norms per layer; attention and MLP outputs are
+    // RMS-normalised (post_attention / post_feedforward_layernorm) before
+    // they are added to the residual.
+    bool postNorms = false;
+    float embedScale = 0;    // embeddings multiplied by this (Gemma: sqrt(hidden)); 0 = not scaled
+    float attnSoftcap = 0;   // scores = cap * tanh(scores / cap) (Gemma 2 attn_logit_softcapping); 0 = none
+    float finalSoftcap = 0;  // the same on the logits (final_logit_softcapping); 0 = none
+    // Per layer: whether slidingWindow applies; empty = every layer (Gemma
+    // alternates sliding and global layers).
+    std::vector<bool> slidingLayers;
+    // Gemma 3: the sliding layers' own RoPE frequencies (rope_local_base_freq);
+    // empty = ropeInvFreq on every layer.
+    std::vector<float> ropeLocalInvFreq;
+    float ropeLocalTheta = 0;
+    int layerWindow(int layer) const {
+        return slidingLayers.empty() || slidingLayers.at(size_t(layer)) ? slidingWindow : 0;
+    }
+    bool localRope(int layer) const { return !ropeLocalInvFreq.empty() && layerWindow(layer) > 0; }
+    bool isGemma() const { return arch == Arch::Gemma2 || arch == Arch::Gemma3; }
     // Native sparse MoE (Mixtral): experts per MLP layer (0 = dense MLPs),
     // experts each token runs, and whether the chosen experts' softmax
     // weights are renormalised to sum to 1 (Mixtral: yes).

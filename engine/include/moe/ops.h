@@ -3,6 +3,7 @@
 // Activations are float32 buffers addressed by element offsets and strides;
 // weights stay in their stored dtype (F32/F16/BF16) on the device.
 #include "moe/device_matrix.h"
+#include "moe/model_config.h"
 #include "moe/routing.h"
 #include "moe/vk.h"
 
@@ -61,8 +62,9 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
 struct GatedOptions {
     const ExpertSlot* expert = nullptr;
     const InputNorm* norm = nullptr;
+    Activation act = Activation::Silu; // the gate's activation (GeluTanh: GeGLU)
 };
-// out[t, r] = silu(Wg[r] · x[t]) * (Wu[r] · x[t]) in one pass (the matvec or the
+// out[t, r] = act(Wg[r] · x[t]) * (Wu[r] · x[t]) in one pass (the matvec or the
 // tiled kernel, as matmul() chooses).
 void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, const DeviceMatrix& up,
                  const Act& x, const Act& out, uint32_t nTokens, const GatedOptions& options = {});
@@ -87,7 +89,7 @@ struct StackedExperts {
 // and maxBatch); h holds nTokens * topK rows.
 void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const std::vector<StackedExperts>& stacks,
                     const ExpertSlot& route, uint32_t topK, const Act& x, const Act& h, const Act& residual,
-                    uint32_t nTokens, const InputNorm* norm = nullptr);
+                    uint32_t nTokens, const InputNorm* norm = nullptr, Activation act = Activation::Silu);
 
 // Routing of one MoE layer's step (moe_route.comp): softmax of `logits`
 // [n, experts], scores in `mode` (Token, Running or Sequence), top-k,
@@ -108,16 +110,20 @@ void routeTokens(vk::Context& ctx, vk::Recorder& rec, const RouteParams& p, cons
 // rowsPerToken > 1 (per-head norms) a token's rows lie `dim` apart and the
 // Act strides are per token: row r starts at offset + (r / rowsPerToken) *
 // stride + (r % rowsPerToken) * dim.
+// With `accumulate`, out += the normalised rows (out must not overlap x).
 void rmsnorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer& weight, const Act& out,
-             uint32_t rows, uint32_t dim, float eps, uint32_t rowsPerToken = 1);
-// out[t, :] = table[step.tokens[t], :] for t < nTokens.
+             uint32_t rows, uint32_t dim, float eps, uint32_t rowsPerToken = 1, bool accumulate = false);
+// out[t, :] = table[step.tokens[t], :] * scale for t < nTokens.
 void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const vk::Buffer& step,
-           const vk::Buffer& out, uint32_t nTokens);
+           const vk::Buffer& out, uint32_t nTokens, float scale = 1.0f);
+// x[offset + i] = cap * tanh(x[offset + i] / cap) for i < n, in place.
+void softcap(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& x, uint32_t offset, uint32_t n, float cap);
 
 struct AttentionShape {
     uint32_t nHeads = 0, nKvHeads = 0, headDim = 0;
     uint32_t window = 0; // sliding window in tokens, 0 = none
     float scale = 0;
+    float softcap = 0;   // scores = softcap * tanh(scores / softcap) (Gemma 2); 0 = none
 };
 // RoPE on q (into qOut, rows of nHeads * headDim) and k, storing k and v into
 // the caches at step.pos0 + t. q, k and v are read at their offsets and
@@ -140,12 +146,12 @@ void qkvRope(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const
 void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step,
                const vk::Buffer& q, const vk::Buffer& kCache, const vk::Buffer& vCache, const vk::Buffer& out,
                uint32_t nTokens);
-// h = silu(g) * u over n elements.
 // h[t, :] *= sigmoid(s[t]) for t < nTokens over rows of `width` (gated shared experts).
 void sigmoidScaleRows(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& s, const vk::Buffer& h, uint32_t nTokens,
                       uint32_t width);
+// h = act(g) * u over n elements (silu, or the tanh GELU).
 void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk::Buffer& u, const vk::Buffer& h,
-             uint32_t n);
+             uint32_t n, Activation act = Activation::Silu);
 // dst = src, `bytes` a multiple of 16 (bandwidth probe).
 // texelSource: read src through a texel-buffer view (how weights are read).
 void copy(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& src, const vk::Buffer& dst, uint64_t bytes,

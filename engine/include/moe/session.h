@@ -70,6 +70,11 @@ private:
     // The post-attention norm into xn_, and the capture of xn_ where asked for.
     void recordMlpNorm(vk::Recorder& rec, size_t layer, uint32_t nTokens);
     MlpStep mlpStep(size_t layer, uint32_t nTokens);
+    float embedScale() const;
+    // Before a layer's MLP block: clears mlpOut_ where the block adds into it (Gemma).
+    void recordMlpPrologue(vk::Recorder& rec, uint32_t nTokens);
+    // After it: x_ += post_feedforward_layernorm(mlpOut_) (Gemma); else nothing.
+    void recordMlpEpilogue(vk::Recorder& rec, size_t layer, uint32_t nTokens);
     // One step under an expert budget: a submit per MoE layer's routing.
     void runPagedStep(uint32_t nTokens, bool allRows);
     void writeStep(std::span<const int32_t> tokens);
@@ -83,6 +88,11 @@ private:
     uint32_t pos_ = 0;
     ops::AttentionShape attn_;
     vk::Buffer step_, x_, xn_, qkv_, q_, attnOut_, gate_, up_, hidden_, logits_, ropeTable_;
+    vk::Buffer ropeLocalTable_; // Gemma 3's sliding layers' RoPE; else empty
+    vk::Buffer mlpOut_;         // the MLP's output before its post-norm (Gemma); else empty
+    // The attention of layer l (its window) and its RoPE table.
+    ops::AttentionShape layerAttention(size_t layer) const;
+    const vk::Buffer& ropeTable(size_t layer) const;
     std::vector<vk::Buffer> kCache_, vCache_;
     std::vector<int> captureLayers_;
     std::vector<vk::Buffer> captureBuffers_;
