@@ -9,11 +9,13 @@
 #include "moe/chat_session.h"
 #include "moe/generate.h"
 #include "moe/runnable_model.h"
+#include "moe/sampler.h"
 #include "moe/vk.h"
 #include "test_paths.h"
 
 #include <QtTest/QtTest>
 
+#include <atomic>
 #include <fstream>
 #include <numeric>
 #include <thread>
@@ -157,6 +159,45 @@ private slots:
                 const uint32_t perToken = routing == "likelihood" ? 1u : 2u; // pinned: one slot
                 QCOMPARE(sum, perToken * uint32_t(r.generation.decodeSteps));
             }
+    }
+
+    // A long prompt goes in chunks (maxBatch tokens each) with the decoding
+    // sequences' steps between them: a sequence that decodes while another's
+    // 15-chunk prompt goes in keeps stepping during it, instead of waiting for
+    // the whole prompt. Its tokens are still those it gives alone.
+    void promptChunksLetOthersDecode() {
+        const uint32_t chunk = 8;
+        const std::vector<int32_t> start{1, 450, 2650, 3317};
+        std::vector<int32_t> longPrompt{1};
+        for (int i = 0; i < 119; ++i) longPrompt.push_back(int32_t(10 + (i * 37) % 4000));
+        auto greedyTokens = [&](Session& s, int steps, std::atomic<int>* done) {
+            std::vector<int32_t> out;
+            int32_t next = argmax(s.forward(start));
+            for (int i = 0; i < steps; ++i) {
+                out.push_back(next);
+                next = argmax(s.forward(std::span<const int32_t>(&next, 1)));
+                if (done) ++*done;
+            }
+            s.finishDecoding();
+            return out;
+        };
+        Session aloneSession(base->model(), 256, chunk);
+        const auto alone = greedyTokens(aloneSession, 60, nullptr);
+
+        Session decoder(base->model(), 256, chunk, 2);
+        Session prompter(decoder);
+        std::atomic<int> steps{0};
+        int during = -1;
+        std::vector<int32_t> together;
+        std::thread t([&] { together = greedyTokens(decoder, 60, &steps); });
+        while (steps.load() < 3) std::this_thread::yield();
+        const int before = steps.load();
+        prompter.forward(longPrompt);
+        during = steps.load() - before;
+        t.join();
+        QCOMPARE(together, alone);
+        qInfo("decode steps while a %zu-token prompt went in (chunks of %u): %d", longPrompt.size(), chunk, during);
+        QVERIFY2(during >= 5, qPrintable(QString("only %1 decode steps ran during the prompt").arg(during)));
     }
 
     // Sharing is bounded: a session made from a full group is refused, and a

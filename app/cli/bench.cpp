@@ -44,20 +44,14 @@ void runParallel(Model& model, const BenchArgs& a, json& out) {
         if (single > 0) r["aggregate_over_one_sequence"] = r["aggregate_decode_tokens_per_second"].get<double>() / single;
     out["parallel"] = rows;
     if (a.asJson) return;
-    std::printf("batched decode  %d-token prompts, %d tokens each
-", a.promptTokens, a.genTokens);
-    std::printf("  %9s %14s %14s %10s %12s %10s
-", "sequences", "aggregate t/s", "per-seq t/s", "TTFT s", "seqs/step",
+    std::printf("batched decode  %d-token prompts, %d tokens each\n", a.promptTokens, a.genTokens);
+    std::printf("  %9s %14s %14s %10s %12s %10s\n", "sequences", "aggregate t/s", "per-seq t/s", "TTFT s", "seqs/step",
                 "x one seq");
     for (const auto& r : rows)
-        std::printf("  %9d %14.1f %14.1f %10.3f %12.2f %10s
-", r["sequences"].get<int>(),
+        std::printf("  %9d %14.1f %14.1f %10.3f %12.2f %10.2f\n", r["sequences"].get<int>(),
                     r["aggregate_decode_tokens_per_second"].get<double>(),
                     r["per_sequence_decode_tokens_per_second"].get<double>(), r["time_to_first_token_seconds"].get<double>(),
-                    r["sequences_per_decode_step"].get<double>(),
-                    r.contains("aggregate_over_one_sequence")
-                        ? (std::to_string(r["aggregate_over_one_sequence"].get<double>()).substr(0, 4)).c_str()
-                        : "-");
+                    r["sequences_per_decode_step"].get<double>(), r.value("aggregate_over_one_sequence", 0.0));
 }
 
 json profileJson(const std::vector<vk::ProfileEntry>& entries, int steps) {
