@@ -41,7 +41,9 @@ std::string defaultModelName(const RunnableModel& model) {
     return std::filesystem::is_directory(p, ec) ? p.filename().string() : p.stem().string();
 }
 
-// A conversation slot: its own ChatSession (KV cache and position).
+// A conversation slot: its own ChatSession (KV cache rows and position) on
+// the sequences of one shared Session, so that the slots' decode steps run
+// together in one pass over the weights.
 struct Slot {
     std::unique_ptr<ChatSession> chat;
     bool busy = false;
@@ -51,7 +53,10 @@ struct Slot {
 class SlotPool {
 public:
     SlotPool(RunnableModel& model, int n, uint32_t context) {
-        for (int i = 0; i < n; ++i) slots_.push_back(Slot{std::make_unique<ChatSession>(model, context)});
+        auto first = std::make_unique<Session>(model.model(), context, 256, uint32_t(n));
+        for (int i = 1; i < n; ++i)
+            slots_.push_back(Slot{std::make_unique<ChatSession>(model, std::make_unique<Session>(*first))});
+        slots_.insert(slots_.begin(), Slot{std::make_unique<ChatSession>(model, std::move(first))});
     }
     // Waits for a free slot; null once the server stops.
     Slot* acquire(const std::atomic<bool>& stopping) {
@@ -141,7 +146,6 @@ struct OpenAiServer::Impl {
     std::atomic<bool> stopping{false};
     std::atomic<uint64_t> served{0}, nextId{0};
     uint64_t idSalt = 0;
-    std::mutex forwardMutex;      // slots take turns on the model per forward pass
     std::shared_mutex routingMutex; // a request in another routing mode has the model to itself
     ServerEvents events;
     std::atomic<int> inFlight{0};
@@ -246,7 +250,6 @@ struct OpenAiServer::Impl {
         if (own) model.setRouting(*r.routing);
         modeUsed = model.routing();
         r.reply.cancel = &stopping;
-        r.reply.forwardLock = &forwardMutex;
         return r.chat ? lease.chat().reply(r.messages, r.reply, onText) : lease.chat().complete(r.prompt, r.reply, onText);
     }
 

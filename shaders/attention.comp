@@ -1,5 +1,7 @@
 #version 450
-// Causal grouped-query attention over the KV cache for the step's tokens.
+// Causal grouped-query attention over the KV cache for the step's tokens,
+// each over its own sequence's rows. With QUERIES > 1 the host guarantees that
+// the step holds one sequence's consecutive positions.
 // One subgroup per (head, QUERIES consecutive tokens), no barriers: lanes
 // score one key each against every query of the group, so each key and value
 // is loaded once for QUERIES queries; the block max/sum come from subgroup ops
@@ -37,8 +39,9 @@ void main() {
     const uint lane = gl_SubgroupInvocationID;
     const uint S = gl_SubgroupSize;
     const uint kvh = h / (p.n_heads / p.n_kv_heads);
-    // Query i sits at position pos0 + t0 + i and sees keys first(i)..its position.
-    const uint posFirst = step.pos0 + t0, posLast = posFirst + nq - 1u;
+    // Query i sits at position posFirst + i and sees keys first(i)..its position.
+    const uint posFirst = STEP_POS(t0), posLast = posFirst + nq - 1u;
+    const uint rowBase = STEP_SEQ(t0) * step.seq_rows;
     const uint first = (p.window > 0u && posFirst + 1u > p.window) ? posFirst + 1u - p.window : 0u;
 
     float acc[QUERIES][MAX_DIMS_PER_LANE];
@@ -56,7 +59,7 @@ void main() {
         float dotv[QUERIES];
         for (uint i = 0; i < QUERIES; ++i) dotv[i] = 0.0;
         if (j <= posLast) {
-            const uint kb = j * p.kv_stride + kvh * p.head_dim;
+            const uint kb = (rowBase + j) * p.kv_stride + kvh * p.head_dim;
             uint d = 0;
             for (; d + 4u <= p.head_dim; d += 4u) {
                 const vec4 k4 = LOADX4(kcache, kb + d);
@@ -85,7 +88,7 @@ void main() {
         }
         const uint count = min(S, posLast + 1u - base);
         for (uint jj = 0; jj < count; ++jj) {
-            const uint vb = (base + jj) * p.kv_stride + kvh * p.head_dim;
+            const uint vb = (rowBase + base + jj) * p.kv_stride + kvh * p.head_dim;
             float wj[QUERIES];
             for (uint i = 0; i < QUERIES; ++i) wj[i] = subgroupBroadcast(weight[i], jj);
             for (uint d = 0; d < MAX_DIMS_PER_LANE; ++d) {

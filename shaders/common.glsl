@@ -98,11 +98,21 @@ uint flatGroupId() { return gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroup
 #define FLAT_INVOCATION_ID (flatGroupId() * gl_WorkGroupSize.x + gl_LocalInvocationID.x)
 
 // Per-step values written by the host before each submit, so a recorded
-// command buffer can be replayed for every decode step.
-// route_flags bit 0: the tokens are a reply (sequence routing keeps the
-// prompt's choice); route_pin: 0 = route normally, s + 1 = every token to slot s.
+// command buffer can be replayed for every decode step. One record per token:
+// x = token id, y = its position in its sequence, z = the sequence (KV cache
+// rows z * seq_rows .. z * seq_rows + seq_rows - 1), w = routing flags (bit 0:
+// the token is part of a reply, so sequence routing keeps the prompt's choice;
+// bits 1..: 0 = route normally, s + 1 = send the token to slot s).
+// Tokens of one sequence in one step are consecutive and in position order.
 #define DECLARE_STEP(B) \
-    layout(binding = B) readonly buffer Step { uint pos0; uint n_tokens; uint route_flags; uint route_pin; uint tokens[]; } step;
+    layout(binding = B) readonly buffer Step { uint n_tokens; uint seq_rows; uint pad0_; uint pad1_; uvec4 tok[]; } step;
+#define STEP_TOKEN(t) (step.tok[t].x)
+#define STEP_POS(t) (step.tok[t].y)
+#define STEP_SEQ(t) (step.tok[t].z)
+// The KV cache (and routing state) row of token t.
+#define STEP_ROW(t) (step.tok[t].z * step.seq_rows + step.tok[t].y)
+#define STEP_REPLY(t) ((step.tok[t].w & 1u) != 0u)
+#define STEP_PIN(t) (step.tok[t].w >> 1)
 
 const uint FLAG_BIAS = 1u;
 const uint FLAG_ACCUMULATE = 2u;

@@ -18,7 +18,7 @@ void main() {
     if (idx >= p.n_tokens * p.dim) return;
     const uint t = idx / p.dim;
     const uint i = idx % p.dim;
-    const uint tok = min(step.tokens[t], p.vocab - 1u); // the host validates ids; never read out of bounds
+    const uint tok = min(STEP_TOKEN(t), p.vocab - 1u); // the host validates ids; never read out of bounds
     if (tok < p.first_row || tok >= p.first_row + p.row_count) return;
     outv[idx] = LOAD1R(w, (tok - p.first_row) * p.Kp, p.dim, i) * p.scale;
 }

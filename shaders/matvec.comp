@@ -248,7 +248,7 @@ void main() {
     const float scale = NORM_INPUT ? inversesqrt(sums[ROWS * SUMS] / float(p.K) + p.eps) : 1.0;
 #ifdef QKV_ROPE
     // ROWS is even and head_dim even, so every pair lies in this subgroup.
-    const uint half_dim = p.head_dim / 2u, pos = step.pos0 + t;
+    const uint half_dim = p.head_dim / 2u, pos = STEP_POS(t), cacheRow = STEP_ROW(t);
     for (uint r = 0; r < ROWS; r += 2u) {
         const uint L = row0 + r;
         if (!subgroupElect() || L >= p.rows) continue;
@@ -264,11 +264,11 @@ void main() {
             outv[o] = a * c - b * sn;
             outv[o + half_dim] = b * c + a * sn;
         } else if (row < p.q_dim + p.kv_dim) {
-            const uint o = pos * p.kv_dim + row - p.q_dim;
+            const uint o = cacheRow * p.kv_dim + row - p.q_dim;
             kcache[o] = a * c - b * sn;
             kcache[o + half_dim] = b * c + a * sn;
         } else {
-            const uint o = pos * p.kv_dim + row - p.q_dim - p.kv_dim;
+            const uint o = cacheRow * p.kv_dim + row - p.q_dim - p.kv_dim;
             vcache[o] = a;
             vcache[o + half_dim] = b;
         }

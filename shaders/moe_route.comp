@@ -7,8 +7,10 @@
 // Modes: 0 token (each token's own probabilities), 1 running (running sum of
 // the probabilities of every token so far, optionally decayed), 2 sequence
 // (running during the prompt; a reply keeps the prompt's final choice).
-// The running sums live per position beside the KV cache, so decode is O(1)
-// and rewinding a session recomputes them.
+// The running sums live per sequence and position beside the KV cache, so
+// decode is O(1) and rewinding a session recomputes them. A step may hold
+// tokens of several sequences (batched decode): each token reads its own
+// sequence's sums, frozen choice and pin, and counts in its sequence's usage.
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
@@ -27,8 +29,8 @@ layout(push_constant) uniform Push {
 DECLARE_STEP(0)
 layout(binding = 1) readonly buffer Logits { float logits[]; }; // [n, E]
 layout(binding = 2) buffer Route { uint route[]; };
-layout(binding = 3) buffer State { float state[]; };   // running sums [max_ctx][E], frozen [E], probs [max_batch][E]
-layout(binding = 4) buffer Usage { uint usage[]; };    // tokens each slot received, accumulated
+layout(binding = 3) buffer State { float state[]; };   // running sums [seqs][seq_rows][E], frozen [seqs][E], probs [max_batch][E]
+layout(binding = 4) buffer Usage { uint usage[]; };    // [seqs][slots]: tokens each slot received, accumulated
 
 const uint MAX_SLOTS = 160u;            // experts + the base slot (MASK_WORDS × 32)
 const uint MASK_WORDS = 5u;
@@ -40,7 +42,6 @@ void main() {
     const uint E = p.n_experts;
     const uint slots = E + 1u;
     const uint lid = gl_LocalInvocationID.x;
-    const bool reply = (step.route_flags & 1u) != 0u;
     const uint weightsBase = ROUTE_LISTS + slots * p.max_batch;
     const uint chosenBase = weightsBase + p.max_batch * slots; // [max_batch][MASK_WORDS]
 
@@ -56,13 +57,16 @@ void main() {
     barrier();
 
     // 2. Running sums, one invocation per expert walking the tokens in order.
+    // A token's previous position is in the state already (an earlier step) or
+    // was written by this invocation for an earlier token of the step.
     if (p.mode != 0u && lid < E) {
-        float run = step.pos0 == 0u ? 0.0 : state[(step.pos0 - 1u) * E + lid];
         for (uint t = 0u; t < n; ++t) {
-            run = p.decay * run + state[p.probs_base + t * E + lid];
-            state[(step.pos0 + t) * E + lid] = run;
+            const uint row = STEP_ROW(t);
+            const float before = STEP_POS(t) == 0u ? 0.0 : state[(row - 1u) * E + lid];
+            const float run = p.decay * before + state[p.probs_base + t * E + lid];
+            state[row * E + lid] = run;
+            if (p.mode == 2u && !STEP_REPLY(t)) state[p.frozen_base + STEP_SEQ(t) * E + lid] = run;
         }
-        if (p.mode == 2u && !reply) state[p.frozen_base + lid] = run;
     }
     memoryBarrierBuffer();
     barrier();
@@ -72,13 +76,14 @@ void main() {
         float score[MAX_SLOTS];
         for (uint e = 0u; e < E; ++e) {
             if (p.mode == 0u) score[e] = state[p.probs_base + t * E + e];
-            else if (p.mode == 2u && reply) score[e] = state[p.frozen_base + e];
-            else score[e] = state[(step.pos0 + t) * E + e];
+            else if (p.mode == 2u && STEP_REPLY(t)) score[e] = state[p.frozen_base + STEP_SEQ(t) * E + e];
+            else score[e] = state[STEP_ROW(t) * E + e];
         }
         uint mask[MASK_WORDS] = uint[MASK_WORDS](0u, 0u, 0u, 0u, 0u);
         uint picked = 0u;
-        if (step.route_pin != 0u) {
-            const uint e = min(step.route_pin - 1u, E);
+        const uint pin = STEP_PIN(t);
+        if (pin != 0u) {
+            const uint e = min(pin - 1u, E);
             mask[e >> 5] |= 1u << (e & 31u);
             picked = 1u;
         } else {
@@ -96,7 +101,7 @@ void main() {
         for (uint e = 0u; e < slots; ++e) {
             float w = 0.0;
             if (chosen(mask, e))
-                w = (step.route_pin != 0u || total <= 0.0) ? 1.0 / float(picked)
+                w = (pin != 0u || total <= 0.0) ? 1.0 / float(picked)
                     : p.renormalise != 0u                   ? score[e] / total
                                                             : score[e];
             route[weightsBase + t * slots + e] = floatBitsToUint(w);
@@ -110,9 +115,10 @@ void main() {
     for (uint s = lid; s < slots; s += gl_WorkGroupSize.x) {
         uint count = 0u;
         for (uint t = 0u; t < n; ++t)
-            if ((route[chosenBase + t * MASK_WORDS + (s >> 5)] & (1u << (s & 31u))) != 0u)
+            if ((route[chosenBase + t * MASK_WORDS + (s >> 5)] & (1u << (s & 31u))) != 0u) {
                 route[ROUTE_LISTS + s * p.max_batch + count++] = t;
+                usage[STEP_SEQ(t) * slots + s] += 1u;
+            }
         route[s] = count;
-        usage[s] += count;
     }
 }

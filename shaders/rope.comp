@@ -1,7 +1,7 @@
 #version 450
 // Rotary embedding (Hugging Face rotate_half convention) for the step's
 // tokens: q rotated into q_out; k rotated and v copied into the KV cache at
-// position pos0 + t. q, k and v are read at their own offsets and strides, so
+// the token's row (its sequence's rows, at its position). q, k and v are read at their own offsets and strides, so
 // they can be the column ranges of one fused QKV projection's output.
 // cos/sin come from a host-computed table [pos][head_dim/2].
 #extension GL_GOOGLE_include_directive : require
@@ -30,7 +30,7 @@ void main() {
     const uint i = idx % half_dim;
     const uint h = (idx / half_dim) % heads;
     const uint t = idx / (half_dim * heads);
-    const uint pos = step.pos0 + t;
+    const uint pos = STEP_POS(t);
     const float c = table[p.table_cos_offset + pos * half_dim + i];
     const float s = table[p.table_sin_offset + pos * half_dim + i];
     if (h < p.n_heads) {
@@ -43,7 +43,7 @@ void main() {
         const uint kh = h - p.n_heads;
         const uint kb = p.k_offset + t * p.k_stride + kh * p.head_dim;
         const uint vb = p.v_offset + t * p.v_stride + kh * p.head_dim;
-        const uint dst = pos * p.kv_stride + kh * p.head_dim;
+        const uint dst = STEP_ROW(t) * p.kv_stride + kh * p.head_dim;
         const float x1 = k[kb + i], x2 = k[kb + i + half_dim];
         kcache[dst + i] = x1 * c - x2 * s;
         kcache[dst + i + half_dim] = x2 * c + x1 * s;

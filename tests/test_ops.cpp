@@ -98,17 +98,25 @@ std::vector<float> readFloats(const vk::Buffer& b, size_t n) {
     return v;
 }
 
+// A step of tokens from several sequences (each with its cache rows seq * seqRows ..).
+vk::Buffer makeStep(vk::Context& ctx, const std::vector<ops::StepToken>& tokens, uint32_t seqRows) {
+    ops::StepHeader h;
+    h.nTokens = uint32_t(tokens.size());
+    h.seqRows = seqRows;
+    vk::Buffer b(ctx, ops::stepBufferBytes(uint32_t(std::max<size_t>(tokens.size(), 1))), vk::MemoryUse::Upload);
+    b.upload(&h, sizeof h);
+    if (!tokens.empty()) b.upload(tokens.data(), tokens.size() * sizeof(ops::StepToken), sizeof h);
+    return b;
+}
+
+// One sequence's tokens at positions pos0, pos0 + 1, ...; routeFlags bit 0 =
+// reply, routePin 0 or slot + 1, for every token.
 vk::Buffer makeStep(vk::Context& ctx, uint32_t pos0, const std::vector<int32_t>& tokens, uint32_t routeFlags = 0,
                     uint32_t routePin = 0) {
-    ops::StepHeader h;
-    h.pos0 = pos0;
-    h.nTokens = uint32_t(tokens.size());
-    h.routeFlags = routeFlags;
-    h.routePin = routePin;
-    vk::Buffer b(ctx, sizeof h + std::max<size_t>(tokens.size(), 1) * 4, vk::MemoryUse::Upload);
-    b.upload(&h, sizeof h);
-    if (!tokens.empty()) b.upload(tokens.data(), tokens.size() * 4, sizeof h);
-    return b;
+    std::vector<ops::StepToken> t;
+    for (size_t i = 0; i < tokens.size(); ++i)
+        t.push_back({tokens[i], pos0 + uint32_t(i), 0, (routeFlags & 1u) | routePin << 1});
+    return makeStep(ctx, t, 0);
 }
 
 } // namespace
@@ -1061,6 +1069,149 @@ private slots:
         QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
     }
 
+    // Batched decode (several sequences in one step): each sequence's prompt
+    // goes in as a step of its own into its cache rows seq * seqRows + pos,
+    // then one step holds one token of every sequence, each at its own
+    // position, attending over its own rows only (a token reading another
+    // sequence's keys, or the wrong position, shows in the NMSE). Tolerance as
+    // ropeAttention.
+    void ropeAttentionOverSequences_data() {
+        QTest::addColumn<int>("window");
+        QTest::newRow("global") << 0;
+        QTest::newRow("window 4") << 4;
+    }
+    void ropeAttentionOverSequences() {
+        QFETCH(int, window);
+        const int heads = 4, kvHeads = 2, headDim = 16, seqRows = 16;
+        const std::vector<int> lengths{7, 1, 12};
+        const int S = int(lengths.size()), qDim = heads * headDim, kvDim = kvHeads * headDim;
+        const float scale = 1.0f / std::sqrt(float(headDim));
+        const std::vector<float> table = ref::ropeTable(ref::ropeInvFreq(10000.0, headDim), seqRows);
+        const ref::AttentionShape refShape{heads, kvHeads, headDim, window, scale};
+        ops::AttentionShape shape{uint32_t(heads), uint32_t(kvHeads), uint32_t(headDim), uint32_t(window), scale};
+        vk::Buffer kCache(*ctx, size_t(S) * seqRows * kvDim * 4, vk::MemoryUse::Device),
+            vCache(*ctx, size_t(S) * seqRows * kvDim * 4, vk::MemoryUse::Device);
+        auto T = deviceFloats(*ctx, table);
+
+        // Per sequence: its prompt and one more token, with q/k/v of its own.
+        std::vector<std::vector<float>> q(S), k(S), v(S);
+        std::vector<double> want; // the decode token's attention output per sequence
+        for (int s = 0; s < S; ++s) {
+            const int total = lengths[size_t(s)] + 1;
+            q[size_t(s)] = randomFloats(rng, size_t(total) * qDim);
+            k[size_t(s)] = randomFloats(rng, size_t(total) * kvDim);
+            v[size_t(s)] = randomFloats(rng, size_t(total) * kvDim);
+            std::vector<float> qr(size_t(total) * qDim), kc(size_t(seqRows) * kvDim), vc(size_t(seqRows) * kvDim);
+            ref::ropeStore(refShape, q[size_t(s)].data(), {0, size_t(qDim)}, k[size_t(s)].data(), {0, size_t(kvDim)},
+                           v[size_t(s)].data(), {0, size_t(kvDim)}, qr, kc, vc, table, seqRows, 0, total);
+            const auto att = ref::attention(refShape, qr.data(), kc.data(), vc.data(), 0, total);
+            want.insert(want.end(), att.end() - qDim, att.end());
+        }
+        // Rows [first, first + count) of sequence s's q, k, v into separate buffers.
+        auto rows = [&](const std::vector<float>& src, int dim, int first, int count) {
+            return std::vector<float>(src.begin() + long(first) * dim, src.begin() + long(first + count) * dim);
+        };
+        auto runStep = [&](const std::vector<ops::StepToken>& toks, const std::vector<float>& qs,
+                           const std::vector<float>& ks, const std::vector<float>& vs, bool oneSequence) {
+            const uint32_t n = uint32_t(toks.size());
+            auto step = makeStep(*ctx, toks, uint32_t(seqRows));
+            auto Qin = deviceFloats(*ctx, qs), Kin = deviceFloats(*ctx, ks), Vin = deviceFloats(*ctx, vs);
+            vk::Buffer Q(*ctx, size_t(n) * qDim * 4, vk::MemoryUse::Device), O(*ctx, size_t(n) * qDim * 4, vk::MemoryUse::Device);
+            run([&](vk::Recorder& rec) {
+                ops::ropeStore(*ctx, rec, shape, step, {&Qin, 0, uint32_t(qDim)}, {&Kin, 0, uint32_t(kvDim)},
+                               {&Vin, 0, uint32_t(kvDim)}, Q, kCache, vCache, T, uint32_t(seqRows), n);
+                rec.barrier();
+                ops::attention(*ctx, rec, shape, step, Q, kCache, vCache, O, n, oneSequence);
+            });
+            return readFloats(O, size_t(n) * qDim);
+        };
+        for (int s = 0; s < S; ++s) {
+            const int len = lengths[size_t(s)];
+            std::vector<ops::StepToken> toks;
+            for (int t = 0; t < len; ++t) toks.push_back({0, uint32_t(t), uint32_t(s), 0});
+            runStep(toks, rows(q[size_t(s)], qDim, 0, len), rows(k[size_t(s)], kvDim, 0, len),
+                    rows(v[size_t(s)], kvDim, 0, len), true);
+        }
+        std::vector<ops::StepToken> toks;
+        std::vector<float> qs, ks, vs;
+        for (int s = 0; s < S; ++s) {
+            const int len = lengths[size_t(s)];
+            toks.push_back({0, uint32_t(len), uint32_t(s), 0});
+            for (auto [dst, src, dim] : {std::tuple{&qs, &q, qDim}, std::tuple{&ks, &k, kvDim}, std::tuple{&vs, &v, kvDim}}) {
+                const auto r = rows((*src)[size_t(s)], dim, len, 1);
+                dst->insert(dst->end(), r.begin(), r.end());
+            }
+        }
+        const auto got = runStep(toks, qs, ks, vs, false);
+        const double e = nmse(got, std::vector<float>(want.begin(), want.end()));
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
+    // Routing state per sequence: two sequences' prompts in steps of their
+    // own, then a step with a reply token of each (one pinned). Running sums,
+    // the frozen prompt choice and usage are each sequence's own (one
+    // ref::Router per sequence).
+    void routeTokensOverSequences_data() {
+        QTest::addColumn<int>("mode");
+        QTest::newRow("running") << 1;
+        QTest::newRow("sequence") << 2;
+        QTest::newRow("token") << 0;
+    }
+    void routeTokensOverSequences() {
+        QFETCH(int, mode);
+        const uint32_t E = 5, nSlots = E + 1, maxBatch = 8, lists = 160, seqRows = 12;
+        ops::RouteParams rp;
+        rp.experts = E, rp.topK = 2, rp.mode = RoutingMode(mode), rp.maxBatch = maxBatch, rp.maxContext = seqRows;
+        rp.sequences = 2;
+        std::vector<ref::Router> routers(2, ref::Router{int(E), 2, mode, 1.0, true});
+        vk::Buffer route(*ctx, ops::routeBufferBytes(rp), vk::MemoryUse::Device);
+        vk::Buffer state(*ctx, ops::routeStateBytes(rp), vk::MemoryUse::Device);
+        vk::Buffer usage(*ctx, 2 * nSlots * 4, vk::MemoryUse::Device);
+        usage.fillZero();
+        std::vector<double> wantUsage(2 * nSlots, 0.0);
+        struct Tok { uint32_t seq, pos; bool reply; int pin; };
+        const std::vector<std::vector<Tok>> steps{
+            {{0, 0, false, -1}, {0, 1, false, -1}, {0, 2, false, -1}, {0, 3, false, -1}},
+            {{1, 0, false, -1}, {1, 1, false, -1}, {1, 2, false, -1}},
+            {{0, 4, true, -1}, {1, 3, true, 2}},
+            {{1, 4, true, -1}, {0, 5, true, -1}},
+        };
+        for (const auto& stepToks : steps) {
+            const uint32_t n = uint32_t(stepToks.size());
+            const auto logits = randomFloats(rng, size_t(n) * E, 2.0f);
+            std::vector<ops::StepToken> toks;
+            std::vector<float> wantWeights;
+            std::vector<std::vector<uint32_t>> wantLists(nSlots);
+            for (uint32_t t = 0; t < n; ++t) {
+                const Tok& x = stepToks[t];
+                toks.push_back({0, x.pos, x.seq, ops::routeFlags(x.reply, x.pin)});
+                const auto w = routers[x.seq].route(int(x.pos), ref::softmax(logits.data() + size_t(t) * E, int(E)),
+                                                    x.reply, x.pin);
+                for (uint32_t s = 0; s < nSlots; ++s) {
+                    wantWeights.push_back(float(w[s]));
+                    if (w[s] != 0) wantLists[s].push_back(t), wantUsage[x.seq * nSlots + s] += 1;
+                }
+            }
+            auto step = makeStep(*ctx, toks, seqRows);
+            auto L = deviceFloats(*ctx, logits);
+            run([&](vk::Recorder& rec) { ops::routeTokens(*ctx, rec, rp, step, L, route, state, usage); });
+            std::vector<uint32_t> words(route.size() / 4);
+            route.download(words.data(), words.size() * 4);
+            for (uint32_t s = 0; s < nSlots; ++s) {
+                const std::vector<uint32_t> got(words.begin() + lists + s * maxBatch,
+                                                words.begin() + lists + s * maxBatch + words[s]);
+                QVERIFY2(got == wantLists[s], qPrintable(QString("slot %1: %2 tokens, want %3")
+                                                              .arg(s).arg(got.size()).arg(wantLists[s].size())));
+            }
+            std::vector<float> gotWeights(size_t(n) * nSlots);
+            std::memcpy(gotWeights.data(), words.data() + lists + nSlots * maxBatch, gotWeights.size() * 4);
+            const double e = nmse(gotWeights, wantWeights);
+            QVERIFY2(e < kNmseLimit, qPrintable(QString("weights NMSE %1").arg(e)));
+        }
+        std::vector<uint32_t> gotUsage(2 * nSlots);
+        usage.download(gotUsage.data(), gotUsage.size() * 4);
+        for (uint32_t i = 0; i < 2 * nSlots; ++i) QCOMPARE(double(gotUsage[i]), wantUsage[i]);
+    }
 };
 
 QTEST_GUILESS_MAIN(TestOps)

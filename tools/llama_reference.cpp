@@ -47,7 +47,10 @@ constexpr const char* kUsage = R"(usage: llama-reference COMMAND ...
   tokenize MODEL.gguf --text T [--add-special] [--parse-special]
   perplexity MODEL.gguf --file TEXT --window W [--max-windows K]
                                           the windowing and scoring of `moe-cli perplexity`
-  bench MODEL.gguf --prompt-tokens P --gen-tokens G
+  bench MODEL.gguf --prompt-tokens P --gen-tokens G [--parallel N]
+                                          with N: N sequences, each prompt decoded alone, then
+                                          one batch of N tokens (one per sequence) per step, as
+                                          llama-server --parallel N decodes
 
 Runs llama.cpp's CPU backend with nproc threads (LLAMA_REFERENCE_THREADS
 overrides), an F32 KV cache and flash attention off. JSON on stdout; set LLAMA_REFERENCE_VERBOSE=1 for llama.cpp's log.
@@ -157,12 +160,12 @@ ModelPtr loadModel(const std::string& path, bool vocabOnly = false) {
     return ModelPtr(m);
 }
 
-ContextPtr makeContext(llama_model* model, uint32_t nCtx, uint32_t nBatch) {
+ContextPtr makeContext(llama_model* model, uint32_t nCtx, uint32_t nBatch, uint32_t nSeq = 1) {
     llama_context_params p = llama_context_default_params();
     p.n_ctx = nCtx;
     p.n_batch = nBatch;
     p.n_ubatch = nBatch;
-    p.n_seq_max = 1;
+    p.n_seq_max = nSeq;
     p.n_threads = threadCount();
     p.n_threads_batch = threadCount();
     p.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
@@ -181,14 +184,15 @@ int32_t vocabSize(const llama_model* model) { return llama_vocab_n_tokens(llama_
 // Decodes `tokens` at positions start.. in one batch (one ubatch: nBatch of
 // the context must hold them); outputs logits for every position when
 // allOutputs, else for the last.
-void decode(llama_context* ctx, const std::vector<llama_token>& tokens, llama_pos start, bool allOutputs) {
+void decode(llama_context* ctx, const std::vector<llama_token>& tokens, llama_pos start, bool allOutputs,
+            llama_seq_id seq = 0) {
     llama_batch batch = llama_batch_init(int32_t(tokens.size()), 0, 1);
     batch.n_tokens = int32_t(tokens.size());
     for (size_t i = 0; i < tokens.size(); ++i) {
         batch.token[i] = tokens[i];
         batch.pos[i] = start + llama_pos(i);
         batch.n_seq_id[i] = 1;
-        batch.seq_id[i][0] = 0;
+        batch.seq_id[i][0] = seq;
         batch.logits[i] = allOutputs || i + 1 == tokens.size();
     }
     const int32_t rc = llama_decode(ctx, batch);
@@ -414,13 +418,68 @@ json cmdPerplexity(const Args& a) {
 
 // ---------------------------------------------------------------- bench
 
+// N sequences decoding together: one batch per step holds each sequence's
+// next token at its own position, every row's logits out.
+json benchParallel(llama_model* model, long prompt, long gen, long parallel) {
+    using Clock = std::chrono::steady_clock;
+    const int32_t nVocab = vocabSize(model);
+    const uint32_t perSeq = uint32_t(prompt + gen + 1);
+    auto ctx = makeContext(model, perSeq * uint32_t(parallel), uint32_t(std::max(prompt, parallel)), uint32_t(parallel));
+    std::vector<std::vector<llama_token>> prompts(static_cast<size_t>(parallel));
+    for (size_t s = 0; s < prompts.size(); ++s)
+        for (long i = 0; i < prompt; ++i) prompts[s].push_back(llama_token((size_t(i) * 7919 + 13 + s * 101) % size_t(nVocab)));
+    auto run = [&](long steps, double* prefillSeconds, double* decodeSeconds) {
+        llama_memory_clear(llama_get_memory(ctx.get()), true);
+        std::vector<llama_token> next(prompts.size());
+        const auto t0 = Clock::now();
+        for (size_t s = 0; s < prompts.size(); ++s) {
+            decode(ctx.get(), prompts[s], 0, false, llama_seq_id(s));
+            next[s] = argmax(llama_get_logits_ith(ctx.get(), -1), nVocab);
+        }
+        const auto t1 = Clock::now();
+        llama_batch batch = llama_batch_init(int32_t(parallel), 0, 1);
+        for (long step = 0; step < steps; ++step) {
+            batch.n_tokens = int32_t(parallel);
+            for (long s = 0; s < parallel; ++s) {
+                batch.token[s] = next[size_t(s)];
+                batch.pos[s] = llama_pos(prompt + step);
+                batch.n_seq_id[s] = 1;
+                batch.seq_id[s][0] = llama_seq_id(s);
+                batch.logits[s] = true;
+            }
+            if (llama_decode(ctx.get(), batch) != 0) {
+                llama_batch_free(batch);
+                fail("llama_decode failed on a batch of " + std::to_string(parallel) + " sequences");
+            }
+            for (long s = 0; s < parallel; ++s) next[size_t(s)] = argmax(llama_get_logits_ith(ctx.get(), int32_t(s)), nVocab);
+        }
+        llama_batch_free(batch);
+        llama_synchronize(ctx.get());
+        if (prefillSeconds) *prefillSeconds = std::chrono::duration<double>(t1 - t0).count();
+        if (decodeSeconds) *decodeSeconds = std::chrono::duration<double>(Clock::now() - t1).count();
+    };
+    run(2, nullptr, nullptr); // warm-up
+    double prefill = 0, decodeSec = 0;
+    run(gen, &prefill, &decodeSec);
+    return {{"prompt_tokens", prompt},
+            {"gen_tokens", gen},
+            {"parallel", parallel},
+            {"threads", threadCount()},
+            {"prefill_seconds", prefill},
+            {"decode_seconds", decodeSec},
+            {"aggregate_decode_tokens_per_second", gen > 0 ? double(gen * parallel) / decodeSec : 0.0}};
+}
+
 json cmdBench(const Args& a) {
     if (a.positional.size() != 1) fail("bench needs MODEL.gguf");
     const long prompt = a.getInt("--prompt-tokens");
     const long gen = a.getInt("--gen-tokens");
+    const long parallel = a.getInt("--parallel", 0);
     if (prompt < 1) fail("--prompt-tokens must be at least 1");
+    if (parallel < 0 || parallel > 64) fail("--parallel must be 1 to 64");
     using Clock = std::chrono::steady_clock;
     auto model = loadModel(a.positional[0]);
+    if (parallel > 0) return benchParallel(model.get(), prompt, gen, parallel);
     const int32_t nVocab = vocabSize(model.get());
     auto ctx = makeContext(model.get(), uint32_t(prompt + gen + 1), uint32_t(prompt));
     std::vector<llama_token> ids(static_cast<size_t>(prompt));

@@ -21,8 +21,38 @@ struct BenchArgs {
     bool profile = false; // also time each shader over one prefill and the decode steps
     std::string expertBudget;
     std::string quantize;
+    std::vector<int> parallel; // batched decode at these numbers of sequences
     DeviceOptions device;
 };
+
+// Batched decode at each of a.parallel's sequence counts, into out["parallel"];
+// printed unless JSON.
+void runParallel(Model& model, const BenchArgs& a, json& out) {
+    if (a.parallel.empty()) return;
+    json rows = json::array();
+    double single = 0;
+    for (int n : a.parallel) {
+        const bench::ParallelFigures f = bench::measureParallelDecode(model, n, a.promptTokens, a.genTokens);
+        if (n == 1) single = f.aggregateDecode;
+        rows.push_back({{"sequences", n},
+                        {"aggregate_decode_tokens_per_second", f.aggregateDecode},
+                        {"per_sequence_decode_tokens_per_second", f.perSequenceDecode},
+                        {"time_to_first_token_seconds", f.timeToFirstToken},
+                        {"sequences_per_decode_step", f.sequencesPerStep}});
+    }
+    for (auto& r : rows)
+        if (single > 0) r["aggregate_over_one_sequence"] = r["aggregate_decode_tokens_per_second"].get<double>() / single;
+    out["parallel"] = rows;
+    if (a.asJson) return;
+    std::printf("batched decode  %d-token prompts, %d tokens each\n", a.promptTokens, a.genTokens);
+    std::printf("  %9s %14s %14s %10s %12s %10s\n", "sequences", "aggregate t/s", "per-seq t/s", "TTFT s", "seqs/step",
+                "x one seq");
+    for (const auto& r : rows)
+        std::printf("  %9d %14.1f %14.1f %10.3f %12.2f %10.2f\n", r["sequences"].get<int>(),
+                    r["aggregate_decode_tokens_per_second"].get<double>(),
+                    r["per_sequence_decode_tokens_per_second"].get<double>(), r["time_to_first_token_seconds"].get<double>(),
+                    r["sequences_per_decode_step"].get<double>(), r.value("aggregate_over_one_sequence", 0.0));
+}
 
 json profileJson(const std::vector<vk::ProfileEntry>& entries, int steps) {
     json out = json::array();
@@ -81,6 +111,7 @@ int runBenchSelector(const BenchArgs& a) {
     if (moeModel.expertBudget()) out["expert_cache"] = {{"prefill", expertCacheJson(moeModel, moeSpeed.prefillCache)},
                                {"decode", expertCacheJson(moeModel, moeSpeed.decodeCache)}};
     if (a.asJson) {
+        runParallel(moeModel, a, out);
         std::cout << out.dump(2) << "\n";
         return 0;
     }
@@ -92,6 +123,7 @@ int runBenchSelector(const BenchArgs& a) {
     std::printf("decode          dense %.1f tokens/s, MoE %.1f tokens/s (top-%d; %u dispatches, %u barriers per token)\n",
                 dense.decode, moeSpeed.decode, s.topK, moeSpeed.decodeDispatches, moeSpeed.decodeBarriers);
     printExpertCache(moeModel, expertCacheJson(moeModel, moeSpeed.decodeCache));
+    runParallel(moeModel, a, out);
     return 0;
 }
 
@@ -176,6 +208,7 @@ int runBench(const BenchArgs& a) {
         out["decode_speed_over_dense"] = dense.decode > 0 ? decodeRate / dense.decode : 0;
     }
     if (a.asJson) {
+        runParallel(*model, a, out);
         std::cout << out.dump(2) << "\n";
         return 0;
     }
@@ -206,6 +239,7 @@ int runBench(const BenchArgs& a) {
                     "decodes at %.2f x its speed\n",
                     a.dense.c_str(), (unsigned long long)denseParams, dense.prefill, dense.decode,
                     dense.decode > 0 ? decodeRate / dense.decode : 0);
+    runParallel(*model, a, out);
     return 0;
 }
 
@@ -227,6 +261,10 @@ Command addBenchCommand(CLI::App& app) {
     cmd->add_option("--dense", a->dense,
                     "A dense model to compare decode speed with (e.g. one with the MoE's active parameters)")
         ->check(CLI::ExistingDirectory);
+    cmd->add_option("--parallel", a->parallel,
+                    "Also measure batched decode at these numbers of sequences decoding together (1,2,4,8)")
+        ->delimiter(',')
+        ->check(CLI::Range(1, 64));
     cmd->add_flag("--json", a->asJson, "Machine-readable output");
     cmd->add_flag("--profile", a->profile,
                   "Also time each shader (device timestamps) over one prefill and the decode steps");

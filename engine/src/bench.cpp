@@ -1,5 +1,6 @@
 #include "moe/bench.h"
 
+#include "moe/error.h"
 #include "moe/ops.h"
 #include "moe/sampler.h"
 #include "moe/session.h"
@@ -10,8 +11,10 @@
 #include <cmath>
 #include <map>
 #include <fstream>
+#include <exception>
 #include <random>
 #include <string>
+#include <thread>
 
 namespace moe::bench {
 namespace {
@@ -66,6 +69,64 @@ SpeedFigures measureSpeed(Model& model, int promptTokens, int genTokens) {
     f.decodeDispatches = session.lastDispatches();
     f.decodeBarriers = session.lastBarriers();
     f.decodeCache = cacheFigures(model, uint64_t(genTokens));
+    return f;
+}
+
+ParallelFigures measureParallelDecode(Model& model, int sequences, int promptTokens, int genTokens) {
+    if (sequences < 1 || sequences > 64) throw Error("parallel sequences: give 1 to 64");
+    const uint32_t context = uint32_t(std::max(promptTokens + genTokens + 1, 16));
+    auto first = std::make_unique<Session>(model, context, uint32_t(std::max(promptTokens, 1)), uint32_t(sequences));
+    std::vector<std::unique_ptr<Session>> sessions;
+    for (int i = 1; i < sequences; ++i) sessions.push_back(std::make_unique<Session>(*first));
+    sessions.insert(sessions.begin(), std::move(first));
+    std::vector<std::vector<int32_t>> prompts;
+    for (int i = 0; i < sequences; ++i) {
+        auto p = randomPrompt(model.config(), promptTokens + i);
+        prompts.emplace_back(p.begin() + i, p.end()); // a different prompt per sequence
+    }
+    struct Times {
+        Clock::time_point firstToken, end;
+    };
+    auto round = [&](int steps) {
+        for (auto& s : sessions) s->reset();
+        std::vector<Times> times(static_cast<size_t>(sequences));
+        std::vector<std::exception_ptr> errors(static_cast<size_t>(sequences));
+        const auto start = Clock::now();
+        std::vector<std::thread> threads;
+        for (int i = 0; i < sequences; ++i)
+            threads.emplace_back([&, i] {
+                try {
+                    Session& s = *sessions[size_t(i)];
+                    int32_t next = argmax(s.forward(prompts[size_t(i)]));
+                    times[size_t(i)].firstToken = Clock::now();
+                    for (int t = 0; t < steps; ++t) next = argmax(s.forward(std::span<const int32_t>(&next, 1)));
+                    s.finishDecoding();
+                    times[size_t(i)].end = Clock::now();
+                } catch (...) {
+                    errors[size_t(i)] = std::current_exception();
+                }
+            });
+        for (auto& t : threads) t.join();
+        for (auto& e : errors)
+            if (e) std::rethrow_exception(e);
+        return std::pair{start, times};
+    };
+    round(4); // warm-up: records the steps of every batch size
+    const Session::StepFigures before = sessions[0]->stepFigures();
+    const auto [start, times] = round(genTokens);
+    const Session::StepFigures after = sessions[0]->stepFigures();
+    ParallelFigures f;
+    f.sequences = sequences;
+    auto decodeStart = times[0].firstToken, decodeEnd = times[0].end;
+    for (const Times& t : times) {
+        decodeStart = std::min(decodeStart, t.firstToken);
+        decodeEnd = std::max(decodeEnd, t.end);
+        f.timeToFirstToken += std::chrono::duration<double>(t.firstToken - start).count() / sequences;
+        f.perSequenceDecode += genTokens / std::chrono::duration<double>(t.end - t.firstToken).count() / sequences;
+    }
+    f.aggregateDecode = double(sequences) * genTokens / std::chrono::duration<double>(decodeEnd - decodeStart).count();
+    const uint64_t steps = after.decodeSteps - before.decodeSteps;
+    f.sequencesPerStep = steps ? double(after.decodeTokens - before.decodeTokens) / double(steps) : 0;
     return f;
 }
 

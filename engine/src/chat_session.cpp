@@ -7,15 +7,21 @@
 namespace moe {
 
 ChatSession::ChatSession(RunnableModel& model, uint32_t maxContext)
-    : model_(model), session_(model.model(), maxContext) {}
+    : model_(model), session_(std::make_unique<Session>(model.model(), maxContext)) {}
+
+ChatSession::ChatSession(RunnableModel& model, std::unique_ptr<Session> session)
+    : model_(model), session_(std::move(session)) {
+    if (!session_ || &session_->model() != &model.model())
+        throw Error("internal: a chat session needs a session of its own model");
+}
 
 void ChatSession::reset() {
-    session_.reset();
+    session_->reset();
     cached_.clear();
 }
 
 int ChatSession::replyBudget(int maxTokens) const {
-    const int contextLength = int(session_.maxContext());
+    const int contextLength = int(session_->maxContext());
     return std::clamp(maxTokens, 1, std::max(1, contextLength - 8));
 }
 
@@ -25,7 +31,7 @@ std::vector<int32_t> ChatSession::renderConversation(const std::vector<ChatMessa
     const ChatTemplate& tmpl = model_.chatTemplate();
     // Leave room for the reply; drop the oldest exchanges (never the system
     // prompt or the last message) until the prompt fits.
-    const int contextLength = int(session_.maxContext());
+    const int contextLength = int(session_->maxContext());
     const int budget = replyBudget(maxTokens);
     std::vector<ChatMessage> messages = conversation;
     std::vector<int32_t> tokens = encodeChat(tmpl, tok, messages);
@@ -48,9 +54,9 @@ std::vector<int32_t> ChatSession::renderConversation(const std::vector<ChatMessa
 std::vector<int32_t> ChatSession::encodePrompt(const std::string& prompt) const {
     std::vector<int32_t> tokens = model_.tokenizer().encode(prompt, true, false);
     if (tokens.empty()) throw Error("the prompt encodes to no tokens");
-    if (tokens.size() >= session_.maxContext())
+    if (tokens.size() >= session_->maxContext())
         throw PromptTooLong("the prompt is " + std::to_string(tokens.size()) + " tokens long; the model's context holds " +
-                            std::to_string(session_.maxContext()));
+                            std::to_string(session_->maxContext()));
     return tokens;
 }
 
@@ -78,14 +84,14 @@ ChatReply ChatSession::run(const std::vector<int32_t>& tokens, int maxTokens, co
                            const std::function<bool(const std::string&)>& onText) {
     ChatReply out;
     try {
-        const int contextLength = int(session_.maxContext());
+        const int contextLength = int(session_->maxContext());
         // Reuse the KV cache for the common prefix; at least one token is
         // forwarded so that the last position's logits are fresh.
         size_t reuse = 0;
-        const size_t limit = std::min<size_t>(cached_.size(), session_.position());
+        const size_t limit = std::min<size_t>(cached_.size(), session_->position());
         while (reuse < limit && reuse < tokens.size() && cached_[reuse] == tokens[reuse]) ++reuse;
         if (reuse == tokens.size()) --reuse;
-        session_.truncate(uint32_t(reuse));
+        session_->truncate(uint32_t(reuse));
         cached_.resize(reuse);
         out.promptTokens = int(tokens.size());
         out.reusedTokens = int(reuse);
@@ -104,13 +110,13 @@ ChatReply ChatSession::run(const std::vector<int32_t>& tokens, int maxTokens, co
             return s.lastLogits();
         };
         const std::vector<int32_t> turn(tokens.begin() + long(reuse), tokens.end());
-        out.generation = generate(session_, model_.tokenizer(), turn, gen, onText);
-        out.expertUsage = model_.expertUsage(session_);
+        out.generation = generate(*session_, model_.tokenizer(), turn, gen, onText);
+        out.expertUsage = model_.expertUsage(*session_);
         out.expertCache = model_.expertCache(uint64_t(turn.size()) + uint64_t(out.generation.decodeSteps));
 
         cached_ = tokens;
         cached_.insert(cached_.end(), out.generation.tokens.begin(), out.generation.tokens.end());
-        cached_.resize(std::min<size_t>(cached_.size(), session_.position()));
+        cached_.resize(std::min<size_t>(cached_.size(), session_->position()));
         return out;
     } catch (...) {
         // The session may hold a half-forwarded batch: start the next reply from scratch.

@@ -34,6 +34,11 @@ GenerateResult generate(Session& session, const Tokenizer& tokenizer, const std:
     for (const auto& s : options.stopStrings)
         if (s.empty()) throw Error("a stop string must not be empty");
 
+    // However the reply ends, sequences sharing the session stop waiting for this one's next token.
+    struct DecodingEnds {
+        Session& s;
+        ~DecodingEnds() { s.finishDecoding(); }
+    } decodingEnds{session};
     std::unique_lock<std::mutex> turn;
     if (options.forwardLock) turn = std::unique_lock<std::mutex>(*options.forwardLock, std::defer_lock);
     auto t0 = Clock::now();

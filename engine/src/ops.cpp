@@ -229,7 +229,8 @@ uint64_t routeBufferBytes(const RouteParams& p) {
 }
 
 uint64_t routeStateBytes(const RouteParams& p) {
-    return (uint64_t(p.maxContext) * p.experts + p.experts + uint64_t(p.maxBatch) * p.experts) * 4;
+    const uint64_t seqs = std::max<uint32_t>(1, p.sequences);
+    return (seqs * p.maxContext * p.experts + seqs * p.experts + uint64_t(p.maxBatch) * p.experts) * 4;
 }
 
 void routeTokens(vk::Context& ctx, vk::Recorder& rec, const RouteParams& rp, const vk::Buffer& step,
@@ -241,8 +242,14 @@ void routeTokens(vk::Context& ctx, vk::Recorder& rec, const RouteParams& rp, con
         uint32_t experts, topK, mode, maxBatch;
         float decay;
         uint32_t probsBase, frozenBase, renormalise;
-    } p{rp.experts, rp.topK, uint32_t(rp.mode), rp.maxBatch, rp.decay,
-        rp.maxContext * rp.experts + rp.experts, rp.maxContext * rp.experts, rp.renormalise};
+    } p{};
+    const uint32_t seqs = std::max<uint32_t>(1, rp.sequences);
+    const uint64_t frozenBase = uint64_t(seqs) * rp.maxContext * rp.experts;
+    if (frozenBase + uint64_t(seqs) * rp.experts > UINT32_MAX)
+        throw Error("the routing state of " + std::to_string(seqs) + " sequences of " + std::to_string(rp.maxContext) +
+                    " tokens is too large");
+    p = {rp.experts, rp.topK, uint32_t(rp.mode), rp.maxBatch, rp.decay, uint32_t(frozenBase + uint64_t(seqs) * rp.experts),
+         uint32_t(frozenBase), rp.renormalise};
     const auto& pipe = ctx.pipeline(ShaderId::moe_route, 5, sizeof p);
     rec.dispatch(pipe, {step, logits, route, state, usage}, &p, sizeof p, 1);
 }
@@ -314,7 +321,7 @@ void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, con
 
 void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step,
                const vk::Buffer& q, const vk::Buffer& kCache, const vk::Buffer& vCache, const vk::Buffer& out,
-               uint32_t nTokens) {
+               uint32_t nTokens, bool oneSequence) {
     struct Push {
         uint32_t nTokens, nHeads, nKvHeads, headDim, qStride, kvStride, outStride, window;
         float scale, softcap;
@@ -333,7 +340,7 @@ void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, con
                                                         : vk::TexelBindings{0u, 0xeu, 0u};
     // Prefill: each subgroup attends for several consecutive queries, so a key
     // and value are loaded once for all of them.
-    const uint32_t queries = nTokens > 1 ? attentionQueries() : 1u;
+    const uint32_t queries = nTokens > 1 && oneSequence ? attentionQueries() : 1u;
     const auto& pipe = ctx.pipeline(shader, 5, sizeof p, {S, std::max(dimsPerLane, 1u), queries}, texels);
     rec.dispatch(pipe, {step, q, kCache, vCache, out}, &p, sizeof p, s.nHeads, (nTokens + queries - 1) / queries, 1);
 }

@@ -177,15 +177,18 @@ uint64_t RoutedMlp::addedBytes() const {
 
 uint64_t RoutedMlp::deviceBytes() const { return base_->deviceBytes() + addedBytes(); }
 
-std::unique_ptr<MlpState> RoutedMlp::createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const {
+std::unique_ptr<MlpState> RoutedMlp::createState(vk::Context& ctx, const MlpStateShape& shape) const {
+    const uint32_t maxBatch = shape.maxBatch;
     auto s = std::make_unique<RoutedState>();
     s->params.experts = expertCount();
     s->params.maxBatch = maxBatch;
-    s->params.maxContext = maxContext;
+    s->params.maxContext = shape.maxContext;
+    s->params.sequences = std::max<uint32_t>(1, shape.sequences);
     s->logits = vk::Buffer(ctx, uint64_t(maxBatch) * expertCount() * kFloat, vk::MemoryUse::Device);
     s->route = vk::Buffer(ctx, ops::routeBufferBytes(s->params), vk::MemoryUse::Device);
     s->state = vk::Buffer(ctx, ops::routeStateBytes(s->params), vk::MemoryUse::Device);
-    s->usage = vk::Buffer(ctx, (expertCount() + 1) * sizeof(uint32_t), vk::MemoryUse::Readback);
+    s->usage = vk::Buffer(ctx, uint64_t(s->params.sequences) * (expertCount() + 1) * sizeof(uint32_t),
+                          vk::MemoryUse::Readback);
     s->usage.fillZero();
     if (loraRank_) {
         for (auto* b : {&s->loraGate, &s->loraUp, &s->loraDown})
@@ -194,14 +197,27 @@ std::unique_ptr<MlpState> RoutedMlp::createState(vk::Context& ctx, uint32_t maxC
     return s;
 }
 
-std::vector<uint32_t> RoutedMlp::usage(const MlpState& state) {
+std::vector<uint32_t> RoutedMlp::usage(const MlpState& state, int sequence) {
     const auto& s = dynamic_cast<const RoutedState&>(state);
-    std::vector<uint32_t> counts(s.params.experts + 1);
-    s.usage.download(counts.data(), counts.size() * sizeof(uint32_t));
+    const size_t slots = s.params.experts + 1;
+    std::vector<uint32_t> all(slots * s.params.sequences);
+    s.usage.download(all.data(), all.size() * sizeof(uint32_t));
+    if (sequence >= 0) {
+        if (uint32_t(sequence) >= s.params.sequences) throw Error("internal: usage of a sequence the state does not hold");
+        return {all.begin() + long(size_t(sequence) * slots), all.begin() + long(size_t(sequence + 1) * slots)};
+    }
+    std::vector<uint32_t> counts(slots);
+    for (size_t i = 0; i < all.size(); ++i) counts[i % slots] += all[i];
     return counts;
 }
 
-void RoutedMlp::resetUsage(MlpState& state) { dynamic_cast<RoutedState&>(state).usage.fillZero(); }
+void RoutedMlp::resetUsage(MlpState& state, int sequence) {
+    auto& s = dynamic_cast<RoutedState&>(state);
+    if (sequence < 0) return s.usage.fillZero();
+    if (uint32_t(sequence) >= s.params.sequences) throw Error("internal: usage of a sequence the state does not hold");
+    const std::vector<uint32_t> zeros(s.params.experts + 1);
+    s.usage.upload(zeros.data(), zeros.size() * sizeof(uint32_t), uint64_t(sequence) * zeros.size() * sizeof(uint32_t));
+}
 
 namespace {
 // Every device matrix an expert owns, in a fixed order.
@@ -422,18 +438,19 @@ uint64_t SharedExpertMoe::deviceBytes() const {
 
 uint32_t SharedExpertMoe::scratchWidth() const { return std::max(routed_->scratchWidth(), shared_->scratchWidth()); }
 
-std::vector<uint32_t> SharedExpertMoe::expertUsage(const MlpState* state) const {
-    return state ? routed_->expertUsage(dynamic_cast<const SharedState&>(*state).routed.get()) : std::vector<uint32_t>{};
+std::vector<uint32_t> SharedExpertMoe::expertUsage(const MlpState* state, int sequence) const {
+    return state ? routed_->expertUsage(dynamic_cast<const SharedState&>(*state).routed.get(), sequence)
+                 : std::vector<uint32_t>{};
 }
 
-void SharedExpertMoe::resetExpertUsage(MlpState* state) const {
-    if (state) routed_->resetExpertUsage(dynamic_cast<SharedState&>(*state).routed.get());
+void SharedExpertMoe::resetExpertUsage(MlpState* state, int sequence) const {
+    if (state) routed_->resetExpertUsage(dynamic_cast<SharedState&>(*state).routed.get(), sequence);
 }
 
-std::unique_ptr<MlpState> SharedExpertMoe::createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const {
+std::unique_ptr<MlpState> SharedExpertMoe::createState(vk::Context& ctx, const MlpStateShape& shape) const {
     auto s = std::make_unique<SharedState>();
-    s->routed = routed_->createState(ctx, maxContext, maxBatch);
-    s->gateScore = vk::Buffer(ctx, uint64_t(maxBatch) * kFloat, vk::MemoryUse::Device);
+    s->routed = routed_->createState(ctx, shape);
+    s->gateScore = vk::Buffer(ctx, uint64_t(shape.maxBatch) * kFloat, vk::MemoryUse::Device);
     return s;
 }
 

@@ -2,9 +2,16 @@
 
 #include "moe/error.h"
 #include "moe/routed_mlp.h"
+#include "op_tuning.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <map>
+#include <mutex>
 #include <string>
 
 namespace moe {
@@ -13,14 +20,106 @@ namespace {
 constexpr uint32_t kFloat = sizeof(float);
 // An optional weight (a bias) as the ops take it: null when the model has none.
 const vk::Buffer* bias(const vk::Buffer& b) { return b.valid() ? &b : nullptr; }
+using Clock = std::chrono::steady_clock;
 } // namespace
 
-float Session::embedScale() const { return model_.config().embedScale > 0 ? model_.config().embedScale : 1.0f; }
+// One forward step asked for by a session: a chunk of its prompt, or one
+// decode token that may run beside other sequences' tokens.
+struct StepJob {
+    Session* session = nullptr;
+    std::span<const int32_t> tokens;
+    bool decode = false;                  // one token, last logits only: batchable
+    bool firstChunk = true;               // the first step of a forward(): captures start afresh
+    std::vector<float>* allLogits = nullptr;
+    Clock::time_point queued;
+    bool done = false;
+    std::exception_ptr error;
+};
 
-Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(model), ctx_(model.context()) {
+// The device state of every sequence of a group of sessions, and the queue
+// their steps take turns in. A thread whose step is queued runs the front of
+// the queue when no step is running: the front prompt chunk alone, or every
+// queued decode token together (after waiting up to a short window for the
+// other decoding sequences' next tokens).
+struct Session::Shared {
+    Shared(Model& model, uint32_t maxContext, uint32_t maxBatch, uint32_t maxSequences);
+
+    Model& model_;
+    vk::Context& ctx_;
+    uint32_t maxContext_ = 0;
+    uint32_t maxBatch_ = 0;
+    uint32_t maxSequences_ = 1;
+    uint32_t logitRows_ = 0; // rows of logits one submit can hold
+    ops::AttentionShape attn_;
+    vk::Buffer step_, x_, xn_, qkv_, q_, attnOut_, gate_, up_, hidden_, logits_, ropeTable_;
+    vk::Buffer ropeLocalTable_; // Gemma 3's sliding layers' RoPE; else empty
+    vk::Buffer mlpOut_;         // the MLP's output before its post-norm (Gemma); else empty
+    std::vector<vk::Buffer> kCache_, vCache_;
+    std::vector<int> captureLayers_;
+    std::vector<vk::Buffer> captureBuffers_;
+    std::vector<std::vector<float>> captured_;
+    std::unique_ptr<vk::Recorder> decode_;  // one sequence's one-token step, recorded once
+    std::unique_ptr<vk::Recorder> prefill_; // re-recorded per batch size
+    std::map<uint32_t, std::unique_ptr<vk::Recorder>> batched_; // n sequences' tokens, one each
+    std::vector<std::unique_ptr<vk::Recorder>> segments_;       // paged steps, re-recorded every step
+    uint32_t prefillRecordedFor_ = 0;
+    uint64_t recordedRevision_ = 0;
+    bool prefillAllRows_ = false;
+    bool oneSequence_ = true; // the step being recorded holds one sequence's consecutive tokens
+    std::vector<std::unique_ptr<MlpState>> mlpStates_;
+    uint32_t lastDispatches_ = 0, lastBarriers_ = 0, lastSequences_ = 0;
+    Session::StepFigures figures_;
+
+    // Sequences and the step queue, under mu_.
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::vector<bool> taken_;
+    std::vector<bool> decoding_; // its last step was a decode token and its reply goes on
+    std::deque<StepJob*> queue_;
+    bool running_ = false;
+    std::chrono::microseconds batchWindow_{2000};
+
+    uint32_t takeSequence();
+    void releaseSequence(uint32_t seq);
+    // Queues `job` and returns once it has run (on this thread or another).
+    void submit(StepJob& job);
+    // Runs while no step is running; fn(…) on the idle state.
+    template <class F>
+    auto whenIdle(F&& fn) {
+        std::unique_lock lk(mu_);
+        cv_.wait(lk, [&] { return !running_; });
+        return fn();
+    }
+
+    void run(const std::vector<StepJob*>& jobs);
+    void writeStep(const std::vector<StepJob*>& jobs);
+    void recordStep(vk::Recorder& rec, uint32_t nTokens, bool allRows);
+    void recordLayer(vk::Recorder& rec, size_t layer, uint32_t nTokens);
+    void recordHead(vk::Recorder& rec, uint32_t nTokens, bool allRows);
+    void recordAttention(vk::Recorder& rec, size_t layer, uint32_t nTokens);
+    void recordQkvThenRope(vk::Recorder& rec, size_t layer, uint32_t nTokens, const ops::Act& in,
+                           const ops::InputNorm* inNorm);
+    void recordMlpNorm(vk::Recorder& rec, size_t layer, uint32_t nTokens);
+    MlpStep mlpStep(size_t layer, uint32_t nTokens);
+    float embedScale() const;
+    // Before a layer's MLP block: clears mlpOut_ where the block adds into it (Gemma).
+    void recordMlpPrologue(vk::Recorder& rec, uint32_t nTokens);
+    // After it: x_ += post_feedforward_layernorm(mlpOut_) (Gemma); else nothing.
+    void recordMlpEpilogue(vk::Recorder& rec, size_t layer, uint32_t nTokens);
+    // The attention of layer l (its window) and its RoPE table.
+    ops::AttentionShape layerAttention(size_t layer) const;
+    const vk::Buffer& ropeTable(size_t layer) const;
+    void runPagedStep(uint32_t nTokens, bool allRows);
+    void syncWithModel();
+};
+
+Session::Shared::Shared(Model& model, uint32_t maxContext, uint32_t maxBatch, uint32_t maxSequences)
+    : model_(model), ctx_(model.context()) {
     const ModelConfig& c = model.config();
     maxContext_ = maxContext ? maxContext : std::min<uint32_t>(uint32_t(c.maxPositions > 0 ? c.maxPositions : 4096), 4096u);
+    maxSequences_ = std::max<uint32_t>(1, maxSequences);
     maxBatch_ = std::max<uint32_t>(1, std::min(maxBatch, maxContext_));
+    maxBatch_ = std::max(maxBatch_, maxSequences_);
     attn_ = {uint32_t(c.numHeads), uint32_t(c.numKvHeads), uint32_t(c.headDim), uint32_t(c.slidingWindow),
              c.attentionScale > 0 ? c.attentionScale : 1.0f / std::sqrt(float(c.headDim)), c.attnSoftcap};
     const uint64_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
@@ -31,7 +130,7 @@ Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(
     logitRows_ = uint32_t(std::max<uint64_t>(1, std::min<uint64_t>(maxBatch_, ctx_.maxStorageRange() / (V * kFloat))));
 
     auto dev = [&](uint64_t floats) { return vk::Buffer(ctx_, floats * kFloat, vk::MemoryUse::Device); };
-    step_ = vk::Buffer(ctx_, sizeof(ops::StepHeader) + maxBatch_ * sizeof(int32_t), vk::MemoryUse::Upload);
+    step_ = vk::Buffer(ctx_, ops::stepBufferBytes(maxBatch_), vk::MemoryUse::Upload);
     x_ = dev(maxBatch_ * H);
     xn_ = dev(maxBatch_ * H);
     qkv_ = dev(maxBatch_ * (qDim + 2 * kvDim));
@@ -42,17 +141,19 @@ Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(
     hidden_ = dev(maxBatch_ * inter);
     logits_ = vk::Buffer(ctx_, uint64_t(logitRows_) * V * kFloat, vk::MemoryUse::Readback);
     if (c.postNorms) mlpOut_ = dev(maxBatch_ * H);
-    for (int l = 0; l < c.numLayers; ++l) {
-        kCache_.push_back(dev(uint64_t(maxContext_) * kvDim));
-        vCache_.push_back(dev(uint64_t(maxContext_) * kvDim));
-    }
     for (auto* b : {&x_, &xn_, &qkv_, &q_, &attnOut_, &gate_, &up_, &hidden_})
         if (b->size() > ctx_.maxStorageRange())
             throw Error("a batch of " + std::to_string(maxBatch_) + " tokens needs activations larger than the "
                         "device's storage-buffer range; use a smaller batch");
-    if (kCache_.empty() || kCache_[0].size() > ctx_.maxStorageRange())
-        throw Error("a context of " + std::to_string(maxContext_) + " tokens needs a KV cache per layer larger than "
-                    "the device's storage-buffer range; use a shorter context");
+    const uint64_t cacheBytes = uint64_t(maxSequences_) * maxContext_ * kvDim * kFloat;
+    if (cacheBytes > ctx_.maxStorageRange())
+        throw Error("a context of " + std::to_string(maxContext_) + " tokens for " + std::to_string(maxSequences_) +
+                    " sequences needs a KV cache per layer larger than the device's storage-buffer range; use a "
+                    "shorter context or fewer sequences");
+    for (int l = 0; l < c.numLayers; ++l) {
+        kCache_.push_back(dev(uint64_t(maxSequences_) * maxContext_ * kvDim));
+        vCache_.push_back(dev(uint64_t(maxSequences_) * maxContext_ * kvDim));
+    }
 
     // RoPE table as Transformers computes it: angle = float(pos) * inv_freq in
     // float32, then cos/sin of that angle.
@@ -70,52 +171,198 @@ Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch) : model_(
     };
     ropeTable_ = ropeTable(c.ropeInvFreq);
     if (!c.ropeLocalInvFreq.empty()) ropeLocalTable_ = ropeTable(c.ropeLocalInvFreq);
-    recordedRevision_ = ~model.revision(); // states are created by the first forward()
+    recordedRevision_ = ~model.revision(); // states are created by the first step
+    taken_.assign(maxSequences_, false);
+    decoding_.assign(maxSequences_, false);
+    batchWindow_ = std::chrono::microseconds(tuning::envCount("MOE_BATCH_WAIT_US", 2000u));
 }
 
-Session::~Session() = default;
-
-void Session::truncate(uint32_t pos) { pos_ = std::min(pos_, pos); }
-
-void Session::setCaptureLayers(std::vector<int> layers) {
-    for (int l : layers)
-        if (l < 0 || l >= model_.config().numLayers)
-            throw Error("capture layer " + std::to_string(l) + " does not exist (the model has " +
-                        std::to_string(model_.config().numLayers) + ")");
-    captureLayers_ = std::move(layers);
-    captureBuffers_.clear();
-    for (size_t i = 0; i < captureLayers_.size(); ++i)
-        captureBuffers_.emplace_back(ctx_, uint64_t(maxBatch_) * uint32_t(model_.config().hiddenSize) * kFloat,
-                                     vk::MemoryUse::Readback);
-    captured_.assign(captureLayers_.size(), {});
-    decode_.reset();
-    prefill_.reset();
+uint32_t Session::Shared::takeSequence() {
+    std::lock_guard lk(mu_);
+    for (uint32_t s = 0; s < maxSequences_; ++s)
+        if (!taken_[s]) {
+            taken_[s] = true;
+            decoding_[s] = false;
+            return s;
+        }
+    throw Error("all " + std::to_string(maxSequences_) + " sequences of the session are in use");
 }
 
-ops::AttentionShape Session::layerAttention(size_t l) const {
+void Session::Shared::releaseSequence(uint32_t seq) {
+    {
+        std::lock_guard lk(mu_);
+        taken_[seq] = false;
+        decoding_[seq] = false;
+    }
+    cv_.notify_all();
+}
+
+void Session::Shared::submit(StepJob& job) {
+    std::unique_lock lk(mu_);
+    job.queued = Clock::now();
+    decoding_[job.session->seq_] = job.decode;
+    queue_.push_back(&job);
+    cv_.notify_all();
+    while (!job.done) {
+        if (running_ || queue_.empty()) {
+            cv_.wait(lk);
+            continue;
+        }
+        std::vector<StepJob*> batch;
+        StepJob* front = queue_.front();
+        if (!front->decode) {
+            batch.push_back(front);
+        } else {
+            const size_t limit = std::min(maxBatch_, logitRows_);
+            for (StepJob* j : queue_)
+                if (j->decode && batch.size() < limit) batch.push_back(j);
+            // Sequences decoding without a step queued yet are sampling their
+            // next token: wait a little for them, so that they step together.
+            size_t decoders = 0;
+            for (uint32_t s = 0; s < maxSequences_; ++s) decoders += taken_[s] && decoding_[s];
+            const auto deadline = front->queued + batchWindow_;
+            if (batch.size() < std::min(decoders, limit) && Clock::now() < deadline) {
+                cv_.wait_until(lk, deadline);
+                continue;
+            }
+        }
+        for (StepJob* j : batch) queue_.erase(std::find(queue_.begin(), queue_.end(), j));
+        running_ = true;
+        lk.unlock();
+        std::exception_ptr error;
+        try {
+            run(batch);
+        } catch (...) {
+            error = std::current_exception();
+        }
+        lk.lock();
+        running_ = false;
+        for (StepJob* j : batch) {
+            j->error = error;
+            j->done = true;
+        }
+        cv_.notify_all();
+    }
+    if (job.error) std::rethrow_exception(job.error);
+}
+
+void Session::Shared::writeStep(const std::vector<StepJob*>& jobs) {
+    std::vector<ops::StepToken> tokens;
+    for (const StepJob* j : jobs) {
+        const Session& s = *j->session;
+        const uint32_t flags = ops::routeFlags(s.reply_, s.pinSlot_);
+        for (size_t i = 0; i < j->tokens.size(); ++i)
+            tokens.push_back({j->tokens[i], s.pos_ + uint32_t(i), s.seq_, flags});
+    }
+    ops::StepHeader h;
+    h.nTokens = uint32_t(tokens.size());
+    h.seqRows = maxContext_;
+    step_.upload(&h, sizeof h);
+    step_.upload(tokens.data(), tokens.size() * sizeof(ops::StepToken), sizeof h);
+}
+
+// One step: a prompt chunk of one sequence, or one decode token of each of
+// `jobs`' sequences. Runs with no other step running.
+void Session::Shared::run(const std::vector<StepJob*>& jobs) {
+    const ModelConfig& c = model_.config();
+    const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
+    syncWithModel();
+    model_.syncExpertCache();
+    if (jobs[0]->firstChunk)
+        for (auto& v : captured_) v.clear();
+    writeStep(jobs);
+    const bool batched = jobs.size() > 1;
+    const uint32_t n = batched ? uint32_t(jobs.size()) : uint32_t(jobs[0]->tokens.size());
+    const bool wantAll = batched || jobs[0]->allLogits;
+    oneSequence_ = !batched;
+    vk::Recorder* rec = nullptr;
+    if (model_.cache_) {
+        runPagedStep(n, wantAll);
+    } else if (n == 1 && !wantAll) {
+        if (!decode_) {
+            decode_ = std::make_unique<vk::Recorder>(ctx_);
+            recordStep(*decode_, 1, false);
+        }
+        rec = decode_.get();
+    } else if (batched) {
+        auto& r = batched_[n];
+        if (!r) {
+            r = std::make_unique<vk::Recorder>(ctx_);
+            recordStep(*r, n, true);
+        }
+        rec = r.get();
+    } else {
+        if (!prefill_ || prefillRecordedFor_ != n || prefillAllRows_ != wantAll) {
+            if (!prefill_) prefill_ = std::make_unique<vk::Recorder>(ctx_);
+            recordStep(*prefill_, n, wantAll);
+            prefillRecordedFor_ = n;
+            prefillAllRows_ = wantAll;
+        }
+        rec = prefill_.get();
+    }
+    oneSequence_ = true;
+    if (rec) {
+        rec->submitAndWait();
+        lastDispatches_ = rec->dispatchCount();
+        lastBarriers_ = rec->barrierCount();
+    }
+    lastSequences_ = uint32_t(jobs.size());
+    ++figures_.steps;
+    if (jobs[0]->decode) {
+        ++figures_.decodeSteps;
+        figures_.decodeTokens += jobs.size();
+    }
+    for (size_t i = 0; i < captureBuffers_.size(); ++i) {
+        auto& out = captured_[i];
+        const size_t old = out.size();
+        out.resize(old + size_t(n) * H);
+        captureBuffers_[i].download(out.data() + old, uint64_t(n) * H * kFloat);
+    }
+    for (size_t i = 0; i < jobs.size(); ++i) {
+        StepJob& j = *jobs[i];
+        Session& s = *j.session;
+        const uint32_t rows = uint32_t(j.tokens.size());
+        // Row of this job's last token among the logits read back.
+        const uint64_t lastRow = batched ? i : (wantAll ? rows - 1 : 0);
+        if (j.allLogits) {
+            const size_t old = j.allLogits->size();
+            j.allLogits->resize(old + size_t(rows) * V);
+            logits_.download(j.allLogits->data() + old, uint64_t(rows) * V * kFloat, batched ? i * V * kFloat : 0);
+        }
+        s.lastLogits_.resize(V);
+        logits_.download(s.lastLogits_.data(), uint64_t(V) * kFloat, lastRow * V * kFloat);
+        s.pos_ += rows;
+    }
+}
+
+float Session::Shared::embedScale() const {
+    return model_.config().embedScale > 0 ? model_.config().embedScale : 1.0f;
+}
+
+ops::AttentionShape Session::Shared::layerAttention(size_t l) const {
     ops::AttentionShape s = attn_;
     s.window = uint32_t(model_.config().layerWindow(int(l)));
     return s;
 }
 
-const vk::Buffer& Session::ropeTable(size_t l) const {
+const vk::Buffer& Session::Shared::ropeTable(size_t l) const {
     return model_.config().localRope(int(l)) ? ropeLocalTable_ : ropeTable_;
 }
 
-MlpStep Session::mlpStep(size_t l, uint32_t n) {
+MlpStep Session::Shared::mlpStep(size_t l, uint32_t n) {
     // With post-norms the block adds into mlpOut_, normalised into x_ afterwards.
     MlpStep step{&xn_, mlpOut_.valid() ? &mlpOut_ : &x_, {&gate_, &up_, &hidden_}, &step_, mlpStates_[l].get(), n};
     step.act = model_.config().hiddenAct;
     return step;
 }
 
-void Session::recordMlpPrologue(vk::Recorder& rec, uint32_t n) {
+void Session::Shared::recordMlpPrologue(vk::Recorder& rec, uint32_t n) {
     if (!mlpOut_.valid()) return;
     rec.fill(vk::BufferView(mlpOut_, 0, uint64_t(n) * uint32_t(model_.config().hiddenSize) * kFloat), 0);
     rec.barrier();
 }
 
-void Session::recordMlpEpilogue(vk::Recorder& rec, size_t l, uint32_t n) {
+void Session::Shared::recordMlpEpilogue(vk::Recorder& rec, size_t l, uint32_t n) {
     if (!mlpOut_.valid()) return;
     const ModelConfig& c = model_.config();
     const uint32_t H = uint32_t(c.hiddenSize);
@@ -123,7 +370,7 @@ void Session::recordMlpEpilogue(vk::Recorder& rec, size_t l, uint32_t n) {
     rec.barrier();
 }
 
-void Session::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
+void Session::Shared::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
     recordAttention(rec, l, n);
     const MlpBlock& mlp = *model_.layers_[l].mlp;
     MlpStep step = mlpStep(l, n);
@@ -139,7 +386,8 @@ void Session::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
     recordMlpEpilogue(rec, l, n);
 }
 
-void Session::recordQkvThenRope(vk::Recorder& rec, size_t l, uint32_t n, const ops::Act& in, const ops::InputNorm* inNorm) {
+void Session::Shared::recordQkvThenRope(vk::Recorder& rec, size_t l, uint32_t n, const ops::Act& in,
+                                        const ops::InputNorm* inNorm) {
     const ModelConfig& c = model_.config();
     const LayerWeights& L = model_.layers_[l];
     const uint32_t qDim = attn_.nHeads * attn_.headDim, kvDim = attn_.nKvHeads * attn_.headDim;
@@ -166,7 +414,7 @@ void Session::recordQkvThenRope(vk::Recorder& rec, size_t l, uint32_t n, const o
     ops::ropeStore(ctx_, rec, attn_, step_, q, k, v, q_, kCache_[l], vCache_[l], ropeTable(l), maxContext_, n);
 }
 
-void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
+void Session::Shared::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
     const ModelConfig& c = model_.config();
     const LayerWeights& L = model_.layers_[l];
     const uint32_t H = uint32_t(c.hiddenSize);
@@ -189,7 +437,7 @@ void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
         recordQkvThenRope(rec, l, n, in, inNorm);
     }
     rec.barrier();
-    ops::attention(ctx_, rec, layerAttention(l), step_, q_, kCache_[l], vCache_[l], attnOut_, n);
+    ops::attention(ctx_, rec, layerAttention(l), step_, q_, kCache_[l], vCache_[l], attnOut_, n, oneSequence_);
     rec.barrier();
     if (!L.postAttnNorm.valid()) {
         ops::matmul(ctx_, rec, L.o, {&attnOut_, 0, qDim}, {&x_, 0, H}, n, {.bias = bias(L.oBias), .accumulate = true});
@@ -203,7 +451,7 @@ void Session::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
     rec.barrier();
 }
 
-void Session::recordMlpNorm(vk::Recorder& rec, size_t l, uint32_t n) {
+void Session::Shared::recordMlpNorm(vk::Recorder& rec, size_t l, uint32_t n) {
     const ModelConfig& c = model_.config();
     const uint32_t H = uint32_t(c.hiddenSize);
     ops::rmsnorm(ctx_, rec, {&x_, 0, H}, model_.layers_[l].mlpNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
@@ -212,7 +460,7 @@ void Session::recordMlpNorm(vk::Recorder& rec, size_t l, uint32_t n) {
         if (captureLayers_[i] == int(l)) rec.copy(xn_.handle(), 0, captureBuffers_[i].handle(), 0, uint64_t(n) * H * kFloat);
 }
 
-void Session::runPagedStep(uint32_t n, bool allRows) {
+void Session::Shared::runPagedStep(uint32_t n, bool allRows) {
     size_t used = 0;
     uint32_t dispatches = 0, barriers = 0;
     auto nextSegment = [&]() -> vk::Recorder& {
@@ -264,7 +512,7 @@ void Session::runPagedStep(uint32_t n, bool allRows) {
     lastBarriers_ = barriers;
 }
 
-void Session::recordStep(vk::Recorder& rec, uint32_t n, bool allRows) {
+void Session::Shared::recordStep(vk::Recorder& rec, uint32_t n, bool allRows) {
     rec.begin();
     ops::embed(ctx_, rec, model_.embed_, step_, x_, n, embedScale());
     rec.barrier();
@@ -273,7 +521,7 @@ void Session::recordStep(vk::Recorder& rec, uint32_t n, bool allRows) {
     rec.end();
 }
 
-void Session::recordHead(vk::Recorder& rec, uint32_t n, bool allRows) {
+void Session::Shared::recordHead(vk::Recorder& rec, uint32_t n, bool allRows) {
     const ModelConfig& c = model_.config();
     const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
     const uint32_t rows = allRows ? n : 1;
@@ -292,112 +540,135 @@ void Session::recordHead(vk::Recorder& rec, uint32_t n, bool allRows) {
     }
 }
 
-std::vector<std::pair<int, std::vector<uint32_t>>> Session::expertUsage() const {
-    std::vector<std::pair<int, std::vector<uint32_t>>> out;
-    for (int l = 0; l < model_.config().numLayers; ++l) {
-        MlpState* state = mlpState(l);
-        auto counts = model_.mlp(l).expertUsage(state);
-        if (!counts.empty()) out.emplace_back(l, std::move(counts));
-    }
-    return out;
-}
-
-void Session::resetExpertUsage() {
-    for (int l = 0; l < model_.config().numLayers; ++l) model_.mlp(l).resetExpertUsage(mlpState(l));
-}
-
-MlpState* Session::mlpState(int layer) const {
-    const_cast<Session*>(this)->syncWithModel();
-    return mlpStates_.at(size_t(layer)).get();
-}
-
 // Blocks replaced since the last step: drop recorded commands, make new states.
-void Session::syncWithModel() {
+void Session::Shared::syncWithModel() {
     if (recordedRevision_ == model_.revision()) return;
     decode_.reset();
     prefill_.reset();
+    batched_.clear();
     const ModelConfig& c = model_.config();
     mlpStates_.clear();
     for (int l = 0; l < c.numLayers; ++l) {
         if (!model_.layers_[size_t(l)].mlp) throw Error("internal: layer " + std::to_string(l) + " has no MLP");
         if (uint64_t(model_.mlp(l).scratchWidth()) * maxBatch_ * kFloat > gate_.size())
             throw Error("layer " + std::to_string(l) + "'s MLP is wider than the session was created for");
-        mlpStates_.push_back(model_.mlp(l).createState(ctx_, maxContext_, maxBatch_));
+        mlpStates_.push_back(model_.mlp(l).createState(ctx_, {maxContext_, maxBatch_, maxSequences_}));
     }
     recordedRevision_ = model_.revision();
 }
 
-void Session::writeStep(std::span<const int32_t> tokens) {
-    ops::StepHeader h;
-    h.pos0 = pos_;
-    h.nTokens = uint32_t(tokens.size());
-    h.routeFlags = reply_ ? 1u : 0u;
-    h.routePin = pinSlot_ >= 0 ? uint32_t(pinSlot_) + 1u : 0u;
-    step_.upload(&h, sizeof h);
-    step_.upload(tokens.data(), tokens.size_bytes(), sizeof h);
+// ---------------------------------------------------------------- Session
+
+Session::Session(Model& model, uint32_t maxContext, uint32_t maxBatch, uint32_t maxSequences)
+    : shared_(std::make_shared<Shared>(model, maxContext, maxBatch, maxSequences)) {
+    seq_ = shared_->takeSequence();
+}
+
+Session::Session(Session& other) : shared_(other.shared_) { seq_ = shared_->takeSequence(); }
+
+Session::~Session() { shared_->releaseSequence(seq_); }
+
+Model& Session::model() const { return shared_->model_; }
+uint32_t Session::maxContext() const { return shared_->maxContext_; }
+
+void Session::truncate(uint32_t pos) {
+    pos_ = std::min(pos_, pos);
+    finishDecoding();
+}
+
+void Session::finishDecoding() {
+    {
+        std::lock_guard lk(shared_->mu_);
+        shared_->decoding_[seq_] = false;
+    }
+    shared_->cv_.notify_all();
+}
+
+void Session::setCaptureLayers(std::vector<int> layers) {
+    Shared& sh = *shared_;
+    sh.whenIdle([&] {
+        for (int l : layers)
+            if (l < 0 || l >= sh.model_.config().numLayers)
+                throw Error("capture layer " + std::to_string(l) + " does not exist (the model has " +
+                            std::to_string(sh.model_.config().numLayers) + ")");
+        sh.captureLayers_ = std::move(layers);
+        sh.captureBuffers_.clear();
+        for (size_t i = 0; i < sh.captureLayers_.size(); ++i)
+            sh.captureBuffers_.emplace_back(sh.ctx_,
+                                            uint64_t(sh.maxBatch_) * uint32_t(sh.model_.config().hiddenSize) * kFloat,
+                                            vk::MemoryUse::Readback);
+        sh.captured_.assign(sh.captureLayers_.size(), {});
+        sh.decode_.reset();
+        sh.prefill_.reset();
+        sh.batched_.clear();
+    });
+}
+
+const std::vector<float>& Session::captured(size_t i) const { return shared_->captured_.at(i); }
+
+std::vector<std::pair<int, std::vector<uint32_t>>> Session::expertUsage() const {
+    Shared& sh = *shared_;
+    return sh.whenIdle([&] {
+        sh.syncWithModel();
+        std::vector<std::pair<int, std::vector<uint32_t>>> out;
+        for (int l = 0; l < sh.model_.config().numLayers; ++l) {
+            auto counts = sh.model_.mlp(l).expertUsage(sh.mlpStates_.at(size_t(l)).get(), int(seq_));
+            if (!counts.empty()) out.emplace_back(l, std::move(counts));
+        }
+        return out;
+    });
+}
+
+void Session::resetExpertUsage() {
+    Shared& sh = *shared_;
+    sh.whenIdle([&] {
+        sh.syncWithModel();
+        for (int l = 0; l < sh.model_.config().numLayers; ++l)
+            sh.model_.mlp(l).resetExpertUsage(sh.mlpStates_.at(size_t(l)).get(), int(seq_));
+    });
+}
+
+MlpState* Session::mlpState(int layer) const {
+    Shared& sh = *shared_;
+    return sh.whenIdle([&] {
+        sh.syncWithModel();
+        return sh.mlpStates_.at(size_t(layer)).get();
+    });
+}
+
+uint32_t Session::lastDispatches() const { return shared_->lastDispatches_; }
+uint32_t Session::lastBarriers() const { return shared_->lastBarriers_; }
+uint32_t Session::lastStepSequences() const { return shared_->lastSequences_; }
+Session::StepFigures Session::stepFigures() const {
+    return shared_->whenIdle([&] { return shared_->figures_; });
 }
 
 std::span<const float> Session::forward(std::span<const int32_t> tokens, std::vector<float>* allLogits) {
-    const ModelConfig& c = model_.config();
+    Shared& sh = *shared_;
+    const ModelConfig& c = sh.model_.config();
     if (tokens.empty()) throw Error("forward() needs at least one token");
     for (int32_t t : tokens)
         if (t < 0 || t >= c.vocabSize)
             throw Error("token id " + std::to_string(t) + " is outside the vocabulary (size " +
                         std::to_string(c.vocabSize) + ")");
-    if (pos_ + tokens.size() > maxContext_)
+    if (pos_ + tokens.size() > sh.maxContext_)
         throw Error("the context is full: " + std::to_string(pos_) + " + " + std::to_string(tokens.size()) +
-                    " tokens exceed the session's " + std::to_string(maxContext_));
-    syncWithModel();
-    model_.syncExpertCache();
-    for (auto& v : captured_) v.clear();
-    const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
+                    " tokens exceed the session's " + std::to_string(sh.maxContext_));
     const bool wantAll = allLogits != nullptr;
-    const uint32_t batchLimit = wantAll ? std::min(maxBatch_, logitRows_) : maxBatch_;
-
-    uint32_t lastRows = 0;
+    const uint32_t batchLimit = wantAll ? std::min(sh.maxBatch_, sh.logitRows_) : sh.maxBatch_;
+    // A prompt goes in chunks, each a step of its own, so that the other
+    // sequences' decode steps run between them.
     for (size_t done = 0; done < tokens.size();) {
-        const uint32_t n = uint32_t(std::min<size_t>(batchLimit, tokens.size() - done));
-        writeStep(tokens.subspan(done, n));
-        vk::Recorder* rec = nullptr;
-        if (model_.cache_) {
-            runPagedStep(n, wantAll);
-        } else if (n == 1 && !wantAll) {
-            if (!decode_) {
-                decode_ = std::make_unique<vk::Recorder>(ctx_);
-                recordStep(*decode_, 1, false);
-            }
-            rec = decode_.get();
-        } else {
-            if (!prefill_ || prefillRecordedFor_ != n || prefillAllRows_ != wantAll) {
-                if (!prefill_) prefill_ = std::make_unique<vk::Recorder>(ctx_);
-                recordStep(*prefill_, n, wantAll);
-                prefillRecordedFor_ = n;
-                prefillAllRows_ = wantAll;
-            }
-            rec = prefill_.get();
-        }
-        if (rec) {
-            rec->submitAndWait();
-            lastDispatches_ = rec->dispatchCount();
-            lastBarriers_ = rec->barrierCount();
-        }
-        for (size_t i = 0; i < captureBuffers_.size(); ++i) {
-            auto& out = captured_[i];
-            const size_t old = out.size();
-            out.resize(old + size_t(n) * H);
-            captureBuffers_[i].download(out.data() + old, uint64_t(n) * H * kFloat);
-        }
-        lastRows = wantAll ? n : 1;
-        if (wantAll) {
-            const size_t old = allLogits->size();
-            allLogits->resize(old + size_t(n) * V);
-            logits_.download(allLogits->data() + old, uint64_t(n) * V * kFloat);
-        }
-        pos_ += n;
+        const size_t n = std::min<size_t>(batchLimit, tokens.size() - done);
+        StepJob job;
+        job.session = this;
+        job.tokens = tokens.subspan(done, n);
+        job.decode = tokens.size() == 1 && !wantAll;
+        job.allLogits = allLogits;
+        job.firstChunk = done == 0;
+        sh.submit(job);
         done += n;
     }
-    lastLogits_.resize(V);
-    logits_.download(lastLogits_.data(), uint64_t(V) * kFloat, uint64_t(lastRows - 1) * V * kFloat);
     return lastLogits_;
 }
 

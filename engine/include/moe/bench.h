@@ -26,6 +26,18 @@ struct SpeedFigures {
 // `genTokens` greedy decode steps, after a warm-up.
 SpeedFigures measureSpeed(Model& model, int promptTokens, int genTokens);
 
+// `sequences` prompts of `promptTokens` random tokens queued at once on one
+// shared session (one thread each), then `genTokens` greedy decode steps
+// each, batched into common steps (Session(Session&)), after a warm-up round.
+struct ParallelFigures {
+    int sequences = 0;
+    double aggregateDecode = 0;   // decode tokens per second over all sequences
+    double perSequenceDecode = 0; // the mean of each sequence's own decode tokens per second
+    double timeToFirstToken = 0;  // seconds from the start to a sequence's first logits, mean
+    double sequencesPerStep = 0;  // decode tokens per decode step
+};
+ParallelFigures measureParallelDecode(Model& model, int sequences, int promptTokens, int genTokens);
+
 // Time per shader in one prefill and in the decode steps after it, from the
 // device's timestamps (a separate run: timestamps slow small steps down).
 struct StepProfiles {

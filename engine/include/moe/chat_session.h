@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -52,6 +53,9 @@ class ChatSession {
 public:
     // `maxContext` 0 = the model's context, at most 4096.
     explicit ChatSession(RunnableModel& model, uint32_t maxContext = 0);
+    // On a session of `model`'s model, for example one of several sharing
+    // their device state (Session(Session&)), whose decode steps then batch.
+    ChatSession(RunnableModel& model, std::unique_ptr<Session> session);
 
     // The assistant's reply to `conversation` (system, user and assistant
     // messages, the last one the user's). `onText` receives each piece of
@@ -72,13 +76,13 @@ public:
                                             int* droppedMessages = nullptr) const;
     std::vector<int32_t> encodePrompt(const std::string& prompt) const;
     // Usage of the reply in progress so far (for a live chart).
-    std::vector<LayerUsage> expertUsage() const { return model_.expertUsage(session_); }
+    std::vector<LayerUsage> expertUsage() const { return model_.expertUsage(*session_); }
     // Forgets the KV cache (the next reply forwards everything).
     void reset();
 
     RunnableModel& model() { return model_; }
-    Session& session() { return session_; }
-    uint32_t maxContext() const { return session_.maxContext(); }
+    Session& session() { return *session_; }
+    uint32_t maxContext() const { return session_->maxContext(); }
 
 private:
     ChatReply run(const std::vector<int32_t>& tokens, int maxTokens, const ReplyOptions& options,
@@ -86,7 +90,7 @@ private:
     int replyBudget(int maxTokens) const;
 
     RunnableModel& model_;
-    Session session_;
+    std::unique_ptr<Session> session_;
     std::vector<int32_t> cached_; // the tokens whose keys and values the session holds
 };
 

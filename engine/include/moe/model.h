@@ -51,19 +51,25 @@ struct MlpStep {
     Activation act = Activation::Silu; // the gate activation of every expert (the model's)
 };
 
+// What a block's session state is sized for: positions per sequence, tokens
+// per step, and the sequences a session runs side by side.
+struct MlpStateShape {
+    uint32_t maxContext = 0;
+    uint32_t maxBatch = 0;
+    uint32_t sequences = 1;
+};
+
 // Records a layer's feed-forward block: residual[t] += MLP(input[t]).
 class MlpBlock {
 public:
     virtual ~MlpBlock() = default;
     virtual void record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const = 0;
-    virtual std::unique_ptr<MlpState> createState(vk::Context&, uint32_t /*maxContext*/, uint32_t /*maxBatch*/) const {
-        return nullptr;
-    }
+    virtual std::unique_ptr<MlpState> createState(vk::Context&, const MlpStateShape&) const { return nullptr; }
     virtual uint64_t deviceBytes() const = 0;
-    // Routed blocks: tokens each expert slot received in a session since the
-    // last reset (empty for dense blocks).
-    virtual std::vector<uint32_t> expertUsage(const MlpState*) const { return {}; }
-    virtual void resetExpertUsage(MlpState*) const {}
+    // Routed blocks: tokens each expert slot received in one sequence of a
+    // session (-1: all of them) since the last reset (empty for dense blocks).
+    virtual std::vector<uint32_t> expertUsage(const MlpState*, int /*sequence*/ = -1) const { return {}; }
+    virtual void resetExpertUsage(MlpState*, int /*sequence*/ = -1) const {}
     // Widest intermediate activation the block needs (sizes MlpScratch).
     virtual uint32_t scratchWidth() const = 0;
     // Whether record() takes this step with an inputNorm (see MlpStep).

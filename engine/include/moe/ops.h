@@ -94,13 +94,16 @@ void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const std::vector<Stack
 // Routing of one MoE layer's step (moe_route.comp): softmax of `logits`
 // [n, experts], scores in `mode` (Token, Running or Sequence), top-k,
 // renormalised weights and per-slot token lists into `route`. `state` holds
-// the running sums per position, the frozen prompt choice and probabilities.
+// the running sums per sequence and position, each sequence's frozen prompt
+// choice and the step's probabilities; `usage` [sequences][experts + 1]
+// counts the tokens each slot received.
 struct RouteParams {
     uint32_t experts = 0, topK = 1;
     RoutingMode mode = RoutingMode::Token;
     uint32_t maxBatch = 0, maxContext = 0;
     float decay = 1.0f;
     uint32_t renormalise = 1; // 0: the chosen experts keep their raw scores as weights
+    uint32_t sequences = 1;   // running sums, frozen choices and usage rows kept per sequence
 };
 uint64_t routeBufferBytes(const RouteParams& p);
 uint64_t routeStateBytes(const RouteParams& p);
@@ -126,8 +129,9 @@ struct AttentionShape {
     float softcap = 0;   // scores = softcap * tanh(scores / softcap) (Gemma 2); 0 = none
 };
 // RoPE on q (into qOut, rows of nHeads * headDim) and k, storing k and v into
-// the caches at step.pos0 + t. q, k and v are read at their offsets and
-// strides (column ranges of one QKV output, or buffers of their own).
+// the caches at each token's row (StepToken: its sequence's rows, its
+// position). q, k and v are read at their offsets and strides (column ranges
+// of one QKV output, or buffers of their own).
 // `table` holds cos [maxPos][headDim/2] then sin [maxPos][headDim/2].
 void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step, const Act& q,
                const Act& k, const Act& v, const vk::Buffer& qOut, const vk::Buffer& kCache, const vk::Buffer& vCache,
@@ -137,15 +141,17 @@ void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, con
 bool qkvRopeFits(vk::Context& ctx, const DeviceMatrix& qkv, uint32_t nTokens);
 // The fused q/k/v projection (rows q, k, v) with RoPE applied as it is
 // written: rotated q into qOut [tokens, nHeads * headDim], rotated k and v
-// into the caches at step.pos0 + t. matmul() plus ropeStore() in one pass.
+// into the caches at each token's row. matmul() plus ropeStore() in one pass.
 void qkvRope(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const DeviceMatrix& qkv, const Act& x,
              const vk::Buffer* bias, const InputNorm* norm, const vk::Buffer& step, const vk::Buffer& qOut,
              const vk::Buffer& kCache, const vk::Buffer& vCache, const vk::Buffer& table, uint32_t tableMaxPos,
              uint32_t nTokens);
-// Causal attention of the step's queries over cache positions [.., step.pos0 + t].
+// Causal attention of each of the step's queries over its sequence's cache
+// rows up to its position. `oneSequence`: the step is one sequence's
+// consecutive positions (prefill), so a subgroup can serve several queries.
 void attention(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step,
                const vk::Buffer& q, const vk::Buffer& kCache, const vk::Buffer& vCache, const vk::Buffer& out,
-               uint32_t nTokens);
+               uint32_t nTokens, bool oneSequence = true);
 // h[t, :] *= sigmoid(s[t]) for t < nTokens over rows of `width` (gated shared experts).
 void sigmoidScaleRows(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& s, const vk::Buffer& h, uint32_t nTokens,
                       uint32_t width);
@@ -157,13 +163,28 @@ void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk:
 void copy(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& src, const vk::Buffer& dst, uint64_t bytes,
           bool texelSource = false);
 
-// Step buffer layout shared with the shaders (DECLARE_STEP in common.glsl).
+// Step buffer layout shared with the shaders (DECLARE_STEP in common.glsl):
+// the header, then one StepToken per token. Tokens of one sequence are
+// consecutive and in position order; a step may hold several sequences
+// (batched decode), each with its own KV cache rows.
 struct StepHeader {
-    uint32_t pos0 = 0;
     uint32_t nTokens = 0;
-    uint32_t routeFlags = 0; // bit 0: the tokens are a reply (sequence routing keeps the prompt's choice)
-    uint32_t routePin = 0;   // 0 = route normally; slot + 1 = send every token to that slot
+    uint32_t seqRows = 0; // KV cache (and routing state) rows per sequence
+    uint32_t pad[2] = {0, 0};
 };
+struct StepToken {
+    int32_t token = 0;
+    uint32_t pos = 0; // position in its sequence
+    uint32_t seq = 0; // the sequence: cache rows seq * seqRows ..
+    uint32_t flags = 0; // routeFlags()
+};
+// bit 0: the token is a reply (sequence routing keeps the prompt's choice);
+// bits 1..: 0 = route normally, slot + 1 = send the token to that slot.
+inline uint32_t routeFlags(bool reply, int pinSlot) {
+    return (reply ? 1u : 0u) | (pinSlot >= 0 ? uint32_t(pinSlot + 1) << 1 : 0u);
+}
+inline uint64_t stepBufferBytes(uint32_t maxTokens) { return sizeof(StepHeader) + uint64_t(maxTokens) * sizeof(StepToken); }
+static_assert(sizeof(StepHeader) == 16 && sizeof(StepToken) == 16);
 
 } // namespace ops
 } // namespace moe

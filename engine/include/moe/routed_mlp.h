@@ -56,15 +56,17 @@ public:
     // without tokens are not dispatched at all.
     void recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step,
                        const std::vector<uint32_t>* tokensPerSlot = nullptr) const;
-    std::unique_ptr<MlpState> createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const override;
+    std::unique_ptr<MlpState> createState(vk::Context& ctx, const MlpStateShape& shape) const override;
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override { return base_->scratchWidth(); }
     // Steps that run the stacked experts fold the input norm into the router
     // and the experts' gated pass.
     bool foldsInputNorm(const MlpStep& step) const override;
-    std::vector<uint32_t> expertUsage(const MlpState* state) const override { return state ? usage(*state) : std::vector<uint32_t>{}; }
-    void resetExpertUsage(MlpState* state) const override {
-        if (state) resetUsage(*state);
+    std::vector<uint32_t> expertUsage(const MlpState* state, int sequence = -1) const override {
+        return state ? usage(*state, sequence) : std::vector<uint32_t>{};
+    }
+    void resetExpertUsage(MlpState* state, int sequence = -1) const override {
+        if (state) resetUsage(*state, sequence);
     }
 
     // Experts under a memory budget. An expert that owns weights (dense
@@ -98,10 +100,10 @@ public:
     void setRouting(const RoutingOptions& r) { routing_ = r; }
     const DenseMlp& base() const { return *base_; }
 
-    // Tokens each slot (experts, then the base slot) received in a session
-    // since the last reset.
-    static std::vector<uint32_t> usage(const MlpState& state);
-    static void resetUsage(MlpState& state);
+    // Tokens each slot (experts, then the base slot) received in one
+    // sequence of a session (-1: summed over its sequences) since the last reset.
+    static std::vector<uint32_t> usage(const MlpState& state, int sequence = -1);
+    static void resetUsage(MlpState& state, int sequence = -1);
 
 private:
     // Stacks the experts' projections (see stack_) when every expert has
@@ -154,13 +156,13 @@ public:
     SharedExpertMoe(vk::Context& ctx, std::unique_ptr<RoutedMlp> routed, std::unique_ptr<DenseMlp> shared,
                     const std::vector<float>& sharedGate);
     void record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const override;
-    std::unique_ptr<MlpState> createState(vk::Context& ctx, uint32_t maxContext, uint32_t maxBatch) const override;
+    std::unique_ptr<MlpState> createState(vk::Context& ctx, const MlpStateShape& shape) const override;
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override;
     // No folded input norm: the routed experts add into the residual before
     // the shared expert reads its input, so that input must be a copy (xn).
-    std::vector<uint32_t> expertUsage(const MlpState* state) const override;
-    void resetExpertUsage(MlpState* state) const override;
+    std::vector<uint32_t> expertUsage(const MlpState* state, int sequence = -1) const override;
+    void resetExpertUsage(MlpState* state, int sequence = -1) const override;
     const RoutedMlp& routed() const { return *routed_; }
     RoutedMlp& routed() { return *routed_; }
     // The shared expert's part of record(), after the routed part.

@@ -4,8 +4,9 @@
 // events) or not. Each of `parallel` slots holds its own ChatSession (KV
 // cache, position, sampler): a request takes a free slot or waits for one,
 // and a client that goes away mid-stream frees its slot at the next token.
-// Slots take turns on the model per forward pass. Qt-free; the engine stays
-// free of HTTP.
+// The slots' decode steps run together (one pass over the weights for every
+// slot that is replying), and a prompt goes in chunks between them. Qt-free;
+// the engine stays free of HTTP.
 #include "moe/runnable_model.h"
 
 #include <cstdint>
