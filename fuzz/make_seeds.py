@@ -490,3 +490,20 @@ put("adapter_config", "hostile", json.dumps({"peft_type": [[["LORA"]]], "r": 2**
                                              "layers_to_transform": [2**31, -1]}))
 put("adapter_config", "deep", '{"peft_type":' + deep_array + "}")
 put("adapter_config", "deep-targets", '{"peft_type":"LORA","r":2,"lora_alpha":4,"target_modules":' + deep_object + "}")
+
+# --- saved conversations (ui/conversation.cpp) --------------------------------
+
+conversation = {"format": "moe-studio-conversation-1", "id": "20261203-151200-0a1b2c3d", "title": "Hello",
+                "model": "/models/base", "system_prompt": "Be brief.", "created": "2026-12-03T15:12:00.000",
+                "updated": "2026-12-03T15:13:00.000",
+                "messages": [{"role": "user", "content": "Hello", "time": "2026-12-03T15:12:00.000"},
+                             {"role": "assistant", "content": "Hi **there**", "time": "2026-12-03T15:12:01.500",
+                              "tokens": 3, "seconds_to_first_token": 0.25, "tokens_per_second": 40.5,
+                              "stop_reason": "eos"}]}
+put("conversation", "chat", json.dumps(conversation, indent=4))
+put("conversation", "path-id", json.dumps(dict(conversation, id="../../escaped")))
+put("conversation", "hostile", json.dumps(dict(conversation, id="." * 300, created="9999-99-99",
+    messages=[{"role": "assistant", "content": ["x"], "tokens": 2**63, "tokens_per_second": -1e308},
+              {"role": "system"}])))
+put("conversation", "deep", '{"id":"a","messages":' + deep_array + "}")
+put("conversation", "deep-content", '{"id":"a","messages":[{"role":"user","content":' + deep_object + "}]}")

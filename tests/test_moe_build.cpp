@@ -243,6 +243,53 @@ private slots:
         QCOMPARE(int(b.report.history.size()), 5);
     }
 
+    // A cancelled training never replaces the last complete gates: they stay
+    // byte for byte, the partial ones go to gate.cancelled.safetensors (a
+    // complete, loadable file) and the report says where; with no earlier
+    // build, gate.safetensors is not written at all. The loss CSV likewise.
+    void cancelledTrainingKeepsTheLastGates() {
+        QTemporaryDir here;
+        Selector s = selector(here.path().toStdString(), false, {1, 3});
+        s.epochs = 2;
+        const auto gates = gatesFile(s), partial = gatesFolder(s) / "gate.cancelled.safetensors";
+        const auto partialCsv = s.lossCsvPath.parent_path() / "loss.cancelled.csv";
+        auto cancelledBuild = [&] {
+            std::atomic<bool> cancel{false};
+            int steps = 0;
+            BuildResult b = buildMoe(*ctx, s, [&](const BuildProgress& p) {
+                if (p.training && ++steps == 3) cancel = true;
+            }, &cancel);
+            QVERIFY(b.report.cancelled);
+            QCOMPARE(b.report.trainSteps, 3);
+            QVERIFY(b.report.gates == partial);
+            QVERIFY(b.report.lossCsv == partialCsv);
+            bool warned = false;
+            for (const auto& w : b.report.warnings) warned |= w.find(partial.string()) != std::string::npos;
+            QVERIFY(warned);
+            std::map<std::string, std::string> meta;
+            const auto g = loadGates(partial, s.layers, 3, 256, &meta);
+            QCOMPARE(g.size(), size_t(2));
+            QVERIFY(meta["cancelled"] == "true");
+            QVERIFY(b.moe); // the partial gates stay usable in memory
+        };
+        // No earlier build: nothing under the gates' own name.
+        cancelledBuild();
+        QVERIFY(!std::filesystem::exists(gates));
+        QVERIFY(!std::filesystem::exists(s.lossCsvPath));
+
+        BuildResult full = buildMoe(*ctx, s);
+        QVERIFY(!full.report.cancelled);
+        QVERIFY(full.report.gates == gates);
+        const std::string before = readTextFile(gates), csvBefore = readTextFile(s.lossCsvPath);
+        std::filesystem::remove(partial);
+        cancelledBuild();
+        QVERIFY(readTextFile(gates) == before);
+        QVERIFY(readTextFile(s.lossCsvPath) == csvBefore);
+        // And the complete gates still load as the built MoE.
+        auto again = MoeModel::load(*ctx, s);
+        QVERIFY(again->layers() == s.layers);
+    }
+
     // Perplexity over the held-out text of each domain (6 windows of 256
     // tokens, the first 64 of each the prompt): base, each expert, and the MoE
     // of fine-tuned experts (all layers, top-2) per routing mode.

@@ -2,6 +2,7 @@
 
 #include <QDir>
 #include <QFile>
+#include <QFileInfo>
 #include <QJsonArray>
 #include <QJsonDocument>
 #include <QSaveFile>
@@ -18,6 +19,17 @@ Conversation Conversation::create() {
            QUuid::createUuid().toString(QUuid::WithoutBraces).left(8);
     c.created = c.updated = QDateTime::currentDateTime();
     return c;
+}
+
+bool Conversation::isValidId(const QString& id) {
+    if (id.isEmpty() || id.size() > kMaxIdLength || id.startsWith(QLatin1Char('.'))) return false;
+    for (const QChar ch : id) {
+        const char16_t u = ch.unicode();
+        const bool ok = (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || u == '-' ||
+                        u == '_' || u == '.';
+        if (!ok) return false;
+    }
+    return true;
 }
 
 QJsonObject Conversation::toJson() const {
@@ -52,6 +64,10 @@ std::optional<Conversation> Conversation::fromJson(const QJsonObject& json, QStr
     Conversation c;
     c.id = json.value(QStringLiteral("id")).toString();
     if (c.id.isEmpty()) return fail(QStringLiteral("field \"id\" is missing or not a string"));
+    // The id names the file it is saved to: it must not name a path.
+    if (!Conversation::isValidId(c.id))
+        return fail(QStringLiteral("field \"id\" must be 1 to %1 letters, digits, '-', '_' or '.', not starting "
+                                   "with '.'").arg(Conversation::kMaxIdLength));
     c.title = json.value(QStringLiteral("title")).toString();
     c.modelPath = json.value(QStringLiteral("model")).toString();
     c.systemPrompt = json.value(QStringLiteral("system_prompt")).toString();
@@ -85,6 +101,10 @@ QString ConversationStore::save(const Conversation& conversation, QString* error
         if (error) *error = QStringLiteral("%1: cannot create the folder").arg(dir_);
         return {};
     }
+    if (!Conversation::isValidId(conversation.id)) {
+        if (error) *error = QStringLiteral("conversation id \"%1\" cannot name a file").arg(conversation.id.left(64));
+        return {};
+    }
     const QString path = pathOf(conversation.id);
     QSaveFile file(path);
     if (!file.open(QIODevice::WriteOnly)) {
@@ -100,14 +120,31 @@ QString ConversationStore::save(const Conversation& conversation, QString* error
 }
 
 std::optional<Conversation> ConversationStore::load(const QString& id, QString* error) const {
+    if (!Conversation::isValidId(id)) {
+        if (error) *error = QStringLiteral("conversation id \"%1\" cannot name a file").arg(id.left(64));
+        return std::nullopt;
+    }
     const QString path = pathOf(id);
+    const QFileInfo info(path);
+    if (info.exists() && !info.isFile()) {
+        if (error) *error = QStringLiteral("%1: not a regular file").arg(path);
+        return std::nullopt;
+    }
     QFile file(path);
     if (!file.open(QIODevice::ReadOnly)) {
         if (error) *error = QStringLiteral("%1: %2").arg(path, file.errorString());
         return std::nullopt;
     }
+    if (file.size() > kMaxConversationBytes) {
+        if (error)
+            *error = QStringLiteral("%1: %2 bytes, more than the %3 MiB a conversation may have")
+                         .arg(path)
+                         .arg(file.size())
+                         .arg(kMaxConversationBytes >> 20);
+        return std::nullopt;
+    }
     QJsonParseError parseError;
-    const QJsonDocument doc = QJsonDocument::fromJson(file.readAll(), &parseError);
+    const QJsonDocument doc = QJsonDocument::fromJson(file.read(kMaxConversationBytes + 1), &parseError);
     if (!doc.isObject()) {
         if (error) *error = QStringLiteral("%1: invalid JSON: %2").arg(path, parseError.errorString());
         return std::nullopt;
@@ -115,10 +152,15 @@ std::optional<Conversation> ConversationStore::load(const QString& id, QString* 
     QString why;
     auto c = Conversation::fromJson(doc.object(), &why);
     if (!c && error) *error = QStringLiteral("%1: %2").arg(path, why);
+    // The file's name decides which file a save or delete touches; an id
+    // inside that differs (a renamed copy) follows it.
+    if (c) c->id = id;
     return c;
 }
 
-bool ConversationStore::remove(const QString& id) const { return QFile::remove(pathOf(id)); }
+bool ConversationStore::remove(const QString& id) const {
+    return Conversation::isValidId(id) && QFile::remove(pathOf(id));
+}
 
 QVector<ConversationSummary> ConversationStore::list() const {
     QVector<ConversationSummary> out;

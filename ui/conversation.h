@@ -30,6 +30,10 @@ struct Conversation {
     QVector<ChatEntry> messages;
 
     static Conversation create(); // new id, timestamps now
+    // An id names its file (<id>.json): letters, digits, '-', '_', '.', not
+    // starting with '.', at most kMaxIdLength characters.
+    static constexpr int kMaxIdLength = 128;
+    static bool isValidId(const QString& id);
     QJsonObject toJson() const;
     // Returns nullopt with `error` naming the field on bad input.
     static std::optional<Conversation> fromJson(const QJsonObject& json, QString* error = nullptr);
@@ -43,6 +47,8 @@ struct ConversationSummary {
 
 class ConversationStore {
 public:
+    // Larger files are refused: a conversation is text, kilobytes to megabytes.
+    static constexpr qint64 kMaxConversationBytes = qint64(64) << 20;
     explicit ConversationStore(QString dir);
     const QString& dir() const { return dir_; }
     QString pathOf(const QString& id) const;

@@ -10,7 +10,10 @@
 #include <random>
 #include <string>
 
+#include <csignal>
+
 #include <fcntl.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 namespace moe {
@@ -43,6 +46,24 @@ std::string readTextFile(const std::filesystem::path& file, std::uintmax_t maxBy
     return bytes;
 }
 
+void removeStaleTemporaries(const std::filesystem::path& folder, const std::string& prefix) {
+    std::error_code ec;
+    std::filesystem::directory_iterator it(folder.empty() ? std::filesystem::path(".") : folder, ec), end;
+    for (; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+        size_t i = prefix.size();
+        long long pid = 0;
+        while (i < name.size() && name[i] >= '0' && name[i] <= '9' && pid < (1ll << 40)) pid = pid * 10 + (name[i++] - '0');
+        if (i == prefix.size() || (i < name.size() && name[i] != '-')) continue; // not one of ours
+        if (pid <= 0 || pid > 0x7fffffff || pid_t(pid) == ::getpid()) continue;
+        // ESRCH: no such process. EPERM means it runs (as another user).
+        if (::kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;
+        std::error_code removeEc;
+        std::filesystem::remove_all(it->path(), removeEc);
+    }
+}
+
 void writeFileAtomic(const std::filesystem::path& path, std::string_view content) {
     AtomicFileWriter out(path);
     out.write(content);
@@ -51,11 +72,13 @@ void writeFileAtomic(const std::filesystem::path& path, std::string_view content
 
 AtomicFileWriter::AtomicFileWriter(std::filesystem::path path) : path_(std::move(path)) {
     // In the same folder as the target, so the rename stays on one file system.
+    const std::string prefix = path_.filename().string() + ".tmp-";
+    removeStaleTemporaries(path_.parent_path(), prefix);
     std::random_device rd;
     std::mt19937_64 rng((uint64_t(rd()) << 32) ^ rd() ^ uint64_t(::getpid()));
     for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
-        char suffix[32];
-        std::snprintf(suffix, sizeof suffix, ".tmp-%08x", static_cast<unsigned>(rng()));
+        char suffix[48];
+        std::snprintf(suffix, sizeof suffix, ".tmp-%ld-%08x", static_cast<long>(::getpid()), static_cast<unsigned>(rng()));
         tmp_ = path_;
         tmp_ += suffix;
         fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);

@@ -246,6 +246,12 @@ void splitRows(const std::vector<DatasetRow>& rows, double fraction, uint64_t se
     for (size_t i = 0; i < rows.size(); ++i) (isVal[i] ? validation : train).push_back(rows[i]);
 }
 
+// "gate.safetensors" -> "gate.cancelled.safetensors": where a cancelled
+// training's output goes, beside the last complete one.
+static std::filesystem::path cancelledName(const std::filesystem::path& file) {
+    return file.parent_path() / (file.stem().string() + ".cancelled" + file.extension().string());
+}
+
 // ---------------------------------------------------------------- build
 
 BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<void(const BuildProgress&)>& onProgress,
@@ -287,6 +293,23 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
 
     std::vector<GateWeights> gates;
     GateSamples val;
+    // A cancelled training never replaces the last complete gates: its
+    // partial gates go to gate.cancelled.safetensors beside them.
+    bool trainingCancelled = false;
+    const std::filesystem::path gatesOut = gatesFile(s), partialGatesOut = cancelledName(gatesOut);
+    std::vector<std::string> names;
+    for (const auto& e : facts.experts) names.push_back(e.name);
+    std::map<std::string, std::string> meta = {{"expert_ids", joined(names, ",")},
+                                               {"include_base", s.includeBase ? "true" : "false"},
+                                               {"gate_mode", toString(s.gateMode)},
+                                               {"top_k", std::to_string(s.topK)},
+                                               {"dataset_hash", facts.dataset.empty() ? "" : datasetHash(facts.dataset)}};
+    if (s.routing) meta["routing"] = toString(*s.routing);
+    auto saveBuiltGates = [&] {
+        std::filesystem::create_directories(gatesFolder(s));
+        meta["cancelled"] = rep.cancelled ? "true" : "false";
+        saveGates(trainingCancelled ? partialGatesOut : gatesOut, facts.layers, gates, meta);
+    };
     if (!s.training) {
         report("gates", 0, 1);
         gates = loadGates(gatesFile(s), facts.layers, E, H);
@@ -314,11 +337,17 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
         rep.trainSteps = int(tr.history.size());
         rep.history = tr.history;
         rep.cancelled = tr.cancelled;
+        trainingCancelled = tr.cancelled;
         gates = std::move(tr.gates);
         if (!s.lossCsvPath.empty()) {
-            writeLossCsv(s.lossCsvPath, facts.layers, rep.history, s.anymoeLossHeader, !s.anymoeLossHeader);
-            rep.lossCsv = s.lossCsvPath;
+            // A cancelled run's curve goes beside the last complete one, not over it.
+            rep.lossCsv = trainingCancelled ? cancelledName(s.lossCsvPath) : s.lossCsvPath;
+            writeLossCsv(rep.lossCsv, facts.layers, rep.history, s.anymoeLossHeader, !s.anymoeLossHeader);
         }
+        // Saved now, so that a failure after training (installing the
+        // experts, choosing the routing) keeps the trained gates; saved again
+        // at the end with the routing chosen and the validation accuracy.
+        saveBuiltGates();
     } else {
         report("gates", 0, 1);
         if (s.gateMode == GateMode::Hidden) gates = hiddenGates(session, *tok, tmpl, s, facts.layers);
@@ -365,28 +394,20 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
     }
     moe.setRouting(rep.routing);
 
-    std::vector<std::string> names;
-    for (const auto& e : facts.experts) names.push_back(e.name);
-    std::vector<std::string> layerNames;
-    for (int l : facts.layers) layerNames.push_back(std::to_string(l));
-    std::map<std::string, std::string> meta = {{"expert_ids", joined(names, ",")},
-                                               {"include_base", s.includeBase ? "true" : "false"},
-                                               {"gate_mode", toString(s.gateMode)},
-                                               {"routing", toString(rep.routing)},
-                                               {"top_k", std::to_string(s.topK)},
-                                               {"dataset_hash", facts.dataset.empty() ? "" : datasetHash(facts.dataset)},
-                                               {"cancelled", rep.cancelled ? "true" : "false"}};
+    meta["routing"] = toString(rep.routing);
     // "layer:token/prompt,..." for model cards (exports).
     std::string accuracy;
     for (const auto& l : rep.layers)
         accuracy += (accuracy.empty() ? "" : ",") + std::to_string(l.layer) + ":" + std::to_string(l.token) + "/" +
                     std::to_string(l.prompt);
     meta["validation_accuracy"] = accuracy;
-    if (s.training) {
-        std::filesystem::create_directories(gatesFolder(s));
-        saveGates(gatesFile(s), facts.layers, gates, meta);
-    }
-    rep.gates = gatesFile(s);
+    if (s.training) saveBuiltGates();
+    rep.gates = trainingCancelled ? partialGatesOut : gatesOut;
+    if (trainingCancelled)
+        rep.warnings.push_back("training cancelled after " + std::to_string(rep.trainSteps) + " steps: its gates are in " +
+                               partialGatesOut.string() + "; " + gatesOut.string() +
+                               (std::filesystem::exists(gatesOut) ? " keeps the last complete build's gates"
+                                                                  : " was not written"));
     rep.seconds = secondsSince(t0);
     return result;
 }

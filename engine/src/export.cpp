@@ -241,7 +241,10 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
 
     // Everything goes into a temporary sibling folder, renamed at the end.
     const fs::path out = fs::absolute(options.out).lexically_normal();
-    const fs::path tmp = out.parent_path() / ("." + out.filename().string() + ".tmp-" + std::to_string(::getpid()));
+    // An export killed before its rename left its folder: removed here.
+    const std::string tmpPrefix = "." + out.filename().string() + ".tmp-";
+    removeStaleTemporaries(out.parent_path(), tmpPrefix);
+    const fs::path tmp = out.parent_path() / (tmpPrefix + std::to_string(::getpid()));
     fs::remove_all(tmp, ec);
     fs::create_directories(tmp);
     struct Cleanup {

@@ -5,6 +5,8 @@
 // data section. Tensor "data_offsets" are relative to the data section.
 #include "moe/safetensors.h"
 
+#include "moe/atomic_file.h"
+
 #include "json_input.h"
 #include "moe/error.h"
 #include "moe/quant.h"
@@ -114,15 +116,17 @@ void writeAll(int fd, const void* data, size_t n, const fs::path& tmp) {
     }
 }
 
-// Creates "<path>.tmp-XXXXXXXX" next to `path` (same file system, so the
-// final rename is atomic). Mode 0666 lets the umask decide the permissions,
-// which mkstemp's fixed 0600 would not.
+// Creates "<path>.tmp-<pid>-XXXXXXXX" next to `path` (same file system, so
+// the final rename is atomic), after removing those of killed writers (the
+// pattern of AtomicFileWriter). Mode 0666 lets the umask decide the
+// permissions, which mkstemp's fixed 0600 would not.
 int createTempNextTo(const fs::path& path, fs::path& tmpOut) {
+    removeStaleTemporaries(path.parent_path(), path.filename().string() + ".tmp-");
     std::random_device rd;
     std::mt19937_64 rng((uint64_t(rd()) << 32) ^ rd() ^ uint64_t(::getpid()));
     for (int attempt = 0; attempt < 100; ++attempt) {
-        char suffix[32];
-        std::snprintf(suffix, sizeof suffix, ".tmp-%08x", static_cast<unsigned>(rng()));
+        char suffix[48];
+        std::snprintf(suffix, sizeof suffix, ".tmp-%ld-%08x", static_cast<long>(::getpid()), static_cast<unsigned>(rng()));
         tmpOut = path;
         tmpOut += suffix;
         const int fd = ::open(tmpOut.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);

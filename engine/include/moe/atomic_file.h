@@ -22,9 +22,16 @@ std::string readTextFile(const std::filesystem::path& file, std::uintmax_t maxBy
 void writeFileAtomic(const std::filesystem::path& path, std::string_view content);
 
 // The same for a file written in pieces (exports of many gigabytes): the
-// temporary "<path>.tmp-XXXXXXXX" is created at construction and removed by
-// the destructor unless commit() renamed it into place. Every failure throws
-// moe::Error naming the file.
+// temporary "<path>.tmp-<pid>-XXXXXXXX" is created at construction and removed
+// by the destructor unless commit() renamed it into place. A process killed
+// mid-write leaves its temporary behind; the next writer of the same path
+// removes those whose process is gone. Every failure throws moe::Error naming
+// the file.
+// Removes the entries of `folder` named "<prefix><pid>" or "<prefix><pid>-..."
+// (files or folders) whose process <pid> no longer runs: what writers killed
+// mid-write left. Best effort: entries that cannot be removed stay.
+void removeStaleTemporaries(const std::filesystem::path& folder, const std::string& prefix);
+
 class AtomicFileWriter {
 public:
     explicit AtomicFileWriter(std::filesystem::path path);
