@@ -133,8 +133,9 @@ private slots:
         // A pid that ran and is gone: a child that exited.
         QProcess p;
         p.start("true", {});
+        QVERIFY(p.waitForStarted(10000));
+        const long dead = long(p.processId());
         QVERIFY(p.waitForFinished(10000));
-        const long dead = long(p.processId() > 0 ? p.processId() : 0);
         QVERIFY(dead > 0);
         const std::string deadName = "x.gguf.tmp-" + std::to_string(dead) + "-0000abcd";
         const std::string liveName = "x.gguf.tmp-" + std::to_string(long(::getppid())) + "-0000abcd";
@@ -192,7 +193,7 @@ private slots:
         std::ofstream(sel) << "[model]\nmodel_id = \"" << (root / "base").string() << "\"\n\n[anymoe]\nmodel_ids = [\""
                            << (root / "expert0").string() << "\", \"" << (root / "expert1").string()
                            << "\"]\nlayers = [0, 1, 2, 3]\n\n[anymoe.config]\ngate_mode = \"random\"\n"
-                              "expert_type = \"fine_tuned\"\nrouting = \"token\"\n";
+                              "expert_type = \"fine_tuned\"\nrouting = \"token\"\ngate_bias = false\n";
         Run r = run(MOE_CLI, {"build", q(sel), "--json"});
         QVERIFY2(r.exitCode == 0, r.err.c_str());
 
