@@ -218,7 +218,7 @@ private slots:
         const std::filesystem::path root = dir.path().toStdString();
         moe::test::ref::Spec s{"phi3", 32, 48, 2, 2, 1, 16, 4096};
         s.partialRotary = 0.5;
-        for (const char* name : {"base", "e0", "e1"}) {
+        for (const char* name : {"base", "e0", "e1", "e2"}) {
             std::filesystem::create_directories(root / name);
             moe::test::ref::writeModel(root / name, s, name[0] == 'b' ? 1 : 2 + uint32_t(name[1]));
             for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"})
@@ -229,7 +229,8 @@ private slots:
         const QString sel = dir.path() + "/sel.toml";
         std::ofstream(sel.toStdString()) << "[model]\nmodel_id = \"" << (root / "base").string() << "\"\n\n[anymoe]\n"
                                          << "dataset_json = \"" << m << "/amoe.json\"\nmodel_ids = [\""
-                                         << (root / "e0").string() << "\", \"" << (root / "e1").string() << "\"]\n\n[anymoe.config]\n";
+                                         << (root / "e0").string() << "\", \"" << (root / "e1").string() << "\", \""
+                                         << (root / "e2").string() << "\"]\n\n[anymoe.config]\n";
         for (const char* format : {"mixtral", "qwen2_moe"}) {
             const auto r = runCli({"export", sel, "--out", dir.path() + "/out", "--format", format});
             QCOMPARE(r.exitCode, 1);
