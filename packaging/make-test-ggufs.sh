@@ -73,6 +73,10 @@ eval_texts=("$models"/eval/*.txt)
 # query_pre_attn_scalar = head_dim (llama.cpp scales by head_dim^-0.5 whatever
 # the config says, as Gemma's released 2B/9B/1B/4B/12B are); gemma3 with 6
 # layers, since llama.cpp's gemma3 always makes every 6th layer global.
+# phi3: Phi-4-mini's layout (tied, 3/4 of each head rotated, LongRoPE) with
+# original_max_position_embeddings 384 of 512: llama.cpp takes the short
+# factors for any context up to 384 (all of ours), and both scale cos/sin by
+# sqrt(1 + ln(512/384) / ln 384).
 random_models=(
   "qwen2=--arch qwen2 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --seed 11"
   "mixtral=--arch mixtral --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --experts 4 --top-k 2 --seed 12"
@@ -81,6 +85,7 @@ random_models=(
   "qwen3=--arch qwen3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --head-dim 64 --intermediate 256 --tie-embeddings --seed 15"
   "gemma2=--arch gemma2 --hidden 128 --layers 4 --heads 4 --kv-heads 2 --head-dim 32 --intermediate 256 --sliding-window 8 --attn-softcap 20 --final-softcap 15 --tie-embeddings --seed 16"
   "gemma3=--arch gemma3 --hidden 128 --layers 6 --heads 4 --kv-heads 2 --head-dim 32 --intermediate 256 --sliding-window 8 --tie-embeddings --seed 17"
+  "phi3=--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --partial-rotary 0.75 --longrope 384 --tie-embeddings --seed 18"
 )
 random_common="--vocab 4096 --dtype f32 --max-pos 512 --init-std 0.05 --tokenizer-from $models/base"
 random_q8_0=(mixtral qwen3moe)
@@ -153,7 +158,11 @@ for entry in "${random_models[@]}"; do
   args=${entry#*=}
   # shellcheck disable=SC2086 # word splitting of the argument lists is intended
   "$random_model" --out "$out/random-$name" $args $random_common >/dev/null
-  convert "$out/random-$name" f32 "$out/random-$name-f32.gguf" --sentencepiece-vocab
+  # llama.cpp gives a model whose general.name says phi3 Phi-3's special
+  # tokens' attributes, which the demo base's vocabulary lacks: another name.
+  name_arg=()
+  if [ "$name" = phi3 ]; then name_arg=(--model-name "random-p3"); fi
+  convert "$out/random-$name" f32 "$out/random-$name-f32.gguf" --sentencepiece-vocab "${name_arg[@]}"
 done
 for name in "${random_q8_0[@]}"; do
   quantize "$out/random-$name-f32.gguf" "$out/random-$name-q8_0.gguf" q8_0

@@ -3,7 +3,9 @@
 // tokens: q rotated into q_out; k rotated and v copied into the KV cache at
 // the token's row (its sequence's rows, at its position). q, k and v are read at their own offsets and strides, so
 // they can be the column ranges of one fused QKV projection's output.
-// cos/sin come from a host-computed table [pos][head_dim/2].
+// cos/sin come from a host-computed table [pos][rot_half]. Partial rotary
+// (Phi-3): pairs (i, i + rot_half) for i < rot_half are rotated, the head's
+// dimensions from 2 * rot_half on pass through (rot_half = head_dim/2: all).
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 layout(local_size_x = 64) in;
@@ -11,7 +13,7 @@ layout(push_constant) uniform Push {
     uint n_tokens; uint n_heads; uint n_kv_heads; uint head_dim;
     uint q_offset; uint q_stride; uint k_offset; uint k_stride;
     uint v_offset; uint v_stride; uint q_out_stride; uint kv_stride;
-    uint table_cos_offset; uint table_sin_offset;
+    uint table_cos_offset; uint table_sin_offset; uint rot_half;
 } p;
 DECLARE_STEP(0)
 layout(binding = 1) readonly buffer Q { float q[]; };
@@ -31,22 +33,28 @@ void main() {
     const uint h = (idx / half_dim) % heads;
     const uint t = idx / (half_dim * heads);
     const uint pos = STEP_POS(t);
-    const float c = table[p.table_cos_offset + pos * half_dim + i];
-    const float s = table[p.table_sin_offset + pos * half_dim + i];
+    const uint r = p.rot_half;
+    // Thread i < r rotates the pair (i, i + r); the others copy two of the
+    // dimensions past the rotary ones.
+    const bool rotate = i < r;
+    const uint e0 = rotate ? i : 2u * i, e1 = rotate ? i + r : 2u * i + 1u;
+    const uint ti = rotate ? i : 0u;
+    const float c = rotate ? table[p.table_cos_offset + pos * r + ti] : 1.0;
+    const float s = rotate ? table[p.table_sin_offset + pos * r + ti] : 0.0;
     if (h < p.n_heads) {
         const uint b = p.q_offset + t * p.q_stride + h * p.head_dim;
         const uint o = t * p.q_out_stride + h * p.head_dim;
-        const float x1 = q[b + i], x2 = q[b + i + half_dim];
-        qout[o + i] = x1 * c - x2 * s;
-        qout[o + i + half_dim] = x2 * c + x1 * s;
+        const float x1 = q[b + e0], x2 = q[b + e1];
+        qout[o + e0] = rotate ? x1 * c - x2 * s : x1;
+        qout[o + e1] = rotate ? x2 * c + x1 * s : x2;
     } else {
         const uint kh = h - p.n_heads;
         const uint kb = p.k_offset + t * p.k_stride + kh * p.head_dim;
         const uint vb = p.v_offset + t * p.v_stride + kh * p.head_dim;
         const uint dst = STEP_ROW(t) * p.kv_stride + kh * p.head_dim;
-        const float x1 = k[kb + i], x2 = k[kb + i + half_dim];
-        kcache[dst + i] = x1 * c - x2 * s;
-        kcache[dst + i + half_dim] = x2 * c + x1 * s;
+        const float x1 = k[kb + e0], x2 = k[kb + e1];
+        kcache[dst + e0] = rotate ? x1 * c - x2 * s : x1;
+        kcache[dst + e1] = rotate ? x2 * c + x1 * s : x2;
         vcache[dst + i] = v[vb + i];
         vcache[dst + i + half_dim] = v[vb + i + half_dim];
     }

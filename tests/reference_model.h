@@ -59,6 +59,13 @@ struct Spec {
     // Transformers 5's per-layer-type rope_parameters with ropeParameters.
     double ropeLinearFactor = 0;
     bool ropeParameters = false;
+    // phi3: fused qkv_proj / gate_up_proj, partial_rotary_factor, and
+    // rope_scaling longrope with original_max_position_embeddings
+    // longropeOriginal (0 = none; max_position_embeddings is 256).
+    double partialRotary = 1;
+    int longropeOriginal = 0;
+    bool phi3() const { return arch == "phi3"; }
+    int rotaryDim() const { return int(headDim * partialRotary); }
     bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }
     bool slides(int layer) const { return window > 0 && (!gemma() || (layer + 1) % slidingPattern != 0); }
     bool qkNorm() const { return arch == "qwen3" || arch == "qwen3_moe" || arch == "gemma3"; }
@@ -162,6 +169,27 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
             add(p + "mlp.down_proj.weight", {H, I}, 0.1f);
         }
     }
+    if (s.phi3()) {
+        // Phi-3's checkpoints stack the rows: qkv_proj = [q; k; v], gate_up_proj = [gate; up].
+        auto fuse = [&](const std::string& to, const std::vector<std::string>& from) {
+            HostTensor f = tensors.at(from.front());
+            f.shape[0] = 0;
+            f.bytes.clear();
+            for (const auto& n : from) {
+                const HostTensor& t = tensors.at(n);
+                f.shape[0] += t.shape[0];
+                f.bytes.insert(f.bytes.end(), t.bytes.begin(), t.bytes.end());
+                tensors.erase(n);
+            }
+            tensors[to] = std::move(f);
+        };
+        for (int l = 0; l < s.layers; ++l) {
+            const std::string p = m + "layers." + std::to_string(l) + ".";
+            fuse(p + "self_attn.qkv_proj.weight",
+                 {p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"});
+            fuse(p + "mlp.gate_up_proj.weight", {p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"});
+        }
+    }
     std::vector<TensorToWrite> out;
     for (auto& [name, t] : tensors) out.push_back({name, t.dtype, t.shape, t.bytes});
     writeSafetensors(dir / "model.safetensors", out);
@@ -174,6 +202,7 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
                          : s.arch == "qwen3"     ? "Qwen3ForCausalLM"
                          : s.arch == "gemma2"    ? "Gemma2ForCausalLM"
                          : s.arch == "gemma3"    ? (s.multimodal ? "Gemma3ForConditionalGeneration" : "Gemma3ForCausalLM")
+                         : s.arch == "phi3"      ? "Phi3ForCausalLM"
                                                : "LlamaForCausalLM";
     json c = {{"architectures", {archName}}, {"model_type", s.arch}, {"hidden_size", s.hidden},
               {"intermediate_size", s.inter}, {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
@@ -206,6 +235,22 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
             } else if (s.ropeLinearFactor > 0) {
                 c["rope_scaling"] = {{"rope_type", "linear"}, {"factor", s.ropeLinearFactor}};
             }
+        }
+    }
+    if (s.phi3()) {
+        c["sliding_window"] = s.window > 0 ? json(s.window) : json(nullptr);
+        c["partial_rotary_factor"] = s.partialRotary;
+        if (s.longropeOriginal > 0) {
+            std::mt19937 frng(seed + 17);
+            std::uniform_real_distribution<double> u(0.0, 1.0);
+            std::vector<double> shortF, longF;
+            const int n = s.rotaryDim() / 2;
+            for (int i = 0; i < n; ++i) {
+                shortF.push_back(1.0 + 0.2 * u(frng));
+                longF.push_back(1.0 + 6.0 * i / std::max(1, n - 1) * (0.5 + u(frng)));
+            }
+            c["original_max_position_embeddings"] = s.longropeOriginal;
+            c["rope_scaling"] = {{"type", "longrope"}, {"short_factor", shortF}, {"long_factor", longF}};
         }
     }
     if (s.arch == "mixtral") {
@@ -323,8 +368,30 @@ inline MlpFn qwen2MoeMlp(const std::filesystem::path& dir, const Spec& s) {
 inline std::vector<float> referenceLogits(const std::filesystem::path& dir, const Spec& s, const std::vector<int32_t>& ids,
                                           const MlpFn& mlp = {}) {
     auto store = WeightStore::openFolder(dir);
-    auto W = [&](const std::string& n) { return toFloat32(store->require(n)); };
     const int H = s.hidden, I = s.inter, D = s.headDim, nh = s.heads, nkv = s.kvHeads, T = int(ids.size());
+    // Phi-3's fused tensors, sliced here by rows (q, k, v; gate, up) as its modeling code does.
+    auto rowsOf = [&](const std::string& fused, int64_t from, int64_t count) {
+        const auto all = toFloat32(store->require(fused));
+        return std::vector<float>(all.begin() + from * H, all.begin() + (from + count) * H);
+    };
+    auto W = [&](const std::string& n) {
+        if (s.phi3()) {
+            const int64_t qd = int64_t(nh) * D, kvd = int64_t(nkv) * D;
+            const auto cut = n.rfind("self_attn.");
+            const auto mlpAt = n.rfind("mlp.");
+            if (cut != std::string::npos && n.ends_with("_proj.weight") && n.compare(cut, 16, "self_attn.o_proj") != 0) {
+                const std::string fused = n.substr(0, cut) + "self_attn.qkv_proj.weight";
+                if (n.ends_with("q_proj.weight")) return rowsOf(fused, 0, qd);
+                if (n.ends_with("k_proj.weight")) return rowsOf(fused, qd, kvd);
+                return rowsOf(fused, qd + kvd, kvd);
+            }
+            if (mlpAt != std::string::npos && (n.ends_with("gate_proj.weight") || n.ends_with("up_proj.weight"))) {
+                const std::string fused = n.substr(0, mlpAt) + "mlp.gate_up_proj.weight";
+                return rowsOf(fused, n.ends_with("gate_proj.weight") ? 0 : I, I);
+            }
+        }
+        return toFloat32(store->require(n));
+    };
     const double eps = 1e-6, theta = ropeTheta(s);
     const MlpFn moeMlp = mlp                     ? MlpFn{}
                          : s.arch == "mixtral"   ? mixtralMlp(dir, s)
@@ -351,6 +418,31 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
     const std::vector<float> localFreq = ropeInvFreq(s.ropeLocalTheta, D);
     if (s.ropeLinearFactor > 0)
         for (float& f : globalFreq) f = float(double(f) / s.ropeLinearFactor);
+    // Phi-3: RoPE on the first rotaryDim dimensions of each head
+    // (q_rot = q[..., :rotary_dim], rotate_half within it, the rest passed
+    // through); longrope: inv_freq / short_factor, or / long_factor for a
+    // sequence longer than original_max_position_embeddings (as in generation
+    // one token at a time: token t's sequence is t + 1 long), cos and sin
+    // times sqrt(1 + ln(max / original) / ln(original)).
+    const int R = s.phi3() ? s.rotaryDim() : D;
+    std::vector<float> longFreq;
+    double ropeScale = 1;
+    if (s.phi3()) {
+        globalFreq = ropeInvFreq(theta, R);
+        if (s.longropeOriginal > 0) {
+            json cfg;
+            std::ifstream(dir / "config.json") >> cfg;
+            const auto shortF = cfg["rope_scaling"]["short_factor"].get<std::vector<double>>();
+            const auto longF = cfg["rope_scaling"]["long_factor"].get<std::vector<double>>();
+            longFreq = globalFreq;
+            for (size_t i = 0; i < globalFreq.size(); ++i) {
+                longFreq[i] = float(double(globalFreq[i]) / longF[i]);
+                globalFreq[i] = float(double(globalFreq[i]) / shortF[i]);
+            }
+            const double factor = 256.0 / s.longropeOriginal;
+            ropeScale = factor <= 1 ? 1.0 : std::sqrt(1 + std::log(factor) / std::log(double(s.longropeOriginal)));
+        }
+    }
     const double scale = 1.0 / std::sqrt(gemma && s.queryPreAttnScalar > 0 ? s.queryPreAttnScalar : double(D));
     const AttentionShape globalShape{nh, nkv, D, gemma ? 0 : s.window, scale, gemma ? s.attnSoftcap : 0.0};
     const int qDim = globalShape.qDim(), kvDim = globalShape.kvDim();
@@ -385,9 +477,12 @@ inline std::vector<float> referenceLogits(const std::filesystem::path& dir, cons
                 for (int hh = 0; hh < nh; ++hh) rmsnorm(qt + size_t(hh) * D, qt + size_t(hh) * D, D, qn.data(), eps);
                 for (int hh = 0; hh < nkv; ++hh) rmsnorm(kt + size_t(hh) * D, kt + size_t(hh) * D, D, kn.data(), eps);
             }
-            const RopeAngles angles = ropeAngles(invFreq, t);
-            rope(qt, nh, D, angles);
-            rope(kt, nkv, D, angles);
+            const bool longF = !longFreq.empty() && t + 1 > s.longropeOriginal;
+            RopeAngles angles = ropeAngles(longF ? longFreq : invFreq, t);
+            for (double& x : angles.cos) x *= ropeScale;
+            for (double& x : angles.sin) x *= ropeScale;
+            for (int hh = 0; hh < nh; ++hh) rotateHalf(qt + size_t(hh) * D, R, angles.cos.data(), angles.sin.data());
+            for (int hh = 0; hh < nkv; ++hh) rotateHalf(kt + size_t(hh) * D, R, angles.cos.data(), angles.sin.data());
         }
         const auto attn = attention(shape, Q.data(), K.data(), V.data(), 0, T);
         std::vector<float> bo;

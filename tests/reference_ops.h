@@ -180,9 +180,9 @@ inline void rmsnormRows(const std::vector<float>& in, Rows inr, std::vector<floa
 }
 
 // ---- RoPE -------------------------------------------------------------------
-// The Hugging Face rotate_half convention (GPT-NeoX style) over the whole head
-// (the engine refuses partial_rotary_factor ≠ 1): pairs (i, i + D/2) rotated by
-// the angle float(pos) · inv_freq[i]. Scaled frequencies (linear, llama3) only
+// The Hugging Face rotate_half convention (GPT-NeoX style): pairs (i, i + R/2)
+// of the head's first R dimensions (R = D, or Phi-3's partial rotary width)
+// rotated by the angle float(pos) · inv_freq[i], the rest passed through. Scaled frequencies (linear, llama3) only
 // change inv_freq (checked against the config in test_model_files).
 
 // inv_freq[i] = 1 / theta^(2i / headDim), rounded to float.
@@ -236,11 +236,14 @@ template <class T, class C> void rotateHalf(T* x, int headDim, const C* cos, con
 template <class T> void rope(T* x, int heads, int headDim, const RopeAngles& a) {
     for (int h = 0; h < heads; ++h) rotateHalf(x + size_t(h) * headDim, headDim, a.cos.data(), a.sin.data());
 }
-template <class T> void rope(T* x, int heads, int headDim, const std::vector<float>& table, int maxPos, int pos) {
-    const size_t half = size_t(headDim / 2);
+// With a table of rotDim/2 columns (rotDim 0: headDim).
+template <class T>
+void rope(T* x, int heads, int headDim, const std::vector<float>& table, int maxPos, int pos, int rotDim = 0) {
+    const int R = rotDim > 0 ? rotDim : headDim;
+    const size_t half = size_t(R / 2);
     const float* cos = table.data() + size_t(pos) * half;
     const float* sin = table.data() + size_t(maxPos) * half + size_t(pos) * half;
-    for (int h = 0; h < heads; ++h) rotateHalf(x + size_t(h) * headDim, headDim, cos, sin);
+    for (int h = 0; h < heads; ++h) rotateHalf(x + size_t(h) * headDim, R, cos, sin);
 }
 
 struct AttentionShape {
@@ -248,6 +251,7 @@ struct AttentionShape {
     int window = 0; // sliding window in tokens, 0 = none
     double scale = 0;
     double softcap = 0; // scores soft-capped (Gemma 2); 0 = none
+    int ropeDim = 0;    // rotated dimensions per head (Phi-3); 0 = headDim
     int qDim() const { return heads * headDim; }
     int kvDim() const { return kvHeads * headDim; }
 };
@@ -265,8 +269,8 @@ void ropeStore(const AttentionShape& s, const T* q, Rows qr, const T* k, Rows kr
         const size_t pos = size_t(pos0 + t);
         std::vector<double> qt(q + qr.at(size_t(t)), q + qr.at(size_t(t)) + qDim);
         std::vector<double> kt(k + kr.at(size_t(t)), k + kr.at(size_t(t)) + kvDim);
-        rope(qt.data(), s.heads, s.headDim, table, maxPos, int(pos));
-        rope(kt.data(), s.kvHeads, s.headDim, table, maxPos, int(pos));
+        rope(qt.data(), s.heads, s.headDim, table, maxPos, int(pos), s.ropeDim);
+        rope(kt.data(), s.kvHeads, s.headDim, table, maxPos, int(pos), s.ropeDim);
         for (size_t i = 0; i < qDim; ++i) qOut[size_t(t) * qDim + i] = float(qt[i]);
         for (size_t i = 0; i < kvDim; ++i) {
             kCache[pos * kvDim + i] = float(kt[i]);

@@ -4,7 +4,9 @@
 // of the base (tests/reference_model.h) whose MLPs are replaced by the dense
 // mixture the routing describes (softmax of the gate over the MLP input,
 // top-2, renormalised; each chosen expert's MLP). Then gates trained on the
-// demo dataset, route-eval and perplexity on the Qwen3 and Gemma 2 bases.
+// demo dataset, route-eval and perplexity on the Qwen3, Gemma 2 and Phi-3
+// bases. Phi-3's fused gate_up_proj (LoRA on it too) is sliced by the test
+// itself, not by the engine's loader.
 //
 // Tolerance: as in test_architectures (float32 against double on the same
 // weights, NMSE < 1e-9); a wrong expert, weight or activation gives > 1e-4.
@@ -44,7 +46,32 @@ Spec specOf(const std::string& arch) {
         s.queryPreAttnScalar = 24;
         if (arch == "gemma2") s.attnSoftcap = 5, s.finalSoftcap = 8;
     }
+    if (arch == "phi3") {
+        // Phi-4-mini's shape in small: tied, 3/4 of each head rotated,
+        // LongRoPE switching to the long factors within the 13 tokens.
+        s.tied = true;
+        s.partialRotary = 0.75;
+        s.longropeOriginal = 8;
+    }
     return s;
+}
+
+// A layer's dense MLP weights (gate, up, down) from a folder; Phi-3's fused
+// gate_up_proj sliced here by rows (gate first).
+ExpertWeights denseMlp(const WeightStore& store, const Spec& s, int layer) {
+    const std::string p = "model.layers." + std::to_string(layer) + ".mlp.";
+    ExpertWeights w;
+    if (s.phi3()) {
+        const auto gu = toFloat32(store.require(p + "gate_up_proj.weight"));
+        const size_t half = size_t(s.inter) * size_t(s.hidden);
+        w.gate.assign(gu.begin(), gu.begin() + long(half));
+        w.up.assign(gu.begin() + long(half), gu.end());
+    } else {
+        w.gate = toFloat32(store.require(p + "gate_proj.weight"));
+        w.up = toFloat32(store.require(p + "up_proj.weight"));
+    }
+    w.down = toFloat32(store.require(p + "down_proj.weight"));
+    return w;
 }
 
 // The demo base's tokenizer in a random model's folder (the MoE loads one).
@@ -69,17 +96,21 @@ void writeLora(const fs::path& dir, const Spec& s, const std::vector<int>& layer
         std::memcpy(storage.back().data(), v.data(), v.size() * 4);
         out.push_back({name, DType::F32, {rows, cols}, storage.back()});
     };
+    // Phi-3: the adapter targets the fused gate_up_proj (B of 2 * inter rows).
+    const std::vector<const char*> projs = s.phi3() ? std::vector<const char*>{"gate_up_proj", "down_proj"}
+                                                    : std::vector<const char*>{"gate_proj", "up_proj", "down_proj"};
     for (int l : layers)
-        for (const char* proj : {"gate_proj", "up_proj", "down_proj"}) {
+        for (const char* proj : projs) {
             const bool down = proj[0] == 'd';
-            const int64_t in = down ? s.inter : s.hidden, outDim = down ? s.hidden : s.inter;
+            const int64_t in = down ? s.inter : s.hidden;
+            const int64_t outDim = down ? s.hidden : std::string(proj) == "gate_up_proj" ? 2 * s.inter : s.inter;
             const std::string p = "base_model.model.model.layers." + std::to_string(l) + ".mlp." + proj + ".";
             add(p + "lora_A.weight", r, in);
             add(p + "lora_B.weight", outDim, r);
         }
     writeSafetensors(dir / "adapter_model.safetensors", out);
     const nlohmann::json cfg = {{"peft_type", "LORA"}, {"r", r}, {"lora_alpha", alpha},
-                                {"target_modules", {"gate_proj", "up_proj", "down_proj"}},
+                                {"target_modules", projs},
                                 {"base_model_name_or_path", "../base"}, {"bias", "none"}, {"fan_in_fan_out", false},
                                 {"use_rslora", false}, {"use_dora", false}, {"task_type", "CAUSAL_LM"}};
     std::ofstream(dir / "adapter_config.json") << cfg.dump(1);
@@ -90,8 +121,7 @@ ExpertWeights expertMlp(const fs::path& base, const fs::path& expert, bool lora,
                         float alpha) {
     const std::string p = "model.layers." + std::to_string(layer) + ".mlp.";
     auto store = WeightStore::openFolder(lora ? base : expert);
-    ExpertWeights w{toFloat32(store->require(p + "gate_proj.weight")), toFloat32(store->require(p + "up_proj.weight")),
-                    toFloat32(store->require(p + "down_proj.weight"))};
+    ExpertWeights w = denseMlp(*store, s, layer);
     if (!lora) return w;
     auto ad = WeightStore::openFile(expert / "adapter_model.safetensors");
     const double scale = double(alpha) / r;
@@ -106,8 +136,18 @@ ExpertWeights expertMlp(const fs::path& base, const fs::path& expert, bool lora,
                 m[size_t(i * cols + j)] += float(scale * d);
             }
     };
-    apply(w.gate, "gate_proj", s.inter, s.hidden);
-    apply(w.up, "up_proj", s.inter, s.hidden);
+    if (s.phi3()) {
+        // W_gate_up + (alpha / r) B A over the fused rows, then split.
+        std::vector<float> gu = w.gate;
+        gu.insert(gu.end(), w.up.begin(), w.up.end());
+        apply(gu, "gate_up_proj", 2 * s.inter, s.hidden);
+        const size_t half = size_t(s.inter) * size_t(s.hidden);
+        w.gate.assign(gu.begin(), gu.begin() + long(half));
+        w.up.assign(gu.begin() + long(half), gu.end());
+    } else {
+        apply(w.gate, "gate_proj", s.inter, s.hidden);
+        apply(w.up, "up_proj", s.inter, s.hidden);
+    }
     apply(w.down, "down_proj", s.hidden, s.inter);
     return w;
 }
@@ -125,7 +165,7 @@ private slots:
     void sparseLogitsEqualDenseMixture_data() {
         QTest::addColumn<QString>("arch");
         QTest::addColumn<bool>("lora");
-        for (const char* arch : {"llama", "qwen3", "gemma2", "gemma3"})
+        for (const char* arch : {"llama", "qwen3", "gemma2", "gemma3", "phi3"})
             for (bool lora : {false, true})
                 QTest::newRow(qPrintable(QString("%1 %2").arg(arch, lora ? "LoRA experts, layer 1" : "fine-tuned experts")))
                     << QString(arch) << lora;
@@ -193,10 +233,8 @@ private slots:
         const MlpFn mixture = [&](int layer, int, const std::vector<double>& x) {
             const auto it = std::find(facts.layers.begin(), facts.layers.end(), layer);
             if (it == facts.layers.end()) {
-                const std::string p = "model.layers." + std::to_string(layer) + ".mlp.";
-                return swiglu(toFloat32(baseStore->require(p + "gate_proj.weight")),
-                              toFloat32(baseStore->require(p + "up_proj.weight")),
-                              toFloat32(baseStore->require(p + "down_proj.weight")), x, s.hidden, s.inter, s.gemma());
+                const ExpertWeights bw = denseMlp(*baseStore, s, layer);
+                return swiglu(bw.gate, bw.up, bw.down, x, s.hidden, s.inter, s.gemma());
             }
             const GateWeights& g = gates[size_t(it - facts.layers.begin())];
             const auto w = topKWeights(linear(g.weight, x, 3, s.hidden), 2, true);
@@ -228,6 +266,7 @@ private slots:
         QTest::addColumn<QString>("arch");
         QTest::newRow("qwen3") << "qwen3";
         QTest::newRow("gemma2") << "gemma2";
+        QTest::newRow("phi3") << "phi3";
     }
     void trainedGatesRouteEvalAndPerplexity() {
         QFETCH(QString, arch);

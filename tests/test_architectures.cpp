@@ -177,6 +177,109 @@ private slots:
         if (finalCap > 0) QVERIFY(most <= finalCap);
     }
 
+    // Phi-3 / Phi-4-mini: fused qkv_proj and gate_up_proj (split into views
+    // at load: the engine's own fused QKV and its gate/up), partial rotary
+    // (Phi-4-mini: 0.75 of the head), LongRoPE with original_max_position_embeddings
+    // 12 under max 256 (attention factor sqrt(1 + ln(256/12) / ln 12)): the
+    // prefill of 10 stays below it (short factors), the decode steps cross
+    // it (long factors from position 12 on), as Transformers switches when
+    // it generates one token at a time. A window of 6 on every layer. Same
+    // tolerance as above.
+    void phi3MatchesCpuReference_data() {
+        QTest::addColumn<double>("partial");
+        QTest::addColumn<int>("longrope");
+        QTest::addColumn<int>("window");
+        QTest::addColumn<bool>("tied");
+        QTest::addColumn<int>("dtype");
+        QTest::newRow("phi3 full rotary f32") << 1.0 << 0 << 0 << false << int(DType::F32);
+        QTest::newRow("phi4-mini partial 0.75 tied longrope bf16") << 0.75 << 12 << 0 << true << int(DType::BF16);
+        QTest::newRow("phi3 partial 0.5 longrope window 6 f32") << 0.5 << 12 << 6 << false << int(DType::F32);
+    }
+    void phi3MatchesCpuReference() {
+        QFETCH(double, partial);
+        QFETCH(int, longrope);
+        QFETCH(int, window);
+        QFETCH(bool, tied);
+        QFETCH(int, dtype);
+        Spec s{"phi3", 48, 80, 2, 4, 2, 16, 97, window, tied, DType(dtype)};
+        s.partialRotary = partial;
+        s.longropeOriginal = longrope;
+        QTemporaryDir dir;
+        writeModel(dir.path().toStdString(), s, 31);
+        std::vector<int32_t> ids;
+        std::mt19937 rng(9);
+        for (int i = 0; i < 23; ++i) ids.push_back(int32_t(rng() % 97));
+        const auto ref = referenceLogits(dir.path().toStdString(), s, ids);
+
+        auto model = Model::load(*ctx, dir.path().toStdString());
+        const ModelConfig& c = model->config();
+        QCOMPARE(c.rotaryDim(), int(16 * partial));
+        QCOMPARE(c.ropeLongInvFreq.empty(), longrope == 0);
+        QCOMPARE(model->layer(0).qkv.rows, uint32_t((4 + 2 * 2) * 16)); // the fused tensor, as one projection
+        Session session(*model, 64, 4);
+        const std::vector<float> got = prefillThenDecode(session, ids, 10);
+        QCOMPARE(got.size(), ref.size());
+        const double e = test::nmse(got, ref);
+        const size_t V = 97;
+        int sameArgmax = 0;
+        for (size_t t = 0; t < ids.size(); ++t) {
+            const auto g = std::span<const float>(got.data() + t * V, V), r = std::span<const float>(ref.data() + t * V, V);
+            sameArgmax += std::max_element(g.begin(), g.end()) - g.begin() == std::max_element(r.begin(), r.end()) - r.begin();
+        }
+        qInfo("%s: NMSE %.3g, argmax equal at %d of %zu positions", QTest::currentDataTag(), e, sameArgmax, ids.size());
+        QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
+        QCOMPARE(sameArgmax, int(ids.size()));
+    }
+
+    // Phi-3 configs the engine cannot run as Transformers would: clear errors naming config.json and the field.
+    void phi3BadConfigs_data() {
+        QTest::addColumn<QString>("field");
+        QTest::addColumn<QString>("value"); // JSON; "absent" = removed
+        QTest::addColumn<QString>("expected");
+        // 16 * 0.3 = 4.8 -> 4 is even; 16 * 0.4 = 6.4 -> 6 even; 16 * 0.2 = 3.2 -> 3: odd.
+        QTest::newRow("odd rotary width") << "partial_rotary_factor" << "0.2" << "field partial_rotary_factor: 0.2 gives a rotary width of 3";
+        QTest::newRow("rotary factor 0") << "partial_rotary_factor" << "0" << "field partial_rotary_factor: must be a number in (0, 1]";
+        QTest::newRow("rope_scaling yarn") << "rope_scaling" << "{\"type\": \"yarn\", \"factor\": 4}" << "field rope_scaling.type: \"yarn\" is not supported";
+        QTest::newRow("longrope short list") << "rope_scaling" << "{\"type\": \"longrope\", \"short_factor\": [1, 1], \"long_factor\": [1, 1, 1, 1, 1, 1]}"
+                                             << "field rope_scaling.short_factor: must be a list of 6 numbers";
+        QTest::newRow("longrope no factors") << "rope_scaling" << "{\"type\": \"longrope\"}" << "field rope_scaling.short_factor: missing";
+        QTest::newRow("longrope no original") << "original_max_position_embeddings" << "absent" << "field original_max_position_embeddings: missing";
+        QTest::newRow("gelu") << "hidden_act" << "\"gelu\"" << "field hidden_act: \"gelu\" is not supported";
+    }
+    void phi3BadConfigs() {
+        QFETCH(QString, field);
+        QFETCH(QString, value);
+        QFETCH(QString, expected);
+        Spec s{"phi3", 32, 48, 2, 2, 1, 16, 31};
+        s.partialRotary = 0.75;
+        s.longropeOriginal = 12;
+        QTemporaryDir dir;
+        const std::filesystem::path d = dir.path().toStdString();
+        writeModel(d, s, 1);
+        json c = json::parse(std::ifstream(d / "config.json"));
+        if (value == "absent") c.erase(field.toStdString());
+        else c[field.toStdString()] = json::parse(value.toStdString());
+        std::ofstream(d / "config.json") << c.dump();
+        const auto msg = test::errorMessage([&] { ModelConfig::load(d); });
+        QVERIFY2(msg.find(expected.toStdString()) != std::string::npos && msg.find("config.json") != std::string::npos,
+                 msg.c_str());
+    }
+
+    // A fused tensor whose rows do not add up: the file and tensor named.
+    void phi3FusedTensorWrongShape() {
+        Spec s{"phi3", 32, 48, 1, 2, 1, 16, 31};
+        QTemporaryDir dir;
+        const std::filesystem::path d = dir.path().toStdString();
+        writeModel(d, s, 1);
+        json c = json::parse(std::ifstream(d / "config.json"));
+        c["intermediate_size"] = 40;
+        std::ofstream(d / "config.json") << c.dump();
+        const auto msg = test::errorMessage([&] { Model::load(*ctx, d); });
+        QVERIFY2(msg.find("model.layers.0.mlp.gate_up_proj.weight") != std::string::npos &&
+                     msg.find("expected 80 rows") != std::string::npos && msg.find("model.safetensors") != std::string::npos,
+                 msg.c_str());
+    }
+
     // Gemma configs the engine cannot run as Transformers would: clear errors naming the field.
     void gemmaBadConfigs_data() {
         QTest::addColumn<QString>("field");

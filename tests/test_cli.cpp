@@ -210,6 +210,42 @@ private slots:
         QVERIFY(!QFileInfo::exists(dir.path() + "/out.gguf"));
     }
 
+    // A MoE on a Phi-3 base: PhimoeForCausalLM's layout differs (LayerNorm
+    // with biases, sparsemixer routing), so every format refuses with that
+    // reason and writes nothing.
+    void exportOfAPhi3MoeIsRefused() {
+        QTemporaryDir dir;
+        const std::filesystem::path root = dir.path().toStdString();
+        moe::test::ref::Spec s{"phi3", 32, 48, 2, 2, 1, 16, 4096};
+        s.partialRotary = 0.5;
+        for (const char* name : {"base", "e0", "e1", "e2"}) {
+            std::filesystem::create_directories(root / name);
+            moe::test::ref::writeModel(root / name, s, name[0] == 'b' ? 1 : 2 + uint32_t(name[1]));
+            for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"})
+                if (std::filesystem::exists(moe::test::modelsDir() / "base" / f))
+                    std::filesystem::copy_file(moe::test::modelsDir() / "base" / f, root / name / f);
+        }
+        const std::string m = std::filesystem::absolute(moe::test::modelsDir()).string();
+        const QString sel = dir.path() + "/sel.toml";
+        std::ofstream(sel.toStdString()) << "[model]\nmodel_id = \"" << (root / "base").string() << "\"\n\n[anymoe]\n"
+                                         << "dataset_json = \"" << m << "/amoe.json\"\nmodel_ids = [\""
+                                         << (root / "e0").string() << "\", \"" << (root / "e1").string() << "\", \""
+                                         << (root / "e2").string() << "\"]\n\n[anymoe.config]\n";
+        for (const char* format : {"mixtral", "qwen2_moe"}) {
+            const auto r = runCli({"export", sel, "--out", dir.path() + "/out", "--format", format});
+            QCOMPARE(r.exitCode, 1);
+            QVERIFY2(r.err.find("PhimoeForCausalLM") != std::string::npos && r.err.find("Phi3ForCausalLM") != std::string::npos &&
+                         r.err.find("sparsemixer") != std::string::npos,
+                     r.err.c_str());
+        }
+        const auto r = runCli({"export", sel, "--out", dir.path() + "/out.gguf", "--format", "gguf"});
+        QCOMPARE(r.exitCode, 1);
+        QVERIFY2(r.err.find("PhimoeForCausalLM") != std::string::npos && r.err.find("none is written") != std::string::npos,
+                 r.err.c_str());
+        QVERIFY(!QFileInfo::exists(dir.path() + "/out"));
+        QVERIFY(!QFileInfo::exists(dir.path() + "/out.gguf"));
+    }
+
     void exportNeedsABuiltMoeAndAKnownFormat() {
         QTemporaryDir dir;
         const std::string m = std::filesystem::absolute(moe::test::modelsDir()).string();

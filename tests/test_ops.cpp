@@ -767,10 +767,15 @@ private slots:
         QTest::addColumn<int>("tokens");
         QTest::addColumn<int>("pos0");
         QTest::addColumn<bool>("fused");
-        QTest::newRow("gqa 4/2 d8 fused qkv, prefill at 0") << 4 << 2 << 8 << 5 << 0 << true;
-        QTest::newRow("gqa 6/2 d20 fused qkv, at 7") << 6 << 2 << 20 << 3 << 7 << true;
-        QTest::newRow("mqa 3/1 d64 own buffers, one token at 11") << 3 << 1 << 64 << 1 << 11 << false;
-        QTest::newRow("mha 2/2 d6 own buffers, 70 tokens at 2") << 2 << 2 << 6 << 70 << 2 << false;
+        QTest::addColumn<int>("ropeDim"); // 0: the whole head
+        QTest::newRow("gqa 4/2 d8 fused qkv, prefill at 0") << 4 << 2 << 8 << 5 << 0 << true << 0;
+        QTest::newRow("gqa 6/2 d20 fused qkv, at 7") << 6 << 2 << 20 << 3 << 7 << true << 0;
+        QTest::newRow("mqa 3/1 d64 own buffers, one token at 11") << 3 << 1 << 64 << 1 << 11 << false << 0;
+        QTest::newRow("mha 2/2 d6 own buffers, 70 tokens at 2") << 2 << 2 << 6 << 70 << 2 << false << 0;
+        // Phi-3's partial rotary: the first 12 (Phi-4-mini's 3/4) or 4 of the
+        // head's dimensions rotated, the rest copied unchanged.
+        QTest::newRow("partial 12 of d16 fused qkv, at 3") << 4 << 2 << 16 << 5 << 3 << true << 12;
+        QTest::newRow("partial 4 of d20 own buffers, at 0") << 2 << 1 << 20 << 9 << 0 << false << 4;
     }
 
     void ropeStore() {
@@ -780,7 +785,8 @@ private slots:
         QFETCH(int, tokens);
         QFETCH(int, pos0);
         QFETCH(bool, fused);
-        const int maxPos = pos0 + tokens + 4, half = headDim / 2;
+        QFETCH(int, ropeDim);
+        const int maxPos = pos0 + tokens + 4, half = (ropeDim > 0 ? ropeDim : headDim) / 2;
         const uint32_t qDim = uint32_t(heads * headDim), kvDim = uint32_t(kvHeads * headDim);
         // Where q, k and v lie: one buffer of rows [pad | q | k | v | pad], or three with their own offsets and strides.
         const uint32_t base = 5, qkvStride = qDim + 2 * kvDim + 3;
@@ -799,7 +805,8 @@ private slots:
         const auto k0 = randomFloats(rng, size_t(maxPos) * kvDim), v0 = randomFloats(rng, size_t(maxPos) * kvDim);
 
         std::vector<float> qRef = q0, kRef = k0, vRef = v0;
-        const ref::AttentionShape refShape{heads, kvHeads, headDim};
+        ref::AttentionShape refShape{heads, kvHeads, headDim};
+        refShape.ropeDim = ropeDim;
         ref::ropeStore(refShape, qSrc.data(), {qAt.offset, qAt.stride}, kSrc.data(), {kAt.offset, kAt.stride},
                        vSrc.data(), {vAt.offset, vAt.stride}, qRef, kRef, vRef, table, maxPos, pos0, tokens);
 
@@ -809,7 +816,7 @@ private slots:
         auto T = deviceFloats(*ctx, table), Q = deviceFloats(*ctx, q0), K = deviceFloats(*ctx, k0),
              V = deviceFloats(*ctx, v0);
         auto step = makeStep(*ctx, uint32_t(pos0), std::vector<int32_t>(size_t(tokens), 0));
-        const ops::AttentionShape shape{uint32_t(heads), uint32_t(kvHeads), uint32_t(headDim), 0, 1.0f};
+        const ops::AttentionShape shape{uint32_t(heads), uint32_t(kvHeads), uint32_t(headDim), 0, 1.0f, 0, uint32_t(ropeDim)};
         run([&](vk::Recorder& rec) {
             ops::ropeStore(*ctx, rec, shape, step, {&QKV, qAt.offset, qAt.stride},
                            {fused ? &QKV : &Kb, kAt.offset, kAt.stride}, {fused ? &QKV : &Vb, vAt.offset, vAt.stride},

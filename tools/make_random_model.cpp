@@ -38,8 +38,12 @@ constexpr const char* kUsage = R"(usage: make-random-model --out DIR [options]
 
   --preset NAME            shapes of a released model (other flags override):
                            qwen2-0.5b (Qwen2-0.5B), qwen3-0.6b (Qwen3-0.6B),
-                           gemma2-2b (Gemma-2-2B), gemma3-1b (Gemma-3-1B)
-  --arch llama|mistral|qwen2|qwen3|mixtral|qwen2_moe|qwen3_moe|gemma2|gemma3
+                           gemma2-2b (Gemma-2-2B), gemma3-1b (Gemma-3-1B),
+                           phi4-mini (Phi-4-mini)
+  --arch llama|mistral|qwen2|qwen3|mixtral|qwen2_moe|qwen3_moe|gemma2|gemma3|phi3
+  --partial-rotary X       phi3: partial_rotary_factor (default 1)
+  --longrope N             phi3: rope_scaling longrope with random short/long
+                           factors, original_max_position_embeddings N
   --experts N              MoE archs: experts per layer (default 8)
   --top-k N                MoE archs: experts per token (default 2)
   --moe-intermediate N     qwen2_moe, qwen3_moe: expert width (default
@@ -95,6 +99,8 @@ struct Options {
     double queryPreAttnScalar = 0;          // gemma: 0 = head dim
     double attnSoftcap = -1, finalSoftcap = -1; // gemma: -1 = the architecture's default, 0 = null
     int slidingPattern = 6;                  // gemma3
+    double partialRotary = 1;                // phi3
+    int longropeOriginal = 0;                // phi3: 0 = no rope_scaling
     bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }
     bool qwenMoe() const { return arch == "qwen2_moe" || arch == "qwen3_moe"; }
     bool moe() const { return arch == "mixtral" || qwenMoe(); }
@@ -139,6 +145,23 @@ void applyPreset(Options& o, const std::string& preset) {
         o.queryPreAttnScalar = 256;
         return;
     }
+    if (preset == "phi4-mini") { // microsoft/Phi-4-mini-instruct's config.json
+        o.arch = "phi3";
+        o.hidden = 3072;
+        o.layers = 32;
+        o.heads = 24;
+        o.kvHeads = 8;
+        o.headDim = 128;
+        o.intermediate = 8192;
+        o.vocab = 200064;
+        o.tieEmbeddings = true;
+        o.dtype = moe::DType::BF16;
+        o.maxPositions = 131072;
+        o.ropeTheta = 10000.0;
+        o.partialRotary = 0.75;
+        o.longropeOriginal = 4096;
+        return;
+    }
     if (preset == "qwen3-0.6b") {
         o.arch = "qwen3";
         o.hidden = 1024;
@@ -154,7 +177,7 @@ void applyPreset(Options& o, const std::string& preset) {
         o.ropeTheta = 1000000.0;
         return;
     }
-    if (preset != "qwen2-0.5b") usageError("unknown --preset \"" + preset + "\" (known: qwen2-0.5b, qwen3-0.6b, gemma2-2b, gemma3-1b)");
+    if (preset != "qwen2-0.5b") usageError("unknown --preset \"" + preset + "\" (known: qwen2-0.5b, qwen3-0.6b, gemma2-2b, gemma3-1b, phi4-mini)");
     o.arch = "qwen2";
     o.hidden = 896;
     o.layers = 24;
@@ -258,6 +281,16 @@ Options parseArgs(int argc, char** argv) {
             const bool scalar = flag == "--query-pre-attn-scalar";
             if (!(scalar ? v > 0 : v >= 0)) usageError(flag + " needs a " + (scalar ? "positive" : "non-negative") + " number, got \"" + value + "\"");
             (scalar ? o.queryPreAttnScalar : flag == "--attn-softcap" ? o.attnSoftcap : o.finalSoftcap) = v;
+        } else if (flag == "--partial-rotary") {
+            double v = 0;
+            try {
+                v = std::stod(value);
+            } catch (const std::exception&) {
+            }
+            if (!(v > 0 && v <= 1)) usageError("--partial-rotary needs a number in (0, 1], got \"" + value + "\"");
+            o.partialRotary = v;
+        } else if (flag == "--longrope") {
+            o.longropeOriginal = parsePositive(flag, value);
         } else if (flag == "--sliding-window-pattern") {
             o.slidingPattern = parsePositive(flag, value);
         } else if (flag == "--rope-theta") {
@@ -277,9 +310,12 @@ Options parseArgs(int argc, char** argv) {
     }
 
     if (o.out.empty()) usageError("--out DIR is required");
-    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "qwen3" && !o.moe() && !o.gemma())
-        usageError("--arch must be llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, gemma2 or gemma3, got \"" +
+    if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "qwen3" && !o.moe() && !o.gemma() &&
+        o.arch != "phi3")
+        usageError("--arch must be llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, gemma2, gemma3 or phi3, got \"" +
                    o.arch + "\"");
+    if (o.arch != "phi3" && (o.partialRotary != 1 || o.longropeOriginal > 0))
+        usageError("--partial-rotary and --longrope need --arch phi3");
     if (!o.gemma() && (o.queryPreAttnScalar > 0 || o.attnSoftcap >= 0 || o.finalSoftcap >= 0))
         usageError("--query-pre-attn-scalar, --attn-softcap and --final-softcap need --arch gemma2 or gemma3");
     if (o.arch == "gemma3" && o.attnSoftcap > 0) usageError("--attn-softcap needs --arch gemma2 (Gemma 3 has none)");
@@ -415,6 +451,14 @@ std::vector<PlannedTensor> planTensors(const Options& o) {
     for (int l = 0; l < o.layers; ++l) {
         const std::string p = "model.layers." + std::to_string(l) + ".";
         plan.push_back({p + "input_layernorm.weight", {h}, norm});
+        if (o.arch == "phi3") { // fused: qkv_proj rows q, k, v; gate_up_proj rows gate, up
+            plan.push_back({p + "self_attn.qkv_proj.weight", {q + 2 * kv, h}, Init::Matrix});
+            plan.push_back({p + "self_attn.o_proj.weight", {h, q}, Init::Matrix});
+            plan.push_back({p + "post_attention_layernorm.weight", {h}, norm});
+            plan.push_back({p + "mlp.gate_up_proj.weight", {2 * int64_t(o.intermediate), h}, Init::Matrix});
+            plan.push_back({p + "mlp.down_proj.weight", {h, o.intermediate}, Init::Matrix});
+            continue;
+        }
         plan.push_back({p + "self_attn.q_proj.weight", {q, h}, Init::Matrix});
         if (qkvBias) plan.push_back({p + "self_attn.q_proj.bias", {q}, Init::Bias});
         plan.push_back({p + "self_attn.k_proj.weight", {kv, h}, Init::Matrix});
@@ -498,6 +542,7 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
                            : o.arch == "qwen3" ? "Qwen3ForCausalLM"
                            : o.arch == "gemma2" ? "Gemma2ForCausalLM"
                            : o.arch == "gemma3" ? "Gemma3ForCausalLM"
+                           : o.arch == "phi3" ? "Phi3ForCausalLM"
                                                  : "Qwen2ForCausalLM";
     const char* torchDtype = o.dtype == moe::DType::BF16 ? "bfloat16"
                            : o.dtype == moe::DType::F16  ? "float16"
@@ -522,7 +567,7 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
     c["num_attention_heads"] = o.heads;
     c["num_hidden_layers"] = o.layers;
     c["num_key_value_heads"] = o.kvHeads;
-    c["rms_norm_eps"] = o.arch == "llama" ? 1e-5 : 1e-6;
+    c["rms_norm_eps"] = o.arch == "llama" || o.arch == "phi3" ? 1e-5 : 1e-6;
     c["rope_scaling"] = nullptr;
     c["rope_theta"] = o.ropeTheta;
     if (o.arch == "mistral" || o.arch == "mixtral") {
@@ -554,6 +599,25 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
         if (o.arch == "qwen2_moe")
             c["layer_types"] = std::vector<std::string>(size_t(o.layers), o.slidingWindow > 0 ? "sliding_attention"
                                                                                                 : "full_attention");
+    }
+    if (o.arch == "phi3") {
+        c["partial_rotary_factor"] = o.partialRotary;
+        c["sliding_window"] = o.slidingWindow > 0 ? ojson(o.slidingWindow) : ojson(nullptr);
+        if (o.longropeOriginal > 0) {
+            // Random factors (seeded), in the ranges the released models use:
+            // short near 1, long growing towards the low frequencies.
+            const int n = int(double(o.headDim) * o.partialRotary) / 2;
+            uint64_t state = o.seed ^ 0x10e6209eull;
+            std::vector<double> shortF, longF;
+            for (int i = 0; i < n; ++i) {
+                const double u = double(splitmix64(state) >> 11) / double(uint64_t(1) << 53);
+                const double w = double(splitmix64(state) >> 11) / double(uint64_t(1) << 53);
+                shortF.push_back(1.0 + 0.2 * u);
+                longF.push_back(1.0 + (8.0 * i / std::max(1, n - 1)) * (0.5 + w));
+            }
+            c["original_max_position_embeddings"] = o.longropeOriginal;
+            c["rope_scaling"] = {{"type", "longrope"}, {"short_factor", shortF}, {"long_factor", longF}};
+        }
     }
     if (o.gemma()) {
         c["attention_bias"] = false;

@@ -35,6 +35,7 @@ constexpr GgufArch kArchs[] = {
     {"qwen3moe", Arch::Qwen3Moe, "Qwen3MoeForCausalLM"},
     {"gemma2", Arch::Gemma2, "Gemma2ForCausalLM"},
     {"gemma3", Arch::Gemma3, "Gemma3ForCausalLM"},
+    {"phi3", Arch::Phi3, "Phi3ForCausalLM"},
 };
 
 // Typed metadata of one file; every complaint names the file and the key.
@@ -204,9 +205,13 @@ ModelConfig ggufModelConfig(const GgufFile& f) {
     if (auto v = m.positive(m.key("attention.value_length")); v && *v != c.headDim)
         m.fail(m.key("attention.value_length"), std::to_string(*v) + " differs from the key length " +
                                                     std::to_string(c.headDim) + " (not supported)");
-    if (auto v = m.positive(m.key("rope.dimension_count")); v && *v != c.headDim)
-        m.fail(m.key("rope.dimension_count"), "RoPE over " + std::to_string(*v) + " of the head's " +
-                                                  std::to_string(c.headDim) + " dimensions is not supported");
+    if (auto v = m.positive(m.key("rope.dimension_count")); v && *v != c.headDim) {
+        // Phi-3's partial rotary (Phi-4-mini: 96 of 128); elsewhere not supported.
+        if (c.arch != Arch::Phi3 || *v > c.headDim || *v % 2 != 0)
+            m.fail(m.key("rope.dimension_count"), "RoPE over " + std::to_string(*v) + " of the head's " +
+                                                      std::to_string(c.headDim) + " dimensions is not supported");
+        c.ropeDim = *v;
+    }
     c.maxPositions = m.positive(m.key("context_length"), std::nullopt);
     const auto eps = m.positiveNumber(m.key("attention.layer_norm_rms_epsilon"));
     if (!eps) m.fail(m.key("attention.layer_norm_rms_epsilon"), "missing");
@@ -217,9 +222,9 @@ ModelConfig ggufModelConfig(const GgufFile& f) {
     // RoPE: inv_freq[i] = 1 / base^(2i/d), divided by a linear scaling factor
     // and by rope_freqs[i] (the converter's Llama 3 factors).
     c.ropeTheta = float(m.positiveNumber(m.key("rope.freq_base")).value_or(10000.0));
-    const int half = c.headDim / 2;
-    std::vector<double> invFreq(static_cast<size_t>(half));
-    for (int i = 0; i < half; ++i) invFreq[size_t(i)] = 1.0 / std::pow(double(c.ropeTheta), 2.0 * i / c.headDim);
+    const int half = c.headDim / 2, rotHalf = c.rotaryDim() / 2;
+    std::vector<double> invFreq(static_cast<size_t>(rotHalf));
+    for (int i = 0; i < rotHalf; ++i) invFreq[size_t(i)] = 1.0 / std::pow(double(c.ropeTheta), 2.0 * i / c.rotaryDim());
     const std::string scaling = f.getString(m.key("rope.scaling.type")).value_or("none");
     if (scaling == "linear") {
         const double factor = m.positiveNumber(m.key("rope.scaling.factor")).value_or(1.0);
@@ -228,14 +233,44 @@ ModelConfig ggufModelConfig(const GgufFile& f) {
         m.fail(m.key("rope.scaling.type"), "\"" + scaling + "\" is not supported (none, linear)");
     }
     if (const GgufTensor* t = f.findTensor("rope_freqs.weight")) {
-        if (t->dtype != DType::F32 || t->shape != std::vector<int64_t>{half})
-            throw Error(file + ": tensor rope_freqs.weight: must be f32 [" + std::to_string(half) + "]");
+        if (t->dtype != DType::F32 || t->shape != std::vector<int64_t>{rotHalf})
+            throw Error(file + ": tensor rope_freqs.weight: must be f32 [" + std::to_string(rotHalf) + "]");
         const float* factors = reinterpret_cast<const float*>(t->data);
-        for (int i = 0; i < half; ++i) {
+        for (int i = 0; i < rotHalf; ++i) {
             if (!(factors[i] > 0) || !std::isfinite(factors[i]))
                 throw Error(file + ": tensor rope_freqs.weight: factor " + std::to_string(i) + " is not positive");
             invFreq[size_t(i)] /= factors[i];
         }
+    }
+    // Phi-3's LongRoPE: rope_factors_short / _long divide the frequencies;
+    // llama.cpp picks one set for the whole context (long when the context is
+    // longer than rope.scaling.original_context_length), the engine by
+    // position as Transformers does when it generates, so the two agree
+    // within the original context. cos/sin times rope.scaling.attn_factor.
+    const GgufTensor* longF = f.findTensor("rope_factors_long.weight");
+    const GgufTensor* shortF = f.findTensor("rope_factors_short.weight");
+    if ((longF || shortF) && c.arch != Arch::Phi3)
+        throw Error(file + ": tensor " + (longF ? longF : shortF)->name + ": LongRoPE factors in a " + *archName + " model");
+    if (longF || shortF) {
+        auto factors = [&](const GgufTensor* t, const char* name) {
+            if (!t) throw Error(file + ": tensor " + std::string(name) + ": missing (LongRoPE needs both factor sets)");
+            if (t->dtype != DType::F32 || t->shape != std::vector<int64_t>{rotHalf})
+                throw Error(file + ": tensor " + t->name + ": must be f32 [" + std::to_string(rotHalf) + "]");
+            const float* v = reinterpret_cast<const float*>(t->data);
+            for (int i = 0; i < rotHalf; ++i)
+                if (!(v[i] > 0) || !std::isfinite(v[i]))
+                    throw Error(file + ": tensor " + t->name + ": factor " + std::to_string(i) + " is not positive");
+            return v;
+        };
+        const float* lf = factors(longF, "rope_factors_long.weight");
+        const float* sf = factors(shortF, "rope_factors_short.weight");
+        c.ropeLongInvFreq.resize(size_t(rotHalf));
+        for (int i = 0; i < rotHalf; ++i) {
+            c.ropeLongInvFreq[size_t(i)] = float(invFreq[size_t(i)] / lf[i]);
+            invFreq[size_t(i)] /= sf[i];
+        }
+        c.ropeOriginalMax = m.positive(m.key("rope.scaling.original_context_length"), std::nullopt);
+        c.ropeAttnFactor = float(m.positiveNumber(m.key("rope.scaling.attn_factor")).value_or(1.0));
     }
     c.ropeInvFreq.assign(invFreq.begin(), invFreq.end());
 
@@ -248,7 +283,8 @@ ModelConfig ggufModelConfig(const GgufFile& f) {
     if ((c.arch == Arch::Qwen3 || c.arch == Arch::Qwen3Moe) && !c.qkNorm)
         throw Error(file + ": tensor blk.0.attn_q_norm.weight: missing (" + *archName + " has q/k norms)");
 
-    if (auto w = m.nonNegative(m.key("attention.sliding_window")); w && *w > 0) {
+    // llama.cpp runs phi3 without its sliding window (its loader turns it off).
+    if (auto w = m.nonNegative(m.key("attention.sliding_window")); w && *w > 0 && c.arch != Arch::Phi3) {
         if (c.arch == Arch::Llama) c.arch = Arch::Mistral;
         c.slidingWindow = *w;
     }
@@ -361,6 +397,7 @@ std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> fil
         else if (t.name == "output_norm.weight") views.push_back(view(t, "model.norm.weight"));
         else if (t.name == "output.weight") views.push_back(view(t, "lm_head.weight"));
         else if (t.name == "rope_freqs.weight") continue; // folded into ModelConfig::ropeInvFreq
+        else if (t.name == "rope_factors_long.weight" || t.name == "rope_factors_short.weight") continue; // likewise
         else if (t.name.rfind("blk.", 0) == 0) {
             const size_t dot = t.name.find('.', 4);
             if (dot == std::string::npos) unknown(t);
@@ -378,6 +415,9 @@ std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> fil
                 views.push_back(view(t, layer + (rest == "ffn_norm.weight"            ? "pre_feedforward_layernorm.weight"
                                                  : rest == "post_attention_norm.weight" ? "post_attention_layernorm.weight"
                                                                                         : "post_feedforward_layernorm.weight")));
+            } else if (c.arch == Arch::Phi3 && (rest == "attn_qkv.weight" || rest == "ffn_up.weight")) {
+                // Fused as in the checkpoint (qkv rows q, k, v; ffn_up rows gate, up): split below.
+                views.push_back(view(t, layer + (rest == "attn_qkv.weight" ? "self_attn.qkv_proj.weight" : "mlp.gate_up_proj.weight")));
             } else if (auto it = kLayerNames.find(rest); it != kLayerNames.end()) {
                 views.push_back(view(t, layer + it->second));
             } else if (rest == "ffn_gate_inp.weight" && c.isMoe()) {
@@ -422,7 +462,9 @@ std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> fil
             unknown(t);
         }
     }
-    return WeightStore::fromViews(f.path(), std::move(views), std::move(file));
+    auto store = WeightStore::fromViews(f.path(), std::move(views), std::move(file));
+    splitFusedWeights(*store, c);
+    return store;
 }
 
 std::string ggufLayerTensorName(const std::string& hfName) {
@@ -431,8 +473,61 @@ std::string ggufLayerTensorName(const std::string& hfName) {
     return {};
 }
 
+void splitFusedWeights(WeightStore& store, const ModelConfig& c) {
+    if (c.arch != Arch::Phi3) return;
+    const int64_t qDim = int64_t(c.numHeads) * c.headDim, kvDim = int64_t(c.numKvHeads) * c.headDim;
+    const int64_t I = c.intermediateSize;
+    for (int l = 0; l < c.numLayers; ++l) {
+        const std::string p = c.weightPrefix + "layers." + std::to_string(l) + ".";
+        if (store.find(p + "self_attn.qkv_proj.weight"))
+            store.splitRows(p + "self_attn.qkv_proj.weight",
+                            {{p + "self_attn.q_proj.weight", qDim}, {p + "self_attn.k_proj.weight", kvDim},
+                             {p + "self_attn.v_proj.weight", kvDim}});
+        if (store.find(p + "mlp.gate_up_proj.weight"))
+            store.splitRows(p + "mlp.gate_up_proj.weight", {{p + "mlp.gate_proj.weight", I}, {p + "mlp.up_proj.weight", I}});
+    }
+}
+
+void splitFusedLora(WeightStore& adapter) {
+    for (const std::string& name : adapter.names()) {
+        const size_t at = name.find(".gate_up_proj.lora_");
+        if (at == std::string::npos) continue;
+        const std::string head = name.substr(0, at), tail = name.substr(at + std::string(".gate_up_proj").size());
+        const std::string gate = head + ".gate_proj" + tail, up = head + ".up_proj" + tail;
+        if (tail.rfind(".lora_A", 0) == 0) {
+            adapter.rename(name, {gate, up});
+        } else if (tail.rfind(".lora_B", 0) == 0) {
+            const TensorView& b = adapter.require(name);
+            if (b.shape.size() != 2 || b.shape[0] % 2 != 0)
+                throw Error(adapter.folder().string() + ": tensor " + name + " has shape " + b.shapeString() +
+                            ", expected [2 * intermediate_size, r] (gate rows, then up rows)");
+            const int64_t half = b.shape[0] / 2;
+            adapter.splitRows(name, {{gate, half}, {up, half}});
+        }
+    }
+}
+
 std::shared_ptr<const WeightStore> openModelWeights(const fs::path& path) {
-    if (!isGgufPath(path)) return WeightStore::openFolder(path);
+    if (!isGgufPath(path)) {
+        auto store = WeightStore::openFolder(path);
+        std::error_code ec;
+        if (fs::is_regular_file(path / "adapter_config.json", ec)) {
+            splitFusedLora(*store);
+            return store;
+        }
+        if (fs::is_regular_file(path / "config.json", ec)) {
+            // Only Phi-3 has fused tensors to split; other folders (and ones
+            // whose config the engine does not read) open as they are.
+            ModelConfig c;
+            try {
+                c = ModelConfig::load(path);
+            } catch (const Error&) {
+                return store;
+            }
+            splitFusedWeights(*store, c);
+        }
+        return store;
+    }
     auto file = GgufFile::open(path);
     const ModelConfig config = ggufModelConfig(*file);
     return ggufWeightStore(std::move(file), config);

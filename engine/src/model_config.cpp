@@ -44,6 +44,9 @@ constexpr SupportedArch kSupported[] = {
     // The language model of a Gemma 3 vision checkpoint (text_config); the
     // vision tower is not loaded.
     {"Gemma3ForConditionalGeneration", "gemma3", Arch::Gemma3},
+    // Phi-3, Phi-3.5-mini and Phi-4-mini: fused qkv_proj and gate_up_proj
+    // (split into the usual tensors when the weights are opened).
+    {"Phi3ForCausalLM", "phi3", Arch::Phi3},
 };
 
 std::string supportedList(bool modelTypes) {
@@ -219,15 +222,54 @@ Arch detectArch(const FieldReader& cfg, std::string& architecture, std::string& 
 struct Rope {
     double theta = 10000;
     std::vector<float> invFreq;
+    std::vector<float> longInvFreq; // longrope only
+    int originalMax = 0;
+    double attnFactor = 1;
 };
+
+// The rotary width of a head: head_dim * partial_rotary_factor (Transformers:
+// int(head_dim * factor)); Phi-3 only, elsewhere the factor must be 1.
+int readRotaryDim(const FieldReader& cfg, int headDim, bool partialAllowed) {
+    const json* rp = cfg.find("rope_parameters");
+    const bool inParams = rp && rp->is_object() && rp->contains("partial_rotary_factor") && !(*rp)["partial_rotary_factor"].is_null();
+    const std::string field = inParams ? "rope_parameters.partial_rotary_factor" : "partial_rotary_factor";
+    const json* v = inParams ? &(*rp)["partial_rotary_factor"] : cfg.find("partial_rotary_factor");
+    if (!v) return headDim;
+    if (!v->is_number() || !(v->get<double>() > 0) || !(v->get<double>() <= 1))
+        cfg.fail(field, "must be a number in (0, 1], got " + jsonSnippet(*v));
+    const double factor = v->get<double>();
+    if (factor == 1.0) return headDim;
+    if (!partialAllowed) cfg.fail(field, "only 1 (RoPE over the whole head) is supported for this architecture");
+    const int dim = static_cast<int>(headDim * factor);
+    if (dim <= 0 || dim % 2 != 0)
+        cfg.fail(field, jsonSnippet(*v) + " gives a rotary width of " + std::to_string(dim) + " of head_dim " +
+                            std::to_string(headDim) + "; it must be even and positive (RoPE rotates pairs)");
+    return dim;
+}
+
+// A longrope factor list (short_factor / long_factor): one positive number per rotated pair.
+std::vector<double> readFactorList(const FieldReader& rs, const std::string& field, int count) {
+    const json* v = rs.find(field);
+    if (!v) rs.fail(field, "missing (longrope needs " + std::to_string(count) + " factors)");
+    if (!v->is_array() || v->size() != size_t(count))
+        rs.fail(field, "must be a list of " + std::to_string(count) + " numbers (rotary width / 2), got " + jsonSnippet(*v));
+    std::vector<double> out;
+    for (const auto& x : *v) {
+        if (!x.is_number() || !(x.get<double>() > 0) || !std::isfinite(x.get<double>()))
+            rs.fail(field, "entries must be positive numbers, got " + jsonSnippet(x));
+        out.push_back(x.get<double>());
+    }
+    return out;
+}
 
 // inv_freq[i] = 1 / theta^(2i / headDim), then the scaling. Computed in double
 // and rounded once; Transformers computes in float32, which differs by at most
 // an ulp or so.
 // `given`: read this object (named `givenField`) instead, as for Gemma 3's
 // per-layer-type rope_parameters.
+// headDim here is the rotary width (rotaryDim()).
 Rope readRope(const FieldReader& cfg, const fs::path& file, int headDim, double defaultTheta,
-              const json* given = nullptr, const std::string& givenField = {}) {
+              const json* given = nullptr, const std::string& givenField = {}, bool longropeAllowed = false) {
     const json* object = given ? given : cfg.find("rope_scaling");
     std::string objectField = given ? givenField : "rope_scaling";
     if (!object) {
@@ -241,8 +283,6 @@ Rope readRope(const FieldReader& cfg, const fs::path& file, int headDim, double 
 
     Rope rope;
     rope.theta = rs.has("rope_theta") ? rs.positiveNumber("rope_theta") : cfg.positiveNumber("rope_theta", defaultTheta);
-    if (rs.has("partial_rotary_factor") && rs.positiveNumber("partial_rotary_factor") != 1.0)
-        rs.fail("partial_rotary_factor", "only 1 (RoPE over the whole head) is supported");
 
     const int half = headDim / 2;
     std::vector<double> invFreq(half);
@@ -280,8 +320,32 @@ Rope readRope(const FieldReader& cfg, const fs::path& file, int headDim, double 
             const double smooth = (originalContext / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
             f = (1.0 - smooth) * f / factor + smooth * f;
         }
+    } else if (type == "longrope" && longropeAllowed) {
+        // Transformers' _compute_longrope_parameters: inv_freq / ext_factor,
+        // short factors up to original_max_position_embeddings, long beyond;
+        // the attention factor from max / original positions when not given.
+        const int originalMax = rs.has("original_max_position_embeddings")
+                                    ? rs.positiveInt("original_max_position_embeddings")
+                                    : cfg.positiveInt("original_max_position_embeddings");
+        const std::vector<double> shortF = readFactorList(rs, "short_factor", half);
+        const std::vector<double> longF = readFactorList(rs, "long_factor", half);
+        double attnFactor = 0;
+        if (rs.has("attention_factor")) {
+            attnFactor = rs.positiveNumber("attention_factor");
+        } else {
+            const double factor = double(cfg.positiveInt("max_position_embeddings")) / originalMax;
+            attnFactor = factor <= 1 ? 1.0 : std::sqrt(1 + std::log(factor) / std::log(double(originalMax)));
+        }
+        rope.originalMax = originalMax;
+        rope.attnFactor = attnFactor;
+        rope.longInvFreq.resize(size_t(half));
+        for (int i = 0; i < half; ++i) {
+            rope.longInvFreq[size_t(i)] = static_cast<float>(invFreq[size_t(i)] / longF[size_t(i)]);
+            invFreq[size_t(i)] /= shortF[size_t(i)];
+        }
     } else {
-        rs.fail(typeField, "\"" + type + "\" is not supported (supported: default, linear, llama3, or null)");
+        rs.fail(typeField, "\"" + type + "\" is not supported (supported: default, linear, llama3" +
+                               std::string(longropeAllowed ? ", longrope" : "") + ", or null)");
     }
     rope.invFreq.assign(invFreq.begin(), invFreq.end());
     return rope;
@@ -334,6 +398,10 @@ ArchDefaults archDefaults(Arch arch) {
     case Arch::Gemma2: // Gemma2Config (head_dim is required: see readGemmaFields)
         d.kvHeads = 4;
         d.maxPositions = 8192;
+        break;
+    case Arch::Phi3: // Phi3Config
+        d.rmsNormEps = 1e-5;
+        d.maxPositions = 4096;
         break;
     case Arch::Gemma3: // Gemma3TextConfig
         d.kvHeads = 4;
@@ -581,9 +649,13 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     c.maxPositions = defaults.maxPositions > 0 ? cfg.positiveInt("max_position_embeddings", defaults.maxPositions)
                                                : cfg.positiveInt("max_position_embeddings");
     c.rmsNormEps = static_cast<float>(cfg.positiveNumber("rms_norm_eps", defaults.rmsNormEps));
-    const Rope rope = readRope(cfg, file, c.headDim, defaults.ropeTheta);
+    c.ropeDim = readRotaryDim(cfg, c.headDim, c.arch == Arch::Phi3);
+    const Rope rope = readRope(cfg, file, c.ropeDim, defaults.ropeTheta, nullptr, {}, c.arch == Arch::Phi3);
     c.ropeTheta = static_cast<float>(rope.theta);
     c.ropeInvFreq = rope.invFreq;
+    c.ropeLongInvFreq = rope.longInvFreq;
+    c.ropeOriginalMax = rope.originalMax;
+    c.ropeAttnFactor = static_cast<float>(rope.attnFactor);
     c.attentionScale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(c.headDim)));
 
     switch (c.arch) {
@@ -631,6 +703,10 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     case Arch::Gemma2:
     case Arch::Gemma3:
         break; // below, after the shared fields
+    case Arch::Phi3:
+        // Phi3Config: no biases, the window (when given) on every layer.
+        if (cfg.has("sliding_window")) c.slidingWindow = cfg.positiveInt("sliding_window");
+        break;
     }
 
     c.tieWordEmbeddings = cfg.boolean("tie_word_embeddings", false);
@@ -681,6 +757,7 @@ std::string ModelConfig::archName() const {
     case Arch::Qwen3Moe: return "Qwen3-MoE";
     case Arch::Gemma2: return "Gemma 2";
     case Arch::Gemma3: return "Gemma 3";
+    case Arch::Phi3: return "Phi-3";
     }
     return "?";
 }

@@ -289,7 +289,7 @@ void qkvRope(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const
              uint32_t nTokens) {
     if (nTokens == 0) return;
     const uint32_t qDim = s.nHeads * s.headDim, kvDim = s.nKvHeads * s.headDim;
-    if (!qkvRopeFits(ctx, w, nTokens) || w.rows != qDim + 2 * kvDim || s.headDim % 2)
+    if (!qkvRopeFits(ctx, w, nTokens) || w.rows != qDim + 2 * kvDim || s.headDim % 2 || s.rotaryDim() != s.headDim)
         throw Error("internal: qkvRope on a projection it does not fit");
     const vk::Buffer& normBuf = normWeights(ctx, norm, w.cols, true);
     const WeightShader shader = weightShader(ctx, WeightFamily::matvec_qkv_rope, w.dtype, 1u, 1u << 1 | 1u << 5, &x, &normBuf);
@@ -307,13 +307,14 @@ void qkvRope(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const
 void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step, const Act& q,
                const Act& k, const Act& v, const vk::Buffer& qOut, const vk::Buffer& kCache, const vk::Buffer& vCache,
                const vk::Buffer& table, uint32_t tableMaxPos, uint32_t nTokens) {
-    const uint32_t half = s.headDim / 2;
+    const uint32_t half = s.headDim / 2, rotHalf = s.rotaryDim() / 2;
+    if (s.rotaryDim() % 2 || s.rotaryDim() > s.headDim) throw Error("internal: ropeStore with an odd or too wide rotary width");
     struct Push {
         uint32_t nTokens, nHeads, nKvHeads, headDim;
         uint32_t qOffset, qStride, kOffset, kStride, vOffset, vStride, qOutStride, kvStride;
-        uint32_t cosOffset, sinOffset;
+        uint32_t cosOffset, sinOffset, rotHalf;
     } p{nTokens, s.nHeads, s.nKvHeads, s.headDim, q.offset, q.stride, k.offset, k.stride, v.offset, v.stride,
-        s.nHeads * s.headDim, s.nKvHeads * s.headDim, 0, tableMaxPos * half};
+        s.nHeads * s.headDim, s.nKvHeads * s.headDim, 0, tableMaxPos * rotHalf, rotHalf};
     const auto& pipe = ctx.pipeline(ShaderId::rope, 8, sizeof p);
     rec.dispatchFlat(pipe, {step, *q.buffer, *k.buffer, *v.buffer, qOut, kCache, vCache, table}, &p, sizeof p,
                      (uint64_t(nTokens) * (s.nHeads + s.nKvHeads) * half + 63) / 64);

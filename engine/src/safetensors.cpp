@@ -397,7 +397,7 @@ std::unique_ptr<WeightStore> WeightStore::fromViews(fs::path where, std::vector<
                                                     std::shared_ptr<const void> owner) {
     auto store = std::make_unique<WeightStore>();
     store->folder_ = std::move(where);
-    store->views_ = std::move(views);
+    store->views_.assign(std::make_move_iterator(views.begin()), std::make_move_iterator(views.end()));
     store->owner_ = std::move(owner);
     for (const TensorView& v : store->views_)
         if (!store->index_.emplace(v.name, &v).second) failTensor(store->folder_, v.name, "appears twice");
@@ -476,6 +476,44 @@ std::unique_ptr<WeightStore> WeightStore::openFolder(const fs::path& dir) {
     auto store = openFile(candidates.front());
     store->folder_ = dir;
     return store;
+}
+
+void WeightStore::splitRows(const std::string& fused, const std::vector<std::pair<std::string, int64_t>>& parts) {
+    const TensorView& t = require(fused);
+    const fs::path where = t.file ? t.file->path() : folder_;
+    int64_t rows = 0;
+    for (const auto& part : parts) rows += part.second;
+    if (t.shape.size() != 2 || t.shape[0] != rows || rows <= 0)
+        failTensor(where, fused, "has shape " + t.shapeString() + ", expected " + std::to_string(rows) + " rows (" +
+                                     std::to_string(parts.size()) + " stacked parts) of " +
+                                     (t.shape.size() == 2 ? std::to_string(t.shape[1]) : std::string("some")) + " columns");
+    const size_t rowBytes = t.nbytes / size_t(rows);
+    if (rowBytes * size_t(rows) != t.nbytes) failTensor(where, fused, "its rows cannot be split");
+    int64_t at = 0;
+    for (const auto& [name, n] : parts) {
+        if (index_.count(name)) failTensor(where, name, "appears both on its own and inside " + fused);
+        TensorView v = t;
+        v.name = name;
+        v.shape = {n, t.shape[1]};
+        v.data = t.data + size_t(at) * rowBytes;
+        v.nbytes = size_t(n) * rowBytes;
+        at += n;
+        views_.push_back(std::move(v));
+        index_.emplace(name, &views_.back());
+    }
+    index_.erase(fused);
+}
+
+void WeightStore::rename(const std::string& existing, const std::vector<std::string>& names) {
+    const TensorView& t = require(existing);
+    for (const auto& name : names) {
+        if (index_.count(name)) failTensor(t.file ? t.file->path() : folder_, name, "appears twice (also as " + existing + ")");
+        TensorView v = t;
+        v.name = name;
+        views_.push_back(std::move(v));
+        index_.emplace(name, &views_.back());
+    }
+    index_.erase(existing);
 }
 
 const TensorView* WeightStore::find(const std::string& name) const {

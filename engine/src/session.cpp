@@ -121,7 +121,8 @@ Session::Shared::Shared(Model& model, uint32_t maxContext, uint32_t maxBatch, ui
     maxBatch_ = std::max<uint32_t>(1, std::min(maxBatch, maxContext_));
     maxBatch_ = std::max(maxBatch_, maxSequences_);
     attn_ = {uint32_t(c.numHeads), uint32_t(c.numKvHeads), uint32_t(c.headDim), uint32_t(c.slidingWindow),
-             c.attentionScale > 0 ? c.attentionScale : 1.0f / std::sqrt(float(c.headDim)), c.attnSoftcap};
+             c.attentionScale > 0 ? c.attentionScale : 1.0f / std::sqrt(float(c.headDim)), c.attnSoftcap,
+             uint32_t(c.rotaryDim())};
     const uint64_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
     const uint64_t qDim = uint64_t(c.numHeads) * c.headDim, kvDim = uint64_t(c.numKvHeads) * c.headDim;
     uint32_t inter = 0;
@@ -156,21 +157,29 @@ Session::Shared::Shared(Model& model, uint32_t maxContext, uint32_t maxBatch, ui
     }
 
     // RoPE table as Transformers computes it: angle = float(pos) * inv_freq in
-    // float32, then cos/sin of that angle.
-    const uint32_t half = uint32_t(c.headDim) / 2;
-    auto ropeTable = [&](const std::vector<float>& invFreq) {
-        if (invFreq.size() != half) throw Error("internal: RoPE frequencies do not match head_dim");
+    // float32, then cos/sin of that angle; rotaryDim/2 columns. LongRoPE:
+    // positions from original_max_position_embeddings on take the long
+    // factors' frequencies (Transformers switches once the sequence is longer),
+    // and cos/sin are scaled by the attention factor.
+    const uint32_t half = uint32_t(c.rotaryDim()) / 2;
+    auto ropeTable = [&](const std::vector<float>& invFreq, const std::vector<float>& longInvFreq) {
+        if (invFreq.size() != half || (!longInvFreq.empty() && longInvFreq.size() != half))
+            throw Error("internal: RoPE frequencies do not match the rotary width");
         std::vector<float> table(size_t(maxContext_) * half * 2);
-        for (uint32_t p = 0; p < maxContext_; ++p)
+        const double scale = longInvFreq.empty() ? 1.0 : double(c.ropeAttnFactor);
+        for (uint32_t p = 0; p < maxContext_; ++p) {
+            const bool longF = !longInvFreq.empty() && p >= uint32_t(c.ropeOriginalMax);
+            const std::vector<float>& f = longF ? longInvFreq : invFreq;
             for (uint32_t i = 0; i < half; ++i) {
-                const float angle = float(p) * invFreq[i];
-                table[size_t(p) * half + i] = float(std::cos(double(angle)));
-                table[size_t(maxContext_) * half + size_t(p) * half + i] = float(std::sin(double(angle)));
+                const float angle = float(p) * f[i];
+                table[size_t(p) * half + i] = float(std::cos(double(angle)) * scale);
+                table[size_t(maxContext_) * half + size_t(p) * half + i] = float(std::sin(double(angle)) * scale);
             }
+        }
         return uploadFloats(ctx_, table);
     };
-    ropeTable_ = ropeTable(c.ropeInvFreq);
-    if (!c.ropeLocalInvFreq.empty()) ropeLocalTable_ = ropeTable(c.ropeLocalInvFreq);
+    ropeTable_ = ropeTable(c.ropeInvFreq, c.ropeLongInvFreq);
+    if (!c.ropeLocalInvFreq.empty()) ropeLocalTable_ = ropeTable(c.ropeLocalInvFreq, {});
     recordedRevision_ = ~model.revision(); // states are created by the first step
     taken_.assign(maxSequences_, false);
     decoding_.assign(maxSequences_, false);
@@ -430,7 +439,8 @@ void Session::Shared::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
     const ops::Act in{fold ? &x_ : &xn_, 0, H};
     const ops::InputNorm* inNorm = fold ? &norm : nullptr;
     // Decode of the usual layout: RoPE in the QKV projection's epilogue.
-    if (L.qkv.rows && !L.qNorm.valid() && ops::qkvRopeFits(ctx_, L.qkv, n)) {
+    // Partial rotary (Phi-3) takes the separate pass.
+    if (L.qkv.rows && !L.qNorm.valid() && attn_.rotaryDim() == attn_.headDim && ops::qkvRopeFits(ctx_, L.qkv, n)) {
         ops::qkvRope(ctx_, rec, attn_, L.qkv, in, bias(L.qkvBias), inNorm, step_, q_, kCache_[l], vCache_[l],
                      ropeTable(l), maxContext_, n);
     } else {

@@ -193,8 +193,16 @@ void inspectLora(const ModelConfig& base, const fs::path& dir, const std::vector
     } else if (!targets->is_array()) {
         problem("target_modules", "expected a list of module names, got " + jsonSnippet(*targets));
     } else {
-        for (const auto& t : *targets)
-            if (t.is_string()) adapterTargets.push_back(t.get<std::string>());
+        for (const auto& t : *targets) {
+            if (!t.is_string()) continue;
+            // Phi-3's fused gate_up_proj adapts both projections (its B split at load).
+            if (t == "gate_up_proj") {
+                adapterTargets.push_back("gate_proj");
+                adapterTargets.push_back("up_proj");
+            } else {
+                adapterTargets.push_back(t.get<std::string>());
+            }
+        }
     }
 
     // The projections the build uses: the selector's when given, else the
@@ -250,6 +258,7 @@ void inspectLora(const ModelConfig& base, const fs::path& dir, const std::vector
     std::unique_ptr<WeightStore> store;
     try {
         store = WeightStore::openFile(weights);
+        splitFusedLora(*store);
     } catch (const Error& e) {
         out.problems.push_back(e.what());
         return;

@@ -31,7 +31,18 @@ std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> fil
 std::string ggufLayerTensorName(const std::string& hfName);
 
 // A model folder's safetensors or a GGUF file's tensors, by the path's kind.
+// Phi-3's fused tensors come split (splitFusedWeights).
 std::shared_ptr<const WeightStore> openModelWeights(const std::filesystem::path& path);
+
+// Phi-3 keeps q/k/v in one self_attn.qkv_proj (rows q, k, v) and gate/up in
+// one mlp.gate_up_proj (rows gate, up): replaced by views named q_proj,
+// k_proj, v_proj, gate_proj and up_proj, so that everything downstream
+// (the layer loader, experts, builds) sees the usual tensors.
+void splitFusedWeights(WeightStore& store, const ModelConfig& config);
+// A PEFT adapter of such a model: lora_B of gate_up_proj split into the
+// gate and up halves of its rows, lora_A shared by both (B·A of the fused
+// projection is exactly those two blocks).
+void splitFusedLora(WeightStore& adapter);
 
 // llama.cpp's converter stores the q and k rows of `llama` models with each
 // head's two rotation halves interleaved (GGUF row h*d + 2i + s holds Hugging

@@ -7,7 +7,7 @@
 
 namespace moe {
 
-enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Qwen3Moe, Gemma2, Gemma3 };
+enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Qwen3Moe, Gemma2, Gemma3, Phi3 };
 
 // The MLP's gate activation: SwiGLU (silu) or GeGLU with the tanh GELU
 // (Gemma's gelu_pytorch_tanh).
@@ -36,7 +36,19 @@ struct ModelConfig {
     int maxPositions = 0;
     float rmsNormEps = 1e-6f;
     float ropeTheta = 10000.0f;
-    std::vector<float> ropeInvFreq; // headDim/2 inverse frequencies, rope_scaling applied
+    std::vector<float> ropeInvFreq; // rotaryDim()/2 inverse frequencies, rope_scaling applied
+    // Phi-3's partial_rotary_factor: RoPE on each head's first ropeDim
+    // dimensions (rotate_half within them), the rest passes through; 0 = headDim.
+    int ropeDim = 0;
+    int rotaryDim() const { return ropeDim > 0 ? ropeDim : headDim; }
+    // LongRoPE (rope_scaling type longrope): ropeInvFreq holds the short
+    // factors' frequencies, ropeLongInvFreq the long ones, used from position
+    // ropeOriginalMax on (Transformers switches once the sequence is longer
+    // than original_max_position_embeddings); cos and sin are multiplied by
+    // ropeAttnFactor. Empty / 1 otherwise.
+    std::vector<float> ropeLongInvFreq;
+    int ropeOriginalMax = 0;
+    float ropeAttnFactor = 1.0f;
     float attentionScale = 0;       // 1/sqrt(headDim) unless the config says otherwise
     int slidingWindow = 0;          // 0 = full attention
     bool tieWordEmbeddings = false;

@@ -127,12 +127,14 @@ struct AttentionShape {
     uint32_t window = 0; // sliding window in tokens, 0 = none
     float scale = 0;
     float softcap = 0;   // scores = softcap * tanh(scores / softcap) (Gemma 2); 0 = none
+    uint32_t ropeDim = 0; // rotated dimensions per head (Phi-3's partial rotary); 0 = headDim
+    uint32_t rotaryDim() const { return ropeDim ? ropeDim : headDim; }
 };
 // RoPE on q (into qOut, rows of nHeads * headDim) and k, storing k and v into
 // the caches at each token's row (StepToken: its sequence's rows, its
 // position). q, k and v are read at their offsets and strides (column ranges
 // of one QKV output, or buffers of their own).
-// `table` holds cos [maxPos][headDim/2] then sin [maxPos][headDim/2].
+// `table` holds cos [maxPos][rotaryDim/2] then sin [maxPos][rotaryDim/2].
 void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step, const Act& q,
                const Act& k, const Act& v, const vk::Buffer& qOut, const vk::Buffer& kCache, const vk::Buffer& vCache,
                const vk::Buffer& table, uint32_t tableMaxPos, uint32_t nTokens);

@@ -4,6 +4,7 @@
 // is copied until the engine uploads it.
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -87,6 +88,15 @@ public:
     static std::unique_ptr<WeightStore> fromViews(std::filesystem::path where, std::vector<TensorView> views,
                                                   std::shared_ptr<const void> owner);
 
+    // Replaces a fused 2-D tensor (rows stacked, e.g. Phi-3's qkv_proj) by
+    // views of its row ranges under their own names, in order; the rows must
+    // add up to the tensor's. No copy: the views point into the same bytes.
+    // Throws naming the file and tensor when the shape does not fit.
+    void splitRows(const std::string& fused, const std::vector<std::pair<std::string, int64_t>>& parts);
+
+    // The tensor `existing` under other names instead (views of the same bytes).
+    void rename(const std::string& existing, const std::vector<std::string>& names);
+
     const TensorView* find(const std::string& name) const;
     // Throws moe::Error "<file>: tensor <name> ..." when missing or when the
     // shape differs from `expectedShape` (skipped when empty).
@@ -98,7 +108,7 @@ public:
 private:
     std::filesystem::path folder_;
     std::vector<std::unique_ptr<SafetensorsFile>> files_;
-    std::vector<TensorView> views_; // fromViews only
+    std::deque<TensorView> views_; // fromViews and splitRows (a deque: index_ points into it)
     std::shared_ptr<const void> owner_;
     std::map<std::string, const TensorView*> index_;
 };
