@@ -1,5 +1,5 @@
-// Export of a built MoE as a Mixtral or Qwen2-MoE checkpoint: build a small MoE over the
-// shared models (2 epochs, gate_bias = false, token routing), export it,
+// Export of a built MoE as a Mixtral, Qwen2-MoE or Qwen3-MoE checkpoint: build a small MoE over the
+// shared models (or random Qwen3 ones; 2 epochs, gate_bias = false, token routing), export it,
 // load the export natively and compare its logits with the built MoE's
 // (fine-tuned and LoRA experts, all layers and a subset, both formats).
 // Also: the folder's files (index covers every tensor once, config fields,
@@ -16,6 +16,7 @@
 #include "moe/builder.h"
 #include "moe/export.h"
 #include "moe/model.h"
+#include "reference_model.h"
 #include "reference_ops.h"
 #include "test_paths.h"
 
@@ -244,6 +245,99 @@ private slots:
         qInfo("bf16 LoRA export vs built MoE: NMSE %.3g", e);
         QVERIFY2(e < 1e-3, qPrintable(QString("NMSE %1").arg(e)));
         QVERIFY(e > 0); // bf16 rounding must show: the experts really were re-encoded
+    }
+
+    // A MoE on a random Qwen3 base (q/k norms, attention_bias on q/k/v/o,
+    // tied head) from random fine-tunes of its shape, layers 0 and 2 of 3:
+    // exported as Qwen3MoeForCausalLM (the default format for this base), it
+    // loads back as a native qwen3_moe with the built MoE's logits (f32: to
+    // float rounding, as above), layer 1 dense through mlp_only_layers.
+    void qwen3BaseExportsAsQwen3Moe() {
+        const fs::path root = fs::path(tmp.path().toStdString()) / "qwen3";
+        test::ref::Spec spec{"qwen3", 48, 80, 3, 4, 2, 16, 4096};
+        spec.tied = true;
+        spec.attentionBias = true;
+        for (const char* name : {"base", "e0", "e1", "e2"}) {
+            fs::create_directories(root / name);
+            test::ref::writeModel(root / name, spec, name[0] == 'b' ? 7u : 20u + uint32_t(name[1] - '0'));
+            for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"})
+                if (fs::exists(models / "base" / f)) fs::copy_file(models / "base" / f, root / name / f);
+        }
+        std::ofstream(root / "selector.toml")
+            << "[model]\nmodel_id = " << quoted(root / "base") << "\n\n[anymoe]\ndataset_json = " << quoted(models / "amoe.json")
+            << "\nmodel_ids = [" << quoted(root / "e0") << ", " << quoted(root / "e1") << ", " << quoted(root / "e2")
+            << "]\nlayers = [0, 2]\n\n[anymoe.config]\nepochs = 2\nrouting = \"token\"\ngate_bias = false\n";
+        const Selector s = loadSelector(root / "selector.toml");
+        QVERIFY(buildMoe(*ctx, s).moe);
+        QCOMPARE(defaultExportFormat(s), ExportFormat::Qwen3Moe);
+
+        // Mixtral and Qwen2-MoE have no q/k norms: refused, naming the format that fits.
+        for (const ExportFormat other : {ExportFormat::Mixtral, ExportFormat::Qwen2Moe}) {
+            ExportOptions o;
+            o.out = root / "refused";
+            o.format = other;
+            const std::string msg = test::errorMessage([&] { exportMoe(s, o); });
+            QVERIFY2(msg.find("config.json") != std::string::npos && msg.find("export it as qwen3_moe") != std::string::npos,
+                     msg.c_str());
+            QVERIFY(!fs::exists(o.out));
+        }
+
+        ExportOptions o;
+        o.out = root / "qwen3moe-f32";
+        o.dtype = "f32";
+        o.format = ExportFormat::Qwen3Moe;
+        const auto rep = exportMoe(s, o);
+        QCOMPARE(rep.experts, 3);
+        QVERIFY(rep.warnings.empty());
+
+        // Config keys as Transformers' Qwen3MoeConfig reads them, those
+        // whose defaults differ from the built MoE written out.
+        const json config = readJson(o.out / "config.json");
+        QCOMPARE(config["architectures"][0].get<std::string>(), std::string("Qwen3MoeForCausalLM"));
+        QCOMPARE(config["model_type"].get<std::string>(), std::string("qwen3_moe"));
+        QCOMPARE(config["num_experts"].get<int>(), 3);
+        QCOMPARE(config["num_experts_per_tok"].get<int>(), 2);
+        QCOMPARE(config["moe_intermediate_size"].get<int>(), 80);
+        QCOMPARE(config["intermediate_size"].get<int>(), 80); // the dense layer's
+        QCOMPARE(config["decoder_sparse_step"].get<int>(), 1);
+        QCOMPARE(config["mlp_only_layers"], json::array({1}));
+        QCOMPARE(config["norm_topk_prob"].get<bool>(), true); // Qwen3MoeConfig's default is false
+        QCOMPARE(config["head_dim"].get<int>(), 16);          // its default is hidden / heads = 12
+        QCOMPARE(config["num_key_value_heads"].get<int>(), 2);
+        QCOMPARE(config["attention_bias"].get<bool>(), true);
+        QCOMPARE(config["use_sliding_window"].get<bool>(), false);
+        QVERIFY(!config.contains("shared_expert_intermediate_size") && !config.contains("qkv_bias"));
+
+        // Tensors: the base's q/k norms and o bias as they are, experts on
+        // layers 0 and 2 under Qwen3-MoE's names, layer 1's dense MLP.
+        std::set<std::string> names;
+        for (const auto& entry : fs::directory_iterator(o.out))
+            if (entry.path().extension() == ".safetensors") {
+                const SafetensorsFile f(entry.path());
+                for (const auto& [name, t] : f.tensors()) names.insert(name);
+            }
+        for (const char* want : {"model.layers.0.self_attn.q_norm.weight", "model.layers.2.self_attn.k_norm.weight",
+                                 "model.layers.1.self_attn.o_proj.bias", "model.layers.0.mlp.gate.weight",
+                                 "model.layers.2.mlp.experts.2.down_proj.weight", "model.layers.1.mlp.up_proj.weight"})
+            QVERIFY2(names.count(want), want);
+        for (const char* unwanted : {"model.layers.0.mlp.shared_expert.up_proj.weight", "model.layers.1.mlp.gate.weight",
+                                     "model.layers.0.mlp.gate_proj.weight", "lm_head.weight"})
+            QVERIFY2(!names.count(unwanted), unwanted);
+
+        const ModelConfig native = ModelConfig::load(o.out);
+        QCOMPARE(native.arch, Arch::Qwen3Moe);
+        QVERIFY(native.isSparseLayer(0) && !native.isSparseLayer(1) && native.isSparseLayer(2));
+        const double e = compare(s, o.out);
+        qInfo("f32 qwen3_moe export vs built MoE: NMSE %.3g", e);
+        QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
+
+        // qwen3_moe on a base without q/k norms (the shared Llama) is refused.
+        const Selector llama = loadSelector(writeSelector({"expert-code", "expert-legal", "expert-tech"}, "gate_bias = false\n"));
+        QCOMPARE(defaultExportFormat(llama), ExportFormat::Mixtral);
+        o.out = root / "llama-as-qwen3moe";
+        const std::string msg = test::errorMessage([&] { exportMoe(llama, o); });
+        QVERIFY2(msg.find("qwen3_moe (Qwen3MoeForCausalLM) takes a Qwen3 base") != std::string::npos, msg.c_str());
+        QVERIFY(!fs::exists(o.out));
     }
 
     void biasedGatesAreRefused() {

@@ -31,7 +31,16 @@ ExportDialog::ExportDialog(const moe::Selector& selector, QWidget* parent)
     setWindowTitle(tr("Export the MoE"));
     format_->addItem(tr("Mixtral (MixtralForCausalLM)"), QStringLiteral("mixtral"));
     format_->addItem(tr("Qwen2-MoE (Qwen2MoeForCausalLM; unrouted layers stay dense)"), QStringLiteral("qwen2_moe"));
+    format_->addItem(tr("Qwen3-MoE (Qwen3MoeForCausalLM; Qwen3 bases; unrouted layers stay dense)"),
+                     QStringLiteral("qwen3_moe"));
     format_->addItem(tr("GGUF (llama.cpp, Ollama, LM Studio)"), QStringLiteral("gguf"));
+    // The base's own format first (Qwen3 bases export as Qwen3-MoE only).
+    try {
+        const int index = format_->findData(QString::fromUtf8(moe::toString(moe::defaultExportFormat(selector))));
+        if (index >= 0) format_->setCurrentIndex(index);
+    } catch (const std::exception&) {
+        // An unreadable base is reported when the export starts.
+    }
     openFolder_->setVisible(false);
     expectedSize_->setVisible(false);
     shardSize_->setText(QStringLiteral("5GB"));

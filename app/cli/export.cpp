@@ -77,8 +77,10 @@ int runExport(const ExportArgs& a) {
     const Selector s = loadSelectorAny(a.selector);
     ExportOptions o;
     o.out = a.out;
-    if (!a.format.empty() && !parseExportFormat(a.format, o.format))
-        throw Error("--format \"" + a.format + "\": expected mixtral, qwen2_moe or gguf");
+    if (a.format.empty())
+        o.format = defaultExportFormat(s);
+    else if (!parseExportFormat(a.format, o.format))
+        throw Error("--format \"" + a.format + "\": expected mixtral, qwen2_moe, qwen3_moe or gguf");
     o.dtype = a.dtype;
     o.shardBytes = parseByteSize(a.shardSize);
     size_t lastPercent = 101;
@@ -109,13 +111,14 @@ int runExport(const ExportArgs& a) {
 Command addExportCommand(CLI::App& app) {
     auto a = std::make_shared<ExportArgs>();
     auto* cmd = app.add_subcommand(
-        "export", "Write a built MoE as a native sparse-MoE checkpoint (Mixtral, Qwen2-MoE) or a GGUF file; "
+        "export", "Write a built MoE as a native sparse-MoE checkpoint (Mixtral, Qwen2-MoE, Qwen3-MoE) or a GGUF file; "
                   "convert a model to GGUF");
     cmd->add_option("selector", a->selector, "Selector of the built MoE")->check(CLI::ExistingFile);
     cmd->add_option("--model,-m", a->model, "A model folder or .gguf file to convert (with --format gguf)")
         ->check(CLI::ExistingPath);
     cmd->add_option("--out,-o", a->out, "New output folder, or FILE.gguf")->required();
-    cmd->add_option("--format", a->format, "mixtral (default), qwen2_moe or gguf");
+    cmd->add_option("--format", a->format,
+                    "mixtral, qwen2_moe, qwen3_moe or gguf (default: qwen3_moe for a Qwen3 base, else mixtral)");
     cmd->add_option("--dtype", a->dtype,
                     "bf16, f16 or f32 (default: export_dtype, else the base's); for gguf also q8_0, q4_k_m, q5_k_m, "
                     "q6_k (default f16)");

@@ -1,5 +1,6 @@
 #include "moe/export.h"
 
+#include "export_refusals.h"
 #include "moe/atomic_file.h"
 #include "moe/builder.h"
 #include "json_input.h"
@@ -24,13 +25,25 @@ namespace moe {
 namespace fs = std::filesystem;
 using ojson = nlohmann::ordered_json;
 
-const char* toString(ExportFormat f) { return f == ExportFormat::Mixtral ? "mixtral" : "qwen2_moe"; }
+const char* toString(ExportFormat f) {
+    switch (f) {
+    case ExportFormat::Mixtral: return "mixtral";
+    case ExportFormat::Qwen2Moe: return "qwen2_moe";
+    case ExportFormat::Qwen3Moe: return "qwen3_moe";
+    }
+    return "mixtral";
+}
 
 bool parseExportFormat(const std::string& s, ExportFormat& out) {
     if (s == "mixtral") out = ExportFormat::Mixtral;
     else if (s == "qwen2_moe") out = ExportFormat::Qwen2Moe;
+    else if (s == "qwen3_moe") out = ExportFormat::Qwen3Moe;
     else return false;
     return true;
+}
+
+ExportFormat defaultExportFormat(const Selector& s) {
+    return ModelConfig::load(s.baseModel).arch == Arch::Qwen3 ? ExportFormat::Qwen3Moe : ExportFormat::Mixtral;
 }
 
 namespace {
@@ -75,6 +88,16 @@ std::string shardName(size_t index, size_t count) {
     return name;
 }
 
+// The format's name as its model card and messages say it.
+const char* formatTitle(ExportFormat f) {
+    switch (f) {
+    case ExportFormat::Mixtral: return "Mixtral";
+    case ExportFormat::Qwen2Moe: return "Qwen2-MoE";
+    case ExportFormat::Qwen3Moe: return "Qwen3-MoE";
+    }
+    return "Mixtral";
+}
+
 std::string percent(double v) {
     char b[32];
     std::snprintf(b, sizeof b, "%.1f%%", v * 100);
@@ -101,13 +124,19 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
                     "neither its (1 + w) norms, its norms after attention and MLP, GeGLU, scaled embeddings nor "
                     "soft-capping, so any file written would be another model. The build runs in MoE Studio "
                     "itself (moe-cli chat, serve, bench)");
-    if (c.arch == Arch::Phi3)
-        throw Error(c.dir.string() + "/config.json: " + "the base is " + c.archName() + " (" + c.architecture +
-                    "), and its standard MoE format, PhimoeForCausalLM (Phi-3.5-MoE; llama.cpp's phimoe), has another "
-                    "layout: LayerNorm with biases instead of RMSNorm, biases on q/k/v/o and the LM head, and "
-                    "sparsemixer routing instead of a softmax over the top-k, so a Phi-3 MoE written in it would be "
-                    "another model (and Mixtral has neither partial rotary nor LongRoPE); none is written. The build "
-                    "runs in MoE Studio itself (moe-cli chat, serve, bench)");
+    if (c.arch == Arch::Phi3) refusePhi3MoeExport(c);
+    // Qwen2-MoE and Qwen3-MoE name their tensors alike and keep unchosen layers dense.
+    const bool qwen = options.format != ExportFormat::Mixtral;
+    const bool qwen3 = options.format == ExportFormat::Qwen3Moe;
+    const std::string title = formatTitle(options.format);
+    if (qwen3 && c.arch != Arch::Qwen3)
+        throw Error(c.dir.string() + "/config.json: the base is " + c.archName() + " (" + c.architecture +
+                    "); qwen3_moe (Qwen3MoeForCausalLM) takes a Qwen3 base, whose attention normalises each head's "
+                    "q and k, and would change any other; export it as mixtral or qwen2_moe");
+    if (!qwen3 && c.arch == Arch::Qwen3)
+        throw Error(c.dir.string() + "/config.json: the base (" + c.architecture +
+                    ") normalises each head's q and k, which " + title +
+                    " does not; export it as qwen3_moe (Qwen3MoeForCausalLM), which keeps them");
     const fs::path gates = gatesFile(s);
     if (!fs::exists(gates, ec))
         throw Error(gates.string() + ": no gates here; build the MoE first (moe-cli build " +
@@ -117,15 +146,14 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
     for (size_t i = 0; i < gateWeights.size(); ++i)
         if (!gateWeights[i].bias.empty())
             throw Error(gates.string() + ": the gate of layer " + std::to_string(facts.layers[i]) +
-                        " has a bias, which the router of a Mixtral or Qwen2-MoE checkpoint (a linear layer without "
-                        "bias) cannot hold; set "
+                        " has a bias, which the router of a Mixtral, Qwen2-MoE or Qwen3-MoE checkpoint (a linear layer "
+                        "without bias) cannot hold; set "
                         "gate_bias = false in [anymoe.config] of " +
                         (s.file.empty() ? std::string("the selector") : s.file.string()) + " and build again");
-    const bool qwen = options.format == ExportFormat::Qwen2Moe;
-    if (c.outputBias)
+    if (c.outputBias && !qwen3)
         throw Error(c.dir.string() + "/config.json: the base (" + c.architecture +
                     ") has attention_bias, whose o_proj bias neither Mixtral nor Qwen2-MoE has");
-    if (c.qkNorm)
+    if (c.qkNorm && !qwen3)
         throw Error(c.dir.string() + "/config.json: the base (" + c.architecture +
                     ") normalises each head's q and k, which neither Mixtral nor Qwen2-MoE does; exporting it would "
                     "change the model");
@@ -139,7 +167,7 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
         if (auto it = meta.find("routing"); it != meta.end()) parseRoutingMode(it->second, routing);
     if (routing != RoutingMode::Token)
         rep.warnings.push_back(std::string("the MoE was built with ") + toString(routing) +
-                               " routing; " + std::string(qwen ? "Qwen2-MoE" : "Mixtral") + " routes every token on its own gate scores (token routing), so "
+                               " routing; " + title + " routes every token on its own gate scores (token routing), so "
                                "the exported model picks experts per token instead of " +
                                (routing == RoutingMode::Running    ? "by the running mean of the scores so far"
                                 : routing == RoutingMode::Sequence ? "once per prompt"
@@ -183,7 +211,7 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
         const TensorView& t = base->require(name);
         plan.push_back({name, t.shape, [base, name] { return toFloat32(base->require(name)); }});
     }
-    if (qwen && !c.attentionBias) {
+    if (options.format == ExportFormat::Qwen2Moe && !c.attentionBias) {
         // Qwen2 attention always has q/k/v biases: zeros keep the base's attention.
         const int64_t q = int64_t(c.numHeads) * c.headDim, kv = int64_t(c.numKvHeads) * c.headDim;
         for (int l = 0; l < c.numLayers; ++l)
@@ -196,7 +224,7 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
         const auto g = gateOf.find(l);
         const bool routed = g != gateOf.end();
         if (qwen && !routed) continue;
-        if (qwen) {
+        if (options.format == ExportFormat::Qwen2Moe) {
             // Qwen2-MoE always has a shared expert: one of width 1 with zero
             // weights adds exactly 0 (silu(0)·0), whatever its gate says.
             const std::vector<std::pair<std::string, std::vector<int64_t>>> shared = {
@@ -305,7 +333,7 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
     writeFileAtomic(tmp / "model.safetensors.index.json", index.dump(2) + "\n");
     rep.files.push_back("model.safetensors.index.json");
 
-    // config.json: the base's, as Mixtral.
+    // config.json: the base's, as the format's class.
     const std::string configText = readTextFile(c.dir / "config.json");
     checkJsonDepth(configText, c.dir / "config.json");
     ojson config = ojson::parse(configText);
@@ -326,6 +354,19 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
     config["num_experts_per_tok"] = topK;
     config["output_router_logits"] = false;
     if (qwen) {
+        // Both: experts of the base MLP's width, every layer a candidate
+        // (decoder_sparse_step 1), the layers not chosen dense.
+        config["num_experts"] = E;
+        config["moe_intermediate_size"] = I;
+        config["decoder_sparse_step"] = 1;
+        ojson dense = ojson::array();
+        for (int l = 0; l < c.numLayers; ++l)
+            if (!gateOf.count(l)) dense.push_back(l);
+        config["mlp_only_layers"] = dense;
+        config["norm_topk_prob"] = true; // the built MoE renormalises its top-k weights (both default to false)
+        config["router_aux_loss_coef"] = 0.001;
+    }
+    if (options.format == ExportFormat::Qwen2Moe) {
         config["architectures"] = {"Qwen2MoeForCausalLM"};
         config["model_type"] = "qwen2_moe";
         config["use_sliding_window"] = c.slidingWindow > 0;
@@ -336,16 +377,18 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
         config["layer_types"] = std::vector<std::string>(
             size_t(c.numLayers), c.slidingWindow > 0 ? "sliding_attention" : "full_attention");
         config["qkv_bias"] = true;
-        config["num_experts"] = E;
-        config["moe_intermediate_size"] = I;
         config["shared_expert_intermediate_size"] = 1; // zero weights, see the tensors
-        config["decoder_sparse_step"] = 1;
-        ojson dense = ojson::array();
-        for (int l = 0; l < c.numLayers; ++l)
-            if (!gateOf.count(l)) dense.push_back(l);
-        config["mlp_only_layers"] = dense;
-        config["norm_topk_prob"] = true; // the built MoE renormalises its top-k weights
-        config["router_aux_loss_coef"] = 0.001;
+    } else if (qwen3) {
+        config["architectures"] = {"Qwen3MoeForCausalLM"};
+        config["model_type"] = "qwen3_moe";
+        // Qwen3-MoE has Qwen3's attention (q/k norms, the base's tensors as
+        // they are); attention_bias puts biases on q, k, v and o in both.
+        config["attention_bias"] = c.attentionBias;
+        config["max_position_embeddings"] = c.maxPositions; // the defaults agree today; explicit all the same
+        // Its window, when on, covers every layer (the base's is all or none).
+        config["use_sliding_window"] = c.slidingWindow > 0;
+        config["sliding_window"] = c.slidingWindow > 0 ? ojson(c.slidingWindow) : ojson(nullptr);
+        config["max_window_layers"] = c.slidingWindow > 0 ? 0 : c.numLayers;
     } else {
         config["architectures"] = {"MixtralForCausalLM"};
         config["model_type"] = "mixtral";
@@ -382,7 +425,7 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
     card << "---\nbase_model: " << s.modelId << "\ntags:\n- moe\n- " << toString(options.format)
          << "\n- moe-studio\n---\n\n"
          << "# " << out.filename().string() << "\n\n"
-         << "A " << (qwen ? "Qwen2-MoE" : "Mixtral") << "-format sparse Mixture-of-Experts built with MoE Studio from the base model `" << s.modelId
+         << "A " << title << "-format sparse Mixture-of-Experts built with MoE Studio from the base model `" << s.modelId
          << "` (" << c.architecture << ").\n\n"
          << "| | |\n|---|---|\n"
          << "| experts per layer | " << E << " |\n| experts per token | " << topK << " |\n"

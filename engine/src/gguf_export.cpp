@@ -4,6 +4,7 @@
 // set_gguf_parameters), the tokenizer (gguf_vocab.cpp) and an Ollama Modelfile.
 #include "moe/gguf_export.h"
 
+#include "export_refusals.h"
 #include "gguf_vocab.h"
 #include "json_input.h"
 #include "moe/atomic_file.h"
@@ -519,13 +520,7 @@ GgufExportReport exportMoeGguf(const Selector& s, const GgufExportOptions& o,
                     " architecture has no experts and its MoE architectures have no Gemma layers, so no llama.cpp "
                     "build could run a GGUF of this MoE; none is written. The build runs in MoE Studio itself "
                     "(moe-cli chat, serve, bench)");
-    if (c.arch == Arch::Phi3)
-        throw Error(c.dir.string() + ": " + "the base is " + c.archName() + " (" + c.architecture +
-                    "), and its standard MoE format, PhimoeForCausalLM (Phi-3.5-MoE; llama.cpp's phimoe), has another "
-                    "layout: LayerNorm with biases instead of RMSNorm, biases on q/k/v/o and the LM head, and "
-                    "sparsemixer routing instead of a softmax over the top-k, so a Phi-3 MoE written in it would be "
-                    "another model (and Mixtral has neither partial rotary nor LongRoPE); none is written. The build "
-                    "runs in MoE Studio itself (moe-cli chat, serve, bench)");
+    if (c.arch == Arch::Phi3) refusePhi3MoeExport(c);
     if (c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2 && c.arch != Arch::Qwen3)
         throw Error(c.dir.string() + ": GGUF export of a MoE built on " + c.architecture + " is not supported yet");
     // Qwen3 bases keep their q/k norms as llama.cpp's qwen3moe, which routes

@@ -1,11 +1,13 @@
 #pragma once
 // Export of a built MoE (selector + trained gates) as a native sparse-MoE
 // checkpoint other tools load: Transformers / vLLM / llama.cpp read a
-// Mixtral or Qwen2-MoE folder (config.json, sharded safetensors + index,
-// tokenizer, generation_config.json, a README.md model card). Mixtral has
-// experts in every layer (layers not chosen repeat the base MLP); Qwen2-MoE
-// keeps them dense (mlp_only_layers), takes Qwen2 bases (q/k/v biases; zero
-// biases for others) and gets a zero shared expert of width 1 (adds 0). Experts are written dense
+// Mixtral, Qwen2-MoE or Qwen3-MoE folder (config.json, sharded safetensors +
+// index, tokenizer, generation_config.json, a README.md model card). Mixtral
+// has experts in every layer (layers not chosen repeat the base MLP);
+// Qwen2-MoE keeps them dense (mlp_only_layers), takes Qwen2 bases (q/k/v
+// biases; zero biases for others) and gets a zero shared expert of width 1
+// (adds 0); Qwen3-MoE takes Qwen3 bases only (per-head q/k norms) and keeps
+// the layers not chosen dense too. Experts are written dense
 // (LoRA merged: W + alpha/r·B·A); include_base makes the base MLP expert 0.
 // The folder is written under a temporary name and renamed at the end.
 #include "moe/byte_size.h"
@@ -20,9 +22,12 @@
 
 namespace moe {
 
-enum class ExportFormat { Mixtral, Qwen2Moe };
-const char* toString(ExportFormat);                          // "mixtral", "qwen2_moe"
+enum class ExportFormat { Mixtral, Qwen2Moe, Qwen3Moe };
+const char* toString(ExportFormat);                          // "mixtral", "qwen2_moe", "qwen3_moe"
 bool parseExportFormat(const std::string& s, ExportFormat& out);
+// The format a MoE on this base exports to when none is asked for: qwen3_moe
+// for a Qwen3 base (no other format has its q/k norms), else mixtral.
+ExportFormat defaultExportFormat(const Selector& s);
 
 
 struct ExportOptions {
