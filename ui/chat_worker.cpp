@@ -151,6 +151,8 @@ void ChatWorker::generateReply(quint64 requestId, const QVector<ChatTurn>& conve
         options.sampling.presencePenalty = float(settings.presencePenalty);
         options.sampling.repetitionPenalty = float(settings.repetitionPenalty);
         options.sampling.seed = settings.seed;
+        if (!settings.thinking.isEmpty())
+            options.templateKwargs["enable_thinking"] = settings.thinking == QLatin1String("on");
         options.cancel = &stop_;
 
         ReplyStats stats;

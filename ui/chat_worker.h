@@ -47,6 +47,8 @@ struct GenerationSettings {
     double presencePenalty = 0.0;
     double repetitionPenalty = 1.1;
     quint64 seed = 0; // 0 = a new random seed each reply
+    // The chat template's enable_thinking: "" = the template's default, "on", "off".
+    QString thinking;
 };
 
 struct LoadedModelInfo {

@@ -12,7 +12,7 @@ namespace {
 
 struct ChatArgs {
     ModelOptions model;
-    std::string system;
+    std::string system, thinking;
     int maxTokens = 256;
     uint32_t context = 0;
     SamplingParams sampling;
@@ -28,6 +28,7 @@ int runChat(const ChatArgs& a) {
     ReplyOptions options;
     options.maxTokens = a.maxTokens;
     options.sampling = a.sampling;
+    options.templateKwargs = thinkingKwargs(a.thinking);
     std::fprintf(stderr, "chat with %s (empty line or Ctrl-D ends)\n", run->source().c_str());
     std::string line;
     while (std::fprintf(stderr, "> "), std::getline(std::cin, line) && !line.empty()) {
@@ -57,6 +58,7 @@ Command addChatCommand(CLI::App& app) {
     cmd->add_option("--system", a->system, "System message");
     cmd->add_option("-n,--max-tokens", a->maxTokens, "Most tokens per reply")->capture_default_str();
     cmd->add_option("--ctx", a->context, "Context length");
+    addThinkingOption(cmd, a->thinking);
     addSampling(cmd, a->sampling);
     a->device.add(cmd);
     return {cmd, [a] { return runChat(*a); }};

@@ -106,6 +106,18 @@ void addSampling(CLI::App* app, SamplingParams& s) {
     app->add_option("--seed", s.seed, "Random seed (0 = random)")->capture_default_str();
 }
 
+void addThinkingOption(CLI::App* app, std::string& thinking) {
+    app->add_option("--thinking", thinking,
+                    "on or off: the chat template's enable_thinking (Qwen3 thinks by default; off renders an empty "
+                    "think block)")
+        ->check(CLI::IsMember({"on", "off"}));
+}
+
+ChatTemplateKwargs thinkingKwargs(const std::string& thinking) {
+    if (thinking.empty()) return {};
+    return {{"enable_thinking", thinking == "on"}};
+}
+
 json expertCacheJson(const Model& model, const ExpertCacheFigures& f) {
     if (model.expertBudget() == 0) return nullptr;
     const ExpertCacheStats& s = f.stats;

@@ -2,6 +2,7 @@
 // What the moe-cli subcommands share: how a subcommand registers itself, the
 // device, model and sampling options, and the JSON shapes of the figures
 // several of them print.
+#include "moe/chat_template.h"
 #include "moe/runnable_model.h"
 #include "moe/sampler.h"
 #include "moe/vk.h"
@@ -68,6 +69,10 @@ std::optional<QuantizeScheme> parseQuantizeOption(const std::string& name);
 void addQuantizeOption(CLI::App* app, std::string& quantize);
 
 void addSampling(CLI::App* app, SamplingParams& s);
+// --thinking on|off: the chat template's enable_thinking (Qwen3's switch;
+// templates without it ignore it). Unset: the template's own default.
+void addThinkingOption(CLI::App* app, std::string& thinking);
+ChatTemplateKwargs thinkingKwargs(const std::string& thinking);
 
 // Expert cache figures (null without a budget).
 json expertCacheJson(const Model& model, const ExpertCacheFigures& f);

@@ -13,7 +13,7 @@ namespace {
 
 struct GenerateArgs {
     ModelOptions model;
-    std::string prompt, system;
+    std::string prompt, system, thinking;
     int maxTokens = 128;
     bool chat = false, asJson = false;
     uint32_t context = 0;
@@ -27,11 +27,12 @@ int runGenerate(const GenerateArgs& a) {
     auto run = a.model.open(ctx);
     const Tokenizer& tok = run->tokenizer();
     std::vector<int32_t> prompt;
+    if (!a.thinking.empty() && !a.chat) throw Error("--thinking needs --chat (it is a chat-template switch)");
     if (a.chat) {
         std::vector<ChatMessage> messages;
         if (!a.system.empty()) messages.push_back({"system", a.system});
         messages.push_back({"user", a.prompt});
-        prompt = encodeChat(run->chatTemplate(), tok, messages);
+        prompt = encodeChat(run->chatTemplate(), tok, messages, true, thinkingKwargs(a.thinking));
     } else {
         prompt = tok.encode(a.prompt, true, false);
     }
@@ -86,6 +87,7 @@ Command addGenerateCommand(CLI::App& app) {
     cmd->add_option("-n,--max-tokens", a->maxTokens, "Most tokens to generate")->capture_default_str();
     cmd->add_flag("--chat", a->chat, "Wrap the prompt in the model's chat template");
     cmd->add_option("--system", a->system, "System message (with --chat)");
+    addThinkingOption(cmd, a->thinking);
     cmd->add_option("--stop", a->stops, "Stop string (repeatable)");
     cmd->add_option("--ctx", a->context, "Context length (default: the model's, at most 4096)");
     cmd->add_flag("--json", a->asJson, "Print one JSON object with the token ids and text");

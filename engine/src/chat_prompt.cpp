@@ -3,9 +3,10 @@
 namespace moe {
 
 std::vector<int32_t> encodeChat(const ChatTemplate& chatTemplate, const Tokenizer& tokenizer,
-                                const std::vector<ChatMessage>& messages, bool addGenerationPrompt) {
+                                const std::vector<ChatMessage>& messages, bool addGenerationPrompt,
+                                const ChatTemplateKwargs& kwargs) {
     const std::string text = chatTemplate.render(messages, addGenerationPrompt, tokenizer.special().bosText,
-                                                 tokenizer.special().eosText);
+                                                 tokenizer.special().eosText, kwargs);
     return tokenizer.encode(text, /*addSpecial=*/chatTemplate.isFallback(), /*parseSpecial=*/true);
 }
 

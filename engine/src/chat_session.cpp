@@ -26,7 +26,7 @@ int ChatSession::replyBudget(int maxTokens) const {
 }
 
 std::vector<int32_t> ChatSession::renderConversation(const std::vector<ChatMessage>& conversation, int maxTokens,
-                                                     int* droppedMessages) const {
+                                                     int* droppedMessages, const ChatTemplateKwargs& kwargs) const {
     const Tokenizer& tok = model_.tokenizer();
     const ChatTemplate& tmpl = model_.chatTemplate();
     // Leave room for the reply; drop the oldest exchanges (never the system
@@ -34,14 +34,14 @@ std::vector<int32_t> ChatSession::renderConversation(const std::vector<ChatMessa
     const int contextLength = int(session_->maxContext());
     const int budget = replyBudget(maxTokens);
     std::vector<ChatMessage> messages = conversation;
-    std::vector<int32_t> tokens = encodeChat(tmpl, tok, messages);
+    std::vector<int32_t> tokens = encodeChat(tmpl, tok, messages, true, kwargs);
     const size_t firstDroppable = !messages.empty() && messages.front().role == "system" ? 1 : 0;
     while (int(tokens.size()) + budget > contextLength && messages.size() > firstDroppable + 1) {
         messages.erase(messages.begin() + long(firstDroppable));
         // Templates such as Llama-2's insist on user/assistant alternation starting with user.
         if (messages.size() > firstDroppable + 1 && messages[firstDroppable].role == "assistant")
             messages.erase(messages.begin() + long(firstDroppable));
-        tokens = encodeChat(tmpl, tok, messages);
+        tokens = encodeChat(tmpl, tok, messages, true, kwargs);
     }
     if (droppedMessages) *droppedMessages = int(conversation.size() - messages.size());
     if (tokens.empty()) throw Error("the conversation renders to no tokens");
@@ -65,7 +65,7 @@ ChatReply ChatSession::reply(const std::vector<ChatMessage>& conversation, const
     int dropped = 0;
     std::vector<int32_t> tokens;
     try {
-        tokens = renderConversation(conversation, options.maxTokens, &dropped);
+        tokens = renderConversation(conversation, options.maxTokens, &dropped, options.templateKwargs);
     } catch (...) {
         reset(); // as before: a refused turn starts the next one from scratch
         throw;

@@ -111,7 +111,8 @@ ChatTemplate ChatTemplate::fromGguf(const GgufFile& file) {
 }
 
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool addGenerationPrompt,
-                                 const std::string& bosToken, const std::string& eosToken) const {
+                                 const std::string& bosToken, const std::string& eosToken,
+                                 const ChatTemplateKwargs& kwargs) const {
     if (isFallback()) return renderPlain(messages, addGenerationPrompt);
 
     // transformers renders with trim_blocks and lstrip_blocks on.
@@ -129,7 +130,7 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
         entry.set("content", message.content);
         messageValues.push_back(jinja::Value::dict(std::move(entry)));
     }
-    return compiled.render({
+    std::vector<std::pair<std::string, jinja::Value>> variables = {
         {"messages", jinja::Value::list(std::move(messageValues))},
         {"add_generation_prompt", jinja::Value(addGenerationPrompt)},
         {"bos_token", jinja::Value(bosToken)},
@@ -139,7 +140,14 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
         {"documents", jinja::Value::none()},
         {"raise_exception", jinja::Value::function(raiseException)},
         {"strftime_now", jinja::Value::function(strftimeNow)},
-    });
+    };
+    for (const auto& [name, value] : kwargs) {
+        for (const auto& taken : variables)
+            if (taken.first == name)
+                throw Error("chat template argument \"" + name + "\": the renderer sets this variable itself");
+        variables.emplace_back(name, std::visit([](const auto& v) { return jinja::Value(v); }, value));
+    }
+    return compiled.render(variables);
 }
 
 } // namespace moe

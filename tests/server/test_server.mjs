@@ -3,10 +3,10 @@
 // loopback port: models, chat and text completions streamed and not, every
 // error case with its status, an aborted stream, the API key, a load of 16
 // clients x 10 requests, a built MoE's expert usage, and a model quantized on
-// load (--quantize).
+// load (--quantize), chat_template_kwargs (Qwen3's enable_thinking).
 //   node test_server.mjs MOE_CLI MODELS_DIR OPENAI_MODULE_DIR
 import { spawn, execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, symlinkSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -174,6 +174,39 @@ try {
     assert.ok(JSON.parse(events.at(-2)).choices[0].finish_reason);
     assert.equal((await client.chat.completions.create(ask)).choices.length, 1);
     assert.equal(dense.logText().includes(key), false); // the key is never logged
+  });
+
+  await test('chat_template_kwargs: enable_thinking false renders Qwen3\'s empty think block', async () => {
+    // The base's weights and tokenizer with Qwen3's real chat template
+    // (chat_template.jinja takes precedence over tokenizer_config.json).
+    const qwen3Config = join(openaiDir, '..', '..', '..', 'qwen3', 'tokenizer_config.json');
+    assert.ok(existsSync(qwen3Config), 'no ' + qwen3Config + ' (run packaging/fetch-test-data.sh)');
+    const dir = join(work, 'qwen3-template');
+    mkdirSync(dir);
+    for (const f of readdirSync(join(modelsDir, 'base'))) symlinkSync(join(modelsDir, 'base', f), join(dir, f));
+    writeFileSync(join(dir, 'chat_template.jinja'), JSON.parse(readFileSync(qwen3Config, 'utf8')).chat_template);
+    const server = await startServer(['--model', dir, '--parallel', '1', '--ctx', '256']);
+    const c = new OpenAI({ apiKey: 'none', baseURL: server.url + '/v1', maxRetries: 0 });
+    const q = { model: 'qwen3-template', messages: [{ role: 'user', content: 'import os' }], max_tokens: 1, temperature: 0 };
+    const thinking = (await c.chat.completions.create(q)).usage.prompt_tokens;
+    const on = (await c.chat.completions.create({ ...q, chat_template_kwargs: { enable_thinking: true } })).usage.prompt_tokens;
+    const off = (await c.chat.completions.create({ ...q, chat_template_kwargs: { enable_thinking: false } })).usage.prompt_tokens;
+    assert.equal(on, thinking);
+    assert.ok(off > thinking, `enable_thinking false: ${off} prompt tokens, default ${thinking}`);
+    // Streamed: the same prompt.
+    const streamed = await collect(await c.chat.completions.create({ ...q, stream: true, stream_options: { include_usage: true },
+      chat_template_kwargs: { enable_thinking: false } }));
+    assert.equal(streamed.usage.prompt_tokens, off);
+    await expectApiError(c.chat.completions.create({ ...q, chat_template_kwargs: { enable_thinking: [false] } }), 400,
+      'chat_template_kwargs.enable_thinking');
+    await expectApiError(c.chat.completions.create({ ...q, chat_template_kwargs: 'no-think' }), 400, 'chat_template_kwargs');
+    await expectApiError(c.chat.completions.create({ ...q, chat_template_kwargs: { messages: [] } }), 400,
+      'chat_template_kwargs.messages');
+    let e = await expectApiError(c.chat.completions.create({ ...q, chat_template_kwargs: { bos_token: 'x' } }), 400, 'messages');
+    assert.match(e.message, /bos_token/);
+    await expectApiError(c.completions.create({ model: 'qwen3-template', prompt: 'x', chat_template_kwargs: { enable_thinking: false } }),
+      400, 'chat_template_kwargs');
+    server.kill('SIGTERM');
   });
 
   await test('an aborted stream frees its slot at once', async () => {

@@ -351,6 +351,31 @@ private slots:
     // worker's OpenOptions for the models loaded after the change (the one
     // loaded stays as it is), is saved in the settings like the budget, and a
     // saved choice is in force before the next session's model loads.
+    // The Thinking choice (the chat template's enable_thinking) reaches the
+    // controller's settings with the rest and is saved with them.
+    void thinkingChoiceReachesTheSettings() {
+        auto* box = page()->findChild<QComboBox*>(QStringLiteral("thinking"));
+        QVERIFY(box);
+        QCOMPARE(box->count(), 3);
+        QVERIFY(box->toolTip().contains("enable_thinking"));
+        GenerationSettings s = greedy(4);
+        s.thinking = QStringLiteral("off");
+        page()->applySettings(s);
+        QCOMPARE(box->currentData().toString(), QStringLiteral("off"));
+        QCOMPARE(chat()->settings().thinking, QStringLiteral("off"));
+        page()->saveSettings();
+        QCOMPARE(QSettings().value("chat/thinking").toString(), QStringLiteral("off"));
+        // The demo base's template has no switch: a reply comes as before.
+        chat()->newChat();
+        QSignalSpy finished(chat(), &ChatController::replyFinished);
+        typeAndSend("Hello");
+        QVERIFY(finished.wait(120000));
+        QCOMPARE(finished.first().at(1).value<ReplyStats>().generatedTokens, 4);
+        s.thinking.clear();
+        page()->applySettings(s);
+        QVERIFY(chat()->settings().thinking.isEmpty());
+    }
+
     void quantizeOnLoadRoundTripsAndReachesTheWorker() {
         QComboBox* box = page()->quantizeBox();
         QStringList names;

@@ -26,6 +26,8 @@ struct ReplyOptions {
     int maxTokens = 256;
     SamplingParams sampling;
     std::vector<std::string> stopStrings;
+    // Extra chat-template variables for reply() (enable_thinking for Qwen3).
+    ChatTemplateKwargs templateKwargs;
     // Stops the reply at its next token when set (from any thread).
     const std::atomic<bool>* cancel = nullptr;
     // Sessions of one model replying on several threads (the server's slots)
@@ -73,7 +75,8 @@ public:
     // (oldest exchanges dropped: counted in `droppedMessages`), and complete()
     // for `prompt`, so that a caller can refuse a prompt before replying.
     std::vector<int32_t> renderConversation(const std::vector<ChatMessage>& conversation, int maxTokens,
-                                            int* droppedMessages = nullptr) const;
+                                            int* droppedMessages = nullptr,
+                                            const ChatTemplateKwargs& kwargs = {}) const;
     std::vector<int32_t> encodePrompt(const std::string& prompt) const;
     // Usage of the reply in progress so far (for a live chart).
     std::vector<LayerUsage> expertUsage() const { return model_.expertUsage(*session_); }

@@ -1,8 +1,11 @@
 #pragma once
 // Renders a model's Jinja `chat_template` (the subset real templates use)
 // with a plain fallback when the model has none.
+#include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace moe {
@@ -13,6 +16,12 @@ struct ChatMessage {
     std::string role;    // "system", "user", "assistant"
     std::string content;
 };
+
+// Extra variables for the template, as Transformers' apply_chat_template
+// passes its keyword arguments (Qwen3's enable_thinking: false renders an
+// empty think block, so the model answers without thinking).
+using ChatTemplateValue = std::variant<bool, std::int64_t, double, std::string>;
+using ChatTemplateKwargs = std::map<std::string, ChatTemplateValue>;
 
 class ChatTemplate {
 public:
@@ -31,9 +40,11 @@ public:
     const std::string& source() const { return source_; }
 
     // Throws moe::Error with the template's message for raise_exception(),
-    // and with the line for syntax errors.
+    // and with the line for syntax errors, and for a kwarg named like a
+    // variable the renderer sets itself (messages, bos_token, ...).
     std::string render(const std::vector<ChatMessage>& messages, bool addGenerationPrompt,
-                       const std::string& bosToken, const std::string& eosToken) const;
+                       const std::string& bosToken, const std::string& eosToken,
+                       const ChatTemplateKwargs& kwargs = {}) const;
 
 private:
     std::string source_;
