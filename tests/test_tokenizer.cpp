@@ -27,6 +27,7 @@
 #include "llama_cpp_vocab_cases.h"
 #include "test_paths.h"
 
+#include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
 
@@ -513,6 +514,64 @@ private slots:
         QCOMPARE(tok->special().bos.value_or(-1), 128000);
         QVERIFY(tok->isEos(128001));
         QCOMPARE(tok->encode("<|begin_of_text|>Hello", false, true).front(), 128000);
+    }
+
+    // Gemma 3's tokenizer.json (SentencePiece BPE with byte fallback, 262k
+    // tokens, digits split, no normaliser but spaces as ▁) and o200k's
+    // (the byte-level BPE of GPT-4o that Phi-4-mini's 200k vocabulary
+    // extends) against transformers.js's tokenizers, which we did not write:
+    // llama.cpp's hard texts (its ggml-vocab test inputs) and more, among
+    // them the families' chat special tokens.
+    void gemma3AndO200kMatchTransformersJs_data() {
+        QTest::addColumn<QString>("vocab");
+        QTest::addColumn<QString>("kind");
+        QTest::newRow("gemma3") << "gemma3" << "bpe-sentencepiece";
+        QTest::newRow("o200k (gpt4o)") << "gpt4o" << "bpe-byte-level";
+    }
+    void gemma3AndO200kMatchTransformersJs() {
+#if !defined(MOE_NODE) || !defined(MOE_TOKENIZER_REFERENCE)
+        QSKIP("node was not found at configure time");
+#else
+        QFETCH(QString, vocab);
+        QFETCH(QString, kind);
+        const fs::path dir = testData(vocab.toStdString());
+        const fs::path lib = testData("npm-lenml-tokenizers");
+        const fs::path inputs = testData("llama.cpp-vocab/ggml-vocab-llama-bpe.gguf.inp");
+        REQUIRE_TEST_DATA(dir / "tokenizer.json");
+        REQUIRE_TEST_DATA(lib / "dist" / "main.mjs");
+        REQUIRE_TEST_DATA(inputs);
+        std::vector<std::string> texts;
+        for (const auto& c : moe::test::readLlamaCppCases(inputs)) texts.push_back(c.text);
+        for (const char* extra :
+             {"<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n", "<bos>Hello<eos>",
+              "<|user|>Hi<|end|><|assistant|>", "<|endoftext|> trailing", "😀👍🏽 emoji 🇩🇪 flags",
+              "\u00a0non-breaking\u200bzero-width", "日本語のテキストと한국어", "x = [1, 22, 333, 4444, 55555];\r\n",
+              "    indented\n\t\ttabs\n\n\n", "ﬁ ligature Ǆ e\u0301 combining", "\xf0\x9f\xa6\x99 lobster", "   "})
+            texts.push_back(extra);
+        QTemporaryDir tmp;
+        const std::string textsFile = (fs::path(tmp.path().toStdString()) / "texts.json").string();
+        std::ofstream(textsFile) << nlohmann::json(texts).dump();
+        QProcess node;
+        node.start(MOE_NODE, {MOE_TOKENIZER_REFERENCE, QString::fromStdString(lib.string()),
+                              QString::fromStdString(dir.string()), QString::fromStdString(textsFile)});
+        QVERIFY2(node.waitForFinished(300000), "node did not finish");
+        QVERIFY2(node.exitCode() == 0, node.readAllStandardError().constData());
+        const nlohmann::json expected = nlohmann::json::parse(node.readAllStandardOutput().toStdString());
+        QCOMPARE(expected.size(), texts.size());
+
+        const auto tok = Tokenizer::load(dir);
+        QCOMPARE(QString::fromStdString(tok->kind()), kind);
+        QStringList failures;
+        for (size_t i = 0; i < texts.size(); ++i) {
+            const auto ids = tok->encode(texts[i], false, true);
+            const auto want = expected[i].get<std::vector<int32_t>>();
+            if (ids != want)
+                failures << QString("case %1 \"%2\": got %3, expected %4").arg(i).arg(shown(texts[i]), idsText(ids), idsText(want));
+        }
+        qInfo("%s: %d/%d texts as transformers.js encodes them", qPrintable(vocab), int(texts.size()) - int(failures.size()),
+              int(texts.size()));
+        QVERIFY2(failures.isEmpty(), qPrintable(failures.join('\n')));
+#endif
     }
 
     void llama2SentencePieceMatchesLlamaCpp() {

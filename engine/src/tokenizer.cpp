@@ -175,7 +175,7 @@ void checkTokenId(int64_t id, int64_t limit, const fs::path& file, const std::st
     if (id < 0) throw Error(file.string() + ": " + field + ": token id " + std::to_string(id) + " is negative");
     if (id >= limit)
         throw Error(file.string() + ": " + field + ": token id " + std::to_string(id) +
-                    " is past the vocabulary (the files list " + std::to_string(limit) + " tokens)");
+                    " is past the vocabulary (ids must be below " + std::to_string(limit) + ")");
 }
 
 void addUnique(std::vector<int32_t>& ids, int32_t id) {

@@ -593,8 +593,13 @@ private:
         {
             const auto vocab = model->find("vocab");
             const auto added = root.find("added_tokens");
-            idLimit_ = int64_t(vocab != model->end() ? vocab->size() : 0) +
-                       int64_t(added != root.end() && added->is_array() ? added->size() : 0);
+            const int64_t entries = int64_t(vocab != model->end() ? vocab->size() : 0) +
+                                    int64_t(added != root.end() && added->is_array() ? added->size() : 0);
+            // Ids may leave holes (o200k puts <|endofprompt|> at 200018 among
+            // 200002 entries; Phi-4-mini's added tokens likewise), but only a
+            // few: an eighth more than the entries (at least 1024), so that
+            // a stray huge id cannot size the table of pieces.
+            idLimit_ = entries + std::max<int64_t>(1024, entries / 8);
         }
         loadVocab(*model, ctx);
         loadAddedTokens(root, ctx);
@@ -971,7 +976,7 @@ private:
     }
 
     std::vector<std::string> idToPiece_;
-    int64_t idLimit_ = 0; // vocabulary entries plus added tokens of tokenizer.json: ids must be below
+    int64_t idLimit_ = 0; // vocabulary entries plus added tokens of tokenizer.json, and room for holes: ids must be below
     std::unordered_map<std::string, int32_t> pieceToId_;      // model vocabulary
     std::unordered_map<std::string, int32_t> addedPieceToId_; // added tokens
     std::unordered_map<uint64_t, Merge> merges_;

@@ -45,10 +45,10 @@ TokenizerConfig readTokenizerConfig(const std::filesystem::path& file);
 std::vector<int32_t> generationEosIds(const std::filesystem::path& modelDir);
 
 // Token ids read from a file index the tokenizer's table of pieces, so each
-// is checked where it is read: non-negative, and below `limit`, the number of
-// tokens the files list (vocabulary entries plus added tokens; ids are dense
-// in real files). The table a hostile file can make us allocate is then
-// bounded by its own size. Throws moe::Error "<file>: <field>: ...".
+// is checked where it is read: non-negative, and below `limit`, about the
+// number of tokens the files list (vocabulary entries plus added tokens, and
+// in tokenizer.json a few holes more). The table a hostile file can make us
+// allocate is then bounded by its own size. Throws moe::Error "<file>: <field>: ...".
 void checkTokenId(int64_t id, int64_t limit, const std::filesystem::path& file, const std::string& field);
 
 // Adds `id` to `ids` unless it is already there.
