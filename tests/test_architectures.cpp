@@ -231,6 +231,48 @@ private slots:
         QCOMPARE(sameArgmax, int(ids.size()));
     }
 
+    // Where LongRoPE switches to the long factors (docs/ARCHITECTURE.md,
+    // "LongRoPE"): per position, from position original_max_position_embeddings
+    // on, whatever the forward pass's size. Against a copy whose long factors
+    // are the short ones: the logits agree exactly at positions 0..11 and
+    // differ from 12 on (original 12); the whole prompt in one prefill gives
+    // what 10 tokens of prefill and 13 decode steps give (the rule Transformers
+    // follows when it generates one token at a time), to float rounding of
+    // the prefill and decode kernels (NMSE < 1e-9, as above).
+    void longRopeSwitchesAtTheOriginalLength() {
+        Spec s{"phi3", 48, 80, 2, 4, 2, 16, 97};
+        s.partialRotary = 0.75;
+        s.longropeOriginal = 12;
+        QTemporaryDir dir;
+        const std::filesystem::path d = dir.path().toStdString();
+        std::filesystem::create_directories(d / "long");
+        std::filesystem::create_directories(d / "short");
+        writeModel(d / "long", s, 31);
+        writeModel(d / "short", s, 31);
+        json c = json::parse(std::ifstream(d / "short" / "config.json"));
+        c["rope_scaling"]["long_factor"] = c["rope_scaling"]["short_factor"];
+        std::ofstream(d / "short" / "config.json") << c.dump();
+        std::vector<int32_t> ids;
+        std::mt19937 rng(5);
+        for (int i = 0; i < 23; ++i) ids.push_back(int32_t(rng() % 97));
+
+        auto withLong = Model::load(*ctx, (d / "long").string());
+        auto shortOnly = Model::load(*ctx, (d / "short").string());
+        std::vector<float> a, b;
+        Session sa(*withLong, 64, 32), sb(*shortOnly, 64, 32);
+        sa.forward(ids, &a);
+        sb.forward(ids, &b);
+        const size_t V = 97;
+        for (size_t t = 0; t < ids.size(); ++t) {
+            const bool same = std::equal(a.begin() + long(t * V), a.begin() + long((t + 1) * V), b.begin() + long(t * V));
+            QVERIFY2(same == (t < 12), qPrintable(QString("position %1: %2").arg(t).arg(same ? "same" : "different")));
+        }
+        Session stepwise(*withLong, 64, 4);
+        const double e = test::nmse(prefillThenDecode(stepwise, ids, 10), a);
+        qInfo("one prefill of 23 vs prefill 10 + 13 decode steps: NMSE %.3g", e);
+        QVERIFY2(e < 1e-9, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
     // Phi-3 configs the engine cannot run as Transformers would: clear errors naming config.json and the field.
     void phi3BadConfigs_data() {
         QTest::addColumn<QString>("field");
