@@ -259,7 +259,7 @@ private slots:
                  r.err.c_str());
         r = runCli({"export", sel, "--out", dir.path() + "/out", "--format", "safetensors"});
         QCOMPARE(r.exitCode, 1);
-        QVERIFY2(r.err.find("mixtral, qwen2_moe or gguf") != std::string::npos, r.err.c_str());
+        QVERIFY2(r.err.find("mixtral, qwen2_moe, qwen3_moe or gguf") != std::string::npos, r.err.c_str());
         // GGUF export of an unbuilt MoE says the same as the folder export.
         r = runCli({"export", sel, "--out", dir.path() + "/out.gguf", "--format", "gguf"});
         QVERIFY2(r.exitCode == 1 && r.err.find("build the MoE first") != std::string::npos, r.err.c_str());

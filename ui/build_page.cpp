@@ -30,7 +30,7 @@ BuildPage::BuildPage(QWidget* parent) : QWidget(parent), message_(new QLabel) {
     auto* newButton = new QPushButton(style()->standardIcon(QStyle::SP_FileDialogNewFolder), tr("New MoE…"));
     auto* openButton = new QPushButton(style()->standardIcon(QStyle::SP_DialogOpenButton), tr("Open selector…"));
     auto* exportButton = new QPushButton(style()->standardIcon(QStyle::SP_DialogSaveButton), tr("Export…"));
-    exportButton->setToolTip(tr("Write a built MoE (choose its selector) as a Hugging Face Mixtral or Qwen2-MoE checkpoint"));
+    exportButton->setToolTip(tr("Write a built MoE (choose its selector) as a Hugging Face Mixtral, Qwen2-MoE or Qwen3-MoE checkpoint"));
     newButton->setMinimumHeight(36);
     openButton->setMinimumHeight(36);
     exportButton->setMinimumHeight(36);

@@ -50,7 +50,7 @@ TrainingPage::TrainingPage(BuildController* controller, QWidget* parent)
     chatButton_->setIcon(style()->standardIcon(QStyle::SP_MessageBoxQuestion));
     chatButton_->setEnabled(false);
     exportButton_->setIcon(style()->standardIcon(QStyle::SP_DialogSaveButton));
-    exportButton_->setToolTip(tr("Write the MoE as a Hugging Face Mixtral or Qwen2-MoE checkpoint"));
+    exportButton_->setToolTip(tr("Write the MoE as a Hugging Face Mixtral, Qwen2-MoE or Qwen3-MoE checkpoint"));
     exportButton_->setEnabled(false);
 
     auto* resultsLayout = new QHBoxLayout(results_);
