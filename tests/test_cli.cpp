@@ -20,12 +20,19 @@ struct Run {
     std::string out, err;
 };
 
+// Validation-layer messages moe-cli printed (under MOE_VK_VALIDATION=1):
+// the suite fails at the end if there were any.
+int validationMessages = 0;
+
 Run runCli(const QStringList& args, const QProcessEnvironment& env = QProcessEnvironment::systemEnvironment()) {
     QProcess p;
     p.setProcessEnvironment(env);
     p.start(MOE_CLI, args);
     p.waitForFinished(300000);
-    return {p.exitCode(), p.readAllStandardOutput().toStdString(), p.readAllStandardError().toStdString()};
+    Run r{p.exitCode(), p.readAllStandardOutput().toStdString(), p.readAllStandardError().toStdString()};
+    for (size_t at = r.err.find("[vulkan validation]"); at != std::string::npos; at = r.err.find("[vulkan validation]", at + 1))
+        ++validationMessages;
+    return r;
 }
 
 QString modelPath(const char* name) { return QString::fromStdString((moe::test::modelsDir() / name).string()); }
@@ -35,6 +42,8 @@ QString modelPath(const char* name) { return QString::fromStdString((moe::test::
 class TestCli : public QObject {
     Q_OBJECT
 private slots:
+    void cleanupTestCase() { QCOMPARE(validationMessages, 0); }
+
     void devicesListsAtLeastOne() {
         auto r = runCli({"devices", "--json"});
         QCOMPARE(r.exitCode, 0);

@@ -17,12 +17,18 @@
 #include "moe/routed_mlp.h"
 #include "moe/validate.h"
 #include "reference_model.h"
+#include "guarded_copy.h"
 #include "test_paths.h"
 
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 
 #include <algorithm>
+#include <fstream>
+#include <functional>
+#include <thread>
+
+#include <unistd.h>
 #include <random>
 
 using namespace moe;
@@ -82,13 +88,16 @@ Run greedy(Model& model, const std::vector<int32_t>& prompt, int n) {
 
 // A MoE over ../shared/models' base with the three code / legal / tech
 // experts (fine-tuned or LoRA) in every layer, top-2, random gates.
-std::unique_ptr<MoeModel> builtMoe(vk::Context& ctx, bool lora, bool includeBase, uint64_t expertBudget = 0) {
+// `experts`: the folder holding the experts (../shared/models by default).
+std::unique_ptr<MoeModel> builtMoe(vk::Context& ctx, bool lora, bool includeBase, uint64_t expertBudget = 0,
+                                   std::filesystem::path experts = {}) {
     const auto m = std::filesystem::absolute(test::modelsDir());
+    if (experts.empty()) experts = m;
     Selector s;
     s.modelId = (m / "base").string();
     s.baseModel = m / "base";
     for (const char* n : {"code", "legal", "tech"}) {
-        const auto d = m / ((lora ? "lora-" : "expert-") + std::string(n));
+        const auto d = experts / ((lora ? "lora-" : "expert-") + std::string(n));
         s.expertIds.push_back(d.string());
         s.experts.push_back(d);
     }
@@ -134,6 +143,84 @@ private slots:
         tie.touch(c);
         tie.touch(b);
         QCOMPARE(tie.victim({b, c}, {}), std::optional<ExpertKey>(b));
+    }
+
+    // A shard that changes under the loaded model is an error naming it when an
+    // expert is paged from it, and the process lives on: truncated (reading
+    // the mapping past the new end would raise SIGBUS), replaced by another
+    // file, rewritten in place.
+    void changedShardIsAnErrorNamingIt() {
+        QTemporaryDir here;
+        const std::filesystem::path root = here.path().toStdString();
+        for (const char* n : {"expert-code", "expert-legal", "expert-tech"}) {
+            std::filesystem::copy(test::modelsDir() / n, root / n);
+            for (const auto& e : std::filesystem::directory_iterator(root / n))
+                std::filesystem::permissions(e.path(), std::filesystem::perms::owner_write, std::filesystem::perm_options::add);
+        }
+        // The legal expert is sharded: this shard holds layers 2 and 3's MLP.
+        const std::filesystem::path shard = root / "expert-legal" / "model-00002-of-00002.safetensors";
+        const std::vector<int32_t> prompt{1, 415, 2038, 302, 272, 3209};
+        auto expectError = [&](const char* what, const std::function<void()>& change) {
+            // A budget of one byte keeps no expert resident: every step pages
+            // the routed experts in again from their mappings.
+            auto moe = builtMoe(*ctx, false, false, 1, root);
+            greedy(moe->model(), prompt, 2); // pages fine while the file is intact
+            change();
+            bool failed = false;
+            try {
+                greedy(moe->model(), prompt, 4);
+            } catch (const Error& e) {
+                failed = true;
+                qInfo("%s: %s", what, e.what());
+                QVERIFY2(std::string(e.what()).find(shard.string()) != std::string::npos, e.what());
+                QVERIFY2(std::string(e.what()).find("load the model again") != std::string::npos, e.what());
+            }
+            QVERIFY2(failed, what);
+        };
+        const std::string original = [&] {
+            std::ifstream in(shard, std::ios::binary);
+            return std::string(std::istreambuf_iterator<char>(in), {});
+        }();
+        auto restore = [&] {
+            std::filesystem::remove(shard);
+            std::ofstream(shard, std::ios::binary) << original;
+        };
+        expectError("truncated", [&] { std::filesystem::resize_file(shard, original.size() / 3); });
+        restore();
+        expectError("replaced", [&] {
+            const auto other = root / "expert-legal" / "new.safetensors";
+            std::ofstream(other, std::ios::binary) << original;
+            std::filesystem::rename(other, shard);
+        });
+        restore();
+        expectError("rewritten in place", [&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20)); // a later modification time
+            std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+            f.seekp(std::streamoff(original.size() / 2));
+            f.put('\x7f');
+        });
+    }
+
+    // The copy itself is guarded: a mapping whose file shrinks after the
+    // checks reads as an error, not SIGBUS, from any thread.
+    void copyFromATruncatedMappingFails() {
+        QTemporaryDir here;
+        const std::filesystem::path file = here.filePath("data.bin").toStdString();
+        const size_t page = size_t(sysconf(_SC_PAGESIZE)), size = 64 * page;
+        std::ofstream(file, std::ios::binary) << std::string(size, 'x');
+        MappedFile mapped(file);
+        std::vector<char> out(size);
+        QVERIFY(copyFromMapping(out.data(), mapped.data(), size));
+        QCOMPARE(out[size - 1], 'x');
+        std::filesystem::resize_file(file, page);
+        bool ok[2] = {true, true};
+        std::vector<char> otherOut(size);
+        std::thread other([&] { ok[1] = copyFromMapping(otherOut.data(), mapped.data(), size); });
+        ok[0] = copyFromMapping(out.data(), mapped.data(), size);
+        other.join();
+        QVERIFY(!ok[0] && !ok[1]);
+        QVERIFY(copyFromMapping(out.data(), mapped.data(), page)); // the part still in the file
+        QVERIFY_THROWS_EXCEPTION(Error, mapped.copyOut(out.data(), mapped.data(), page)); // the size changed
     }
 
     void lfuFrequenciesDecaySoTheCacheFollowsTheTopic() {

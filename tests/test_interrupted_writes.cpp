@@ -1,6 +1,6 @@
 // Writes interrupted by SIGKILL, as a crash or a killed process leaves them:
-// moe-cli export (GGUF file, Mixtral folder) and build (gates, loss CSV) run
-// as a user runs them and are killed mid-write. The target then either does
+// moe-cli export (GGUF file, Mixtral folder), build (gates, loss CSV) and
+// generate (the Vulkan pipeline cache written at exit) run as a user runs them and are killed mid-write. The target then either does
 // not exist (a fresh write) or still holds the previous complete file byte for
 // byte (an overwrite); nothing half-written sits under the target's name. The
 // temporaries a killed writer leaves ("<name>.tmp-<pid>-..." files,
@@ -8,6 +8,8 @@
 // same target.
 #include "moe/atomic_file.h"
 #include "moe/gate_training.h"
+#include "moe/vk.h"
+#include "pipeline_cache_file.h"
 #include "test_paths.h"
 
 #include <QProcess>
@@ -17,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -274,6 +277,66 @@ private slots:
         QVERIFY(moe::readTextFile(gates) != oldGates);
         QVERIFY(entriesStartingWith(gates.parent_path(), "gate.safetensors.tmp-").empty());
         QVERIFY(entriesStartingWith(root, "loss.csv.tmp-").empty());
+    }
+
+    // The pipeline cache a context writes at exit (moe-cli generate here),
+    // killed at points through the run and when its temporary appears: the
+    // cache file stays one a context accepts (the last complete one), and the
+    // next complete run removes the killed runs' temporaries.
+    void pipelineCacheKilledMidWrite() {
+        const fs::path cache = root / "xdg-cache";
+        const QByteArray savedXdg = qgetenv("XDG_CACHE_HOME");
+        qputenv("XDG_CACHE_HOME", QByteArray::fromStdString(cache.string()));
+        struct Restore {
+            QByteArray value;
+            ~Restore() {
+                if (value.isEmpty()) qunsetenv("XDG_CACHE_HOME");
+                else qputenv("XDG_CACHE_HOME", value);
+            }
+        } restore{savedXdg};
+        moe::vk::PipelineCacheKey key;
+        fs::path file;
+        {
+            moe::vk::Context ctx; // its own cache file goes to the same folder: fine, it is written whole
+            VkPhysicalDeviceProperties p;
+            vkGetPhysicalDeviceProperties(ctx.physicalDevice(), &p);
+            key = {p.vendorID, p.deviceID, {}};
+            std::memcpy(key.uuid.data(), p.pipelineCacheUUID, key.uuid.size());
+            file = ctx.pipelineCachePath();
+        }
+        const QStringList args{"generate", "--model", q(root / "base"), "--prompt", "hello", "-n", "4", "--temperature", "0"};
+        Run r = run(MOE_CLI, args); // the first run compiles every pipeline: several times slower
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        const auto t0 = std::chrono::steady_clock::now();
+        r = run(MOE_CLI, args);
+        const auto full = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        auto accepted = [&](const char* when) {
+            std::string note;
+            QVERIFY2(!moe::vk::readPipelineCache(file, key, note).empty() && note.empty(),
+                     (std::string(when) + ": " + note).c_str());
+        };
+        accepted("after a complete run");
+        const std::string prefix = file.filename().string() + ".tmp-";
+        int killed = 0;
+        for (double at : {0.3, 0.6, 0.85, 0.95, 0.99}) {
+            const auto after = std::chrono::milliseconds(std::max<long long>(1, (long long)(at * double(full.count()))));
+            killed += runAndKill(MOE_CLI, args, {}, after) ? 1 : 0;
+            accepted(qPrintable(QString("killed at %1 of a run").arg(at)));
+        }
+        int caught = 0;
+        for (int i = 0; i < 3; ++i) {
+            caught += runAndKill(MOE_CLI, args, [&] { return !entriesStartingWith(file.parent_path(), prefix).empty(); }) ? 1 : 0;
+            accepted("killed when the cache temporary appeared");
+        }
+        qInfo("a run takes %lld ms; %d of 5 timed kills landed, %d of 3 at the cache temporary", (long long)full.count(),
+              killed, caught);
+        QVERIFY(killed >= 3);
+        r = run(MOE_CLI, args);
+        QVERIFY2(r.exitCode == 0, r.err.c_str());
+        QVERIFY2(r.err.find("pipeline cache ignored") == std::string::npos, r.err.c_str());
+        accepted("after the next complete run");
+        QVERIFY(entriesStartingWith(file.parent_path(), prefix).empty());
     }
 };
 

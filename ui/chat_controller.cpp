@@ -30,6 +30,12 @@ ChatController::ChatController(QObject* parent)
         modelLoading_ = false;
         emit modelLoadFailed(path, error);
     });
+    connect(worker_, &ChatWorker::modelLoadCancelled, this, [this](const QString& path, quint64 ticket) {
+        if (ticket != loadTicket_) return; // superseded by a newer load, which is running
+        modelLoaded_ = false;
+        modelLoading_ = false;
+        emit modelLoadCancelled(path);
+    });
     connect(worker_, &ChatWorker::expertBudgetApplied, this, [this](quint64 bytes) {
         modelInfo_.expertBudget = bytes;
         emit expertBudgetApplied(bytes);
@@ -45,6 +51,7 @@ ChatController::ChatController(QObject* parent)
 
 ChatController::~ChatController() {
     worker_->requestStop();
+    worker_->cancelLoads(loadTicket_);
     thread_.quit();
     thread_.wait();
 }
@@ -57,15 +64,23 @@ void ChatController::loadModel(const QString& path) {
         return;
     }
     if (generating_) stop();
+    worker_->cancelLoads(loadTicket_); // a newer choice replaces a load still running
     modelLoaded_ = false;
     modelLoading_ = true;
     emit modelLoadStarted(path);
-    QMetaObject::invokeMethod(worker_, [w = worker_, path] { w->loadModel(path); }, Qt::QueuedConnection);
+    const quint64 ticket = ++loadTicket_;
+    QMetaObject::invokeMethod(worker_, [w = worker_, path, ticket] { w->loadModel(path, ticket); }, Qt::QueuedConnection);
+}
+
+void ChatController::cancelLoad() {
+    if (modelLoading_) worker_->cancelLoads(loadTicket_);
 }
 
 void ChatController::useBuiltMoe(std::shared_ptr<BuiltMoe> built) {
     builtMoe_ = built;
     if (generating_) stop();
+    worker_->cancelLoads(loadTicket_);
+    ++loadTicket_;
     modelLoaded_ = false;
     modelLoading_ = true;
     emit modelLoadStarted(QStringLiteral("moe:%1").arg(built ? built->name : QString()));

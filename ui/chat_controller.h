@@ -49,6 +49,8 @@ public:
     bool send(const QString& text);
     // Stops the running reply; the partial text is kept and saved.
     void stop();
+    // Stops a model load that is running or queued (modelLoadCancelled).
+    void cancelLoad();
     // Drops the last assistant reply and generates it again from the turn start.
     bool regenerate();
     void newChat();
@@ -58,6 +60,7 @@ signals:
     void modelLoadStarted(const QString& path);
     void modelLoaded(const moe::ui::LoadedModelInfo& info);
     void modelLoadFailed(const QString& path, const QString& error);
+    void modelLoadCancelled(const QString& path);
     // The budget the loaded model runs under now (0 = none or no routed experts).
     void expertBudgetApplied(quint64 bytes);
     void conversationReset();                 // a different conversation: redraw it all
@@ -93,6 +96,7 @@ private:
     bool modelLoading_ = false;
     bool generating_ = false;
     quint64 requestId_ = 0;
+    quint64 loadTicket_ = 0; // the latest load; older ones are cancelled by a newer one
 };
 
 } // namespace moe::ui

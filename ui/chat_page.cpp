@@ -216,7 +216,11 @@ ChatPage::ChatPage(ChatController* controller, ModelLibrary* library, QWidget* p
         readSettingsFromPanel();
         if (controller_->send(input_->toPlainText())) input_->clear();
     });
-    connect(stopButton_, &QPushButton::clicked, controller_, &ChatController::stop);
+    // Stop ends a reply, or a model load (which frees what it had uploaded).
+    connect(stopButton_, &QPushButton::clicked, this, [this] {
+        if (controller_->isModelLoading()) controller_->cancelLoad();
+        else controller_->stop();
+    });
     connect(regenerateButton_, &QPushButton::clicked, this, [this] {
         readSettingsFromPanel();
         controller_->regenerate();
@@ -264,6 +268,10 @@ ChatPage::ChatPage(ChatController* controller, ModelLibrary* library, QWidget* p
         modelStatus_->setText(tr("Could not load %1").arg(QFileInfo(path).fileName()));
         errorLabel_->setText(error);
         errorLabel_->setVisible(true);
+        updateButtons();
+    });
+    connect(controller_, &ChatController::modelLoadCancelled, this, [this](const QString& path) {
+        modelStatus_->setText(tr("Loading %1 stopped").arg(QFileInfo(path).fileName()));
         updateButtons();
     });
     connect(controller_, &ChatController::conversationReset, this, &ChatPage::rebuildMessages);
@@ -638,7 +646,7 @@ void ChatPage::updateButtons() {
     const bool generating = controller_->isGenerating();
     const bool ready = controller_->isModelLoaded();
     sendButton_->setEnabled(ready && !generating);
-    stopButton_->setEnabled(generating);
+    stopButton_->setEnabled(generating || controller_->isModelLoading());
     regenerateButton_->setEnabled(ready && !generating && !controller_->conversation().messages.isEmpty());
     modelBox_->setEnabled(!generating);
 }

@@ -60,6 +60,7 @@ public:
     // Selects `path` in the model box and loads it.
     void chooseModel(const QString& path);
     ChatInput* input() const { return input_; }
+    QPushButton* stopButton() const { return stopButton_; }
     ExpertUsageView* expertUsageView() const { return expertUsage_; }
     QLabel* routingLabel() const { return routingLabel_; }
     // Experts under a memory budget: the size typed here ("512MB", empty =

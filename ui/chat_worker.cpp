@@ -61,15 +61,20 @@ moe::OpenOptions ChatWorker::openOptions() const {
     return options;
 }
 
-void ChatWorker::loadModel(const QString& path) {
+void ChatWorker::loadModel(const QString& path, quint64 ticket) {
     emit modelLoading(path);
     unloadModel();
     QElapsedTimer timer;
     timer.start();
     try {
+        // Cleared before the ticket is read, so a cancel racing with this load still sets it.
+        loadCancel_.store(false);
+        if (ticket && loadsCancelled_.load() >= ticket) loadCancel_.store(true);
+        moe::throwIfCancelled(&loadCancel_, "loading " + path.toStdString());
         if (!context_) context_ = std::make_shared<moe::vk::Context>();
         const std::filesystem::path file = path.toStdString();
-        const moe::OpenOptions options = openOptions();
+        moe::OpenOptions options = openOptions();
+        options.progress.cancel = &loadCancel_;
         if (path.endsWith(QStringLiteral(".toml"), Qt::CaseInsensitive))
             owned_ = moe::RunnableModel::openSelector(*context_, file, options);
         else
@@ -78,6 +83,9 @@ void ChatWorker::loadModel(const QString& path) {
         chat_ = std::make_unique<moe::ChatSession>(*model_);
         const QString name = owned_->builtMoe() ? QFileInfo(path).completeBaseName() : QFileInfo(path).fileName();
         finishLoad(path, name, timer.elapsed() / 1000.0);
+    } catch (const moe::Cancelled&) {
+        unloadModel();
+        emit modelLoadCancelled(path, ticket);
     } catch (const std::exception& e) {
         unloadModel();
         emit modelLoadFailed(path, QString::fromStdString(e.what()));

@@ -114,6 +114,12 @@ public:
 
     // Thread-safe: the running generation stops at its next token.
     void requestStop() { stop_.store(true); }
+    // Thread-safe: the load of `ticket` or an older one stops at its next
+    // tensor or rows (modelLoadCancelled), freeing what it had uploaded.
+    void cancelLoads(quint64 ticket) {
+        loadsCancelled_.store(ticket);
+        loadCancel_.store(true);
+    }
 
     // What loadModel passes to moe::RunnableModel::openModel / openSelector.
     moe::OpenOptions openOptions() const;
@@ -121,7 +127,8 @@ public:
 
 public slots:
     // A model folder, or a selector (.toml) whose MoE was built (gates saved).
-    void loadModel(const QString& path);
+    // `ticket` orders loads for cancelLoads (0 = not cancellable by ticket).
+    void loadModel(const QString& path, quint64 ticket = 0);
     // Chats with a MoE built in this process (no reload).
     void useBuiltMoe(std::shared_ptr<moe::ui::BuiltMoe> built);
     void unloadModel();
@@ -142,6 +149,7 @@ signals:
     void modelLoading(const QString& path);
     void modelLoaded(const moe::ui::LoadedModelInfo& info);
     void modelLoadFailed(const QString& path, const QString& error);
+    void modelLoadCancelled(const QString& path, quint64 ticket);
     // The budget in force on the loaded model after setExpertBudget (0 = none).
     void expertBudgetApplied(quint64 bytes);
     void replyChunk(quint64 requestId, const QString& text);
@@ -152,6 +160,8 @@ signals:
 
 private:
     std::atomic<bool> stop_{false};
+    std::atomic<quint64> loadsCancelled_{0};
+    std::atomic<bool> loadCancel_{false}; // the engine's flag for the load running now
     void finishLoad(const QString& path, const QString& name, double seconds);
 
     std::shared_ptr<moe::vk::Context> context_;

@@ -191,6 +191,7 @@ void MainWindow::saveSettings() const {
 void MainWindow::closeEvent(QCloseEvent* event) {
     saveSettings();
     chat_->stop();
+    chat_->cancelLoad();
     build_->stop();
     server_->stop();
     event->accept();

@@ -5,18 +5,11 @@
 #undef slots
 #include "moe/openai_server.h"
 #pragma pop_macro("slots")
+#include "moe/error.h"
 #include "moe/runnable_model.h"
 #include "moe/vk.h"
 
 namespace moe::ui {
-
-namespace {
-// Thrown from the load's progress callback to cancel it: the engine unwinds
-// as it does for a bad file, freeing what it had uploaded.
-struct LoadCancelled : std::exception {
-    const char* what() const noexcept override { return "cancelled"; }
-};
-} // namespace
 
 ServerWorker::ServerWorker(QObject* parent) : QObject(parent) {}
 
@@ -33,15 +26,16 @@ void ServerWorker::start(quint64 ticket, const ServerSettings& settings) {
     release();
     try {
         if (settings.modelPath.isEmpty()) throw std::runtime_error("Choose a model to serve.");
-        if (cancelled_.load() >= ticket) throw LoadCancelled();
+        // Cleared before the ticket is read, so a cancel racing with this start still sets it.
+        loadCancel_.store(false);
+        if (cancelled_.load() >= ticket) loadCancel_.store(true);
+        moe::throwIfCancelled(&loadCancel_, "loading the model");
         context_ = std::make_unique<moe::vk::Context>();
         moe::OpenOptions options;
-        options.progress.onTensor = [this, ticket](size_t done, size_t total) {
-            if (cancelled_.load() >= ticket) throw LoadCancelled();
-            emit loadProgress(ticket, int(done), int(total));
-        };
+        options.progress.cancel = &loadCancel_;
+        options.progress.onTensor = [this, ticket](size_t done, size_t total) { emit loadProgress(ticket, int(done), int(total)); };
         model_ = moe::RunnableModel::open(*context_, settings.modelPath.toStdString(), options);
-        if (cancelled_.load() >= ticket) throw LoadCancelled();
+        moe::throwIfCancelled(&loadCancel_, "loading the model");
 
         moe::server::ServerOptions o;
         o.host = settings.host.toStdString();
@@ -68,7 +62,7 @@ void ServerWorker::start(quint64 ticket, const ServerSettings& settings) {
         server_->start();
         emit started(ticket, QString::fromStdString(server_->address()) + QStringLiteral("/v1"),
                      QString::fromStdString(server_->modelName()));
-    } catch (const LoadCancelled&) {
+    } catch (const moe::Cancelled&) {
         release();
         emit cancelled(ticket);
     } catch (const std::exception& e) {

@@ -47,7 +47,11 @@ public:
     ~ServerWorker() override; // stops the server, then frees the model and the device
 
     // Thread-safe: a load with this ticket or an older one stops at its next tensor.
-    void cancel(quint64 ticket) { cancelled_.store(ticket); }
+    // Thread-safe: a load for `ticket` or an older one stops at its next tensor or rows.
+    void cancel(quint64 ticket) {
+        cancelled_.store(ticket);
+        loadCancel_.store(true);
+    }
 
 public slots:
     void start(quint64 ticket, const moe::ui::ServerSettings& settings);
@@ -67,6 +71,7 @@ private:
     void release();
 
     std::atomic<quint64> cancelled_{0};
+    std::atomic<bool> loadCancel_{false}; // the engine's flag for the load running now
     std::unique_ptr<moe::vk::Context> context_;
     std::unique_ptr<moe::RunnableModel> model_;
     std::unique_ptr<moe::server::OpenAiServer> server_;

@@ -62,13 +62,18 @@ bool allSlotsHavePrompts(const Selector& s) {
 // mergekit's `hidden` gates on our router input: per layer and slot, the
 // normalised mean MLP input over the positive prompts minus the negatives'.
 std::vector<GateWeights> hiddenGates(Session& session, const Tokenizer& tok, const ChatTemplate& tmpl,
-                                     const Selector& s, const std::vector<int>& layers) {
+                                     const Selector& s, const std::vector<int>& layers, const std::atomic<bool>* cancel) {
     std::vector<std::vector<std::vector<float>>> pos(layers.size()), neg(layers.size()); // [layer][slot][hidden]
+    CaptureProgress cp;
+    cp.onPrompt = [&](size_t, size_t) {
+        throwIfCancelled(cancel, "capturing the gates' prompts");
+        return true;
+    };
     for (const auto& prompts : slotPrompts(s)) {
-        auto p = meanFeatures(captureSamples(session, tok, tmpl, promptRows(prompts.positive), layers, s.useChatTemplate));
+        auto p = meanFeatures(captureSamples(session, tok, tmpl, promptRows(prompts.positive), layers, s.useChatTemplate, cp));
         auto n = prompts.negative.empty()
                      ? std::vector<std::vector<float>>{}
-                     : meanFeatures(captureSamples(session, tok, tmpl, promptRows(prompts.negative), layers, s.useChatTemplate));
+                     : meanFeatures(captureSamples(session, tok, tmpl, promptRows(prompts.negative), layers, s.useChatTemplate, cp));
         for (size_t l = 0; l < layers.size(); ++l) {
             pos[l].push_back(p.at(l));
             neg[l].push_back(n.empty() ? std::vector<float>{} : n[l]);
@@ -114,11 +119,13 @@ std::vector<GateWeights> cheapEmbedGates(const Model& model, const Tokenizer& to
 
 // Next-token loss of the validation prompts in one routing mode: each
 // prompt's first half is the prompt, its second half is scored.
-double routingValidationLoss(MoeModel& moe, Session& session, const std::vector<PromptTokens>& prompts) {
+double routingValidationLoss(MoeModel& moe, Session& session, const std::vector<PromptTokens>& prompts,
+                             const std::atomic<bool>* cancel) {
     const uint32_t vocab = uint32_t(moe.model().config().vocabSize);
     double total = 0;
     size_t count = 0;
     for (const auto& p : prompts) {
+        if (cancel && cancel->load()) break; // the caller keeps the modes scored so far
         if (p.ids.size() < 4) continue;
         const size_t split = std::max<size_t>(2, p.ids.size() / 2);
         session.reset();
@@ -254,8 +261,10 @@ static std::filesystem::path cancelledName(const std::filesystem::path& file) {
 
 // ---------------------------------------------------------------- build
 
-BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<void(const BuildProgress&)>& onProgress,
-                     const std::atomic<bool>* cancel) {
+namespace {
+
+BuildResult build(vk::Context& ctx, const Selector& s, const std::function<void(const BuildProgress&)>& onProgress,
+                  const std::atomic<bool>* cancel) {
     const auto t0 = Clock::now();
     BuildResult result;
     BuildReport& rep = result.report;
@@ -265,12 +274,14 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
     auto cancelled = [&] { return cancel && cancel->load(); };
 
     report("validate", 0, 1);
-    SelectionFacts facts = validateSelection(s);
+    SelectionFacts facts = validateSelection(s, cancel);
     rep.warnings = facts.warnings;
     const uint32_t E = uint32_t(facts.nExperts), H = uint32_t(facts.base.hiddenSize);
 
     // The base model alone (dense) captures the router inputs.
-    auto model = Model::load(ctx, s.baseModel, {}, 0, s.quantize);
+    LoadProgress loading;
+    loading.cancel = cancel;
+    auto model = Model::load(ctx, s.baseModel, loading, 0, s.quantize);
     auto tok = Tokenizer::load(s.baseModel);
     const ChatTemplate tmpl = ChatTemplate::fromModelDir(s.baseModel);
     Session session(*model);
@@ -321,7 +332,7 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
             return result;
         }
         std::vector<GateWeights> init;
-        if (allSlotsHavePrompts(s)) init = hiddenGates(session, *tok, tmpl, s, facts.layers); // closed-form start
+        if (allSlotsHavePrompts(s)) init = hiddenGates(session, *tok, tmpl, s, facts.layers, cancel); // closed-form start
         GateTrainOptions opt;
         opt.lr = float(s.lr);
         opt.epochs = s.epochs;
@@ -350,12 +361,14 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
         saveBuiltGates();
     } else {
         report("gates", 0, 1);
-        if (s.gateMode == GateMode::Hidden) gates = hiddenGates(session, *tok, tmpl, s, facts.layers);
+        if (s.gateMode == GateMode::Hidden) gates = hiddenGates(session, *tok, tmpl, s, facts.layers, cancel);
         else if (s.gateMode == GateMode::CheapEmbed) gates = cheapEmbedGates(*model, *tok, s, facts.layers.size());
         else
             for (size_t l = 0; l < facts.layers.size(); ++l) gates.push_back(randomGate(E, H, s.seed + l, s.gateBias));
         if (!valRows.empty()) val = capture(valRows, "validation prompts");
     }
+    // Stopped in the capture of training-free gates: nothing to install.
+    if (cancelled() && !trainingCancelled) throw Cancelled("capturing the validation prompts");
     if (cancelled() && gates.empty()) {
         rep.cancelled = true;
         return result;
@@ -366,7 +379,11 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
     report("experts", 0, 1);
     std::vector<PromptTokens> valPrompts;
     for (const auto& r : valRows) valPrompts.push_back(tokenizePrompt(*tok, tmpl, r.prompt, s.useChatTemplate));
-    result.moe = MoeModel::load(ctx, s, facts, gates, std::move(model)); // the capture model, made sparse
+    // A stop during training keeps the gates trained so far and installs them
+    // (the user asked for those); a stop before or after training stops here.
+    LoadProgress experts;
+    if (!trainingCancelled) experts.cancel = cancel;
+    result.moe = MoeModel::load(ctx, s, facts, gates, std::move(model), 0, experts); // the capture model, made sparse
     MoeModel& moe = *result.moe;
     rep.expertBytes = moe.expertBytes();
 
@@ -383,7 +400,8 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
             if (cancelled()) break;
             report("routing", i, 4);
             moe.setRouting(modes[i]);
-            const double loss = routingValidationLoss(moe, moeSession, valPrompts);
+            const double loss = routingValidationLoss(moe, moeSession, valPrompts, cancel);
+            if (cancelled()) break;
             rep.validationLoss[toString(modes[i])] = loss;
             if (loss < best) {
                 best = loss;
@@ -392,6 +410,9 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
         }
         rep.routingChosen = true;
     }
+    // Stopped while choosing the routing of complete gates: they are saved
+    // already; the MoE is not returned half-chosen.
+    if (cancelled() && !trainingCancelled) throw Cancelled("choosing the routing");
     moe.setRouting(rep.routing);
 
     meta["routing"] = toString(rep.routing);
@@ -410,6 +431,21 @@ BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<vo
                                                                   : " was not written"));
     rep.seconds = secondsSince(t0);
     return result;
+}
+
+} // namespace
+
+BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<void(const BuildProgress&)>& onProgress,
+                     const std::atomic<bool>* cancel) {
+    try {
+        return build(ctx, s, onProgress, cancel);
+    } catch (const Cancelled&) {
+        // Stopped in validation, loading, capture, expert loading or routing:
+        // no MoE; the gates of a complete training were saved already.
+        BuildResult result;
+        result.report.cancelled = true;
+        return result;
+    }
 }
 
 std::vector<LayerAccuracy> evaluateRouting(Session& baseSession, const Tokenizer& tok, const ChatTemplate& tmpl,

@@ -4,6 +4,7 @@
 #include "moe/quant.h"
 
 #include <algorithm>
+#include <vector>
 #include <cstring>
 #include <span>
 #include <string>
@@ -274,10 +275,20 @@ DeviceMatrix DeviceMatrix::mapped(vk::Context& ctx, const TensorView& t) {
 
 uint64_t DeviceMatrix::uploadFromMapping(vk::Context& ctx) {
     if (!mappedSource) throw Error("internal: a weight matrix without a mapped source cannot be uploaded again");
-    DeviceMatrix again = fromHost(ctx, dtype, rows, cols, mappedSource);
+    const uint64_t sourceBytes = uint64_t(rows) * moe::rowBytes(dtype, cols);
+    DeviceMatrix again;
+    if (mappedFile) {
+        // The file may have changed since it was loaded: read it through the
+        // guard into host memory first (a second copy, small next to the
+        // page-in itself), so the upload never touches the mapping.
+        std::vector<std::byte> copy(static_cast<size_t>(sourceBytes));
+        mappedFile->copyOut(copy.data(), mappedSource, copy.size());
+        again = fromHost(ctx, dtype, rows, cols, copy.data());
+    } else {
+        again = fromHost(ctx, dtype, rows, cols, mappedSource);
+    }
     chunks = std::move(again.chunks);
     // The pages were only needed for the copy: do not keep them in host memory.
-    const uint64_t sourceBytes = uint64_t(rows) * moe::rowBytes(dtype, cols);
     if (mappedFile) mappedFile->releasePages(mappedSource, sourceBytes);
     return bytes();
 }

@@ -37,6 +37,7 @@ void DenseMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) 
 
 std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path& dir, const LoadProgress& progress,
                                    uint64_t expertBudget, QuantizeScheme quantize) {
+    progress.throwIfCancelled();
     std::unique_ptr<Model> m(new Model(ctx));
     m->quantize_ = quantize;
     m->config_ = ModelConfig::load(dir);
@@ -51,8 +52,11 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
         total += (c.isSparseLayer(l) ? 7 : 9) + (c.attentionBias ? 3 : 0) + (c.outputBias ? 1 : 0) + (c.qkNorm ? 2 : 0) +
                  (c.postNorms ? 2 : 0);
     size_t done = 0;
+    // Every tensor ticks once it is on the device; the cancel flag is polled
+    // there and before each tensor is read (a tensor is the longest step).
     auto tick = [&] {
         if (progress.onTensor) progress.onTensor(++done, total);
+        progress.throwIfCancelled();
     };
     // GGUF `llama` files hold q and k rows in llama.cpp's interleaved RoPE
     // order; uploading them in Hugging Face order keeps one RoPE kernel.
@@ -75,9 +79,10 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
     };
     auto matrix = [&](const std::string& name, std::vector<int64_t> shape, const WeightPlace& where,
                       const DeviceMatrix::RowOrder& order = {}) {
+        progress.throwIfCancelled();
         const TensorView& t = w.require(name, shape);
         m->parameters_ += uint64_t(t.numel());
-        DeviceMatrix d = uploadWeight(ctx, t, quantize, where, order);
+        DeviceMatrix d = uploadWeight(ctx, t, quantize, where, order, progress.cancel);
         tick();
         return d;
     };
@@ -129,9 +134,11 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
         const DType dk = quantizedDType(quantize, place(WeightRole::AttentionK, l), tk.dtype, H);
         const DType dv = quantizedDType(quantize, place(WeightRole::AttentionV, l), tv.dtype, H);
         if (dq == dk && dq == dv) {
+            progress.throwIfCancelled();
             m->parameters_ += uint64_t(tq.numel() + tk.numel() + tv.numel());
             if (dq != tq.dtype || dq != tk.dtype || dq != tv.dtype) {
-                const HostTensor q = quantizeTensor(tq, dq), k = quantizeTensor(tk, dq), v = quantizeTensor(tv, dq);
+                const HostTensor q = quantizeTensor(tq, dq, progress.cancel), k = quantizeTensor(tk, dq, progress.cancel),
+                                 v = quantizeTensor(tv, dq, progress.cancel);
                 L.qkv = DeviceMatrix::uploadStacked(ctx, {&q.view, &k.view, &v.view}, {qOrder, kOrder, {}});
             } else {
                 L.qkv = DeviceMatrix::uploadStacked(ctx, {&tq, &tk, &tv}, {qOrder, kOrder, {}});
@@ -174,7 +181,7 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
             L.mlpNorm = vector(p + "post_attention_layernorm.weight", H);
         }
         if (c.isSparseLayer(l)) {
-            L.mlp = loadSparseMoe(ctx, c, m->store_, p, m->parameters_, expertBudget > 0, quantize, l);
+            L.mlp = loadSparseMoe(ctx, c, m->store_, p, m->parameters_, expertBudget > 0, quantize, l, progress.cancel);
             tick();
             continue;
         }

@@ -38,7 +38,8 @@ std::filesystem::path gatesFile(const Selector& s) { return gatesFolder(s) / "ga
 
 std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, const SelectionFacts& facts,
                                          const std::vector<GateWeights>& gates, std::unique_ptr<Model> base,
-                                         uint64_t expertBudget) {
+                                         uint64_t expertBudget, const LoadProgress& progress) {
+    progress.throwIfCancelled();
     std::unique_ptr<MoeModel> m(new MoeModel());
     m->selector_ = s;
     m->facts_ = facts;
@@ -46,7 +47,7 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, co
     if (s.quantize != QuantizeScheme::None && expertBudget > 0)
         throw Error("quantize and an expert budget do not go together yet (a paged expert uploads again from its "
                     "file; use quantized GGUF experts instead)");
-    m->model_ = base ? std::move(base) : Model::load(ctx, s.baseModel, {}, 0, s.quantize);
+    m->model_ = base ? std::move(base) : Model::load(ctx, s.baseModel, progress, 0, s.quantize);
     m->tokenizer_ = Tokenizer::load(s.baseModel);
     m->chatTemplate_ = ChatTemplate::fromModelDir(s.baseModel);
     if (gates.size() != facts.layers.size())
@@ -64,6 +65,7 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, co
         std::vector<ExpertMlp> experts;
         if (s.includeBase) experts.emplace_back();
         for (size_t e = 0; e < facts.experts.size(); ++e) {
+            progress.throwIfCancelled();
             const ExpertFacts& f = facts.experts[e];
             ExpertSource src{f.dir, f.type == ExpertType::LoraAdapter, f.loraRank, f.loraAlpha, f.loraTargets};
             experts.push_back(loadExpertLayer(ctx, *stores[e], src, m->model_->weights(), naming, layer,
@@ -82,8 +84,9 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, co
     return m;
 }
 
-std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, uint64_t expertBudget) {
-    SelectionFacts facts = validateSelection(s);
+std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, uint64_t expertBudget,
+                                         const LoadProgress& progress) {
+    SelectionFacts facts = validateSelection(s, progress.cancel);
     const auto file = gatesFile(s);
     if (!std::filesystem::exists(file))
         throw Error(file.string() + ": no gates here; build the MoE first (moe-cli build " +
@@ -96,7 +99,7 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, ui
             RoutingMode m;
             if (parseRoutingMode(it->second, m)) sel.routing = m;
         }
-    return load(ctx, sel, facts, gates, nullptr, expertBudget);
+    return load(ctx, sel, facts, gates, nullptr, expertBudget, progress);
 }
 
 std::vector<std::string> MoeModel::slotNames() const {

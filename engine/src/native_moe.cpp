@@ -39,11 +39,12 @@ void checkExpertCount(const TensorView& t, int64_t E, const ModelConfig& c) {
 std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
                                         const std::shared_ptr<const WeightStore>& store,
                                         const std::string& layerPrefix, uint64_t& parameters, bool pagedOut,
-                                        QuantizeScheme quantize, int layer) {
+                                        QuantizeScheme quantize, int layer, const std::atomic<bool>* cancel) {
     const WeightStore& w = *store;
     auto place = [&](WeightRole role) { return WeightPlace{role, layer, c.numLayers, c.tieWordEmbeddings, c.numExperts}; };
     auto expertMatrix = [&](const TensorView& t, int64_t e, WeightRole role) {
-        return pagedOut && e > 0 ? DeviceMatrix::mapped(ctx, t) : uploadWeight(ctx, t, quantize, place(role));
+        throwIfCancelled(cancel, "loading the model");
+        return pagedOut && e > 0 ? DeviceMatrix::mapped(ctx, t) : uploadWeight(ctx, t, quantize, place(role), {}, cancel);
     };
     const int64_t H = c.hiddenSize, I = c.expertIntermediateSize(), E = c.numExperts;
     const bool qwen = c.arch == Arch::Qwen2Moe || c.arch == Arch::Qwen3Moe;
@@ -127,9 +128,10 @@ std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
     // Qwen2-MoE's shared expert, weighted per token by sigmoid(shared_expert_gate · x).
     const int64_t S = c.sharedExpertIntermediateSize;
     auto sharedMatrix = [&](const std::string& name, int64_t rows, int64_t cols, WeightRole role) {
+        throwIfCancelled(cancel, "loading the model");
         const TensorView& t = w.require(moePrefix + name, {rows, cols});
         parameters += uint64_t(t.numel());
-        return uploadWeight(ctx, t, quantize, place(role));
+        return uploadWeight(ctx, t, quantize, place(role), {}, cancel);
     };
     auto sharedGate = sharedMatrix("shared_expert.gate_proj.weight", S, H, WeightRole::FfnGate);
     auto sharedUp = sharedMatrix("shared_expert.up_proj.weight", S, H, WeightRole::FfnUp);

@@ -24,6 +24,7 @@ namespace moe {
 std::unique_ptr<MlpBlock> loadSparseMoe(vk::Context& ctx, const ModelConfig& c,
                                         const std::shared_ptr<const WeightStore>& store,
                                         const std::string& layerPrefix, uint64_t& parameters, bool pagedOut,
-                                        QuantizeScheme quantize = QuantizeScheme::None, int layer = 0);
+                                        QuantizeScheme quantize = QuantizeScheme::None, int layer = 0,
+                                        const std::atomic<bool>* cancel = nullptr); // polled per expert
 
 } // namespace moe

@@ -83,7 +83,7 @@ DType quantizedDType(QuantizeScheme s, const WeightPlace& p, DType source, int64
     return fitted ? toDType(*fitted) : source;
 }
 
-HostTensor quantizeTensor(const TensorView& t, DType type) {
+HostTensor quantizeTensor(const TensorView& t, DType type, const std::atomic<bool>* cancel) {
     const auto q = quantTypeOf(type);
     if (!q || t.shape.size() != 2) throw Error("internal: quantizeTensor needs a 2-D tensor and a block type");
     if (t.dtype != DType::F32 && t.dtype != DType::F16 && t.dtype != DType::BF16)
@@ -98,6 +98,9 @@ HostTensor quantizeTensor(const TensorView& t, DType type) {
     auto work = [&](unsigned part) {
         std::vector<float> row(static_cast<size_t>(cols));
         for (int64_t r = part; r < rows; r += threads) {
+            // A large matrix takes seconds: the workers stop between rows and
+            // the caller throws once they have joined.
+            if (cancel && (r / threads) % 64 == 0 && cancel->load(std::memory_order_relaxed)) return;
             rowToFloat(t, r, cols, row.data());
             quantizeRow(*q, row, std::span<std::byte>(out.bytes.data() + size_t(r) * rb, rb));
         }
@@ -110,6 +113,7 @@ HostTensor quantizeTensor(const TensorView& t, DType type) {
         for (unsigned p = 1; p < threads; ++p) pool.emplace_back(work, p);
         work(0);
     }
+    throwIfCancelled(cancel, "quantizing " + t.name);
     if (t.file) t.file->releasePages(t.data, t.nbytes);
     out.view = t;
     out.view.dtype = type;
@@ -120,10 +124,10 @@ HostTensor quantizeTensor(const TensorView& t, DType type) {
 }
 
 DeviceMatrix uploadWeight(vk::Context& ctx, const TensorView& t, QuantizeScheme s, const WeightPlace& place,
-                          const DeviceMatrix::RowOrder& rowOrder) {
+                          const DeviceMatrix::RowOrder& rowOrder, const std::atomic<bool>* cancel) {
     const DType type = t.shape.size() == 2 ? quantizedDType(s, place, t.dtype, t.shape[1]) : t.dtype;
     if (type == t.dtype) return DeviceMatrix::upload(ctx, t, rowOrder);
-    const HostTensor q = quantizeTensor(t, type);
+    const HostTensor q = quantizeTensor(t, type, cancel);
     return DeviceMatrix::upload(ctx, q.view, rowOrder);
 }
 

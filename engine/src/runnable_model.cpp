@@ -48,7 +48,7 @@ std::unique_ptr<RunnableModel> RunnableModel::openSelector(vk::Context& ctx, con
                                                            const OpenOptions& options) {
     Selector s = loadSelectorAny(selector);
     if (options.quantize) s.quantize = *options.quantize;
-    auto r = fromBuilt(MoeModel::load(ctx, s, options.expertBudget));
+    auto r = fromBuilt(MoeModel::load(ctx, s, options.expertBudget, options.progress));
     r->source_ = selector;
     if (options.routing) r->setRouting(*options.routing);
     if (options.expertBudget) r->setExpertBudget(options.expertBudget);

@@ -7,6 +7,7 @@
 
 #include "moe/atomic_file.h"
 
+#include "guarded_copy.h"
 #include "json_input.h"
 #include "moe/error.h"
 #include "moe/quant.h"
@@ -224,6 +225,9 @@ MappedFile::MappedFile(const fs::path& path) : path_(path) {
         fail(path, "not a regular file");
     }
     size_ = static_cast<size_t>(st.st_size);
+    device_ = uint64_t(st.st_dev);
+    inode_ = uint64_t(st.st_ino);
+    modifiedNs_ = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
     if (size_ > 0) { // mmap rejects length 0; an empty file simply has no data
         void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
@@ -238,6 +242,28 @@ MappedFile::MappedFile(const fs::path& path) : path_(path) {
 
 MappedFile::~MappedFile() {
     if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+}
+
+void MappedFile::checkUnchanged() const {
+    const std::string reload = "; load the model again";
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) != 0) fail(path_, "cannot be read any more since the model was loaded (" + systemError() + ")" + reload);
+    if (uint64_t(st.st_dev) != device_ || uint64_t(st.st_ino) != inode_)
+        fail(path_, "was replaced by another file since the model was loaded" + reload);
+    if (size_t(st.st_size) != size_)
+        fail(path_, "changed size since the model was loaded (" + std::to_string(size_) + " bytes then, " +
+                        std::to_string(st.st_size) + " now)" + reload);
+    if (int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec != modifiedNs_)
+        fail(path_, "was modified since the model was loaded" + reload);
+}
+
+void MappedFile::copyOut(void* dst, const void* p, size_t n) const {
+    const auto* b = static_cast<const std::byte*>(p);
+    if (n == 0) return;
+    if (!data_ || b < data_ || b + n > data_ + size_) throw Error("internal: " + path_.string() + ": copy outside the mapping");
+    checkUnchanged();
+    if (!copyFromMapping(dst, p, n))
+        fail(path_, "was truncated while it was being read (the mapped bytes are gone); load the model again");
 }
 
 void MappedFile::releasePages(const void* p, size_t n) const {

@@ -340,8 +340,11 @@ std::string checkExpertCompatibility(const ModelConfig& base, const fs::path& ex
     return joinList(in.problems, "; ");
 }
 
-SelectionFacts validateSelection(const Selector& s) {
+SelectionFacts validateSelection(const Selector& s, const std::atomic<bool>* cancel) {
     const std::string selectorName = s.file.empty() ? std::string("selector") : s.file.string();
+    // Outside the try blocks below, which collect moe::Error as problems.
+    auto checkCancel = [&] { throwIfCancelled(cancel, "validating " + selectorName); };
+    checkCancel();
     std::vector<std::string> problems;
     SelectionFacts facts;
     auto report = [&]() {
@@ -405,6 +408,7 @@ SelectionFacts validateSelection(const Selector& s) {
     std::vector<std::string> fineTuned, lora;
     std::set<fs::path> seenDirs;
     for (size_t i = 0; i < s.experts.size(); ++i) {
+        checkCancel();
         Inspection in = inspectExpert(base, s.experts[i], facts.layers, naming, &s);
         in.facts.name = i < s.expertIds.size() ? s.expertIds[i] : s.experts[i].filename().string();
         if (in.detected) (in.facts.type == ExpertType::FineTuned ? fineTuned : lora).push_back(in.facts.name);
@@ -443,6 +447,7 @@ SelectionFacts validateSelection(const Selector& s) {
     if (s.datasetJson.empty()) {
         if (needsDataset) problems.push_back("anymoe.dataset_json: missing: training gates needs a dataset");
     } else {
+        checkCancel();
         try {
             facts.dataset = loadDataset(s.datasetJson);
         } catch (const Error& e) {

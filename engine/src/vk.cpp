@@ -1,6 +1,7 @@
 #include "moe/vk.h"
 
 #include "moe/error.h"
+#include "pipeline_cache_file.h"
 
 #include <algorithm>
 #include <cctype>
@@ -61,12 +62,15 @@ int deviceTypeRank(VkPhysicalDeviceType t) {
     }
 }
 
+std::atomic<uint64_t> processValidationMessages{0};
+
 VKAPI_ATTR VkBool32 VKAPI_CALL onValidationMessage(VkDebugUtilsMessageSeverityFlagBitsEXT severity,
                                                    VkDebugUtilsMessageTypeFlagsEXT,
                                                    const VkDebugUtilsMessengerCallbackDataEXT* data, void* user) {
     auto* counter = static_cast<std::atomic<uint64_t>*>(user);
     if (severity >= VK_DEBUG_UTILS_MESSAGE_SEVERITY_WARNING_BIT_EXT) {
         counter->fetch_add(1);
+        processValidationMessages.fetch_add(1);
         std::fprintf(stderr, "[vulkan validation] %s\n", data->pMessage ? data->pMessage : "");
     }
     return VK_FALSE;
@@ -189,6 +193,8 @@ std::filesystem::path cacheDir() {
 
 } // namespace
 
+uint64_t validationMessagesInProcess() { return processValidationMessages.load(); }
+
 std::vector<DeviceInfo> listDevices() {
     VkInstance instance = createInstance(false, nullptr, nullptr);
     std::vector<DeviceInfo> out;
@@ -201,6 +207,11 @@ std::vector<DeviceInfo> listDevices() {
 // ---------------------------------------------------------------- Context
 
 Context::Context(const ContextOptions& opts) {
+    std::optional<double> timeout = opts.gpuTimeoutSeconds;
+    if (!timeout)
+        if (const char* e = std::getenv("MOE_GPU_TIMEOUT_S"); e && *e) timeout = std::strtod(e, nullptr);
+    if (timeout && !(*timeout > 0))
+        throw Error("MOE_GPU_TIMEOUT_S: give a positive number of seconds (a submit that takes longer is an error)");
     validation_ = opts.validation || envFlag("MOE_VK_VALIDATION");
     forceStaging_ = opts.forceStaging || envFlag("MOE_VK_FORCE_STAGING");
     instance_ = createInstance(validation_, &messenger_, &validationMessages_);
@@ -241,6 +252,7 @@ Context::Context(const ContextOptions& opts) {
         texelReads_ = std::string(e) != "0";
     else
         texelReads_ = info_.type == "cpu";
+    gpuTimeoutSeconds_ = timeout ? *timeout : info_.type == "cpu" ? kCpuDeviceTimeoutSeconds : kGpuTimeoutSeconds;
     if (info_.apiVersion < VK_API_VERSION_1_2)
         throw Error("Vulkan device '" + info_.name + "' supports only Vulkan " +
                     std::to_string(VK_API_VERSION_MAJOR(info_.apiVersion)) + "." +
@@ -277,15 +289,17 @@ Context::Context(const ContextOptions& opts) {
     pci.queueFamilyIndex = queueFamily_;
     check(vkCreateCommandPool(device_, &pci, nullptr, &commandPool_), "vkCreateCommandPool");
 
-    // Pipeline cache on disk, keyed by device; the driver rejects stale data itself.
+    // Pipeline cache on disk, keyed by device; checked against the device
+    // before the driver sees it (pipeline_cache_file.h).
     VkPhysicalDeviceProperties p;
     vkGetPhysicalDeviceProperties(physical_, &p);
     char key[64];
     std::snprintf(key, sizeof key, "pipelines-%04x-%04x-%08x.bin", p.vendorID, p.deviceID, p.driverVersion);
     pipelineCachePath_ = (cacheDir() / key).string();
-    std::vector<char> blob;
-    if (std::ifstream in(pipelineCachePath_, std::ios::binary); in)
-        blob.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    PipelineCacheKey cacheKey{p.vendorID, p.deviceID, {}};
+    std::memcpy(cacheKey.uuid.data(), p.pipelineCacheUUID, cacheKey.uuid.size());
+    std::vector<char> blob = readPipelineCache(pipelineCachePath_, cacheKey, pipelineCacheNote_);
+    if (!pipelineCacheNote_.empty()) std::fprintf(stderr, "moe: %s\n", pipelineCacheNote_.c_str());
     VkPipelineCacheCreateInfo cci{VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
     cci.initialDataSize = blob.size();
     cci.pInitialData = blob.empty() ? nullptr : blob.data();
@@ -335,16 +349,13 @@ void Context::savePipelineCache() {
     if (vkGetPipelineCacheData(device_, pipelineCache_, &size, data.data()) != VK_SUCCESS) return;
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(pipelineCachePath_).parent_path(), ec);
-    // Temp file + rename: a crash never leaves a torn cache behind.
-    std::string tmp = pipelineCachePath_ + ".tmp" + std::to_string(reinterpret_cast<uintptr_t>(this));
-    {
-        std::ofstream out(tmp, std::ios::binary);
-        if (!out) return;
-        out.write(data.data(), static_cast<std::streamsize>(size));
-        if (!out) return;
+    // Best effort from a destructor: a cache that cannot be written is only
+    // slower next time. Temp file + rename: a crash never tears it.
+    try {
+        writePipelineCache(pipelineCachePath_, std::span<const char>(data.data(), size));
+    } catch (const Error& e) {
+        std::fprintf(stderr, "moe: pipeline cache not saved: %s\n", e.what());
     }
-    std::filesystem::rename(tmp, pipelineCachePath_, ec);
-    if (ec) std::filesystem::remove(tmp, ec);
 }
 
 void Context::check(VkResult r, const char* what) const {
@@ -572,6 +583,15 @@ Recorder::Recorder(Context& ctx) : ctx_(ctx) {
 }
 
 Recorder::~Recorder() {
+    // A submit whose wait timed out may still run: freeing its command buffer
+    // now would be undefined. A lost device ends the wait with an error.
+    while (inFlight_) {
+        try {
+            waitForSubmit(ctx_.gpuTimeoutSeconds());
+        } catch (const Error&) {
+            break;
+        }
+    }
     vkDestroyFence(ctx_.device(), fence_, nullptr);
     {
         std::lock_guard lock(ctx_.submitMutex_);
@@ -637,6 +657,8 @@ void Context::releaseTexelViews(VkBuffer buffer) {
 }
 
 void Recorder::begin() {
+    if (inFlight_ && !waitForSubmit(ctx_.gpuTimeoutSeconds()))
+        throw Error("the Vulkan device '" + ctx_.info().name + "' is still running work that timed out; restart the program");
     std::lock_guard lock(ctx_.submitMutex_);
     vkResetCommandBuffer(cmd_, 0);
     for (auto pool : pools_) vkResetDescriptorPool(ctx_.device(), pool, 0);
@@ -787,7 +809,20 @@ void Recorder::end() {
     recording_ = false;
 }
 
+bool Recorder::waitForSubmit(double seconds) {
+    const double ns = std::min(seconds * 1e9, 1.8e19);
+    const VkResult r = vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE, static_cast<uint64_t>(ns));
+    if (r == VK_TIMEOUT) return false;
+    inFlight_ = false;
+    ctx_.check(r, "vkWaitForFences"); // VK_ERROR_DEVICE_LOST: says the device was lost
+    return true;
+}
+
 void Recorder::submitAndWait() {
+    // A recording submitted before and still running (its wait timed out)
+    // cannot be submitted again until it ends.
+    if (inFlight_ && !waitForSubmit(ctx_.gpuTimeoutSeconds()))
+        throw Error("the Vulkan device '" + ctx_.info().name + "' is still running work that timed out; restart the program");
     VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
     si.commandBufferCount = 1;
     si.pCommandBuffers = &cmd_;
@@ -796,15 +831,14 @@ void Recorder::submitAndWait() {
         ctx_.check(vkResetFences(ctx_.device(), 1, &fence_), "vkResetFences");
         ctx_.check(vkQueueSubmit(ctx_.queue(), 1, &si, fence_), "vkQueueSubmit");
     }
-    // Long waits are normal on CPU drivers; only a lost device ends the wait.
-    for (;;) {
-        VkResult r = vkWaitForFences(ctx_.device(), 1, &fence_, VK_TRUE, 10ull * 1000 * 1000 * 1000);
-        if (r == VK_SUCCESS) {
-            readProfile();
-            return;
-        }
-        if (r != VK_TIMEOUT) ctx_.check(r, "vkWaitForFences");
+    inFlight_ = true;
+    if (!waitForSubmit(ctx_.gpuTimeoutSeconds())) {
+        char limit[32];
+        std::snprintf(limit, sizeof limit, "%g", ctx_.gpuTimeoutSeconds());
+        throw Error("the Vulkan device '" + ctx_.info().name + "' did not finish its work within " + limit +
+                    " s: it may be hung (raise the limit with MOE_GPU_TIMEOUT_S if the work is just long)");
     }
+    readProfile();
 }
 
 } // namespace moe::vk

@@ -342,6 +342,37 @@ private slots:
         QCOMPARE(view->stepCount(), int(report->history.size()));
     }
 
+    // Closing the window while a build runs: the window, its controller and
+    // the build's thread are gone promptly, in capture (the build stops at the
+    // next prompt, nothing is written) and in training (it stops at the next
+    // step; the gates trained so far are installed, as Stop does).
+    void closingTheWindowDuringABuildIsPrompt() {
+        for (const QString& stage : {QStringLiteral("capture"), QStringLiteral("train")}) {
+            auto other = std::make_unique<MainWindow>();
+            other->show();
+            moe::Selector s = demoSelector(500);
+            s.gateModelId = std::filesystem::path(tmp_.path().toStdString()) / ("close-" + stage.toStdString());
+            s.lossCsvPath.clear();
+            QSignalSpy stages(other->builder(), &BuildController::stageChanged);
+            QSignalSpy steps(other->builder(), &BuildController::stepTrained);
+            QVERIFY(other->builder()->start(s));
+            auto reached = [&] {
+                if (stage == QLatin1String("train")) return steps.size() >= 2;
+                for (const auto& args : stages)
+                    if (args.first().toString().startsWith(stage) && args.at(1).toInt() >= 1) return true;
+                return false;
+            };
+            QTRY_VERIFY_WITH_TIMEOUT(reached(), 120000);
+            QElapsedTimer clock;
+            clock.start();
+            other->close();
+            other.reset();
+            qInfo("window closed and destroyed %lld ms into the build's %s", (long long)clock.elapsed(), qPrintable(stage));
+            QVERIFY(clock.elapsed() < 3000);
+            if (stage == QLatin1String("capture")) QVERIFY(!std::filesystem::exists(s.gateModelId / "gate.safetensors"));
+        }
+    }
+
     void promptsRoundTrip() {
         // hidden gates: positive and negative prompts per expert and for the base survive save and reopen.
         const QString models = QString::fromStdString(moe::test::modelsDir().string());

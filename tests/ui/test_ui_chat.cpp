@@ -23,6 +23,7 @@
 #include <QGroupBox>
 #include <QLabel>
 #include <QComboBox>
+#include <QPushButton>
 #include <QLineEdit>
 #include <QSettings>
 #include <QTemporaryDir>
@@ -430,6 +431,60 @@ private slots:
         QVERIFY(!chat()->worker()->openOptions().quantize);
         QVERIFY(chat()->modelInfo().quantize.isEmpty());
         QCOMPARE(chat()->modelInfo().deviceBytes, baseDeviceBytes_);
+    }
+
+    // Stop during a load cancels it on the engine's thread (it frees what it
+    // had uploaded): no model, the status says so, the next load is unaffected.
+    void stopCancelsALoad() {
+        QSignalSpy cancelled(chat(), &ChatController::modelLoadCancelled);
+        QSignalSpy loaded(chat(), &ChatController::modelLoaded);
+        page()->chooseModel(basePath_);
+        QVERIFY(chat()->isModelLoading());
+        QVERIFY(page()->stopButton()->isEnabled());
+        QElapsedTimer clock;
+        clock.start();
+        QTest::mouseClick(page()->stopButton(), Qt::LeftButton);
+        QTRY_VERIFY_WITH_TIMEOUT(!cancelled.isEmpty(), 10000);
+        qInfo("load stopped %lld ms after Stop", (long long)clock.elapsed());
+        QVERIFY(clock.elapsed() < 1000);
+        QVERIFY(loaded.isEmpty());
+        QVERIFY(!chat()->isModelLoading() && !chat()->isModelLoaded());
+        QVERIFY2(page()->statusText().contains("stopped"), qPrintable(page()->statusText()));
+        QVERIFY(!page()->stopButton()->isEnabled());
+
+        page()->chooseModel(basePath_);
+        QTRY_VERIFY_WITH_TIMEOUT(!chat()->isModelLoading(), 120000);
+        QVERIFY2(chat()->isModelLoaded(), qPrintable(page()->statusText()));
+        QCOMPARE(cancelled.size(), 1);
+    }
+
+    // A newer choice replaces a load still running: only the newer one loads.
+    void aNewerLoadReplacesARunningOne() {
+        QSignalSpy loaded(chat(), &ChatController::modelLoaded);
+        QSignalSpy cancelled(chat(), &ChatController::modelLoadCancelled);
+        chat()->loadModel(basePath_);
+        chat()->loadModel(basePath_);
+        QTRY_VERIFY_WITH_TIMEOUT(!loaded.isEmpty(), 120000);
+        QTest::qWait(200);
+        QCOMPARE(loaded.size(), 1);
+        QVERIFY(cancelled.isEmpty()); // superseded loads are not reported as the user's stop
+        QVERIFY(chat()->isModelLoaded());
+    }
+
+    // Closing the window while a model loads: the window and its engine
+    // thread are gone promptly, the load cancelled rather than finished.
+    void closingTheWindowDuringALoadIsPrompt() {
+        auto other = std::make_unique<MainWindow>();
+        other->show();
+        QVERIFY(QTest::qWaitForWindowExposed(other.get()));
+        other->chat()->loadModel(basePath_);
+        QTest::qWait(30); // the engine thread has started on it
+        QElapsedTimer clock;
+        clock.start();
+        other->close();
+        other.reset();
+        qInfo("window closed and destroyed %lld ms into a load", (long long)clock.elapsed());
+        QVERIFY(clock.elapsed() < 2000);
     }
 };
 

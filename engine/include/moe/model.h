@@ -3,6 +3,7 @@
 // A layer's MLP is an MlpBlock: dense by default, replaceable by a routed set
 // of experts without touching the rest of the pass. The MLP input of chosen
 // layers can be captured per token (gate training).
+#include "moe/error.h"
 #include "moe/expert_cache.h"
 #include "moe/model_config.h"
 #include "moe/ops.h"
@@ -10,6 +11,7 @@
 #include "moe/safetensors.h"
 #include "moe/vk.h"
 
+#include <atomic>
 #include <functional>
 #include <set>
 #include <memory>
@@ -111,6 +113,10 @@ struct LayerWeights {
 
 struct LoadProgress {
     std::function<void(size_t done, size_t total)> onTensor; // optional
+    // Polled before every tensor and every expert (set from any thread): the
+    // load throws moe::Cancelled and frees what it had uploaded.
+    const std::atomic<bool>* cancel = nullptr;
+    void throwIfCancelled() const { moe::throwIfCancelled(cancel, "loading the model"); }
 };
 
 class Model {

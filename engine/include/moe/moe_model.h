@@ -31,11 +31,14 @@ public:
     // (the build's capture model), else it is loaded from the selector.
     // `expertBudget` > 0: the MoE runs under that expert budget from the
     // start (Model::setExpertBudget), fine-tuned experts mapped, not uploaded.
+    // `progress`: the base's tensors tick; its cancel flag is also polled
+    // before every expert layer (moe::Cancelled).
     static std::unique_ptr<MoeModel> load(vk::Context& ctx, const Selector& s, const SelectionFacts& facts,
                                           const std::vector<GateWeights>& gates, std::unique_ptr<Model> base = nullptr,
-                                          uint64_t expertBudget = 0);
+                                          uint64_t expertBudget = 0, const LoadProgress& progress = {});
     // Loads gates from gatesFile(s); throws when the MoE was not built yet.
-    static std::unique_ptr<MoeModel> load(vk::Context& ctx, const Selector& s, uint64_t expertBudget = 0);
+    static std::unique_ptr<MoeModel> load(vk::Context& ctx, const Selector& s, uint64_t expertBudget = 0,
+                                          const LoadProgress& progress = {});
 
     Model& model() { return *model_; }
     const Model& model() const { return *model_; }

@@ -7,6 +7,7 @@
 #include "moe/quant.h"
 #include "moe/safetensors.h"
 
+#include <atomic>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -37,11 +38,12 @@ struct HostTensor {
     std::vector<std::byte> bytes;
 };
 // `t` (2-D, F32/F16/BF16) quantized to `type` row by row; releases the
-// source's mapped pages afterwards.
-HostTensor quantizeTensor(const TensorView& t, DType type);
+// source's mapped pages afterwards. Throws moe::Cancelled when `cancel` is
+// set (polled between rows).
+HostTensor quantizeTensor(const TensorView& t, DType type, const std::atomic<bool>* cancel = nullptr);
 
 // Uploads a weight matrix in the dtype quantizedDType() picks for it.
 DeviceMatrix uploadWeight(vk::Context& ctx, const TensorView& t, QuantizeScheme s, const WeightPlace& place,
-                          const DeviceMatrix::RowOrder& rowOrder = {});
+                          const DeviceMatrix::RowOrder& rowOrder = {}, const std::atomic<bool>* cancel = nullptr);
 
 } // namespace moe

@@ -42,10 +42,24 @@ public:
     // bytes were uploaded), so weights are not held twice in host memory.
     void releasePages(const void* p, size_t n) const;
 
+    // Bytes read again long after loading (an expert paged in under a budget)
+    // come through here: a file replaced, truncated or rewritten since it was
+    // mapped is reported as a moe::Error naming it, where reading the mapping
+    // could give other weights or kill the process with SIGBUS.
+    // Throws when path() no longer names the file as it was mapped (another
+    // file, another size or modification time).
+    void checkUnchanged() const;
+    // checkUnchanged(), then copies [p, p+n) of the mapping to `dst`; a
+    // truncation during the copy is caught too (guarded_copy.h).
+    void copyOut(void* dst, const void* p, size_t n) const;
+
 private:
     std::filesystem::path path_;
     const std::byte* data_ = nullptr;
     size_t size_ = 0;
+    // The mapped file's identity: device, inode, modification time (ns).
+    uint64_t device_ = 0, inode_ = 0;
+    int64_t modifiedNs_ = 0;
 };
 
 struct TensorView {

@@ -7,6 +7,7 @@
 #include "moe/model_config.h"
 #include "moe/selector.h"
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -36,8 +37,9 @@ struct SelectionFacts {
 };
 
 // Checks everything and throws one moe::Error listing every problem found
-// (one line each, naming the file and the field/tensor/row), or returns the facts.
-SelectionFacts validateSelection(const Selector& s);
+// (one line each, naming the file and the field/tensor/row), or returns the
+// facts. `cancel` is polled between files (moe::Cancelled).
+SelectionFacts validateSelection(const Selector& s, const std::atomic<bool>* cancel = nullptr);
 
 // Live per-expert check for the UI: empty string = compatible, else the
 // reason. Detects a fine-tuned model (config.json + safetensors) or a LoRA

@@ -53,7 +53,18 @@ struct ContextOptions {
     // devices (lavapipe loads a storage buffer one lane at a time and fetches
     // texels whole; figures in docs/PERFORMANCE.md).
     std::optional<bool> texelReads;
+    // A submit that has not finished after this many seconds throws moe::Error
+    // (a hung GPU) instead of waiting for ever. Unset: MOE_GPU_TIMEOUT_S, else
+    // kGpuTimeoutSeconds (kCpuDeviceTimeoutSeconds on CPU devices, where one
+    // long prompt step of a large model is slow but not hung).
+    std::optional<double> gpuTimeoutSeconds;
 };
+constexpr double kGpuTimeoutSeconds = 300;
+constexpr double kCpuDeviceTimeoutSeconds = 3600;
+
+// Validation messages (warnings and errors) of every Context of this process
+// so far, destroyed ones included: what a test suite asserts is zero at exit.
+uint64_t validationMessagesInProcess();
 
 // Lists the physical devices (no logical device is created).
 std::vector<DeviceInfo> listDevices();
@@ -167,6 +178,9 @@ private:
     uint32_t dispatches_ = 0;
     uint32_t barriers_ = 0;
     bool recording_ = false;
+    bool inFlight_ = false; // submitted and not seen finished (a wait timed out)
+    // Waits for the last submit; false when it is still running after `seconds`.
+    bool waitForSubmit(double seconds);
     VkDescriptorSet allocateSet(VkDescriptorSetLayout layout, uint32_t bindings);
 };
 
@@ -194,8 +208,12 @@ public:
     bool forceStaging() const { return forceStaging_; }
     bool texelReads() const { return texelReads_; }
     bool validationEnabled() const { return validation_; }
+    double gpuTimeoutSeconds() const { return gpuTimeoutSeconds_; }
     // Messages the validation layer reported (warnings and errors).
     uint64_t validationMessages() const { return validationMessages_.load(); }
+    // Why the pipeline cache file was not used (damaged, another device); empty when it was, or there was none.
+    const std::string& pipelineCacheNote() const { return pipelineCacheNote_; }
+    const std::string& pipelineCachePath() const { return pipelineCachePath_; }
 
     // Pipeline for an embedded shader; `specs` are specialization constants
     // 0..n-1. Built once per (shader, specs) and cached.
@@ -244,9 +262,10 @@ private:
     uint32_t queueFamily_ = 0;
     VkCommandPool commandPool_ = VK_NULL_HANDLE;
     VkPipelineCache pipelineCache_ = VK_NULL_HANDLE;
-    std::string pipelineCachePath_;
+    std::string pipelineCachePath_, pipelineCacheNote_;
     VkPhysicalDeviceMemoryProperties memProps_{};
     bool validation_ = false;
+    double gpuTimeoutSeconds_ = kGpuTimeoutSeconds;
     bool forceStaging_ = false;
     bool texelReads_ = false;
     std::mutex pipelinesMutex_;
