@@ -6,6 +6,7 @@
 #include "moe/error.h"
 #include "moe/expert_loader.h"
 #include "moe/gate_training.h"
+#include "moe/moe_export_refusal.h"
 #include "moe/safetensors.h"
 #include "moe/validate.h"
 
@@ -101,13 +102,7 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
                     "neither its (1 + w) norms, its norms after attention and MLP, GeGLU, scaled embeddings nor "
                     "soft-capping, so any file written would be another model. The build runs in MoE Studio "
                     "itself (moe-cli chat, serve, bench)");
-    if (c.arch == Arch::Phi3)
-        throw Error(c.dir.string() + "/config.json: " + "the base is " + c.archName() + " (" + c.architecture +
-                    "), and its standard MoE format, PhimoeForCausalLM (Phi-3.5-MoE; llama.cpp's phimoe), has another "
-                    "layout: LayerNorm with biases instead of RMSNorm, biases on q/k/v/o and the LM head, and "
-                    "sparsemixer routing instead of a softmax over the top-k, so a Phi-3 MoE written in it would be "
-                    "another model (and Mixtral has neither partial rotary nor LongRoPE); none is written. The build "
-                    "runs in MoE Studio itself (moe-cli chat, serve, bench)");
+    if (const std::string why = moeExportRefusal(c); !why.empty()) throw Error(c.dir.string() + "/config.json: " + why);
     const fs::path gates = gatesFile(s);
     if (!fs::exists(gates, ec))
         throw Error(gates.string() + ": no gates here; build the MoE first (moe-cli build " +
