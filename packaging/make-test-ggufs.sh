@@ -77,6 +77,10 @@ eval_texts=("$models"/eval/*.txt)
 # original_max_position_embeddings 384 of 512: llama.cpp takes the short
 # factors for any context up to 384 (all of ours), and both scale cos/sin by
 # sqrt(1 + ln(512/384) / ln 384).
+# phi2: the converter writes feed_forward_length = 4 * hidden and
+# head_count_kv = head_count whatever the config says, so the model has
+# exactly those; 0.4 of each head rotated (32 * 0.4 -> 12, as the converter's
+# int(0.4 * 128) // 4).
 random_models=(
   "qwen2=--arch qwen2 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --seed 11"
   "mixtral=--arch mixtral --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --experts 4 --top-k 2 --seed 12"
@@ -86,6 +90,7 @@ random_models=(
   "gemma2=--arch gemma2 --hidden 128 --layers 4 --heads 4 --kv-heads 2 --head-dim 32 --intermediate 256 --sliding-window 8 --attn-softcap 20 --final-softcap 15 --tie-embeddings --seed 16"
   "gemma3=--arch gemma3 --hidden 128 --layers 6 --heads 4 --kv-heads 2 --head-dim 32 --intermediate 256 --sliding-window 8 --tie-embeddings --seed 17"
   "phi3=--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --intermediate 256 --partial-rotary 0.75 --longrope 384 --tie-embeddings --seed 18"
+  "phi2=--arch phi2 --hidden 128 --layers 2 --heads 4 --intermediate 512 --partial-rotary 0.4 --seed 19"
 )
 random_common="--vocab 4096 --dtype f32 --max-pos 512 --init-std 0.05 --tokenizer-from $models/base"
 random_q8_0=(mixtral qwen3moe)

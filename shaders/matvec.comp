@@ -286,12 +286,12 @@ void main() {
 #ifdef GATED
             outv[o] = gateAct(sum, p.flags) * sumu;
 #else
-#ifdef EXPERTS
             float v = sum;
-#else
-            float v = scatter ? sum * uintBitsToFloat(route[p.route_weight + orow * p.route_slots]) : sum;
-#endif
             if ((p.flags & FLAG_BIAS) != 0u) v += bias[p.row_base + row];
+#ifndef EXPERTS
+            // A scatter weights the expert's whole output, its bias included (as matmul.comp).
+            if (scatter) v *= uintBitsToFloat(route[p.route_weight + orow * p.route_slots]);
+#endif
             if ((p.flags & FLAG_ACCUMULATE) != 0u) v += outv[o];
             outv[o] = v;
 #endif

@@ -27,7 +27,7 @@ using nlohmann::json;
 
 
 struct Spec {
-    std::string arch; // "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "gemma2", "gemma3"
+    std::string arch; // "llama", "mistral", "qwen2", "qwen3", "mixtral", "qwen2_moe", "qwen3_moe", "gemma2", "gemma3", "phi3", "phi2"
     int hidden, inter, layers, heads, kvHeads, headDim, vocab;
     int window = 0;
     bool tied = false;
@@ -65,6 +65,12 @@ struct Spec {
     double partialRotary = 1;
     int longropeOriginal = 0;
     bool phi3() const { return arch == "phi3"; }
+    // phi2 (PhiForCausalLM): LayerNorm with biases, parallel attention and
+    // MLP, fc1 -> gelu_new -> fc2, biases everywhere, partialRotary of each
+    // head rotated; headDim must be hidden / heads (PhiConfig has no head_dim).
+    // kvHeadsNull: num_key_value_heads written as null (= heads).
+    bool kvHeadsNull = false;
+    bool phi2() const { return arch == "phi2"; }
     int rotaryDim() const { return int(headDim * partialRotary); }
     bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }
     bool slides(int layer) const { return window > 0 && (!gemma() || (layer + 1) % slidingPattern != 0); }
@@ -114,6 +120,43 @@ inline void writeModel(const std::filesystem::path& dir, const Spec& s, uint32_t
     // Gemma stores norms as w of (1 + w): around 0.
     const float normMean = s.gemma() ? 0.0f : 1.0f;
     const std::string m = s.prefix();
+    if (s.phi2()) {
+        // PhiForCausalLM's names, as released (microsoft/phi-2).
+        add(m + "embed_tokens.weight", {s.vocab, H}, 0.5f);
+        add("lm_head.weight", {s.vocab, H}, 0.1f);
+        add("lm_head.bias", {s.vocab}, 0.5f);
+        add(m + "final_layernorm.weight", {H}, 0.1f, 1.0f);
+        add(m + "final_layernorm.bias", {H}, 0.2f);
+        for (int l = 0; l < s.layers; ++l) {
+            const std::string p = m + "layers." + std::to_string(l) + ".";
+            add(p + "input_layernorm.weight", {H}, 0.1f, 1.0f);
+            add(p + "input_layernorm.bias", {H}, 0.2f);
+            add(p + "self_attn.q_proj.weight", {q, H}, 0.2f);
+            add(p + "self_attn.k_proj.weight", {kv, H}, 0.2f);
+            add(p + "self_attn.v_proj.weight", {kv, H}, 0.2f);
+            add(p + "self_attn.q_proj.bias", {q}, 0.5f);
+            add(p + "self_attn.k_proj.bias", {kv}, 0.5f);
+            add(p + "self_attn.v_proj.bias", {kv}, 0.5f);
+            add(p + "self_attn.dense.weight", {H, q}, 0.1f);
+            add(p + "self_attn.dense.bias", {H}, 0.3f);
+            add(p + "mlp.fc1.weight", {I, H}, 0.1f);
+            add(p + "mlp.fc1.bias", {I}, 0.5f);
+            add(p + "mlp.fc2.weight", {H, I}, 0.1f);
+            add(p + "mlp.fc2.bias", {H}, 0.3f);
+        }
+        std::vector<TensorToWrite> out;
+        for (auto& [name, t] : tensors) out.push_back({name, t.dtype, t.shape, t.bytes});
+        writeSafetensors(dir / "model.safetensors", out);
+        json c = {{"architectures", {"PhiForCausalLM"}}, {"model_type", "phi"}, {"hidden_size", s.hidden},
+                  {"intermediate_size", s.inter}, {"num_hidden_layers", s.layers}, {"num_attention_heads", s.heads},
+                  {"num_key_value_heads", s.kvHeadsNull ? json(nullptr) : json(s.kvHeads)}, {"vocab_size", s.vocab},
+                  {"max_position_embeddings", 256}, {"layer_norm_eps", 1e-5}, {"rope_theta", 10000.0},
+                  {"partial_rotary_factor", s.partialRotary}, {"hidden_act", "gelu_new"}, {"qk_layernorm", false},
+                  {"rope_scaling", nullptr}, {"tie_word_embeddings", false}, {"resid_pdrop", 0.1},
+                  {"embd_pdrop", 0.0}, {"attention_dropout", 0.0}, {"bos_token_id", 1}, {"eos_token_id", 2}};
+        std::ofstream(dir / "config.json") << c.dump(2);
+        return;
+    }
     add(m + "embed_tokens.weight", {s.vocab, H}, 0.5f);
     if (!s.tied) add("lm_head.weight", {s.vocab, H}, 0.1f);
     add(m + "norm.weight", {H}, 0.1f, normMean);
@@ -294,6 +337,7 @@ using MlpFn = std::function<std::vector<double>(int layer, int t, const std::vec
 // linear(h, down_proj[e]); per expert, Mixtral's w1/w3/w2 or the Qwen names.
 struct ExpertWeights {
     std::vector<float> gate, up, down;
+    std::vector<float> upBias, downBias; // Phi-2's fc1 / fc2 biases (no gate); else empty
 };
 inline ExpertWeights expertWeights(const WeightStore& store, const std::string& moe, const Spec& s, int e, int I) {
     ExpertWeights w;
@@ -363,10 +407,70 @@ inline MlpFn qwen2MoeMlp(const std::filesystem::path& dir, const Spec& s) {
     };
 }
 
+// Transformers' modeling_phi (PhiForCausalLM), transcribed: per layer
+// h = input_layernorm(x); x += dense(attention(h)) + fc2(gelu_new(fc1(h)))
+// (`mlp`, when given, replaces the fc1/fc2 MLP on h); q and k rotated on
+// their first rotaryDim dimensions (rotate_half within them); logits =
+// lm_head(final_layernorm(x)) with its bias.
+inline std::vector<float> phiReferenceLogits(const std::filesystem::path& dir, const Spec& s,
+                                             const std::vector<int32_t>& ids, const MlpFn& mlp) {
+    auto store = WeightStore::openFolder(dir);
+    auto W = [&](const std::string& n) { return toFloat32(store->require(n)); };
+    const int H = s.hidden, I = s.inter, D = s.headDim, T = int(ids.size()), R = s.rotaryDim();
+    const double eps = 1e-5;
+    const auto embed = W("model.embed_tokens.weight");
+    std::vector<std::vector<double>> x(static_cast<size_t>(T));
+    for (int t = 0; t < T; ++t)
+        x[size_t(t)].assign(embed.begin() + long(ids[size_t(t)]) * H, embed.begin() + long(ids[size_t(t)] + 1) * H);
+    const std::vector<float> invFreq = ropeInvFreq(10000.0, R);
+    const AttentionShape shape{s.heads, s.kvHeads, D, 0, 1.0 / std::sqrt(double(D))};
+    const int qDim = shape.qDim(), kvDim = shape.kvDim();
+    for (int l = 0; l < s.layers; ++l) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        const auto nw = W(p + "input_layernorm.weight"), nb = W(p + "input_layernorm.bias");
+        const auto wq = W(p + "self_attn.q_proj.weight"), wk = W(p + "self_attn.k_proj.weight"),
+                   wv = W(p + "self_attn.v_proj.weight"), wo = W(p + "self_attn.dense.weight");
+        const auto bq = W(p + "self_attn.q_proj.bias"), bk = W(p + "self_attn.k_proj.bias"),
+                   bv = W(p + "self_attn.v_proj.bias"), bo = W(p + "self_attn.dense.bias");
+        std::vector<float> w1, b1, w2, b2;
+        if (!mlp) w1 = W(p + "mlp.fc1.weight"), b1 = W(p + "mlp.fc1.bias"), w2 = W(p + "mlp.fc2.weight"), b2 = W(p + "mlp.fc2.bias");
+        std::vector<std::vector<double>> hn(static_cast<size_t>(T));
+        std::vector<double> Q(size_t(T) * qDim), K(size_t(T) * kvDim), V(size_t(T) * kvDim);
+        for (int t = 0; t < T; ++t) {
+            hn[size_t(t)] = layernorm(x[size_t(t)], nw, nb, eps);
+            const auto q = linear(wq, hn[size_t(t)], qDim, H, &bq), k = linear(wk, hn[size_t(t)], kvDim, H, &bk),
+                       v = linear(wv, hn[size_t(t)], kvDim, H, &bv);
+            double* qt = Q.data() + size_t(t) * qDim;
+            double* kt = K.data() + size_t(t) * kvDim;
+            std::copy(q.begin(), q.end(), qt);
+            std::copy(k.begin(), k.end(), kt);
+            std::copy(v.begin(), v.end(), V.data() + size_t(t) * kvDim);
+            const RopeAngles angles = ropeAngles(invFreq, t);
+            for (int hh = 0; hh < s.heads; ++hh) rotateHalf(qt + size_t(hh) * D, R, angles.cos.data(), angles.sin.data());
+            for (int hh = 0; hh < s.kvHeads; ++hh) rotateHalf(kt + size_t(hh) * D, R, angles.cos.data(), angles.sin.data());
+        }
+        const auto attn = attention(shape, Q.data(), K.data(), V.data(), 0, T);
+        for (int t = 0; t < T; ++t) {
+            const auto o = linear(wo.data(), attn.data() + size_t(t) * qDim, H, qDim, bo.data());
+            const auto f = mlp ? mlp(l, t, hn[size_t(t)]) : geluMlp(w1, b1, w2, b2, hn[size_t(t)], H, I);
+            for (int i = 0; i < H; ++i) x[size_t(t)][size_t(i)] += o[size_t(i)] + f[size_t(i)];
+        }
+    }
+    const auto head = W("lm_head.weight"), headBias = W("lm_head.bias");
+    const auto fw = W("model.final_layernorm.weight"), fb = W("model.final_layernorm.bias");
+    std::vector<float> logits;
+    for (int t = 0; t < T; ++t) {
+        const auto y = linear(head, layernorm(x[size_t(t)], fw, fb, eps), s.vocab, H, &headBias);
+        logits.insert(logits.end(), y.begin(), y.end());
+    }
+    return logits;
+}
+
 // The Transformers forward pass, transcribed directly (double accumulation).
 // `mlp` replaces the layers' dense MLPs when given.
 inline std::vector<float> referenceLogits(const std::filesystem::path& dir, const Spec& s, const std::vector<int32_t>& ids,
                                           const MlpFn& mlp = {}) {
+    if (s.phi2()) return phiReferenceLogits(dir, s, ids, mlp);
     auto store = WeightStore::openFolder(dir);
     const int H = s.hidden, I = s.inter, D = s.headDim, nh = s.heads, nkv = s.kvHeads, T = int(ids.size());
     // Phi-3's fused tensors, sliced here by rows (q, k, v; gate, up) as its modeling code does.

@@ -140,6 +140,15 @@ std::vector<double> gatedLinear(const float* wg, const float* wu, const X* x, in
     return g;
 }
 
+// Phi-2's MLP: fc2(gelu_new(fc1·x + b1)) + b2, fc1 [I, H], fc2 [H, I]
+// (gelu_new is the tanh GELU).
+inline std::vector<double> geluMlp(const std::vector<float>& w1, const std::vector<float>& b1, const std::vector<float>& w2,
+                                   const std::vector<float>& b2, const std::vector<double>& x, int H, int I) {
+    auto h = linear(w1, x, I, H, &b1);
+    for (double& v : h) v = geluTanh(v);
+    return linear(w2, h, H, I, &b2);
+}
+
 // SwiGLU MLP: down(silu(gate·x) * (up·x)), gate and up [I, H], down [H, I]; GeGLU with `gelu`.
 template <class X>
 std::vector<double> swiglu(const float* wg, const float* wu, const float* wd, const X* x, int H, int I, bool gelu = false) {
@@ -164,6 +173,23 @@ template <class X, class Y> void rmsnorm(const X* x, Y* y, int n, const float* w
 inline std::vector<double> rmsnorm(const std::vector<double>& x, const std::vector<float>& w, double eps) {
     std::vector<double> y(x.size());
     rmsnorm(x.data(), y.data(), int(x.size()), w.data(), eps);
+    return y;
+}
+
+// nn.LayerNorm (biased variance): y[i] = (x[i] - mean) / sqrt(var + eps) * w[i] + b[i]. y may be x.
+template <class X, class Y> void layernorm(const X* x, Y* y, int n, const float* w, const float* b, double eps) {
+    double mean = 0;
+    for (int i = 0; i < n; ++i) mean += double(x[i]);
+    mean /= n;
+    double var = 0;
+    for (int i = 0; i < n; ++i) var += (double(x[i]) - mean) * (double(x[i]) - mean);
+    const double scale = 1.0 / std::sqrt(var / n + eps);
+    for (int i = 0; i < n; ++i) y[i] = Y((double(x[i]) - mean) * scale * double(w[i]) + double(b[i]));
+}
+inline std::vector<double> layernorm(const std::vector<double>& x, const std::vector<float>& w,
+                                     const std::vector<float>& b, double eps) {
+    std::vector<double> y(x.size());
+    layernorm(x.data(), y.data(), int(x.size()), w.data(), b.data(), eps);
     return y;
 }
 

@@ -6,7 +6,9 @@
 // top-2, renormalised; each chosen expert's MLP). Then gates trained on the
 // demo dataset, route-eval and perplexity on the Qwen3, Gemma 2 and Phi-3
 // bases. Phi-3's fused gate_up_proj (LoRA on it too) is sliced by the test
-// itself, not by the engine's loader.
+// itself, not by the engine's loader. Phi-2's experts are ungated MLPs with
+// biases (fc1 -> gelu_new -> fc2; a fine-tune's own biases, a LoRA expert the
+// base's), read under their released names.
 //
 // Tolerance: as in test_architectures (float32 against double on the same
 // weights, NMSE < 1e-9); a wrong expert, weight or activation gives > 1e-4.
@@ -46,6 +48,13 @@ Spec specOf(const std::string& arch) {
         s.queryPreAttnScalar = 24;
         if (arch == "gemma2") s.attnSoftcap = 5, s.finalSoftcap = 8;
     }
+    if (arch == "phi2") {
+        // PhiConfig: head_dim = hidden / heads (64 / 4); phi-2's 0.4 of each
+        // head rotated (16 * 0.4 -> 6); GQA 2 to cover num_key_value_heads.
+        s.hidden = 64;
+        s.inter = 96;
+        s.partialRotary = 0.4;
+    }
     if (arch == "phi3") {
         // Phi-4-mini's shape in small: tied, 3/4 of each head rotated,
         // LongRoPE switching to the long factors within the 13 tokens.
@@ -61,6 +70,13 @@ Spec specOf(const std::string& arch) {
 ExpertWeights denseMlp(const WeightStore& store, const Spec& s, int layer) {
     const std::string p = "model.layers." + std::to_string(layer) + ".mlp.";
     ExpertWeights w;
+    if (s.phi2()) {
+        w.up = toFloat32(store.require(p + "fc1.weight"));
+        w.upBias = toFloat32(store.require(p + "fc1.bias"));
+        w.down = toFloat32(store.require(p + "fc2.weight"));
+        w.downBias = toFloat32(store.require(p + "fc2.bias"));
+        return w;
+    }
     if (s.phi3()) {
         const auto gu = toFloat32(store.require(p + "gate_up_proj.weight"));
         const size_t half = size_t(s.inter) * size_t(s.hidden);
@@ -72,6 +88,12 @@ ExpertWeights denseMlp(const WeightStore& store, const Spec& s, int layer) {
     }
     w.down = toFloat32(store.require(p + "down_proj.weight"));
     return w;
+}
+
+// One expert's MLP on x: SwiGLU (GeGLU for Gemma), or Phi-2's fc2(gelu_new(fc1 x)).
+std::vector<double> runMlp(const ExpertWeights& w, const std::vector<double>& x, const Spec& s) {
+    if (s.phi2()) return geluMlp(w.up, w.upBias, w.down, w.downBias, x, s.hidden, s.inter);
+    return swiglu(w.gate, w.up, w.down, x, s.hidden, s.inter, s.gemma());
 }
 
 // The demo base's tokenizer in a random model's folder (the MoE loads one).
@@ -97,14 +119,19 @@ void writeLora(const fs::path& dir, const Spec& s, const std::vector<int>& layer
         out.push_back({name, DType::F32, {rows, cols}, storage.back()});
     };
     // Phi-3: the adapter targets the fused gate_up_proj (B of 2 * inter rows).
-    const std::vector<const char*> projs = s.phi3() ? std::vector<const char*>{"gate_up_proj", "down_proj"}
+    // Phi-2: fc1 and fc2, and attention's q_proj and dense too, which the MoE
+    // leaves out (only the MLP part of an adapter makes experts).
+    const std::vector<const char*> projs = s.phi3()   ? std::vector<const char*>{"gate_up_proj", "down_proj"}
+                                         : s.phi2() ? std::vector<const char*>{"fc1", "fc2", "q_proj", "dense"}
                                                     : std::vector<const char*>{"gate_proj", "up_proj", "down_proj"};
     for (int l : layers)
         for (const char* proj : projs) {
-            const bool down = proj[0] == 'd';
-            const int64_t in = down ? s.inter : s.hidden;
-            const int64_t outDim = down ? s.hidden : std::string(proj) == "gate_up_proj" ? 2 * s.inter : s.inter;
-            const std::string p = "base_model.model.model.layers." + std::to_string(l) + ".mlp." + proj + ".";
+            const std::string name = proj;
+            const bool attention = name == "q_proj" || name == "dense";
+            const bool down = proj[0] == 'd' || name == "fc2";
+            const int64_t in = attention ? s.hidden : down ? s.inter : s.hidden;
+            const int64_t outDim = attention ? s.hidden : down ? s.hidden : name == "gate_up_proj" ? 2 * s.inter : s.inter;
+            const std::string p = "base_model.model.model.layers." + std::to_string(l) + (attention ? ".self_attn." : ".mlp.") + proj + ".";
             add(p + "lora_A.weight", r, in);
             add(p + "lora_B.weight", outDim, r);
         }
@@ -136,6 +163,11 @@ ExpertWeights expertMlp(const fs::path& base, const fs::path& expert, bool lora,
                 m[size_t(i * cols + j)] += float(scale * d);
             }
     };
+    if (s.phi2()) {
+        apply(w.up, "fc1", s.inter, s.hidden);
+        apply(w.down, "fc2", s.hidden, s.inter);
+        return w;
+    }
     if (s.phi3()) {
         // W_gate_up + (alpha / r) B A over the fused rows, then split.
         std::vector<float> gu = w.gate;
@@ -165,7 +197,7 @@ private slots:
     void sparseLogitsEqualDenseMixture_data() {
         QTest::addColumn<QString>("arch");
         QTest::addColumn<bool>("lora");
-        for (const char* arch : {"llama", "qwen3", "gemma2", "gemma3", "phi3"})
+        for (const char* arch : {"llama", "qwen3", "gemma2", "gemma3", "phi3", "phi2"})
             for (bool lora : {false, true})
                 QTest::newRow(qPrintable(QString("%1 %2").arg(arch, lora ? "LoRA experts, layer 1" : "fine-tuned experts")))
                     << QString(arch) << lora;
@@ -206,6 +238,12 @@ private slots:
         sel.routing = RoutingMode::Token;
         if (lora) sel.layers = loraLayers;
         const SelectionFacts facts = validateSelection(sel);
+        if (lora && s.phi2()) {
+            // The adapters' q_proj and dense factors are named as left out.
+            bool warned = false;
+            for (const auto& w : facts.warnings) warned |= w.find("not MLP projections") != std::string::npos;
+            QVERIFY(warned);
+        }
         std::vector<GateWeights> gates;
         for (size_t l = 0; l < facts.layers.size(); ++l)
             gates.push_back(randomGate(3, uint32_t(s.hidden), 5 + l, false));
@@ -216,10 +254,11 @@ private slots:
         for (int i = 0; i < 13; ++i) ids.push_back(int32_t(rng() % kVocab));
         Session session(moe->model(), 64, 8);
         const auto got = prefillThenDecode(session, ids, 9);
-        // Gemma under an expert budget too: the paged step (a submit per MoE
-        // layer's routing) with its post-feed-forward norm.
+        // Gemma and Phi-2 under an expert budget too: the paged step (a submit
+        // per MoE layer's routing) with Gemma's post-feed-forward norm, and
+        // with Phi-2's MLP reading the layer's one input norm.
         std::vector<float> paged;
-        if (s.gemma()) {
+        if (s.gemma() || s.phi2()) {
             moe->model().setExpertBudget(1);
             Session pagedSession(moe->model(), 64, 8);
             paged = prefillThenDecode(pagedSession, ids, 9);
@@ -233,8 +272,7 @@ private slots:
         const MlpFn mixture = [&](int layer, int, const std::vector<double>& x) {
             const auto it = std::find(facts.layers.begin(), facts.layers.end(), layer);
             if (it == facts.layers.end()) {
-                const ExpertWeights bw = denseMlp(*baseStore, s, layer);
-                return swiglu(bw.gate, bw.up, bw.down, x, s.hidden, s.inter, s.gemma());
+                return runMlp(denseMlp(*baseStore, s, layer), x, s);
             }
             const GateWeights& g = gates[size_t(it - facts.layers.begin())];
             const auto w = topKWeights(linear(g.weight, x, 3, s.hidden), 2, true);
@@ -242,7 +280,7 @@ private slots:
             for (int e = 0; e < 3; ++e) {
                 if (w[size_t(e)] == 0) continue;
                 const ExpertWeights& ew = weights[{layer, e}];
-                const auto d = swiglu(ew.gate, ew.up, ew.down, x, s.hidden, s.inter, s.gemma());
+                const auto d = runMlp(ew, x, s);
                 for (int i = 0; i < s.hidden; ++i) y[size_t(i)] += w[size_t(e)] * d[size_t(i)];
             }
             return y;
@@ -267,6 +305,7 @@ private slots:
         QTest::newRow("qwen3") << "qwen3";
         QTest::newRow("gemma2") << "gemma2";
         QTest::newRow("phi3") << "phi3";
+        QTest::newRow("phi2") << "phi2";
     }
     void trainedGatesRouteEvalAndPerplexity() {
         QFETCH(QString, arch);

@@ -219,14 +219,9 @@ private slots:
         QVERIFY(!QFileInfo::exists(dir.path() + "/out.gguf"));
     }
 
-    // A MoE on a Phi-3 base: PhimoeForCausalLM's layout differs (LayerNorm
-    // with biases, sparsemixer routing), so every format refuses with that
-    // reason and writes nothing.
-    void exportOfAPhi3MoeIsRefused() {
-        QTemporaryDir dir;
-        const std::filesystem::path root = dir.path().toStdString();
-        moe::test::ref::Spec s{"phi3", 32, 48, 2, 2, 1, 16, 4096};
-        s.partialRotary = 0.5;
+    // A selector of a random base `s` and three random fine-tunes of it (with
+    // the demo tokenizer) in `root`; returns the selector's path.
+    static QString tinyFineTunedSelector(const std::filesystem::path& root, const moe::test::ref::Spec& s) {
         for (const char* name : {"base", "e0", "e1", "e2"}) {
             std::filesystem::create_directories(root / name);
             moe::test::ref::writeModel(root / name, s, name[0] == 'b' ? 1 : 2 + uint32_t(name[1]));
@@ -235,11 +230,22 @@ private slots:
                     std::filesystem::copy_file(moe::test::modelsDir() / "base" / f, root / name / f);
         }
         const std::string m = std::filesystem::absolute(moe::test::modelsDir()).string();
-        const QString sel = dir.path() + "/sel.toml";
-        std::ofstream(sel.toStdString()) << "[model]\nmodel_id = \"" << (root / "base").string() << "\"\n\n[anymoe]\n"
-                                         << "dataset_json = \"" << m << "/amoe.json\"\nmodel_ids = [\""
-                                         << (root / "e0").string() << "\", \"" << (root / "e1").string() << "\", \""
-                                         << (root / "e2").string() << "\"]\n\n[anymoe.config]\n";
+        const std::filesystem::path sel = root / "sel.toml";
+        std::ofstream(sel) << "[model]\nmodel_id = \"" << (root / "base").string() << "\"\n\n[anymoe]\n"
+                           << "dataset_json = \"" << m << "/amoe.json\"\nmodel_ids = [\"" << (root / "e0").string()
+                           << "\", \"" << (root / "e1").string() << "\", \"" << (root / "e2").string()
+                           << "\"]\n\n[anymoe.config]\n";
+        return QString::fromStdString(sel.string());
+    }
+
+    // A MoE on a Phi-3 base: PhimoeForCausalLM's layout differs (LayerNorm
+    // with biases, sparsemixer routing), so every format refuses with that
+    // reason and writes nothing.
+    void exportOfAPhi3MoeIsRefused() {
+        QTemporaryDir dir;
+        moe::test::ref::Spec s{"phi3", 32, 48, 2, 2, 1, 16, 4096};
+        s.partialRotary = 0.5;
+        const QString sel = tinyFineTunedSelector(dir.path().toStdString(), s);
         for (const char* format : {"mixtral", "qwen2_moe", "qwen3_moe"}) {
             const auto r = runCli({"export", sel, "--out", dir.path() + "/out", "--format", format});
             QCOMPARE(r.exitCode, 1);
@@ -251,6 +257,26 @@ private slots:
         QCOMPARE(r.exitCode, 1);
         QVERIFY2(r.err.find("PhimoeForCausalLM") != std::string::npos && r.err.find("none is written") != std::string::npos,
                  r.err.c_str());
+        QVERIFY(!QFileInfo::exists(dir.path() + "/out"));
+        QVERIFY(!QFileInfo::exists(dir.path() + "/out.gguf"));
+    }
+
+    // A MoE on a Phi-2 base: no standard MoE format or llama.cpp architecture
+    // holds its layers (LayerNorm with biases, parallel residual, ungated MLP
+    // with biases); every format refuses with that reason and writes nothing.
+    void exportOfAPhi2MoeIsRefused() {
+        QTemporaryDir dir;
+        moe::test::ref::Spec s{"phi2", 32, 48, 2, 2, 2, 16, 4096};
+        s.partialRotary = 0.5;
+        const QString sel = tinyFineTunedSelector(dir.path().toStdString(), s);
+        for (const char* format : {"mixtral", "qwen2_moe", "gguf"}) {
+            const QString out = dir.path() + (std::string(format) == "gguf" ? "/out.gguf" : "/out");
+            const auto r = runCli({"export", sel, "--out", out, "--format", format});
+            QCOMPARE(r.exitCode, 1);
+            QVERIFY2(r.err.find("PhiForCausalLM") != std::string::npos && r.err.find("Phixtral") != std::string::npos &&
+                         r.err.find("none is written") != std::string::npos,
+                     r.err.c_str());
+        }
         QVERIFY(!QFileInfo::exists(dir.path() + "/out"));
         QVERIFY(!QFileInfo::exists(dir.path() + "/out.gguf"));
     }

@@ -98,7 +98,7 @@ void writeBase(const std::string& path, const TypeFor& typeFor, bool dequantized
         .u32("llama.attention.head_count_kv", uint32_t(c.numKvHeads))
         .u32("llama.rope.dimension_count", uint32_t(c.headDim))
         .f32("llama.rope.freq_base", c.ropeTheta)
-        .f32("llama.attention.layer_norm_rms_epsilon", c.rmsNormEps)
+        .f32("llama.attention.layer_norm_rms_epsilon", c.normEps)
         .u32("llama.vocab_size", uint32_t(c.vocabSize))
         .u32("tokenizer.ggml.bos_token_id", 1)
         .u32("tokenizer.ggml.eos_token_id", 2);
@@ -216,7 +216,7 @@ private slots:
         QCOMPARE(g.headDim, s.headDim);
         QCOMPARE(g.vocabSize, s.vocabSize);
         QCOMPARE(g.maxPositions, s.maxPositions);
-        QCOMPARE(g.rmsNormEps, s.rmsNormEps);
+        QCOMPARE(g.normEps, s.normEps);
         QCOMPARE(g.tieWordEmbeddings, s.tieWordEmbeddings);
         QCOMPARE(g.attentionBias, false);
         QCOMPARE(g.bosTokenIds, std::vector<int>{1});

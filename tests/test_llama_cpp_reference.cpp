@@ -115,7 +115,8 @@ private slots:
                               "expert-code-f16.gguf", "expert-code-q4_k_m.gguf", "random-qwen2-f32.gguf",
                               "random-mixtral-f32.gguf", "random-mixtral-q8_0.gguf", "random-qwen2moe-f32.gguf",
                               "random-qwen3moe-f32.gguf", "random-qwen3moe-q8_0.gguf", "random-qwen3-f32.gguf",
-                              "random-gemma2-f32.gguf", "random-gemma3-f32.gguf", "random-phi3-f32.gguf"})
+                              "random-gemma2-f32.gguf", "random-gemma3-f32.gguf", "random-phi3-f32.gguf",
+                              "random-phi2-f32.gguf"})
             QTest::newRow(f) << QString(f);
     }
 
@@ -209,7 +210,7 @@ private slots:
     void sameAsSafetensorsSource_data() {
         QTest::addColumn<QString>("name");
         for (const char* f : {"random-qwen2", "random-mixtral", "random-qwen2moe", "random-qwen3moe", "random-qwen3",
-                              "random-gemma2", "random-gemma3", "random-phi3"})
+                              "random-gemma2", "random-gemma3", "random-phi3", "random-phi2"})
             QTest::newRow(f) << QString(f);
     }
     void sameAsSafetensorsSource() {

@@ -143,7 +143,7 @@ private slots:
         QCOMPARE(c.numKvHeads, 4);
         QCOMPARE(c.headDim, 32);
         QCOMPARE(c.maxPositions, 512);
-        QCOMPARE(c.rmsNormEps, 1e-5f);
+        QCOMPARE(c.normEps, 1e-5f);
         QCOMPARE(c.ropeTheta, 10000.0f);
         QCOMPARE(c.attentionScale, float(1.0 / std::sqrt(32.0)));
         QCOMPARE(c.slidingWindow, 0);

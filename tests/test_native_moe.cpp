@@ -575,7 +575,7 @@ private slots:
         QCOMPARE(m.expertsPerToken, 2);
         QCOMPARE(m.numKvHeads, 8);
         QCOMPARE(m.ropeTheta, 1e6f);
-        QCOMPARE(m.rmsNormEps, 1e-5f);
+        QCOMPARE(m.normEps, 1e-5f);
         QCOMPARE(m.maxPositions, 131072);
         QVERIFY(m.normTopkProb);
         QCOMPARE(m.slidingWindow, 0);

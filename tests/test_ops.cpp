@@ -543,6 +543,64 @@ private slots:
         QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
     }
 
+    void layernorm_data() {
+        QTest::addColumn<int>("rows");
+        QTest::addColumn<int>("dim");
+        QTest::addColumn<float>("offset");
+        QTest::newRow("1x1") << 1 << 1 << 0.0f;
+        QTest::newRow("3x7") << 3 << 7 << 0.0f;
+        QTest::newRow("5x256") << 5 << 256 << 0.0f;
+        QTest::newRow("17x897") << 17 << 897 << 0.0f;
+        // Rows far from zero mean: the shader takes the mean first, so the
+        // variance does not cancel as E[x²] - E[x]² would in float32.
+        QTest::newRow("4x320 mean 100") << 4 << 320 << 100.0f;
+    }
+
+    // LayerNorm with weight and bias (Phi-2), rows read at an offset and stride.
+    void layernorm() {
+        QFETCH(int, rows);
+        QFETCH(int, dim);
+        QFETCH(float, offset);
+        const float eps = 1e-5f;
+        const uint32_t xOff = 1, xStride = uint32_t(dim) + 2;
+        auto x = randomFloats(rng, xOff + size_t(rows) * xStride, 3.0f);
+        for (float& v : x) v += offset;
+        auto w = randomFloats(rng, size_t(dim)), b = randomFloats(rng, size_t(dim));
+        std::vector<float> ref(size_t(rows) * dim);
+        for (int r = 0; r < rows; ++r)
+            ref::layernorm(x.data() + xOff + size_t(r) * xStride, ref.data() + size_t(r) * dim, dim, w.data(), b.data(), eps);
+        auto X = deviceFloats(*ctx, x);
+        auto Wb = deviceFloats(*ctx, w), Bb = deviceFloats(*ctx, b);
+        vk::Buffer O(*ctx, ref.size() * 4, vk::MemoryUse::Device);
+        run([&](vk::Recorder& rec) {
+            ops::layernorm(*ctx, rec, {&X, xOff, xStride}, Wb, Bb, {&O, 0, uint32_t(dim)}, uint32_t(rows), uint32_t(dim), eps);
+        });
+        const auto got = readFloats(O, ref.size());
+        const double e = nmse(got, ref);
+        // dim 1: x - mean is exactly 0, so the row is the bias.
+        if (dim == 1)
+            for (int r = 0; r < rows; ++r) QCOMPARE(got[size_t(r)], b[0]);
+        QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+    }
+
+    // h = act(h) in place (Phi-2's ungated MLP): the tanh GELU and silu, with
+    // arguments at both ends of tanh's and exp's range.
+    void activate() {
+        const uint32_t n = 1001;
+        for (Activation act : {Activation::GeluTanh, Activation::Silu}) {
+            auto h = randomFloats(rng, n, 4.0f);
+            h[0] = -90.0f, h[1] = 90.0f;
+            std::vector<float> want(n);
+            for (uint32_t i = 0; i < n; ++i) want[i] = float(ref::gateAct(h[i], act == Activation::GeluTanh));
+            auto Hb = deviceFloats(*ctx, h);
+            run([&](vk::Recorder& rec) { ops::activate(*ctx, rec, Hb, n, act); });
+            const auto got = readFloats(Hb, n);
+            QVERIFY(std::isfinite(got[0]) && std::isfinite(got[1]));
+            const double e = nmse(got, want);
+            QVERIFY2(e < kNmseLimit, qPrintable(QString("NMSE %1").arg(e)));
+        }
+    }
+
     // Per-head norms (Qwen3's q/k norm) in place inside a wider row: tokens of
     // `stride` floats, each with `heads` rows of `dim` at `offset`; the rest of
     // the row stays as it was.

@@ -39,9 +39,9 @@ constexpr const char* kUsage = R"(usage: make-random-model --out DIR [options]
   --preset NAME            shapes of a released model (other flags override):
                            qwen2-0.5b (Qwen2-0.5B), qwen3-0.6b (Qwen3-0.6B),
                            gemma2-2b (Gemma-2-2B), gemma3-1b (Gemma-3-1B),
-                           phi4-mini (Phi-4-mini)
-  --arch llama|mistral|qwen2|qwen3|mixtral|qwen2_moe|qwen3_moe|gemma2|gemma3|phi3
-  --partial-rotary X       phi3: partial_rotary_factor (default 1)
+                           phi4-mini (Phi-4-mini), phi2 (Phi-2)
+  --arch llama|mistral|qwen2|qwen3|mixtral|qwen2_moe|qwen3_moe|gemma2|gemma3|phi3|phi2
+  --partial-rotary X       phi3, phi2: partial_rotary_factor (default 1)
   --longrope N             phi3: rope_scaling longrope with random short/long
                            factors, original_max_position_embeddings N
   --experts N              MoE archs: experts per layer (default 8)
@@ -162,6 +162,20 @@ void applyPreset(Options& o, const std::string& preset) {
         o.longropeOriginal = 4096;
         return;
     }
+    if (preset == "phi2") { // microsoft/phi-2's config.json
+        o.arch = "phi2";
+        o.hidden = 2560;
+        o.layers = 32;
+        o.heads = 32;
+        o.kvHeads = 32;
+        o.intermediate = 10240;
+        o.vocab = 51200;
+        o.dtype = moe::DType::F16;
+        o.maxPositions = 2048;
+        o.ropeTheta = 10000.0;
+        o.partialRotary = 0.4;
+        return;
+    }
     if (preset == "qwen3-0.6b") {
         o.arch = "qwen3";
         o.hidden = 1024;
@@ -177,7 +191,7 @@ void applyPreset(Options& o, const std::string& preset) {
         o.ropeTheta = 1000000.0;
         return;
     }
-    if (preset != "qwen2-0.5b") usageError("unknown --preset \"" + preset + "\" (known: qwen2-0.5b, qwen3-0.6b, gemma2-2b, gemma3-1b, phi4-mini)");
+    if (preset != "qwen2-0.5b") usageError("unknown --preset \"" + preset + "\" (known: qwen2-0.5b, qwen3-0.6b, gemma2-2b, gemma3-1b, phi4-mini, phi2)");
     o.arch = "qwen2";
     o.hidden = 896;
     o.layers = 24;
@@ -311,11 +325,14 @@ Options parseArgs(int argc, char** argv) {
 
     if (o.out.empty()) usageError("--out DIR is required");
     if (o.arch != "llama" && o.arch != "mistral" && o.arch != "qwen2" && o.arch != "qwen3" && !o.moe() && !o.gemma() &&
-        o.arch != "phi3")
-        usageError("--arch must be llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, gemma2, gemma3 or phi3, got \"" +
-                   o.arch + "\"");
-    if (o.arch != "phi3" && (o.partialRotary != 1 || o.longropeOriginal > 0))
-        usageError("--partial-rotary and --longrope need --arch phi3");
+        o.arch != "phi3" && o.arch != "phi2")
+        usageError("--arch must be llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, qwen3_moe, gemma2, gemma3, phi3 or "
+                   "phi2, got \"" + o.arch + "\"");
+    if (o.arch != "phi3" && o.arch != "phi2" && o.partialRotary != 1) usageError("--partial-rotary needs --arch phi3 or phi2");
+    if (o.arch != "phi3" && o.longropeOriginal > 0) usageError("--longrope needs --arch phi3");
+    if (o.arch == "phi2" && (o.tieEmbeddings || o.headDim != 0 || o.attentionBias))
+        usageError("phi2 has an untied lm_head, head_dim = hidden / heads and biases everywhere already "
+                   "(no --tie-embeddings, --head-dim, --attention-bias)");
     if (!o.gemma() && (o.queryPreAttnScalar > 0 || o.attnSoftcap >= 0 || o.finalSoftcap >= 0))
         usageError("--query-pre-attn-scalar, --attn-softcap and --final-softcap need --arch gemma2 or gemma3");
     if (o.arch == "gemma3" && o.attnSoftcap > 0) usageError("--attn-softcap needs --arch gemma2 (Gemma 3 has none)");
@@ -448,6 +465,28 @@ std::vector<PlannedTensor> planTensors(const Options& o) {
     std::vector<PlannedTensor> plan;
     const Init norm = o.gemma() ? Init::GemmaNorm : Init::Norm;
     plan.push_back({"model.embed_tokens.weight", {o.vocab, h}, Init::Matrix});
+    if (o.arch == "phi2") { // PhiForCausalLM's names: LayerNorm weight + bias, dense, fc1, fc2, biases everywhere
+        for (int l = 0; l < o.layers; ++l) {
+            const std::string p = "model.layers." + std::to_string(l) + ".";
+            plan.push_back({p + "input_layernorm.weight", {h}, norm});
+            plan.push_back({p + "input_layernorm.bias", {h}, Init::Bias});
+            for (const auto& [name, rows] : {std::pair{"q_proj", q}, {"k_proj", kv}, {"v_proj", kv}}) {
+                plan.push_back({p + "self_attn." + name + ".weight", {rows, h}, Init::Matrix});
+                plan.push_back({p + "self_attn." + name + ".bias", {rows}, Init::Bias});
+            }
+            plan.push_back({p + "self_attn.dense.weight", {h, q}, Init::Matrix});
+            plan.push_back({p + "self_attn.dense.bias", {h}, Init::Bias});
+            plan.push_back({p + "mlp.fc1.weight", {o.intermediate, h}, Init::Matrix});
+            plan.push_back({p + "mlp.fc1.bias", {o.intermediate}, Init::Bias});
+            plan.push_back({p + "mlp.fc2.weight", {h, o.intermediate}, Init::Matrix});
+            plan.push_back({p + "mlp.fc2.bias", {h}, Init::Bias});
+        }
+        plan.push_back({"model.final_layernorm.weight", {h}, norm});
+        plan.push_back({"model.final_layernorm.bias", {h}, Init::Bias});
+        plan.push_back({"lm_head.weight", {o.vocab, h}, Init::Matrix});
+        plan.push_back({"lm_head.bias", {o.vocab}, Init::Bias});
+        return plan;
+    }
     for (int l = 0; l < o.layers; ++l) {
         const std::string p = "model.layers." + std::to_string(l) + ".";
         plan.push_back({p + "input_layernorm.weight", {h}, norm});
@@ -543,13 +582,14 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
                            : o.arch == "gemma2" ? "Gemma2ForCausalLM"
                            : o.arch == "gemma3" ? "Gemma3ForCausalLM"
                            : o.arch == "phi3" ? "Phi3ForCausalLM"
+                           : o.arch == "phi2" ? "PhiForCausalLM"
                                                  : "Qwen2ForCausalLM";
     const char* torchDtype = o.dtype == moe::DType::BF16 ? "bfloat16"
                            : o.dtype == moe::DType::F16  ? "float16"
                                                          : "float32";
     ojson c;
     c["architectures"] = {architecture};
-    c["model_type"] = o.arch == "gemma3" ? "gemma3_text" : o.arch;
+    c["model_type"] = o.arch == "gemma3" ? "gemma3_text" : o.arch == "phi2" ? "phi" : o.arch;
     if (o.arch == "llama") {
         c["attention_bias"] = o.attentionBias;
         c["mlp_bias"] = false;
@@ -558,16 +598,17 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
     c["bos_token_id"] = bos;
     c["eos_token_id"] = eos;
     if (o.gemma()) c["hidden_activation"] = "gelu_pytorch_tanh";
-    else c["hidden_act"] = "silu";
+    else c["hidden_act"] = o.arch == "phi2" ? "gelu_new" : "silu";
     c["hidden_size"] = o.hidden;
-    c["head_dim"] = o.headDim;
+    if (o.arch != "phi2") c["head_dim"] = o.headDim; // PhiConfig has none: hidden / heads
     c["initializer_range"] = 0.02;
     c["intermediate_size"] = o.intermediate;
     c["max_position_embeddings"] = o.maxPositions;
     c["num_attention_heads"] = o.heads;
     c["num_hidden_layers"] = o.layers;
     c["num_key_value_heads"] = o.kvHeads;
-    c["rms_norm_eps"] = o.arch == "llama" || o.arch == "phi3" ? 1e-5 : 1e-6;
+    if (o.arch == "phi2") c["layer_norm_eps"] = 1e-5;
+    else c["rms_norm_eps"] = o.arch == "llama" || o.arch == "phi3" ? 1e-5 : 1e-6;
     c["rope_scaling"] = nullptr;
     c["rope_theta"] = o.ropeTheta;
     if (o.arch == "mistral" || o.arch == "mixtral") {
@@ -599,6 +640,12 @@ ojson makeConfig(const Options& o, const ojson& bos, const ojson& eos) {
         if (o.arch == "qwen2_moe")
             c["layer_types"] = std::vector<std::string>(size_t(o.layers), o.slidingWindow > 0 ? "sliding_attention"
                                                                                                 : "full_attention");
+    }
+    if (o.arch == "phi2") {
+        c["partial_rotary_factor"] = o.partialRotary;
+        c["qk_layernorm"] = false;
+        c["resid_pdrop"] = 0.1;
+        c["embd_pdrop"] = 0.0;
     }
     if (o.arch == "phi3") {
         c["partial_rotary_factor"] = o.partialRotary;

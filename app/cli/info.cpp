@@ -31,7 +31,7 @@ json modelFacts(const ModelConfig& c, const std::filesystem::path& dir, uint64_t
             {"intermediate_size", c.intermediateSize}, {"attention_heads", c.numHeads},
             {"kv_heads", c.numKvHeads}, {"head_dim", c.headDim}, {"vocab_size", c.vocabSize},
             {"max_position_embeddings", c.maxPositions}, {"rope_theta", c.ropeTheta},
-            {"rms_norm_eps", c.rmsNormEps}, {"sliding_window", c.slidingWindow},
+            {"rms_norm_eps", c.normEps}, {"sliding_window", c.slidingWindow},
             {"tie_word_embeddings", c.tieWordEmbeddings}, {"attention_bias", c.attentionBias},
             {"dtype", dtype}, {"size_on_disk", folderBytes(dir)}};
 }

@@ -67,8 +67,9 @@ std::vector<float> expertProjection(const WeightStore& expert, const ExpertSourc
 }
 
 ExpertMlp loadExpertLayer(vk::Context& ctx, const WeightStore& expert, const ExpertSource& source,
-                          const WeightStore& base, const MlpNaming& naming, int layer, int hidden, int intermediate,
+                          const WeightStore& base, const MlpNaming& naming, int layer, const ExpertShape& shape,
                           bool mergeLora, bool pagedOut, QuantizeScheme quantize, int numLayers) {
+    const int hidden = shape.hidden, intermediate = shape.intermediate;
     const int64_t H = hidden, I = intermediate;
     ExpertMlp e;
     if (!source.lora) {
@@ -77,13 +78,24 @@ ExpertMlp loadExpertLayer(vk::Context& ctx, const WeightStore& expert, const Exp
             return pagedOut ? DeviceMatrix::mapped(ctx, t)
                             : uploadWeight(ctx, t, quantize, WeightPlace{role, layer, numLayers, false, 0});
         };
-        e.gate = matrix("gate_proj", I, H, WeightRole::FfnGate);
+        if (shape.gated) e.gate = matrix("gate_proj", I, H, WeightRole::FfnGate);
         e.up = matrix("up_proj", I, H, WeightRole::FfnUp);
         e.down = matrix("down_proj", H, I, WeightRole::FfnDown);
+        if (shape.biases) {
+            // naming.tensor names the weight; the bias sits beside it.
+            auto bias = [&](const char* proj, int64_t n) {
+                std::string name = naming.tensor(layer, proj);
+                name.replace(name.size() - std::string("weight").size(), std::string::npos, "bias");
+                return uploadAsFloat32(ctx, expert.require(name, {n}));
+            };
+            e.upBias = bias("up_proj", I);
+            e.downBias = bias("down_proj", H);
+        }
         return e;
     }
     if (source.rank <= 0) throw Error(source.dir.string() + ": LoRA rank must be positive");
     for (const std::string proj : kProjections) {
+        if (proj == "gate_proj" && !shape.gated) continue;
         auto& dense = proj == "gate_proj" ? e.gate : proj == "up_proj" ? e.up : e.down;
         auto& delta = proj == "gate_proj" ? e.loraGate : proj == "up_proj" ? e.loraUp : e.loraDown;
         if (mergeLora) {

@@ -1,12 +1,12 @@
 #include "moe/export.h"
 
-#include "export_refusals.h"
 #include "moe/atomic_file.h"
 #include "moe/builder.h"
 #include "json_input.h"
 #include "moe/error.h"
 #include "moe/expert_loader.h"
 #include "moe/gate_training.h"
+#include "moe/moe_export_refusal.h"
 #include "moe/safetensors.h"
 #include "moe/validate.h"
 
@@ -124,7 +124,7 @@ ExportReport exportMoe(const Selector& s, const ExportOptions& options,
                     "neither its (1 + w) norms, its norms after attention and MLP, GeGLU, scaled embeddings nor "
                     "soft-capping, so any file written would be another model. The build runs in MoE Studio "
                     "itself (moe-cli chat, serve, bench)");
-    if (c.arch == Arch::Phi3) refusePhi3MoeExport(c);
+    if (const std::string why = moeExportRefusal(c); !why.empty()) throw Error(c.dir.string() + "/config.json: " + why);
     // Qwen2-MoE and Qwen3-MoE name their tensors alike and keep unchosen layers dense.
     const bool qwen = options.format != ExportFormat::Mixtral;
     const bool qwen3 = options.format == ExportFormat::Qwen3Moe;

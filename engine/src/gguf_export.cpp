@@ -4,7 +4,6 @@
 // set_gguf_parameters), the tokenizer (gguf_vocab.cpp) and an Ollama Modelfile.
 #include "moe/gguf_export.h"
 
-#include "export_refusals.h"
 #include "gguf_vocab.h"
 #include "json_input.h"
 #include "moe/atomic_file.h"
@@ -12,6 +11,7 @@
 #include "moe/expert_loader.h"
 #include "moe/gate_training.h"
 #include "moe/gguf_model.h"
+#include "moe/moe_export_refusal.h"
 #include "moe/gguf_writer.h"
 #include "moe/model_config.h"
 #include "moe/moe_model.h"
@@ -289,7 +289,7 @@ void addArchitectureKeys(GgufWriter& w, const ModelConfig& c, const Plan& plan) 
     w.setU32(a + ".attention.head_count", uint32_t(c.numHeads));
     w.setU32(a + ".attention.head_count_kv", uint32_t(c.numKvHeads));
     w.setF32(a + ".rope.freq_base", c.ropeTheta);
-    w.setF32(a + ".attention.layer_norm_rms_epsilon", c.rmsNormEps);
+    w.setF32(a + ".attention.layer_norm_rms_epsilon", c.normEps);
     w.setU32(a + ".attention.key_length", uint32_t(c.headDim));
     w.setU32(a + ".attention.value_length", uint32_t(c.headDim));
     w.setU32(a + ".vocab_size", uint32_t(c.vocabSize));
@@ -520,7 +520,7 @@ GgufExportReport exportMoeGguf(const Selector& s, const GgufExportOptions& o,
                     " architecture has no experts and its MoE architectures have no Gemma layers, so no llama.cpp "
                     "build could run a GGUF of this MoE; none is written. The build runs in MoE Studio itself "
                     "(moe-cli chat, serve, bench)");
-    if (c.arch == Arch::Phi3) refusePhi3MoeExport(c);
+    if (const std::string why = moeExportRefusal(c); !why.empty()) throw Error(c.dir.string() + ": " + why);
     if (c.arch != Arch::Llama && c.arch != Arch::Mistral && c.arch != Arch::Qwen2 && c.arch != Arch::Qwen3)
         throw Error(c.dir.string() + ": GGUF export of a MoE built on " + c.architecture + " is not supported yet");
     // Qwen3 bases keep their q/k norms as llama.cpp's qwen3moe, which routes

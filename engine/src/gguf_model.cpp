@@ -36,6 +36,7 @@ constexpr GgufArch kArchs[] = {
     {"gemma2", Arch::Gemma2, "Gemma2ForCausalLM"},
     {"gemma3", Arch::Gemma3, "Gemma3ForCausalLM"},
     {"phi3", Arch::Phi3, "Phi3ForCausalLM"},
+    {"phi2", Arch::Phi2, "PhiForCausalLM"},
 };
 
 // Typed metadata of one file; every complaint names the file and the key.
@@ -115,6 +116,7 @@ std::optional<int64_t> outerDim(const GgufFile& f, const std::string& name) {
 // GGUF block tensor name -> Hugging Face name within the layer.
 const std::map<std::string, std::string> kLayerNames = {
     {"attn_norm.weight", "input_layernorm.weight"},
+    {"attn_norm.bias", "input_layernorm.bias"}, // LayerNorm (phi2)
     {"attn_q.weight", "self_attn.q_proj.weight"},
     {"attn_k.weight", "self_attn.k_proj.weight"},
     {"attn_v.weight", "self_attn.v_proj.weight"},
@@ -129,6 +131,8 @@ const std::map<std::string, std::string> kLayerNames = {
     {"ffn_gate.weight", "mlp.gate_proj.weight"},
     {"ffn_up.weight", "mlp.up_proj.weight"},
     {"ffn_down.weight", "mlp.down_proj.weight"},
+    {"ffn_up.bias", "mlp.up_proj.bias"}, // phi2's fc1 / fc2 biases
+    {"ffn_down.bias", "mlp.down_proj.bias"},
     {"ffn_gate_shexp.weight", "mlp.shared_expert.gate_proj.weight"},
     {"ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight"},
     {"ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight"},
@@ -206,16 +210,18 @@ ModelConfig ggufModelConfig(const GgufFile& f) {
         m.fail(m.key("attention.value_length"), std::to_string(*v) + " differs from the key length " +
                                                     std::to_string(c.headDim) + " (not supported)");
     if (auto v = m.positive(m.key("rope.dimension_count")); v && *v != c.headDim) {
-        // Phi-3's partial rotary (Phi-4-mini: 96 of 128); elsewhere not supported.
-        if (c.arch != Arch::Phi3 || *v > c.headDim || *v % 2 != 0)
+        // Phi-3's and Phi-2's partial rotary (Phi-4-mini: 96 of 128); elsewhere not supported.
+        if ((c.arch != Arch::Phi3 && c.arch != Arch::Phi2) || *v > c.headDim || *v % 2 != 0)
             m.fail(m.key("rope.dimension_count"), "RoPE over " + std::to_string(*v) + " of the head's " +
                                                       std::to_string(c.headDim) + " dimensions is not supported");
         c.ropeDim = *v;
     }
     c.maxPositions = m.positive(m.key("context_length"), std::nullopt);
-    const auto eps = m.positiveNumber(m.key("attention.layer_norm_rms_epsilon"));
-    if (!eps) m.fail(m.key("attention.layer_norm_rms_epsilon"), "missing");
-    c.rmsNormEps = float(*eps);
+    // phi2's LayerNorm has its own key (llama.cpp's LLM_KV_ATTENTION_LAYERNORM_EPS).
+    const std::string epsKey = m.key(c.arch == Arch::Phi2 ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon");
+    const auto eps = m.positiveNumber(epsKey);
+    if (!eps) m.fail(epsKey, "missing");
+    c.normEps = float(*eps);
     c.attentionScale = float(1.0 / std::sqrt(double(c.headDim)));
     if (auto s = m.positiveNumber(m.key("attention.scale"))) c.attentionScale = float(*s);
 
@@ -275,7 +281,7 @@ ModelConfig ggufModelConfig(const GgufFile& f) {
     c.ropeInvFreq.assign(invFreq.begin(), invFreq.end());
 
     // What the tensors say: biases, q/k norms, tied output.
-    c.attentionBias = f.findTensor(blk(0, "attn_q.bias")) != nullptr;
+    c.attentionBias = f.findTensor(blk(0, "attn_q.bias")) || f.findTensor(blk(0, "attn_qkv.bias"));
     c.outputBias = f.findTensor(blk(0, "attn_output.bias")) != nullptr;
     c.qkNorm = f.findTensor(blk(0, "attn_q_norm.weight")) != nullptr;
     c.tieWordEmbeddings = f.findTensor("output.weight") == nullptr;
@@ -287,6 +293,20 @@ ModelConfig ggufModelConfig(const GgufFile& f) {
     if (auto w = m.nonNegative(m.key("attention.sliding_window")); w && *w > 0 && c.arch != Arch::Phi3) {
         if (c.arch == Arch::Llama) c.arch = Arch::Mistral;
         c.slidingWindow = *w;
+    }
+    if (c.arch == Arch::Phi2) {
+        // As llama.cpp's phi2 graph: LayerNorm with biases, parallel attention
+        // and MLP, ffn_up -> GELU (tanh) -> ffn_down with biases, biased output.
+        c.normKind = NormKind::Layer;
+        c.parallelResidual = true;
+        c.gatedMlp = false;
+        c.hiddenAct = Activation::GeluTanh;
+        c.mlpBias = true;
+        c.lmHeadBias = true;
+        for (const char* t : {"attn_norm.bias", "ffn_up.bias", "ffn_down.bias", "attn_output.bias"})
+            if (!f.findTensor(blk(0, t))) throw Error(file + ": tensor " + blk(0, t) + ": missing (phi2 has it)");
+        if (!c.attentionBias) throw Error(file + ": tensor blk.0.attn_q.bias: missing (phi2 has q/k/v biases)");
+        if (!f.findTensor("output.bias")) throw Error(file + ": tensor output.bias: missing (phi2 has it)");
     }
     if (c.isGemma()) {
         // As llama.cpp runs gemma2 / gemma3: the converter stored 1 + w in
@@ -396,6 +416,8 @@ std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> fil
         if (t.name == "token_embd.weight") views.push_back(view(t, "model.embed_tokens.weight"));
         else if (t.name == "output_norm.weight") views.push_back(view(t, "model.norm.weight"));
         else if (t.name == "output.weight") views.push_back(view(t, "lm_head.weight"));
+        else if (t.name == "output_norm.bias" && c.arch == Arch::Phi2) views.push_back(view(t, "model.norm.bias"));
+        else if (t.name == "output.bias" && c.arch == Arch::Phi2) views.push_back(view(t, "lm_head.bias"));
         else if (t.name == "rope_freqs.weight") continue; // folded into ModelConfig::ropeInvFreq
         else if (t.name == "rope_factors_long.weight" || t.name == "rope_factors_short.weight") continue; // likewise
         else if (t.name.rfind("blk.", 0) == 0) {
@@ -418,6 +440,9 @@ std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> fil
             } else if (c.arch == Arch::Phi3 && (rest == "attn_qkv.weight" || rest == "ffn_up.weight")) {
                 // Fused as in the checkpoint (qkv rows q, k, v; ffn_up rows gate, up): split below.
                 views.push_back(view(t, layer + (rest == "attn_qkv.weight" ? "self_attn.qkv_proj.weight" : "mlp.gate_up_proj.weight")));
+            } else if (c.arch == Arch::Phi2 && (rest == "attn_qkv.weight" || rest == "attn_qkv.bias")) {
+                // phi2 files converted from the original checkpoints fuse q, k and v (split below).
+                views.push_back(view(t, layer + "self_attn.qkv_proj." + rest.substr(rest.find('.') + 1)));
             } else if (auto it = kLayerNames.find(rest); it != kLayerNames.end()) {
                 views.push_back(view(t, layer + it->second));
             } else if (rest == "ffn_gate_inp.weight" && c.isMoe()) {
@@ -463,7 +488,7 @@ std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> fil
         }
     }
     auto store = WeightStore::fromViews(f.path(), std::move(views), std::move(file));
-    splitFusedWeights(*store, c);
+    useEngineTensorNames(*store, c);
     return store;
 }
 
@@ -473,9 +498,35 @@ std::string ggufLayerTensorName(const std::string& hfName) {
     return {};
 }
 
-void splitFusedWeights(WeightStore& store, const ModelConfig& c) {
-    if (c.arch != Arch::Phi3) return;
+namespace {
+// Phi-2's module names -> the engine's, within a layer.
+constexpr std::pair<const char*, const char*> kPhi2Modules[] = {
+    {"self_attn.dense.", "self_attn.o_proj."}, {"mlp.fc1.", "mlp.up_proj."}, {"mlp.fc2.", "mlp.down_proj."}};
+} // namespace
+
+void useEngineTensorNames(WeightStore& store, const ModelConfig& c) {
     const int64_t qDim = int64_t(c.numHeads) * c.headDim, kvDim = int64_t(c.numKvHeads) * c.headDim;
+    if (c.arch == Arch::Phi2) {
+        for (int l = 0; l < c.numLayers; ++l) {
+            const std::string p = c.weightPrefix + "layers." + std::to_string(l) + ".self_attn.";
+            for (const char* kind : {".weight", ".bias"})
+                if (store.find(p + "qkv_proj" + kind))
+                    store.splitRows(p + "qkv_proj" + kind, {{p + "q_proj" + kind, qDim}, {p + "k_proj" + kind, kvDim},
+                                                            {p + "v_proj" + kind, kvDim}});
+        }
+        auto rename = [&](const std::string& from, const std::string& to) {
+            if (store.find(from)) store.rename(from, {to});
+        };
+        for (const char* kind : {"weight", "bias"}) {
+            rename(c.weightPrefix + "final_layernorm." + kind, c.weightPrefix + "norm." + kind);
+            for (int l = 0; l < c.numLayers; ++l) {
+                const std::string p = c.weightPrefix + "layers." + std::to_string(l) + ".";
+                for (const auto& [phi, engine] : kPhi2Modules) rename(p + phi + kind, p + engine + kind);
+            }
+        }
+        return;
+    }
+    if (c.arch != Arch::Phi3) return;
     const int64_t I = c.intermediateSize;
     for (int l = 0; l < c.numLayers; ++l) {
         const std::string p = c.weightPrefix + "layers." + std::to_string(l) + ".";
@@ -488,8 +539,13 @@ void splitFusedWeights(WeightStore& store, const ModelConfig& c) {
     }
 }
 
-void splitFusedLora(WeightStore& adapter) {
+void useEngineLoraNames(WeightStore& adapter) {
     for (const std::string& name : adapter.names()) {
+        for (const auto& [phi, engine] : kPhi2Modules) {
+            const size_t at = name.find(std::string(".") + phi + "lora_");
+            if (at != std::string::npos)
+                adapter.rename(name, {name.substr(0, at + 1) + engine + name.substr(at + 1 + std::string(phi).size())});
+        }
         const size_t at = name.find(".gate_up_proj.lora_");
         if (at == std::string::npos) continue;
         const std::string head = name.substr(0, at), tail = name.substr(at + std::string(".gate_up_proj").size());
@@ -512,7 +568,7 @@ std::shared_ptr<const WeightStore> openModelWeights(const fs::path& path) {
         auto store = WeightStore::openFolder(path);
         std::error_code ec;
         if (fs::is_regular_file(path / "adapter_config.json", ec)) {
-            splitFusedLora(*store);
+            useEngineLoraNames(*store);
             return store;
         }
         if (fs::is_regular_file(path / "config.json", ec)) {
@@ -524,7 +580,7 @@ std::shared_ptr<const WeightStore> openModelWeights(const fs::path& path) {
             } catch (const Error&) {
                 return store;
             }
-            splitFusedWeights(*store, c);
+            useEngineTensorNames(*store, c);
         }
         return store;
     }

@@ -13,23 +13,35 @@ namespace moe {
 
 // ---------------------------------------------------------------- DenseMlp
 
-DenseMlp::DenseMlp(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix down)
-    : gate_(std::move(gate)), up_(std::move(up)), down_(std::move(down)) {}
+DenseMlp::DenseMlp(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix down, vk::Buffer upBias, vk::Buffer downBias)
+    : gate_(std::move(gate)), up_(std::move(up)), down_(std::move(down)), upBias_(std::move(upBias)),
+      downBias_(std::move(downBias)) {}
 
-uint64_t DenseMlp::deviceBytes() const { return gate_.bytes() + up_.bytes() + down_.bytes(); }
+uint64_t DenseMlp::deviceBytes() const {
+    return gate_.bytes() + up_.bytes() + down_.bytes() + upBias_.size() + downBias_.size();
+}
 
 void DenseMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const {
     const vk::Buffer& input = *step.input;
     const vk::Buffer& residual = *step.residual;
     const MlpScratch& scratch = step.scratch;
     const uint32_t nTokens = step.nTokens;
-    const uint32_t hidden = gate_.cols, inter = gate_.rows;
+    const uint32_t hidden = up_.cols, inter = up_.rows;
     const ops::Act in{&input, 0, hidden};
     const ops::Act h{scratch.hidden, 0, inter};
-    ops::matmulGated(ctx, rec, gate_, up_, in, h, nTokens,
-                     {.norm = step.inputNorm.weight ? &step.inputNorm : nullptr, .act = step.act});
+    const vk::Buffer* upBias = upBias_.valid() ? &upBias_ : nullptr;
+    const vk::Buffer* downBias = downBias_.valid() ? &downBias_ : nullptr;
+    if (gated()) {
+        ops::matmulGated(ctx, rec, gate_, up_, in, h, nTokens,
+                         {.norm = step.inputNorm.weight ? &step.inputNorm : nullptr, .act = step.act});
+    } else {
+        if (step.inputNorm.weight) throw Error("internal: an ungated MLP does not fold its input norm");
+        ops::matmul(ctx, rec, up_, in, h, nTokens, {.bias = upBias});
+        rec.barrier();
+        ops::activate(ctx, rec, *scratch.hidden, nTokens * inter, step.act);
+    }
     rec.barrier();
-    ops::matmul(ctx, rec, down_, h, {&residual, 0, hidden}, nTokens, {.accumulate = true});
+    ops::matmul(ctx, rec, down_, h, {&residual, 0, hidden}, nTokens, {.bias = downBias, .accumulate = true});
     rec.barrier();
 }
 
@@ -50,7 +62,9 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
     size_t total = 3;
     for (int l = 0; l < c.numLayers; ++l)
         total += (c.isSparseLayer(l) ? 7 : 9) + (c.attentionBias ? 3 : 0) + (c.outputBias ? 1 : 0) + (c.qkNorm ? 2 : 0) +
-                 (c.postNorms ? 2 : 0);
+                 (c.postNorms ? 2 : 0) + (c.gatedMlp ? 0 : -1) + (c.mlpBias ? 2 : 0) + (c.parallelResidual ? -1 : 0) +
+                 (c.normKind == NormKind::Layer ? 1 : 0);
+    total += (c.lmHeadBias ? 1 : 0) + (c.normKind == NormKind::Layer ? 1 : 0);
     size_t done = 0;
     // Every tensor ticks once it is on the device; the cancel flag is polled
     // there and before each tensor is read (a tensor is the longest step).
@@ -120,13 +134,16 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
     } else {
         w.require("lm_head.weight", {V, H}); // throws, naming the folder and tensor
     }
+    if (c.lmHeadBias) m->lmHeadBias_ = vector("lm_head.bias", V);
     m->finalNorm_ = norm(prefix + "norm.weight", H);
+    if (c.normKind == NormKind::Layer) m->finalNormBias_ = vector(prefix + "norm.bias", H);
 
     m->layers_.resize(size_t(c.numLayers));
     for (int l = 0; l < c.numLayers; ++l) {
         const std::string p = prefix + "layers." + std::to_string(l) + ".";
         LayerWeights& L = m->layers_[size_t(l)];
         L.attnNorm = norm(p + "input_layernorm.weight", H);
+        if (c.normKind == NormKind::Layer) L.attnNormBias = vector(p + "input_layernorm.bias", H);
         const TensorView& tq = w.require(p + "self_attn.q_proj.weight", {qDim, H});
         const TensorView& tk = w.require(p + "self_attn.k_proj.weight", {kvDim, H});
         const TensorView& tv = w.require(p + "self_attn.v_proj.weight", {kvDim, H});
@@ -177,7 +194,7 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
             L.postAttnNorm = norm(p + "post_attention_layernorm.weight", H);
             L.mlpNorm = norm(p + "pre_feedforward_layernorm.weight", H);
             L.postMlpNorm = norm(p + "post_feedforward_layernorm.weight", H);
-        } else {
+        } else if (!c.parallelResidual) {
             L.mlpNorm = vector(p + "post_attention_layernorm.weight", H);
         }
         if (c.isSparseLayer(l)) {
@@ -185,19 +202,23 @@ std::unique_ptr<Model> Model::load(vk::Context& ctx, const std::filesystem::path
             tick();
             continue;
         }
-        auto gate = matrix(p + "mlp.gate_proj.weight", {I, H}, place(WeightRole::FfnGate, l));
+        DeviceMatrix gate;
+        if (c.gatedMlp) gate = matrix(p + "mlp.gate_proj.weight", {I, H}, place(WeightRole::FfnGate, l));
         auto up = matrix(p + "mlp.up_proj.weight", {I, H}, place(WeightRole::FfnUp, l));
         auto down = matrix(p + "mlp.down_proj.weight", {H, I}, place(WeightRole::FfnDown, l));
-        L.mlp = std::make_unique<DenseMlp>(std::move(gate), std::move(up), std::move(down));
+        vk::Buffer upBias, downBias;
+        if (c.mlpBias) upBias = vector(p + "mlp.up_proj.bias", I), downBias = vector(p + "mlp.down_proj.bias", H);
+        L.mlp = std::make_unique<DenseMlp>(std::move(gate), std::move(up), std::move(down), std::move(upBias),
+                                           std::move(downBias));
     }
     if (expertBudget > 0 && c.isMoe()) m->setExpertBudget(expertBudget);
     return m;
 }
 
 uint64_t Model::deviceBytes() const {
-    uint64_t n = embed_.bytes() + lmHeadOwn_.bytes() + finalNorm_.size();
+    uint64_t n = embed_.bytes() + lmHeadOwn_.bytes() + finalNorm_.size() + finalNormBias_.size() + lmHeadBias_.size();
     for (const auto& L : layers_)
-        n += L.attnNorm.size() + L.mlpNorm.size() + L.qkv.bytes() + L.q.bytes() + L.k.bytes() + L.v.bytes() +
+        n += L.attnNorm.size() + L.attnNormBias.size() + L.mlpNorm.size() + L.qkv.bytes() + L.q.bytes() + L.k.bytes() + L.v.bytes() +
              L.o.bytes() + L.qkvBias.size() + L.qBias.size() + L.kBias.size() + L.vBias.size() + L.oBias.size() +
              L.qNorm.size() + L.kNorm.size() + L.postAttnNorm.size() + L.postMlpNorm.size() + (L.mlp ? L.mlp->deviceBytes() : 0);
     return n;

@@ -47,6 +47,11 @@ constexpr SupportedArch kSupported[] = {
     // Phi-3, Phi-3.5-mini and Phi-4-mini: fused qkv_proj and gate_up_proj
     // (split into the usual tensors when the weights are opened).
     {"Phi3ForCausalLM", "phi3", Arch::Phi3},
+    // Phi-2 (and the dense layers Phixtral's MoEs are made of): LayerNorm with
+    // biases, parallel attention and MLP, fc1 -> gelu_new -> fc2, partial
+    // rotary. Its dense / fc1 / fc2 / final_layernorm tensors are renamed to
+    // the engine's names when the weights are opened.
+    {"PhiForCausalLM", "phi", Arch::Phi2},
 };
 
 std::string supportedList(bool modelTypes) {
@@ -357,7 +362,7 @@ Rope readRope(const FieldReader& cfg, const fs::path& file, int headDim, double 
 // required and num_key_value_heads defaults to the attention heads.
 struct ArchDefaults {
     double ropeTheta = 10000;
-    double rmsNormEps = 1e-6;
+    double normEps = 1e-6;
     int kvHeads = 0;      // 0: num_attention_heads
     int maxPositions = 0; // 0: required
     int headDim = 0;      // 0: hidden_size / num_attention_heads
@@ -374,7 +379,7 @@ ArchDefaults archDefaults(Arch arch) {
         break;
     case Arch::Mixtral:
         d.ropeTheta = 1e6; // MixtralConfig.default_theta
-        d.rmsNormEps = 1e-5;
+        d.normEps = 1e-5;
         d.kvHeads = 8;
         d.maxPositions = 4096 * 32;
         d.experts = 8;
@@ -400,8 +405,12 @@ ArchDefaults archDefaults(Arch arch) {
         d.maxPositions = 8192;
         break;
     case Arch::Phi3: // Phi3Config
-        d.rmsNormEps = 1e-5;
+        d.normEps = 1e-5;
         d.maxPositions = 4096;
+        break;
+    case Arch::Phi2: // PhiConfig
+        d.normEps = 1e-5;
+        d.maxPositions = 2048;
         break;
     case Arch::Gemma3: // Gemma3TextConfig
         d.kvHeads = 4;
@@ -621,7 +630,11 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     const FieldReader cfg(file, nested ? *text : root, nested ? "text_config." : "");
     if (nested) c.weightPrefix = "language_model.model.";
 
-    if (!c.isGemma()) {
+    if (c.arch == Arch::Phi2) {
+        // PhiConfig's default; NewGELUActivation is the tanh approximation.
+        const std::string act = cfg.has("hidden_act") ? cfg.string("hidden_act") : "gelu_new";
+        if (act != "gelu_new") cfg.fail("hidden_act", "\"" + act + "\" is not supported for Phi-2 (only gelu_new)");
+    } else if (!c.isGemma()) {
         const std::string act = cfg.string("hidden_act");
         if (!act.empty() && act != "silu") cfg.fail("hidden_act", "\"" + act + "\" is not supported (only silu)");
     } else if (!cfg.has("head_dim")) {
@@ -648,8 +661,8 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     if (c.headDim % 2 != 0) cfg.fail("head_dim", std::to_string(c.headDim) + " must be even for rotary embeddings");
     c.maxPositions = defaults.maxPositions > 0 ? cfg.positiveInt("max_position_embeddings", defaults.maxPositions)
                                                : cfg.positiveInt("max_position_embeddings");
-    c.rmsNormEps = static_cast<float>(cfg.positiveNumber("rms_norm_eps", defaults.rmsNormEps));
-    c.ropeDim = readRotaryDim(cfg, c.headDim, c.arch == Arch::Phi3);
+    c.normEps = static_cast<float>(cfg.positiveNumber(c.arch == Arch::Phi2 ? "layer_norm_eps" : "rms_norm_eps", defaults.normEps));
+    c.ropeDim = readRotaryDim(cfg, c.headDim, c.arch == Arch::Phi3 || c.arch == Arch::Phi2);
     const Rope rope = readRope(cfg, file, c.ropeDim, defaults.ropeTheta, nullptr, {}, c.arch == Arch::Phi3);
     c.ropeTheta = static_cast<float>(rope.theta);
     c.ropeInvFreq = rope.invFreq;
@@ -707,6 +720,16 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
         // Phi3Config: no biases, the window (when given) on every layer.
         if (cfg.has("sliding_window")) c.slidingWindow = cfg.positiveInt("sliding_window");
         break;
+    case Arch::Phi2:
+        // PhiConfig: biases on q, k, v, dense (o), fc1, fc2 and lm_head.
+        if (cfg.boolean("qk_layernorm", false))
+            cfg.fail("qk_layernorm", "true is not supported (LayerNorm of q and k per head)");
+        c.normKind = NormKind::Layer;
+        c.parallelResidual = true;
+        c.gatedMlp = false;
+        c.hiddenAct = Activation::GeluTanh;
+        c.attentionBias = c.outputBias = c.mlpBias = c.lmHeadBias = true;
+        break;
     }
 
     c.tieWordEmbeddings = cfg.boolean("tie_word_embeddings", false);
@@ -740,6 +763,11 @@ ModelConfig ModelConfig::load(const fs::path& dir) {
     return c;
 }
 
+std::vector<std::string> ModelConfig::mlpProjections() const {
+    if (!gatedMlp) return {"up_proj", "down_proj"};
+    return {"gate_proj", "up_proj", "down_proj"};
+}
+
 bool ModelConfig::isSparseLayer(int layer) const {
     if (numExperts == 0) return false;
     if (std::find(mlpOnlyLayers.begin(), mlpOnlyLayers.end(), layer) != mlpOnlyLayers.end()) return false;
@@ -758,6 +786,7 @@ std::string ModelConfig::archName() const {
     case Arch::Gemma2: return "Gemma 2";
     case Arch::Gemma3: return "Gemma 3";
     case Arch::Phi3: return "Phi-3";
+    case Arch::Phi2: return "Phi-2";
     }
     return "?";
 }

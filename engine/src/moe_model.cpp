@@ -68,9 +68,9 @@ std::unique_ptr<MoeModel> MoeModel::load(vk::Context& ctx, const Selector& s, co
             progress.throwIfCancelled();
             const ExpertFacts& f = facts.experts[e];
             ExpertSource src{f.dir, f.type == ExpertType::LoraAdapter, f.loraRank, f.loraAlpha, f.loraTargets};
-            experts.push_back(loadExpertLayer(ctx, *stores[e], src, m->model_->weights(), naming, layer,
-                                              c.hiddenSize, c.intermediateSize, s.mergeLora, expertBudget > 0,
-                                              s.quantize, c.numLayers));
+            const ExpertShape shape{c.hiddenSize, c.intermediateSize, c.gatedMlp, c.mlpBias};
+            experts.push_back(loadExpertLayer(ctx, *stores[e], src, m->model_->weights(), naming, layer, shape,
+                                              s.mergeLora, expertBudget > 0, s.quantize, c.numLayers));
             experts.back().mappedWeights = stores[e];
         }
         std::unique_ptr<MlpBlock> old = m->model_->takeMlp(layer);

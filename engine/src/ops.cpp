@@ -265,6 +265,16 @@ void rmsnorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer
     rec.dispatchFlat(pipe, {*x.buffer, weight, *out.buffer}, &p, sizeof p, rows);
 }
 
+void layernorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer& weight, const vk::Buffer& bias,
+               const Act& out, uint32_t rows, uint32_t dim, float eps) {
+    struct Push {
+        uint32_t rows, dim, xOffset, xStride, outOffset, outStride;
+        float eps;
+    } p{rows, dim, x.offset, x.stride, out.offset, out.stride, eps};
+    const auto& pipe = ctx.pipeline(ShaderId::layernorm, 4, sizeof p, {ctx.subgroupSize()});
+    rec.dispatchFlat(pipe, {*x.buffer, weight, bias, *out.buffer}, &p, sizeof p, rows);
+}
+
 void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const vk::Buffer& step,
            const vk::Buffer& out, uint32_t nTokens, float scale) {
     struct Push {
@@ -353,6 +363,14 @@ void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk:
     } p{n, actFlag(act)};
     const auto& pipe = ctx.pipeline(ShaderId::silu_mul, 3, sizeof p);
     rec.dispatchFlat(pipe, {g, u, h}, &p, sizeof p, (n + 63) / 64);
+}
+
+void activate(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& h, uint32_t n, Activation act) {
+    struct Push {
+        uint32_t n, flags;
+    } p{n, actFlag(act)};
+    const auto& pipe = ctx.pipeline(ShaderId::activate, 1, sizeof p);
+    rec.dispatchFlat(pipe, {h}, &p, sizeof p, (n + 63) / 64);
 }
 
 void softcap(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& x, uint32_t offset, uint32_t n, float cap) {

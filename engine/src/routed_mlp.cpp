@@ -21,7 +21,7 @@ struct RoutedState : MlpState {
 } // namespace
 
 uint64_t ExpertMlp::bytes() const {
-    uint64_t n = gate.bytes() + up.bytes() + down.bytes();
+    uint64_t n = gate.bytes() + up.bytes() + down.bytes() + upBias.size() + downBias.size();
     for (const auto* d : {&loraGate, &loraUp, &loraDown})
         if (*d) n += (*d)->a.bytes() + (*d)->b.bytes();
     return n;
@@ -32,7 +32,7 @@ RoutedMlp::RoutedMlp(vk::Context& ctx, std::unique_ptr<DenseMlp> base, std::vect
     : base_(std::move(base)), experts_(std::move(experts)), routing_(routing) {
     if (!base_) throw Error("internal: a routed MLP needs the layer's base MLP");
     const uint32_t E = uint32_t(experts_.size());
-    const uint32_t H = base_->gate().cols, I = base_->gate().rows;
+    const uint32_t H = base_->up().cols, I = base_->up().rows;
     if (E == 0 || E > 159) throw Error("an MoE layer holds 1 to 159 experts, not " + std::to_string(E));
     if (gateWeight.size() != size_t(E) * H)
         throw Error("the gate has " + std::to_string(gateWeight.size()) + " weights; " + std::to_string(E) +
@@ -48,6 +48,7 @@ RoutedMlp::RoutedMlp(vk::Context& ctx, std::unique_ptr<DenseMlp> base, std::vect
     };
     for (uint32_t e = 0; e < E; ++e) {
         const ExpertMlp& x = experts_[e];
+        if (x.gate.rows && !base_->gated()) throw Error("expert " + std::to_string(e) + " has a gate_proj; the base's MLP has none");
         check(x.gate, I, H, "gate_proj", e);
         check(x.up, I, H, "up_proj", e);
         check(x.down, H, I, "down_proj", e);
@@ -65,6 +66,8 @@ void RoutedMlp::stackExperts(vk::Context& ctx) {
     const Projection projections[] = {&ExpertMlp::gate, &ExpertMlp::up, &ExpertMlp::down};
     DeviceMatrix* baseMatrices[] = {&base_->gate_, &base_->up_, &base_->down_};
     const uint32_t E = expertCount();
+    // The stacked pass is gated (ops::stackedExperts) and has no biases.
+    if (!base_->gated() || base_->upBias().valid() || base_->downBias().valid()) return;
     for (const ExpertMlp& x : experts_)
         if (x.hasLora()) return;
     // When no expert is the base, the base MLP is stacked too, as slot E (the
@@ -323,7 +326,7 @@ void RoutedMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step)
 void RoutedMlp::recordRouting(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const {
     if (!step.state) throw Error("internal: a routed MLP records with its session state");
     auto& st = dynamic_cast<RoutedState&>(*step.state);
-    const uint32_t n = step.nTokens, E = expertCount(), H = base_->gate().cols;
+    const uint32_t n = step.nTokens, E = expertCount(), H = base_->up().cols;
     const ops::Act in{step.input, 0, H};
 
     // Gate logits, then routing on the device.
@@ -343,7 +346,7 @@ void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep
                               const std::vector<uint32_t>* tokensPerSlot) const {
     if (!step.state) throw Error("internal: a routed MLP records with its session state");
     auto& st = dynamic_cast<RoutedState&>(*step.state);
-    const uint32_t n = step.nTokens, E = expertCount(), H = base_->gate().cols, I = base_->gate().rows;
+    const uint32_t n = step.nTokens, E = expertCount(), H = base_->up().cols, I = base_->up().rows;
     const ops::Act in{step.input, 0, H};
 
     const uint32_t slots = E + 1;
@@ -377,7 +380,22 @@ void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep
         const ops::ExpertSlot scatter{&st.route, s, slots, st.params.maxBatch, false, true};
         const ops::Act h{sc.hidden, 0, I};
         const bool gateUpLora = x.loraGate || x.loraUp;
-        if (!gateUpLora) {
+        // An ungated expert's biases: its own (fine-tuned), else the base's.
+        const vk::Buffer& upBias = x.upBias.valid() ? x.upBias : base_->upBias();
+        const vk::Buffer& downBias = x.downBias.valid() ? x.downBias : base_->downBias();
+        const vk::Buffer* downBiasOrNull = downBias.valid() ? &downBias : nullptr;
+        if (!base_->gated()) {
+            // up -> act -> down (Phi-2): the up projection (plus its LoRA delta) into h, activated in place.
+            ops::matmul(ctx, rec, up, in, h, n, {.bias = upBias.valid() ? &upBias : nullptr, .expert = &gather});
+            if (x.loraUp) {
+                const uint32_t r = loraRank_;
+                ops::matmul(ctx, rec, x.loraUp->a, in, {&st.loraUp, 0, r}, n, {.expert = &gather});
+                rec.barrier();
+                ops::matmul(ctx, rec, x.loraUp->b, {&st.loraUp, 0, r}, h, n, {.accumulate = true});
+            }
+            rec.barrier();
+            ops::activate(ctx, rec, *sc.hidden, n * I, step.act);
+        } else if (!gateUpLora) {
             ops::matmulGated(ctx, rec, gate, up, in, h, n, {.expert = &gather, .act = step.act});
         } else {
             ops::matmul(ctx, rec, gate, in, {sc.gate, 0, I}, n, {.expert = &gather});
@@ -398,7 +416,8 @@ void RoutedMlp::recordExperts(vk::Context& ctx, vk::Recorder& rec, const MlpStep
             ops::siluMul(ctx, rec, *sc.gate, *sc.up, *sc.hidden, n * I, step.act);
         }
         rec.barrier();
-        ops::matmul(ctx, rec, down, h, {step.residual, 0, H}, n, {.accumulate = true, .expert = &scatter});
+        ops::matmul(ctx, rec, down, h, {step.residual, 0, H}, n,
+                    {.bias = downBiasOrNull, .accumulate = true, .expert = &scatter});
         if (x.loraDown) {
             const uint32_t r = loraRank_;
             ops::matmul(ctx, rec, x.loraDown->a, h, {&st.loraDown, 0, r}, n);

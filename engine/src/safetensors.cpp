@@ -509,10 +509,12 @@ void WeightStore::splitRows(const std::string& fused, const std::vector<std::pai
     const fs::path where = t.file ? t.file->path() : folder_;
     int64_t rows = 0;
     for (const auto& part : parts) rows += part.second;
-    if (t.shape.size() != 2 || t.shape[0] != rows || rows <= 0)
+    // A vector (a fused bias) splits by elements.
+    const bool vector = t.shape.size() == 1;
+    if ((t.shape.size() != 2 && !vector) || t.shape[0] != rows || rows <= 0)
         failTensor(where, fused, "has shape " + t.shapeString() + ", expected " + std::to_string(rows) + " rows (" +
-                                     std::to_string(parts.size()) + " stacked parts) of " +
-                                     (t.shape.size() == 2 ? std::to_string(t.shape[1]) : std::string("some")) + " columns");
+                                     std::to_string(parts.size()) + " stacked parts)" +
+                                     (vector ? std::string() : " of " + (t.shape.size() == 2 ? std::to_string(t.shape[1]) : std::string("some")) + " columns"));
     const size_t rowBytes = t.nbytes / size_t(rows);
     if (rowBytes * size_t(rows) != t.nbytes) failTensor(where, fused, "its rows cannot be split");
     int64_t at = 0;
@@ -520,7 +522,7 @@ void WeightStore::splitRows(const std::string& fused, const std::vector<std::pai
         if (index_.count(name)) failTensor(where, name, "appears both on its own and inside " + fused);
         TensorView v = t;
         v.name = name;
-        v.shape = {n, t.shape[1]};
+        v.shape = vector ? std::vector<int64_t>{n} : std::vector<int64_t>{n, t.shape[1]};
         v.data = t.data + size_t(at) * rowBytes;
         v.nbytes = size_t(n) * rowBytes;
         at += n;

@@ -100,6 +100,12 @@ struct Session::Shared {
     void recordQkvThenRope(vk::Recorder& rec, size_t layer, uint32_t nTokens, const ops::Act& in,
                            const ops::InputNorm* inNorm);
     void recordMlpNorm(vk::Recorder& rec, size_t layer, uint32_t nTokens);
+    // out = norm(x) of `rows` rows of hidden: RMSNorm, or LayerNorm with `bias`.
+    void recordNorm(vk::Recorder& rec, const ops::Act& x, const vk::Buffer& weight, const vk::Buffer& bias,
+                    const ops::Act& out, uint32_t rows);
+    // Whether a projection of nTokens tokens takes the input norm folded in:
+    // RMSNorm only, and never where the MLP reads the attention's norm (parallel residual).
+    bool foldsNorm(uint32_t nTokens) const;
     MlpStep mlpStep(size_t layer, uint32_t nTokens);
     float embedScale() const;
     // Before a layer's MLP block: clears mlpOut_ where the block adds into it (Gemma).
@@ -375,8 +381,21 @@ void Session::Shared::recordMlpEpilogue(vk::Recorder& rec, size_t l, uint32_t n)
     if (!mlpOut_.valid()) return;
     const ModelConfig& c = model_.config();
     const uint32_t H = uint32_t(c.hiddenSize);
-    ops::rmsnorm(ctx_, rec, {&mlpOut_, 0, H}, model_.layers_[l].postMlpNorm, {&x_, 0, H}, n, H, c.rmsNormEps, 1, true);
+    ops::rmsnorm(ctx_, rec, {&mlpOut_, 0, H}, model_.layers_[l].postMlpNorm, {&x_, 0, H}, n, H, c.normEps, 1, true);
     rec.barrier();
+}
+
+void Session::Shared::recordNorm(vk::Recorder& rec, const ops::Act& x, const vk::Buffer& weight, const vk::Buffer& bias,
+                                 const ops::Act& out, uint32_t rows) {
+    const ModelConfig& c = model_.config();
+    const uint32_t H = uint32_t(c.hiddenSize);
+    if (c.normKind == NormKind::Layer) ops::layernorm(ctx_, rec, x, weight, bias, out, rows, H, c.normEps);
+    else ops::rmsnorm(ctx_, rec, x, weight, out, rows, H, c.normEps);
+}
+
+bool Session::Shared::foldsNorm(uint32_t n) const {
+    const ModelConfig& c = model_.config();
+    return c.normKind == NormKind::Rms && !c.parallelResidual && ops::foldsInputNorm(n);
 }
 
 void Session::Shared::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
@@ -384,9 +403,9 @@ void Session::Shared::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
     const MlpBlock& mlp = *model_.layers_[l].mlp;
     MlpStep step = mlpStep(l, n);
     const bool captured = std::find(captureLayers_.begin(), captureLayers_.end(), int(l)) != captureLayers_.end();
-    if (mlp.foldsInputNorm(step) && !captured) {
+    if (mlp.foldsInputNorm(step) && !captured && foldsNorm(n)) {
         step.input = &x_;
-        step.inputNorm = {&model_.layers_[l].mlpNorm, model_.config().rmsNormEps};
+        step.inputNorm = {&model_.layers_[l].mlpNorm, model_.config().normEps};
     } else {
         recordMlpNorm(rec, l, n);
     }
@@ -416,8 +435,8 @@ void Session::Shared::recordQkvThenRope(vk::Recorder& rec, size_t l, uint32_t n,
         // Qwen3: each head's q and k RMS-normalised before RoPE, in place (the
         // rmsnorm shader reads a row fully before writing it).
         const uint32_t D = attn_.headDim;
-        ops::rmsnorm(ctx_, rec, q, L.qNorm, q, n * attn_.nHeads, D, c.rmsNormEps, attn_.nHeads);
-        ops::rmsnorm(ctx_, rec, k, L.kNorm, k, n * attn_.nKvHeads, D, c.rmsNormEps, attn_.nKvHeads);
+        ops::rmsnorm(ctx_, rec, q, L.qNorm, q, n * attn_.nHeads, D, c.normEps, attn_.nHeads);
+        ops::rmsnorm(ctx_, rec, k, L.kNorm, k, n * attn_.nKvHeads, D, c.normEps, attn_.nKvHeads);
         rec.barrier();
     }
     ops::ropeStore(ctx_, rec, attn_, step_, q, k, v, q_, kCache_[l], vCache_[l], ropeTable(l), maxContext_, n);
@@ -430,10 +449,10 @@ void Session::Shared::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
     const uint32_t qDim = attn_.nHeads * attn_.headDim;
 
     // The input norm: folded into the QKV matvec, or a pass of its own.
-    const ops::InputNorm norm{&L.attnNorm, c.rmsNormEps};
-    const bool fold = ops::foldsInputNorm(n);
+    const ops::InputNorm norm{&L.attnNorm, c.normEps};
+    const bool fold = foldsNorm(n);
     if (!fold) {
-        ops::rmsnorm(ctx_, rec, {&x_, 0, H}, L.attnNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
+        recordNorm(rec, {&x_, 0, H}, L.attnNorm, L.attnNormBias, {&xn_, 0, H}, n);
         rec.barrier();
     }
     const ops::Act in{fold ? &x_ : &xn_, 0, H};
@@ -457,15 +476,19 @@ void Session::Shared::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
     // Gemma: x += post_attention_layernorm(o_proj(attention)); xn_ is free again here.
     ops::matmul(ctx_, rec, L.o, {&attnOut_, 0, qDim}, {&xn_, 0, H}, n, {.bias = bias(L.oBias)});
     rec.barrier();
-    ops::rmsnorm(ctx_, rec, {&xn_, 0, H}, L.postAttnNorm, {&x_, 0, H}, n, H, c.rmsNormEps, 1, true);
+    ops::rmsnorm(ctx_, rec, {&xn_, 0, H}, L.postAttnNorm, {&x_, 0, H}, n, H, c.normEps, 1, true);
     rec.barrier();
 }
 
 void Session::Shared::recordMlpNorm(vk::Recorder& rec, size_t l, uint32_t n) {
     const ModelConfig& c = model_.config();
     const uint32_t H = uint32_t(c.hiddenSize);
-    ops::rmsnorm(ctx_, rec, {&x_, 0, H}, model_.layers_[l].mlpNorm, {&xn_, 0, H}, n, H, c.rmsNormEps);
-    rec.barrier();
+    // Parallel residual: xn_ still holds the layer's input norm, which the
+    // attention read and the MLP reads too.
+    if (!c.parallelResidual) {
+        recordNorm(rec, {&x_, 0, H}, model_.layers_[l].mlpNorm, {}, {&xn_, 0, H}, n);
+        rec.barrier();
+    }
     for (size_t i = 0; i < captureLayers_.size(); ++i)
         if (captureLayers_[i] == int(l)) rec.copy(xn_.handle(), 0, captureBuffers_[i].handle(), 0, uint64_t(n) * H * kFloat);
 }
@@ -536,13 +559,15 @@ void Session::Shared::recordHead(vk::Recorder& rec, uint32_t n, bool allRows) {
     const uint32_t H = uint32_t(c.hiddenSize), V = uint32_t(c.vocabSize);
     const uint32_t rows = allRows ? n : 1;
     const uint32_t firstRow = allRows ? 0 : n - 1;
-    const ops::InputNorm norm{&model_.finalNorm_, c.rmsNormEps};
-    if (ops::foldsInputNorm(rows)) {
-        ops::matmul(ctx_, rec, *model_.lmHead_, {&x_, firstRow * H, H}, {&logits_, 0, V}, rows, {.norm = &norm});
+    const ops::InputNorm norm{&model_.finalNorm_, c.normEps};
+    const vk::Buffer* headBias = bias(model_.lmHeadBias_);
+    if (c.normKind == NormKind::Rms && ops::foldsInputNorm(rows)) {
+        ops::matmul(ctx_, rec, *model_.lmHead_, {&x_, firstRow * H, H}, {&logits_, 0, V}, rows,
+                    {.bias = headBias, .norm = &norm});
     } else {
-        ops::rmsnorm(ctx_, rec, {&x_, firstRow * H, H}, model_.finalNorm_, {&xn_, 0, H}, rows, H, c.rmsNormEps);
+        recordNorm(rec, {&x_, firstRow * H, H}, model_.finalNorm_, model_.finalNormBias_, {&xn_, 0, H}, rows);
         rec.barrier();
-        ops::matmul(ctx_, rec, *model_.lmHead_, {&xn_, 0, H}, {&logits_, 0, V}, rows);
+        ops::matmul(ctx_, rec, *model_.lmHead_, {&xn_, 0, H}, {&logits_, 0, V}, rows, {.bias = headBias});
     }
     if (c.finalSoftcap > 0) {
         rec.barrier();

@@ -25,10 +25,16 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr const char* kMlpProjections[] = {"gate_proj", "up_proj", "down_proj"};
+bool isMlpProjection(const ModelConfig& base, const std::string& name) {
+    const auto projections = base.mlpProjections();
+    return std::find(projections.begin(), projections.end(), name) != projections.end();
+}
 
-bool isMlpProjection(const std::string& name) {
-    return std::find(std::begin(kMlpProjections), std::end(kMlpProjections), name) != std::end(kMlpProjections);
+// A module name as the engine calls it: Phi-2's fc1 / fc2 / dense are
+// up_proj / down_proj / o_proj (its tensors are renamed so when opened).
+std::string engineModuleName(const ModelConfig& base, const std::string& name) {
+    if (base.arch != Arch::Phi2) return name;
+    return name == "fc1" ? "up_proj" : name == "fc2" ? "down_proj" : name == "dense" ? "o_proj" : name;
 }
 
 std::string joinList(const std::vector<std::string>& items, const char* sep = ", ") {
@@ -99,7 +105,7 @@ void inspectFineTuned(const ModelConfig& base, const fs::path& dir, const std::v
         return;
     }
     for (int layer : layers)
-        for (const char* proj : kMlpProjections) {
+        for (const std::string& proj : base.mlpProjections()) {
             const std::string name = mlpTensorName(naming.prefix, layer, naming.mlp, proj) + ".weight";
             try {
                 const TensorView& t = store->require(name, projectionShape(base, proj));
@@ -200,7 +206,7 @@ void inspectLora(const ModelConfig& base, const fs::path& dir, const std::vector
                 adapterTargets.push_back("gate_proj");
                 adapterTargets.push_back("up_proj");
             } else {
-                adapterTargets.push_back(t.get<std::string>());
+                adapterTargets.push_back(engineModuleName(base, t.get<std::string>()));
             }
         }
     }
@@ -209,10 +215,11 @@ void inspectLora(const ModelConfig& base, const fs::path& dir, const std::vector
     // adapter's MLP targets.
     std::vector<std::string> chosen;
     if (selector && !selector->loraTargets.empty()) {
-        for (const auto& t : selector->loraTargets) {
-            if (!isMlpProjection(t)) {
-                out.problems.push_back("selector anymoe.config.expert_type.lora_adapter.target_modules: " + t +
-                                       " is not an MLP projection (gate_proj, up_proj, down_proj)");
+        for (const auto& given : selector->loraTargets) {
+            const std::string t = engineModuleName(base, given);
+            if (!isMlpProjection(base, t)) {
+                out.problems.push_back("selector anymoe.config.expert_type.lora_adapter.target_modules: " + given +
+                                       " is not an MLP projection (" + joinList(base.mlpProjections()) + ")");
             } else if (std::find(adapterTargets.begin(), adapterTargets.end(), t) == adapterTargets.end() &&
                        !adapterTargets.empty()) {
                 problem("target_modules", "does not include " + t + ", which the selector's target_modules names");
@@ -222,13 +229,13 @@ void inspectLora(const ModelConfig& base, const fs::path& dir, const std::vector
         }
     } else {
         std::vector<std::string> ignored;
-        for (const auto& t : adapterTargets) (isMlpProjection(t) ? chosen : ignored).push_back(t);
+        for (const auto& t : adapterTargets) (isMlpProjection(base, t) ? chosen : ignored).push_back(t);
         if (!ignored.empty())
             out.warnings.push_back(configFile.string() + ": target_modules " + joinList(ignored) +
                                    " are not MLP projections; only the MLP part of this adapter is used");
         if (chosen.empty() && !adapterTargets.empty())
             problem("target_modules", joinList(adapterTargets) +
-                                          ": none is an MLP projection (gate_proj, up_proj, down_proj)");
+                                          ": none is an MLP projection (" + joinList(base.mlpProjections()) + ")");
     }
     out.facts.loraTargets = chosen;
 
@@ -258,7 +265,7 @@ void inspectLora(const ModelConfig& base, const fs::path& dir, const std::vector
     std::unique_ptr<WeightStore> store;
     try {
         store = WeightStore::openFile(weights);
-        splitFusedLora(*store);
+        useEngineLoraNames(*store);
     } catch (const Error& e) {
         out.problems.push_back(e.what());
         return;
@@ -393,7 +400,7 @@ SelectionFacts validateSelection(const Selector& s, const std::atomic<bool>* can
     if (!facts.layers.empty()) {
         try {
             const auto store = openModelWeights(base.dir);
-            const std::string name = mlpTensorName(s.prefix, facts.layers.front(), s.mlp, "gate_proj") + ".weight";
+            const std::string name = mlpTensorName(s.prefix, facts.layers.front(), s.mlp, "up_proj") + ".weight";
             if (!store->find(name))
                 problems.push_back(base.dir.string() + ": no tensor " + name +
                                    " in the base: check anymoe.prefix \"" + s.prefix + "\" and anymoe.mlp \"" + s.mlp +

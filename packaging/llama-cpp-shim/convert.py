@@ -17,10 +17,11 @@ tensors are converted:
    torch.float8_e5m2; they are only dictionary keys, equal to no real dtype,
    so an F8 checkpoint would still fail instead of being misread.
 3. --sentencepiece-vocab: Qwen2MoeModel (and Qwen3MoeModel, its subclass)
-   only know the BPE vocabulary path, which needs transformers. With this flag
-   they try the SentencePiece path first, exactly as the converter's own
-   Qwen2Model.set_vocab does (tokenizer.model; BPE if there is none). For the
-   random test models that carry the demo base's SentencePiece tokenizer.
+   and Phi2Model only know the BPE vocabulary path, which needs transformers.
+   With this flag they try the SentencePiece path first, exactly as the
+   converter's own Qwen2Model.set_vocab does (tokenizer.model; BPE if there is
+   none). For the random test models that carry the demo base's SentencePiece
+   tokenizer.
 """
 import importlib.util
 import os
@@ -54,7 +55,7 @@ def main() -> None:
             setattr(torch, name, MissingDtype(name))
 
     if sentencepiece_vocab:
-        from conversion import qwen
+        from conversion import phi, qwen
 
         def set_vocab(self):
             try:
@@ -63,6 +64,7 @@ def main() -> None:
                 self._set_vocab_gpt2()
 
         qwen.Qwen2MoeModel.set_vocab = set_vocab
+        phi.Phi2Model.set_vocab = set_vocab
 
     converter = os.path.join(llama_dir, "convert_hf_to_gguf.py")
     sys.argv = [converter] + args

@@ -54,8 +54,16 @@ std::vector<float> expertProjection(const WeightStore& expert, const ExpertSourc
 // `base` is the base model's weights (LoRA merging reads them). With
 // `pagedOut`, a fine-tuned expert's projections are only mapped
 // (DeviceMatrix::mapped): an expert budget uploads them when routed to.
+// The MLP the experts replace: its widths, whether it has a gate_proj
+// (else up -> act -> down, Phi-2) and up / down biases (a fine-tuned
+// expert's own are loaded; a LoRA expert keeps the base's).
+struct ExpertShape {
+    int hidden = 0, intermediate = 0;
+    bool gated = true;
+    bool biases = false;
+};
 ExpertMlp loadExpertLayer(vk::Context& ctx, const WeightStore& expert, const ExpertSource& source,
-                          const WeightStore& base, const MlpNaming& naming, int layer, int hidden, int intermediate,
+                          const WeightStore& base, const MlpNaming& naming, int layer, const ExpertShape& shape,
                           bool mergeLora, bool pagedOut = false, QuantizeScheme quantize = QuantizeScheme::None,
                           int numLayers = 1);
 

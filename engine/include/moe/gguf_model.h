@@ -31,18 +31,21 @@ std::unique_ptr<WeightStore> ggufWeightStore(std::shared_ptr<const GgufFile> fil
 std::string ggufLayerTensorName(const std::string& hfName);
 
 // A model folder's safetensors or a GGUF file's tensors, by the path's kind.
-// Phi-3's fused tensors come split (splitFusedWeights).
+// Phi-3's fused tensors come split and Phi-2's renamed (useEngineTensorNames).
 std::shared_ptr<const WeightStore> openModelWeights(const std::filesystem::path& path);
 
 // Phi-3 keeps q/k/v in one self_attn.qkv_proj (rows q, k, v) and gate/up in
 // one mlp.gate_up_proj (rows gate, up): replaced by views named q_proj,
 // k_proj, v_proj, gate_proj and up_proj, so that everything downstream
-// (the layer loader, experts, builds) sees the usual tensors.
-void splitFusedWeights(WeightStore& store, const ModelConfig& config);
+// (the layer loader, experts, builds) sees the usual tensors. Phi-2's
+// self_attn.dense, mlp.fc1, mlp.fc2 and model.final_layernorm (weights and
+// biases) become o_proj, up_proj, down_proj and model.norm likewise.
+void useEngineTensorNames(WeightStore& store, const ModelConfig& config);
 // A PEFT adapter of such a model: lora_B of gate_up_proj split into the
 // gate and up halves of its rows, lora_A shared by both (B·A of the fused
-// projection is exactly those two blocks).
-void splitFusedLora(WeightStore& adapter);
+// projection is exactly those two blocks); Phi-2's fc1 / fc2 / dense
+// factors renamed as above.
+void useEngineLoraNames(WeightStore& adapter);
 
 // llama.cpp's converter stores the q and k rows of `llama` models with each
 // head's two rotation halves interleaved (GGUF row h*d + 2i + s holds Hugging

@@ -78,16 +78,22 @@ public:
     virtual bool foldsInputNorm(const MlpStep&) const { return false; }
 };
 
+// down(act(gate · x) * (up · x)), or ungated (no gate matrix, rows == 0):
+// down(act(up · x + upBias)) + downBias (Phi-2's fc1 / fc2).
 class DenseMlp : public MlpBlock {
 public:
-    DenseMlp(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix down);
+    DenseMlp(DeviceMatrix gate, DeviceMatrix up, DeviceMatrix down, vk::Buffer upBias = {}, vk::Buffer downBias = {});
     void record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const override;
     uint64_t deviceBytes() const override;
-    uint32_t scratchWidth() const override { return gate_.rows; }
-    bool foldsInputNorm(const MlpStep& step) const override { return ops::foldsInputNorm(step.nTokens); }
+    uint32_t scratchWidth() const override { return up_.rows; }
+    // The gated pass folds an RMSNorm; the ungated one reads normalised input.
+    bool foldsInputNorm(const MlpStep& step) const override { return gated() && ops::foldsInputNorm(step.nTokens); }
+    bool gated() const { return gate_.rows != 0; }
     const DeviceMatrix& gate() const { return gate_; }
     const DeviceMatrix& up() const { return up_; }
     const DeviceMatrix& down() const { return down_; }
+    const vk::Buffer& upBias() const { return upBias_; }     // float32 [intermediate], or empty
+    const vk::Buffer& downBias() const { return downBias_; } // float32 [hidden], or empty
 
 private:
     // A routed block stacks its experts' matrices, the base's included (as
@@ -95,10 +101,13 @@ private:
     // views in their place.
     friend class RoutedMlp;
     DeviceMatrix gate_, up_, down_;
+    vk::Buffer upBias_, downBias_;
 };
 
 struct LayerWeights {
     vk::Buffer attnNorm, mlpNorm; // float32
+    vk::Buffer attnNormBias;      // float32, LayerNorm's bias (Phi-2); else empty
+    // Phi-2 (parallel residual): attention and MLP share attnNorm; mlpNorm is empty.
     vk::Buffer postAttnNorm, postMlpNorm; // float32, Gemma's norms of the attention and MLP outputs; else empty
     // q, k and v as one projection (rows q, then k, then v: one dispatch);
     // separate matrices only when their dtypes differ.
@@ -195,6 +204,8 @@ private:
     DeviceMatrix lmHeadOwn_; // empty when tied to the embedding
     const DeviceMatrix* lmHead_ = nullptr;
     vk::Buffer finalNorm_;
+    vk::Buffer finalNormBias_; // LayerNorm (Phi-2); else empty
+    vk::Buffer lmHeadBias_;    // Phi-2; else empty
     std::vector<LayerWeights> layers_;
     uint64_t parameters_ = 0;
     uint64_t revision_ = 0;

@@ -7,7 +7,11 @@
 
 namespace moe {
 
-enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Qwen3Moe, Gemma2, Gemma3, Phi3 };
+enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Qwen3Moe, Gemma2, Gemma3, Phi3, Phi2 };
+
+// The decoder's norms: RMSNorm (weight only), or LayerNorm with weight and
+// bias (Phi-2: the mean subtracted, the variance's root divided out).
+enum class NormKind { Rms, Layer };
 
 // The MLP's gate activation: SwiGLU (silu) or GeGLU with the tanh GELU
 // (Gemma's gelu_pytorch_tanh).
@@ -34,7 +38,8 @@ struct ModelConfig {
     int numKvHeads = 0;
     int headDim = 0;
     int maxPositions = 0;
-    float rmsNormEps = 1e-6f;
+    NormKind normKind = NormKind::Rms;
+    float normEps = 1e-6f;        // rms_norm_eps, or layer_norm_eps for LayerNorm
     float ropeTheta = 10000.0f;
     std::vector<float> ropeInvFreq; // rotaryDim()/2 inverse frequencies, rope_scaling applied
     // Phi-3's partial_rotary_factor: RoPE on each head's first ropeDim
@@ -60,6 +65,14 @@ struct ModelConfig {
     // stored 1 + w in GGUF files, so there it is 0).
     float normOffset = 0;
     Activation hiddenAct = Activation::Silu;
+    // Phi-2: the MLP is fc1 -> activation -> fc2 (no gate; up_proj and
+    // down_proj in the engine's names), with biases on both when mlpBias.
+    bool gatedMlp = true;
+    bool mlpBias = false;
+    bool lmHeadBias = false;        // lm_head.bias (Phi-2)
+    // Phi-2: attention and MLP both read the layer's one input norm and add
+    // into the residual side by side (no post_attention_layernorm).
+    bool parallelResidual = false;
     // Gemma 2/3: four norms per layer; attention and MLP outputs are
     // RMS-normalised (post_attention / post_feedforward_layernorm) before
     // they are added to the residual.
@@ -79,6 +92,8 @@ struct ModelConfig {
     }
     bool localRope(int layer) const { return !ropeLocalInvFreq.empty() && layerWindow(layer) > 0; }
     bool isGemma() const { return arch == Arch::Gemma2 || arch == Arch::Gemma3; }
+    // The MLP's projections in the engine's names: gate_proj (when gated), up_proj, down_proj.
+    std::vector<std::string> mlpProjections() const;
     // Native sparse MoE (Mixtral): experts per MLP layer (0 = dense MLPs),
     // experts each token runs, and whether the chosen experts' softmax
     // weights are renormalised to sum to 1 (Mixtral: yes).

@@ -50,7 +50,7 @@ bool foldsInputNorm(uint32_t nTokens);
 // What a matmul does besides out = W · x; set by name:
 // matmul(..., {.bias = &b, .accumulate = true}).
 struct MatmulOptions {
-    const vk::Buffer* bias = nullptr;   // float32 [rows], added to each output row
+    const vk::Buffer* bias = nullptr;   // float32 [rows], added to each output row (before a scatter's weight)
     bool accumulate = false;            // out += instead of out =
     MatmulKernel kernel = MatmulKernel::Auto;
     const ExpertSlot* expert = nullptr; // one expert slot's tokens (nTokens = the slot's capacity)
@@ -116,6 +116,10 @@ void routeTokens(vk::Context& ctx, vk::Recorder& rec, const RouteParams& p, cons
 // With `accumulate`, out += the normalised rows (out must not overlap x).
 void rmsnorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer& weight, const Act& out,
              uint32_t rows, uint32_t dim, float eps, uint32_t rowsPerToken = 1, bool accumulate = false);
+// out[r, :] = (x[r, :] - mean) / sqrt(var + eps) * weight + bias for `rows`
+// rows of `dim` (LayerNorm; Phi-2). out must not overlap x.
+void layernorm(vk::Context& ctx, vk::Recorder& rec, const Act& x, const vk::Buffer& weight, const vk::Buffer& bias,
+               const Act& out, uint32_t rows, uint32_t dim, float eps);
 // out[t, :] = table[step.tokens[t], :] * scale for t < nTokens.
 void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const vk::Buffer& step,
            const vk::Buffer& out, uint32_t nTokens, float scale = 1.0f);
@@ -160,6 +164,8 @@ void sigmoidScaleRows(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& s, 
 // h = act(g) * u over n elements (silu, or the tanh GELU).
 void siluMul(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& g, const vk::Buffer& u, const vk::Buffer& h,
              uint32_t n, Activation act = Activation::Silu);
+// h = act(h) over n elements, in place (an ungated MLP's activation; Phi-2).
+void activate(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& h, uint32_t n, Activation act);
 // dst = src, `bytes` a multiple of 16 (bandwidth probe).
 // texelSource: read src through a texel-buffer view (how weights are read).
 void copy(vk::Context& ctx, vk::Recorder& rec, const vk::Buffer& src, const vk::Buffer& dst, uint64_t bytes,

@@ -21,6 +21,9 @@ struct LoraDelta {
 // base MLP's; a default-constructed ExpertMlp is the base MLP itself.
 struct ExpertMlp {
     DeviceMatrix gate, up, down;
+    // A fine-tuned expert's own up / down biases (ungated MLPs with biases,
+    // Phi-2); empty: the base's, when it has them. Small, so never paged out.
+    vk::Buffer upBias, downBias;
     std::optional<LoraDelta> loraGate, loraUp, loraDown;
     // The expert's checkpoint: keeps the files its matrices' mappedSource
     // points into mapped while the expert may be paged out and in again.
