@@ -16,8 +16,9 @@ packages=(
   # moe-cli serve: the OpenAI-compatible HTTP server (server/)
   libcpp-httplib-dev
   xvfb xauth
-  # packaging/run-fuzzers.sh: clang's libFuzzer with ASan + UBSan
-  clang libfuzzer-14-dev
+  # packaging/run-fuzzers.sh: clang's libFuzzer with ASan + UBSan (the sanitizer
+  # runtimes are only a Recommends of clang, not installed with --no-install-recommends)
+  clang libfuzzer-14-dev libclang-rt-14-dev
   desktop-file-utils appstream dpkg-dev
 )
 # npm fetches tokenizer test data; use the machine's own Node.js if it has one.

@@ -144,7 +144,8 @@ std::optional<Conversation> ConversationStore::load(const QString& id, QString* 
         return std::nullopt;
     }
     QJsonParseError parseError;
-    const QJsonDocument doc = QJsonDocument::fromJson(file.read(kMaxConversationBytes + 1), &parseError);
+    // What the size said, not the cap: a buffer of the cap would be allocated for every file read.
+    const QJsonDocument doc = QJsonDocument::fromJson(file.read(file.size()), &parseError);
     if (!doc.isObject()) {
         if (error) *error = QStringLiteral("%1: invalid JSON: %2").arg(path, parseError.errorString());
         return std::nullopt;
