@@ -31,6 +31,11 @@ layout(constant_id = 1) const uint ROWS = 1u;
 layout(constant_id = 2) const uint SPLIT_K = 1u;
 layout(constant_id = 3) const uint SUBGROUPS = 1u; // subgroups per workgroup (gl_NumSubgroups, as a constant)
 layout(constant_id = 4) const bool NORM_INPUT = false;
+// Tokens per workgroup (batched decode): each weight load serves them all.
+// Every (row, token) sum is formed exactly as with one token (same lanes,
+// same order), so a sequence's logits do not depend on its neighbours.
+// EXPERTS and routed (gather/scatter) dispatches keep 1.
+layout(constant_id = 5) const uint TOKENS = 1u;
 #ifdef GATED
 const uint SUMS = 2u;
 #define NORM_BINDING 6
@@ -38,8 +43,9 @@ const uint SUMS = 2u;
 const uint SUMS = 1u;
 #define NORM_BINDING 5
 #endif
-// Per subgroup: ROWS * SUMS row sums, then the sum of squares of x.
-const uint PARTIALS = ROWS * SUMS + 1u;
+// Per subgroup and token: ROWS * SUMS row sums, then the sum of squares of x.
+const uint TOKEN_PARTIALS = ROWS * SUMS + 1u;
+const uint PARTIALS = TOKEN_PARTIALS * TOKENS;
 shared float partial[SUBGROUPS * PARTIALS];
 
 layout(push_constant) uniform Push {
@@ -105,30 +111,41 @@ void main() {
     const uint row0 = (flatGroupId() * (SUBGROUPS / SPLIT_K) + rowGroup) * ROWS;
     // Uniform per subgroup; with SPLIT_K every subgroup must reach the barrier.
     if (SPLIT_K == 1u && row0 >= p.rows) return;
+    // tok[i]: the i-th token of this workgroup (tokens past the end repeat the
+    // last one: computed, not stored); orow[i] its output row.
+    uint tok[TOKENS], orow[TOKENS], xbase[TOKENS];
 #ifdef EXPERTS
 #ifdef GATED
-    const uint t = gl_WorkGroupID.y / p.top_k, orow = gl_WorkGroupID.y; // (token, choice) pair
+    tok[0] = gl_WorkGroupID.y / p.top_k, orow[0] = gl_WorkGroupID.y; // (token, choice) pair
     const uint choices = 1u;
 #else
-    const uint t = gl_WorkGroupID.y, orow = t;
+    tok[0] = gl_WorkGroupID.y, orow[0] = tok[0];
     const uint choices = p.top_k;
 #endif
 #else
-    const uint t = gl_WorkGroupID.y; // token, or the expert's slot when routed
+    const uint t0 = gl_WorkGroupID.y * TOKENS;
     const bool gather = (p.flags & FLAG_GATHER) != 0u, scatter = (p.flags & FLAG_SCATTER) != 0u;
-    if ((gather || scatter) && t >= route[p.route_expert]) return; // uniform per workgroup
-    const uint orow = scatter ? route[p.route_list + t] : t;
+    // Routed: only the expert's slots exist (its count is known on the device only).
+    const uint n = (gather || scatter) ? min(route[p.route_expert], p.n_tokens) : p.n_tokens;
+    if (t0 >= n) return; // uniform per workgroup
+    for (uint i = 0u; i < TOKENS; ++i) {
+        tok[i] = min(t0 + i, n - 1u);
+        orow[i] = scatter ? route[p.route_list + tok[i]] : tok[i];
+        xbase[i] = p.x_offset + (gather ? route[p.route_list + tok[i]] : tok[i]) * p.x_stride;
+    }
     const uint choices = 1u;
 #endif
     const uint lane = gl_SubgroupInvocationID;
     const uint blocks = p.K >> 3;
     uint wbase[ROWS];
-    float acc[ROWS];
-    float sumsq = 0.0;
+    // acc[r * TOKENS + i]: row r, token i.
+    float acc[ROWS * TOKENS];
+    float sumsq[TOKENS];
 #ifdef GATED
-    float accu[ROWS];
+    float accu[ROWS * TOKENS];
 #endif
-    for (uint r = 0; r < ROWS; ++r) {
+    for (uint i = 0; i < TOKENS; ++i) sumsq[i] = 0.0;
+    for (uint r = 0; r < ROWS * TOKENS; ++r) {
         acc[r] = 0.0;
 #ifdef GATED
         accu[r] = 0.0;
@@ -137,19 +154,18 @@ void main() {
     for (uint j = 0u; j < choices; ++j) {
 #ifdef EXPERTS
 #ifdef GATED
-        const uint slot = chosenSlot(t, gl_WorkGroupID.y % p.top_k);
+        const uint slot = chosenSlot(tok[0], gl_WorkGroupID.y % p.top_k);
         // Uniform per workgroup: a pair without a choice, or whose expert another dispatch has.
         if (slot < p.route_expert || slot >= p.route_expert + p.chunk_experts) return;
-        const uint xbase = p.x_offset + t * p.x_stride;
+        xbase[0] = p.x_offset + tok[0] * p.x_stride;
 #else
-        const uint slot = chosenSlot(t, j);
+        const uint slot = chosenSlot(tok[0], j);
         if (slot < p.route_expert || slot >= p.route_expert + p.chunk_experts) continue;
-        const uint xbase = p.x_offset + (t * p.top_k + j) * p.x_stride;
-        const float routeWeight = uintBitsToFloat(route[p.route_weight + t * p.route_slots + slot]);
+        xbase[0] = p.x_offset + (tok[0] * p.top_k + j) * p.x_stride;
+        const float routeWeight = uintBitsToFloat(route[p.route_weight + tok[0] * p.route_slots + slot]);
 #endif
         const uint wrow0 = (slot - p.route_expert) * p.rows;
 #else
-        const uint xbase = p.x_offset + (gather ? route[p.route_list + t] : t) * p.x_stride;
         const uint wrow0 = 0u;
 #endif
         for (uint r = 0; r < ROWS; ++r) {
@@ -167,75 +183,91 @@ void main() {
         const uint chunks = (p.K + 63u) / 64u;
         for (uint c = part * gl_SubgroupSize + lane; c < chunks; c += stride) {
             const uint k0 = c * 64u;
-            vec4 xs[16];
-            for (uint i = 0u; i < 16u; ++i) {
-                const uint k = k0 + 4u * i;
-                const bool inside = k < p.K;
-                xs[i] = inside ? LOADX4(x, xbase + k) : vec4(0.0);
-                if (NORM_INPUT) {
-                    sumsq += dot(xs[i], xs[i]);
-                    xs[i] *= inside ? LOADX4(normw, k) : vec4(0.0);
-                }
+            for (uint ti = 0u; ti < TOKENS; ++ti) {
+                vec4 xs[16];
+                for (uint i = 0u; i < 16u; ++i) {
+                    const uint k = k0 + 4u * i;
+                    const bool inside = k < p.K;
+                    xs[i] = inside ? LOADX4(x, xbase[ti] + k) : vec4(0.0);
+                    if (NORM_INPUT) {
+                        sumsq[ti] += dot(xs[i], xs[i]);
+                        xs[i] *= inside ? LOADX4(normw, k) : vec4(0.0);
+                    }
 #if defined(EXPERTS) && !defined(GATED)
-                xs[i] *= routeWeight;
+                    xs[i] *= routeWeight;
 #endif
-            }
-            const vec4 xg = qsums16(xs);
-            for (uint r = 0; r < ROWS; ++r) {
-                acc[r] += qdot64(false, wbase[r], p.K, c, xs, xg);
+                }
+                const vec4 xg = qsums16(xs);
+                for (uint r = 0; r < ROWS; ++r) {
+                    acc[r * TOKENS + ti] += qdot64(false, wbase[r], p.K, c, xs, xg);
 #ifdef GATED
-                accu[r] += qdot64(true, wbase[r], p.K, c, xs, xg);
+                    accu[r * TOKENS + ti] += qdot64(true, wbase[r], p.K, c, xs, xg);
 #endif
+                }
             }
         }
 #else
         for (uint b = part * gl_SubgroupSize + lane; b < blocks; b += stride) {
-            const uint xi = xbase + b * 8u;
-            vec4 x0 = LOADX4(x, xi), x1 = LOADX4(x, xi + 4u);
+            vec4 x0[TOKENS], x1[TOKENS];
+            vec4 n0 = vec4(1.0), n1 = vec4(1.0);
             if (NORM_INPUT) {
-                sumsq += dot(x0, x0) + dot(x1, x1);
-                x0 *= LOADX4(normw, b * 8u);
-                x1 *= LOADX4(normw, b * 8u + 4u);
+                n0 = LOADX4(normw, b * 8u);
+                n1 = LOADX4(normw, b * 8u + 4u);
             }
+            for (uint ti = 0u; ti < TOKENS; ++ti) {
+                const uint xi = xbase[ti] + b * 8u;
+                x0[ti] = LOADX4(x, xi), x1[ti] = LOADX4(x, xi + 4u);
+                if (NORM_INPUT) {
+                    sumsq[ti] += dot(x0[ti], x0[ti]) + dot(x1[ti], x1[ti]);
+                    x0[ti] *= n0;
+                    x1[ti] *= n1;
+                }
 #if defined(EXPERTS) && !defined(GATED)
-            x0 *= routeWeight;
-            x1 *= routeWeight;
+                x0[ti] *= routeWeight;
+                x1[ti] *= routeWeight;
 #endif
+            }
             for (uint r = 0; r < ROWS; ++r) {
                 vec4 a0, a1;
                 LOAD8R(w, wbase[r], p.K, b * 8u, a0, a1)
-                acc[r] += dot(a0, x0) + dot(a1, x1);
+                for (uint ti = 0u; ti < TOKENS; ++ti) acc[r * TOKENS + ti] += dot(a0, x0[ti]) + dot(a1, x1[ti]);
 #ifdef GATED
                 LOAD8R(wu, wbase[r], p.K, b * 8u, a0, a1)
-                accu[r] += dot(a0, x0) + dot(a1, x1);
+                for (uint ti = 0u; ti < TOKENS; ++ti) accu[r * TOKENS + ti] += dot(a0, x0[ti]) + dot(a1, x1[ti]);
 #endif
             }
         }
         for (uint k = blocks * 8u + part * gl_SubgroupSize + lane; k < p.K; k += stride) {
-            float xk = LOADX(x, xbase + k);
-            if (NORM_INPUT) {
-                sumsq += xk * xk;
-                xk *= LOADX(normw, k);
-            }
+            const float nk = NORM_INPUT ? LOADX(normw, k) : 1.0;
+            for (uint ti = 0u; ti < TOKENS; ++ti) {
+                float xk = LOADX(x, xbase[ti] + k);
+                if (NORM_INPUT) {
+                    sumsq[ti] += xk * xk;
+                    xk *= nk;
+                }
 #if defined(EXPERTS) && !defined(GATED)
-            xk *= routeWeight;
+                xk *= routeWeight;
 #endif
-            for (uint r = 0; r < ROWS; ++r) {
-                acc[r] += LOAD1R(w, wbase[r], p.K, k) * xk;
+                for (uint r = 0; r < ROWS; ++r) {
+                    acc[r * TOKENS + ti] += LOAD1R(w, wbase[r], p.K, k) * xk;
 #ifdef GATED
-                accu[r] += LOAD1R(wu, wbase[r], p.K, k) * xk;
+                    accu[r * TOKENS + ti] += LOAD1R(wu, wbase[r], p.K, k) * xk;
 #endif
+                }
             }
         }
 #endif
     } // choices
+    // sums[i * TOKEN_PARTIALS + ...]: token i's row sums, then its sum of squares.
     float sums[PARTIALS];
-    sums[ROWS * SUMS] = NORM_INPUT ? subgroupAdd(sumsq) : 0.0;
-    for (uint r = 0; r < ROWS; ++r) {
-        sums[r * SUMS] = subgroupAdd(acc[r]);
+    for (uint i = 0u; i < TOKENS; ++i) {
+        sums[i * TOKEN_PARTIALS + ROWS * SUMS] = NORM_INPUT ? subgroupAdd(sumsq[i]) : 0.0;
+        for (uint r = 0; r < ROWS; ++r) {
+            sums[i * TOKEN_PARTIALS + r * SUMS] = subgroupAdd(acc[r * TOKENS + i]);
 #ifdef GATED
-        sums[r * SUMS + 1u] = subgroupAdd(accu[r]);
+            sums[i * TOKEN_PARTIALS + r * SUMS + 1u] = subgroupAdd(accu[r * TOKENS + i]);
 #endif
+        }
     }
     if (SPLIT_K > 1u) {
         if (subgroupElect())
@@ -245,56 +277,63 @@ void main() {
         for (uint i = 0; i < PARTIALS; ++i)
             for (uint q = 1; q < SPLIT_K; ++q) sums[i] += partial[(gl_SubgroupID + q) * PARTIALS + i];
     }
-    const float scale = NORM_INPUT ? inversesqrt(sums[ROWS * SUMS] / float(p.K) + p.eps) : 1.0;
-#ifdef QKV_ROPE
-    // ROWS is even and head_dim even, so every pair lies in this subgroup.
-    const uint half_dim = p.head_dim / 2u, pos = STEP_POS(t), cacheRow = STEP_ROW(t);
-    for (uint r = 0; r < ROWS; r += 2u) {
-        const uint L = row0 + r;
-        if (!subgroupElect() || L >= p.rows) continue;
-        const uint row = pairedRow(L), i = row % p.head_dim; // i < half_dim
-        float a = sums[r] * scale, b = sums[r + 1u] * scale;
-        if ((p.flags & FLAG_BIAS) != 0u) {
-            a += bias[row];
-            b += bias[row + half_dim];
-        }
-        const float c = table[pos * half_dim + i], sn = table[p.sin_offset + pos * half_dim + i];
-        if (row < p.q_dim) {
-            const uint o = p.out_offset + t * p.out_stride + row;
-            outv[o] = a * c - b * sn;
-            outv[o + half_dim] = b * c + a * sn;
-        } else if (row < p.q_dim + p.kv_dim) {
-            const uint o = cacheRow * p.kv_dim + row - p.q_dim;
-            kcache[o] = a * c - b * sn;
-            kcache[o + half_dim] = b * c + a * sn;
-        } else {
-            const uint o = cacheRow * p.kv_dim + row - p.q_dim - p.kv_dim;
-            vcache[o] = a;
-            vcache[o + half_dim] = b;
-        }
-    }
-    return;
-#endif
-    for (uint r = 0; r < ROWS; ++r) {
-        const float sum = sums[r * SUMS] * scale;
-#ifdef GATED
-        const float sumu = sums[r * SUMS + 1u] * scale;
-#endif
-        const uint row = row0 + r;
-        if (subgroupElect() && row < p.rows) {
-            const uint o = p.out_offset + orow * p.out_stride + p.row_base + row;
-#ifdef GATED
-            outv[o] = gateAct(sum, p.flags) * sumu;
-#else
-            float v = sum;
-            if ((p.flags & FLAG_BIAS) != 0u) v += bias[p.row_base + row];
+    for (uint i = 0u; i < TOKENS; ++i) {
 #ifndef EXPERTS
-            // A scatter weights the expert's whole output, its bias included (as matmul.comp).
-            if (scatter) v *= uintBitsToFloat(route[p.route_weight + orow * p.route_slots]);
+        if (t0 + i >= n) break;
 #endif
-            if ((p.flags & FLAG_ACCUMULATE) != 0u) v += outv[o];
-            outv[o] = v;
-#endif
+        const uint s0 = i * TOKEN_PARTIALS;
+        const float scale = NORM_INPUT ? inversesqrt(sums[s0 + ROWS * SUMS] / float(p.K) + p.eps) : 1.0;
+        const uint t = tok[i];
+#ifdef QKV_ROPE
+        // ROWS is even and head_dim even, so every pair lies in this subgroup.
+        const uint half_dim = p.head_dim / 2u, pos = STEP_POS(t), cacheRow = STEP_ROW(t);
+        for (uint r = 0; r < ROWS; r += 2u) {
+            const uint L = row0 + r;
+            if (!subgroupElect() || L >= p.rows) continue;
+            const uint row = pairedRow(L), hi = row % p.head_dim; // hi < half_dim
+            float a = sums[s0 + r] * scale, b = sums[s0 + r + 1u] * scale;
+            if ((p.flags & FLAG_BIAS) != 0u) {
+                a += bias[row];
+                b += bias[row + half_dim];
+            }
+            const float c = table[pos * half_dim + hi], sn = table[p.sin_offset + pos * half_dim + hi];
+            if (row < p.q_dim) {
+                const uint o = p.out_offset + t * p.out_stride + row;
+                outv[o] = a * c - b * sn;
+                outv[o + half_dim] = b * c + a * sn;
+            } else if (row < p.q_dim + p.kv_dim) {
+                const uint o = cacheRow * p.kv_dim + row - p.q_dim;
+                kcache[o] = a * c - b * sn;
+                kcache[o + half_dim] = b * c + a * sn;
+            } else {
+                const uint o = cacheRow * p.kv_dim + row - p.q_dim - p.kv_dim;
+                vcache[o] = a;
+                vcache[o + half_dim] = b;
+            }
         }
+#else
+        for (uint r = 0; r < ROWS; ++r) {
+            const float sum = sums[s0 + r * SUMS] * scale;
+#ifdef GATED
+            const float sumu = sums[s0 + r * SUMS + 1u] * scale;
+#endif
+            const uint row = row0 + r;
+            if (subgroupElect() && row < p.rows) {
+                const uint o = p.out_offset + orow[i] * p.out_stride + p.row_base + row;
+#ifdef GATED
+                outv[o] = gateAct(sum, p.flags) * sumu;
+#else
+                float v = sum;
+                if ((p.flags & FLAG_BIAS) != 0u) v += bias[p.row_base + row];
+#ifndef EXPERTS
+                // A scatter weights the expert's whole output, its bias included (as matmul.comp).
+                if (scatter) v *= uintBitsToFloat(route[p.route_weight + orow[i] * p.route_slots]);
+#endif
+                if ((p.flags & FLAG_ACCUMULATE) != 0u) v += outv[o];
+                outv[o] = v;
+#endif
+            }
+        }
+#endif
     }
 }

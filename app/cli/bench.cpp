@@ -25,35 +25,6 @@ struct BenchArgs {
     DeviceOptions device;
 };
 
-// Batched decode at each of a.parallel's sequence counts, into out["parallel"];
-// printed unless JSON.
-void runParallel(Model& model, const BenchArgs& a, json& out) {
-    if (a.parallel.empty()) return;
-    json rows = json::array();
-    double single = 0;
-    for (int n : a.parallel) {
-        const bench::ParallelFigures f = bench::measureParallelDecode(model, n, a.promptTokens, a.genTokens);
-        if (n == 1) single = f.aggregateDecode;
-        rows.push_back({{"sequences", n},
-                        {"aggregate_decode_tokens_per_second", f.aggregateDecode},
-                        {"per_sequence_decode_tokens_per_second", f.perSequenceDecode},
-                        {"time_to_first_token_seconds", f.timeToFirstToken},
-                        {"sequences_per_decode_step", f.sequencesPerStep}});
-    }
-    for (auto& r : rows)
-        if (single > 0) r["aggregate_over_one_sequence"] = r["aggregate_decode_tokens_per_second"].get<double>() / single;
-    out["parallel"] = rows;
-    if (a.asJson) return;
-    std::printf("batched decode  %d-token prompts, %d tokens each\n", a.promptTokens, a.genTokens);
-    std::printf("  %9s %14s %14s %10s %12s %10s\n", "sequences", "aggregate t/s", "per-seq t/s", "TTFT s", "seqs/step",
-                "x one seq");
-    for (const auto& r : rows)
-        std::printf("  %9d %14.1f %14.1f %10.3f %12.2f %10.2f\n", r["sequences"].get<int>(),
-                    r["aggregate_decode_tokens_per_second"].get<double>(),
-                    r["per_sequence_decode_tokens_per_second"].get<double>(), r["time_to_first_token_seconds"].get<double>(),
-                    r["sequences_per_decode_step"].get<double>(), r.value("aggregate_over_one_sequence", 0.0));
-}
-
 json profileJson(const std::vector<vk::ProfileEntry>& entries, int steps) {
     json out = json::array();
     for (const auto& e : entries)
@@ -69,6 +40,44 @@ void printProfile(const char* title, const std::vector<vk::ProfileEntry>& entrie
     for (const auto& e : entries)
         std::printf("  %-28s %7.1f dispatches %9.3f ms %5.1f%%\n", e.shader.c_str(), double(e.dispatches) / steps,
                     e.milliseconds / steps, total > 0 ? 100 * e.milliseconds / total : 0);
+}
+
+// Batched decode at each of a.parallel's sequence counts, into out["parallel"];
+// printed unless JSON.
+void runParallel(Model& model, const BenchArgs& a, json& out) {
+    if (a.parallel.empty()) return;
+    json rows = json::array();
+    double single = 0;
+    std::vector<bench::ParallelFigures> figures;
+    for (int n : a.parallel) {
+        const bench::ParallelFigures& f =
+            figures.emplace_back(bench::measureParallelDecode(model, n, a.promptTokens, a.genTokens, a.profile));
+        if (n == 1) single = f.aggregateDecode;
+        rows.push_back({{"sequences", n},
+                        {"aggregate_decode_tokens_per_second", f.aggregateDecode},
+                        {"per_sequence_decode_tokens_per_second", f.perSequenceDecode},
+                        {"time_to_first_token_seconds", f.timeToFirstToken},
+                        {"sequences_per_decode_step", f.sequencesPerStep}});
+        if (a.profile && f.profiledSteps)
+            rows.back()["decode_step_profile"] = profileJson(f.decodeProfile, int(f.profiledSteps));
+    }
+    for (auto& r : rows)
+        if (single > 0) r["aggregate_over_one_sequence"] = r["aggregate_decode_tokens_per_second"].get<double>() / single;
+    out["parallel"] = rows;
+    if (a.asJson) return;
+    std::printf("batched decode  %d-token prompts, %d tokens each\n", a.promptTokens, a.genTokens);
+    std::printf("  %9s %14s %14s %10s %12s %10s\n", "sequences", "aggregate t/s", "per-seq t/s", "TTFT s", "seqs/step",
+                "x one seq");
+    for (const auto& r : rows)
+        std::printf("  %9d %14.1f %14.1f %10.3f %12.2f %10.2f\n", r["sequences"].get<int>(),
+                    r["aggregate_decode_tokens_per_second"].get<double>(),
+                    r["per_sequence_decode_tokens_per_second"].get<double>(), r["time_to_first_token_seconds"].get<double>(),
+                    r["sequences_per_decode_step"].get<double>(), r.value("aggregate_over_one_sequence", 0.0));
+    for (const bench::ParallelFigures& f : figures)
+        if (a.profile && f.profiledSteps) {
+            const std::string title = std::to_string(f.sequences) + " sequences, decode step profile";
+            printProfile(title.c_str(), f.decodeProfile, int(f.profiledSteps));
+        }
 }
 
 // The decode figures of an expert cache, as bench prints them.
@@ -267,7 +276,8 @@ Command addBenchCommand(CLI::App& app) {
         ->check(CLI::Range(1, 64));
     cmd->add_flag("--json", a->asJson, "Machine-readable output");
     cmd->add_flag("--profile", a->profile,
-                  "Also time each shader (device timestamps) over one prefill and the decode steps");
+                  "Also time each shader (device timestamps) over one prefill and the decode steps, and over the "
+                  "batched decode steps of each --parallel count");
     a->device.add(cmd);
     return {cmd, [a] { return runBench(*a); }};
 }

@@ -6,6 +6,7 @@
 #include "moe/session.h"
 
 #include <algorithm>
+#include <barrier>
 #include <chrono>
 #include <cctype>
 #include <cmath>
@@ -72,13 +73,17 @@ SpeedFigures measureSpeed(Model& model, int promptTokens, int genTokens) {
     return f;
 }
 
-ParallelFigures measureParallelDecode(Model& model, int sequences, int promptTokens, int genTokens) {
+ParallelFigures measureParallelDecode(Model& model, int sequences, int promptTokens, int genTokens, bool profile) {
     if (sequences < 1 || sequences > 64) throw Error("parallel sequences: give 1 to 64");
     const uint32_t context = uint32_t(std::max(promptTokens + genTokens + 1, 16));
-    auto first = std::make_unique<Session>(model, context, uint32_t(std::max(promptTokens, 1)), uint32_t(sequences));
     std::vector<std::unique_ptr<Session>> sessions;
-    for (int i = 1; i < sequences; ++i) sessions.push_back(std::make_unique<Session>(*first));
-    sessions.insert(sessions.begin(), std::move(first));
+    auto makeSessions = [&] {
+        sessions.clear();
+        auto first = std::make_unique<Session>(model, context, uint32_t(std::max(promptTokens, 1)), uint32_t(sequences));
+        for (int i = 1; i < sequences; ++i) sessions.push_back(std::make_unique<Session>(*first));
+        sessions.insert(sessions.begin(), std::move(first));
+    };
+    makeSessions();
     std::vector<std::vector<int32_t>> prompts;
     for (int i = 0; i < sequences; ++i) {
         auto p = randomPrompt(model.config(), promptTokens + i);
@@ -87,23 +92,36 @@ ParallelFigures measureParallelDecode(Model& model, int sequences, int promptTok
     struct Times {
         Clock::time_point firstToken, end;
     };
-    auto round = [&](int steps) {
+    // A profiled round starts the profile once every prompt is in, so that
+    // it holds decode steps only.
+    vk::Context& ctx = model.context();
+    auto round = [&](int steps, bool profiled) {
         for (auto& s : sessions) s->reset();
         std::vector<Times> times(static_cast<size_t>(sequences));
         std::vector<std::exception_ptr> errors(static_cast<size_t>(sequences));
+        std::barrier promptsIn(sequences, [&]() noexcept {
+            try {
+                ctx.takeProfile();
+            } catch (...) {
+            }
+        });
         const auto start = Clock::now();
         std::vector<std::thread> threads;
         for (int i = 0; i < sequences; ++i)
             threads.emplace_back([&, i] {
+                bool arrived = !profiled;
                 try {
                     Session& s = *sessions[size_t(i)];
                     int32_t next = argmax(s.forward(prompts[size_t(i)]));
+                    arrived = true;
+                    if (profiled) promptsIn.arrive_and_wait();
                     times[size_t(i)].firstToken = Clock::now();
                     for (int t = 0; t < steps; ++t) next = argmax(s.forward(std::span<const int32_t>(&next, 1)));
                     s.finishDecoding();
                     times[size_t(i)].end = Clock::now();
                 } catch (...) {
                     errors[size_t(i)] = std::current_exception();
+                    if (!arrived) promptsIn.arrive_and_drop(); // the others do not wait for it
                 }
             });
         for (auto& t : threads) t.join();
@@ -111,9 +129,9 @@ ParallelFigures measureParallelDecode(Model& model, int sequences, int promptTok
             if (e) std::rethrow_exception(e);
         return std::pair{start, times};
     };
-    round(4); // warm-up: records the steps of every batch size
+    round(4, false); // warm-up: records the steps of every batch size
     const Session::StepFigures before = sessions[0]->stepFigures();
-    const auto [start, times] = round(genTokens);
+    const auto [start, times] = round(genTokens, false);
     const Session::StepFigures after = sessions[0]->stepFigures();
     ParallelFigures f;
     f.sequences = sequences;
@@ -127,6 +145,18 @@ ParallelFigures measureParallelDecode(Model& model, int sequences, int promptTok
     f.aggregateDecode = double(sequences) * genTokens / std::chrono::duration<double>(decodeEnd - decodeStart).count();
     const uint64_t steps = after.decodeSteps - before.decodeSteps;
     f.sequencesPerStep = steps ? double(after.decodeTokens - before.decodeTokens) / double(steps) : 0;
+    if (profile) {
+        // Steps are recorded with their timestamps: new sessions, warmed up again.
+        ctx.setProfiling(true);
+        makeSessions();
+        round(4, false);
+        const uint64_t warm = sessions[0]->stepFigures().decodeSteps;
+        round(genTokens, true);
+        f.decodeProfile = ctx.takeProfile();
+        f.profiledSteps = sessions[0]->stepFigures().decodeSteps - warm;
+        sessions.clear();
+        ctx.setProfiling(false);
+    }
     return f;
 }
 

@@ -4,6 +4,7 @@
 
 #include "moe/ops.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -21,7 +22,22 @@ uint32_t envCount(const char* name, uint32_t fallback) {
 // Rows per subgroup in the matvec: reusing each x block for several rows
 // saves loads on CPU drivers, where every per-lane load is a gather
 // (measurements: docs/PERFORMANCE.md). MOE_MATVEC_ROWS overrides it.
-uint32_t matvecRows(const vk::Context& ctx) { return envCount("MOE_MATVEC_ROWS", ctx.info().type == "cpu" ? 16u : 2u); }
+// With several tokens per workgroup the accumulators (rows x tokens) must
+// still fit in registers, so the rows shrink (an even count: the fused
+// QKV + RoPE pass rotates row pairs); MOE_MATVEC_TOKEN_ROWS overrides it.
+uint32_t matvecRows(const vk::Context& ctx, uint32_t tokens) {
+    const uint32_t rows = envCount("MOE_MATVEC_ROWS", ctx.info().type == "cpu" ? 16u : 2u);
+    if (tokens <= 1) return rows;
+    return envCount("MOE_MATVEC_TOKEN_ROWS", std::max(2u, rows / tokens / 2 * 2));
+}
+
+// Batched decode steps share each weight load across up to 4 tokens
+// (MOE_MATVEC_TOKENS). Quantized rows are dequantized per token anyway, so
+// they keep one token per workgroup.
+uint32_t matvecTokens(uint32_t nTokens, bool quantized) {
+    static const uint32_t most = envCount("MOE_MATVEC_TOKENS", 4u);
+    return quantized ? 1u : std::max(1u, std::min(nTokens, most));
+}
 
 // Tokens and groups of 4 rows per matmul invocation: each loaded weight is
 // reused for every token and each x value for every row, but the
@@ -51,12 +67,12 @@ uint32_t matvecSplitK(const vk::Context& ctx) {
 
 // Specialization constants of matvec.comp: workgroup size, rows per
 // subgroup, split of K, subgroups per workgroup, folded input norm.
-std::vector<uint32_t> matvecSpecs(vk::Context& ctx, bool normInput) {
-    return {rowShaderGroupSize(ctx), matvecRows(ctx), matvecSplitK(ctx), ctx.subgroupsPerWorkgroup(), normInput ? 1u : 0u};
+std::vector<uint32_t> matvecSpecs(vk::Context& ctx, bool normInput, uint32_t tokens) {
+    return {rowShaderGroupSize(ctx), matvecRows(ctx, tokens), matvecSplitK(ctx), ctx.subgroupsPerWorkgroup(), normInput ? 1u : 0u, tokens};
 }
 
-uint32_t matvecGroups(vk::Context& ctx, uint32_t rows) {
-    const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup() / matvecSplitK(ctx) * matvecRows(ctx);
+uint32_t matvecGroups(vk::Context& ctx, uint32_t rows, uint32_t tokens) {
+    const uint32_t rowsPerGroup = ctx.subgroupsPerWorkgroup() / matvecSplitK(ctx) * matvecRows(ctx, tokens);
     return (rows + rowsPerGroup - 1) / rowsPerGroup;
 }
 

@@ -10,15 +10,17 @@ namespace moe::tuning {
 
 // Rows per subgroup, tokens and 4-row groups per invocation, queries per
 // attention subgroup, and the subgroups sharing a matvec's rows.
-uint32_t matvecRows(const vk::Context& ctx);
+uint32_t matvecRows(const vk::Context& ctx, uint32_t tokens = 1);
+// Tokens per matvec workgroup for a step of nTokens (batched decode).
+uint32_t matvecTokens(uint32_t nTokens, bool quantized);
 uint32_t matmulTokens(const vk::Context& ctx);
 uint32_t matmulQuads(const vk::Context& ctx);
 uint32_t matmulGatedTokens();
 uint32_t matmulGatedQuads();
 uint32_t attentionQueries();
 uint32_t matvecSplitK(const vk::Context& ctx);
-std::vector<uint32_t> matvecSpecs(vk::Context& ctx, bool normInput);
-uint32_t matvecGroups(vk::Context& ctx, uint32_t rows);
+std::vector<uint32_t> matvecSpecs(vk::Context& ctx, bool normInput, uint32_t tokens = 1);
+uint32_t matvecGroups(vk::Context& ctx, uint32_t rows, uint32_t tokens = 1);
 uint32_t rowShaderGroupSize(vk::Context& ctx);
 // A positive count from the environment, else `fallback`.
 uint32_t envCount(const char* name, uint32_t fallback);

@@ -113,8 +113,8 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
     // The matvec reads the norm weights (binding 5) the way it reads x.
     const WeightShader shader =
         weightShader(ctx, vector ? WeightFamily::matvec : WeightFamily::matmul, w.dtype, 1u, vector ? 1u << 1 | 1u << 5 : 1u << 1, &x, &normBuf);
-    const uint32_t tokens = matmulTokens(ctx), quads = matmulQuads(ctx);
-    const vk::Pipeline& pipe = vector ? ctx.pipeline(shader.id, 6, sizeof(MatmulPush), matvecSpecs(ctx, norm), shader.texels)
+    const uint32_t tokens = vector ? matvecTokens(nTokens, isQuantized(w.dtype)) : matmulTokens(ctx), quads = matmulQuads(ctx);
+    const vk::Pipeline& pipe = vector ? ctx.pipeline(shader.id, 6, sizeof(MatmulPush), matvecSpecs(ctx, norm, tokens), shader.texels)
                                       : ctx.pipeline(shader.id, 5, sizeof(MatmulPush), {tokens, quads}, shader.texels);
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
@@ -125,7 +125,7 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
         p.eps = norm ? norm->eps : 0.0f;
         if (vector)
             rec.dispatchFlat(pipe, {c.binding(), *x.buffer, *out.buffer, biasBuf, routeBuf, normBuf}, &p, sizeof p,
-                             matvecGroups(ctx, c.rowCount), nTokens);
+                             matvecGroups(ctx, c.rowCount, tokens), (nTokens + tokens - 1) / tokens);
         else
             rec.dispatchFlat(pipe, {c.binding(), *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
                              tiledRowGroups(c.rowCount, quads), (nTokens + tokens - 1) / tokens);
@@ -144,8 +144,8 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
     // The gated matvec reads the norm weights (binding 6) the way it reads x.
     const WeightShader shader = weightShader(ctx, vector ? WeightFamily::matvec_gated : WeightFamily::matmul_gated, gate.dtype, 1u | 1u << 4,
                                              vector ? 1u << 1 | 1u << 6 : 1u << 1, &x, &normBuf);
-    const uint32_t tokens = matmulGatedTokens(), quads = matmulGatedQuads();
-    const vk::Pipeline& pipe = vector ? ctx.pipeline(shader.id, 7, sizeof(MatmulPush), matvecSpecs(ctx, norm), shader.texels)
+    const uint32_t tokens = vector ? matvecTokens(nTokens, isQuantized(gate.dtype)) : matmulGatedTokens(), quads = matmulGatedQuads();
+    const vk::Pipeline& pipe = vector ? ctx.pipeline(shader.id, 7, sizeof(MatmulPush), matvecSpecs(ctx, norm, tokens), shader.texels)
                                       : ctx.pipeline(shader.id, 6, sizeof(MatmulPush), {tokens, quads}, shader.texels);
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (size_t i = 0; i < gate.chunks.size(); ++i) {
@@ -157,7 +157,7 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
         if (vector)
             rec.dispatchFlat(pipe,
                              {c.binding(), *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].binding(), routeBuf, normBuf},
-                             &p, sizeof p, matvecGroups(ctx, c.rowCount), nTokens);
+                             &p, sizeof p, matvecGroups(ctx, c.rowCount, tokens), (nTokens + tokens - 1) / tokens);
         else
             rec.dispatchFlat(pipe, {c.binding(), *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].binding(), routeBuf},
                              &p, sizeof p, tiledRowGroups(c.rowCount, quads), (nTokens + tokens - 1) / tokens);
@@ -290,7 +290,8 @@ void embed(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& table, const
 }
 
 bool qkvRopeFits(vk::Context& ctx, const DeviceMatrix& qkv, uint32_t nTokens) {
-    return chooseKernel(nTokens) == MatmulKernel::Vector && qkv.chunks.size() == 1 && matvecRows(ctx) % 2 == 0;
+    return chooseKernel(nTokens) == MatmulKernel::Vector && qkv.chunks.size() == 1 &&
+           matvecRows(ctx, matvecTokens(nTokens, isQuantized(qkv.dtype))) % 2 == 0;
 }
 
 void qkvRope(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const DeviceMatrix& w, const Act& x,
@@ -303,7 +304,8 @@ void qkvRope(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const
         throw Error("internal: qkvRope on a projection it does not fit");
     const vk::Buffer& normBuf = normWeights(ctx, norm, w.cols, true);
     const WeightShader shader = weightShader(ctx, WeightFamily::matvec_qkv_rope, w.dtype, 1u, 1u << 1 | 1u << 5, &x, &normBuf);
-    const vk::Pipeline& pipe = ctx.pipeline(shader.id, 10, sizeof(MatmulPush), matvecSpecs(ctx, norm), shader.texels);
+    const uint32_t tokens = matvecTokens(nTokens, isQuantized(w.dtype));
+    const vk::Pipeline& pipe = ctx.pipeline(shader.id, 10, sizeof(MatmulPush), matvecSpecs(ctx, norm, tokens), shader.texels);
     const auto& c = w.chunks[0];
     MatmulPush p{c.rowCount, w.cols, rowStride(w), nTokens, x.offset, x.stride, 0, qDim, 0, bias ? kFlagBias : 0u};
     p.eps = norm ? norm->eps : 0.0f;
@@ -311,7 +313,7 @@ void qkvRope(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const
     rec.dispatchFlat(pipe,
                      {c.binding(), *x.buffer, qOut, bias ? *bias : ctx.placeholderBuffer(), ctx.placeholderBuffer(),
                       normBuf, kCache, vCache, table, step},
-                     &p, sizeof p, matvecGroups(ctx, c.rowCount), nTokens);
+                     &p, sizeof p, matvecGroups(ctx, c.rowCount, tokens), (nTokens + tokens - 1) / tokens);
 }
 
 void ropeStore(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const vk::Buffer& step, const Act& q,

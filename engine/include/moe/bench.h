@@ -35,8 +35,12 @@ struct ParallelFigures {
     double perSequenceDecode = 0; // the mean of each sequence's own decode tokens per second
     double timeToFirstToken = 0;  // seconds from the start to a sequence's first logits, mean
     double sequencesPerStep = 0;  // decode tokens per decode step
+    // With `profile`: time per shader over the decode steps of one more round
+    // (a separate run: timestamps slow small steps down), and their count.
+    std::vector<vk::ProfileEntry> decodeProfile;
+    uint64_t profiledSteps = 0;
 };
-ParallelFigures measureParallelDecode(Model& model, int sequences, int promptTokens, int genTokens);
+ParallelFigures measureParallelDecode(Model& model, int sequences, int promptTokens, int genTokens, bool profile = false);
 
 // Time per shader in one prefill and in the decode steps after it, from the
 // device's timestamps (a separate run: timestamps slow small steps down).
