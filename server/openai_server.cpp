@@ -274,8 +274,11 @@ struct OpenAiServer::Impl {
         // Refuse what cannot fit before taking a slot or starting a stream.
         try {
             if (chat)
-                (void)pool.probe().renderConversation(r->messages, r->reply.maxTokens, nullptr, r->reply.templateKwargs);
+                (void)pool.probe().renderConversation(r->messages, r->reply.maxTokens, nullptr, r->reply.templateKwargs,
+                                                      &stopping);
             else (void)pool.probe().encodePrompt(r->prompt);
+        } catch (const Cancelled&) {
+            throw ApiError(503, "the server is stopping", {}, "unavailable");
         } catch (const PromptTooLong& e) {
             throw ApiError(400, e.what(), chat ? "messages" : "prompt", "context_length_exceeded");
         } catch (const Error& e) {

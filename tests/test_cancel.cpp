@@ -12,6 +12,7 @@
 #include "moe/export.h"
 #include "moe/gate_training.h"
 #include "moe/model.h"
+#include "moe/moe_model.h"
 #include "moe/quantize_on_load.h"
 #include "moe/runnable_model.h"
 #include "moe/selector.h"
@@ -238,6 +239,35 @@ private slots:
             QVERIFY2(!b.moe, stop.c_str());
             for (const auto& a : after) QVERIFY2(a == stop, (stop + " then " + a).c_str());
             QVERIFY(latency < kLatencyBound);
+        }
+    }
+
+    // Stopped during training, a build saves the gates trained so far beside
+    // the last complete ones and still installs them; abandoned (the app
+    // closing) it saves them and installs nothing, so that closing does not
+    // wait for the experts to load.
+    void trainingStoppedOrAbandoned() {
+        for (const bool abandonToo : {false, true}) {
+            QTemporaryDir here;
+            Selector s = selector(here.path().toStdString());
+            s.gateMode = GateMode::Trained;
+            s.epochs = 50;
+            std::atomic<bool> cancel{false}, abandon{false};
+            std::vector<std::string> after;
+            BuildResult b = buildMoe(*ctx, s, [&](const BuildProgress& p) {
+                if (cancel) after.push_back(p.stage);
+                if (p.stage == "train" && p.done >= 2 && !cancel) {
+                    abandon = abandonToo;
+                    cancel = true;
+                }
+            }, &cancel, &abandon);
+            qInfo("stopped at train step %d, abandoned %d", b.report.trainSteps, int(abandonToo));
+            QVERIFY(b.report.cancelled);
+            QVERIFY(b.report.trainSteps >= 2);
+            QVERIFY(std::filesystem::exists(gatesFolder(s) / "gate.cancelled.safetensors"));
+            QVERIFY(!std::filesystem::exists(gatesFile(s)));
+            QCOMPARE(bool(b.moe), !abandonToo);
+            for (const auto& a : after) QVERIFY2(a == "train" || a == "experts", a.c_str());
         }
     }
 

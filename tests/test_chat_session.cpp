@@ -126,6 +126,12 @@ private slots:
         });
         QCOMPARE(cancelled.generation.stopReason, std::string("cancelled"));
         QVERIFY(cancelled.generation.tokens.size() < full.generation.tokens.size());
+        // Set before the reply, the flag stops it in the chat template's
+        // render: nothing is forwarded, and the session is as it was.
+        const ChatReply unrendered = chat.reply(messages, o);
+        QCOMPARE(unrendered.generation.stopReason, std::string("cancelled"));
+        QCOMPARE(unrendered.promptTokens, 0);
+        QVERIFY(unrendered.generation.tokens.empty());
         cancel = false;
         QCOMPARE(chat.reply(messages, greedy(24)).generation.tokens, full.generation.tokens);
     }

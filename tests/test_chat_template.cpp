@@ -13,11 +13,13 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <thread>
 
 using namespace moe;
 namespace fs = std::filesystem;
@@ -963,9 +965,30 @@ void TestChatTemplate::hostileTemplatesAreBounded() {
     options.name = "my template";
     options.cancel = &cancel;
     const jinja::Template t("line one\n{% for i in range(10) %}{{ i }}{% endfor %}", options);
-    EXPECT_ERROR_CONTAINING(t.render({}), "my template error on line 1: rendering was cancelled");
+    QVERIFY_THROWS_EXCEPTION(Cancelled, t.render({}));
+    EXPECT_ERROR_CONTAINING(t.render({}), "rendering the my template was cancelled");
     cancel = false;
     COMPARE_TEXT(t.render({}), "line one\n0123456789");
+
+    // Set while a long render runs, the flag stops it at once.
+    jinja::Options unbounded;
+    unbounded.maxSteps = std::int64_t(1) << 40;
+    unbounded.cancel = &cancel;
+    const jinja::Template endless("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                                  unbounded);
+    const auto started = std::chrono::steady_clock::now();
+    std::jthread stopper([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        cancel = true;
+    });
+    QVERIFY_THROWS_EXCEPTION(Cancelled, endless.render({}));
+    QVERIFY(std::chrono::steady_clock::now() - started < std::chrono::seconds(2));
+
+    // Through the chat template as well.
+    const ChatTemplate chat("{% for i in range(1000) %}{{ i }}{% endfor %}");
+    QVERIFY_THROWS_EXCEPTION(Cancelled, chat.render({{"user", "hi"}}, true, "<s>", "</s>", {}, &cancel));
+    cancel = false;
+    QVERIFY(chat.render({{"user", "hi"}}, true, "<s>", "</s>", {}, &cancel).size() > 1000);
 }
 
 QTEST_MAIN(TestChatTemplate)

@@ -33,11 +33,16 @@ void lowerThisThreadsPriority() {
 BuildController::BuildController(QObject* parent) : QObject(parent) {}
 
 BuildController::~BuildController() {
-    cancel_.store(true);
+    abandon();
     if (thread_) thread_->wait();
 }
 
 void BuildController::stop() { cancel_.store(true); }
+
+void BuildController::abandon() {
+    abandon_.store(true);
+    cancel_.store(true);
+}
 
 bool BuildController::start(const moe::Selector& selector) {
     if (running_) {
@@ -46,6 +51,7 @@ bool BuildController::start(const moe::Selector& selector) {
     }
     running_ = true;
     cancel_.store(false);
+    abandon_.store(false);
     selector_ = selector;
     report_.reset();
     built_.reset();
@@ -86,7 +92,7 @@ bool BuildController::start(const moe::Selector& selector) {
                 const int done = int(p.done), total = int(p.total);
                 post([this, stage, done, total] { emit stageChanged(stage, done, total); });
             };
-            moe::BuildResult result = moe::buildMoe(*context, selector, onProgress, &cancel_);
+            moe::BuildResult result = moe::buildMoe(*context, selector, onProgress, &cancel_, &abandon_);
             auto report = std::make_shared<moe::BuildReport>(std::move(result.report));
             std::shared_ptr<BuiltMoe> built;
             if (result.moe) {

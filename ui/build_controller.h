@@ -1,7 +1,8 @@
 #pragma once
 // Runs moe::buildMoe on a worker thread. The engine's progress callback is
 // turned into queued signals (the UI thread never waits on the build); stop()
-// sets the cancel flag, and the build keeps the gates trained so far.
+// sets the cancel flag, and the build keeps the gates trained so far and
+// installs them; abandon() (the window closing) stops that install as well.
 #include "chat_worker.h"
 
 #include "moe/selector.h"
@@ -24,11 +25,12 @@ class BuildController : public QObject {
     Q_OBJECT
 public:
     explicit BuildController(QObject* parent = nullptr);
-    ~BuildController() override; // cancels a running build and waits for it
+    ~BuildController() override; // abandons a running build and waits for it
 
     // False (with failed) when a build is already running.
     bool start(const moe::Selector& selector);
     void stop();
+    void abandon();
     bool isRunning() const { return running_; }
 
     const moe::Selector& selector() const { return selector_; }
@@ -50,6 +52,7 @@ signals:
 private:
     QThread* thread_ = nullptr; // the running build's own thread (at a lower CPU priority)
     std::atomic<bool> cancel_{false};
+    std::atomic<bool> abandon_{false};
     bool running_ = false;
     moe::Selector selector_;
     QStringList layerNames_;

@@ -192,7 +192,7 @@ void MainWindow::closeEvent(QCloseEvent* event) {
     saveSettings();
     chat_->stop();
     chat_->cancelLoad();
-    build_->stop();
+    build_->abandon();
     server_->stop();
     event->accept();
 }

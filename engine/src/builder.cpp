@@ -263,10 +263,10 @@ static std::filesystem::path cancelledName(const std::filesystem::path& file) {
 
 namespace {
 
-BuildResult build(vk::Context& ctx, const Selector& s, const std::function<void(const BuildProgress&)>& onProgress,
-                  const std::atomic<bool>* cancel) {
+// Fills `result` as it goes, so that a stop keeps the report of what was done.
+void build(vk::Context& ctx, const Selector& s, const std::function<void(const BuildProgress&)>& onProgress,
+           const std::atomic<bool>* cancel, const std::atomic<bool>* abandon, BuildResult& result) {
     const auto t0 = Clock::now();
-    BuildResult result;
     BuildReport& rep = result.report;
     auto report = [&](const std::string& stage, size_t done, size_t total, const GateTrainProgress* tp = nullptr) {
         if (onProgress) onProgress({stage, done, total, tp});
@@ -329,7 +329,7 @@ BuildResult build(vk::Context& ctx, const Selector& s, const std::function<void(
         val = capture(valRows, "validation prompts");
         if (cancelled()) {
             rep.cancelled = true;
-            return result;
+            return;
         }
         std::vector<GateWeights> init;
         if (allSlotsHavePrompts(s)) init = hiddenGates(session, *tok, tmpl, s, facts.layers, cancel); // closed-form start
@@ -359,6 +359,12 @@ BuildResult build(vk::Context& ctx, const Selector& s, const std::function<void(
         // experts, choosing the routing) keeps the trained gates; saved again
         // at the end with the routing chosen and the validation accuracy.
         saveBuiltGates();
+        rep.gates = trainingCancelled ? partialGatesOut : gatesOut;
+        if (trainingCancelled)
+            rep.warnings.push_back("training cancelled after " + std::to_string(rep.trainSteps) +
+                                   " steps: its gates are in " + partialGatesOut.string() + "; " + gatesOut.string() +
+                                   (std::filesystem::exists(gatesOut) ? " keeps the last complete build's gates"
+                                                                      : " was not written"));
     } else {
         report("gates", 0, 1);
         if (s.gateMode == GateMode::Hidden) gates = hiddenGates(session, *tok, tmpl, s, facts.layers, cancel);
@@ -371,7 +377,7 @@ BuildResult build(vk::Context& ctx, const Selector& s, const std::function<void(
     if (cancelled() && !trainingCancelled) throw Cancelled("capturing the validation prompts");
     if (cancelled() && gates.empty()) {
         rep.cancelled = true;
-        return result;
+        return;
     }
     if (val.tokenCount()) rep.layers = accuracyOf(ctx, val, facts.layers, gates, E, RoutingMode::Token, 0);
 
@@ -382,7 +388,8 @@ BuildResult build(vk::Context& ctx, const Selector& s, const std::function<void(
     // A stop during training keeps the gates trained so far and installs them
     // (the user asked for those); a stop before or after training stops here.
     LoadProgress experts;
-    if (!trainingCancelled) experts.cancel = cancel;
+    experts.cancel = trainingCancelled ? abandon : cancel;
+    throwIfCancelled(experts.cancel, "installing the experts");
     result.moe = MoeModel::load(ctx, s, facts, gates, std::move(model), 0, experts); // the capture model, made sparse
     MoeModel& moe = *result.moe;
     rep.expertBytes = moe.expertBytes();
@@ -424,28 +431,23 @@ BuildResult build(vk::Context& ctx, const Selector& s, const std::function<void(
     meta["validation_accuracy"] = accuracy;
     if (s.training) saveBuiltGates();
     rep.gates = trainingCancelled ? partialGatesOut : gatesOut;
-    if (trainingCancelled)
-        rep.warnings.push_back("training cancelled after " + std::to_string(rep.trainSteps) + " steps: its gates are in " +
-                               partialGatesOut.string() + "; " + gatesOut.string() +
-                               (std::filesystem::exists(gatesOut) ? " keeps the last complete build's gates"
-                                                                  : " was not written"));
     rep.seconds = secondsSince(t0);
-    return result;
 }
 
 } // namespace
 
 BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<void(const BuildProgress&)>& onProgress,
-                     const std::atomic<bool>* cancel) {
+                     const std::atomic<bool>* cancel, const std::atomic<bool>* abandon) {
+    BuildResult result;
     try {
-        return build(ctx, s, onProgress, cancel);
+        build(ctx, s, onProgress, cancel, abandon, result);
     } catch (const Cancelled&) {
         // Stopped in validation, loading, capture, expert loading or routing:
-        // no MoE; the gates of a complete training were saved already.
-        BuildResult result;
+        // no MoE; the gates of a training were saved already.
+        result.moe.reset();
         result.report.cancelled = true;
-        return result;
     }
+    return result;
 }
 
 std::vector<LayerAccuracy> evaluateRouting(Session& baseSession, const Tokenizer& tok, const ChatTemplate& tmpl,

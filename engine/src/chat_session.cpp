@@ -26,7 +26,8 @@ int ChatSession::replyBudget(int maxTokens) const {
 }
 
 std::vector<int32_t> ChatSession::renderConversation(const std::vector<ChatMessage>& conversation, int maxTokens,
-                                                     int* droppedMessages, const ChatTemplateKwargs& kwargs) const {
+                                                     int* droppedMessages, const ChatTemplateKwargs& kwargs,
+                                                     const std::atomic<bool>* cancel) const {
     const Tokenizer& tok = model_.tokenizer();
     const ChatTemplate& tmpl = model_.chatTemplate();
     // Leave room for the reply; drop the oldest exchanges (never the system
@@ -34,14 +35,14 @@ std::vector<int32_t> ChatSession::renderConversation(const std::vector<ChatMessa
     const int contextLength = int(session_->maxContext());
     const int budget = replyBudget(maxTokens);
     std::vector<ChatMessage> messages = conversation;
-    std::vector<int32_t> tokens = encodeChat(tmpl, tok, messages, true, kwargs);
+    std::vector<int32_t> tokens = encodeChat(tmpl, tok, messages, true, kwargs, cancel);
     const size_t firstDroppable = !messages.empty() && messages.front().role == "system" ? 1 : 0;
     while (int(tokens.size()) + budget > contextLength && messages.size() > firstDroppable + 1) {
         messages.erase(messages.begin() + long(firstDroppable));
         // Templates such as Llama-2's insist on user/assistant alternation starting with user.
         if (messages.size() > firstDroppable + 1 && messages[firstDroppable].role == "assistant")
             messages.erase(messages.begin() + long(firstDroppable));
-        tokens = encodeChat(tmpl, tok, messages, true, kwargs);
+        tokens = encodeChat(tmpl, tok, messages, true, kwargs, cancel);
     }
     if (droppedMessages) *droppedMessages = int(conversation.size() - messages.size());
     if (tokens.empty()) throw Error("the conversation renders to no tokens");
@@ -65,7 +66,12 @@ ChatReply ChatSession::reply(const std::vector<ChatMessage>& conversation, const
     int dropped = 0;
     std::vector<int32_t> tokens;
     try {
-        tokens = renderConversation(conversation, options.maxTokens, &dropped, options.templateKwargs);
+        tokens = renderConversation(conversation, options.maxTokens, &dropped, options.templateKwargs, options.cancel);
+    } catch (const Cancelled&) {
+        // Stopped before anything was forwarded: the KV cache is as it was.
+        ChatReply out;
+        out.generation.stopReason = "cancelled";
+        return out;
     } catch (...) {
         reset(); // as before: a refused turn starts the next one from scratch
         throw;

@@ -112,7 +112,7 @@ ChatTemplate ChatTemplate::fromGguf(const GgufFile& file) {
 
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool addGenerationPrompt,
                                  const std::string& bosToken, const std::string& eosToken,
-                                 const ChatTemplateKwargs& kwargs) const {
+                                 const ChatTemplateKwargs& kwargs, const std::atomic<bool>* cancel) const {
     if (isFallback()) return renderPlain(messages, addGenerationPrompt);
 
     // transformers renders with trim_blocks and lstrip_blocks on.
@@ -120,6 +120,7 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
     options.trimBlocks = true;
     options.lstripBlocks = true;
     options.name = "chat template";
+    options.cancel = cancel;
     const jinja::Template compiled(source_, options);
 
     jinja::ValueList messageValues;

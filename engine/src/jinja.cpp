@@ -1504,6 +1504,7 @@ std::string Template::render(const std::vector<std::pair<std::string, Value>>& v
     RenderBudget budget;
     budget.maxSteps = program_->options.maxSteps;
     budget.cancel = program_->options.cancel;
+    budget.name = program_->options.name;
     // Installed for the render; on the way out (errors included) it empties
     // the namespaces the render made, freeing any that hold themselves.
     struct BudgetScope {

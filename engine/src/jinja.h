@@ -134,7 +134,8 @@ struct Options {
     // (each error names the template and the line): statements executed,
     // loop passes, macro and function calls and filters count as steps (long
     // lists count in proportion); the rendered text's size; and a flag
-    // another thread may set to stop the render (moe::Error "... cancelled").
+    // another thread may set to stop the render (checked at every step; it
+    // throws moe::Cancelled, which front ends treat as a stop).
     // Strings are capped at 16 MiB, lists at 2^20 items, values at 100 levels
     // of nesting (jinja_values.h).
     std::int64_t maxSteps = 500'000;

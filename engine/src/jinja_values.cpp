@@ -2,6 +2,8 @@
 // arithmetic, attribute and item access. Builtins are in jinja_builtins.cpp.
 #include "jinja_values.h"
 
+#include "moe/error.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -36,7 +38,7 @@ void step(std::int64_t units) {
     if (b->steps > b->maxSteps)
         fail("the template took more than " + std::to_string(b->maxSteps) +
              " steps (statements, loop passes, calls); a loop that never ends?");
-    if (b->cancel && b->cancel->load(std::memory_order_relaxed)) fail("rendering was cancelled");
+    throwIfCancelled(b->cancel, "rendering the " + b->name);
 }
 
 // Too-large results are refused rather than exhausting memory.

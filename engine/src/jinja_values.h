@@ -35,13 +35,14 @@ struct RenderBudget {
     std::int64_t steps = 0, maxSteps = 0;
     std::size_t bytes = 0;  // of the lists built
     const std::atomic<bool>* cancel = nullptr;
+    std::string name; // the template's, for the Cancelled message
     // Namespaces made by the render: emptied when it ends, which frees those
     // that hold themselves (`set ns.a = ns`).
     std::vector<std::weak_ptr<ValueDict>> namespaces;
 };
 RenderBudget*& currentBudget();
-// Counts `units` steps; throws EvalError when the budget is spent or the
-// render was cancelled.
+// Counts `units` steps; throws EvalError when the budget is spent and
+// moe::Cancelled when the render was cancelled (a stop, not a template error).
 void step(std::int64_t units = 1);
 // Throws EvalError when a string of `bytes` would pass kMaxStringBytes.
 void checkStringSize(std::size_t bytes);

@@ -345,7 +345,7 @@ private slots:
     // Closing the window while a build runs: the window, its controller and
     // the build's thread are gone promptly, in capture (the build stops at the
     // next prompt, nothing is written) and in training (it stops at the next
-    // step; the gates trained so far are installed, as Stop does).
+    // step and saves the gates trained so far, but does not install them).
     void closingTheWindowDuringABuildIsPrompt() {
         for (const QString& stage : {QStringLiteral("capture"), QStringLiteral("train")}) {
             auto other = std::make_unique<MainWindow>();
@@ -370,6 +370,7 @@ private slots:
             qInfo("window closed and destroyed %lld ms into the build's %s", (long long)clock.elapsed(), qPrintable(stage));
             QVERIFY(clock.elapsed() < 3000);
             if (stage == QLatin1String("capture")) QVERIFY(!std::filesystem::exists(s.gateModelId / "gate.safetensors"));
+            else QVERIFY(std::filesystem::exists(s.gateModelId / "gate.cancelled.safetensors"));
         }
     }
 

@@ -76,8 +76,13 @@ struct BuildResult {
     std::unique_ptr<MoeModel> moe; // null when cancelled
 };
 
+// `cancel` stops the build at its next check; set during training, the
+// gates trained so far are saved (beside the last complete ones) and still
+// installed, as the user asked for them. `abandon` (the app closing) stops
+// that install too: the gates are saved, no MoE is returned. Either way the
+// report says cancelled.
 BuildResult buildMoe(vk::Context& ctx, const Selector& s, const std::function<void(const BuildProgress&)>& onProgress = {},
-                     const std::atomic<bool>* cancel = nullptr);
+                     const std::atomic<bool>* cancel = nullptr, const std::atomic<bool>* abandon = nullptr);
 
 // Routing accuracy of gates on a labelled dataset, on the base model's
 // captured MLP inputs, in `mode` (token, running: mean of the probabilities

@@ -13,9 +13,10 @@ namespace moe {
 // A real template writes BOS itself (its `bos_token`), so the tokenizer must
 // not add another; the plain fallback has no BOS, so the tokenizer adds it as
 // tokenizer_config.json says. Special tokens in the rendered text are parsed.
-// `kwargs`: extra template variables (enable_thinking).
+// `kwargs`: extra template variables (enable_thinking); `cancel` stops the
+// render (moe::Cancelled).
 std::vector<int32_t> encodeChat(const ChatTemplate& chatTemplate, const Tokenizer& tokenizer,
                                 const std::vector<ChatMessage>& messages, bool addGenerationPrompt = true,
-                                const ChatTemplateKwargs& kwargs = {});
+                                const ChatTemplateKwargs& kwargs = {}, const std::atomic<bool>* cancel = nullptr);
 
 } // namespace moe

@@ -28,7 +28,8 @@ struct ReplyOptions {
     std::vector<std::string> stopStrings;
     // Extra chat-template variables for reply() (enable_thinking for Qwen3).
     ChatTemplateKwargs templateKwargs;
-    // Stops the reply at its next token when set (from any thread).
+    // Stops the reply when set (from any thread): the chat template's render
+    // at its next step, generation at its next token (stop reason "cancelled").
     const std::atomic<bool>* cancel = nullptr;
     // Sessions of one model replying on several threads (the server's slots)
     // take turns on it per forward pass under this lock (null: not shared).
@@ -74,9 +75,11 @@ public:
     // The tokens reply() forwards for `conversation` with room for `maxTokens`
     // (oldest exchanges dropped: counted in `droppedMessages`), and complete()
     // for `prompt`, so that a caller can refuse a prompt before replying.
+    // `cancel` stops the rendering (moe::Cancelled).
     std::vector<int32_t> renderConversation(const std::vector<ChatMessage>& conversation, int maxTokens,
                                             int* droppedMessages = nullptr,
-                                            const ChatTemplateKwargs& kwargs = {}) const;
+                                            const ChatTemplateKwargs& kwargs = {},
+                                            const std::atomic<bool>* cancel = nullptr) const;
     std::vector<int32_t> encodePrompt(const std::string& prompt) const;
     // Usage of the reply in progress so far (for a live chart).
     std::vector<LayerUsage> expertUsage() const { return model_.expertUsage(*session_); }

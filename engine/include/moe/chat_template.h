@@ -1,6 +1,7 @@
 #pragma once
 // Renders a model's Jinja `chat_template` (the subset real templates use)
 // with a plain fallback when the model has none.
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -41,10 +42,12 @@ public:
 
     // Throws moe::Error with the template's message for raise_exception(),
     // and with the line for syntax errors, and for a kwarg named like a
-    // variable the renderer sets itself (messages, bos_token, ...).
+    // variable the renderer sets itself (messages, bos_token, ...); throws
+    // moe::Cancelled when `cancel` is set during the render.
     std::string render(const std::vector<ChatMessage>& messages, bool addGenerationPrompt,
                        const std::string& bosToken, const std::string& eosToken,
-                       const ChatTemplateKwargs& kwargs = {}) const;
+                       const ChatTemplateKwargs& kwargs = {},
+                       const std::atomic<bool>* cancel = nullptr) const;
 
 private:
     std::string source_;
