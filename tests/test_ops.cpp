@@ -136,7 +136,12 @@ class TestOps : public QObject {
 
 private slots:
     void initTestCase() {
-        ctx = std::make_unique<vk::Context>();
+        // MOE_TEST_OTHER_READ_PATH=1: the read path the device does not take
+        // by default (storage buffers on CPU drivers, texel buffers on GPUs).
+        vk::ContextOptions options;
+        if (const char* e = std::getenv("MOE_TEST_OTHER_READ_PATH"); e && std::string(e) == "1")
+            options.texelReads = !vk::Context().texelReads();
+        ctx = std::make_unique<vk::Context>(options);
         qInfo("device: %s (%s), subgroup %u, max storage range %llu, validation %s, reads through %s",
               ctx->info().name.c_str(), ctx->info().type.c_str(), ctx->subgroupSize(),
               (unsigned long long)ctx->maxStorageRange(), ctx->validationEnabled() ? "on" : "off",
