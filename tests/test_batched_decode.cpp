@@ -37,11 +37,14 @@ const std::vector<std::string> kPrompts{"The licensee shall", "import numpy as n
                                         "Hello", "The server returned an error when the request"};
 const std::vector<int> kReplyTokens{20, 14, 24, 9};
 
-// Each conversation's reply on a ChatSession of its own (one at a time).
+// Each conversation's reply alone: one at a time, each on a fresh sequence
+// of a session made for as many as repliesTogether runs at once (as a
+// server's slots are), so that alone and together take the same kernels.
 std::vector<ChatReply> repliesAlone(RunnableModel& model) {
+    Session group(model.model(), 0, 256, uint32_t(kPrompts.size()));
     std::vector<ChatReply> out;
     for (size_t i = 0; i < kPrompts.size(); ++i) {
-        ChatSession chat(model);
+        ChatSession chat(model, std::make_unique<Session>(group));
         out.push_back(chat.reply({{"user", kPrompts[i]}}, greedy(kReplyTokens[i])));
     }
     return out;

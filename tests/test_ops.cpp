@@ -350,34 +350,42 @@ private slots:
     }
 
     // Batched decode: a step of n tokens gives each token exactly (bit for
-    // bit) what a step of that token alone gives, for every matvec form
-    // (plain with bias and accumulate, gated, the folded norm), so a
-    // sequence's replies do not depend on the sequences beside it.
-    void matvecTokensMatchOneTokenBitwise_data() {
+    // bit) what a step of that token alone gives, for both kernels a decode
+    // step may take (chosen for a whole step by ops::KernelScope) and every
+    // form: plain with bias and accumulate, gated, and the matvec's folded
+    // norm; so a sequence's replies do not depend on the sequences beside it.
+    void decodeKernelsMatchOneTokenBitwise_data() {
         QTest::addColumn<int>("dtype");
+        QTest::addColumn<bool>("tiled");
         QTest::addColumn<bool>("gated");
         QTest::addColumn<bool>("folded");
         QTest::addColumn<int>("cols");
         const char* names[] = {"f32", "f16", "bf16"};
         const DType dtypes[] = {DType::F32, DType::F16, DType::BF16};
         for (int d = 0; d < 3; ++d)
-            for (int g = 0; g < 2; ++g)
+            for (int g = 0; g < 2; ++g) {
                 for (int f = 0; f < 2; ++f)
-                    QTest::addRow("%s%s%s", names[d], g ? " gated" : "", f ? " folded norm" : "")
-                        << int(dtypes[d]) << bool(g) << bool(f) << (d == 1 ? 261 : 256);
-        QTest::newRow("q4_k folded norm") << int(DType::Q4_K) << false << true << 512;
+                    QTest::addRow("matvec %s%s%s", names[d], g ? " gated" : "", f ? " folded norm" : "")
+                        << int(dtypes[d]) << false << bool(g) << bool(f) << (d == 1 ? 261 : 256);
+                // The tiled kernel folds no norm.
+                QTest::addRow("tiled %s%s", names[d], g ? " gated" : "") << int(dtypes[d]) << true << bool(g) << false
+                                                                        << (d == 1 ? 261 : 256);
+            }
+        QTest::newRow("matvec q4_k folded norm") << int(DType::Q4_K) << false << false << true << 512;
+        QTest::newRow("tiled q4_k") << int(DType::Q4_K) << true << false << false << 512;
+        QTest::newRow("tiled q5_0 gated") << int(DType::Q5_0) << true << true << false << 96;
     }
 
-    void matvecTokensMatchOneTokenBitwise() {
+    void decodeKernelsMatchOneTokenBitwise() {
         QFETCH(int, dtype);
+        QFETCH(bool, tiled);
         QFETCH(bool, gated);
         QFETCH(bool, folded);
         QFETCH(int, cols);
         const DType dt = DType(dtype);
-        // Rows not a multiple of any rows-per-workgroup. The gated projection
-        // takes the matvec up to 4 tokens (beyond, the tiled kernel); the
-        // plain one is asked for the matvec, so 6 tokens are 4 + 2 per workgroup.
-        const int rows = 75, most = gated ? 4 : 6;
+        // Rows not a multiple of any rows-per-workgroup; up to 6 tokens: the
+        // matvec takes 4 + 2 per workgroup, the tiled kernel's tile more than the step.
+        const int rows = 75, most = 6;
         auto wg = makeWeights(rng, dt, size_t(rows) * cols);
         auto wu = makeWeights(rng, dt, size_t(rows) * cols);
         auto x = randomFloats(rng, size_t(most) * cols, 3.0f);
@@ -390,6 +398,8 @@ private slots:
         auto N = deviceFloats(*ctx, normWeights);
         auto B = deviceFloats(*ctx, bias);
         const ops::InputNorm norm{&N, 1e-5f};
+        const ops::KernelScope kernel(tiled ? ops::MatmulKernel::Tiled : ops::MatmulKernel::Vector);
+        QCOMPARE(ops::chooseKernel(1), tiled ? ops::MatmulKernel::Tiled : ops::MatmulKernel::Vector);
         // Tokens first .. first + n - 1 of x in one step.
         auto step = [&](uint32_t first, uint32_t n) {
             auto O = deviceFloats(*ctx, std::vector<float>(out0.begin() + long(first) * rows, out0.begin() + long(first + n) * rows));
@@ -398,8 +408,7 @@ private slots:
                 if (gated)
                     ops::matmulGated(*ctx, rec, G, U, in, out, n, {.norm = folded ? &norm : nullptr});
                 else
-                    ops::matmul(*ctx, rec, G, in, out, n,
-                                {.bias = &B, .accumulate = true, .kernel = ops::MatmulKernel::Vector, .norm = folded ? &norm : nullptr});
+                    ops::matmul(*ctx, rec, G, in, out, n, {.bias = &B, .accumulate = true, .norm = folded ? &norm : nullptr});
             });
             return readFloats(O, size_t(n) * rows);
         };
@@ -414,6 +423,13 @@ private slots:
                 QVERIFY2(std::memcmp(&together[i], &alone[i], sizeof(float)) == 0,
                          qPrintable(QString("%1 tokens: token %2 row %3: %4 together, %5 alone")
                                         .arg(n).arg(i / rows).arg(i % rows).arg(double(together[i]), 0, 'g', 9).arg(double(alone[i]), 0, 'g', 9)));
+        }
+        // And each against the CPU on the dequantized weights.
+        if (!gated && !folded) {
+            std::vector<float> ref = out0;
+            ref::matmul(wg.values.data(), rows, cols, x, {0, uint32_t(cols)}, ref, {0, uint32_t(rows)}, most, bias.data(), true);
+            const double e = nmse(alone, ref);
+            QVERIFY2(e < limitFor(dt), qPrintable(QString("NMSE %1").arg(e)));
         }
     }
 

@@ -45,6 +45,21 @@ uint32_t matvecTokens(uint32_t nTokens, bool quantized) {
 // depends on the device type (measurements: docs/PERFORMANCE.md).
 // MOE_MATMUL_TOKENS / MOE_MATMUL_QUADS override them.
 uint32_t matmulTokens(const vk::Context& ctx) { return envCount("MOE_MATMUL_TOKENS", ctx.info().type == "cpu" ? 4u : 16u); }
+// A tile never holds more tokens than the step has: each token's sums are
+// formed the same way whatever the tile, so a step of one token (a decode
+// under the tiled kernel) does not compute three more for nothing.
+uint32_t tiledTokens(uint32_t tileTokens, uint32_t nTokens) { return std::max(1u, std::min(tileTokens, nTokens)); }
+
+// The kernel of batched decode steps, and of one sequence's decode steps
+// beside them: on CPU drivers the tiled kernel, which shares each weight
+// load across the step's tokens best; on GPUs the matvec, whose subgroups
+// spread every row (MOE_BATCH_DECODE_KERNEL=matvec|tiled overrides it).
+ops::MatmulKernel batchDecodeKernel(const vk::Context& ctx) {
+    const char* e = std::getenv("MOE_BATCH_DECODE_KERNEL");
+    if (e && std::string(e) == "matvec") return ops::MatmulKernel::Vector;
+    if (e && std::string(e) == "tiled") return ops::MatmulKernel::Tiled;
+    return ctx.info().type == "cpu" ? ops::MatmulKernel::Tiled : ops::MatmulKernel::Vector;
+}
 uint32_t matmulQuads(const vk::Context& ctx) { return envCount("MOE_MATMUL_QUADS", ctx.info().type == "cpu" ? 3u : 1u); }
 
 // The same for the gated matmul, which holds two sets of accumulators
@@ -80,6 +95,13 @@ uint32_t matvecGroups(vk::Context& ctx, uint32_t rows, uint32_t tokens) {
 
 namespace ops {
 
+namespace {
+thread_local MatmulKernel scopedKernel = MatmulKernel::Auto;
+} // namespace
+
+KernelScope::KernelScope(MatmulKernel kernel) : saved_(scopedKernel) { scopedKernel = kernel; }
+KernelScope::~KernelScope() { scopedKernel = saved_; }
+
 MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested) {
     if (requested != MatmulKernel::Auto) return requested;
     static const MatmulKernel forced = [] {
@@ -89,6 +111,7 @@ MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested) {
         return MatmulKernel::Auto;
     }();
     if (forced != MatmulKernel::Auto) return forced;
+    if (scopedKernel != MatmulKernel::Auto) return scopedKernel;
     // The matvec reads each weight once per token; tiling pays off beyond a few tokens.
     return nTokens <= 4 ? MatmulKernel::Vector : MatmulKernel::Tiled;
 }

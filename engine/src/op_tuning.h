@@ -1,6 +1,7 @@
 #pragma once
 // Tile sizes and kernel choices of the ops, per device type; each can be
 // overridden by an environment variable for tuning experiments (op_tuning.cpp).
+#include "moe/ops.h"
 #include "moe/vk.h"
 
 #include <cstdint>
@@ -14,6 +15,10 @@ uint32_t matvecRows(const vk::Context& ctx, uint32_t tokens = 1);
 // Tokens per matvec workgroup for a step of nTokens (batched decode).
 uint32_t matvecTokens(uint32_t nTokens, bool quantized);
 uint32_t matmulTokens(const vk::Context& ctx);
+// Tokens of a tiled-kernel tile for a step of nTokens: at most the step's.
+uint32_t tiledTokens(uint32_t tileTokens, uint32_t nTokens);
+// The kernel sessions that batch their decode steps record them with.
+ops::MatmulKernel batchDecodeKernel(const vk::Context& ctx);
 uint32_t matmulQuads(const vk::Context& ctx);
 uint32_t matmulGatedTokens();
 uint32_t matmulGatedQuads();

@@ -113,7 +113,8 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
     // The matvec reads the norm weights (binding 5) the way it reads x.
     const WeightShader shader =
         weightShader(ctx, vector ? WeightFamily::matvec : WeightFamily::matmul, w.dtype, 1u, vector ? 1u << 1 | 1u << 5 : 1u << 1, &x, &normBuf);
-    const uint32_t tokens = vector ? matvecTokens(nTokens, isQuantized(w.dtype)) : matmulTokens(ctx), quads = matmulQuads(ctx);
+    const uint32_t tokens = vector ? matvecTokens(nTokens, isQuantized(w.dtype)) : tiledTokens(matmulTokens(ctx), nTokens),
+                   quads = matmulQuads(ctx);
     const vk::Pipeline& pipe = vector ? ctx.pipeline(shader.id, 6, sizeof(MatmulPush), matvecSpecs(ctx, norm, tokens), shader.texels)
                                       : ctx.pipeline(shader.id, 5, sizeof(MatmulPush), {tokens, quads}, shader.texels);
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
@@ -144,7 +145,8 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
     // The gated matvec reads the norm weights (binding 6) the way it reads x.
     const WeightShader shader = weightShader(ctx, vector ? WeightFamily::matvec_gated : WeightFamily::matmul_gated, gate.dtype, 1u | 1u << 4,
                                              vector ? 1u << 1 | 1u << 6 : 1u << 1, &x, &normBuf);
-    const uint32_t tokens = vector ? matvecTokens(nTokens, isQuantized(gate.dtype)) : matmulGatedTokens(), quads = matmulGatedQuads();
+    const uint32_t tokens = vector ? matvecTokens(nTokens, isQuantized(gate.dtype)) : tiledTokens(matmulGatedTokens(), nTokens),
+                   quads = matmulGatedQuads();
     const vk::Pipeline& pipe = vector ? ctx.pipeline(shader.id, 7, sizeof(MatmulPush), matvecSpecs(ctx, norm, tokens), shader.texels)
                                       : ctx.pipeline(shader.id, 6, sizeof(MatmulPush), {tokens, quads}, shader.texels);
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();

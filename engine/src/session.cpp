@@ -12,6 +12,7 @@
 #include <exception>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace moe {
@@ -290,6 +291,11 @@ void Session::Shared::run(const std::vector<StepJob*>& jobs) {
     const uint32_t n = batched ? uint32_t(jobs.size()) : uint32_t(jobs[0]->tokens.size());
     const bool wantAll = batched || jobs[0]->allLogits;
     oneSequence_ = !batched;
+    // Where sequences step together, every decode-sized step (one sequence's
+    // token, or one each of several) takes the same kernel, so that a reply
+    // does not depend on its company (ops::KernelScope).
+    std::optional<ops::KernelScope> sameKernel;
+    if (maxSequences_ > 1 && (batched || n == 1)) sameKernel.emplace(tuning::batchDecodeKernel(ctx_));
     vk::Recorder* rec = nullptr;
     if (model_.cache_) {
         runPagedStep(n, wantAll);

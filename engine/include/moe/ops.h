@@ -41,8 +41,24 @@ struct InputNorm {
 };
 
 enum class MatmulKernel { Auto, Vector, Tiled };
-// Which kernel Auto picks: MOE_MATMUL=vector|tiled overrides the token-count rule.
+// Which kernel Auto picks: MOE_MATMUL=vector|tiled overrides the token-count
+// rule, and so does a KernelScope alive on the calling thread.
 MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested = MatmulKernel::Auto);
+// While alive, Auto takes `kernel` on this thread (Auto: the usual rule).
+// Sessions that batch their decode steps record every decode step, of one
+// sequence or several, under one, so that a sequence's results do not
+// depend on how many others step with it: each kernel forms every (row,
+// token) sum the same way for any token count (tested bitwise).
+class KernelScope {
+public:
+    explicit KernelScope(MatmulKernel kernel);
+    ~KernelScope();
+    KernelScope(const KernelScope&) = delete;
+    KernelScope& operator=(const KernelScope&) = delete;
+
+private:
+    MatmulKernel saved_;
+};
 // Whether matmul() of nTokens tokens (Auto kernel) takes an InputNorm: the
 // matvec folds it, the tiled kernel does not. MOE_FOLD_NORM=0 turns folding off.
 bool foldsInputNorm(uint32_t nTokens);
