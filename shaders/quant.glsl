@@ -10,7 +10,8 @@
 // (unsigned bytes); Q4_0's and Q4_1's as ggml has them (16 bytes a block);
 // Q5_0's and Q5_1's as whole 5-bit codes, 64 of them (a pair of blocks) in
 // 3 texels: weights 4k .. 4k + 3 of the pair are bits 5(k % 6) .. 5(k % 6) + 4
-// of the 4 words of texel k / 6. Q4_K and Q5_K blocks stay as ggml has them
+// of the 4 words of texel k / 6; Q5_0's d in the spare top bytes of the third
+// texel (q5Scales), so it has no scale plane. Q4_K and Q5_K blocks stay as ggml has them
 // (144 and 176 bytes, texel-aligned); Q6_K's quants (192 bytes a block) come
 // first, then the 16 scale bytes of every block, then the float16 d of every
 // block. Rows are padded to whole texels.
@@ -137,6 +138,15 @@ const vec4 LO_FIELD_SCALES = vec4(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 1677721
 const vec4 BYTE_SCALES = vec4(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0);
 const vec4 HI_NIBBLE_SCALES = vec4(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 1048576.0, 1.0);
 
+#if defined(W_Q5_0)
+// Q5_0's two float16 d of a pair of blocks: the top bytes of the 4 words of
+// its third texel (whose fields 4 and 5 hold no codes), so that they come
+// with the codes rather than from a scale plane.
+vec2 q5Scales(uvec4 t) {
+    return unpackHalf2x16((t.x >> 24) | ((t.y >> 16) & 0xff00u) | ((t.z >> 8) & 0xff0000u) | (t.w & 0xff000000u));
+}
+#endif
+
 // Multiplies a lane step's inputs (qdot64's xs) by the powers of two that
 // undo the in-place codes' bit offsets.
 void qprescale(inout vec4 xs[16]) {
@@ -189,14 +199,12 @@ float qdot64(bool up, uint rw, uint K, uint c, vec4 xs[16], vec4 xg) {
         sb += dot(loNibblesAt(b[k]), xs[8u + k]) + dot(hiNibblesAt(b[k]), xs[12u + k]);
     }
 #endif
-#if defined(W_Q4_0) || defined(W_Q5_0)
-    const uint d = qword(up, tail + c); // both blocks' float16 scales
 #if defined(W_Q4_0)
-    const float off = 8.0;
-#else
-    const float off = 16.0;
-#endif
-    return half16(d, 0u) * (sa - off * xa) + half16(d, 1u) * (sb - off * xb);
+    const uint d = qword(up, tail + c); // both blocks' float16 scales
+    return half16(d, 0u) * (sa - 8.0 * xa) + half16(d, 1u) * (sb - 8.0 * xb);
+#elif defined(W_Q5_0)
+    const vec2 d = q5Scales(q5[2]);
+    return d.x * (sa - 16.0 * xa) + d.y * (sb - 16.0 * xb);
 #else
     // Per block 4 bytes: d and m; this pair's 8 bytes share a texel.
     const uvec4 t = qvec4(up, (tail + 2u * c) & ~3u);
@@ -284,15 +292,14 @@ void qload8(bool up, uint rw, uint K, uint col, out vec4 lo, out vec4 hi) {
     lo = o < 16u ? lo4x4(q.x) : hi4x4(q.x);
     hi = o < 16u ? lo4x4(q.y) : hi4x4(q.y);
 #endif
-#if defined(W_Q4_0) || defined(W_Q5_0)
 #if defined(W_Q4_0)
-    const float off = 8.0;
-#else
-    const float off = 16.0;
-#endif
     const float d = half16(qword(up, tail + j / 2u), j & 1u);
-    lo = d * (lo - off);
-    hi = d * (hi - off);
+    lo = d * (lo - 8.0);
+    hi = d * (hi - 8.0);
+#elif defined(W_Q5_0)
+    const float d = q5Scales(qvec4(up, rw + 12u * (col / 64u) + 8u))[j & 1u];
+    lo = d * (lo - 16.0);
+    hi = d * (hi - 16.0);
 #else
     const uint dm = qword(up, tail + j);
     lo = half16(dm, 0u) * lo + half16(dm, 1u);

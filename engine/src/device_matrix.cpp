@@ -25,11 +25,13 @@ void requireWeightDType(DType t) {
 // shader lane reads whole 16-byte texels of a row and finds each weight's
 // code where a mask alone extracts it: for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1
 // the quants of every block first, then a plane of per-block scales (Q8_0,
-// Q4_0, Q5_0: d; Q4_1, Q5_1: d, m), the row padded with zero blocks to a
+// Q4_0: d; Q4_1, Q5_1: d, m), the row padded with zero blocks to a
 // whole pair. Q8_0's quants are stored plus 128 (unsigned); Q4_0's and
 // Q4_1's as ggml has them; Q5_0's and Q5_1's as 5-bit codes (nibble and
 // fifth bit together), 64 (a pair of blocks) in 3 texels: weights 4k .. 4k + 3
-// of the pair at bits 5(k % 6) of the 4 words of texel k / 6. Q6_K's quants
+// of the pair at bits 5(k % 6) of the 4 words of texel k / 6; Q5_0's two d
+// in the top bytes of the third texel's words (fields 4 and 5 of that texel
+// hold no codes), so Q5_0 has no scale plane. Q6_K's quants
 // (ql and qh, 192 bytes a block), then every block's 16 scales, then every
 // block's d. Q4_K and Q5_K as ggml stores them. Rows are padded to whole
 // texels.
@@ -49,7 +51,7 @@ LegacyLayout legacyLayout(DType t) {
     case DType::Q8_0: return {34, 32, 2};
     case DType::Q4_0: return {18, 16, 2};
     case DType::Q4_1: return {20, 16, 4};
-    case DType::Q5_0: return {22, 24, 2};
+    case DType::Q5_0: return {22, 24, 0}; // d among the codes
     default: return {24, 24, 4}; // Q5_1
     }
 }
@@ -122,6 +124,11 @@ void packDeviceRow(DType t, const std::byte* src, uint32_t cols, std::byte* dst)
                     storeWord(word, loadWord(word) | uint32_t(codes[4 * g + c]) << (5 * (k % 6)));
                 }
             }
+            if (t == DType::Q5_0) // d's low byte, then its high byte, in words 8 + 2h and 9 + 2h
+                for (uint32_t i = 0; i < 2; ++i) {
+                    std::byte* word = pair + 4 * (8 + 2 * (b % 2) + i);
+                    storeWord(word, loadWord(word) | uint32_t(std::to_integer<uint8_t>(in[i])) << 24);
+                }
             continue;
         }
         std::byte* quants = dst + size_t(b) * l.quantBytes;
