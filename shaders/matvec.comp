@@ -198,6 +198,7 @@ void main() {
 #endif
                 }
                 const vec4 xg = qsums16(xs);
+                qprescale(xs); // after the sums, which want the inputs as they are
                 for (uint r = 0; r < ROWS; ++r) {
                     acc[r * TOKENS + ti] += qdot64(false, wbase[r], p.K, c, xs, xg);
 #ifdef GATED

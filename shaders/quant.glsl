@@ -5,12 +5,23 @@
 //
 // The host lays each row out (DeviceMatrix, device_matrix.cpp) so that a
 // lane reads whole 16-byte texels: the legacy types' quants of all blocks
-// first (32 or 16 bytes a block), then their per-block scales (and Q5_0's
-// and Q5_1's high bits) in a second plane; the row padded to whole pairs of
-// blocks (Kc weights). Q4_K and Q5_K blocks stay as ggml has them (144 and
-// 176 bytes, texel-aligned); Q6_K's quants (192 bytes a block) come first,
-// then the 16 scale bytes of every block, then the float16 d of every block.
-// Rows are padded to whole texels.
+// first, then their per-block scales in a second plane; the row padded to
+// whole pairs of blocks (Kc weights). Q8_0's quants are stored plus 128
+// (unsigned bytes); Q4_0's and Q4_1's as ggml has them (16 bytes a block);
+// Q5_0's and Q5_1's as whole 5-bit codes, 64 of them (a pair of blocks) in
+// 3 texels: weights 4k .. 4k + 3 of the pair are bits 5(k % 6) .. 5(k % 6) + 4
+// of the 4 words of texel k / 6; Q5_0's d in the spare top bytes of the third
+// texel (q5Scales), so it has no scale plane. Q4_K and Q5_K blocks stay as ggml has them
+// (144 and 176 bytes, texel-aligned); Q6_K's quants (192 bytes a block) come
+// first, then the 16 scale bytes of every block, then the float16 d of every
+// block. Rows are padded to whole texels.
+//
+// qdot64 decodes codes where they lie: a code masked in its word converts to
+// code * 2^s for its bit offset s, and the inputs are multiplied by 2^-s once
+// per lane step for all rows instead (qprescale; exact, powers of two). A
+// weight then costs a mask, a conversion and a multiply-add, without the
+// shift (and, for 5 and 6 bits, the merge of two bit fields) of a decode to
+// the code's own value.
 
 // Word i of the weights, and the texel-aligned four words from i (`up`: the
 // GATED up projection wu, else w).
@@ -70,6 +81,8 @@ vec4 byteBits(uint h, uint s) { return vec4((uvec4(h) >> (uvec4(0u, 8u, 16u, 24u
 // scale plane starts).
 #if defined(W_Q8_0)
 uint qplaneWords(uint Kc) { return Kc / 4u; }
+#elif defined(W_Q5_0) || defined(W_Q5_1)
+uint qplaneWords(uint Kc) { return Kc / 64u * 12u; }
 #else
 uint qplaneWords(uint Kc) { return Kc / 8u; }
 #endif
@@ -109,6 +122,49 @@ vec4 nib5(uint q, uint shift, uint qh) {
     return vec4(((uvec4(q) >> (uvec4(0u, 8u, 16u, 24u) + shift)) & 0xfu) | (((uvec4(qh) >> uvec4(0u, 1u, 2u, 3u)) & 1u) << 4));
 }
 
+// In-place decodes (see the top of this file), each field worth code * 2^s:
+// the 4 bytes of w, their 6 low bits, their low and their high nibbles. A
+// field that a mask would leave in the sign bit is shifted down instead
+// (worth code * 1).
+vec4 bytesAt(uint w) { return vec4(ivec4(w & 0xffu, w & 0xff00u, w & 0xff0000u, w >> 24)); }
+vec4 codes6At(uint w) { return vec4(ivec4(uvec4(w) & uvec4(0x3fu, 0x3f00u, 0x3f0000u, 0x3f000000u))); }
+vec4 loNibblesAt(uint w) { return vec4(ivec4(uvec4(w) & uvec4(0xfu, 0xf00u, 0xf0000u, 0xf000000u))); }
+vec4 hiNibblesAt(uint w) { return vec4(ivec4(w & 0xf0u, w & 0xf000u, w & 0xf00000u, w >> 28)); }
+// The field `mask` (below the sign bit) of each of the 4 words.
+vec4 fieldsAt(uvec4 t, uint mask) { return vec4(ivec4(t & uvec4(mask))); }
+// What the inputs of those fields are multiplied by: fields at bits 0, 8,
+// 16, 24 (codes6At, loNibblesAt); bytesAt; hiNibblesAt.
+const vec4 LO_FIELD_SCALES = vec4(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0 / 16777216.0);
+const vec4 BYTE_SCALES = vec4(1.0, 1.0 / 256.0, 1.0 / 65536.0, 1.0);
+const vec4 HI_NIBBLE_SCALES = vec4(1.0 / 16.0, 1.0 / 4096.0, 1.0 / 1048576.0, 1.0);
+
+#if defined(W_Q5_0)
+// Q5_0's two float16 d of a pair of blocks: the top bytes of the 4 words of
+// its third texel (whose fields 4 and 5 hold no codes), so that they come
+// with the codes rather than from a scale plane.
+vec2 q5Scales(uvec4 t) {
+    return unpackHalf2x16((t.x >> 24) | ((t.y >> 16) & 0xff00u) | ((t.z >> 8) & 0xff0000u) | (t.w & 0xff000000u));
+}
+#endif
+
+// Multiplies a lane step's inputs (qdot64's xs) by the powers of two that
+// undo the in-place codes' bit offsets.
+void qprescale(inout vec4 xs[16]) {
+#if defined(W_Q8_0)
+    for (uint i = 0u; i < 16u; ++i) xs[i] *= BYTE_SCALES;
+#elif defined(W_Q6_K)
+    for (uint i = 0u; i < 16u; ++i) xs[i] *= LO_FIELD_SCALES;
+#elif defined(W_Q4_0) || defined(W_Q4_1)
+    // Per block: 16 low nibbles, then 16 high.
+    for (uint i = 0u; i < 16u; ++i) xs[i] *= (i & 4u) == 0u ? LO_FIELD_SCALES : HI_NIBBLE_SCALES;
+#elif defined(W_Q4_K) || defined(W_Q5_K)
+    // Per 64: 32 low nibbles, then 32 high.
+    for (uint i = 0u; i < 16u; ++i) xs[i] *= i < 8u ? LO_FIELD_SCALES : HI_NIBBLE_SCALES;
+#elif defined(W_Q5_0) || defined(W_Q5_1)
+    for (uint i = 0u; i < 16u; ++i) xs[i] *= uintBitsToFloat((127u - 5u * (i % 6u)) << 23);
+#endif
+}
+
 // Σ weight·x over weights 64c .. 64c + 63 of the row at word rw: xs[0..7]
 // hold the first 32 inputs, xs[8..15] the next 32 (zeros past K); xg = qsums16(xs).
 float qdot64(bool up, uint rw, uint K, uint c, vec4 xs[16], vec4 xg) {
@@ -117,43 +173,43 @@ float qdot64(bool up, uint rw, uint K, uint c, vec4 xs[16], vec4 xg) {
 #if defined(W_Q8_0)
     const uvec4 a0 = qvec4(up, rw + 16u * c), a1 = qvec4(up, rw + 16u * c + 4u);
     const uvec4 b0 = qvec4(up, rw + 16u * c + 8u), b1 = qvec4(up, rw + 16u * c + 12u);
-    sa = dot(i8x4(a0.x), xs[0]) + dot(i8x4(a0.y), xs[1]) + dot(i8x4(a0.z), xs[2]) + dot(i8x4(a0.w), xs[3]) +
-         dot(i8x4(a1.x), xs[4]) + dot(i8x4(a1.y), xs[5]) + dot(i8x4(a1.z), xs[6]) + dot(i8x4(a1.w), xs[7]);
-    sb = dot(i8x4(b0.x), xs[8]) + dot(i8x4(b0.y), xs[9]) + dot(i8x4(b0.z), xs[10]) + dot(i8x4(b0.w), xs[11]) +
-         dot(i8x4(b1.x), xs[12]) + dot(i8x4(b1.y), xs[13]) + dot(i8x4(b1.z), xs[14]) + dot(i8x4(b1.w), xs[15]);
+    for (uint k = 0u; k < 4u; ++k) {
+        sa += dot(bytesAt(a0[k]), xs[k]) + dot(bytesAt(a1[k]), xs[4u + k]);
+        sb += dot(bytesAt(b0[k]), xs[8u + k]) + dot(bytesAt(b1[k]), xs[12u + k]);
+    }
     const uint d = qword(up, rw + qplaneWords(paddedK(K)) + c);
-    return half16(d, 0u) * sa + half16(d, 1u) * sb;
+    return half16(d, 0u) * (sa - 128.0 * xa) + half16(d, 1u) * (sb - 128.0 * xb);
 #elif defined(W_Q4_0) || defined(W_Q4_1) || defined(W_Q5_0) || defined(W_Q5_1)
-    // A block's 16 bytes: byte j holds weight j (low nibble) and j + 16 (high).
+    // Q4_0, Q4_1: a block's 16 bytes: byte j holds weight j (low nibble) and j + 16 (high).
+#if defined(W_Q4_0) || defined(W_Q4_1)
     const uvec4 a = qvec4(up, rw + 8u * c), b = qvec4(up, rw + 8u * c + 4u);
+#endif
     const uint tail = rw + qplaneWords(paddedK(K));
 #if defined(W_Q5_0) || defined(W_Q5_1)
-    // Per block 8 bytes: qh (weight k's fifth bit is bit k), then d (Q5_0) or d and m.
-    const uvec4 t = qvec4(up, tail + 4u * c);
-    const uint qha = t.x, qhb = t.z;
-    for (uint k = 0u; k < 4u; ++k) {
-        sa += dot(nib5(a[k], 0u, qha >> (4u * k)), xs[k]) + dot(nib5(a[k], 4u, qha >> (16u + 4u * k)), xs[4u + k]);
-        sb += dot(nib5(b[k], 0u, qhb >> (4u * k)), xs[8u + k]) + dot(nib5(b[k], 4u, qhb >> (16u + 4u * k)), xs[12u + k]);
+    // The pair's 64 codes in 3 texels; group k (xs[k]) at bits 5(k % 6) of texel k / 6.
+    uvec4 q5[3];
+    for (uint t = 0u; t < 3u; ++t) q5[t] = qvec4(up, rw + 12u * c + 4u * t);
+    for (uint k = 0u; k < 8u; ++k) {
+        sa += dot(fieldsAt(q5[k / 6u], 0x1fu << (5u * (k % 6u))), xs[k]);
+        sb += dot(fieldsAt(q5[(k + 8u) / 6u], 0x1fu << (5u * ((k + 8u) % 6u))), xs[8u + k]);
     }
-#if defined(W_Q5_0)
-    return half16(t.y, 0u) * (sa - 16.0 * xa) + half16(t.w, 0u) * (sb - 16.0 * xb);
 #else
-    return half16(t.y, 0u) * sa + half16(t.y, 1u) * xa + half16(t.w, 0u) * sb + half16(t.w, 1u) * xb;
+    for (uint k = 0u; k < 4u; ++k) {
+        sa += dot(loNibblesAt(a[k]), xs[k]) + dot(hiNibblesAt(a[k]), xs[4u + k]);
+        sb += dot(loNibblesAt(b[k]), xs[8u + k]) + dot(hiNibblesAt(b[k]), xs[12u + k]);
+    }
 #endif
-#else
-    for (uint k = 0u; k < 4u; ++k) {
-        sa += dot(lo4x4(a[k]), xs[k]) + dot(hi4x4(a[k]), xs[4u + k]);
-        sb += dot(lo4x4(b[k]), xs[8u + k]) + dot(hi4x4(b[k]), xs[12u + k]);
-    }
 #if defined(W_Q4_0)
     const uint d = qword(up, tail + c); // both blocks' float16 scales
     return half16(d, 0u) * (sa - 8.0 * xa) + half16(d, 1u) * (sb - 8.0 * xb);
+#elif defined(W_Q5_0)
+    const vec2 d = q5Scales(q5[2]);
+    return d.x * (sa - 16.0 * xa) + d.y * (sb - 16.0 * xb);
 #else
     // Per block 4 bytes: d and m; this pair's 8 bytes share a texel.
     const uvec4 t = qvec4(up, (tail + 2u * c) & ~3u);
     const uint da = (c & 1u) == 0u ? t.x : t.z, db = (c & 1u) == 0u ? t.y : t.w;
     return half16(da, 0u) * sa + half16(da, 1u) * xa + half16(db, 0u) * sb + half16(db, 1u) * xb;
-#endif
 #endif
 #elif defined(W_Q4_K) || defined(W_Q5_K)
     // Weights 64cc .. 64cc + 63 of block bk: sub-block 2cc from the low
@@ -165,16 +221,18 @@ float qdot64(bool up, uint rw, uint K, uint c, vec4 xs[16], vec4 xg) {
 #if defined(W_Q5_K)
     // The fifth bit of weight l of sub-block s is bit s of qh[l].
     const uvec4 h0 = qvec4(up, base + 4u), h1 = qvec4(up, base + 8u);
+    // (The fifth bits decode to 0 or 16 and undo the inputs' scales.)
+    const vec4 loBit = 16.0 / LO_FIELD_SCALES, hiBit = 16.0 / HI_NIBBLE_SCALES;
     for (uint k = 0u; k < 4u; ++k) {
-        sa += dot(lo4x4(q0[k]), xs[k]) + dot(lo4x4(q1[k]), xs[4u + k]) +
-              16.0 * (dot(byteBits(h0[k], 2u * cc), xs[k]) + dot(byteBits(h1[k], 2u * cc), xs[4u + k]));
-        sb += dot(hi4x4(q0[k]), xs[8u + k]) + dot(hi4x4(q1[k]), xs[12u + k]) +
-              16.0 * (dot(byteBits(h0[k], 2u * cc + 1u), xs[8u + k]) + dot(byteBits(h1[k], 2u * cc + 1u), xs[12u + k]));
+        sa += dot(loNibblesAt(q0[k]) + loBit * byteBits(h0[k], 2u * cc), xs[k]) +
+              dot(loNibblesAt(q1[k]) + loBit * byteBits(h1[k], 2u * cc), xs[4u + k]);
+        sb += dot(hiNibblesAt(q0[k]) + hiBit * byteBits(h0[k], 2u * cc + 1u), xs[8u + k]) +
+              dot(hiNibblesAt(q1[k]) + hiBit * byteBits(h1[k], 2u * cc + 1u), xs[12u + k]);
     }
 #else
     for (uint k = 0u; k < 4u; ++k) {
-        sa += dot(lo4x4(q0[k]), xs[k]) + dot(lo4x4(q1[k]), xs[4u + k]);
-        sb += dot(hi4x4(q0[k]), xs[8u + k]) + dot(hi4x4(q1[k]), xs[12u + k]);
+        sa += dot(loNibblesAt(q0[k]), xs[k]) + dot(loNibblesAt(q1[k]), xs[4u + k]);
+        sb += dot(hiNibblesAt(q0[k]), xs[8u + k]) + dot(hiNibblesAt(q1[k]), xs[12u + k]);
     }
 #endif
     const float d = half16(h.x, 0u), dmin = half16(h.x, 1u);
@@ -189,16 +247,18 @@ float qdot64(bool up, uint rw, uint K, uint c, vec4 xs[16], vec4 xg) {
     const uvec4 l0 = qvec4(up, base + 16u * n), l1 = qvec4(up, base + 16u * n + 4u);
     const uvec4 l2 = qvec4(up, base + 16u * n + 8u), l3 = qvec4(up, base + 16u * n + 12u);
     const uvec4 g0 = qvec4(up, base + 32u + 8u * n), g1 = qvec4(up, base + 36u + 8u * n);
-    // qh shifts of parts 2u and 2u + 1, and the ql nibble (low for u = 0, high for 1)
-    const uint sA = 4u * u, sB = 4u * u + 2u, ns = 4u * u;
+    // Each word's 4 codes are put together in its bytes with whole-word
+    // operations (the nibble, and the part's two qh bits above it), then
+    // decoded in place.
+    const uint ns = 4u * u;
     float s[4]; // per 16 weights: Σ (value + 32) x
     for (uint gi = 0u; gi < 4u; ++gi) s[gi] = 0.0;
     for (uint k = 0u; k < 4u; ++k) {
-        // Part 2u: ql bytes l0, l1 (weights 0..31); part 2u + 1: l2, l3.
-        s[0] += dot(vec4(((uvec4(l0[k]) >> (uvec4(0u, 8u, 16u, 24u) + ns)) & 0xfu) | (((uvec4(g0[k]) >> (uvec4(0u, 8u, 16u, 24u) + sA)) & 3u) << 4)), xs[k]);
-        s[1] += dot(vec4(((uvec4(l1[k]) >> (uvec4(0u, 8u, 16u, 24u) + ns)) & 0xfu) | (((uvec4(g1[k]) >> (uvec4(0u, 8u, 16u, 24u) + sA)) & 3u) << 4)), xs[4u + k]);
-        s[2] += dot(vec4(((uvec4(l2[k]) >> (uvec4(0u, 8u, 16u, 24u) + ns)) & 0xfu) | (((uvec4(g0[k]) >> (uvec4(0u, 8u, 16u, 24u) + sB)) & 3u) << 4)), xs[8u + k]);
-        s[3] += dot(vec4(((uvec4(l3[k]) >> (uvec4(0u, 8u, 16u, 24u) + ns)) & 0xfu) | (((uvec4(g1[k]) >> (uvec4(0u, 8u, 16u, 24u) + sB)) & 3u) << 4)), xs[12u + k]);
+        const uint h0 = g0[k] >> ns, h1 = g1[k] >> ns;
+        s[0] += dot(codes6At(((l0[k] >> ns) & 0x0f0f0f0fu) | ((h0 << 4) & 0x30303030u)), xs[k]);
+        s[1] += dot(codes6At(((l1[k] >> ns) & 0x0f0f0f0fu) | ((h1 << 4) & 0x30303030u)), xs[4u + k]);
+        s[2] += dot(codes6At(((l2[k] >> ns) & 0x0f0f0f0fu) | ((h0 << 2) & 0x30303030u)), xs[8u + k]);
+        s[3] += dot(codes6At(((l3[k] >> ns) & 0x0f0f0f0fu) | ((h1 << 2) & 0x30303030u)), xs[12u + k]);
     }
     // The 4 scales of these parts: bytes 8n + 4u .. 8n + 4u + 3 of the block's 16.
     const uint sw = qword(up, rw + 48u * nb + 4u * bk + 2u * n + u);
@@ -216,34 +276,34 @@ void qload8(bool up, uint rw, uint K, uint col, out vec4 lo, out vec4 hi) {
     const uint j = col / 32u, o = col % 32u;
     const uvec2 q = qword2(up, rw + 8u * j + o / 4u);
     const float d = half16(qword(up, rw + qplaneWords(paddedK(K)) + j / 2u), j & 1u);
-    lo = d * i8x4(q.x);
-    hi = d * i8x4(q.y);
+    lo = d * i8x4(q.x ^ 0x80808080u); // stored plus 128
+    hi = d * i8x4(q.y ^ 0x80808080u);
 #elif defined(W_Q4_0) || defined(W_Q4_1) || defined(W_Q5_0) || defined(W_Q5_1)
     const uint j = col / 32u, o = col % 32u;
     const uint tail = rw + qplaneWords(paddedK(K));
+#if defined(W_Q5_0) || defined(W_Q5_1)
+    // Groups k and k + 1 (k even) of the pair's 16: one texel, bits 5(k % 6) and 5(k % 6) + 5.
+    const uint k = (col % 64u) / 4u, shift = 5u * (k % 6u);
+    const uvec4 t = qvec4(up, rw + 12u * (col / 64u) + 4u * (k / 6u));
+    lo = vec4((t >> shift) & 0x1fu);
+    hi = vec4((t >> (shift + 5u)) & 0x1fu);
+#else
     const uvec2 q = qword2(up, rw + 4u * j + (o & 15u) / 4u);
     lo = o < 16u ? lo4x4(q.x) : hi4x4(q.x);
     hi = o < 16u ? lo4x4(q.y) : hi4x4(q.y);
+#endif
 #if defined(W_Q4_0)
     const float d = half16(qword(up, tail + j / 2u), j & 1u);
     lo = d * (lo - 8.0);
     hi = d * (hi - 8.0);
-#elif defined(W_Q4_1)
+#elif defined(W_Q5_0)
+    const float d = q5Scales(qvec4(up, rw + 12u * (col / 64u) + 8u))[j & 1u];
+    lo = d * (lo - 16.0);
+    hi = d * (hi - 16.0);
+#else
     const uint dm = qword(up, tail + j);
     lo = half16(dm, 0u) * lo + half16(dm, 1u);
     hi = half16(dm, 0u) * hi + half16(dm, 1u);
-#else
-    const uvec2 t = qword2(up, tail + 2u * j); // qh, then d (and m)
-    const uint qh = t.x >> o;
-    lo += 16.0 * bits4(qh);
-    hi += 16.0 * bits4(qh >> 4);
-#if defined(W_Q5_0)
-    lo = half16(t.y, 0u) * (lo - 16.0);
-    hi = half16(t.y, 0u) * (hi - 16.0);
-#else
-    lo = half16(t.y, 0u) * lo + half16(t.y, 1u);
-    hi = half16(t.y, 0u) * hi + half16(t.y, 1u);
-#endif
 #endif
 #elif defined(W_Q4_K) || defined(W_Q5_K)
     // Each 64 weights: sub-block 2c from the low nibbles of 32 bytes, 2c + 1 from their high nibbles.

@@ -22,21 +22,28 @@ void requireWeightDType(DType t) {
 }
 
 // The device layout of block types (shaders/quant.glsl), chosen so that a
-// shader lane reads whole 16-byte texels of a row: for Q8_0, Q4_0, Q4_1,
-// Q5_0 and Q5_1 the quants of every block first (32 or 16 bytes each), then
-// a plane of per-block scales (Q8_0, Q4_0: d; Q4_1: d, m; Q5_0: qh, d and 2
-// zero bytes; Q5_1: qh, d, m), the row padded with zero blocks to a whole
-// pair; Q6_K's quants (ql and qh, 192 bytes a block), then every block's 16
-// scales, then every block's d; Q4_K and Q5_K as ggml stores them. Rows are
-// padded to whole texels.
+// shader lane reads whole 16-byte texels of a row and finds each weight's
+// code where a mask alone extracts it: for Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1
+// the quants of every block first, then a plane of per-block scales (Q8_0,
+// Q4_0: d; Q4_1, Q5_1: d, m), the row padded with zero blocks to a
+// whole pair. Q8_0's quants are stored plus 128 (unsigned); Q4_0's and
+// Q4_1's as ggml has them; Q5_0's and Q5_1's as 5-bit codes (nibble and
+// fifth bit together), 64 (a pair of blocks) in 3 texels: weights 4k .. 4k + 3
+// of the pair at bits 5(k % 6) of the 4 words of texel k / 6; Q5_0's two d
+// in the top bytes of the third texel's words (fields 4 and 5 of that texel
+// hold no codes), so Q5_0 has no scale plane. Q6_K's quants
+// (ql and qh, 192 bytes a block), then every block's 16 scales, then every
+// block's d. Q4_K and Q5_K as ggml stores them. Rows are padded to whole
+// texels.
 bool legacyBlocks(DType t) {
     return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q5_0 || t == DType::Q5_1;
 }
 bool repackedOnDevice(DType t) { return legacyBlocks(t) || t == DType::Q6_K; }
+bool fiveBitCodes(DType t) { return t == DType::Q5_0 || t == DType::Q5_1; }
 
 struct LegacyLayout {
     size_t blockBytes; // ggml's block
-    size_t quantBytes; // the block's quants (the last bytes of its block)
+    size_t quantBytes; // the block's quants on the device
     size_t tailBytes;  // its entry in the scale plane
 };
 LegacyLayout legacyLayout(DType t) {
@@ -44,8 +51,8 @@ LegacyLayout legacyLayout(DType t) {
     case DType::Q8_0: return {34, 32, 2};
     case DType::Q4_0: return {18, 16, 2};
     case DType::Q4_1: return {20, 16, 4};
-    case DType::Q5_0: return {22, 16, 8};
-    default: return {24, 16, 8}; // Q5_1
+    case DType::Q5_0: return {22, 24, 0}; // d among the codes
+    default: return {24, 24, 4}; // Q5_1
     }
 }
 
@@ -63,6 +70,26 @@ uint64_t deviceRowBytes(DType t, uint32_t colsPadded) {
     }
     if (t == DType::Q6_K) return (uint64_t(colsPadded / 256) * 210 + 15) / 16 * 16;
     return moe::rowBytes(t, colsPadded);
+}
+
+void storeWord(std::byte* dst, uint32_t w) { std::memcpy(dst, &w, 4); }
+uint32_t loadWord(const std::byte* src) {
+    uint32_t w;
+    std::memcpy(&w, src, 4);
+    return w;
+}
+
+// The 32 five-bit codes of a Q5_0 (qh at byte 2) or Q5_1 (qh at byte 4)
+// block: weight j's low nibble is byte j (j < 16) or the high nibble of byte
+// j - 16 of the quants, its fifth bit bit j of qh.
+void fiveBitCodesOf(DType t, const std::byte* block, uint8_t codes[32]) {
+    const size_t qhAt = t == DType::Q5_0 ? 2 : 4;
+    const uint32_t qh = loadWord(block + qhAt);
+    const std::byte* qs = block + qhAt + 4;
+    for (uint32_t j = 0; j < 32; ++j) {
+        const auto byte = std::to_integer<uint32_t>(qs[j % 16]);
+        codes[j] = uint8_t(((j < 16 ? byte : byte >> 4) & 0xf) | (((qh >> j) & 1) << 4));
+    }
 }
 
 // One row of `cols` weights from ggml's layout into the device layout
@@ -83,20 +110,31 @@ void packDeviceRow(DType t, const std::byte* src, uint32_t cols, std::byte* dst)
     std::byte* tail = dst + size_t(padded) * l.quantBytes;
     for (uint32_t b = 0; b < blocks; ++b) {
         const std::byte* in = src + size_t(b) * l.blockBytes;
-        std::memcpy(dst + size_t(b) * l.quantBytes, in + (l.blockBytes - l.quantBytes), l.quantBytes);
         std::byte* entry = tail + size_t(b) * l.tailBytes;
-        switch (t) {
-        case DType::Q5_0: // qh, then d
-            std::memcpy(entry, in + 2, 4);
-            std::memcpy(entry + 4, in, 2);
-            break;
-        case DType::Q5_1: // qh, then d and m
-            std::memcpy(entry, in + 4, 4);
-            std::memcpy(entry + 4, in, 4);
-            break;
-        default: // d (and m)
-            std::memcpy(entry, in, l.tailBytes);
+        std::memcpy(entry, in, l.tailBytes); // d (and m)
+        if (fiveBitCodes(t)) {
+            // Block b is half h of pair b / 2: its groups k = 8h .. 8h + 7 of the pair's 16.
+            uint8_t codes[32];
+            fiveBitCodesOf(t, in, codes);
+            std::byte* pair = dst + size_t(b / 2) * 2 * l.quantBytes;
+            for (uint32_t g = 0; g < 8; ++g) {
+                const uint32_t k = 8 * (b % 2) + g;
+                for (uint32_t c = 0; c < 4; ++c) {
+                    std::byte* word = pair + 16 * (k / 6) + 4 * c;
+                    storeWord(word, loadWord(word) | uint32_t(codes[4 * g + c]) << (5 * (k % 6)));
+                }
+            }
+            if (t == DType::Q5_0) // d's low byte, then its high byte, in words 8 + 2h and 9 + 2h
+                for (uint32_t i = 0; i < 2; ++i) {
+                    std::byte* word = pair + 4 * (8 + 2 * (b % 2) + i);
+                    storeWord(word, loadWord(word) | uint32_t(std::to_integer<uint8_t>(in[i])) << 24);
+                }
+            continue;
         }
+        std::byte* quants = dst + size_t(b) * l.quantBytes;
+        std::memcpy(quants, in + (l.blockBytes - l.quantBytes), l.quantBytes);
+        if (t == DType::Q8_0) // signed bytes plus 128
+            for (size_t i = 0; i < l.quantBytes; ++i) quants[i] ^= std::byte{0x80};
     }
 }
 
