@@ -51,14 +51,16 @@ uint32_t matmulTokens(const vk::Context& ctx) { return envCount("MOE_MATMUL_TOKE
 uint32_t tiledTokens(uint32_t tileTokens, uint32_t nTokens) { return std::max(1u, std::min(tileTokens, nTokens)); }
 
 // The kernel of batched decode steps, and of one sequence's decode steps
-// beside them: on CPU drivers the tiled kernel, which shares each weight
-// load across the step's tokens best; on GPUs the matvec, whose subgroups
-// spread every row (MOE_BATCH_DECODE_KERNEL=matvec|tiled overrides it).
-ops::MatmulKernel batchDecodeKernel(const vk::Context& ctx) {
+// beside them: for 16/32-bit weights on CPU drivers the tiled kernel, which
+// shares each weight load across the step's tokens best; for quantized
+// weights (dequantized per token either way) and on GPUs, whose subgroups
+// spread every row, the matvec (MOE_BATCH_DECODE_KERNEL=matvec|tiled
+// overrides it).
+ops::MatmulKernel batchDecodeKernel(const vk::Context& ctx, bool quantizedWeights) {
     const char* e = std::getenv("MOE_BATCH_DECODE_KERNEL");
     if (e && std::string(e) == "matvec") return ops::MatmulKernel::Vector;
     if (e && std::string(e) == "tiled") return ops::MatmulKernel::Tiled;
-    return ctx.info().type == "cpu" ? ops::MatmulKernel::Tiled : ops::MatmulKernel::Vector;
+    return ctx.info().type == "cpu" && !quantizedWeights ? ops::MatmulKernel::Tiled : ops::MatmulKernel::Vector;
 }
 uint32_t matmulQuads(const vk::Context& ctx) { return envCount("MOE_MATMUL_QUADS", ctx.info().type == "cpu" ? 3u : 1u); }
 

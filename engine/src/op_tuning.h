@@ -18,7 +18,7 @@ uint32_t matmulTokens(const vk::Context& ctx);
 // Tokens of a tiled-kernel tile for a step of nTokens: at most the step's.
 uint32_t tiledTokens(uint32_t tileTokens, uint32_t nTokens);
 // The kernel sessions that batch their decode steps record them with.
-ops::MatmulKernel batchDecodeKernel(const vk::Context& ctx);
+ops::MatmulKernel batchDecodeKernel(const vk::Context& ctx, bool quantizedWeights);
 uint32_t matmulQuads(const vk::Context& ctx);
 uint32_t matmulGatedTokens();
 uint32_t matmulGatedQuads();

@@ -295,7 +295,10 @@ void Session::Shared::run(const std::vector<StepJob*>& jobs) {
     // token, or one each of several) takes the same kernel, so that a reply
     // does not depend on its company (ops::KernelScope).
     std::optional<ops::KernelScope> sameKernel;
-    if (maxSequences_ > 1 && (batched || n == 1)) sameKernel.emplace(tuning::batchDecodeKernel(ctx_));
+    if (maxSequences_ > 1 && (batched || n == 1)) {
+        const LayerWeights& first = model_.layers_.front();
+        sameKernel.emplace(tuning::batchDecodeKernel(ctx_, isQuantized(first.qkv.rows ? first.qkv.dtype : first.q.dtype)));
+    }
     vk::Recorder* rec = nullptr;
     if (model_.cache_) {
         runPagedStep(n, wantAll);
