@@ -7,12 +7,18 @@
 // (Barriers and shared-memory gathers are what CPU drivers such as lavapipe
 // run slowest; GPUs serve the repeated x reads from cache.)
 // GATED: out = act(Wg·x) * (Wu·x) (SwiGLU, or GeGLU with FLAG_GELU), both products from one x load.
+// NORM_INPUT: x is the un-normalised residual and the RMSNorm before the
+// projection is folded in, as in matvec.comp: x times the norm weights as it
+// is read, each token's sum of squares from the same reads, and the sums
+// scaled by 1/rms at the end (the projection is linear in x).
 #extension GL_GOOGLE_include_directive : require
 #include "common.glsl"
 
-layout(local_size_x = 64) in;
+layout(local_size_x_id = 3) in; // invocations per workgroup (matmulGroupSize)
 layout(constant_id = 0) const uint TOKENS = 4u;  // tokens per invocation
 layout(constant_id = 1) const uint QUADS = 3u;   // groups of 4 rows per invocation
+layout(constant_id = 2) const bool NORM_INPUT = false;
+layout(constant_id = 3) const uint GROUP_SIZE = 64u;
 const uint R = 4u * QUADS;                        // rows per invocation
 
 layout(push_constant) uniform Push {
@@ -20,18 +26,22 @@ layout(push_constant) uniform Push {
     uint x_offset; uint x_stride; uint out_offset; uint out_stride;
     uint row_base; uint flags;
     uint route_expert; uint route_list; uint route_weight; uint route_slots;
+    float eps; // NORM_INPUT
 } p;
 
 DECLARE_WEIGHTS(0, w)
 DECLARE_INPUT(1, x)
 layout(binding = 2) buffer Out { float outv[]; };
 layout(binding = 3) readonly buffer Bias { float bias[]; };
-// Bindings as in matvec.comp: the up projection of GATED at 4, the route after it.
+// Bindings as in matvec.comp: the up projection of GATED at 4, the route
+// after it, the norm weights after that.
 #ifdef GATED
 DECLARE_WEIGHTS(4, wu)
 layout(binding = 5) readonly buffer Route { uint route[]; };
+DECLARE_INPUT(6, normw)
 #else
 layout(binding = 4) readonly buffer Route { uint route[]; };
+DECLARE_INPUT(5, normw)
 #endif
 #ifdef W_QUANT
 #include "quant.glsl"
@@ -58,6 +68,8 @@ void main() {
     // acc[t * QUADS + q] holds token t's partial sums for rows 4q..4q+3.
     vec4 acc[TOKENS * QUADS];
     for (uint i = 0; i < TOKENS * QUADS; ++i) acc[i] = vec4(0.0);
+    float sumsq[TOKENS];
+    for (uint t = 0; t < TOKENS; ++t) sumsq[t] = 0.0;
 #ifdef GATED
     vec4 accu[TOKENS * QUADS];
     for (uint i = 0; i < TOKENS * QUADS; ++i) accu[i] = vec4(0.0);
@@ -71,9 +83,19 @@ void main() {
         vec4 ua[R], ub[R];
         for (uint i = 0; i < R; ++i) LOAD8R(wu, wr[i], p.K, k, ua[i], ub[i])
 #endif
+        vec4 n0 = vec4(1.0), n1 = vec4(1.0);
+        if (NORM_INPUT) {
+            n0 = LOADX4(normw, k);
+            n1 = LOADX4(normw, k + 4u);
+        }
         for (uint t = 0; t < TOKENS; ++t) {
             const uint xi = xb[t] + k;
-            const vec4 x0 = LOADX4(x, xi), x1 = LOADX4(x, xi + 4u);
+            vec4 x0 = LOADX4(x, xi), x1 = LOADX4(x, xi + 4u);
+            if (NORM_INPUT) {
+                sumsq[t] += dot(x0, x0) + dot(x1, x1);
+                x0 *= n0;
+                x1 *= n1;
+            }
             for (uint q = 0; q < QUADS; ++q) {
                 const uint i = 4u * q;
                 acc[t * QUADS + q] += vec4(dot(wa[i], x0) + dot(wb[i], x1), dot(wa[i + 1u], x0) + dot(wb[i + 1u], x1),
@@ -85,7 +107,8 @@ void main() {
             }
         }
     }
-    for (uint k = kFull; k < p.K; ++k)
+    for (uint k = kFull; k < p.K; ++k) {
+        const float nk = NORM_INPUT ? LOADX(normw, k) : 1.0;
         for (uint q = 0; q < QUADS; ++q) {
             const uint i = 4u * q;
             const vec4 wk = vec4(LOAD1R(w, wr[i], p.K, k), LOAD1R(w, wr[i + 1u], p.K, k), LOAD1R(w, wr[i + 2u], p.K, k), LOAD1R(w, wr[i + 3u], p.K, k));
@@ -93,18 +116,23 @@ void main() {
             const vec4 uk = vec4(LOAD1R(wu, wr[i], p.K, k), LOAD1R(wu, wr[i + 1u], p.K, k), LOAD1R(wu, wr[i + 2u], p.K, k), LOAD1R(wu, wr[i + 3u], p.K, k));
 #endif
             for (uint t = 0; t < TOKENS; ++t) {
-                const float xk = LOADX(x, xb[t] + k);
+                const float xr = LOADX(x, xb[t] + k);
+                // The sum of squares from the first quad's read of each x only.
+                if (NORM_INPUT && q == 0u) sumsq[t] += xr * xr;
+                const float xk = xr * nk;
                 acc[t * QUADS + q] += wk * xk;
 #ifdef GATED
                 accu[t * QUADS + q] += uk * xk;
 #endif
             }
         }
+    }
 
     const bool hasBias = (p.flags & FLAG_BIAS) != 0u;
     for (uint t = 0; t < TOKENS; ++t) {
         if (t0 + t >= n) break;
         uint orow = t0 + t;
+        const float invRms = NORM_INPUT ? inversesqrt(sumsq[t] / float(p.K) + p.eps) : 1.0;
         float scale = 1.0;
         if (scatter) {
             orow = route[p.route_list + orow];
@@ -114,10 +142,10 @@ void main() {
             if (r0 + i >= p.rows) break;
             const uint o = p.out_offset + orow * p.out_stride + p.row_base + r0 + i;
 #ifdef GATED
-            const float g = acc[t * QUADS + i / 4u][i % 4u];
-            float v = gateAct(g, p.flags) * accu[t * QUADS + i / 4u][i % 4u];
+            const float g = acc[t * QUADS + i / 4u][i % 4u] * invRms;
+            float v = gateAct(g, p.flags) * (accu[t * QUADS + i / 4u][i % 4u] * invRms);
 #else
-            float v = acc[t * QUADS + i / 4u][i % 4u];
+            float v = acc[t * QUADS + i / 4u][i % 4u] * invRms;
 #endif
             if (hasBias) v += bias[p.row_base + r0 + i];
             v *= scale;

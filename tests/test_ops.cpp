@@ -270,29 +270,47 @@ private slots:
         QVERIFY2(e < limitFor(dt), qPrintable(QString("NMSE %1").arg(e)));
     }
 
-    // The RMSNorm folded into the matvec (decode's input norms): x is the raw
-    // residual; the reference normalises it in double, then projects.
-    void matvecFoldedNorm_data() {
+    // The RMSNorm folded into the projection after it, by the matvec and by
+    // the tiled kernel: x is the raw residual; the reference normalises it in
+    // double, then projects.
+    void foldedInputNorm_data() {
+        QTest::addColumn<int>("kernel");
         QTest::addColumn<int>("dtype");
         QTest::addColumn<bool>("gated");
         QTest::addColumn<int>("rows");
         QTest::addColumn<int>("cols");
         QTest::addColumn<int>("tokens");
         QTest::addColumn<bool>("aligned");
-        QTest::newRow("bf16 300x896 t1 aligned") << int(DType::BF16) << false << 300 << 896 << 1 << true;
-        QTest::newRow("f16 37x19 t3") << int(DType::F16) << false << 37 << 19 << 3 << false;
-        QTest::newRow("f32 129x257 t4") << int(DType::F32) << false << 129 << 257 << 4 << false;
-        QTest::newRow("bf16 gated 688x256 t1 aligned") << int(DType::BF16) << true << 688 << 256 << 1 << true;
-        QTest::newRow("f16 gated 33x43 t2") << int(DType::F16) << true << 33 << 43 << 2 << false;
-        QTest::newRow("f32 gated 70x9 t4 aligned") << int(DType::F32) << true << 70 << 9 << 4 << true;
+        struct Row {
+            std::string name;
+            DType dtype;
+            bool gated;
+            int rows, cols, tokens;
+            bool aligned;
+        };
+        std::vector<Row> rows = {
+            {"bf16 300x896 t1 aligned", DType::BF16, false, 300, 896, 1, true},
+            {"f16 37x19 t3", DType::F16, false, 37, 19, 3, false},
+            {"f32 129x257 t4", DType::F32, false, 129, 257, 4, false},
+            {"bf16 gated 688x256 t1 aligned", DType::BF16, true, 688, 256, 1, true},
+            {"f16 gated 33x43 t2", DType::F16, true, 33, 43, 2, false},
+            {"f32 gated 70x9 t4 aligned", DType::F32, true, 70, 9, 4, true},
+            {"bf16 130x261 t7", DType::BF16, false, 130, 261, 7, false},
+            {"f16 gated 45x128 t9 aligned", DType::F16, true, 45, 128, 9, true},
+        };
         for (DType dt : kQuantTypes) {
             const int cols = 3 * int(blockOf(dt));
-            QTest::addRow("%s 37x%d t2", dtypeName(dt), cols) << int(dt) << false << 37 << cols << 2 << false;
-            QTest::addRow("%s gated 70x%d t1 aligned", dtypeName(dt), cols) << int(dt) << true << 70 << cols << 1 << true;
+            rows.push_back({std::string(dtypeName(dt)) + " 37x" + std::to_string(cols) + " t2", dt, false, 37, cols, 2, false});
+            rows.push_back({std::string(dtypeName(dt)) + " gated 70x" + std::to_string(cols) + " t5 aligned", dt, true, 70, cols, 5, true});
         }
+        for (const Row& r : rows)
+            for (const auto kernel : {ops::MatmulKernel::Vector, ops::MatmulKernel::Tiled})
+                QTest::addRow("%s %s", kernel == ops::MatmulKernel::Vector ? "matvec" : "tiled", r.name.c_str())
+                    << int(kernel) << int(r.dtype) << r.gated << r.rows << r.cols << r.tokens << r.aligned;
     }
 
-    void matvecFoldedNorm() {
+    void foldedInputNorm() {
+        QFETCH(int, kernel);
         QFETCH(int, dtype);
         QFETCH(bool, gated);
         QFETCH(int, rows);
@@ -329,31 +347,24 @@ private slots:
         auto O = deviceFloats(*ctx, out0);
         const ops::InputNorm norm{&N, eps};
         const ops::Act in{&X, xOff, xStride}, out{&O, 0, uint32_t(rows)};
+        // The gated matmul takes its kernel from the token count, or from a scope.
+        const ops::KernelScope scope{ops::MatmulKernel(kernel)};
+        QCOMPARE(ops::chooseKernel(uint32_t(tokens)), ops::MatmulKernel(kernel));
         run([&](vk::Recorder& rec) {
             if (gated)
                 ops::matmulGated(*ctx, rec, G, U, in, out, uint32_t(tokens), {.norm = &norm});
             else
-                ops::matmul(*ctx, rec, G, in, out, uint32_t(tokens), {.bias = &B, .accumulate = true, .kernel = ops::MatmulKernel::Vector, .norm = &norm});
+                ops::matmul(*ctx, rec, G, in, out, uint32_t(tokens), {.bias = &B, .accumulate = true, .norm = &norm});
         });
         const double e = nmse(readFloats(O, ref.size()), ref);
         QVERIFY2(e < limitFor(dt), qPrintable(QString("NMSE %1").arg(e)));
-        // The tiled kernel does not fold norms: asking it to is a programming error, not a wrong result.
-        bool refused = false;
-        try {
-            run([&](vk::Recorder& rec) {
-                ops::matmul(*ctx, rec, G, in, out, uint32_t(tokens), {.kernel = ops::MatmulKernel::Tiled, .norm = &norm});
-            });
-        } catch (const Error&) {
-            refused = true;
-        }
-        QVERIFY(refused);
     }
 
     // Batched decode: a step of n tokens gives each token exactly (bit for
     // bit) what a step of that token alone gives, for both kernels a decode
     // step may take (chosen for a whole step by ops::KernelScope) and every
-    // form: plain with bias and accumulate, gated, and the matvec's folded
-    // norm; so a sequence's replies do not depend on the sequences beside it.
+    // form: plain with bias and accumulate, gated, and with the folded norm;
+    // so a sequence's replies do not depend on the sequences beside it.
     void decodeKernelsMatchOneTokenBitwise_data() {
         QTest::addColumn<int>("dtype");
         QTest::addColumn<bool>("tiled");
@@ -363,16 +374,14 @@ private slots:
         const char* names[] = {"f32", "f16", "bf16"};
         const DType dtypes[] = {DType::F32, DType::F16, DType::BF16};
         for (int d = 0; d < 3; ++d)
-            for (int g = 0; g < 2; ++g) {
-                for (int f = 0; f < 2; ++f)
-                    QTest::addRow("matvec %s%s%s", names[d], g ? " gated" : "", f ? " folded norm" : "")
-                        << int(dtypes[d]) << false << bool(g) << bool(f) << (d == 1 ? 261 : 256);
-                // The tiled kernel folds no norm.
-                QTest::addRow("tiled %s%s", names[d], g ? " gated" : "") << int(dtypes[d]) << true << bool(g) << false
-                                                                        << (d == 1 ? 261 : 256);
-            }
+            for (int tiled = 0; tiled < 2; ++tiled)
+                for (int g = 0; g < 2; ++g)
+                    for (int f = 0; f < 2; ++f)
+                        QTest::addRow("%s %s%s%s", tiled ? "tiled" : "matvec", names[d], g ? " gated" : "", f ? " folded norm" : "")
+                            << int(dtypes[d]) << bool(tiled) << bool(g) << bool(f) << (d == 1 ? 261 : 256);
         QTest::newRow("matvec q4_k folded norm") << int(DType::Q4_K) << false << false << true << 512;
         QTest::newRow("tiled q4_k") << int(DType::Q4_K) << true << false << false << 512;
+        QTest::newRow("tiled q8_0 gated folded norm") << int(DType::Q8_0) << true << true << true << 96;
         QTest::newRow("tiled q5_0 gated") << int(DType::Q5_0) << true << true << false << 96;
     }
 

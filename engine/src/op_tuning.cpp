@@ -69,6 +69,12 @@ uint32_t matmulQuads(const vk::Context& ctx) { return envCount("MOE_MATMUL_QUADS
 uint32_t matmulGatedTokens() { return envCount("MOE_MATMUL_GATED_TOKENS", 16u); }
 uint32_t matmulGatedQuads() { return envCount("MOE_MATMUL_GATED_QUADS", 1u); }
 
+// Invocations per workgroup of the tiled kernels. CPU drivers run a
+// workgroup on one thread, and a decode step has a single tile of tokens, so
+// a matrix of a few hundred rows needs small workgroups to reach every core
+// (MOE_MATMUL_GROUP overrides it).
+uint32_t matmulGroupSize(const vk::Context& ctx) { return envCount("MOE_MATMUL_GROUP", ctx.info().type == "cpu" ? 8u : 64u); }
+
 // Queries per attention subgroup in prefill (MOE_ATTENTION_QUERIES overrides it).
 uint32_t attentionQueries() { return envCount("MOE_ATTENTION_QUERIES", 4u); }
 
@@ -118,12 +124,12 @@ MatmulKernel chooseKernel(uint32_t nTokens, MatmulKernel requested) {
     return nTokens <= 4 ? MatmulKernel::Vector : MatmulKernel::Tiled;
 }
 
-bool foldsInputNorm(uint32_t nTokens) {
+bool foldsInputNorm() {
     static const bool enabled = [] {
         const char* e = std::getenv("MOE_FOLD_NORM");
         return !(e && std::string(e) == "0");
     }();
-    return enabled && chooseKernel(nTokens) == MatmulKernel::Vector;
+    return enabled;
 }
 
 } // namespace ops

@@ -22,6 +22,8 @@ ops::MatmulKernel batchDecodeKernel(const vk::Context& ctx, bool quantizedWeight
 uint32_t matmulQuads(const vk::Context& ctx);
 uint32_t matmulGatedTokens();
 uint32_t matmulGatedQuads();
+// Invocations per workgroup of the tiled kernels.
+uint32_t matmulGroupSize(const vk::Context& ctx);
 uint32_t attentionQueries();
 uint32_t matvecSplitK(const vk::Context& ctx);
 std::vector<uint32_t> matvecSpecs(vk::Context& ctx, bool normInput, uint32_t tokens = 1);

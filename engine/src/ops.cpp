@@ -87,13 +87,14 @@ void setRoute(MatmulPush& p, const ops::ExpertSlot* e) {
 namespace ops {
 
 namespace {
-// Workgroups of matmul.comp over a chunk's rows: 64 invocations of 4 * quads rows each.
-uint32_t tiledRowGroups(uint32_t rows, uint32_t quads) { return ((rows + 4 * quads - 1) / (4 * quads) + 63) / 64; }
+// Workgroups of matmul.comp over a chunk's rows: `group` invocations of 4 * quads rows each.
+uint32_t tiledRowGroups(uint32_t rows, uint32_t quads, uint32_t group) {
+    return ((rows + 4 * quads - 1) / (4 * quads) + group - 1) / group;
+}
 
-// The norm weights a matvec binds: the folded norm's, or a placeholder.
-const vk::Buffer& normWeights(vk::Context& ctx, const ops::InputNorm* norm, uint32_t cols, bool vector) {
+// The norm weights a matvec or tiled matmul binds: the folded norm's, or a placeholder.
+const vk::Buffer& normWeights(vk::Context& ctx, const ops::InputNorm* norm, uint32_t cols) {
     if (!norm) return ctx.placeholderBuffer();
-    if (!vector) throw Error("internal: only the matvec folds an input norm");
     if (norm->weight->size() < uint64_t(cols) * sizeof(float))
         throw Error("internal: input-norm weights shorter than the projection's columns");
     return *norm->weight;
@@ -109,14 +110,14 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
     const InputNorm* norm = options.norm;
     const MatmulKernel kernel = chooseKernel(nTokens, options.kernel);
     const bool vector = kernel == MatmulKernel::Vector;
-    const vk::Buffer& normBuf = normWeights(ctx, norm, w.cols, vector);
-    // The matvec reads the norm weights (binding 5) the way it reads x.
+    const vk::Buffer& normBuf = normWeights(ctx, norm, w.cols);
+    // Both kernels read the norm weights (binding 5) the way they read x.
     const WeightShader shader =
-        weightShader(ctx, vector ? WeightFamily::matvec : WeightFamily::matmul, w.dtype, 1u, vector ? 1u << 1 | 1u << 5 : 1u << 1, &x, &normBuf);
+        weightShader(ctx, vector ? WeightFamily::matvec : WeightFamily::matmul, w.dtype, 1u, 1u << 1 | 1u << 5, &x, &normBuf);
     const uint32_t tokens = vector ? matvecTokens(nTokens, isQuantized(w.dtype)) : tiledTokens(matmulTokens(ctx), nTokens),
-                   quads = matmulQuads(ctx);
+                   quads = matmulQuads(ctx), group = matmulGroupSize(ctx);
     const vk::Pipeline& pipe = vector ? ctx.pipeline(shader.id, 6, sizeof(MatmulPush), matvecSpecs(ctx, norm, tokens), shader.texels)
-                                      : ctx.pipeline(shader.id, 5, sizeof(MatmulPush), {tokens, quads}, shader.texels);
+                                      : ctx.pipeline(shader.id, 6, sizeof(MatmulPush), {tokens, quads, norm ? 1u : 0u, group}, shader.texels);
     const vk::Buffer& biasBuf = bias ? *bias : ctx.placeholderBuffer();
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (const auto& c : w.chunks) {
@@ -128,8 +129,8 @@ void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Ac
             rec.dispatchFlat(pipe, {c.binding(), *x.buffer, *out.buffer, biasBuf, routeBuf, normBuf}, &p, sizeof p,
                              matvecGroups(ctx, c.rowCount, tokens), (nTokens + tokens - 1) / tokens);
         else
-            rec.dispatchFlat(pipe, {c.binding(), *x.buffer, *out.buffer, biasBuf, routeBuf}, &p, sizeof p,
-                             tiledRowGroups(c.rowCount, quads), (nTokens + tokens - 1) / tokens);
+            rec.dispatchFlat(pipe, {c.binding(), *x.buffer, *out.buffer, biasBuf, routeBuf, normBuf}, &p, sizeof p,
+                             tiledRowGroups(c.rowCount, quads, group), (nTokens + tokens - 1) / tokens);
     }
 }
 
@@ -141,14 +142,14 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
         throw Error("internal: gate and up projections differ in shape or dtype");
     if (nTokens == 0) return;
     const bool vector = chooseKernel(nTokens) == MatmulKernel::Vector;
-    const vk::Buffer& normBuf = normWeights(ctx, norm, gate.cols, vector);
-    // The gated matvec reads the norm weights (binding 6) the way it reads x.
+    const vk::Buffer& normBuf = normWeights(ctx, norm, gate.cols);
+    // Both gated kernels read the norm weights (binding 6) the way they read x.
     const WeightShader shader = weightShader(ctx, vector ? WeightFamily::matvec_gated : WeightFamily::matmul_gated, gate.dtype, 1u | 1u << 4,
-                                             vector ? 1u << 1 | 1u << 6 : 1u << 1, &x, &normBuf);
+                                             1u << 1 | 1u << 6, &x, &normBuf);
     const uint32_t tokens = vector ? matvecTokens(nTokens, isQuantized(gate.dtype)) : tiledTokens(matmulGatedTokens(), nTokens),
-                   quads = matmulGatedQuads();
+                   quads = matmulGatedQuads(), group = matmulGroupSize(ctx);
     const vk::Pipeline& pipe = vector ? ctx.pipeline(shader.id, 7, sizeof(MatmulPush), matvecSpecs(ctx, norm, tokens), shader.texels)
-                                      : ctx.pipeline(shader.id, 6, sizeof(MatmulPush), {tokens, quads}, shader.texels);
+                                      : ctx.pipeline(shader.id, 7, sizeof(MatmulPush), {tokens, quads, norm ? 1u : 0u, group}, shader.texels);
     const vk::Buffer& routeBuf = expert ? *expert->route : ctx.placeholderBuffer();
     for (size_t i = 0; i < gate.chunks.size(); ++i) {
         const auto& c = gate.chunks[i];
@@ -161,8 +162,8 @@ void matmulGated(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& gate, 
                              {c.binding(), *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].binding(), routeBuf, normBuf},
                              &p, sizeof p, matvecGroups(ctx, c.rowCount, tokens), (nTokens + tokens - 1) / tokens);
         else
-            rec.dispatchFlat(pipe, {c.binding(), *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].binding(), routeBuf},
-                             &p, sizeof p, tiledRowGroups(c.rowCount, quads), (nTokens + tokens - 1) / tokens);
+            rec.dispatchFlat(pipe, {c.binding(), *x.buffer, *out.buffer, ctx.placeholderBuffer(), up.chunks[i].binding(), routeBuf, normBuf},
+                             &p, sizeof p, tiledRowGroups(c.rowCount, quads, group), (nTokens + tokens - 1) / tokens);
     }
 }
 
@@ -176,7 +177,7 @@ void stackedExperts(vk::Context& ctx, vk::Recorder& rec, const std::vector<Stack
             e.gate->rows / e.experts != stacks[0].gate->rows / stacks[0].experts)
             throw Error("internal: stacked experts of unequal shapes");
     const uint32_t inter = stacks[0].gate->rows / stacks[0].experts, hidden = stacks[0].down->rows / stacks[0].experts;
-    const vk::Buffer& normBuf = normWeights(ctx, norm, stacks[0].gate->cols, true);
+    const vk::Buffer& normBuf = normWeights(ctx, norm, stacks[0].gate->cols);
     MatmulPush p{};
     p.routeList = kRouteLists + 2 * route.slotCount * route.maxBatch; // chosen-slot masks
     p.routeWeight = kRouteLists + route.slotCount * route.maxBatch;   // weights [token][slot]
@@ -304,7 +305,7 @@ void qkvRope(vk::Context& ctx, vk::Recorder& rec, const AttentionShape& s, const
     const uint32_t qDim = s.nHeads * s.headDim, kvDim = s.nKvHeads * s.headDim;
     if (!qkvRopeFits(ctx, w, nTokens) || w.rows != qDim + 2 * kvDim || s.headDim % 2 || s.rotaryDim() != s.headDim)
         throw Error("internal: qkvRope on a projection it does not fit");
-    const vk::Buffer& normBuf = normWeights(ctx, norm, w.cols, true);
+    const vk::Buffer& normBuf = normWeights(ctx, norm, w.cols);
     const WeightShader shader = weightShader(ctx, WeightFamily::matvec_qkv_rope, w.dtype, 1u, 1u << 1 | 1u << 5, &x, &normBuf);
     const uint32_t tokens = matvecTokens(nTokens, isQuantized(w.dtype));
     const vk::Pipeline& pipe = ctx.pipeline(shader.id, 10, sizeof(MatmulPush), matvecSpecs(ctx, norm, tokens), shader.texels);

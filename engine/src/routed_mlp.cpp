@@ -316,7 +316,7 @@ bool RoutedMlp::runsStacked(const MlpStep& step) const {
     return st && step.nTokens * routing_.topK <= st->params.maxBatch;
 }
 
-bool RoutedMlp::foldsInputNorm(const MlpStep& step) const { return runsStacked(step) && ops::foldsInputNorm(step.nTokens); }
+bool RoutedMlp::foldsInputNorm(const MlpStep& step) const { return runsStacked(step) && ops::foldsInputNorm(); }
 
 void RoutedMlp::record(vk::Context& ctx, vk::Recorder& rec, const MlpStep& step) const {
     recordRouting(ctx, rec, step);

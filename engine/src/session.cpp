@@ -104,9 +104,9 @@ struct Session::Shared {
     // out = norm(x) of `rows` rows of hidden: RMSNorm, or LayerNorm with `bias`.
     void recordNorm(vk::Recorder& rec, const ops::Act& x, const vk::Buffer& weight, const vk::Buffer& bias,
                     const ops::Act& out, uint32_t rows);
-    // Whether a projection of nTokens tokens takes the input norm folded in:
+    // Whether projections take the input norm folded in:
     // RMSNorm only, and never where the MLP reads the attention's norm (parallel residual).
-    bool foldsNorm(uint32_t nTokens) const;
+    bool foldsNorm() const;
     MlpStep mlpStep(size_t layer, uint32_t nTokens);
     float embedScale() const;
     // Before a layer's MLP block: clears mlpOut_ where the block adds into it (Gemma).
@@ -402,9 +402,9 @@ void Session::Shared::recordNorm(vk::Recorder& rec, const ops::Act& x, const vk:
     else ops::rmsnorm(ctx_, rec, x, weight, out, rows, H, c.normEps);
 }
 
-bool Session::Shared::foldsNorm(uint32_t n) const {
+bool Session::Shared::foldsNorm() const {
     const ModelConfig& c = model_.config();
-    return c.normKind == NormKind::Rms && !c.parallelResidual && ops::foldsInputNorm(n);
+    return c.normKind == NormKind::Rms && !c.parallelResidual && ops::foldsInputNorm();
 }
 
 void Session::Shared::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
@@ -412,7 +412,7 @@ void Session::Shared::recordLayer(vk::Recorder& rec, size_t l, uint32_t n) {
     const MlpBlock& mlp = *model_.layers_[l].mlp;
     MlpStep step = mlpStep(l, n);
     const bool captured = std::find(captureLayers_.begin(), captureLayers_.end(), int(l)) != captureLayers_.end();
-    if (mlp.foldsInputNorm(step) && !captured && foldsNorm(n)) {
+    if (mlp.foldsInputNorm(step) && !captured && foldsNorm()) {
         step.input = &x_;
         step.inputNorm = {&model_.layers_[l].mlpNorm, model_.config().normEps};
     } else {
@@ -459,7 +459,7 @@ void Session::Shared::recordAttention(vk::Recorder& rec, size_t l, uint32_t n) {
 
     // The input norm: folded into the QKV matvec, or a pass of its own.
     const ops::InputNorm norm{&L.attnNorm, c.normEps};
-    const bool fold = foldsNorm(n);
+    const bool fold = foldsNorm();
     if (!fold) {
         recordNorm(rec, {&x_, 0, H}, L.attnNorm, L.attnNormBias, {&xn_, 0, H}, n);
         rec.barrier();
@@ -570,7 +570,7 @@ void Session::Shared::recordHead(vk::Recorder& rec, uint32_t n, bool allRows) {
     const uint32_t firstRow = allRows ? 0 : n - 1;
     const ops::InputNorm norm{&model_.finalNorm_, c.normEps};
     const vk::Buffer* headBias = bias(model_.lmHeadBias_);
-    if (c.normKind == NormKind::Rms && ops::foldsInputNorm(rows)) {
+    if (c.normKind == NormKind::Rms && ops::foldsInputNorm()) {
         ops::matmul(ctx_, rec, *model_.lmHead_, {&x_, firstRow * H, H}, {&logits_, 0, V}, rows,
                     {.bias = headBias, .norm = &norm});
     } else {

@@ -87,7 +87,7 @@ public:
     uint64_t deviceBytes() const override;
     uint32_t scratchWidth() const override { return up_.rows; }
     // The gated pass folds an RMSNorm; the ungated one reads normalised input.
-    bool foldsInputNorm(const MlpStep& step) const override { return gated() && ops::foldsInputNorm(step.nTokens); }
+    bool foldsInputNorm(const MlpStep&) const override { return gated() && ops::foldsInputNorm(); }
     bool gated() const { return gate_.rows != 0; }
     const DeviceMatrix& gate() const { return gate_; }
     const DeviceMatrix& up() const { return up_; }

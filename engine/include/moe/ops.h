@@ -59,9 +59,9 @@ public:
 private:
     MatmulKernel saved_;
 };
-// Whether matmul() of nTokens tokens (Auto kernel) takes an InputNorm: the
-// matvec folds it, the tiled kernel does not. MOE_FOLD_NORM=0 turns folding off.
-bool foldsInputNorm(uint32_t nTokens);
+// Whether matmul() and matmulGated() are given InputNorms to fold (both
+// kernels fold them); MOE_FOLD_NORM=0 keeps the norms as passes of their own.
+bool foldsInputNorm();
 
 // What a matmul does besides out = W · x; set by name:
 // matmul(..., {.bias = &b, .accumulate = true}).
@@ -70,7 +70,7 @@ struct MatmulOptions {
     bool accumulate = false;            // out += instead of out =
     MatmulKernel kernel = MatmulKernel::Auto;
     const ExpertSlot* expert = nullptr; // one expert slot's tokens (nTokens = the slot's capacity)
-    const InputNorm* norm = nullptr;    // only where foldsInputNorm(nTokens): x normalised on the way in
+    const InputNorm* norm = nullptr;    // x normalised on the way in (see foldsInputNorm)
 };
 // out[t, r] (+)= W[r, :] · x[t, :] (+ bias[r]) for t < nTokens.
 void matmul(vk::Context& ctx, vk::Recorder& rec, const DeviceMatrix& w, const Act& x, const Act& out,
